@@ -1,0 +1,5 @@
+"""Partner API v1."""
+
+from django.urls import URLPattern, URLResolver
+
+urlpatterns: list[URLPattern | URLResolver] = []

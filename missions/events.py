@@ -1,0 +1,158 @@
+"""Append-only event records: the audit trail, the timelines and the live-update outbox.
+
+Every service calls ``event_record`` inside its transaction. After commit the
+event is pushed to the channel layer groups it concerns; with the in-process
+layer (no Redis) the web process relays new rows from the table instead
+(``missions.live``), so work done in a worker still reaches open pages.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.utils import timezone
+
+from missions.choices import ActorKind
+from missions.models import AuditEvent, Carrier, Mission, Shipment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something: a console user, a carrier (machine) or the system."""
+
+    kind: str
+    label: str
+    user: AbstractBaseUser | None = None
+    carrier_id: int | None = None
+
+    @classmethod
+    def for_user(cls, user: AbstractBaseUser | AnonymousUser) -> Actor:
+        if not user.is_authenticated:
+            raise ValueError("An anonymous user cannot act.")
+        return cls(kind=ActorKind.USER, label=user.get_username(), user=user)
+
+    @classmethod
+    def for_carrier(cls, carrier: Carrier) -> Actor:
+        return cls(kind=ActorKind.CARRIER, label=f"carrier:{carrier.slug}", carrier_id=carrier.pk)
+
+    @classmethod
+    def system(cls, what: str = "system") -> Actor:
+        return cls(kind=ActorKind.SYSTEM, label=what)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def event_record(
+    *,
+    actor: Actor,
+    action: str,
+    subject_type: str,
+    subject_id: int,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    correlation_id: uuid.UUID | str | None = None,
+    shipment: Shipment | None = None,
+    mission: Mission | None = None,
+    carrier: Carrier | None = None,
+    incident_id: int | None = None,
+) -> AuditEvent:
+    """Append one event; must run inside the transaction of the change it records."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("event_record must run inside the transaction of the change it records.")
+    event = AuditEvent(
+        occurred_at=timezone.now(),
+        actor_kind=actor.kind,
+        actor_user=actor.user,
+        actor_label=actor.label[:150],
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        before=_jsonable(before),
+        after=_jsonable(after),
+        data=_jsonable(data or {}),
+        correlation_id=correlation_id,
+        shipment=shipment,
+        mission=mission,
+        carrier=carrier,
+        incident_id=incident_id,
+    )
+    event.save()
+    if not _layer_is_in_process():
+        transaction.on_commit(lambda: event_broadcast(event))
+    return event
+
+
+def event_groups(event: AuditEvent) -> list[str]:
+    """Channel-layer groups an event is delivered to."""
+    groups = ["events.all"]
+    if event.shipment_id:
+        groups.append(f"shipment.{event.shipment_id}")
+    if event.mission_id:
+        groups.append(f"mission.{event.mission_id}")
+    if event.carrier_id:
+        groups.append(f"carrier.{event.carrier_id}")
+    if event.incident_id:
+        groups.append(f"incident.{event.incident_id}")
+    if event.subject_type == "incident" or event.incident_id:
+        groups.append("incidents")
+    return groups
+
+
+def event_message(event: AuditEvent) -> dict[str, Any]:
+    """The JSON shape of an event on the live channels and in replay."""
+    return {
+        "id": event.pk,
+        "occurred_at": event.occurred_at.isoformat(),
+        "actor": event.actor_label,
+        "actor_kind": event.actor_kind,
+        "action": event.action,
+        "subject_type": event.subject_type,
+        "subject_id": event.subject_id,
+        "before": event.before,
+        "after": event.after,
+        "data": event.data,
+        "correlation_id": str(event.correlation_id) if event.correlation_id else None,
+        "shipment_id": event.shipment_id,
+        "mission_id": event.mission_id,
+        "carrier_id": event.carrier_id,
+        "incident_id": event.incident_id,
+    }
+
+
+def event_broadcast(event: AuditEvent) -> None:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "domain.event", "event": event_message(event)}
+    try:
+        for group in event_groups(event):
+            async_to_sync(layer.group_send)(group, message)
+    except Exception:  # a live update must never break the write that caused it
+        log.exception("live broadcast failed", extra={"event_id": event.pk})
+
+
+def _layer_is_in_process() -> bool:
+    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
+    return backend.endswith("InMemoryChannelLayer")

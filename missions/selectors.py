@@ -1,0 +1,114 @@
+"""Read queries for the console, the API and tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db.models import Q, QuerySet
+
+from missions.choices import CarrierStatus, CircuitState
+from missions.models import AuditEvent, Carrier, Mission, Shipment, Tender
+from missions.transitions import MISSION_ACTIVE, TENDER_OPEN
+
+
+@dataclass
+class CarrierFit:
+    """One carrier's eligibility for a shipment: eligible, or the reasons it is not."""
+
+    carrier: Carrier
+    reasons: list[str] = field(default_factory=list)
+    score: float = 0.0
+
+    @property
+    def eligible(self) -> bool:
+        return not self.reasons
+
+
+def carrier_fit(*, carrier: Carrier, shipment: Shipment) -> CarrierFit:
+    """Why ``carrier`` can or cannot take ``shipment``; every failing rule is listed."""
+    reasons: list[str] = []
+    if carrier.status == CarrierStatus.PAUSED:
+        reasons.append(f"paused: {carrier.paused_reason}")
+    if shipment.hazmat and not carrier.hazmat_allowed:
+        reasons.append("hazmat not allowed")
+    if shipment.weight_kg > carrier.max_weight_kg:
+        reasons.append(f"weight {shipment.weight_kg} kg over the carrier's {carrier.max_weight_kg} kg")
+    if carrier.is_autonomous and shipment.max_autonomy_level is not None:
+        if carrier.max_autonomy_level > shipment.max_autonomy_level:
+            reasons.append(
+                f"autonomy level {carrier.max_autonomy_level} above the shipment's limit {shipment.max_autonomy_level}"
+            )
+    regions = set(carrier.operating_regions or [])
+    if regions:
+        outside = [r for r in (shipment.origin_region, shipment.destination_region) if r not in regions]
+        if outside:
+            reasons.append(f"outside operating regions ({', '.join(sorted(set(outside)))})")
+    circuit = getattr(carrier, "circuit", None)
+    if circuit is not None and circuit.state == CircuitState.OPEN:
+        reasons.append(f"circuit open: {circuit.last_failure_reason or 'carrier API failing'}")
+    if carrier.is_autonomous and carrier.fleet_paused:
+        reasons.append(f"fleet paused after degradation: {carrier.fleet_paused_reason}")
+    score = 0.0
+    if not reasons:
+        # Prefer autonomous capacity, then fallback-approved carriers; among
+        # equals, the tighter weight fit keeps big trucks for big loads.
+        score = (2.0 if carrier.is_autonomous else 1.0) + (0.5 if carrier.is_fallback else 0.0)
+        score += shipment.weight_kg / max(carrier.max_weight_kg, 1) * 0.1
+    return CarrierFit(carrier=carrier, reasons=reasons, score=score)
+
+
+def carrier_ranking(*, shipment: Shipment) -> list[CarrierFit]:
+    """Every carrier with its fit: eligible ones first, best first; then the excluded."""
+    carriers = Carrier.objects.select_related("circuit").order_by("name")
+    fits = [carrier_fit(carrier=c, shipment=shipment) for c in carriers]
+    eligible = sorted((f for f in fits if f.eligible), key=lambda f: (-f.score, f.carrier.name))
+    excluded = [f for f in fits if not f.eligible]
+    return eligible + excluded
+
+
+def shipment_list(*, status: str | None = None, search: str | None = None) -> QuerySet[Shipment]:
+    qs = Shipment.objects.all()
+    if status:
+        qs = qs.filter(status=status)
+    if search:
+        qs = qs.filter(
+            Q(reference__icontains=search)
+            | Q(origin_address__icontains=search)
+            | Q(destination_address__icontains=search)
+        )
+    return qs
+
+
+def mission_list(*, status: str | None = None, carrier_id: int | None = None) -> QuerySet[Mission]:
+    qs = Mission.objects.select_related("shipment", "carrier", "vehicle")
+    if status == "active":
+        qs = qs.filter(status__in=MISSION_ACTIVE)
+    elif status:
+        qs = qs.filter(status=status)
+    if carrier_id:
+        qs = qs.filter(carrier_id=carrier_id)
+    return qs
+
+
+def shipment_open_tenders(*, shipment: Shipment) -> QuerySet[Tender]:
+    return shipment.tenders.filter(status__in=TENDER_OPEN)
+
+
+def shipment_timeline(*, shipment: Shipment) -> QuerySet[AuditEvent]:
+    """Everything that happened to a shipment, its tenders and missions, oldest first."""
+    return AuditEvent.objects.filter(Q(shipment=shipment) | Q(correlation_id=shipment.correlation_id)).order_by(
+        "id"
+    )
+
+
+def mission_timeline(*, mission: Mission) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(Q(mission=mission) | Q(shipment_id=mission.shipment_id)).order_by("id")
+
+
+def fallback_price(*, carrier: Carrier, shipment: Shipment) -> Decimal | None:
+    if carrier.fallback_rate_usd_per_km is None:
+        return None
+    return (carrier.fallback_rate_usd_per_km * Decimal(str(round(shipment.distance_km, 1)))).quantize(
+        Decimal("0.01")
+    )

@@ -1,0 +1,505 @@
+"""The only code that writes carriers, shipments, tenders, offers and missions.
+
+Each function is keyword-only, runs in one transaction, locks the row it
+changes, validates the move against the state-machine tables and appends an
+event record (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from missions.choices import (
+    AutonomyMode,
+    CarrierStatus,
+    ExceptionKind,
+    ExceptionStatus,
+    MissionStatus,
+    OfferKind,
+    ShipmentStatus,
+    TenderStatus,
+)
+from missions.events import Actor, event_record
+from missions.models import Carrier, Mission, MissionException, Offer, Shipment, Tender, Vehicle
+from missions.selectors import carrier_fit
+from missions.transitions import MISSION_ACTIVE, MISSION_TRANSITIONS, TENDER_OPEN, TENDER_TRANSITIONS
+from tms_console.domain import Conflict, DomainError, transition_check
+
+SHIPMENT_FIELDS = (
+    "origin_address",
+    "origin_region",
+    "origin_lat",
+    "origin_lon",
+    "destination_address",
+    "destination_region",
+    "destination_lat",
+    "destination_lon",
+    "pickup_window_start",
+    "pickup_window_end",
+    "delivery_window_start",
+    "delivery_window_end",
+    "weight_kg",
+    "hazmat",
+    "max_autonomy_level",
+    "preferred_route",
+    "target_rate_usd",
+)
+
+
+def _new_reference() -> str:
+    return f"SHP-{timezone.now():%y%m%d}-{secrets.token_hex(3).upper()}"
+
+
+# --- Carriers -----------------------------------------------------------------
+
+
+@transaction.atomic
+def carrier_pause(*, carrier_id: int, actor: Actor, reason: str) -> Carrier:
+    if not reason.strip():
+        raise DomainError("A reason is required to pause a carrier.", field="reason")
+    carrier = Carrier.objects.select_for_update().get(pk=carrier_id)
+    before = {"status": carrier.status}
+    carrier.status, carrier.paused_reason = CarrierStatus.PAUSED, reason.strip()
+    carrier.save(update_fields=["status", "paused_reason"])
+    event_record(
+        actor=actor, action="carrier.paused", subject_type="carrier", subject_id=carrier.pk,
+        before=before, after={"status": carrier.status, "reason": carrier.paused_reason}, carrier=carrier,
+    )
+    return carrier
+
+
+@transaction.atomic
+def carrier_resume(*, carrier_id: int, actor: Actor) -> Carrier:
+    carrier = Carrier.objects.select_for_update().get(pk=carrier_id)
+    before = {"status": carrier.status, "reason": carrier.paused_reason}
+    carrier.status, carrier.paused_reason = CarrierStatus.ACTIVE, ""
+    carrier.save(update_fields=["status", "paused_reason"])
+    event_record(
+        actor=actor, action="carrier.resumed", subject_type="carrier", subject_id=carrier.pk,
+        before=before, after={"status": carrier.status}, carrier=carrier,
+    )
+    return carrier
+
+
+@transaction.atomic
+def carrier_fleet_pause(*, carrier_id: int, actor: Actor, reason: str) -> Carrier:
+    """Stop autonomous tendering to a carrier's fleet until on-call confirms it is safe."""
+    carrier = Carrier.objects.select_for_update().get(pk=carrier_id)
+    if carrier.fleet_paused:
+        return carrier
+    carrier.fleet_paused, carrier.fleet_paused_reason = True, reason[:300]
+    carrier.save(update_fields=["fleet_paused", "fleet_paused_reason"])
+    event_record(
+        actor=actor, action="carrier.fleet_paused", subject_type="carrier", subject_id=carrier.pk,
+        before={"fleet_paused": False}, after={"fleet_paused": True, "reason": reason}, carrier=carrier,
+    )
+    return carrier
+
+
+@transaction.atomic
+def carrier_fleet_resume(*, carrier_id: int, actor: Actor, confirmation: str) -> Carrier:
+    if not confirmation.strip():
+        raise DomainError("Resuming a paused fleet needs a recorded confirmation.", field="confirmation")
+    carrier = Carrier.objects.select_for_update().get(pk=carrier_id)
+    before = {"fleet_paused": carrier.fleet_paused, "reason": carrier.fleet_paused_reason}
+    carrier.fleet_paused, carrier.fleet_paused_reason = False, ""
+    carrier.save(update_fields=["fleet_paused", "fleet_paused_reason"])
+    event_record(
+        actor=actor, action="carrier.fleet_resumed", subject_type="carrier", subject_id=carrier.pk,
+        before=before, after={"fleet_paused": False}, data={"confirmation": confirmation.strip()},
+        carrier=carrier,
+    )
+    return carrier
+
+
+# --- Shipments ----------------------------------------------------------------
+
+
+@transaction.atomic
+def shipment_create(*, actor: Actor, **fields: Any) -> Shipment:
+    """Validate and store a new shipment; its correlation id starts here."""
+    unknown = set(fields) - set(SHIPMENT_FIELDS)
+    if unknown:
+        raise DomainError(f"Unknown shipment fields: {', '.join(sorted(unknown))}.")
+    shipment = Shipment(reference=_new_reference(), created_by=actor.user, **fields)
+    shipment.full_clean()
+    shipment.save()
+    event_record(
+        actor=actor, action="shipment.created", subject_type="shipment", subject_id=shipment.pk,
+        after={"status": shipment.status, "reference": shipment.reference},
+        correlation_id=shipment.correlation_id, shipment=shipment,
+    )
+    return shipment
+
+
+def _shipment_set_status(*, shipment: Shipment, status: str, actor: Actor, reason: str = "") -> None:
+    if shipment.status == status:
+        return
+    before = shipment.status
+    shipment.status = status
+    shipment.save(update_fields=["status"])
+    event_record(
+        actor=actor, action="shipment.status_changed", subject_type="shipment", subject_id=shipment.pk,
+        before={"status": before}, after={"status": status}, data={"reason": reason} if reason else None,
+        correlation_id=shipment.correlation_id, shipment=shipment,
+    )
+
+
+@transaction.atomic
+def shipment_cancel(*, shipment_id: int, actor: Actor, reason: str) -> Shipment:
+    if not reason.strip():
+        raise DomainError("A reason is required to cancel.", field="reason")
+    shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
+    if shipment.status in (ShipmentStatus.DELIVERED, ShipmentStatus.CANCELLED, ShipmentStatus.FAILED):
+        raise DomainError(f"Shipment {shipment.reference} is already {shipment.get_status_display().lower()}.")
+    for tender in shipment.tenders.filter(status__in=TENDER_OPEN):
+        tender_transition(tender_id=tender.pk, to_status=TenderStatus.CANCELLED, actor=actor, reason=reason)
+    for mission in shipment.missions.filter(status__in=MISSION_ACTIVE):
+        mission_transition(mission_id=mission.pk, to_status=MissionStatus.CANCELLED, actor=actor, reason=reason)
+    shipment.refresh_from_db()
+    _shipment_set_status(shipment=shipment, status=ShipmentStatus.CANCELLED, actor=actor, reason=reason)
+    return shipment
+
+
+# --- Tenders ------------------------------------------------------------------
+
+
+@transaction.atomic
+def tender_create(
+    *,
+    actor: Actor,
+    shipment_id: int,
+    carrier_id: int,
+    offered_price_usd: Decimal | None = None,
+    expiry_seconds: int | None = None,
+    waterfall_rank: int | None = None,
+    is_fallback: bool = False,
+) -> Tender:
+    """Open a tender of a shipment to one carrier, after checking the carrier fits."""
+    shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
+    carrier = Carrier.objects.select_related("circuit").get(pk=carrier_id)
+    if shipment.status not in (ShipmentStatus.OPEN, ShipmentStatus.TENDERING) and not is_fallback:
+        raise Conflict(f"Shipment {shipment.reference} is {shipment.get_status_display().lower()}; it cannot be tendered.")
+    if shipment.missions.filter(status__in=MISSION_ACTIVE).exists() and not is_fallback:
+        raise Conflict(f"Shipment {shipment.reference} already has an active mission.")
+    fit = carrier_fit(carrier=carrier, shipment=shipment)
+    if not fit.eligible:
+        raise DomainError(f"{carrier.name} cannot take this shipment: {'; '.join(fit.reasons)}.")
+    if shipment.tenders.filter(carrier=carrier, status__in=TENDER_OPEN).exists():
+        raise Conflict(f"{carrier.name} already has an open tender for {shipment.reference}.")
+    if offered_price_usd is not None and offered_price_usd < 0:
+        raise DomainError("The offered price cannot be negative.", field="offered_price_usd")
+    seconds = expiry_seconds or carrier.tender_expiry_seconds
+    tender = Tender.objects.create(
+        shipment=shipment,
+        carrier=carrier,
+        offered_price_usd=offered_price_usd,
+        expires_at=timezone.now() + timedelta(seconds=seconds),
+        waterfall_rank=waterfall_rank,
+        is_fallback=is_fallback,
+        correlation_id=shipment.correlation_id,
+    )
+    event_record(
+        actor=actor, action="tender.created", subject_type="tender", subject_id=tender.pk,
+        after={"status": tender.status, "carrier": carrier.slug, "offered_price_usd": offered_price_usd,
+               "expires_at": tender.expires_at},
+        correlation_id=shipment.correlation_id, shipment=shipment, carrier=carrier,
+    )
+    if shipment.status == ShipmentStatus.OPEN:
+        _shipment_set_status(shipment=shipment, status=ShipmentStatus.TENDERING, actor=actor)
+    return tender
+
+
+@transaction.atomic
+def tender_transition(
+    *, tender_id: int, to_status: str, actor: Actor, reason: str = "", data: dict[str, Any] | None = None
+) -> Tender:
+    """Move a tender along its state machine; refuses an illegal move without changing anything."""
+    tender = Tender.objects.select_for_update().select_related("shipment", "carrier").get(pk=tender_id)
+    transition_check(machine="tender", table=TENDER_TRANSITIONS, current=tender.status, target=to_status)
+    if to_status == TenderStatus.CANCELLED and not reason.strip():
+        raise DomainError("A reason is required to cancel a tender.", field="reason")
+    before = tender.status
+    tender.status = to_status
+    tender.status_reason = reason[:300]
+    tender.save(update_fields=["status", "status_reason", "updated_at"])
+    event_record(
+        actor=actor, action="tender.status_changed", subject_type="tender", subject_id=tender.pk,
+        before={"status": before}, after={"status": to_status},
+        data={"reason": reason, **(data or {})} if (reason or data) else None,
+        correlation_id=tender.correlation_id, shipment=tender.shipment, carrier=tender.carrier,
+    )
+    shipment = tender.shipment
+    if to_status not in TENDER_OPEN and shipment.status == ShipmentStatus.TENDERING:
+        still_open = shipment.tenders.filter(status__in=TENDER_OPEN).exists()
+        has_mission = shipment.missions.filter(status__in=MISSION_ACTIVE).exists()
+        if not still_open and not has_mission and to_status != TenderStatus.ACCEPTED:
+            _shipment_set_status(shipment=shipment, status=ShipmentStatus.OPEN, actor=actor)
+    return tender
+
+
+@transaction.atomic
+def tender_mark_sent(*, tender_id: int, actor: Actor, external_ref: str = "") -> Tender:
+    tender = tender_transition(tender_id=tender_id, to_status=TenderStatus.SENT, actor=actor)
+    if external_ref:
+        tender.external_ref = external_ref[:120]
+        tender.save(update_fields=["external_ref"])
+    return tender
+
+
+@transaction.atomic
+def offer_record(
+    *,
+    tender_id: int,
+    actor: Actor,
+    kind: str,
+    price_usd: Decimal | None = None,
+    vehicle_external_id: str = "",
+    route_id: str = "",
+    eta: datetime | None = None,
+    autonomy_mode: str = "",
+    reason: str = "",
+    metadata: dict[str, Any] | None = None,
+    source: str = "api",
+) -> Offer:
+    """Record a carrier's answer to a tender and apply it.
+
+    An answer to a tender that is no longer open (expired, cancelled,
+    answered already) is refused with a clear error and leaves an event on
+    the timeline, so a late or duplicated answer changes nothing else.
+    """
+    tender = Tender.objects.select_for_update().select_related("shipment", "carrier").get(pk=tender_id)
+    if kind not in OfferKind.values:
+        raise DomainError(f"Unknown offer kind '{kind}'.", field="kind")
+    now = timezone.now()
+    if tender.status in TENDER_OPEN and tender.expires_at <= now:
+        tender_transition(tender_id=tender.pk, to_status=TenderStatus.EXPIRED, actor=Actor.system("expiry"))
+        tender.refresh_from_db()
+    if tender.status not in (TenderStatus.SENT, TenderStatus.PENDING):
+        event_record(
+            actor=actor, action="offer.refused", subject_type="tender", subject_id=tender.pk,
+            data={"kind": kind, "why": f"tender is {tender.status}"},
+            correlation_id=tender.correlation_id, shipment=tender.shipment, carrier=tender.carrier,
+        )
+        raise Conflict(f"Tender {tender.pk} is {tender.get_status_display().lower()}; it no longer takes answers.")
+    if kind == OfferKind.COUNTER and (price_usd is None or price_usd <= 0):
+        raise DomainError("A counter-offer needs a positive price.", field="price_usd")
+    if autonomy_mode and autonomy_mode not in AutonomyMode.values:
+        raise DomainError(f"Unknown autonomy mode '{autonomy_mode}'.", field="autonomy_mode")
+    if kind == OfferKind.ACCEPT and vehicle_external_id:
+        _vehicle_for(tender.carrier, vehicle_external_id)
+    offer = Offer(
+        tender=tender, kind=kind, price_usd=price_usd, vehicle_external_id=vehicle_external_id,
+        route_id=route_id, eta=eta, autonomy_mode=autonomy_mode, reason=reason[:300],
+        metadata=metadata or {}, source=source,
+    )
+    offer.full_clean()
+    offer.save()
+    event_record(
+        actor=actor, action=f"offer.{kind}", subject_type="offer", subject_id=offer.pk,
+        after={"kind": kind, "price_usd": price_usd, "vehicle": vehicle_external_id, "eta": eta, "reason": reason},
+        correlation_id=tender.correlation_id, shipment=tender.shipment, carrier=tender.carrier,
+    )
+    if tender.status == TenderStatus.PENDING:
+        tender_transition(tender_id=tender.pk, to_status=TenderStatus.SENT, actor=actor)
+    if kind == OfferKind.ACCEPT:
+        tender_transition(tender_id=tender.pk, to_status=TenderStatus.ACCEPTED, actor=actor)
+        _mission_create(tender=tender, offer=offer, actor=actor)
+    elif kind == OfferKind.REJECT:
+        tender_transition(tender_id=tender.pk, to_status=TenderStatus.REJECTED, actor=actor, reason=reason)
+    else:
+        tender_transition(tender_id=tender.pk, to_status=TenderStatus.COUNTERED, actor=actor)
+    return offer
+
+
+@transaction.atomic
+def counter_offer_decide(*, tender_id: int, actor: Actor, accept: bool, reason: str = "") -> Tender:
+    """The dispatcher accepts or declines a carrier's counter-offer."""
+    tender = Tender.objects.select_for_update().select_related("shipment", "carrier").get(pk=tender_id)
+    if tender.status != TenderStatus.COUNTERED:
+        raise Conflict(f"Tender {tender.pk} has no counter-offer waiting (it is {tender.status}).")
+    counter = tender.offers.filter(kind=OfferKind.COUNTER).order_by("-id").first()
+    if counter is None:
+        raise Conflict("No counter-offer found for this tender.")
+    if not accept:
+        return tender_transition(
+            tender_id=tender.pk, to_status=TenderStatus.REJECTED, actor=actor,
+            reason=reason or "counter-offer declined by dispatcher",
+        )
+    if tender.expires_at <= timezone.now():
+        tender_transition(tender_id=tender.pk, to_status=TenderStatus.EXPIRED, actor=Actor.system("expiry"))
+        raise Conflict("The counter-offer expired before it was accepted.")
+    tender_transition(tender_id=tender.pk, to_status=TenderStatus.ACCEPTED, actor=actor, data={"counter_offer": counter.pk})
+    _mission_create(tender=tender, offer=counter, actor=actor)
+    tender.refresh_from_db()
+    return tender
+
+
+def _vehicle_for(carrier: Carrier, external_id: str) -> Vehicle:
+    try:
+        return Vehicle.objects.get(carrier=carrier, external_id=external_id)
+    except Vehicle.DoesNotExist:
+        raise DomainError(f"Vehicle '{external_id}' is not registered for {carrier.name}.", field="vehicle_external_id") from None
+
+
+def _mission_create(*, tender: Tender, offer: Offer, actor: Actor) -> Mission:
+    shipment = Shipment.objects.select_for_update().get(pk=tender.shipment_id)
+    replaced = None
+    if tender.is_fallback:
+        replaced = shipment.missions.filter(status=MissionStatus.HANDED_OVER, replaced_by__isnull=True).order_by("-id").first()
+    elif shipment.missions.filter(status__in=MISSION_ACTIVE).exists():
+        raise Conflict(f"Shipment {shipment.reference} already has an active mission.")
+    vehicle = _vehicle_for(tender.carrier, offer.vehicle_external_id) if offer.vehicle_external_id else None
+    mode = offer.autonomy_mode or (
+        AutonomyMode.AUTONOMOUS if tender.carrier.is_autonomous else AutonomyMode.MANUAL
+    )
+    mission = Mission.objects.create(
+        shipment=shipment, carrier=tender.carrier, tender=tender, vehicle=vehicle, replaces=replaced,
+        route_id=offer.route_id, eta=offer.eta, autonomy_mode=mode,
+        price_usd=offer.price_usd if offer.price_usd is not None else tender.offered_price_usd,
+        correlation_id=shipment.correlation_id,
+    )
+    event_record(
+        actor=actor, action="mission.created", subject_type="mission", subject_id=mission.pk,
+        after={"status": mission.status, "carrier": tender.carrier.slug, "vehicle": offer.vehicle_external_id,
+               "route_id": mission.route_id, "eta": mission.eta, "autonomy_mode": mode},
+        correlation_id=shipment.correlation_id, shipment=shipment, mission=mission, carrier=tender.carrier,
+    )
+    # Other open tenders for this shipment are moot now.
+    for other in shipment.tenders.filter(status__in=TENDER_OPEN).exclude(pk=tender.pk):
+        tender_transition(tender_id=other.pk, to_status=TenderStatus.CANCELLED, actor=Actor.system("dispatch"),
+                          reason=f"shipment assigned to {tender.carrier.name}")
+    _shipment_set_status(shipment=shipment, status=ShipmentStatus.ASSIGNED, actor=actor)
+    return mission
+
+
+# --- Missions -----------------------------------------------------------------
+
+_SHIPMENT_STATUS_FOR_MISSION = {
+    MissionStatus.EN_ROUTE: ShipmentStatus.IN_TRANSIT,
+    MissionStatus.ARRIVING: ShipmentStatus.IN_TRANSIT,
+    MissionStatus.UNLOADING: ShipmentStatus.IN_TRANSIT,
+    MissionStatus.COMPLETED: ShipmentStatus.DELIVERED,
+    MissionStatus.FAILED: ShipmentStatus.FAILED,
+    MissionStatus.CANCELLED: ShipmentStatus.OPEN,
+}
+
+
+@transaction.atomic
+def mission_transition(
+    *, mission_id: int, to_status: str, actor: Actor, reason: str = "", data: dict[str, Any] | None = None
+) -> Mission:
+    """Move a mission along its state machine and keep the shipment's status in step."""
+    mission = Mission.objects.select_for_update().select_related("shipment", "carrier").get(pk=mission_id)
+    transition_check(machine="mission", table=MISSION_TRANSITIONS, current=mission.status, target=to_status)
+    if to_status in (MissionStatus.CANCELLED, MissionStatus.FAILED, MissionStatus.SUSPENDED) and not reason.strip():
+        raise DomainError(f"A reason is required to mark a mission {to_status}.", field="reason")
+    before = mission.status
+    now = timezone.now()
+    mission.status = to_status
+    mission.status_reason = reason[:300]
+    fields = ["status", "status_reason", "updated_at"]
+    if to_status == MissionStatus.EN_ROUTE and mission.started_at is None:
+        mission.started_at = now
+        fields.append("started_at")
+    if to_status in (MissionStatus.COMPLETED, MissionStatus.FAILED, MissionStatus.CANCELLED, MissionStatus.HANDED_OVER):
+        mission.completed_at = now
+        fields.append("completed_at")
+    mission.save(update_fields=fields)
+    event_record(
+        actor=actor, action="mission.status_changed", subject_type="mission", subject_id=mission.pk,
+        before={"status": before}, after={"status": to_status},
+        data={"reason": reason, **(data or {})} if (reason or data) else None,
+        correlation_id=mission.correlation_id, shipment=mission.shipment, mission=mission, carrier=mission.carrier,
+    )
+    shipment_status = _SHIPMENT_STATUS_FOR_MISSION.get(MissionStatus(to_status))
+    if shipment_status is not None and mission.shipment.status != ShipmentStatus.CANCELLED:
+        _shipment_set_status(shipment=mission.shipment, status=shipment_status, actor=actor, reason=reason)
+    return mission
+
+
+@transaction.atomic
+def mission_autonomy_change(*, mission_id: int, mode: str, actor: Actor, reason: str = "") -> Mission:
+    if mode not in AutonomyMode.values:
+        raise DomainError(f"Unknown autonomy mode '{mode}'.", field="mode")
+    mission = Mission.objects.select_for_update().select_related("shipment", "carrier", "vehicle").get(pk=mission_id)
+    if mission.status not in MISSION_ACTIVE:
+        raise Conflict(f"Mission {mission.pk} is {mission.status}; its autonomy mode can no longer change.")
+    if mission.autonomy_mode == mode:
+        return mission
+    before = mission.autonomy_mode
+    mission.autonomy_mode = mode
+    fields = ["autonomy_mode", "updated_at"]
+    if mode in (AutonomyMode.MANUAL, AutonomyMode.SUPERVISED) and before == AutonomyMode.AUTONOMOUS:
+        mission.human_intervened = True
+        fields.append("human_intervened")
+    mission.save(update_fields=fields)
+    if mission.vehicle is not None:
+        Vehicle.objects.filter(pk=mission.vehicle.pk).update(autonomy_mode=mode)
+    event_record(
+        actor=actor, action="mission.mode_changed", subject_type="mission", subject_id=mission.pk,
+        before={"autonomy_mode": before}, after={"autonomy_mode": mode}, data={"reason": reason} if reason else None,
+        correlation_id=mission.correlation_id, shipment=mission.shipment, mission=mission, carrier=mission.carrier,
+    )
+    return mission
+
+
+@transaction.atomic
+def mission_exception_report(
+    *,
+    mission_id: int,
+    kind: str,
+    actor: Actor,
+    detail: str = "",
+    data: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> MissionException:
+    if kind not in ExceptionKind.values:
+        raise DomainError(f"Unknown exception kind '{kind}'.", field="kind")
+    mission = Mission.objects.select_for_update().select_related("shipment", "carrier").get(pk=mission_id)
+    exc = MissionException.objects.create(
+        mission=mission, kind=kind, detail=detail[:5000], data=data or {},
+        reported_by=actor.kind, occurred_at=occurred_at or timezone.now(), correlation_id=mission.correlation_id,
+    )
+    event_record(
+        actor=actor, action="mission.exception", subject_type="exception", subject_id=exc.pk,
+        after={"kind": kind, "status": exc.status, "detail": detail[:500]},
+        correlation_id=mission.correlation_id, shipment=mission.shipment, mission=mission, carrier=mission.carrier,
+    )
+    return exc
+
+
+@transaction.atomic
+def mission_exception_resolve(*, exception_id: int, actor: Actor, note: str = "") -> MissionException:
+    exc = MissionException.objects.select_for_update().select_related("mission__shipment").get(pk=exception_id)
+    if exc.status == ExceptionStatus.RESOLVED:
+        raise Conflict("This exception is already resolved.")
+    exc.status, exc.resolved_at = ExceptionStatus.RESOLVED, timezone.now()
+    exc.save(update_fields=["status", "resolved_at"])
+    mission = exc.mission
+    event_record(
+        actor=actor, action="mission.exception_resolved", subject_type="exception", subject_id=exc.pk,
+        before={"status": ExceptionStatus.OPEN}, after={"status": ExceptionStatus.RESOLVED},
+        data={"note": note} if note else None, correlation_id=exc.correlation_id,
+        shipment=mission.shipment, mission=mission, carrier=mission.carrier_id and mission.carrier,
+    )
+    return exc
+
+
+def validation_messages(error: ValidationError) -> dict[str, list[str]]:
+    """Flatten a model ValidationError into field -> messages (``__all__`` for the rest)."""
+    if hasattr(error, "error_dict"):
+        return {k: [m for e in v for m in e.messages] for k, v in error.error_dict.items()}
+    return {"__all__": list(error.messages)}
+
+
+def new_correlation_id() -> uuid.UUID:
+    return uuid.uuid4()

@@ -1,0 +1,29 @@
+"""Incident statuses, severities and kinds."""
+
+from django.db import models
+
+
+class IncidentStatus(models.TextChoices):
+    TRIGGERED = "triggered", "Triggered"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    MITIGATED = "mitigated", "Mitigated"
+    RESOLVED = "resolved", "Resolved"
+    CLOSED = "closed", "Closed"
+
+
+class IncidentSeverity(models.TextChoices):
+    # PagerDuty Events API v2 severities.
+    CRITICAL = "critical", "Critical"
+    ERROR = "error", "Error"
+    WARNING = "warning", "Warning"
+    INFO = "info", "Info"
+
+
+class IncidentKind(models.TextChoices):
+    LOST_COMMS = "lost_comms", "Lost communications"
+    DEGRADED_AUTONOMY = "degraded_autonomy", "Autonomy degraded"
+    EMERGENCY_STOP = "emergency_stop", "Collision avoidance / emergency stop"
+    OTA_FAILURE = "ota_failure", "OTA deployment failure"
+    SLA_BREACH = "sla_breach", "SLA breach"
+    CARRIER_API_DOWN = "carrier_api_down", "Carrier API failing (circuit open)"
+    OTHER = "other", "Other"

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class TmsConsoleConfig(AppConfig):
+    name = "tms_console"
+    verbose_name = "TMS console"
+
+    def ready(self) -> None:
+        from tms_console.roles import roles_sync
+
+        post_migrate.connect(roles_sync, sender=self)

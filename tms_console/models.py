@@ -1,0 +1,14 @@
+"""Console-wide permissions (no table of their own)."""
+
+from django.db import models
+
+from tms_console.roles import PERMISSIONS
+
+
+class ConsoleAccess(models.Model):
+    """Anchor for the console's global permissions; never stores rows."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = list(PERMISSIONS.items())

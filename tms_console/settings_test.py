@@ -1,0 +1,14 @@
+"""Settings for the test suite: the normal settings with a test flag set first."""
+
+import os
+
+os.environ.setdefault("TMS_TESTING", "1")
+os.environ.setdefault("DB_POOL", "0")
+os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
+
+from tms_console.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if not REDIS_URL:  # noqa: F405
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
