@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
 
@@ -31,14 +31,14 @@ class Actor:
 
     kind: str
     label: str
-    user: AbstractBaseUser | None = None
+    user: User | None = None
     carrier_id: int | None = None
 
     @classmethod
     def for_user(cls, user: AbstractBaseUser | AnonymousUser) -> Actor:
         if not user.is_authenticated:
             raise ValueError("An anonymous user cannot act.")
-        return cls(kind=ActorKind.USER, label=user.get_username(), user=user)
+        return cls(kind=ActorKind.USER, label=user.get_username(), user=cast(User, user))
 
     @classmethod
     def for_carrier(cls, carrier: Carrier) -> Actor:
@@ -154,5 +154,5 @@ def event_broadcast(event: AuditEvent) -> None:
 
 
 def _layer_is_in_process() -> bool:
-    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
+    backend = str(settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", ""))
     return backend.endswith("InMemoryChannelLayer")

@@ -34,11 +34,9 @@ def carrier_fit(*, carrier: Carrier, shipment: Shipment) -> CarrierFit:
         reasons.append("hazmat not allowed")
     if shipment.weight_kg > carrier.max_weight_kg:
         reasons.append(f"weight {shipment.weight_kg} kg over the carrier's {carrier.max_weight_kg} kg")
-    if carrier.is_autonomous and shipment.max_autonomy_level is not None:
-        if carrier.max_autonomy_level > shipment.max_autonomy_level:
-            reasons.append(
-                f"autonomy level {carrier.max_autonomy_level} above the shipment's limit {shipment.max_autonomy_level}"
-            )
+    limit = shipment.max_autonomy_level
+    if carrier.is_autonomous and limit is not None and carrier.max_autonomy_level > limit:
+        reasons.append(f"autonomy level {carrier.max_autonomy_level} above the shipment's limit {limit}")
     regions = set(carrier.operating_regions or [])
     if regions:
         outside = [r for r in (shipment.origin_region, shipment.destination_region) if r not in regions]
@@ -97,9 +95,7 @@ def shipment_open_tenders(*, shipment: Shipment) -> QuerySet[Tender]:
 
 def shipment_timeline(*, shipment: Shipment) -> QuerySet[AuditEvent]:
     """Everything that happened to a shipment, its tenders and missions, oldest first."""
-    return AuditEvent.objects.filter(Q(shipment=shipment) | Q(correlation_id=shipment.correlation_id)).order_by(
-        "id"
-    )
+    return AuditEvent.objects.filter(Q(shipment=shipment) | Q(correlation_id=shipment.correlation_id)).order_by("id")
 
 
 def mission_timeline(*, mission: Mission) -> QuerySet[AuditEvent]:
@@ -109,6 +105,4 @@ def mission_timeline(*, mission: Mission) -> QuerySet[AuditEvent]:
 def fallback_price(*, carrier: Carrier, shipment: Shipment) -> Decimal | None:
     if carrier.fallback_rate_usd_per_km is None:
         return None
-    return (carrier.fallback_rate_usd_per_km * Decimal(str(round(shipment.distance_km, 1)))).quantize(
-        Decimal("0.01")
-    )
+    return (carrier.fallback_rate_usd_per_km * Decimal(str(round(shipment.distance_km, 1)))).quantize(Decimal("0.01"))

@@ -8,7 +8,6 @@ event record (DESIGN.md §4).
 from __future__ import annotations
 
 import secrets
-import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -70,8 +69,13 @@ def carrier_pause(*, carrier_id: int, actor: Actor, reason: str) -> Carrier:
     carrier.status, carrier.paused_reason = CarrierStatus.PAUSED, reason.strip()
     carrier.save(update_fields=["status", "paused_reason"])
     event_record(
-        actor=actor, action="carrier.paused", subject_type="carrier", subject_id=carrier.pk,
-        before=before, after={"status": carrier.status, "reason": carrier.paused_reason}, carrier=carrier,
+        actor=actor,
+        action="carrier.paused",
+        subject_type="carrier",
+        subject_id=carrier.pk,
+        before=before,
+        after={"status": carrier.status, "reason": carrier.paused_reason},
+        carrier=carrier,
     )
     return carrier
 
@@ -83,8 +87,13 @@ def carrier_resume(*, carrier_id: int, actor: Actor) -> Carrier:
     carrier.status, carrier.paused_reason = CarrierStatus.ACTIVE, ""
     carrier.save(update_fields=["status", "paused_reason"])
     event_record(
-        actor=actor, action="carrier.resumed", subject_type="carrier", subject_id=carrier.pk,
-        before=before, after={"status": carrier.status}, carrier=carrier,
+        actor=actor,
+        action="carrier.resumed",
+        subject_type="carrier",
+        subject_id=carrier.pk,
+        before=before,
+        after={"status": carrier.status},
+        carrier=carrier,
     )
     return carrier
 
@@ -98,8 +107,13 @@ def carrier_fleet_pause(*, carrier_id: int, actor: Actor, reason: str) -> Carrie
     carrier.fleet_paused, carrier.fleet_paused_reason = True, reason[:300]
     carrier.save(update_fields=["fleet_paused", "fleet_paused_reason"])
     event_record(
-        actor=actor, action="carrier.fleet_paused", subject_type="carrier", subject_id=carrier.pk,
-        before={"fleet_paused": False}, after={"fleet_paused": True, "reason": reason}, carrier=carrier,
+        actor=actor,
+        action="carrier.fleet_paused",
+        subject_type="carrier",
+        subject_id=carrier.pk,
+        before={"fleet_paused": False},
+        after={"fleet_paused": True, "reason": reason},
+        carrier=carrier,
     )
     return carrier
 
@@ -113,8 +127,13 @@ def carrier_fleet_resume(*, carrier_id: int, actor: Actor, confirmation: str) ->
     carrier.fleet_paused, carrier.fleet_paused_reason = False, ""
     carrier.save(update_fields=["fleet_paused", "fleet_paused_reason"])
     event_record(
-        actor=actor, action="carrier.fleet_resumed", subject_type="carrier", subject_id=carrier.pk,
-        before=before, after={"fleet_paused": False}, data={"confirmation": confirmation.strip()},
+        actor=actor,
+        action="carrier.fleet_resumed",
+        subject_type="carrier",
+        subject_id=carrier.pk,
+        before=before,
+        after={"fleet_paused": False},
+        data={"confirmation": confirmation.strip()},
         carrier=carrier,
     )
     return carrier
@@ -133,9 +152,13 @@ def shipment_create(*, actor: Actor, **fields: Any) -> Shipment:
     shipment.full_clean()
     shipment.save()
     event_record(
-        actor=actor, action="shipment.created", subject_type="shipment", subject_id=shipment.pk,
+        actor=actor,
+        action="shipment.created",
+        subject_type="shipment",
+        subject_id=shipment.pk,
         after={"status": shipment.status, "reference": shipment.reference},
-        correlation_id=shipment.correlation_id, shipment=shipment,
+        correlation_id=shipment.correlation_id,
+        shipment=shipment,
     )
     return shipment
 
@@ -147,9 +170,15 @@ def _shipment_set_status(*, shipment: Shipment, status: str, actor: Actor, reaso
     shipment.status = status
     shipment.save(update_fields=["status"])
     event_record(
-        actor=actor, action="shipment.status_changed", subject_type="shipment", subject_id=shipment.pk,
-        before={"status": before}, after={"status": status}, data={"reason": reason} if reason else None,
-        correlation_id=shipment.correlation_id, shipment=shipment,
+        actor=actor,
+        action="shipment.status_changed",
+        subject_type="shipment",
+        subject_id=shipment.pk,
+        before={"status": before},
+        after={"status": status},
+        data={"reason": reason} if reason else None,
+        correlation_id=shipment.correlation_id,
+        shipment=shipment,
     )
 
 
@@ -187,7 +216,9 @@ def tender_create(
     shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
     carrier = Carrier.objects.select_related("circuit").get(pk=carrier_id)
     if shipment.status not in (ShipmentStatus.OPEN, ShipmentStatus.TENDERING) and not is_fallback:
-        raise Conflict(f"Shipment {shipment.reference} is {shipment.get_status_display().lower()}; it cannot be tendered.")
+        raise Conflict(
+            f"Shipment {shipment.reference} is {shipment.get_status_display().lower()}; it cannot be tendered."
+        )
     if shipment.missions.filter(status__in=MISSION_ACTIVE).exists() and not is_fallback:
         raise Conflict(f"Shipment {shipment.reference} already has an active mission.")
     fit = carrier_fit(carrier=carrier, shipment=shipment)
@@ -208,10 +239,19 @@ def tender_create(
         correlation_id=shipment.correlation_id,
     )
     event_record(
-        actor=actor, action="tender.created", subject_type="tender", subject_id=tender.pk,
-        after={"status": tender.status, "carrier": carrier.slug, "offered_price_usd": offered_price_usd,
-               "expires_at": tender.expires_at},
-        correlation_id=shipment.correlation_id, shipment=shipment, carrier=carrier,
+        actor=actor,
+        action="tender.created",
+        subject_type="tender",
+        subject_id=tender.pk,
+        after={
+            "status": tender.status,
+            "carrier": carrier.slug,
+            "offered_price_usd": offered_price_usd,
+            "expires_at": tender.expires_at,
+        },
+        correlation_id=shipment.correlation_id,
+        shipment=shipment,
+        carrier=carrier,
     )
     if shipment.status == ShipmentStatus.OPEN:
         _shipment_set_status(shipment=shipment, status=ShipmentStatus.TENDERING, actor=actor)
@@ -232,10 +272,16 @@ def tender_transition(
     tender.status_reason = reason[:300]
     tender.save(update_fields=["status", "status_reason", "updated_at"])
     event_record(
-        actor=actor, action="tender.status_changed", subject_type="tender", subject_id=tender.pk,
-        before={"status": before}, after={"status": to_status},
+        actor=actor,
+        action="tender.status_changed",
+        subject_type="tender",
+        subject_id=tender.pk,
+        before={"status": before},
+        after={"status": to_status},
         data={"reason": reason, **(data or {})} if (reason or data) else None,
-        correlation_id=tender.correlation_id, shipment=tender.shipment, carrier=tender.carrier,
+        correlation_id=tender.correlation_id,
+        shipment=tender.shipment,
+        carrier=tender.carrier,
     )
     shipment = tender.shipment
     if to_status not in TENDER_OPEN and shipment.status == ShipmentStatus.TENDERING:
@@ -255,7 +301,6 @@ def tender_mark_sent(*, tender_id: int, actor: Actor, external_ref: str = "") ->
     return tender
 
 
-@transaction.atomic
 def offer_record(
     *,
     tender_id: int,
@@ -274,22 +319,58 @@ def offer_record(
 
     An answer to a tender that is no longer open (expired, cancelled,
     answered already) is refused with a clear error and leaves an event on
-    the timeline, so a late or duplicated answer changes nothing else.
+    the timeline, so a late or duplicated answer changes nothing else. The
+    refusal (and an overdue tender's expiry) is committed before the error is
+    raised, so the caller's error does not roll the record back.
     """
-    tender = Tender.objects.select_for_update().select_related("shipment", "carrier").get(pk=tender_id)
     if kind not in OfferKind.values:
         raise DomainError(f"Unknown offer kind '{kind}'.", field="kind")
-    now = timezone.now()
-    if tender.status in TENDER_OPEN and tender.expires_at <= now:
-        tender_transition(tender_id=tender.pk, to_status=TenderStatus.EXPIRED, actor=Actor.system("expiry"))
-        tender.refresh_from_db()
-    if tender.status not in (TenderStatus.SENT, TenderStatus.PENDING):
+    with transaction.atomic():
+        tender = Tender.objects.select_for_update().select_related("shipment", "carrier").get(pk=tender_id)
+        if tender.status in TENDER_OPEN and tender.expires_at <= timezone.now():
+            tender_transition(tender_id=tender.pk, to_status=TenderStatus.EXPIRED, actor=Actor.system("expiry"))
+            tender.refresh_from_db()
+        if tender.status in (TenderStatus.SENT, TenderStatus.PENDING):
+            return _offer_apply(
+                tender=tender,
+                actor=actor,
+                kind=kind,
+                price_usd=price_usd,
+                vehicle_external_id=vehicle_external_id,
+                route_id=route_id,
+                eta=eta,
+                autonomy_mode=autonomy_mode,
+                reason=reason,
+                metadata=metadata,
+                source=source,
+            )
         event_record(
-            actor=actor, action="offer.refused", subject_type="tender", subject_id=tender.pk,
+            actor=actor,
+            action="offer.refused",
+            subject_type="tender",
+            subject_id=tender.pk,
             data={"kind": kind, "why": f"tender is {tender.status}"},
-            correlation_id=tender.correlation_id, shipment=tender.shipment, carrier=tender.carrier,
+            correlation_id=tender.correlation_id,
+            shipment=tender.shipment,
+            carrier=tender.carrier,
         )
-        raise Conflict(f"Tender {tender.pk} is {tender.get_status_display().lower()}; it no longer takes answers.")
+    raise Conflict(f"Tender {tender.pk} is {tender.get_status_display().lower()}; it no longer takes answers.")
+
+
+def _offer_apply(
+    *,
+    tender: Tender,
+    actor: Actor,
+    kind: str,
+    price_usd: Decimal | None,
+    vehicle_external_id: str,
+    route_id: str,
+    eta: datetime | None,
+    autonomy_mode: str,
+    reason: str,
+    metadata: dict[str, Any] | None,
+    source: str,
+) -> Offer:
     if kind == OfferKind.COUNTER and (price_usd is None or price_usd <= 0):
         raise DomainError("A counter-offer needs a positive price.", field="price_usd")
     if autonomy_mode and autonomy_mode not in AutonomyMode.values:
@@ -297,16 +378,28 @@ def offer_record(
     if kind == OfferKind.ACCEPT and vehicle_external_id:
         _vehicle_for(tender.carrier, vehicle_external_id)
     offer = Offer(
-        tender=tender, kind=kind, price_usd=price_usd, vehicle_external_id=vehicle_external_id,
-        route_id=route_id, eta=eta, autonomy_mode=autonomy_mode, reason=reason[:300],
-        metadata=metadata or {}, source=source,
+        tender=tender,
+        kind=kind,
+        price_usd=price_usd,
+        vehicle_external_id=vehicle_external_id,
+        route_id=route_id,
+        eta=eta,
+        autonomy_mode=autonomy_mode,
+        reason=reason[:300],
+        metadata=metadata or {},
+        source=source,
     )
     offer.full_clean()
     offer.save()
     event_record(
-        actor=actor, action=f"offer.{kind}", subject_type="offer", subject_id=offer.pk,
+        actor=actor,
+        action=f"offer.{kind}",
+        subject_type="offer",
+        subject_id=offer.pk,
         after={"kind": kind, "price_usd": price_usd, "vehicle": vehicle_external_id, "eta": eta, "reason": reason},
-        correlation_id=tender.correlation_id, shipment=tender.shipment, carrier=tender.carrier,
+        correlation_id=tender.correlation_id,
+        shipment=tender.shipment,
+        carrier=tender.carrier,
     )
     if tender.status == TenderStatus.PENDING:
         tender_transition(tender_id=tender.pk, to_status=TenderStatus.SENT, actor=actor)
@@ -331,13 +424,17 @@ def counter_offer_decide(*, tender_id: int, actor: Actor, accept: bool, reason: 
         raise Conflict("No counter-offer found for this tender.")
     if not accept:
         return tender_transition(
-            tender_id=tender.pk, to_status=TenderStatus.REJECTED, actor=actor,
+            tender_id=tender.pk,
+            to_status=TenderStatus.REJECTED,
+            actor=actor,
             reason=reason or "counter-offer declined by dispatcher",
         )
     if tender.expires_at <= timezone.now():
         tender_transition(tender_id=tender.pk, to_status=TenderStatus.EXPIRED, actor=Actor.system("expiry"))
         raise Conflict("The counter-offer expired before it was accepted.")
-    tender_transition(tender_id=tender.pk, to_status=TenderStatus.ACCEPTED, actor=actor, data={"counter_offer": counter.pk})
+    tender_transition(
+        tender_id=tender.pk, to_status=TenderStatus.ACCEPTED, actor=actor, data={"counter_offer": counter.pk}
+    )
     _mission_create(tender=tender, offer=counter, actor=actor)
     tender.refresh_from_db()
     return tender
@@ -347,36 +444,60 @@ def _vehicle_for(carrier: Carrier, external_id: str) -> Vehicle:
     try:
         return Vehicle.objects.get(carrier=carrier, external_id=external_id)
     except Vehicle.DoesNotExist:
-        raise DomainError(f"Vehicle '{external_id}' is not registered for {carrier.name}.", field="vehicle_external_id") from None
+        raise DomainError(
+            f"Vehicle '{external_id}' is not registered for {carrier.name}.", field="vehicle_external_id"
+        ) from None
 
 
 def _mission_create(*, tender: Tender, offer: Offer, actor: Actor) -> Mission:
     shipment = Shipment.objects.select_for_update().get(pk=tender.shipment_id)
     replaced = None
     if tender.is_fallback:
-        replaced = shipment.missions.filter(status=MissionStatus.HANDED_OVER, replaced_by__isnull=True).order_by("-id").first()
+        replaced = (
+            shipment.missions.filter(status=MissionStatus.HANDED_OVER, replaced_by__isnull=True).order_by("-id").first()
+        )
     elif shipment.missions.filter(status__in=MISSION_ACTIVE).exists():
         raise Conflict(f"Shipment {shipment.reference} already has an active mission.")
     vehicle = _vehicle_for(tender.carrier, offer.vehicle_external_id) if offer.vehicle_external_id else None
-    mode = offer.autonomy_mode or (
-        AutonomyMode.AUTONOMOUS if tender.carrier.is_autonomous else AutonomyMode.MANUAL
-    )
+    mode = offer.autonomy_mode or (AutonomyMode.AUTONOMOUS if tender.carrier.is_autonomous else AutonomyMode.MANUAL)
     mission = Mission.objects.create(
-        shipment=shipment, carrier=tender.carrier, tender=tender, vehicle=vehicle, replaces=replaced,
-        route_id=offer.route_id, eta=offer.eta, autonomy_mode=mode,
+        shipment=shipment,
+        carrier=tender.carrier,
+        tender=tender,
+        vehicle=vehicle,
+        replaces=replaced,
+        route_id=offer.route_id,
+        eta=offer.eta,
+        autonomy_mode=mode,
         price_usd=offer.price_usd if offer.price_usd is not None else tender.offered_price_usd,
         correlation_id=shipment.correlation_id,
     )
     event_record(
-        actor=actor, action="mission.created", subject_type="mission", subject_id=mission.pk,
-        after={"status": mission.status, "carrier": tender.carrier.slug, "vehicle": offer.vehicle_external_id,
-               "route_id": mission.route_id, "eta": mission.eta, "autonomy_mode": mode},
-        correlation_id=shipment.correlation_id, shipment=shipment, mission=mission, carrier=tender.carrier,
+        actor=actor,
+        action="mission.created",
+        subject_type="mission",
+        subject_id=mission.pk,
+        after={
+            "status": mission.status,
+            "carrier": tender.carrier.slug,
+            "vehicle": offer.vehicle_external_id,
+            "route_id": mission.route_id,
+            "eta": mission.eta,
+            "autonomy_mode": mode,
+        },
+        correlation_id=shipment.correlation_id,
+        shipment=shipment,
+        mission=mission,
+        carrier=tender.carrier,
     )
     # Other open tenders for this shipment are moot now.
     for other in shipment.tenders.filter(status__in=TENDER_OPEN).exclude(pk=tender.pk):
-        tender_transition(tender_id=other.pk, to_status=TenderStatus.CANCELLED, actor=Actor.system("dispatch"),
-                          reason=f"shipment assigned to {tender.carrier.name}")
+        tender_transition(
+            tender_id=other.pk,
+            to_status=TenderStatus.CANCELLED,
+            actor=Actor.system("dispatch"),
+            reason=f"shipment assigned to {tender.carrier.name}",
+        )
     _shipment_set_status(shipment=shipment, status=ShipmentStatus.ASSIGNED, actor=actor)
     return mission
 
@@ -415,10 +536,17 @@ def mission_transition(
         fields.append("completed_at")
     mission.save(update_fields=fields)
     event_record(
-        actor=actor, action="mission.status_changed", subject_type="mission", subject_id=mission.pk,
-        before={"status": before}, after={"status": to_status},
+        actor=actor,
+        action="mission.status_changed",
+        subject_type="mission",
+        subject_id=mission.pk,
+        before={"status": before},
+        after={"status": to_status},
         data={"reason": reason, **(data or {})} if (reason or data) else None,
-        correlation_id=mission.correlation_id, shipment=mission.shipment, mission=mission, carrier=mission.carrier,
+        correlation_id=mission.correlation_id,
+        shipment=mission.shipment,
+        mission=mission,
+        carrier=mission.carrier,
     )
     shipment_status = _SHIPMENT_STATUS_FOR_MISSION.get(MissionStatus(to_status))
     if shipment_status is not None and mission.shipment.status != ShipmentStatus.CANCELLED:
@@ -445,9 +573,17 @@ def mission_autonomy_change(*, mission_id: int, mode: str, actor: Actor, reason:
     if mission.vehicle is not None:
         Vehicle.objects.filter(pk=mission.vehicle.pk).update(autonomy_mode=mode)
     event_record(
-        actor=actor, action="mission.mode_changed", subject_type="mission", subject_id=mission.pk,
-        before={"autonomy_mode": before}, after={"autonomy_mode": mode}, data={"reason": reason} if reason else None,
-        correlation_id=mission.correlation_id, shipment=mission.shipment, mission=mission, carrier=mission.carrier,
+        actor=actor,
+        action="mission.mode_changed",
+        subject_type="mission",
+        subject_id=mission.pk,
+        before={"autonomy_mode": before},
+        after={"autonomy_mode": mode},
+        data={"reason": reason} if reason else None,
+        correlation_id=mission.correlation_id,
+        shipment=mission.shipment,
+        mission=mission,
+        carrier=mission.carrier,
     )
     return mission
 
@@ -466,13 +602,24 @@ def mission_exception_report(
         raise DomainError(f"Unknown exception kind '{kind}'.", field="kind")
     mission = Mission.objects.select_for_update().select_related("shipment", "carrier").get(pk=mission_id)
     exc = MissionException.objects.create(
-        mission=mission, kind=kind, detail=detail[:5000], data=data or {},
-        reported_by=actor.kind, occurred_at=occurred_at or timezone.now(), correlation_id=mission.correlation_id,
+        mission=mission,
+        kind=kind,
+        detail=detail[:5000],
+        data=data or {},
+        reported_by=actor.kind,
+        occurred_at=occurred_at or timezone.now(),
+        correlation_id=mission.correlation_id,
     )
     event_record(
-        actor=actor, action="mission.exception", subject_type="exception", subject_id=exc.pk,
+        actor=actor,
+        action="mission.exception",
+        subject_type="exception",
+        subject_id=exc.pk,
         after={"kind": kind, "status": exc.status, "detail": detail[:500]},
-        correlation_id=mission.correlation_id, shipment=mission.shipment, mission=mission, carrier=mission.carrier,
+        correlation_id=mission.correlation_id,
+        shipment=mission.shipment,
+        mission=mission,
+        carrier=mission.carrier,
     )
     return exc
 
@@ -486,10 +633,17 @@ def mission_exception_resolve(*, exception_id: int, actor: Actor, note: str = ""
     exc.save(update_fields=["status", "resolved_at"])
     mission = exc.mission
     event_record(
-        actor=actor, action="mission.exception_resolved", subject_type="exception", subject_id=exc.pk,
-        before={"status": ExceptionStatus.OPEN}, after={"status": ExceptionStatus.RESOLVED},
-        data={"note": note} if note else None, correlation_id=exc.correlation_id,
-        shipment=mission.shipment, mission=mission, carrier=mission.carrier_id and mission.carrier,
+        actor=actor,
+        action="mission.exception_resolved",
+        subject_type="exception",
+        subject_id=exc.pk,
+        before={"status": ExceptionStatus.OPEN},
+        after={"status": ExceptionStatus.RESOLVED},
+        data={"note": note} if note else None,
+        correlation_id=exc.correlation_id,
+        shipment=mission.shipment,
+        mission=mission,
+        carrier=mission.carrier,
     )
     return exc
 
@@ -499,7 +653,3 @@ def validation_messages(error: ValidationError) -> dict[str, list[str]]:
     if hasattr(error, "error_dict"):
         return {k: [m for e in v for m in e.messages] for k, v in error.error_dict.items()}
     return {"__all__": list(error.messages)}
-
-
-def new_correlation_id() -> uuid.UUID:
-    return uuid.uuid4()

@@ -25,10 +25,16 @@ _TIMESTAMP_FOR = {
 
 def _incident_event(incident: Incident, *, actor: Actor, action: str, **kwargs: Any) -> None:
     event_record(
-        actor=actor, action=action, subject_type="incident", subject_id=incident.pk,
-        correlation_id=incident.correlation_id, mission=incident.mission, carrier=incident.carrier,
+        actor=actor,
+        action=action,
+        subject_type="incident",
+        subject_id=incident.pk,
+        correlation_id=incident.correlation_id,
+        mission=incident.mission,
+        carrier=incident.carrier,
         shipment=incident.mission.shipment if incident.mission_id and incident.mission else None,
-        incident_id=incident.pk, **kwargs,
+        incident_id=incident.pk,
+        **kwargs,
     )
 
 
@@ -55,23 +61,32 @@ def incident_open(
         try:
             with transaction.atomic():
                 existing = (
-                    Incident.objects.select_for_update()
-                    .filter(dedupe_key=dedupe_key, status__in=INCIDENT_OPEN)
-                    .first()
+                    Incident.objects.select_for_update().filter(dedupe_key=dedupe_key, status__in=INCIDENT_OPEN).first()
                 )
                 if existing is not None:
-                    _incident_event(existing, actor=actor, action="incident.repeated", data={"summary": summary, **(data or {})})
+                    _incident_event(
+                        existing, actor=actor, action="incident.repeated", data={"summary": summary, **(data or {})}
+                    )
                     return existing, False
                 incident = Incident.objects.create(
-                    title=title[:200], kind=kind, severity=severity, mission=mission,
+                    title=title[:200],
+                    kind=kind,
+                    severity=severity,
+                    mission=mission,
                     vehicle=vehicle or (mission.vehicle if mission else None),
                     carrier=carrier or (mission.carrier if mission else None),
                     correlation_id=mission.correlation_id if mission else None,
-                    dedupe_key=dedupe_key, summary=summary, triggered_at=timezone.now(),
+                    dedupe_key=dedupe_key,
+                    summary=summary,
+                    triggered_at=timezone.now(),
                 )
-                _incident_event(incident, actor=actor, action="incident.triggered",
-                                after={"status": incident.status, "severity": severity, "kind": kind},
-                                data=data)
+                _incident_event(
+                    incident,
+                    actor=actor,
+                    action="incident.triggered",
+                    after={"status": incident.status, "severity": severity, "kind": kind},
+                    data=data,
+                )
                 return incident, True
         except IntegrityError:
             continue  # another process opened it first: join that one
@@ -105,8 +120,14 @@ def incident_transition(
         incident.resolved_at = None
         fields.append("resolved_at")
     incident.save(update_fields=fields)
-    _incident_event(incident, actor=actor, action="incident.status_changed",
-                    before={"status": before}, after={"status": to_status}, data={"note": note} if note else None)
+    _incident_event(
+        incident,
+        actor=actor,
+        action="incident.status_changed",
+        before={"status": before},
+        after={"status": to_status},
+        data={"note": note} if note else None,
+    )
     return incident
 
 
@@ -125,6 +146,11 @@ def incident_assign(*, incident_id: int, actor: Actor, assignee: AbstractBaseUse
     before = incident.assignee.get_username() if incident.assignee else None
     incident.assignee = assignee  # type: ignore[assignment]
     incident.save(update_fields=["assignee"])
-    _incident_event(incident, actor=actor, action="incident.assigned", before={"assignee": before},
-                    after={"assignee": assignee.get_username() if assignee else None})
+    _incident_event(
+        incident,
+        actor=actor,
+        action="incident.assigned",
+        before={"assignee": before},
+        after={"assignee": assignee.get_username() if assignee else None},
+    )
     return incident

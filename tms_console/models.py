@@ -12,3 +12,6 @@ class ConsoleAccess(models.Model):
         managed = False
         default_permissions = ()
         permissions = list(PERMISSIONS.items())
+
+    def __str__(self) -> str:
+        return "console access"

@@ -165,9 +165,7 @@ class Shipment(models.Model):
     weight_kg = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(60000)])
     hazmat = models.BooleanField(default=False)
     # None: any level is acceptable to the shipper.
-    max_autonomy_level = models.PositiveSmallIntegerField(
-        null=True, blank=True, validators=AUTONOMY_LEVEL_VALIDATORS
-    )
+    max_autonomy_level = models.PositiveSmallIntegerField(null=True, blank=True, validators=AUTONOMY_LEVEL_VALIDATORS)
     preferred_route = models.CharField(max_length=100, blank=True)
     target_rate_usd = models.DecimalField(
         max_digits=10, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0"))]
@@ -272,9 +270,7 @@ class Mission(models.Model):
     tender = models.OneToOneField(Tender, null=True, blank=True, on_delete=models.PROTECT, related_name="mission")
     vehicle = models.ForeignKey(Vehicle, null=True, blank=True, on_delete=models.PROTECT, related_name="missions")
     # Set on a mission that takes over the remaining leg of another (failover).
-    replaces = models.OneToOneField(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by"
-    )
+    replaces = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by")
     route_id = models.CharField(max_length=100, blank=True)
     eta = models.DateTimeField(null=True, blank=True)
     autonomy_mode = models.CharField(max_length=20, choices=AutonomyMode.choices, default=AutonomyMode.AUTONOMOUS)
@@ -339,6 +335,9 @@ class TelemetrySample(models.Model):
     class Meta:
         ordering = ["recorded_at"]
         indexes = [models.Index(fields=["mission", "recorded_at"])]
+
+    def __str__(self) -> str:
+        return f"sample {self.mission_id}@{self.recorded_at.isoformat()}"
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
