@@ -558,7 +558,12 @@ def mission_transition(
 def mission_autonomy_change(*, mission_id: int, mode: str, actor: Actor, reason: str = "") -> Mission:
     if mode not in AutonomyMode.values:
         raise DomainError(f"Unknown autonomy mode '{mode}'.", field="mode")
-    mission = Mission.objects.select_for_update().select_related("shipment", "carrier", "vehicle").get(pk=mission_id)
+    # of=("self",): PostgreSQL cannot lock the nullable side of the outer join to the vehicle.
+    mission = (
+        Mission.objects.select_for_update(of=("self",))
+        .select_related("shipment", "carrier", "vehicle")
+        .get(pk=mission_id)
+    )
     if mission.status not in MISSION_ACTIVE:
         raise Conflict(f"Mission {mission.pk} is {mission.status}; its autonomy mode can no longer change.")
     if mission.autonomy_mode == mode:
@@ -585,6 +590,20 @@ def mission_autonomy_change(*, mission_id: int, mode: str, actor: Actor, reason:
         mission=mission,
         carrier=mission.carrier,
     )
+    if before == AutonomyMode.AUTONOMOUS and mode == AutonomyMode.SUPERVISED and mission.carrier.is_autonomous:
+        # Graceful degradation: no more autonomous tenders to this fleet until on-call confirms.
+        vehicle = mission.vehicle.external_id if mission.vehicle else "a vehicle"
+        carrier_fleet_pause(
+            carrier_id=mission.carrier_id,
+            actor=Actor.system("degradation"),
+            reason=f"{vehicle} dropped to supervised mode on mission {mission.pk}",
+        )
+        mission_exception_report(
+            mission_id=mission.pk,
+            kind=ExceptionKind.MODE_DEGRADED,
+            actor=actor,
+            detail=reason or "autonomous -> supervised",
+        )
     return mission
 
 
@@ -610,6 +629,7 @@ def mission_exception_report(
         occurred_at=occurred_at or timezone.now(),
         correlation_id=mission.correlation_id,
     )
+    transaction.on_commit(lambda: _incident_task_enqueue(exception_id=exc.pk))
     event_record(
         actor=actor,
         action="mission.exception",
@@ -653,3 +673,10 @@ def validation_messages(error: ValidationError) -> dict[str, list[str]]:
     if hasattr(error, "error_dict"):
         return {k: [m for e in v for m in e.messages] for k, v in error.error_dict.items()}
     return {"__all__": list(error.messages)}
+
+
+def _incident_task_enqueue(*, exception_id: int) -> None:
+    """After commit: open or join the incident for an exception (runbooks react; missions do not wait)."""
+    from runbooks.tasks import incident_from_exception_task
+
+    incident_from_exception_task.delay(exception_id)

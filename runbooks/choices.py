@@ -27,3 +27,30 @@ class IncidentKind(models.TextChoices):
     SLA_BREACH = "sla_breach", "SLA breach"
     CARRIER_API_DOWN = "carrier_api_down", "Carrier API failing (circuit open)"
     OTHER = "other", "Other"
+
+
+class StepKind(models.TextChoices):
+    AUTOMATED = "automated", "Automated"
+    MANUAL = "manual", "Manual checklist item"
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    WAITING = "waiting", "Waiting"
+    DONE = "done", "Done"
+    SKIPPED = "skipped", "Skipped"
+    FAILED = "failed", "Failed"
+
+
+class PageStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"

@@ -119,7 +119,16 @@ def incident_transition(
         # Reopened: the incident needs resolving again.
         incident.resolved_at = None
         fields.append("resolved_at")
+    if to_status == IncidentStatus.RESOLVED and incident.resolved_at is not None:
+        # MTTR input for the SLA engine: from detection to resolution.
+        incident.time_to_recovery_seconds = (incident.resolved_at - incident.triggered_at).total_seconds()
+        fields.append("time_to_recovery_seconds")
     incident.save(update_fields=fields)
+    page_action = {IncidentStatus.ACKNOWLEDGED: "acknowledge", IncidentStatus.RESOLVED: "resolve"}.get(
+        IncidentStatus(to_status)
+    )
+    if page_action is not None:
+        _page_after_commit(incident_id=incident.pk, event_action=page_action, actor=actor)
     _incident_event(
         incident,
         actor=actor,
@@ -129,6 +138,18 @@ def incident_transition(
         data={"note": note} if note else None,
     )
     return incident
+
+
+def _page_after_commit(*, incident_id: int, event_action: str, actor: Actor) -> None:
+    """Queue the PagerDuty acknowledge/resolve that mirrors an on-call action (only after a trigger)."""
+    from runbooks.pager import page_enqueue
+
+    message = page_enqueue(incident_id=incident_id, event_action=event_action, actor=actor)
+    if message is not None:
+        from runbooks.tasks import page_deliver_task
+
+        message_id = message.pk
+        transaction.on_commit(lambda: page_deliver_task.delay(message_id))
 
 
 @transaction.atomic
@@ -154,3 +175,96 @@ def incident_assign(*, incident_id: int, actor: Actor, assignee: AbstractBaseUse
         after={"assignee": assignee.get_username() if assignee else None},
     )
     return incident
+
+
+# --- Incidents raised by the domain ------------------------------------------------
+
+EXCEPTION_TO_INCIDENT: dict[str, tuple[str, str]] = {
+    "lost_comms": ("lost_comms", IncidentSeverity.CRITICAL),
+    "degraded_sensors": ("degraded_autonomy", IncidentSeverity.ERROR),
+    "mode_degraded": ("degraded_autonomy", IncidentSeverity.ERROR),
+    "human_intervention_required": ("degraded_autonomy", IncidentSeverity.ERROR),
+    "emergency_stop": ("emergency_stop", IncidentSeverity.CRITICAL),
+    "collision_avoidance": ("emergency_stop", IncidentSeverity.CRITICAL),
+    "ota_failure": ("ota_failure", IncidentSeverity.ERROR),
+}
+PIN_MINUTES = 30
+
+
+def telemetry_pin(*, mission: Mission, at: Any) -> list[dict[str, Any]]:
+    """The mission's long-term samples of the last 30 minutes, as plain JSON."""
+    from datetime import timedelta
+
+    from missions.models import TelemetrySample
+
+    rows = (
+        TelemetrySample.objects.filter(
+            mission=mission, recorded_at__gte=at - timedelta(minutes=PIN_MINUTES), recorded_at__lte=at
+        )
+        .order_by("recorded_at")
+        .values("recorded_at", "lat", "lon", "speed_kph", "heading_deg", "autonomy_mode")[: PIN_MINUTES * 60]
+    )
+    return [{**r, "recorded_at": r["recorded_at"].isoformat()} for r in rows]
+
+
+def incident_from_exception(*, exception_id: int) -> Incident | None:
+    """Open (or join) the incident for a mission exception and start its runbook."""
+    from missions.models import MissionException
+    from runbooks.engine import runbook_start
+
+    exc = MissionException.objects.select_related("mission__carrier", "mission__vehicle").get(pk=exception_id)
+    mapping = EXCEPTION_TO_INCIDENT.get(exc.kind)
+    if mapping is None:
+        return None
+    kind, severity = mapping
+    mission = exc.mission
+    vehicle = mission.vehicle.external_id if mission.vehicle else "vehicle"
+    with transaction.atomic():
+        incident, created = incident_open(
+            actor=Actor.system("detector"),
+            kind=kind,
+            severity=severity,
+            mission=mission,
+            title=f"{exc.get_kind_display()}: {vehicle} on mission {mission.pk}",
+            summary=exc.detail,
+            data={"exception_id": exc.pk, "exception_kind": exc.kind},
+        )
+        if created:
+            Incident.objects.filter(pk=incident.pk).update(
+                pinned_telemetry=telemetry_pin(mission=mission, at=incident.triggered_at)
+            )
+            runbook_start(incident_id=incident.pk, actor=Actor.system("detector"))
+    return incident
+
+
+def runbooks_seed(**_: Any) -> int:
+    """Create version 1 of each built-in runbook whose slug does not exist yet."""
+    from runbooks.definitions import RUNBOOKS
+    from runbooks.models import Runbook, RunbookStep
+
+    created = 0
+    for spec in RUNBOOKS:
+        if Runbook.objects.filter(slug=spec["slug"]).exists():
+            continue
+        with transaction.atomic():
+            runbook = Runbook.objects.create(
+                slug=spec["slug"],
+                name=spec["name"],
+                incident_kind=spec["incident_kind"],
+                description=spec["description"],
+            )
+            RunbookStep.objects.bulk_create(
+                RunbookStep(
+                    runbook=runbook,
+                    position=i,
+                    title=step["title"],
+                    kind=step["kind"],
+                    action=step.get("action", ""),
+                    params=step.get("params", {}),
+                    instructions=step.get("instructions", ""),
+                    timeout_seconds=step.get("timeout_seconds"),
+                )
+                for i, step in enumerate(spec["steps"], start=1)
+            )
+            created += 1
+    return created

@@ -1,0 +1,145 @@
+"""Paging on-call through the PagerDuty Events API v2.
+
+One ``PagerMessage`` row per event; sending is idempotent per row (a row
+already SENT is never sent again) and retried with backoff. The dedup key is
+the incident, so trigger, acknowledge and resolve land on one alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from missions.events import Actor
+from runbooks.choices import PageStatus
+from runbooks.models import Incident, PagerMessage
+
+log = logging.getLogger(__name__)
+
+EVENT_ACTIONS = ("trigger", "acknowledge", "resolve")
+
+
+def dedup_key(incident: Incident) -> str:
+    return f"tms-incident-{incident.pk}"
+
+
+def page_payload(incident: Incident, event_action: str) -> dict[str, Any]:
+    """The Events API v2 body: routing_key, event_action, dedup_key and, for triggers, payload."""
+    body: dict[str, Any] = {
+        "routing_key": settings.PAGERDUTY_ROUTING_KEY,
+        "event_action": event_action,
+        "dedup_key": dedup_key(incident),
+    }
+    if event_action == "trigger":
+        mission = incident.mission
+        details: dict[str, Any] = {
+            "incident_id": incident.pk,
+            "kind": incident.kind,
+            "correlation_id": str(incident.correlation_id) if incident.correlation_id else None,
+        }
+        if mission is not None:
+            details.update(
+                mission_id=mission.pk,
+                last_position=(
+                    {"lat": mission.last_lat, "lon": mission.last_lon} if mission.last_lat is not None else None
+                ),
+                last_seen_at=mission.last_seen_at.isoformat() if mission.last_seen_at else None,
+            )
+        body["payload"] = {
+            "summary": f"INC-{incident.pk} {incident.title}"[:1024],
+            "source": incident.carrier.slug if incident.carrier else "tms-console",
+            "severity": incident.severity,
+            "timestamp": incident.triggered_at.isoformat(),
+            "component": f"mission-{mission.pk}" if mission else None,
+            "group": incident.kind,
+            "custom_details": details,
+        }
+        body["links"] = [{"href": f"{settings.PUBLIC_BASE_URL}/incidents/{incident.pk}/", "text": "Incident"}]
+    return body
+
+
+@transaction.atomic
+def page_enqueue(*, incident_id: int, event_action: str, actor: Actor) -> PagerMessage | None:
+    """Record a page to send. Acknowledge/resolve only follow a trigger that was recorded."""
+    from runbooks.services import _incident_event
+
+    if event_action not in EVENT_ACTIONS:
+        raise ValueError(event_action)
+    incident = Incident.objects.select_related("mission__shipment", "carrier").get(pk=incident_id)
+    if event_action != "trigger" and not incident.pages.filter(event_action="trigger").exists():
+        return None
+    message = PagerMessage.objects.create(
+        incident=incident,
+        event_action=event_action,
+        dedup_key=dedup_key(incident),
+        payload=page_payload(incident, event_action),
+    )
+    _incident_event(incident, actor=actor, action="incident.page_queued", data={"event_action": event_action})
+    return message
+
+
+def page_deliver(*, message_id: int, attempts: int | None = None, sleep: Any = time.sleep) -> bool:
+    """Send one page with retries; returns True when PagerDuty (or the configured URL) accepted it."""
+    from runbooks.services import _incident_event
+
+    url = settings.PAGERDUTY_EVENTS_URL
+    message = PagerMessage.objects.select_related("incident").get(pk=message_id)
+    if message.status == PageStatus.SENT:
+        return True
+    if not url:
+        with transaction.atomic():
+            PagerMessage.objects.filter(pk=message.pk).update(
+                status=PageStatus.FAILED, last_error="paging not configured"
+            )
+            _incident_event(
+                message.incident,
+                actor=Actor.system("pager"),
+                action="incident.page_failed",
+                data={"event_action": message.event_action, "error": "PAGERDUTY_EVENTS_URL is not set"},
+            )
+        return False
+    tries = attempts or settings.PAGERDUTY_ATTEMPTS
+    error = ""
+    status_code: int | None = None
+    for attempt in range(1, tries + 1):
+        try:
+            response = httpx.post(url, json=message.payload, timeout=httpx.Timeout(5.0, connect=3.0))
+            status_code = response.status_code
+            if response.status_code == 202 or 200 <= response.status_code < 300:
+                with transaction.atomic():
+                    PagerMessage.objects.filter(pk=message.pk).update(
+                        status=PageStatus.SENT, attempts=attempt, response_status=status_code, sent_at=timezone.now()
+                    )
+                    _incident_event(
+                        message.incident,
+                        actor=Actor.system("pager"),
+                        action="incident.paged",
+                        data={"event_action": message.event_action, "status": status_code, "attempts": attempt},
+                    )
+                return True
+            error = f"HTTP {response.status_code}"
+            if response.status_code < 500 and response.status_code != 429:
+                break  # a 400 will not get better by retrying
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        if attempt < tries:
+            sleep(min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+    with transaction.atomic():
+        PagerMessage.objects.filter(pk=message.pk).update(
+            status=PageStatus.FAILED, attempts=tries, response_status=status_code, last_error=error
+        )
+        _incident_event(
+            message.incident,
+            actor=Actor.system("pager"),
+            action="incident.page_failed",
+            data={"event_action": message.event_action, "error": error, "attempts": tries},
+        )
+    log.warning("page failed", extra={"incident_id": message.incident_id, "error": error})
+    return False
