@@ -35,7 +35,11 @@ def runbook_for(kind: str) -> Runbook | None:
 @transaction.atomic
 def runbook_start(*, incident_id: int, actor: Actor) -> RunbookRun | None:
     """Attach the active runbook for the incident's kind and queue its first step (once)."""
-    incident = Incident.objects.select_for_update().select_related("mission__shipment", "carrier").get(pk=incident_id)
+    incident = (
+        Incident.objects.select_for_update(of=("self",))
+        .select_related("mission__shipment", "carrier")
+        .get(pk=incident_id)
+    )
     existing = RunbookRun.objects.filter(incident=incident).first()
     if existing is not None:
         return existing
@@ -212,7 +216,7 @@ def _finish(*, step_run_id: int, outcome: Outcome) -> float | None:
 
 def _step_for_update(*, step_run_id: int) -> StepRun:
     return (
-        StepRun.objects.select_for_update()
+        StepRun.objects.select_for_update(of=("self",))
         .select_related("step", "run__incident__mission", "run__incident__carrier")
         .get(pk=step_run_id)
     )

@@ -98,7 +98,11 @@ def incident_transition(
     *, incident_id: int, to_status: str, actor: Actor, note: str = "", review: str = ""
 ) -> Incident:
     """Move an incident along its state machine; closing needs a written review."""
-    incident = Incident.objects.select_for_update().select_related("mission__shipment", "carrier").get(pk=incident_id)
+    incident = (
+        Incident.objects.select_for_update(of=("self",))
+        .select_related("mission__shipment", "carrier")
+        .get(pk=incident_id)
+    )
     transition_check(machine="incident", table=INCIDENT_TRANSITIONS, current=incident.status, target=to_status)
     if to_status == IncidentStatus.CLOSED and not (review or incident.review).strip():
         raise DomainError("An incident is closed with a post-incident review.", field="review")
@@ -163,7 +167,11 @@ def incident_note_add(*, incident_id: int, actor: Actor, text: str) -> Incident:
 
 @transaction.atomic
 def incident_assign(*, incident_id: int, actor: Actor, assignee: AbstractBaseUser | None) -> Incident:
-    incident = Incident.objects.select_for_update().select_related("mission__shipment", "carrier").get(pk=incident_id)
+    incident = (
+        Incident.objects.select_for_update(of=("self",))
+        .select_related("mission__shipment", "carrier")
+        .get(pk=incident_id)
+    )
     before = incident.assignee.get_username() if incident.assignee else None
     incident.assignee = assignee  # type: ignore[assignment]
     incident.save(update_fields=["assignee"])
@@ -268,3 +276,18 @@ def runbooks_seed(**_: Any) -> int:
             )
             created += 1
     return created
+
+
+def incident_repage(*, incident_id: int, actor: Actor) -> None:
+    """On-call asks for another page (a new trigger with the same dedup key)."""
+    from runbooks.pager import page_enqueue
+    from runbooks.tasks import page_deliver_task
+
+    with transaction.atomic():
+        incident = Incident.objects.get(pk=incident_id)
+        if incident.status not in INCIDENT_OPEN:
+            raise DomainError(f"INC-{incident.pk} is {incident.status}; only an open incident is paged.")
+        message = page_enqueue(incident_id=incident_id, event_action="trigger", actor=actor)
+        assert message is not None
+        message_id = message.pk
+        transaction.on_commit(lambda: page_deliver_task.delay(message_id))

@@ -1,5 +1,11 @@
-"""Console pages."""
+"""SLA pages (mounted under /sla/)."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from sla import views
+
+app_name = "sla"
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", views.contract_list, name="contract_list"),
+]

@@ -1,11 +1,21 @@
-"""The Celery app. Request and correlation ids travel in task headers."""
+"""The Celery app.
+
+Request and correlation ids travel in the task message headers: the publisher
+copies them from its context variables (``before_task_publish``), the worker
+puts them back into its own context variables for the duration of the task
+(``task_prerun`` / ``task_postrun``), so every log line a task writes carries
+the id of the request that caused it.
+"""
 
 from __future__ import annotations
 
+import logging
+import logging.config
 import os
+from contextvars import Token
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, Task, signals
 
 from tms_console.logging import correlation_id_var, request_id_var
 
@@ -15,18 +25,100 @@ app = Celery("tms_console")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+logger = logging.getLogger("tms_console.celery")
+
+# Header names on the wire; kept short and namespaced so they cannot collide
+# with Celery's own protocol headers.
+REQUEST_ID_HEADER = "tms_request_id"
+CORRELATION_ID_HEADER = "tms_correlation_id"
+
+_TOKENS_ATTR = "_tms_context_tokens"
+
+
+@signals.setup_logging.connect
+def _use_django_logging(**_: Any) -> None:
+    """Keep the JSON-lines configuration from settings.LOGGING in worker and beat.
+
+    Connecting this signal stops Celery from replacing the root handlers with
+    its own plain-text format.
+    """
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+
 
 @signals.before_task_publish.connect
 def _attach_ids(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    if headers is not None:
-        headers.setdefault("request_id", request_id_var.get())
-        headers.setdefault("correlation_id", correlation_id_var.get())
+    """Copy the publisher's request / correlation ids into the message headers."""
+    if headers is None:
+        return
+    request_id = request_id_var.get()
+    correlation_id = correlation_id_var.get()
+    if request_id and not headers.get(REQUEST_ID_HEADER):
+        headers[REQUEST_ID_HEADER] = request_id
+    if correlation_id and not headers.get(CORRELATION_ID_HEADER):
+        headers[CORRELATION_ID_HEADER] = correlation_id
+
+
+def _header(task: Task[Any, Any], name: str) -> str | None:
+    request = task.request
+    value = getattr(request, name, None)
+    if value is None:
+        # Depending on how the task was sent the custom headers land either
+        # as attributes of the request context or in its ``headers`` dict.
+        headers = getattr(request, "headers", None) or {}
+        value = headers.get(name)
+    return str(value) if value else None
 
 
 @signals.task_prerun.connect
-def _restore_ids(task: Any = None, **_: Any) -> None:
-    request = getattr(task, "request", None)
-    if request is None:
+def _restore_ids(task: Task[Any, Any] | None = None, **_: Any) -> None:
+    """Put the ids from the message back into context for the task's log lines.
+
+    An eager task (tests, CELERY_TASK_ALWAYS_EAGER) runs inside the caller's
+    context and has no headers: it keeps the caller's ids instead of losing
+    them. The tokens are reset after the task so a worker thread never leaks
+    one task's ids into the next.
+    """
+    if task is None:
         return
-    request_id_var.set(getattr(request, "request_id", None))
-    correlation_id_var.set(getattr(request, "correlation_id", None))
+    request_id = _header(task, REQUEST_ID_HEADER) or request_id_var.get()
+    correlation_id = _header(task, CORRELATION_ID_HEADER) or correlation_id_var.get()
+    tokens = (request_id_var.set(request_id), correlation_id_var.set(correlation_id))
+    setattr(task.request, _TOKENS_ATTR, tokens)
+
+
+@signals.task_postrun.connect
+def _reset_ids(task: Task[Any, Any] | None = None, **_: Any) -> None:
+    if task is None:
+        return
+    tokens: tuple[Token[str | None], Token[str | None]] | None = getattr(task.request, _TOKENS_ATTR, None)
+    if tokens is None:
+        return
+    try:
+        request_id_var.reset(tokens[0])
+        correlation_id_var.reset(tokens[1])
+    except ValueError:
+        # Created in another context (a task that switched threads): nothing to undo here.
+        pass
+    setattr(task.request, _TOKENS_ATTR, None)
+
+
+@app.task(name="tms_console.heartbeat", ignore_result=True)
+def heartbeat() -> str:
+    """Write one log line: proof that beat, broker and worker are all alive.
+
+    Scheduled by beat every CELERY_HEARTBEAT_SECONDS (0 turns it off); a quiet
+    log therefore means a stuck worker or beat, not an idle system.
+    """
+    logger.info("celery heartbeat", extra={"event": "celery.heartbeat"})
+    return "ok"
+
+
+@app.on_after_configure.connect
+def _schedule_heartbeat(sender: Celery, **_: Any) -> None:
+    from django.conf import settings
+
+    seconds = float(getattr(settings, "CELERY_HEARTBEAT_SECONDS", 0) or 0)
+    if seconds > 0:
+        sender.add_periodic_task(seconds, heartbeat.s(), name="tms_console.heartbeat")

@@ -19,11 +19,17 @@ _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class ContextFilter(logging.Filter):
-    """Copy the current request and correlation ids onto every record."""
+    """Copy the current request and correlation ids onto every record.
+
+    Django logs failed responses (``django.request``) after the middleware
+    chain has unwound and the context variable is reset, but it passes the
+    request along: its ``request_id`` attribute is the fallback.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
-            record.request_id = request_id_var.get()
+            request = getattr(record, "request", None)
+            record.request_id = request_id_var.get() or getattr(request, "request_id", None)
         if not getattr(record, "correlation_id", None):
             record.correlation_id = correlation_id_var.get()
         return True
@@ -39,8 +45,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        request = getattr(record, "request", None)
+        if request is not None and hasattr(request, "method"):
+            # An HttpRequest/ASGIRequest object: log what identifies it, not its repr.
+            payload["method"] = request.method
+            payload["path"] = getattr(request, "path", "")
         for key, value in vars(record).items():
-            if key in _STANDARD_ATTRS or key.startswith("_") or value is None:
+            if key in _STANDARD_ATTRS or key.startswith("_") or value is None or key == "request":
                 continue
             payload[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
         if record.exc_info:

@@ -7,10 +7,15 @@ import uuid
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.contrib.auth import logout
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import resolve_url
 from django.urls import reverse
+from django_otp import user_has_device
 
 from tms_console.logging import correlation_id_var, request_id_var
+from tms_console.permissions import is_verified
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -43,38 +48,56 @@ class RequestIdMiddleware:
 
 # Paths that never show console data: the login flow itself, the partner API
 # (it has its own OAuth2 authentication), static files and health checks.
-_OPEN_PREFIXES = ("/account/login/", "/static/", "/api/", "/oauth2/", "/healthz", "/metrics", "/webhooks/")
-_ENROLL_PREFIXES = ("/account/two_factor/setup/", "/account/two_factor/qrcode/", "/account/logout/")
+# Signing out is harmless for anyone, so it is open too.
+_OPEN_PREFIXES = (
+    "/account/login/",
+    "/account/logout/",
+    "/static/",
+    "/api/",
+    "/oauth2/",
+    "/healthz",
+    "/metrics",
+    "/webhooks/",
+)
+# What a signed-in user without a device may reach: enrollment only.
+_ENROLL_PREFIXES = ("/account/two_factor/setup/", "/account/two_factor/qrcode/")
+# Two-factor authentication is mandatory, so the "turn it off" page is not offered.
+_CLOSED_PREFIXES = ("/account/two_factor/disable/",)
 
 
 class RequireOTPMiddleware:
     """No console page (admin included) is reachable with a password alone.
 
-    A user who signed in with a password but has not verified a one-time code
-    is sent to enrollment (no device yet) or back to the login step; an
-    anonymous user is sent to the login page.
+    * anonymous: sent to the login page (with ``next``);
+    * signed in with a password and holding a device, but no verified code in
+      this session: signed out and sent back to the login page (the code step
+      was skipped, e.g. a session created by another login path);
+    * signed in without any device: sent to enrollment, and may reach nothing
+      else until a device is confirmed;
+    * verified: passes.
+
+    ``/api/`` and ``/oauth2/`` are not gated here: machine clients use OAuth2.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        path = request.path
+        path = request.path_info
+        if path.startswith(_CLOSED_PREFIXES):
+            raise Http404("Two-factor authentication cannot be turned off.")
         if path.startswith(_OPEN_PREFIXES):
             return self.get_response(request)
         user = request.user
+        login_url = resolve_url(settings.LOGIN_URL)
         if not user.is_authenticated:
-            return HttpResponseRedirect(f"{reverse(settings.LOGIN_URL)}?next={path}")
-        if user.is_verified():  # type: ignore[union-attr]
+            return redirect_to_login(request.get_full_path(), login_url)
+        if is_verified(user):
             return self.get_response(request)
         if path.startswith(_ENROLL_PREFIXES):
             return self.get_response(request)
-        from django_otp import user_has_device
-
-        if user_has_device(user):
+        if user_has_device(user, confirmed=True):
             # Password accepted earlier but the code step was never completed.
-            from django.contrib.auth import logout
-
             logout(request)
-            return HttpResponseRedirect(f"{reverse(settings.LOGIN_URL)}?next={path}")
+            return redirect_to_login(request.get_full_path(), login_url)
         return HttpResponseRedirect(reverse("two_factor:setup"))

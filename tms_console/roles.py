@@ -7,7 +7,7 @@ keeps the built-in groups in line with ``ROLE_PERMISSIONS``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
 
@@ -47,18 +47,47 @@ def perm(codename: str) -> str:
     return f"{APP_LABEL}.{codename}"
 
 
+ROLE_DESCRIPTIONS: dict[str, str] = {
+    READ_ONLY: "Sees every console page; changes nothing.",
+    DISPATCHER: "Creates shipments, tenders loads, follows missions.",
+    ON_CALL: "Answers incidents, runs runbooks, fails over to a fallback carrier.",
+    SLA_MANAGER: "Reviews SLOs, confirms or disputes breaches, exports credits.",
+    ADMIN: "Everything above, plus carriers, contracts, partner credentials and runbooks.",
+}
+
+
+def console_permissions() -> dict[str, Permission]:
+    """The console's Permission rows by codename, created if missing.
+
+    ``post_migrate`` normally creates them (they hang off the unmanaged
+    ``ConsoleAccess`` model); creating them here as well lets ``roles_sync``
+    run first, e.g. from a test fixture.
+    """
+    from django.contrib.contenttypes.models import ContentType
+
+    from tms_console.models import ConsoleAccess
+
+    content_type = ContentType.objects.get_for_model(ConsoleAccess, for_concrete_model=False)
+    found: dict[str, Permission] = {}
+    for codename, name in PERMISSIONS.items():
+        permission, _ = Permission.objects.get_or_create(
+            content_type=content_type, codename=codename, defaults={"name": name}
+        )
+        found[codename] = permission
+    return found
+
+
 def roles_sync(**_: Any) -> None:
-    """Create the role groups and give each exactly its permissions."""
-    perms = {
-        p.codename: p
-        for p in Permission.objects.filter(content_type__app_label=APP_LABEL, codename__in=PERMISSIONS)
-    }
+    """Create the role groups and give each exactly its permissions (idempotent)."""
+    perms = console_permissions()
     for role, codenames in ROLE_PERMISSIONS.items():
-        group, _ = Group.objects.get_or_create(name=role)
-        group.permissions.set([perms[c] for c in codenames if c in perms])
+        group, _created = Group.objects.get_or_create(name=role)
+        group.permissions.set([perms[c] for c in codenames])
 
 
 def user_roles(user: AbstractBaseUser | AnonymousUser) -> set[str]:
+    """Names of the groups the user belongs to (empty for anonymous users)."""
     if not user.is_authenticated:
         return set()
-    return set(user.groups.values_list("name", flat=True))  # type: ignore[union-attr]
+    groups = cast(Any, user).groups
+    return set(groups.values_list("name", flat=True))

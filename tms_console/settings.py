@@ -154,6 +154,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(_queue_dir / "processed"),
         "store_processed": False,
+        # Exchange tables for fanout (worker remote control); kombu's default
+        # is a "control" folder relative to the current directory.
+        "control_folder": str(_queue_dir / "control"),
+        "polling_interval": 0.5,
     }
 CELERY_TASK_ALWAYS_EAGER: bool = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -163,6 +167,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Worker and beat keep the JSON-lines LOGGING below (tms_console.celery).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Beat schedules a heartbeat task that logs one line per period (0 = off).
+CELERY_HEARTBEAT_SECONDS: float = env.float("CELERY_HEARTBEAT_SECONDS", default=300)
 
 # --- Auth ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -230,3 +238,189 @@ LOGGING: dict[str, Any] = {
 # --- Product settings ---------------------------------------------------------
 TELEMETRY_GAP_SECONDS_DEFAULT: int = env.int("TELEMETRY_GAP_SECONDS_DEFAULT", default=60)
 TENDER_EXPIRY_SECONDS_DEFAULT: int = env.int("TENDER_EXPIRY_SECONDS_DEFAULT", default=900)
+
+# --- Partner API v1 (OAuth2, problem+json, limits, schema, mTLS proxy) --------
+# Problem details for every /api/ response that errs, even outside DRF views.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("tms_console.middleware.RequestIdMiddleware") + 1, "tms_console.problem.ApiProblemMiddleware"
+)
+API_MAX_BODY_BYTES: int = env.int("API_MAX_BODY_BYTES", default=1_048_576)
+API_MAX_PAGE_SIZE: int = env.int("API_MAX_PAGE_SIZE", default=100)
+API_RATE_LIMIT: str = env.str("API_RATE_LIMIT", default="1200/min")
+API_TELEMETRY_MAX_BATCH: int = env.int("API_TELEMETRY_MAX_BATCH", default=1000)
+IDEMPOTENCY_RETENTION_HOURS: int = env.int("IDEMPOTENCY_RETENTION_HOURS", default=24)
+# An in-flight record older than this is taken as abandoned (its worker died) and may be retried.
+IDEMPOTENCY_IN_FLIGHT_TIMEOUT_SECONDS: int = env.int("IDEMPOTENCY_IN_FLIGHT_TIMEOUT_SECONDS", default=120)
+WEBHOOK_TOLERANCE_SECONDS: int = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)
+WEBHOOK_ROTATION_OVERLAP_HOURS: int = env.int("WEBHOOK_ROTATION_OVERLAP_HOURS", default=24)
+WEBHOOK_RECEIPT_RETENTION_DAYS: int = env.int("WEBHOOK_RECEIPT_RETENTION_DAYS", default=7)
+# RFC 8705: the client certificate is read from these headers only when the
+# request comes from one of these proxy addresses (the TLS terminator).
+PARTNER_TRUSTED_PROXIES: list[str] = env.list("PARTNER_TRUSTED_PROXIES", default=[])
+PARTNER_CLIENT_CERT_HEADER: str = env.str("PARTNER_CLIENT_CERT_HEADER", default="HTTP_X_SSL_CLIENT_CERT")
+PARTNER_CLIENT_VERIFY_HEADER: str = env.str("PARTNER_CLIENT_VERIFY_HEADER", default="HTTP_X_SSL_CLIENT_VERIFY")
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, 2_621_440)
+REST_FRAMEWORK: dict[str, Any] = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["missions.api.authentication.PartnerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["missions.api.permissions.HasPartnerScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["missions.api.throttling.PartnerClientRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "missions.api.pagination.CappedPageNumberPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "tms_console.problem.problem_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+# django-oauth-toolkit's default models, named so migrations can point at them.
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
+OAUTH2_PROVIDER: dict[str, Any] = {
+    "ACCESS_TOKEN_EXPIRE_SECONDS": 900,
+    "REFRESH_TOKEN_EXPIRE_SECONDS": None,
+    "SCOPES": {
+        "tender:read": "Read tenders addressed to the carrier",
+        "tender:write": "Answer tenders (accept, reject, counter)",
+        "missions:read": "Read the carrier's missions",
+        "missions:write": "Post mission status and autonomy-mode changes",
+        "telemetry:write": "Send telemetry events",
+        "telemetry:read": "Read telemetry of the carrier's missions",
+        "exceptions:write": "Report mission exceptions",
+    },
+    "DEFAULT_SCOPES": ["tender:read", "missions:read"],
+    "OAUTH2_VALIDATOR_CLASS": "missions.api.oauth.PartnerOAuth2Validator",
+}
+# tasks_api is not a "tasks" module, so autodiscovery would not load it.
+CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "missions.tasks_api"]
+globals().setdefault("CELERY_BEAT_SCHEDULE", {}).update(
+    {
+        "idempotency-purge": {"task": "missions.idempotency_purge", "schedule": 3600.0},
+        "webhook-receipts-purge": {"task": "missions.webhook_receipts_purge", "schedule": 3600.0},
+    }
+)
+SPECTACULAR_SETTINGS: dict[str, Any] = {
+    "TITLE": "TMS Console partner API",
+    "DESCRIPTION": "The API carriers use to answer tenders, run missions and send telemetry. "
+    "See docs/api-versioning.md for the versioning and additive-change policy.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "/static/vendor/swagger-ui",
+    "SWAGGER_UI_FAVICON_HREF": "/static/vendor/swagger-ui/favicon-32x32.png",
+    # No validator badge: it would fetch an image from the internet.
+    "SWAGGER_UI_SETTINGS": {"validatorUrl": None, "deepLinking": True},
+    "PREPROCESSING_HOOKS": ["missions.api.schema.only_partner_api"],
+    "ENUM_NAME_OVERRIDES": {
+        "OfferKindEnum": "missions.choices.OfferKind",
+        "ExceptionKindEnum": "missions.choices.ExceptionKind",
+        "ExceptionStatusEnum": "missions.choices.ExceptionStatus",
+        "MissionStatusEnum": "missions.choices.MissionStatus",
+        "TenderStatusEnum": "missions.choices.TenderStatus",
+        "AutonomyModeEnum": "missions.choices.AutonomyMode",
+        "CarrierMissionStatusEnum": "missions.api.serializers.CARRIER_MISSION_STATUS_CHOICES",
+    },
+}
+
+# --- Tendering: outbound carrier calls, breaker, waterfall ----------------------
+# Retries of a carrier call: attempts in all, and the full-jitter backoff base/cap.
+CARRIER_RETRY_ATTEMPTS: int = env.int("CARRIER_RETRY_ATTEMPTS", default=3)
+CARRIER_RETRY_BASE_SECONDS: float = env.float("CARRIER_RETRY_BASE_SECONDS", default=0.2)
+CARRIER_RETRY_CAP_SECONDS: float = env.float("CARRIER_RETRY_CAP_SECONDS", default=5.0)
+# Poll a push carrier for an answer when none arrived this long after sending.
+CARRIER_POLL_AFTER_SECONDS: int = env.int("CARRIER_POLL_AFTER_SECONDS", default=30)
+# Extra CA certificates (PEM file) to trust for carrier APIs on a private PKI.
+CARRIER_CA_BUNDLE: str = env.str("CARRIER_CA_BUNDLE", default="")
+# setdefault + update keeps entries other blocks add before or after this one.
+globals().setdefault("CELERY_BEAT_SCHEDULE", {}).update(
+    {
+        "tenders-expire": {"task": "missions.tenders_expire", "schedule": 10.0},
+        "circuits-probe": {"task": "missions.circuits_probe", "schedule": 5.0},
+        "tenders-poll-sent": {"task": "missions.tenders_poll_sent", "schedule": 15.0},
+    }
+)
+
+# --- Telemetry pipeline (ingest, gaps, retention, live map, MQTT bridge) --------
+# Events with a timestamp further ahead or older than these are rejected.
+TELEMETRY_MAX_FUTURE_SECONDS: int = env.int("TELEMETRY_MAX_FUTURE_SECONDS", default=300)
+TELEMETRY_MAX_AGE_SECONDS: int = env.int("TELEMETRY_MAX_AGE_SECONDS", default=86_400)
+# Full-fidelity window frozen into a snapshot; its rows live TELEMETRY_DEDUPE_SECONDS after arrival.
+TELEMETRY_WINDOW_SECONDS: int = env.int("TELEMETRY_WINDOW_SECONDS", default=300)
+TELEMETRY_DEDUPE_SECONDS: int = max(env.int("TELEMETRY_DEDUPE_SECONDS", default=900), TELEMETRY_WINDOW_SECONDS)
+TELEMETRY_RETENTION_DAYS: int = env.int("TELEMETRY_RETENTION_DAYS", default=30)
+TELEMETRY_THIN_AFTER_DAYS: int = env.int("TELEMETRY_THIN_AFTER_DAYS", default=7)
+TELEMETRY_THIN_SECONDS: int = env.int("TELEMETRY_THIN_SECONDS", default=10)
+# Live map: at most one frame per client per this many seconds.
+LIVEMAP_FRAME_SECONDS: float = env.float("LIVEMAP_FRAME_SECONDS", default=0.25)
+MQTT_URL: str = env.str("MQTT_URL", default="")
+MQTT_USERNAME: str = env.str("MQTT_USERNAME", default="")
+MQTT_PASSWORD: str = env.str("MQTT_PASSWORD", default="")
+MQTT_CA_FILE: str = env.str("MQTT_CA_FILE", default="")
+MQTT_TOPIC_PREFIX: str = env.str("MQTT_TOPIC_PREFIX", default="tms/telemetry")
+CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "missions.telemetry.tasks"]
+CELERY_BEAT_SCHEDULE: dict[str, Any] = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "telemetry-gaps": {"task": "missions.telemetry.gaps_check", "schedule": 5.0},
+    "telemetry-window-prune": {"task": "missions.telemetry.window_prune", "schedule": 60.0},
+    "telemetry-purge": {"task": "missions.telemetry.purge", "schedule": 3600.0},
+}
+
+# --- SLA engine: evaluation schedule, burn-rate alerts, /metrics ------------------
+# Burn-rate alerts need at least this many events in their long window (minimum-traffic rule).
+SLA_BURN_MIN_EVENTS: int = env.int("SLA_BURN_MIN_EVENTS", default=10)
+SLA_EVALUATE_SECONDS: float = env.float("SLA_EVALUATE_SECONDS", default=60.0)
+# When set, /metrics answers only "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
+MIDDLEWARE = [*MIDDLEWARE, "sla.metrics.MetricsMiddleware"]
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "sla-evaluate-all": {"task": "sla.evaluate_all", "schedule": SLA_EVALUATE_SECONDS},
+}
+
+# --- Paging (PagerDuty Events API v2) -------------------------------------------
+PAGERDUTY_EVENTS_URL: str = env.str("PAGERDUTY_EVENTS_URL", default="")
+PAGERDUTY_ROUTING_KEY: str = env.str("PAGERDUTY_ROUTING_KEY", default="")
+PAGERDUTY_ATTEMPTS: int = env.int("PAGERDUTY_ATTEMPTS", default=4)
+RUNBOOK_STEP_LEASE_SECONDS: int = env.int("RUNBOOK_STEP_LEASE_SECONDS", default=120)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "runbooks-tick": {"task": "runbooks.tasks.runbooks_tick", "schedule": 2.0},
+}
+
+# --- Deployment checks: OAuth 2.0 Security BCP (RFC 9700) -----------------------
+# `check --deploy` warns on django-oauth-toolkit's pre-RFC 9700 defaults; the
+# partner API only uses client credentials, so the compliant behaviour costs
+# nothing: no implicit or password grant, no tokens in query strings, hashed
+# token storage, refresh-token replay protection, https redirect URIs only.
+OAUTH2_PROVIDER.update(
+    {
+        "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+        "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+        "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+        "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+        "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+        "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+        "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+        "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+        "REFRESH_TOKEN_REUSE_PROTECTION": True,
+        "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
+    }
+)
+
+# --- Evidence: signing key, transparency log origin, checkpoints (docs/evidence.md) ---
+# The private key comes from EVIDENCE_SIGNING_KEY (env, base64 seed or PEM) or this PEM file;
+# never from the database or the repository. Without one, DEBUG and tests use a development
+# key under VAR_DIR/keys/; production skips attestations and `manage.py check` warns.
+EVIDENCE_SIGNING_KEY_FILE: str = env.str("EVIDENCE_SIGNING_KEY_FILE", default="")
+# Old public keys stay published after a rotation (a directory of *.pem, and/or EVIDENCE_PUBLIC_KEYS).
+EVIDENCE_PUBLIC_KEYS_DIR: str = env.str("EVIDENCE_PUBLIC_KEYS_DIR", default="")
+EVIDENCE_LOG_ORIGIN: str = env.str("EVIDENCE_LOG_ORIGIN", default="tms-console.example/evidence")
+EVIDENCE_CHECKPOINT_SECONDS: float = env.float("EVIDENCE_CHECKPOINT_SECONDS", default=60.0)
+CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "missions.evidence.tasks"]
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "evidence-checkpoint": {"task": "missions.evidence.checkpoint", "schedule": EVIDENCE_CHECKPOINT_SECONDS},
+}

@@ -1,20 +1,29 @@
 """Top-level URLs: console pages, the two-factor login, the admin, the partner API."""
 
-from django.contrib import admin
 from django.contrib.auth.views import LogoutView
 from django.urls import include, path
+from oauth2_provider import views as oauth2_views
 from two_factor.urls import urlpatterns as two_factor_urls
 
-from tms_console import views
+from sla.metrics import metrics_view
+from tms_console import admin_site, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("", include(two_factor_urls)),
     path("account/logout/", LogoutView.as_view(), name="logout"),
-    path("admin/", admin.site.urls),
+    path("admin/", admin_site.site.urls),
     path("", include("missions.urls")),
+    path("", include("missions.telemetry.urls")),
+    path("", include("missions.evidence.console_urls")),
     path("incidents/", include("runbooks.urls")),
     path("sla/", include("sla.urls")),
+    path("sla/dashboard/", include("sla.dashboard_urls")),
+    path("metrics", metrics_view, name="metrics"),
+    path("api/v1/evidence/", include("missions.evidence.urls")),
     path("api/v1/", include("missions.api.urls")),
+    path("oauth2/token", oauth2_views.TokenView.as_view(), name="oauth2-token"),
+    path("oauth2/revoke", oauth2_views.RevokeTokenView.as_view(), name="oauth2-revoke"),
+    path("partners/", include("missions.partner_urls")),
 ]

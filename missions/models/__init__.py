@@ -13,6 +13,16 @@ from missions.models.core import (
     Vehicle,
     haversine_km,
 )
+from missions.models.evidence import Attestation, Checkpoint, TransparencyLogEntry  # noqa: F401
+from missions.models.outbound import OutboundCall, TenderWaterfall  # noqa: F401
+from missions.models.partner import (  # noqa: F401
+    IdempotencyRecord,
+    PartnerClient,
+    TokenCertificateBinding,
+    WebhookReceipt,
+    WebhookSecret,
+)
+from missions.models.telemetry import TelemetryGap, TelemetrySnapshot, TelemetryWindowEvent  # noqa: F401
 
 __all__ = [
     "AuditEvent",

@@ -331,10 +331,18 @@ class TelemetrySample(models.Model):
     heading_deg = models.FloatField(null=True)
     autonomy_mode = models.CharField(max_length=20, blank=True)
     data = models.JSONField(default=dict)
+    # The event this sample was taken from (traceability; dedupe is by the window and the bucket).
+    event_id = models.UUIDField(null=True, blank=True)
+    # Whole UTC epoch second of recorded_at: one sample per vehicle per second is the 1 Hz downsampling,
+    # enforced by the unique constraint so concurrent batches cannot both keep one.
+    bucket_s = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["recorded_at"]
         indexes = [models.Index(fields=["mission", "recorded_at"])]
+        constraints = [
+            models.UniqueConstraint(fields=["vehicle", "bucket_s"], name="telemetry_sample_1hz_per_vehicle")
+        ]
 
     def __str__(self) -> str:
         return f"sample {self.mission_id}@{self.recorded_at.isoformat()}"

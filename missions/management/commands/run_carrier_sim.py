@@ -1,0 +1,89 @@
+"""``manage.py run_carrier_sim``: serve the simulated autonomous carrier (docs/carrier-api.yaml)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from missions.carrier_sim import CarrierSimulator, SimConfig, policy_parse
+
+
+class Command(BaseCommand):
+    help = "Run a simulated autonomous carrier API (OAuth2, tenders, cancel, vehicle ping, fault injection)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        env = os.environ.get
+        parser.add_argument("--port", type=int, default=int(env("CARRIER_SIM_PORT", "8100")))
+        parser.add_argument("--host", default=env("CARRIER_SIM_HOST", "127.0.0.1"))
+        parser.add_argument("--policy", default=env("CARRIER_SIM_POLICY", "accept=0.7,reject=0.2,counter=0.1"),
+                            help="answer weights, e.g. accept=0.7,reject=0.2,counter=0.1 (accept=1: always accept)")
+        parser.add_argument("--answer", choices=("sync", "async"), default=env("CARRIER_SIM_ANSWER", "sync"),
+                            help="answer in the submit response (sync) or later by callback (async)")
+        parser.add_argument("--delay-ms", type=int, default=int(env("CARRIER_SIM_DELAY_MS", "0")),
+                            help="delay before an async answer is given")
+        parser.add_argument("--client-id", default=env("CARRIER_SIM_CLIENT_ID", "sim-carrier"))
+        parser.add_argument("--client-secret", default=env("CARRIER_SIM_CLIENT_SECRET", "sim-secret"))
+        parser.add_argument("--vehicles", default=env("CARRIER_SIM_VEHICLES", "SIM-001,SIM-002,SIM-003"),
+                            help="comma-separated vehicle ids the carrier assigns on accept")
+        parser.add_argument("--seed", type=int, default=None, help="seed for reproducible answers")
+        parser.add_argument("--console-url", default=env("CARRIER_SIM_CONSOLE_URL", ""),
+                            help="console base URL for async answers through the partner API")
+        parser.add_argument("--console-token-url", default=env("CARRIER_SIM_CONSOLE_TOKEN_URL", ""))
+        parser.add_argument("--console-client-id", default=env("CARRIER_SIM_CONSOLE_CLIENT_ID", ""))
+        parser.add_argument("--console-client-secret", default=env("CARRIER_SIM_CONSOLE_CLIENT_SECRET", ""))
+        parser.add_argument("--tls-cert", default=env("CARRIER_SIM_TLS_CERT", ""), help="serve HTTPS with this cert")
+        parser.add_argument("--tls-key", default=env("CARRIER_SIM_TLS_KEY", ""))
+        parser.add_argument("--client-ca", default=env("CARRIER_SIM_CLIENT_CA", ""),
+                            help="require client certificates signed by this CA (mutual TLS)")
+        parser.add_argument("--webhook-secret", default=env("CARRIER_SIM_WEBHOOK_SECRET", ""),
+                            help="Standard Webhooks secret (whsec_...) for async answers as signed webhooks")
+
+        parser.add_argument("--no-demo-carriers", action="store_true",
+                            help="serve only the default carrier, not the seeded demo carriers under /carriers/<slug>/")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            policy = policy_parse(options["policy"])
+        except ValueError as exc:
+            raise CommandError(f"--policy: {exc}") from exc
+        config = SimConfig(
+            client_id=options["client_id"], client_secret=options["client_secret"], policy=policy,
+            answer=options["answer"], delay_ms=max(0, options["delay_ms"]),
+            vehicles=[v.strip() for v in options["vehicles"].split(",") if v.strip()], seed=options["seed"],
+            console_url=options["console_url"], console_token_url=options["console_token_url"],
+            console_client_id=options["console_client_id"], console_client_secret=options["console_client_secret"],
+            webhook_secret=options["webhook_secret"], tls_cert=options["tls_cert"], tls_key=options["tls_key"],
+            client_ca=options["client_ca"],
+        )
+        if not options["no_demo_carriers"]:
+            config.secret_for, config.tenant_vehicles = _demo_carriers()
+        sim = CarrierSimulator(config, host=options["host"], port=options["port"])
+        self.stdout.write(f"carrier simulator on {sim.url} (policy {options['policy']}, answers {config.answer})")
+        try:
+            sim.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sim.stop()
+
+
+def _demo_carriers() -> tuple[Callable[[str], str], dict[str, list[str]]]:
+    """The seeded demo carriers this process also serves: secrets derived like the seed's, and their trucks.
+
+    ``seed_demo`` points each demo carrier with an API at ``/carriers/<slug>``
+    here, with client id = slug and a secret both sides derive from SECRET_KEY.
+    """
+    from tms_console.demo import carrier_sim_client_secret
+
+    vehicles: dict[str, list[str]] = {}
+    try:
+        from missions.management.commands.seed_demo import DEMO_CARRIERS
+    except ImportError:  # the demo seed is optional
+        return carrier_sim_client_secret, vehicles
+    for spec in DEMO_CARRIERS:
+        if spec.has_api:
+            vehicles[spec.slug] = list(spec.vehicles)
+    return carrier_sim_client_secret, vehicles

@@ -1,0 +1,384 @@
+"""Seed an idempotent demo: carriers, vehicles, contracts, shipments in several states, a user per role.
+
+Running it again changes nothing and creates no duplicates: every object is
+found by a natural key first (carrier slug, vehicle external id, contract
+version, a shipment's lane for its demo creator, username). Shipments,
+tenders, offers and missions are created through ``missions.services`` so
+the timelines and the audit trail look exactly as they would in real use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import Group, User
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from missions.choices import AutonomyMode, CarrierKind, MissionStatus, OfferKind
+from missions.events import Actor, event_record
+from missions.models import Carrier, Mission, Shipment, Vehicle
+from missions.models.core import haversine_km
+from missions.services import mission_transition, offer_record, shipment_create, tender_create, tender_mark_sent
+from sla.models import Contract
+from tms_console.demo import (
+    DEFAULT_CARRIER_SIM_URL,
+    carrier_sim_client_secret,
+    demo_password,
+    demo_totp_key,
+    totp_key_base32,
+)
+from tms_console.roles import ADMIN, DISPATCHER, ON_CALL, READ_ONLY, SLA_MANAGER, roles_sync
+
+SEED = Actor.system("seed")
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    role: str
+    superuser: bool = False
+
+
+DEMO_USERS = (
+    DemoUser("demo-dispatcher", DISPATCHER),
+    DemoUser("demo-oncall", ON_CALL),
+    DemoUser("demo-admin", ADMIN, superuser=True),
+    DemoUser("demo-viewer", READ_ONLY),
+    DemoUser("demo-sla", SLA_MANAGER),
+)
+
+
+@dataclass(frozen=True)
+class DemoCarrier:
+    name: str
+    slug: str
+    kind: str
+    max_autonomy_level: int
+    regions: tuple[str, ...]
+    vehicles: tuple[str, ...]
+    hazmat_allowed: bool = False
+    max_weight_kg: int = 36000
+    # Human-driven capacity pre-approved for failover, at this rate.
+    fallback_rate_usd_per_km: Decimal | None = None
+    # Carriers with an API get the simulator's URL; the human fallback is a pull carrier.
+    has_api: bool = True
+    contract: dict[str, Any] = field(default_factory=dict)
+
+
+LONESTAR = "lonestar-autonomous"
+SUNBELT = "sunbelt-driverless"
+RED_RIVER = "red-river-freight"
+
+DEMO_CARRIERS = (
+    DemoCarrier(
+        name="Lonestar Autonomous Freight",
+        slug=LONESTAR,
+        kind=CarrierKind.AUTONOMOUS,
+        max_autonomy_level=4,
+        regions=("TX", "LA", "MS", "AL", "GA"),
+        vehicles=("LSA-101", "LSA-102", "LSA-103"),
+        contract={"monthly_fee_usd": Decimal("42000"), "on_time_target_pct": Decimal("95")},
+    ),
+    DemoCarrier(
+        name="Sunbelt Driverless",
+        slug=SUNBELT,
+        kind=CarrierKind.AUTONOMOUS,
+        max_autonomy_level=4,
+        regions=("TX", "NM", "AZ"),
+        vehicles=("SBD-201", "SBD-202", "SBD-203"),
+        contract={"monthly_fee_usd": Decimal("36500"), "on_time_target_pct": Decimal("96")},
+    ),
+    DemoCarrier(
+        name="Red River Freight Lines",
+        slug=RED_RIVER,
+        kind=CarrierKind.HUMAN_DRIVEN,
+        max_autonomy_level=0,
+        regions=(),
+        vehicles=("RRF-301", "RRF-302"),
+        hazmat_allowed=True,
+        max_weight_kg=36287,
+        fallback_rate_usd_per_km=Decimal("2.35"),
+        has_api=False,
+        contract={
+            "monthly_fee_usd": Decimal("0"),
+            "on_time_target_pct": Decimal("92"),
+            "failover_time_target_seconds": 1800,
+        },
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Hub:
+    address: str
+    region: str
+    lat: float
+    lon: float
+
+
+# City-centre coordinates (WGS84) of real US freight hubs.
+DALLAS = Hub("Dallas, TX", "TX", 32.7767, -96.7970)
+HOUSTON = Hub("Houston, TX", "TX", 29.7604, -95.3698)
+FORT_WORTH = Hub("Fort Worth, TX", "TX", 32.7555, -97.3308)
+EL_PASO = Hub("El Paso, TX", "TX", 31.7619, -106.4850)
+PHOENIX = Hub("Phoenix, AZ", "AZ", 33.4484, -112.0740)
+ATLANTA = Hub("Atlanta, GA", "GA", 33.7490, -84.3880)
+SAN_ANTONIO = Hub("San Antonio, TX", "TX", 29.4241, -98.4936)
+LAREDO = Hub("Laredo, TX", "TX", 27.5306, -99.4803)
+
+OPEN, TENDERING, ASSIGNED, IN_TRANSIT, DELIVERED = "open", "tendering", "assigned", "in_transit", "delivered"
+
+
+@dataclass(frozen=True)
+class DemoShipment:
+    origin: Hub
+    destination: Hub
+    state: str
+    route: str
+    weight_kg: int
+    target_rate_usd: Decimal
+    carrier_slug: str = ""
+    vehicle: str = ""
+    hazmat: bool = False
+
+
+DEMO_SHIPMENTS = (
+    DemoShipment(DALLAS, HOUSTON, OPEN, "I-45 S", 18500, Decimal("1150")),
+    DemoShipment(FORT_WORTH, EL_PASO, OPEN, "I-20 W / I-10 W", 21000, Decimal("2650"), hazmat=True),
+    DemoShipment(HOUSTON, SAN_ANTONIO, TENDERING, "I-10 W", 16000, Decimal("980"), LONESTAR),
+    DemoShipment(LAREDO, DALLAS, TENDERING, "I-35 N", 24000, Decimal("1900"), SUNBELT),
+    DemoShipment(EL_PASO, PHOENIX, ASSIGNED, "I-10 W", 19500, Decimal("1780"), SUNBELT, "SBD-201"),
+    DemoShipment(DALLAS, ATLANTA, IN_TRANSIT, "I-20 E", 22000, Decimal("3300"), LONESTAR, "LSA-101"),
+    DemoShipment(SAN_ANTONIO, LAREDO, IN_TRANSIT, "I-35 S", 17500, Decimal("890"), LONESTAR, "LSA-102"),
+    DemoShipment(HOUSTON, DALLAS, DELIVERED, "I-45 N", 20000, Decimal("1150"), SUNBELT, "SBD-202"),
+    DemoShipment(PHOENIX, EL_PASO, DELIVERED, "I-10 E", 15000, Decimal("1700"), RED_RIVER, "RRF-301"),
+)
+
+# Rough highway speed used for demo windows and ETAs.
+DEMO_SPEED_KPH = 88.0
+
+
+@dataclass
+class Report:
+    created: dict[str, int] = field(default_factory=dict)
+
+    def add(self, what: str, n: int = 1) -> None:
+        self.created[what] = self.created.get(what, 0) + n
+
+
+class Command(BaseCommand):
+    help = "Seed demo carriers, contracts, shipments and one user per role (idempotent)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--quiet-logins", action="store_true", help="Do not print the demo logins.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            password = demo_password(dict(os.environ))
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
+        sim_url = (os.environ.get("CARRIER_SIM_URL") or DEFAULT_CARRIER_SIM_URL).rstrip("/")
+        report = Report()
+        with transaction.atomic():
+            roles_sync()
+            users = {u.username: self._user(u, password, report) for u in DEMO_USERS}
+            carriers = {c.slug: self._carrier(c, sim_url, report) for c in DEMO_CARRIERS}
+            dispatcher = users["demo-dispatcher"]
+            for spec in DEMO_SHIPMENTS:
+                self._shipment(spec, carriers, dispatcher, report)
+
+        summary = ", ".join(f"{n} {what}" for what, n in sorted(report.created.items())) or "nothing new"
+        self.stdout.write(self.style.SUCCESS(f"Demo data ready ({summary})."))
+        if not options["quiet_logins"]:
+            self._print_logins(users, password)
+
+    # --- users ---------------------------------------------------------------
+
+    def _user(self, spec: DemoUser, password: str, report: Report) -> User:
+        user, created = User.objects.get_or_create(
+            username=spec.username,
+            defaults={"email": f"{spec.username}@example.com", "first_name": spec.role.replace("-", " ").title()},
+        )
+        if created:
+            report.add("users")
+        changed: list[str] = []
+        if not user.check_password(password):
+            user.set_password(password)
+            changed.append("password")
+        for attr, value in (("is_staff", spec.superuser), ("is_superuser", spec.superuser), ("is_active", True)):
+            if getattr(user, attr) != value:
+                setattr(user, attr, value)
+                changed.append(attr)
+        if changed:
+            user.save()
+        wanted = {spec.role}
+        if set(user.groups.values_list("name", flat=True)) != wanted:
+            user.groups.set(Group.objects.filter(name__in=wanted))
+
+        key = demo_totp_key(spec.username)
+        # two_factor's login asks for a code only from the device named "default".
+        device, dev_created = TOTPDevice.objects.get_or_create(
+            user=user, name="default", defaults={"key": key, "confirmed": True}
+        )
+        if dev_created:
+            report.add("TOTP devices")
+        elif device.key != key or not device.confirmed:
+            device.key, device.confirmed = key, True
+            device.save(update_fields=["key", "confirmed"])
+        return user
+
+    def _print_logins(self, users: dict[str, User], password: str) -> None:
+        self.stdout.write("")
+        self.stdout.write("Demo logins (password + one-time code from an authenticator app or the command shown):")
+        for spec in DEMO_USERS:
+            device = TOTPDevice.objects.get(user=users[spec.username], name="default")
+            self.stdout.write(f"  {spec.username}  ({spec.role}{', superuser' if spec.superuser else ''})")
+            self.stdout.write(f"    password:     {password}")
+            self.stdout.write(f"    TOTP secret:  {totp_key_base32(device.key)}")
+            self.stdout.write(f"    otpauth URI:  {device.config_url}")
+            self.stdout.write(f"    current code: python manage.py demo_otp {spec.username}")
+        self.stdout.write("")
+
+    # --- carriers, vehicles, contracts ------------------------------------------
+
+    def _carrier(self, spec: DemoCarrier, sim_url: str, report: Report) -> Carrier:
+        api = (
+            {
+                "api_base_url": f"{sim_url}/carriers/{spec.slug}",
+                "api_token_url": f"{sim_url}/oauth/token",
+                "api_client_id": spec.slug,
+                "api_client_secret": carrier_sim_client_secret(spec.slug),
+            }
+            if spec.has_api
+            else {"api_base_url": "", "api_token_url": "", "api_client_id": "", "api_client_secret": ""}
+        )
+        carrier = Carrier.objects.filter(slug=spec.slug).first()
+        if carrier is None:
+            carrier = Carrier(
+                name=spec.name,
+                slug=spec.slug,
+                kind=spec.kind,
+                max_autonomy_level=spec.max_autonomy_level,
+                hazmat_allowed=spec.hazmat_allowed,
+                max_weight_kg=spec.max_weight_kg,
+                operating_regions=list(spec.regions),
+                is_fallback=spec.fallback_rate_usd_per_km is not None,
+                fallback_rate_usd_per_km=spec.fallback_rate_usd_per_km,
+                **api,
+            )
+            carrier.full_clean()
+            carrier.save()
+            event_record(
+                actor=SEED,
+                action="carrier.created",
+                subject_type="carrier",
+                subject_id=carrier.pk,
+                after={"name": carrier.name, "kind": carrier.kind, "is_fallback": carrier.is_fallback},
+                carrier=carrier,
+            )
+            report.add("carriers")
+        else:
+            # Only the simulator endpoint follows the environment on a re-seed;
+            # anything an operator edited since stays as it is.
+            stale = {k: v for k, v in api.items() if getattr(carrier, k) != v}
+            if stale:
+                for k, v in stale.items():
+                    setattr(carrier, k, v)
+                carrier.save(update_fields=list(stale))
+        for external_id in spec.vehicles:
+            mode = AutonomyMode.AUTONOMOUS if spec.kind == CarrierKind.AUTONOMOUS else AutonomyMode.MANUAL
+            _, created = Vehicle.objects.get_or_create(
+                carrier=carrier, external_id=external_id, defaults={"autonomy_mode": mode}
+            )
+            if created:
+                report.add("vehicles")
+        if not Contract.objects.filter(carrier=carrier).exists():
+            contract = Contract(
+                carrier=carrier,
+                version=1,
+                effective_from=date(timezone.now().year, 1, 1),
+                credit_schedule=[{"below_pct": 95, "credit_pct": 5}, {"below_pct": 90, "credit_pct": 10}],
+                **spec.contract,
+            )
+            contract.full_clean()
+            contract.save()
+            report.add("contracts")
+        return carrier
+
+    # --- shipments, tenders, missions -----------------------------------------
+
+    def _shipment(self, spec: DemoShipment, carriers: dict[str, Carrier], dispatcher: User, report: Report) -> None:
+        # The lane (plus its demo creator) is the natural key: references are generated.
+        if Shipment.objects.filter(
+            created_by=dispatcher, origin_address=spec.origin.address, destination_address=spec.destination.address
+        ).exists():
+            return
+        actor = Actor.for_user(dispatcher)
+        now = timezone.now()
+        past = spec.state == DELIVERED
+        distance_km = _distance_km(spec.origin, spec.destination)
+        drive = timedelta(hours=distance_km / DEMO_SPEED_KPH)
+        pickup_start = now - drive - timedelta(hours=6) if past else now + timedelta(hours=2)
+        if spec.state == IN_TRANSIT:
+            pickup_start = now - drive / 3 - timedelta(hours=1)
+        shipment = shipment_create(
+            actor=actor,
+            origin_address=spec.origin.address,
+            origin_region=spec.origin.region,
+            origin_lat=spec.origin.lat,
+            origin_lon=spec.origin.lon,
+            destination_address=spec.destination.address,
+            destination_region=spec.destination.region,
+            destination_lat=spec.destination.lat,
+            destination_lon=spec.destination.lon,
+            pickup_window_start=pickup_start,
+            pickup_window_end=pickup_start + timedelta(hours=2),
+            delivery_window_start=pickup_start + drive,
+            delivery_window_end=pickup_start + drive + timedelta(hours=4),
+            weight_kg=spec.weight_kg,
+            hazmat=spec.hazmat,
+            max_autonomy_level=4,
+            preferred_route=spec.route,
+            target_rate_usd=spec.target_rate_usd,
+        )
+        report.add("shipments")
+        if spec.state == OPEN:
+            return
+        carrier = carriers[spec.carrier_slug]
+        tender = tender_create(
+            actor=actor, shipment_id=shipment.pk, carrier_id=carrier.pk, offered_price_usd=spec.target_rate_usd
+        )
+        tender_mark_sent(tender_id=tender.pk, actor=SEED, external_ref=f"{carrier.slug[:3].upper()}-T{tender.pk}")
+        if spec.state == TENDERING:
+            return
+        offer_record(
+            tender_id=tender.pk,
+            actor=Actor.for_carrier(carrier),
+            kind=OfferKind.ACCEPT,
+            price_usd=spec.target_rate_usd,
+            vehicle_external_id=spec.vehicle,
+            route_id=spec.route,
+            eta=shipment.delivery_window_start + timedelta(hours=1),
+            source="seed",
+        )
+        mission = Mission.objects.get(tender=tender)
+        if spec.state == ASSIGNED:
+            return
+        carrier_actor = Actor.for_carrier(carrier)
+        mission_transition(mission_id=mission.pk, to_status=MissionStatus.EN_ROUTE, actor=carrier_actor)
+        if spec.state == IN_TRANSIT:
+            return
+        mission_transition(mission_id=mission.pk, to_status=MissionStatus.ARRIVING, actor=carrier_actor)
+        mission_transition(mission_id=mission.pk, to_status=MissionStatus.COMPLETED, actor=carrier_actor)
+
+
+def _distance_km(a: Hub, b: Hub) -> float:
+    return haversine_km(a.lat, a.lon, b.lat, b.lon)

@@ -1,0 +1,125 @@
+"""``python manage.py simulate_fleet``: drive active missions' trucks along interstates and send telemetry."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from missions.choices import MissionStatus
+from missions.events import Actor
+from missions.models import Mission
+from missions.models.partner import PartnerClient
+from missions.telemetry.fleet_sim import (
+    Credentials,
+    Fault,
+    FleetSimulator,
+    HttpTransport,
+    MqttTransport,
+    Transport,
+    WsTransport,
+    vehicles_from_missions,
+)
+
+SIM_CLIENT_NAME = "Fleet simulator ({slug})"
+DRIVING = (MissionStatus.ASSIGNED, MissionStatus.EN_ROUTE, MissionStatus.ARRIVING)
+
+
+def demo_credentials(slugs: set[str]) -> dict[str, Credentials]:
+    """A client-credentials client per carrier for the simulator (created once, its secret re-issued per run)."""
+    from missions.partner_services import partner_client_create, partner_client_rotate_secret
+
+    actor = Actor.system("fleet-simulator")
+    out: dict[str, Credentials] = {}
+    for slug in sorted(slugs):
+        name = SIM_CLIENT_NAME.format(slug=slug)
+        existing = PartnerClient.objects.filter(carrier__slug=slug, application__name=name).first()
+        if existing is not None:
+            issued = partner_client_rotate_secret(client_id=existing.pk, actor=actor)
+        else:
+            carrier_id = Mission.objects.filter(carrier__slug=slug).values_list("carrier_id", flat=True).first()
+            assert carrier_id is not None
+            issued = partner_client_create(
+                carrier_id=carrier_id, name=name, scopes=["telemetry:write", "missions:read"], actor=actor
+            )
+        out[slug] = Credentials(client_id=issued.client_id, client_secret=issued.client_secret)
+    return out
+
+
+class Command(BaseCommand):
+    help = "Simulate a fleet of trucks on real US interstate corridors, sending telemetry over http, ws or mqtt."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--vehicles", type=int, default=10, help="at most this many active missions")
+        parser.add_argument("--rate", type=float, default=1.0, help="events per vehicle per second")
+        parser.add_argument("--transport", choices=["http", "ws", "mqtt"], default="http")
+        parser.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until interrupted")
+        parser.add_argument("--console-url", default=settings.PUBLIC_BASE_URL)
+        parser.add_argument("--demo", action="store_true", help="issue the simulator's own partner clients")
+        parser.add_argument("--carrier", default="", help="only this carrier's missions (slug)")
+        parser.add_argument("--client-id", default="")
+        parser.add_argument("--client-secret", default="")
+        parser.add_argument("--mqtt-url", default=settings.MQTT_URL)
+        parser.add_argument("--fault", action="append", default=[], help="KIND:VEHICLE[@SECONDS], repeatable")
+        parser.add_argument("--seed", type=int, default=7)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            faults = [Fault.parse(text) for text in options["fault"]]
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        if options["rate"] <= 0 or options["rate"] > 50:
+            raise CommandError("--rate must be in (0, 50] events per second per vehicle.")
+        qs = Mission.objects.filter(status__in=DRIVING, vehicle__isnull=False).select_related(
+            "shipment", "carrier", "vehicle"
+        )
+        if options["carrier"]:
+            qs = qs.filter(carrier__slug=options["carrier"])
+        missions = list(qs.order_by("pk")[: max(1, options["vehicles"])])
+        if not missions:
+            raise CommandError("No active missions with a vehicle: run `manage.py seed_demo` or tender a load first.")
+        vehicles = vehicles_from_missions(missions, seed=options["seed"])
+        transport = self._transport(options, {v.carrier_slug for v in vehicles})
+        simulator = FleetSimulator(vehicles=vehicles, transport=transport, rate_hz=options["rate"], faults=faults)
+        self.stdout.write(
+            f"Simulating {len(vehicles)} trucks at {options['rate']} Hz over {options['transport']}: "
+            + ", ".join(sorted({v.route.name for v in vehicles}))
+        )
+        last = [time.monotonic()]
+
+        def progress(stats: dict[str, int]) -> None:
+            if time.monotonic() - last[0] >= 10:
+                last[0] = time.monotonic()
+                self.stdout.write(f"sent {stats['sent']} accepted {stats['accepted']} rejected {stats['rejected']}")
+
+        try:
+            stats = simulator.run(options["duration"], on_tick=progress)
+        except KeyboardInterrupt:
+            stats = simulator.stats
+        finally:
+            transport.close()
+        self.stdout.write(f"done: {stats}")
+
+    def _transport(self, options: dict[str, Any], slugs: set[str]) -> Transport:
+        if options["transport"] == "mqtt":
+            if not options["mqtt_url"]:
+                raise CommandError("--transport mqtt needs MQTT_URL or --mqtt-url.")
+            return MqttTransport(
+                options["mqtt_url"],
+                username=settings.MQTT_USERNAME,
+                password=settings.MQTT_PASSWORD,
+                ca_file=settings.MQTT_CA_FILE,
+                topic_prefix=settings.MQTT_TOPIC_PREFIX,
+            )
+        if options["client_id"]:
+            if len(slugs) != 1:
+                raise CommandError("--client-id acts for one carrier: add --carrier SLUG.")
+            creds = {slugs.pop(): Credentials(options["client_id"], options["client_secret"])}
+        elif options["demo"]:
+            creds = demo_credentials(slugs)
+        else:
+            raise CommandError("http and ws need --client-id/--client-secret (with --carrier) or --demo.")
+        base = options["console_url"]
+        return HttpTransport(base, creds) if options["transport"] == "http" else WsTransport(base, creds)

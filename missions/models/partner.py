@@ -1,0 +1,133 @@
+"""Partner API state: OAuth clients bound to carriers, idempotency records, webhook secrets and receipts.
+
+Writes go through ``missions.partner_services`` (clients, secrets) and
+``missions.api.idempotency`` (idempotency records, which are request
+bookkeeping rather than domain state).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from oauth2_provider.models import AccessToken, Application
+
+from missions.models.core import Carrier
+
+PARTNER_SCOPES: dict[str, str] = {
+    "tender:read": "Read tenders addressed to the carrier",
+    "tender:write": "Answer tenders (accept, reject, counter)",
+    "missions:read": "Read the carrier's missions",
+    "missions:write": "Post mission status and autonomy-mode changes",
+    "telemetry:write": "Send telemetry events",
+    "telemetry:read": "Read telemetry of the carrier's missions",
+    "exceptions:write": "Report mission exceptions",
+}
+
+
+class PartnerClient(models.Model):
+    """An OAuth2 client (client-credentials only) that acts for exactly one carrier.
+
+    The application's secret is hashed by django-oauth-toolkit; the plain
+    secret exists only in the response that created or rotated it.
+    """
+
+    application = models.OneToOneField(Application, on_delete=models.CASCADE, related_name="partner_client")
+    carrier = models.ForeignKey(Carrier, on_delete=models.PROTECT, related_name="partner_clients")
+    # Space-separated subset of PARTNER_SCOPES this client may request.
+    allowed_scopes = models.CharField(max_length=300, default=" ".join(PARTNER_SCOPES))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["carrier_id", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.application.name} ({self.carrier.slug})"
+
+    @property
+    def scopes(self) -> set[str]:
+        return set(self.allowed_scopes.split())
+
+
+class TokenCertificateBinding(models.Model):
+    """RFC 8705 §3 binding of an access token to the client certificate it was issued over."""
+
+    access_token = models.OneToOneField(AccessToken, on_delete=models.CASCADE, related_name="certificate_binding")
+    # base64url(SHA-256(DER certificate)) without padding: the x5t#S256 confirmation value.
+    x5t_s256 = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"token {self.access_token_id} bound to {self.x5t_s256}"
+
+
+class IdempotencyStatus(models.TextChoices):
+    IN_FLIGHT = "in_flight", "In flight"
+    COMPLETED = "completed", "Completed"
+
+
+class IdempotencyRecord(models.Model):
+    """The first outcome of a mutating API call under one Idempotency-Key, kept for replay.
+
+    Keys are scoped per OAuth client; the fingerprint (SHA-256 of method,
+    path and raw body) tells a retry from a reuse of the key for another request.
+    """
+
+    client = models.ForeignKey(PartnerClient, on_delete=models.CASCADE, related_name="idempotency_records")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=IdempotencyStatus.choices, default=IdempotencyStatus.IN_FLIGHT)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    response_headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["client", "key"], name="idempotency_key_unique_per_client")]
+
+    def __str__(self) -> str:
+        return f"{self.client_id}:{self.key} ({self.status})"
+
+
+class WebhookSecret(models.Model):
+    """A carrier's Standard Webhooks signing secret (``whsec_`` + base64).
+
+    Two secrets overlap during a rotation: the old one gets a ``valid_until``
+    and the new one is valid from now, so deliveries signed with either verify.
+    """
+
+    carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="webhook_secrets")
+    secret = models.CharField(max_length=100)
+    valid_from = models.DateTimeField()
+    valid_until = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-valid_from", "-id"]
+
+    def __str__(self) -> str:
+        return f"webhook secret {self.pk} of {self.carrier.slug}"
+
+
+class WebhookReceipt(models.Model):
+    """A processed webhook delivery, so a redelivery of the same ``webhook-id`` has no second effect."""
+
+    carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="webhook_receipts")
+    webhook_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=40, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["carrier", "webhook_id"], name="webhook_receipt_unique_per_carrier")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.carrier_id}:{self.webhook_id}"

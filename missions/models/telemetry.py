@@ -1,0 +1,90 @@
+"""Telemetry beyond the long-term samples: the recent full-fidelity window, frozen snapshots, gaps.
+
+``TelemetrySample`` (1 Hz at most per vehicle, kept for the retention period)
+lives in ``missions.models.core``; the rows here are short-lived or evidence.
+Writes go through ``missions.telemetry.ingest`` and ``missions.telemetry.gaps``.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from missions.models.core import Mission, MissionException
+
+
+class TelemetryWindowEvent(models.Model):
+    """One accepted event, full fidelity, kept for a short time after it arrived.
+
+    Two jobs: the last five minutes per mission are what a snapshot freezes
+    when a safety event or an exception arrives, and the primary key on the
+    event id is the dedupe record for retries (a row lives
+    ``TELEMETRY_DEDUPE_SECONDS`` after arrival, longer than the window).
+    """
+
+    event_id = models.UUIDField(primary_key=True)
+    mission = models.ForeignKey(Mission, on_delete=models.CASCADE, related_name="window_events")
+    recorded_at = models.DateTimeField()
+    # Arrival time: pruning goes by it, so a late (buffered) event still dedupes for the full horizon.
+    received_at = models.DateTimeField(db_index=True)
+    payload = models.JSONField()
+
+    class Meta:
+        indexes = [models.Index(fields=["mission", "recorded_at"], name="telem_window_mission_ts")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} (mission {self.mission_id})"
+
+
+class TelemetrySnapshot(models.Model):
+    """The last five minutes of a mission's telemetry, frozen when something went wrong.
+
+    ``sha256`` is over the canonical JSON of ``events`` (sorted keys, no
+    spaces, UTF-8) so the snapshot can be cited as evidence and checked later.
+    """
+
+    mission = models.ForeignKey(Mission, on_delete=models.PROTECT, related_name="telemetry_snapshots")
+    reason = models.CharField(max_length=80)
+    trigger_event_id = models.UUIDField(null=True, blank=True)
+    exception = models.ForeignKey(
+        MissionException, null=True, blank=True, on_delete=models.PROTECT, related_name="telemetry_snapshots"
+    )
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    events = models.JSONField()
+    event_count = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.pk} of mission {self.mission_id} ({self.reason})"
+
+
+class TelemetryGap(models.Model):
+    """A silence on a mission's telemetry that raised one lost-comms exception.
+
+    Keyed by the mission's ``last_seen_at`` when the silence was found: the
+    same silence can never raise twice, and a new one starts only after
+    telemetry resumed (``last_seen_at`` moved) and stopped again.
+    """
+
+    mission = models.ForeignKey(Mission, on_delete=models.CASCADE, related_name="telemetry_gaps")
+    last_seen_at = models.DateTimeField()
+    gap_seconds = models.PositiveIntegerField()
+    detected_at = models.DateTimeField()
+    exception = models.ForeignKey(
+        MissionException, null=True, blank=True, on_delete=models.SET_NULL, related_name="telemetry_gaps"
+    )
+    resumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["mission", "last_seen_at"], name="telemetry_gap_once_per_silence")
+        ]
+        indexes = [models.Index(fields=["mission"], name="telem_gap_open", condition=models.Q(resumed_at__isnull=True))]
+
+    def __str__(self) -> str:
+        return f"gap on mission {self.mission_id} since {self.last_seen_at:%Y-%m-%dT%H:%M:%SZ}"

@@ -1,0 +1,542 @@
+"""The one path every telemetry event takes, whatever carried it (HTTP, WebSocket, MQTT).
+
+Per batch, in one transaction:
+
+1. validate each event (``normalize.event_validate``) and check that its
+   mission belongs to the sending carrier and its vehicle is that mission's
+   (one query for all missions of the batch, optionally cached by a stream);
+2. write every new event to the full-fidelity window, deduped on its id
+   (PostgreSQL: COPY into a temporary table, then ``INSERT ... ON CONFLICT DO
+   NOTHING``; SQLite: look-up plus ``bulk_create``);
+3. keep at most one long-term sample per vehicle and UTC second (the unique
+   ``(vehicle, bucket_s)`` index makes this hold across concurrent batches);
+4. move each mission's last seen time and position forward (one statement);
+5. send autonomy-mode changes and safety events through the mission services,
+   so they land in the ordered event log, and freeze the window into a
+   snapshot when a safety event arrives.
+
+After commit, one coalesced ``fleet.positions`` message per batch goes to the
+channel-layer group ``fleet`` (the live map). See docs/decisions/0010-telemetry-ingest.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from missions.events import Actor, event_record
+from missions.models import Carrier, Mission, MissionException, TelemetrySample
+from missions.models.telemetry import TelemetryGap, TelemetryWindowEvent
+from missions.services import mission_autonomy_change, mission_exception_report
+from missions.telemetry.normalize import TelemetryEvent, event_validate, ts_format
+from missions.telemetry.snapshots import telemetry_snapshot_freeze
+from tms_console.domain import DomainError
+
+log = logging.getLogger(__name__)
+
+FLEET_GROUP = "fleet"
+
+
+class BatchTooLarge(DomainError):
+    """More events in one batch than the published limit."""
+
+    code = "batch_too_large"
+
+
+@dataclass
+class IngestResult:
+    """What happened to a batch: counts, and the index and reason of every rejected event."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+@dataclass
+class MissionInfo:
+    """What ingest needs to know about a mission, cheap to cache for a few seconds."""
+
+    id: int
+    carrier_id: int
+    vehicle_pk: int | None
+    vehicle_external_id: str | None
+    correlation_id: uuid.UUID
+    status: str
+    autonomy_mode: str
+    last_seen_at: datetime | None
+    fetched_at: float = 0.0
+
+
+class MissionCache:
+    """Mission facts for a long-lived stream (a WebSocket or the MQTT bridge).
+
+    Ownership (carrier, vehicle, correlation id) never changes once a mission
+    has its vehicle; status and autonomy mode can, so entries expire after
+    ``ttl_seconds`` and are refreshed by the next batch's single query.
+    """
+
+    def __init__(self, ttl_seconds: float = 10.0) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._entries: dict[int, MissionInfo] = {}
+
+    def get_many(self, ids: Iterable[int], carrier_id: int) -> dict[int, MissionInfo]:
+        now = time.monotonic()
+        wanted = set(ids)
+        fresh = {
+            i: info
+            for i in wanted
+            if (info := self._entries.get(i)) is not None and now - info.fetched_at < self.ttl_seconds
+        }
+        missing = wanted - fresh.keys()
+        if missing:
+            for info in missions_load(missing, carrier_id):
+                info.fetched_at = now
+                self._entries[info.id] = info
+                fresh[info.id] = info
+        if len(self._entries) > 50_000:  # a stream that saw very many missions: start over
+            self._entries = dict(fresh)
+        return fresh
+
+
+def missions_load(ids: Iterable[int], carrier_id: int) -> list[MissionInfo]:
+    """One query: the carrier's missions among ``ids`` (others' missions are simply absent)."""
+    rows = Mission.objects.filter(pk__in=list(ids), carrier_id=carrier_id).values_list(
+        "id",
+        "carrier_id",
+        "vehicle_id",
+        "vehicle__external_id",
+        "correlation_id",
+        "status",
+        "autonomy_mode",
+        "last_seen_at",
+    )
+    return [MissionInfo(*row) for row in rows]
+
+
+@dataclass(slots=True)
+class _Accepted:
+    index: int
+    event: TelemetryEvent
+    mission: MissionInfo
+    keep_sample: bool = False
+    bucket_s: int = 0
+
+
+def ingest_events(
+    *,
+    carrier: Carrier,
+    events: list[Any],
+    source: str,
+    cache: MissionCache | None = None,
+    now: datetime | None = None,
+) -> IngestResult:
+    """Validate, dedupe, downsample and store a batch from one carrier; never raises on bad events."""
+    limit = telemetry_batch_max()
+    if len(events) > limit:
+        raise BatchTooLarge(f"A batch holds at most {limit} events; this one has {len(events)}.")
+    now = now or timezone.now()
+    result = IngestResult()
+
+    max_future = timedelta(seconds=settings.TELEMETRY_MAX_FUTURE_SECONDS)
+    max_age = timedelta(seconds=settings.TELEMETRY_MAX_AGE_SECONDS)
+    valid: list[tuple[int, TelemetryEvent]] = []
+    for index, raw in enumerate(events):
+        outcome = event_validate(raw, now=now, max_future=max_future, max_age=max_age)
+        if isinstance(outcome, str):
+            result.rejected.append({"index": index, "reason": outcome})
+        else:
+            valid.append((index, outcome))
+    if not valid:
+        return result
+
+    missions = (cache or MissionCache()).get_many({ev.mission_id for _, ev in valid}, carrier.pk)
+    accepted: list[_Accepted] = []
+    seen_ids: set[uuid.UUID] = set()
+    for index, ev in valid:
+        info = missions.get(ev.mission_id)
+        reason = _ownership_problem(ev, info)
+        if reason:
+            result.rejected.append({"index": index, "reason": reason})
+            continue
+        assert info is not None
+        if ev.event_id in seen_ids:  # the same event twice in one batch
+            result.duplicates += 1
+            continue
+        seen_ids.add(ev.event_id)
+        accepted.append(_Accepted(index=index, event=ev, mission=info))
+    result.rejected.sort(key=lambda r: r["index"])
+    if not accepted:
+        return result
+
+    with transaction.atomic():
+        new_ids = _persist(accepted, received_at=now)
+        fresh = [a for a in accepted if a.event.event_id in new_ids]
+        result.duplicates += len(accepted) - len(fresh)
+        result.accepted = len(fresh)
+        if fresh:
+            moved = _missions_touch(fresh)
+            _gaps_close(moved, carrier=carrier, now=now)
+            _modes_and_safety(fresh, carrier=carrier, source=source)
+            positions = _positions(fresh, moved)
+            if positions:
+                transaction.on_commit(lambda: fleet_broadcast(positions))
+    log.debug(
+        "telemetry batch",
+        extra={
+            "source": source,
+            "carrier": carrier.slug,
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "rejected": len(result.rejected),
+        },
+    )
+    return result
+
+
+def telemetry_batch_max() -> int:
+    return int(getattr(settings, "API_TELEMETRY_MAX_BATCH", 1000))
+
+
+def _ownership_problem(ev: TelemetryEvent, info: MissionInfo | None) -> str | None:
+    # Another carrier's mission and a mission that does not exist get the same answer: no probing.
+    if info is None:
+        return f"mission_id: mission {ev.mission_id} is not a mission of this carrier"
+    if info.vehicle_external_id is None:
+        return f"mission_id: mission {ev.mission_id} has no vehicle assigned yet"
+    if ev.vehicle_id != info.vehicle_external_id:
+        return f"vehicle_id: {ev.vehicle_id!r} is not the vehicle of mission {ev.mission_id}"
+    if ev.correlation_id is not None and ev.correlation_id != info.correlation_id:
+        return f"correlation_id: does not match mission {ev.mission_id}"
+    return None
+
+
+# --- Persistence ------------------------------------------------------------------
+
+
+def _mark_samples(accepted: list[_Accepted]) -> None:
+    """Within the batch, keep the earliest event of each vehicle-second; the index handles other batches."""
+    first: dict[tuple[int, int], _Accepted] = {}
+    for a in accepted:
+        a.bucket_s = int(a.event.ts.timestamp() // 1)
+        key = (a.mission.vehicle_pk or 0, a.bucket_s)
+        kept = first.get(key)
+        if kept is None or a.event.ts < kept.event.ts:
+            first[key] = a
+    for a in first.values():
+        a.keep_sample = True
+
+
+def _sample_data(ev: TelemetryEvent) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if ev.health:
+        data["health"] = ev.health
+    if ev.connectivity:
+        data["connectivity"] = ev.connectivity
+    if ev.mission_state:
+        data["mission_state"] = ev.mission_state
+    if ev.safety_event:
+        data["safety_event"] = ev.safety_event
+    if ev.accuracy_m is not None:
+        data["accuracy_m"] = ev.accuracy_m
+    return data
+
+
+def _persist(accepted: list[_Accepted], *, received_at: datetime) -> set[uuid.UUID]:
+    """Write window rows and samples; return the ids of events that were not stored before."""
+    _mark_samples(accepted)
+    if connection.vendor == "postgresql":
+        return _persist_postgres(accepted, received_at=received_at)
+    return _persist_generic(accepted, received_at=received_at)
+
+
+_TEMP_TABLE = """
+CREATE TEMP TABLE IF NOT EXISTS telemetry_incoming (
+    event_id uuid, mission_id bigint, vehicle_id bigint, recorded_at timestamptz, payload jsonb,
+    keep_sample boolean, bucket_s bigint, lat double precision, lon double precision,
+    speed_kph double precision, heading_deg double precision, autonomy_mode text, data jsonb
+) ON COMMIT DELETE ROWS
+"""
+
+_MERGE = """
+WITH ins AS (
+    INSERT INTO missions_telemetrywindowevent (event_id, mission_id, recorded_at, received_at, payload)
+    SELECT event_id, mission_id, recorded_at, %s, payload FROM telemetry_incoming
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+), samples AS (
+    INSERT INTO missions_telemetrysample
+        (mission_id, vehicle_id, recorded_at, lat, lon, speed_kph, heading_deg, autonomy_mode, data, event_id, bucket_s)
+    SELECT t.mission_id, t.vehicle_id, t.recorded_at, t.lat, t.lon, t.speed_kph, t.heading_deg, t.autonomy_mode,
+           t.data, t.event_id, t.bucket_s
+    FROM telemetry_incoming t JOIN ins USING (event_id)
+    WHERE t.keep_sample
+    ON CONFLICT (vehicle_id, bucket_s) DO NOTHING
+)
+SELECT event_id FROM ins
+"""
+
+
+def _persist_postgres(accepted: list[_Accepted], *, received_at: datetime) -> set[uuid.UUID]:
+    dumps = json.dumps
+    with connection.cursor() as cursor:
+        cursor.execute(_TEMP_TABLE)
+        raw = cursor.cursor  # the psycopg cursor: COPY is not part of the DB-API
+        with raw.copy(
+            "COPY telemetry_incoming (event_id, mission_id, vehicle_id, recorded_at, payload, keep_sample, bucket_s,"
+            " lat, lon, speed_kph, heading_deg, autonomy_mode, data) FROM STDIN"
+        ) as copy:
+            for a in accepted:
+                ev = a.event
+                copy.write_row(
+                    (
+                        ev.event_id,
+                        ev.mission_id,
+                        a.mission.vehicle_pk,
+                        ev.ts,
+                        dumps(ev.to_wire()),
+                        a.keep_sample,
+                        a.bucket_s,
+                        ev.lat,
+                        ev.lon,
+                        ev.speed_kph,
+                        ev.heading_deg,
+                        ev.autonomy_mode or "",
+                        dumps(_sample_data(ev)),
+                    )
+                )
+        cursor.execute(_MERGE, [received_at])
+        new_ids = {row[0] for row in cursor.fetchall()}
+        # ON COMMIT DELETE ROWS empties it at commit; an outer transaction may run several batches.
+        cursor.execute("TRUNCATE telemetry_incoming")
+    return new_ids
+
+
+def _persist_generic(accepted: list[_Accepted], *, received_at: datetime) -> set[uuid.UUID]:
+    # SQLite takes the write lock when the transaction starts (IMMEDIATE), so the
+    # look-up below cannot race another writer between SELECT and INSERT.
+    ids = [a.event.event_id for a in accepted]
+    existing = set(TelemetryWindowEvent.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
+    fresh = [a for a in accepted if a.event.event_id not in existing]
+    TelemetryWindowEvent.objects.bulk_create(
+        [
+            TelemetryWindowEvent(
+                event_id=a.event.event_id,
+                mission_id=a.mission.id,
+                recorded_at=a.event.ts,
+                received_at=received_at,
+                payload=a.event.to_wire(),
+            )
+            for a in fresh
+        ],
+        batch_size=500,
+    )
+    TelemetrySample.objects.bulk_create(
+        [
+            TelemetrySample(
+                mission_id=a.mission.id,
+                vehicle_id=a.mission.vehicle_pk,
+                recorded_at=a.event.ts,
+                lat=a.event.lat,
+                lon=a.event.lon,
+                speed_kph=a.event.speed_kph,
+                heading_deg=a.event.heading_deg,
+                autonomy_mode=a.event.autonomy_mode or "",
+                data=_sample_data(a.event),
+                event_id=a.event.event_id,
+                bucket_s=a.bucket_s,
+            )
+            for a in fresh
+            if a.keep_sample
+        ],
+        batch_size=500,
+        ignore_conflicts=True,
+    )
+    return {a.event.event_id for a in fresh}
+
+
+def _latest_per_mission(fresh: list[_Accepted]) -> dict[int, _Accepted]:
+    latest: dict[int, _Accepted] = {}
+    for a in fresh:
+        current = latest.get(a.mission.id)
+        if current is None or a.event.ts > current.event.ts:
+            latest[a.mission.id] = a
+    return latest
+
+
+def _missions_touch(fresh: list[_Accepted]) -> dict[int, _Accepted]:
+    """Move last seen / position forward for each mission whose newest event is newer; return those."""
+    latest = {
+        mid: a
+        for mid, a in _latest_per_mission(fresh).items()
+        if a.mission.last_seen_at is None or a.event.ts > a.mission.last_seen_at
+    }
+    if not latest:
+        return latest
+    ordered = sorted(latest.values(), key=lambda a: a.mission.id)  # a fixed lock order between batches
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # One statement for every mission of the batch; the WHERE keeps a
+            # concurrent batch with newer data from being overwritten.
+            cursor.execute(
+                """
+                UPDATE missions_mission AS m
+                SET last_seen_at = v.ts, last_lat = v.lat, last_lon = v.lon, last_speed_kph = v.speed
+                FROM unnest(%s::bigint[], %s::timestamptz[], %s::float8[], %s::float8[], %s::float8[])
+                     AS v(id, ts, lat, lon, speed)
+                WHERE m.id = v.id AND (m.last_seen_at IS NULL OR m.last_seen_at < v.ts)
+                """,
+                [
+                    [a.mission.id for a in ordered],
+                    [a.event.ts for a in ordered],
+                    [a.event.lat for a in ordered],
+                    [a.event.lon for a in ordered],
+                    [a.event.speed_kph for a in ordered],
+                ],
+            )
+    else:
+        from django.db.models import Q
+
+        for a in ordered:
+            Mission.objects.filter(
+                Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=a.event.ts), pk=a.mission.id
+            ).update(
+                last_seen_at=a.event.ts, last_lat=a.event.lat, last_lon=a.event.lon, last_speed_kph=a.event.speed_kph
+            )
+    for a in ordered:
+        a.mission.last_seen_at = a.event.ts  # keep a stream's cache in step
+    return latest
+
+
+def _gaps_close(moved: dict[int, _Accepted], *, carrier: Carrier, now: datetime) -> None:
+    """Telemetry is back for missions with an open gap: close it and say so in the event log."""
+    if not moved:
+        return
+    open_gaps = list(
+        TelemetryGap.objects.filter(mission_id__in=list(moved), resumed_at__isnull=True).select_related(
+            "mission__shipment"
+        )
+    )
+    for gap in open_gaps:
+        gap.resumed_at = now
+        gap.save(update_fields=["resumed_at"])
+        mission = gap.mission
+        event_record(
+            actor=Actor.for_carrier(carrier),
+            action="mission.telemetry_resumed",
+            subject_type="mission",
+            subject_id=mission.pk,
+            before={"last_seen_at": gap.last_seen_at},
+            after={"last_seen_at": moved[mission.pk].event.ts},
+            data={"silence_seconds": round((moved[mission.pk].event.ts - gap.last_seen_at).total_seconds(), 3)},
+            correlation_id=mission.correlation_id,
+            shipment=mission.shipment,
+            mission=mission,
+            carrier=carrier,
+        )
+
+
+def _modes_and_safety(fresh: list[_Accepted], *, carrier: Carrier, source: str) -> None:
+    actor = Actor.for_carrier(carrier)
+    by_mission: dict[int, list[_Accepted]] = {}
+    for a in fresh:
+        if a.event.autonomy_mode or a.event.safety_event:
+            by_mission.setdefault(a.mission.id, []).append(a)
+    for items in by_mission.values():
+        items.sort(key=lambda a: a.event.ts)
+        for a in items:
+            ev, info = a.event, a.mission
+            if ev.autonomy_mode and ev.autonomy_mode != info.autonomy_mode and _is_current(a):
+                try:
+                    mission_autonomy_change(
+                        mission_id=info.id, mode=ev.autonomy_mode, actor=actor, reason=f"telemetry {ev.event_id}"
+                    )
+                    info.autonomy_mode = ev.autonomy_mode
+                except DomainError as exc:  # e.g. the mission already ended: the sample still records it
+                    log.info("autonomy change from telemetry refused", extra={"mission_id": info.id, "error": str(exc)})
+            if ev.safety_event:
+                _safety_event_report(a, actor=actor, source=source)
+
+
+def _is_current(a: _Accepted) -> bool:
+    # A late, buffered event must not flip the mode back: only events at or
+    # after the newest one this batch started from count.
+    return a.mission.last_seen_at is None or a.event.ts >= a.mission.last_seen_at
+
+
+def _safety_event_report(a: _Accepted, *, actor: Actor, source: str) -> None:
+    ev = a.event
+    # Beyond the dedupe horizon a resent safety event would otherwise raise twice.
+    if MissionException.objects.filter(mission_id=a.mission.id, data__event_id=str(ev.event_id)).exists():
+        return
+    exc = mission_exception_report(
+        mission_id=a.mission.id,
+        kind=ev.safety_event or "",
+        actor=actor,
+        detail=f"{ev.safety_event} reported by vehicle {ev.vehicle_id} in telemetry",
+        data={
+            "event_id": str(ev.event_id),
+            "vehicle_id": ev.vehicle_id,
+            "lat": ev.lat,
+            "lon": ev.lon,
+            "speed_kph": ev.speed_kph,
+            "autonomy_mode": ev.autonomy_mode,
+            "source": source,
+        },
+        occurred_at=ev.ts,
+    )
+    telemetry_snapshot_freeze(
+        mission_id=a.mission.id,
+        reason=f"safety_event:{ev.safety_event}",
+        at=ev.ts,
+        exception_id=exc.pk,
+        trigger_event_id=ev.event_id,
+    )
+
+
+# --- Live map broadcast --------------------------------------------------------------
+
+
+def _positions(fresh: list[_Accepted], moved: dict[int, _Accepted]) -> list[dict[str, Any]]:
+    return [position_message(a.event, status=a.mission.status, mode=a.mission.autonomy_mode) for a in moved.values()]
+
+
+def position_message(ev: TelemetryEvent, *, status: str, mode: str) -> dict[str, Any]:
+    return {
+        "mission_id": ev.mission_id,
+        "vehicle_id": ev.vehicle_id,
+        "lat": round(ev.lat, 6),
+        "lon": round(ev.lon, 6),
+        "speed_kph": None if ev.speed_kph is None else round(ev.speed_kph, 1),
+        "heading_deg": ev.heading_deg,
+        "autonomy_mode": ev.autonomy_mode or mode,
+        "status": status,
+        "safety_event": ev.safety_event,
+        "last_seen_at": ts_format(ev.ts),
+    }
+
+
+def fleet_broadcast(positions: list[dict[str, Any]]) -> None:
+    """One message per batch to the live map group; never fails the caller."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(FLEET_GROUP, {"type": "fleet.positions", "positions": positions})
+    except Exception:  # a live update must never break the write that caused it
+        log.exception("fleet broadcast failed")

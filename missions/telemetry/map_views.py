@@ -1,0 +1,47 @@
+"""Console views of the telemetry pipeline: the live map page and a mission's telemetry series (JSON)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.templatetags.static import static
+
+from missions.models import Mission
+from missions.telemetry.map_state import mission_telemetry_series
+from tms_console.permissions import console_permission_required
+from tms_console.roles import VIEW_CONSOLE
+
+view_required = console_permission_required(VIEW_CONSOLE)
+
+
+@view_required
+def live_map(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "missions/map.html",
+        {
+            "nav": "map",
+            # plotly.js appends "<name>.json" (usa_110m) to this directory URL.
+            "topojson_url": static("vendor/topojson/"),
+            "frame_seconds": settings.LIVEMAP_FRAME_SECONDS,
+        },
+    )
+
+
+@view_required
+def mission_telemetry(request: HttpRequest, pk: int) -> JsonResponse:
+    """Track and chart series of one mission (the 1 Hz samples); ``?since=<ISO 8601>`` for increments."""
+    mission = get_object_or_404(Mission, pk=pk)
+    since = None
+    raw = request.GET.get("since", "")
+    if raw:
+        try:
+            since = datetime.fromisoformat(raw)
+        except ValueError:
+            return JsonResponse({"error": "since: not an ISO 8601 timestamp"}, status=400)
+        if since.tzinfo is None:
+            return JsonResponse({"error": "since: must carry a UTC offset"}, status=400)
+    return JsonResponse(mission_telemetry_series(mission_id=mission.pk, since=since))

@@ -1,0 +1,370 @@
+"""The normalized telemetry event (schema version "1") and its hand-written validator.
+
+This is the hot path of every ingest (HTTP, WebSocket, MQTT), so it is plain
+Python: no serializer framework, one pass over the dict, and a precise reason
+string (``field: what is wrong``) for the first problem found. The field names
+match the OpenAPI serializer in ``missions.telemetry_schema``.
+
+Wire shape::
+
+    {
+      "schema_version": "1",                      # optional; "1" if absent
+      "event_id": "<uuid>",
+      "mission_id": 42,
+      "vehicle_id": "TRK-0007",                   # the carrier's external id
+      "correlation_id": "<uuid>",                 # optional; the mission's if absent
+      "ts": "2026-11-26T05:12:00.250Z",           # ISO 8601 with an offset
+      "position": {"lat": 32.1, "lon": -96.2, "speed_kph": 88.5, "heading_deg": 172.0, "accuracy_m": 3.0},
+      "mission_state": "en_route",                # optional
+      "health": {"fuel_pct": 71.0, "battery_pct": null, "critical_sensors_ok": true,
+                 "ecu_errors": ["P0301"], "thermal_warning": false},
+      "connectivity": {"uplink": "5g", "packet_loss_pct": 0.4, "latency_ms": 48},
+      "safety_event": null,                       # collision_avoidance | emergency_stop | human_intervention_required
+      "autonomy_mode": "autonomous"               # optional
+    }
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+
+from missions.choices import AutonomyMode, MissionStatus
+
+SCHEMA_VERSION = "1"
+UPLINKS = ("5g", "4g", "satellite")
+SAFETY_EVENTS = ("collision_avoidance", "emergency_stop", "human_intervention_required")
+AUTONOMY_MODES: tuple[str, ...] = tuple(AutonomyMode.values)
+MISSION_STATES: tuple[str, ...] = tuple(MissionStatus.values)
+
+TOP_LEVEL_FIELDS = frozenset(
+    {
+        "schema_version",
+        "event_id",
+        "mission_id",
+        "vehicle_id",
+        "correlation_id",
+        "ts",
+        "position",
+        "mission_state",
+        "health",
+        "connectivity",
+        "safety_event",
+        "autonomy_mode",
+    }
+)
+POSITION_FIELDS = frozenset({"lat", "lon", "speed_kph", "heading_deg", "accuracy_m"})
+HEALTH_FIELDS = frozenset({"fuel_pct", "battery_pct", "critical_sensors_ok", "ecu_errors", "thermal_warning"})
+CONNECTIVITY_FIELDS = frozenset({"uplink", "packet_loss_pct", "latency_ms"})
+
+VEHICLE_ID_MAX = 100
+ECU_ERRORS_MAX = 32
+ECU_ERROR_CODE_MAX = 32
+# Physical bounds: a loaded tractor-trailer does not exceed these; anything above is a bad sensor.
+SPEED_KPH_MAX = 200.0
+ACCURACY_M_MAX = 100_000.0
+LATENCY_MS_MAX = 600_000.0
+
+
+class Invalid(Exception):
+    """A validation failure; ``str(exc)`` is the reason sent back to the sender."""
+
+
+@dataclass(slots=True)
+class TelemetryEvent:
+    """A validated event: typed fields, UTC timestamp, optional sections normalised to dicts."""
+
+    event_id: uuid.UUID
+    mission_id: int
+    vehicle_id: str
+    correlation_id: uuid.UUID | None
+    ts: datetime
+    lat: float
+    lon: float
+    speed_kph: float | None = None
+    heading_deg: float | None = None
+    accuracy_m: float | None = None
+    mission_state: str | None = None
+    health: dict[str, Any] = field(default_factory=dict)
+    connectivity: dict[str, Any] = field(default_factory=dict)
+    safety_event: str | None = None
+    autonomy_mode: str | None = None
+
+    def position(self) -> dict[str, float | None]:
+        return {
+            "lat": self.lat,
+            "lon": self.lon,
+            "speed_kph": self.speed_kph,
+            "heading_deg": self.heading_deg,
+            "accuracy_m": self.accuracy_m,
+        }
+
+    def to_wire(self) -> dict[str, Any]:
+        """The normalized event as JSON-ready data (what the window and snapshots store)."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "event_id": str(self.event_id),
+            "mission_id": self.mission_id,
+            "vehicle_id": self.vehicle_id,
+            "correlation_id": str(self.correlation_id) if self.correlation_id else None,
+            "ts": ts_format(self.ts),
+            "position": self.position(),
+            "mission_state": self.mission_state,
+            "health": self.health,
+            "connectivity": self.connectivity,
+            "safety_event": self.safety_event,
+            "autonomy_mode": self.autonomy_mode,
+        }
+
+
+def ts_format(ts: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z`` and milliseconds: one spelling for every instant."""
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
+    return ts.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00"
+
+
+# --- Field checks ---------------------------------------------------------------
+
+
+def _number(value: Any, name: str, lo: float, hi: float, *, hi_open: bool = False) -> float:
+    # bool is an int subclass; "true" as a speed is a type error, not 1 km/h.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Invalid(f"{name}: expected a number, got {_type_name(value)}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise Invalid(f"{name}: must be a finite number")
+    if number < lo or number > hi or (hi_open and number >= hi):
+        bound = f"[{_fmt(lo)}, {_fmt(hi)})" if hi_open else f"[{_fmt(lo)}, {_fmt(hi)}]"
+        raise Invalid(f"{name}: {_fmt(number)} is out of range {bound}")
+    return number
+
+
+def _optional_number(
+    section: dict[str, Any], key: str, name: str, lo: float, hi: float, *, hi_open: bool = False
+) -> float | None:
+    value = section.get(key)
+    if value is None:
+        return None
+    return _number(value, name, lo, hi, hi_open=hi_open)
+
+
+def _optional_bool(section: dict[str, Any], key: str, name: str) -> bool | None:
+    value = section.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise Invalid(f"{name}: expected true or false, got {_type_name(value)}")
+
+
+def _enum(value: Any, name: str, allowed: tuple[str, ...], *, nullable: bool = True) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise Invalid(f"{name}: expected a string, got {_type_name(value)}")
+    if value not in allowed:
+        raise Invalid(f"{name}: unknown value {_quote(value)}; expected one of {', '.join(allowed)}")
+    return value
+
+
+def _object(value: Any, name: str, allowed: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise Invalid(f"{name}: expected an object, got {_type_name(value)}")
+    # Set difference runs in C; the list is only built on the error path, in the sender's order.
+    if value.keys() - allowed:
+        unknown = [k for k in value if k not in allowed]
+        raise Invalid(f"{name}.{_key(unknown[0])}: unknown field")
+    return value
+
+
+def _uuid(value: Any, name: str) -> uuid.UUID:
+    if not isinstance(value, str):
+        raise Invalid(f"{name}: expected a UUID string, got {_type_name(value)}")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise Invalid(f"{name}: {_quote(value)} is not a UUID") from None
+
+
+def _timestamp(value: Any, now: datetime, max_future: timedelta, max_age: timedelta) -> datetime:
+    if not isinstance(value, str):
+        raise Invalid(f"ts: expected an ISO 8601 string, got {_type_name(value)}")
+    if len(value) > 40:
+        raise Invalid("ts: too long for an ISO 8601 timestamp")
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise Invalid(f"ts: {_quote(value)} is not an ISO 8601 timestamp") from None
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise Invalid("ts: must carry a UTC offset (e.g. 'Z')")
+    try:
+        ts = ts.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise Invalid(f"ts: {_quote(value)} is out of range") from None
+    if ts > now + max_future:
+        raise Invalid(f"ts: more than {int(max_future.total_seconds())} s in the future")
+    if ts < now - max_age:
+        raise Invalid(f"ts: older than {int(max_age.total_seconds())} s")
+    return ts
+
+
+def _health(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    section = _object(value, "health", HEALTH_FIELDS)
+    out: dict[str, Any] = {}
+    for key in ("fuel_pct", "battery_pct"):
+        number = _optional_number(section, key, f"health.{key}", 0.0, 100.0)
+        if number is not None:
+            out[key] = number
+    for key in ("critical_sensors_ok", "thermal_warning"):
+        flag = _optional_bool(section, key, f"health.{key}")
+        if flag is not None:
+            out[key] = flag
+    errors = section.get("ecu_errors")
+    if errors is not None:
+        if not isinstance(errors, list):
+            raise Invalid(f"health.ecu_errors: expected a list of strings, got {_type_name(errors)}")
+        if len(errors) > ECU_ERRORS_MAX:
+            raise Invalid(f"health.ecu_errors: at most {ECU_ERRORS_MAX} codes")
+        for i, code in enumerate(errors):
+            if not isinstance(code, str) or not code or len(code) > ECU_ERROR_CODE_MAX:
+                raise Invalid(f"health.ecu_errors[{i}]: expected a code of 1 to {ECU_ERROR_CODE_MAX} characters")
+        out["ecu_errors"] = list(errors)
+    return out
+
+
+def _connectivity(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    section = _object(value, "connectivity", CONNECTIVITY_FIELDS)
+    out: dict[str, Any] = {}
+    uplink = _enum(section.get("uplink"), "connectivity.uplink", UPLINKS)
+    if uplink is not None:
+        out["uplink"] = uplink
+    loss = _optional_number(section, "packet_loss_pct", "connectivity.packet_loss_pct", 0.0, 100.0)
+    if loss is not None:
+        out["packet_loss_pct"] = loss
+    latency = _optional_number(section, "latency_ms", "connectivity.latency_ms", 0.0, LATENCY_MS_MAX)
+    if latency is not None:
+        out["latency_ms"] = latency
+    return out
+
+
+# --- The validator --------------------------------------------------------------
+
+
+def event_validate(
+    raw: Any,
+    *,
+    now: datetime | None = None,
+    max_future: timedelta | None = None,
+    max_age: timedelta | None = None,
+) -> TelemetryEvent | str:
+    """Return the normalized event, or the reason it is rejected. Never raises on any input."""
+    try:
+        return _validate(
+            raw,
+            now or datetime.now(UTC),
+            max_future or timedelta(seconds=settings.TELEMETRY_MAX_FUTURE_SECONDS),
+            max_age or timedelta(seconds=settings.TELEMETRY_MAX_AGE_SECONDS),
+        )
+    except Invalid as exc:
+        return str(exc)
+    except RecursionError:
+        return "event: nested too deeply"
+
+
+def _validate(raw: Any, now: datetime, max_future: timedelta, max_age: timedelta) -> TelemetryEvent:
+    if not isinstance(raw, dict):
+        raise Invalid(f"event: expected an object, got {_type_name(raw)}")
+    if raw.keys() - TOP_LEVEL_FIELDS:
+        unknown = [k for k in raw if k not in TOP_LEVEL_FIELDS]
+        raise Invalid(f"{_key(unknown[0])}: unknown field")
+    version = raw.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise Invalid(f"schema_version: unsupported {_quote(version)}; this endpoint speaks {SCHEMA_VERSION!r}")
+    for required in ("event_id", "mission_id", "vehicle_id", "ts", "position"):
+        if raw.get(required) is None:
+            raise Invalid(f"{required}: this field is required")
+
+    event_id = _uuid(raw["event_id"], "event_id")
+    mission_id = raw["mission_id"]
+    if isinstance(mission_id, bool) or not isinstance(mission_id, int):
+        raise Invalid(f"mission_id: expected an integer, got {_type_name(mission_id)}")
+    if not 1 <= mission_id <= 2**63 - 1:
+        raise Invalid("mission_id: out of range")
+    vehicle_id = raw["vehicle_id"]
+    if not isinstance(vehicle_id, str):
+        raise Invalid(f"vehicle_id: expected a string, got {_type_name(vehicle_id)}")
+    if not vehicle_id or len(vehicle_id) > VEHICLE_ID_MAX:
+        raise Invalid(f"vehicle_id: expected 1 to {VEHICLE_ID_MAX} characters")
+    correlation = raw.get("correlation_id")
+    correlation_id = None if correlation is None else _uuid(correlation, "correlation_id")
+    ts = _timestamp(raw["ts"], now, max_future, max_age)
+
+    position = _object(raw["position"], "position", POSITION_FIELDS)
+    if position.get("lat") is None:
+        raise Invalid("position.lat: this field is required")
+    if position.get("lon") is None:
+        raise Invalid("position.lon: this field is required")
+    lat = _number(position["lat"], "position.lat", -90.0, 90.0)
+    lon = _number(position["lon"], "position.lon", -180.0, 180.0)
+    speed = _optional_number(position, "speed_kph", "position.speed_kph", 0.0, SPEED_KPH_MAX)
+    heading = _optional_number(position, "heading_deg", "position.heading_deg", 0.0, 360.0)
+    accuracy = _optional_number(position, "accuracy_m", "position.accuracy_m", 0.0, ACCURACY_M_MAX)
+
+    return TelemetryEvent(
+        event_id=event_id,
+        mission_id=mission_id,
+        vehicle_id=vehicle_id,
+        correlation_id=correlation_id,
+        ts=ts,
+        lat=lat,
+        lon=lon,
+        speed_kph=speed,
+        heading_deg=heading,
+        accuracy_m=accuracy,
+        mission_state=_enum(raw.get("mission_state"), "mission_state", MISSION_STATES),
+        health=_health(raw.get("health")),
+        connectivity=_connectivity(raw.get("connectivity")),
+        safety_event=_enum(raw.get("safety_event"), "safety_event", SAFETY_EVENTS),
+        autonomy_mode=_enum(raw.get("autonomy_mode"), "autonomy_mode", AUTONOMY_MODES),
+    )
+
+
+# --- Reason formatting: short, and never echoing a huge or binary value --------------
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _quote(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _key(key: Any) -> str:
+    text = str(key)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _fmt(number: float) -> str:
+    return f"{number:g}"

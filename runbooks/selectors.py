@@ -1,0 +1,57 @@
+"""Read queries for the incident pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from missions.models import AuditEvent
+from runbooks.choices import StepKind, StepStatus
+from runbooks.models import Incident, StepRun
+
+
+def incident_steps(*, incident: Incident) -> list[dict[str, Any]]:
+    """The incident's runbook steps with what on-call may do on each."""
+    rows = []
+    for step_run in StepRun.objects.filter(run__incident=incident).select_related("step").order_by("step__position"):
+        step = step_run.step
+        finished = step_run.status in (StepStatus.DONE, StepStatus.SKIPPED)
+        rows.append(
+            {
+                "run": step_run,
+                "step": step,
+                "can_confirm": step.kind == StepKind.MANUAL and step_run.status == StepStatus.WAITING,
+                "can_retry": step.kind == StepKind.AUTOMATED
+                and step_run.status in (StepStatus.FAILED, StepStatus.WAITING),
+                "can_skip": not finished and step_run.status != StepStatus.RUNNING,
+            }
+        )
+    return rows
+
+
+def incident_review_template(*, incident: Incident) -> str:
+    """A prefilled post-incident review: timeline, telemetry, SLO impact and credits, follow-ups."""
+    lines = [f"Post-incident review: INC-{incident.pk} {incident.title}", ""]
+    lines.append("Summary:")
+    lines.append("  What happened, impact on the shipment, how it was detected.")
+    lines.append("")
+    lines.append("Timeline (UTC):")
+    for event in AuditEvent.objects.filter(incident_id=incident.pk).order_by("id")[:60]:
+        lines.append(f"  {event.occurred_at:%Y-%m-%d %H:%M:%S}  {event.action}  ({event.actor_label})")
+    lines.append("")
+    lines.append(f"Telemetry pinned at detection: {len(incident.pinned_telemetry)} samples (last 30 minutes).")
+    if incident.mission_id:
+        from missions.models.telemetry import TelemetrySnapshot
+
+        for snap in TelemetrySnapshot.objects.filter(mission_id=incident.mission_id).order_by("-id")[:3]:
+            lines.append(f"  snapshot #{snap.pk} ({snap.reason}): {snap.event_count} events, sha256 {snap.sha256}")
+    lines.append("")
+    lines.append("SLO impact and credits:")
+    if incident.time_to_failover_seconds is not None:
+        lines.append(f"  time to failover: {incident.time_to_failover_seconds:.0f} s")
+    if incident.time_to_recovery_seconds is not None:
+        lines.append(f"  time to recovery: {incident.time_to_recovery_seconds:.0f} s")
+    lines.append("  SLIs affected, error budget consumed, credits triggered (see the SLA page).")
+    lines.append("")
+    lines.append("What we change:")
+    lines.append("  - ")
+    return "\n".join(lines)

@@ -1,0 +1,322 @@
+#!/usr/bin/env python
+"""Start and supervise every process of the product for `make run`.
+
+Children: daphne (web), Celery worker, Celery beat, and the optional
+processes listed in OPTIONAL_PROCESSES whose management command exists.
+Each child's output is prefixed with its name. Ctrl-C (SIGINT) or SIGTERM
+stops every child: terminate, wait, kill after a timeout. If one child dies
+on its own, the others are stopped too and the exit status says which.
+
+Run from the project root with the project's interpreter:
+    .venv/bin/python scripts/run_all.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+STOP_TIMEOUT_SECONDS = 10.0
+READY_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One supervised child: a name for the output prefix and its argv."""
+
+    name: str
+    argv: list[str]
+    # Extra environment for this child only.
+    env: dict[str, str] = field(default_factory=dict)
+    # Start only once the web server accepts connections (a client of it).
+    after_web: bool = False
+
+
+@dataclass(frozen=True)
+class OptionalProcess:
+    """A process that runs only when its management command exists and `enabled()` says so.
+
+    Add an entry to OPTIONAL_PROCESSES to have `make run` start another
+    management command next to the web server and the Celery processes.
+    """
+
+    name: str
+    command: str
+    # Arguments, given the host and port the web server listens on.
+    args: Callable[[str, int], list[str]] = lambda host, port: []
+    enabled: Callable[[], bool] = lambda: True
+    after_web: bool = False
+    # Simulators log every request they make; keep the shared console readable
+    # unless LOG_LEVEL asks for more.
+    log_level: str = "WARNING"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+OPTIONAL_PROCESSES: list[OptionalProcess] = [
+    OptionalProcess(
+        name="carriers",
+        command="run_carrier_sim",
+        args=lambda host, port: ["--port", _env("CARRIER_SIM_PORT", "8100")],
+    ),
+    OptionalProcess(
+        name="fleet",
+        command="simulate_fleet",
+        # --demo: the simulator issues its own partner API clients.
+        args=lambda host, port: ["--demo", "--console-url", f"http://{host}:{port}"],
+        after_web=True,
+    ),
+    OptionalProcess(
+        name="mqtt",
+        command="mqtt_ingest",
+        enabled=lambda: bool(os.environ.get("MQTT_URL")),
+        log_level="INFO",
+    ),
+]
+
+
+def access_log() -> str:
+    from django.conf import settings
+
+    return str(Path(settings.VAR_DIR) / "access.log")
+
+
+def available_commands() -> set[str]:
+    """Names of the management commands of the installed apps."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tms_console.settings")
+    sys.path.insert(0, str(BASE_DIR))
+    import django
+    from django.core.management import get_commands
+
+    django.setup()
+    return set(get_commands())
+
+
+def build_specs(*, host: str, port: int, commands: set[str]) -> list[ProcessSpec]:
+    from django.conf import settings
+
+    python = sys.executable
+    bindir = Path(python).parent
+    celery = str(bindir / "celery")
+    daphne = str(bindir / "daphne")
+    worker = [celery, "-A", "tms_console", "worker", "--pool=threads", "--concurrency=4", "--loglevel=INFO"]
+    if str(settings.CELERY_BROKER_URL).startswith("filesystem://"):
+        # One local worker and no broker server: nothing to synchronise with
+        # or gossip to, and each of these would otherwise poll files.
+        worker += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
+    specs = [
+        # One access-log line per request (the fleet simulator posts several a
+        # second) goes to a file, not to the shared console.
+        ProcessSpec(
+            "web",
+            [daphne, "-b", host, "-p", str(port), "--access-log", access_log(), "tms_console.asgi:application"],
+        ),
+        ProcessSpec("worker", worker),
+        ProcessSpec(
+            "beat",
+            [celery, "-A", "tms_console", "beat", "--loglevel=INFO", "-s", str(settings.CELERY_BEAT_SCHEDULE_FILENAME)],
+        ),
+    ]
+    manage = str(BASE_DIR / "manage.py")
+    for extra in OPTIONAL_PROCESSES:
+        if extra.command in commands and extra.enabled():
+            argv = [python, manage, extra.command, *extra.args(host, port)]
+            env = {"LOG_LEVEL": os.environ.get("LOG_LEVEL", extra.log_level)}
+            specs.append(ProcessSpec(extra.name, argv, env=env, after_web=extra.after_web))
+    return specs
+
+
+class Supervisor:
+    """Runs the children, relays their output, and stops them all together."""
+
+    def __init__(self, specs: Sequence[ProcessSpec], *, out: IO[str] = sys.stdout) -> None:
+        self.specs = list(specs)
+        self.out = out
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._width = max(len(s.name) for s in self.specs)
+        self._threads: list[threading.Thread] = []
+
+    def say(self, name: str, line: str) -> None:
+        with self._lock:
+            self.out.write(f"{name:<{self._width}} | {line}\n")
+            self.out.flush()
+
+    def start(self, *, after_web: bool = False) -> None:
+        """Start the children of one wave: those that need the web server, or the others."""
+        for spec in self.specs:
+            if spec.after_web != after_web:
+                continue
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
+            # A session of its own per child: the terminal's Ctrl-C reaches
+            # only this supervisor, which then stops the children in order.
+            proc = subprocess.Popen(
+                spec.argv,
+                cwd=BASE_DIR,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            self.children[spec.name] = proc
+            self.say("run", f"started {spec.name} (pid {proc.pid}): {' '.join(spec.argv[1:])}")
+            assert proc.stdout is not None
+            thread = threading.Thread(target=self._relay, args=(spec.name, proc.stdout), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _relay(self, name: str, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            self.say(name, raw.decode("utf-8", "replace").rstrip("\n"))
+        stream.close()
+
+    def first_exited(self) -> tuple[str, int] | None:
+        for name, proc in self.children.items():
+            code = proc.poll()
+            if code is not None:
+                return name, code
+        return None
+
+    def stop(self) -> None:
+        """Terminate every child's process group, wait, then kill what is left."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        for name, proc in reversed(list(self.children.items())):
+            if proc.poll() is None:
+                self.say("run", f"stopping {name} (pid {proc.pid})")
+                _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        for name, proc in self.children.items():
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                proc.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                self.say("run", f"{name} did not stop within {STOP_TIMEOUT_SECONDS:.0f}s; killing it")
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+            # Grandchildren in the child's group (if any) go with it.
+            _signal_group(proc, signal.SIGKILL)
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    # The group may be gone already: the child exited and nothing else was in it.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def wait_for_port(host: str, port: int, *, timeout: float, alive: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def banner(url: str, access_log_path: str | None = None) -> str:
+    lines = [f"  Web access log: {access_log_path}"] if access_log_path else []
+    return "\n".join(
+        [
+            "",
+            "=" * 72,
+            f"  TMS Console is running: {url}",
+            "  Log in with a demo user and password printed by `manage.py seed_demo`,",
+            "  then enter the one-time code from your authenticator app (scan or type",
+            "  the TOTP secret shown at seeding) or print the current code with:",
+            "      .venv/bin/python manage.py demo_otp <username>",
+            *lines,
+            "  Press Ctrl-C to stop every process.",
+            "=" * 72,
+            "",
+        ]
+    )
+
+
+def main() -> int:
+    host = _env("HOST", "127.0.0.1")
+    port = int(_env("PORT", "8000"))
+    if not port_is_free(host, port):
+        print(f"run: port {port} on {host} is already in use; set PORT=<free port> and try again.", file=sys.stderr)
+        return 2
+    specs = build_specs(host=host, port=port, commands=available_commands())
+    return run(specs, host=host, port=port, access_log_path=access_log())
+
+
+def run(specs: Sequence[ProcessSpec], *, host: str, port: int, access_log_path: str | None = None) -> int:
+    """Start the children, announce the URL once "web" listens, stop all on a signal or a death."""
+    started = time.monotonic()
+    supervisor = Supervisor(specs)
+    stop_reason: list[str] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop_reason.append(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    supervisor.start()
+    url = f"http://{host}:{port}/"
+    web = supervisor.children["web"]
+    announced = False
+    exit_code = 0
+    try:
+        while not stop_reason:
+            if not announced and wait_for_port(host, port, timeout=0.5, alive=lambda: web.poll() is None):
+                supervisor.say("run", banner(url, access_log_path))
+                announced = True
+                supervisor.start(after_web=True)
+            exited = supervisor.first_exited()
+            if exited is not None:
+                name, code = exited
+                supervisor.say("run", f"ERROR: {name} exited unexpectedly with status {code}; stopping everything.")
+                exit_code = 1
+                break
+            if not announced and time.monotonic() - started > READY_TIMEOUT_SECONDS:
+                supervisor.say(
+                    "run", f"ERROR: the web server did not listen on {url} within {READY_TIMEOUT_SECONDS:.0f}s."
+                )
+                exit_code = 1
+                break
+            time.sleep(0.3)
+        else:
+            supervisor.say("run", f"received {stop_reason[0]}; stopping every process")
+    finally:
+        # Further Ctrl-Cs during shutdown must not interrupt the cleanup.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        supervisor.stop()
+    supervisor.say("run", "all processes stopped")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

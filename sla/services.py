@@ -1,0 +1,488 @@
+"""The only code that writes SLA state: measurements, burn-rate alerts, breaches, credits, contracts."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from missions.events import Actor, event_record
+from missions.models import Carrier
+from sla.choices import AlertSeverity, BreachStatus, SLIName
+from sla.models import (
+    Breach,
+    BurnRateAlert,
+    Contract,
+    ContractExclusion,
+    CreditEntry,
+    SLIMeasurement,
+    credit_tier_for,
+)
+from sla.selectors import contract_in_force, sli_all, sli_evidence_ids, telemetry_snapshot_ids
+from sla.sli import (
+    SLIResult,
+    Targets,
+    Window,
+    alert_windows_at,
+    month_next,
+    month_start,
+    month_window,
+    sli_meets,
+    windows_at,
+)
+from tms_console.domain import DomainError, transition_check
+from tms_console.roles import MANAGE_SLA, perm
+
+log = logging.getLogger(__name__)
+CENTS = Decimal("0.01")
+FOUR_PLACES = Decimal("0.0001")
+
+
+@dataclass(frozen=True)
+class BurnRule:
+    """One multi-window burn-rate rule: both windows must burn faster than ``threshold``."""
+
+    severity: str
+    long_window: str
+    short_window: str
+    threshold: Decimal
+
+
+# Google SRE workbook, "Alerting on SLOs", multiwindow multi-burn-rate alerts:
+# 2 % of a 30-day budget in 1 h (14.4x) or 5 % in 6 h (6x) pages; 10 % in 3 days (1x) opens a ticket.
+BURN_RULES = (
+    BurnRule(AlertSeverity.PAGE, "1h", "5m", Decimal("14.4")),
+    BurnRule(AlertSeverity.PAGE, "6h", "30m", Decimal("6")),
+    BurnRule(AlertSeverity.TICKET, "3d", "6h", Decimal("1")),
+)
+# Event-ratio SLIs burn budget per event; failover (a median of a few events) and MTTR (a mean) do not.
+BURN_SLIS = (
+    SLIName.ON_TIME,
+    SLIName.MISSION_SUCCESS,
+    SLIName.TELEMETRY_INTEGRITY,
+    SLIName.API_LATENCY,
+    SLIName.API_ERROR_RATE,
+)
+
+
+@dataclass
+class Evaluation:
+    """What one ``sla_evaluate`` run measured and did."""
+
+    carrier_id: int
+    now: datetime
+    contract_id: int | None
+    results: dict[tuple[str, str], SLIResult]
+    measurements: list[SLIMeasurement] = field(default_factory=list)
+    alerts_fired: list[BurnRateAlert] = field(default_factory=list)
+    alerts_resolved: list[int] = field(default_factory=list)
+    breaches: list[Breach] = field(default_factory=list)
+
+
+def _min_events() -> int:
+    return int(getattr(settings, "SLA_BURN_MIN_EVENTS", 10))
+
+
+def burn_rate(result: SLIResult, good_ratio_target: Decimal) -> Decimal | None:
+    """How many times faster than allowed the error budget burns: error ratio / (1 - SLO)."""
+    if not result.total:
+        return None
+    budget = Decimal(1) - good_ratio_target
+    error_ratio = Decimal(result.total - result.good) / Decimal(result.total)
+    if budget <= 0:
+        # A 100 % objective has no budget: any error burns "infinitely" fast.
+        return Decimal("Infinity") if error_ratio > 0 else Decimal(0)
+    return (error_ratio / budget).quantize(FOUR_PLACES, ROUND_HALF_UP)
+
+
+def budget_remaining_pct(result: SLIResult, good_ratio_target: Decimal) -> Decimal | None:
+    """Share of the window's error budget left, in percent: 100 untouched, 0 spent, negative overspent."""
+    if not result.total:
+        return None
+    allowed_bad = (Decimal(1) - good_ratio_target) * Decimal(result.total)
+    bad = Decimal(result.total - result.good)
+    if allowed_bad <= 0:
+        return Decimal(100) if bad == 0 else Decimal(-100)
+    return ((Decimal(1) - bad / allowed_bad) * 100).quantize(FOUR_PLACES, ROUND_HALF_UP)
+
+
+def burn_rule_fires(long: SLIResult, short: SLIResult, target: Decimal, rule: BurnRule, min_events: int) -> bool:
+    """Both windows burn strictly faster than the threshold, and the long window saw enough traffic.
+
+    The minimum-traffic rule keeps one failure on a quiet day (1 of 2 missions
+    late = 50 % error ratio) from paging anyone.
+    """
+    if long.total < min_events:
+        return False
+    long_rate, short_rate = burn_rate(long, target), burn_rate(short, target)
+    if long_rate is None or short_rate is None:
+        return False
+    return long_rate > rule.threshold and short_rate > rule.threshold
+
+
+def sla_evaluate(*, carrier_id: int, now: datetime | None = None) -> Evaluation:
+    """Measure every SLI over every window, store them, fire or clear burn-rate alerts.
+
+    On the first day of a month the previous, now closed month is also
+    checked against the contract and missed objectives become proposed breaches.
+    """
+    now = now or timezone.now()
+    carrier = Carrier.objects.get(pk=carrier_id)
+    contract = contract_in_force(carrier_id, now.date())
+    targets = Targets.of(contract)
+    reporting = windows_at(now)
+    results = sli_all(carrier_id, [*reporting, *alert_windows_at(now)], targets)
+    evaluation = Evaluation(
+        carrier_id=carrier_id, now=now, contract_id=contract.pk if contract else None, results=results
+    )
+    with transaction.atomic():
+        rows = [
+            _measurement(carrier_id, contract, targets, w, results[(sli, w.name)], now)
+            for w in reporting
+            for sli in SLIName
+        ]
+        evaluation.measurements = SLIMeasurement.objects.bulk_create(rows)
+        if contract is not None:
+            _alerts_update(carrier, contract, targets, results, now, evaluation)
+    if now.day == 1:
+        previous = month_window(now.date() - timedelta(days=1))
+        # The closed month's final measurements mark it as closed: done once, not every minute of day 1.
+        closed = SLIMeasurement.objects.filter(
+            carrier_id=carrier_id, window=previous.name, window_start=previous.start, window_end=previous.end
+        ).exists()
+        if not closed:
+            evaluation.breaches = sla_month_close(carrier_id=carrier_id, month=previous.start.date(), now=now)
+    return evaluation
+
+
+def _measurement(
+    carrier_id: int, contract: Contract | None, targets: Targets, w: Window, r: SLIResult, now: datetime
+) -> SLIMeasurement:
+    return SLIMeasurement(
+        carrier_id=carrier_id,
+        contract=contract,
+        sli=r.sli,
+        window=w.name,
+        window_start=w.start,
+        window_end=w.end,
+        good=r.good,
+        total=r.total,
+        value=r.value,
+        unit=r.unit,
+        target=targets.target_for(r.sli) if contract else None,
+        budget_remaining_pct=budget_remaining_pct(r, targets.good_ratio_target(r.sli)) if contract else None,
+        inputs=r.inputs,
+        computed_at=now,
+    )
+
+
+def _alerts_update(
+    carrier: Carrier,
+    contract: Contract,
+    targets: Targets,
+    results: dict[tuple[str, str], SLIResult],
+    now: datetime,
+    evaluation: Evaluation,
+) -> None:
+    min_events = _min_events()
+    open_alerts = {
+        (a.sli, a.severity): a
+        for a in BurnRateAlert.objects.select_for_update().filter(carrier=carrier, resolved_at__isnull=True)
+    }
+    for sli in BURN_SLIS:
+        target = targets.good_ratio_target(sli)
+        for severity in (AlertSeverity.PAGE, AlertSeverity.TICKET):
+            firing = [
+                rule
+                for rule in BURN_RULES
+                if rule.severity == severity
+                and burn_rule_fires(
+                    results[(sli, rule.long_window)], results[(sli, rule.short_window)], target, rule, min_events
+                )
+            ]
+            existing = open_alerts.get((sli, severity))
+            if not firing:
+                if existing is not None:
+                    existing.resolved_at = now
+                    existing.save(update_fields=["resolved_at"])
+                    evaluation.alerts_resolved.append(existing.pk)
+                    event_record(
+                        actor=Actor.system("sla"),
+                        action="sla.burn_alert_resolved",
+                        subject_type="burn_rate_alert",
+                        subject_id=existing.pk,
+                        carrier=carrier,
+                        incident_id=existing.incident_id,
+                    )
+                continue
+            if existing is not None:
+                continue  # still burning: one alert until it clears
+            evaluation.alerts_fired.append(_alert_fire(carrier, contract, sli, firing[0], results, target, now))
+
+
+def _alert_fire(
+    carrier: Carrier,
+    contract: Contract,
+    sli: str,
+    rule: BurnRule,
+    results: dict[tuple[str, str], SLIResult],
+    target: Decimal,
+    now: datetime,
+) -> BurnRateAlert:
+    long, short = results[(sli, rule.long_window)], results[(sli, rule.short_window)]
+    long_rate, short_rate = burn_rate(long, target), burn_rate(short, target)
+    alert = BurnRateAlert.objects.create(
+        carrier=carrier,
+        contract=contract,
+        sli=sli,
+        severity=rule.severity,
+        long_window_seconds=int((long.end - long.start).total_seconds()),
+        short_window_seconds=int((short.end - short.start).total_seconds()),
+        threshold=rule.threshold,
+        long_burn_rate=min(long_rate or Decimal(0), Decimal("99999999")),
+        short_burn_rate=min(short_rate or Decimal(0), Decimal("99999999")),
+        long_total=long.total,
+        long_good=long.good,
+        fired_at=now,
+    )
+    if rule.severity == AlertSeverity.PAGE:
+        from runbooks.services import incident_open
+
+        incident, _ = incident_open(
+            actor=Actor.system("sla"),
+            kind="sla_breach",
+            title=f"{carrier.name}: {SLIName(sli).label} burning error budget at {long_rate}x",
+            severity="critical",
+            carrier=carrier,
+            summary=(
+                f"{rule.long_window} burn rate {long_rate}x and {rule.short_window} burn rate {short_rate}x "
+                f"exceed {rule.threshold}x ({long.good}/{long.total} good over {rule.long_window})."
+            ),
+            data={"burn_rate_alert_id": alert.pk, "sli": sli},
+        )
+        alert.incident_id = incident.pk
+        alert.save(update_fields=["incident_id"])
+    event_record(
+        actor=Actor.system("sla"),
+        action="sla.burn_alert_fired",
+        subject_type="burn_rate_alert",
+        subject_id=alert.pk,
+        carrier=carrier,
+        incident_id=alert.incident_id,
+        after={"severity": rule.severity, "sli": sli, "long_burn_rate": long_rate, "short_burn_rate": short_rate},
+    )
+    return alert
+
+
+def sla_month_close(*, carrier_id: int, month: date, now: datetime | None = None) -> list[Breach]:
+    """Measure a closed calendar month, store its figures, record a proposed breach per missed SLO.
+
+    Objectives with fewer than the minimum traffic are not judged (value
+    None or too few events to be fair either way).
+    """
+    now = now or timezone.now()
+    window = month_window(month)
+    contract = contract_in_force(carrier_id, window.start.date())
+    targets = Targets.of(contract)
+    results = sli_all(carrier_id, [window], targets)
+    with transaction.atomic():
+        SLIMeasurement.objects.bulk_create(
+            [_measurement(carrier_id, contract, targets, window, results[(sli, window.name)], now) for sli in SLIName]
+        )
+    if contract is None:
+        return []
+    breaches = []
+    for sli in SLIName:
+        result = results[(sli, window.name)]
+        target = targets.target_for(sli)
+        if result.total < _min_events() or sli_meets(sli, result.value, target) is not False:
+            continue
+        breaches.append(
+            breach_record(
+                carrier_id=carrier_id, contract_id=contract.pk, result=result, target=target, actor=Actor.system("sla")
+            )
+        )
+    return breaches
+
+
+@transaction.atomic
+def breach_record(*, carrier_id: int, contract_id: int, result: SLIResult, target: Decimal, actor: Actor) -> Breach:
+    """Record (or refresh, while still proposed) the breach of one SLO over one billing month.
+
+    The evidence holds the SLI inputs and the ids of the missions, telemetry
+    snapshots, incidents or calls behind the figure, so a dispute argues
+    over facts. A decided breach is never rewritten.
+    """
+    if result.value is None or result.attainment_pct is None:
+        raise DomainError("A breach needs a measured value; the window had no traffic.")
+    contract = Contract.objects.select_related("carrier").get(pk=contract_id, carrier_id=carrier_id)
+    period_start = month_start(result.start.date())
+    records = sli_evidence_ids(carrier_id, result.sli, result.start, result.end)
+    records["telemetry_snapshot_ids"] = telemetry_snapshot_ids(records)
+    evidence = {
+        "sli": result.as_dict(),
+        "window": {"start": result.start.isoformat(), "end": result.end.isoformat()},
+        "records": records,
+        "contract": {"id": contract.pk, "version": contract.version},
+    }
+    breach = (
+        Breach.objects.select_for_update().filter(contract=contract, sli=result.sli, period_start=period_start).first()
+    )
+    if breach is not None and breach.status != BreachStatus.PROPOSED:
+        return breach
+    created = breach is None
+    if breach is None:
+        breach = Breach(carrier_id=carrier_id, contract=contract, sli=result.sli, period_start=period_start)
+    breach.period_end = month_next(period_start)
+    breach.measured = result.value
+    breach.target = target
+    breach.unit = result.unit
+    breach.attainment_pct = result.attainment_pct
+    breach.evidence = evidence
+    breach.save()
+    event_record(
+        actor=actor,
+        action="sla.breach_recorded" if created else "sla.breach_refreshed",
+        subject_type="breach",
+        subject_id=breach.pk,
+        carrier=contract.carrier,
+        after={"sli": result.sli, "measured": result.value, "target": target, "period_start": period_start},
+    )
+    return breach
+
+
+BREACH_TRANSITIONS: dict[str, frozenset[str]] = {
+    BreachStatus.PROPOSED: frozenset({BreachStatus.CONFIRMED, BreachStatus.DISPUTED}),
+    # Arbitration may still uphold a disputed breach.
+    BreachStatus.DISPUTED: frozenset({BreachStatus.CONFIRMED}),
+    BreachStatus.CONFIRMED: frozenset(),
+}
+
+
+@transaction.atomic
+def breach_decide(*, breach_id: int, decision: str, actor: Actor, reason: str = "") -> Breach:
+    """Confirm or dispute a breach (MANAGE_SLA only); a confirmation writes its credit entry."""
+    user = actor.user
+    if user is None or not user.has_perm(perm(MANAGE_SLA)):  # type: ignore[attr-defined]
+        raise PermissionDenied("Only an SLA manager can decide a breach.")
+    target = {"confirm": BreachStatus.CONFIRMED, "dispute": BreachStatus.DISPUTED}.get(decision)
+    if target is None:
+        raise DomainError("Decide with 'confirm' or 'dispute'.", field="decision")
+    if target == BreachStatus.DISPUTED and not reason.strip():
+        raise DomainError("A dispute needs a reason.", field="reason")
+    breach = Breach.objects.select_for_update().select_related("contract", "carrier").get(pk=breach_id)
+    transition_check(machine="breach", table=BREACH_TRANSITIONS, current=breach.status, target=target)
+    before = breach.status
+    breach.status = target
+    breach.decided_by = user  # type: ignore[assignment]
+    breach.decided_at = timezone.now()
+    breach.reason = reason.strip()
+    breach.save(update_fields=["status", "decided_by", "decided_at", "reason", "updated_at"])
+    event_record(
+        actor=actor,
+        action="sla.breach_decided",
+        subject_type="breach",
+        subject_id=breach.pk,
+        carrier=breach.carrier,
+        before={"status": before},
+        after={"status": target},
+        data={"reason": breach.reason} if breach.reason else None,
+    )
+    if target == BreachStatus.CONFIRMED:
+        credit_entry_create(breach=breach, actor=actor)
+    return breach
+
+
+def credit_amount(*, monthly_fee_usd: Decimal, credit_pct: Decimal) -> Decimal:
+    """fee x pct / 100, rounded half-up to the cent (Decimal arithmetic throughout)."""
+    return (Decimal(monthly_fee_usd) * Decimal(credit_pct) / Decimal(100)).quantize(CENTS, rounding=ROUND_HALF_UP)
+
+
+def credit_entry_create(*, breach: Breach, actor: Actor) -> CreditEntry | None:
+    """Turn a confirmed breach into a ledger line, from the contract's credit tiers.
+
+    No line when the attainment falls in no tier. Credits of one month never
+    exceed that month's fee: the last line is capped at what is left.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("credit_entry_create runs inside the breach decision's transaction.")
+    contract = breach.contract
+    tier = credit_tier_for(contract.credit_tiers(), Decimal(breach.attainment_pct))
+    if tier is None or tier.credit_pct == 0:
+        return None
+    # Lock the carrier row so two confirmations in the same month cannot both pass the cap check.
+    Carrier.objects.select_for_update().filter(pk=breach.carrier_id).first()
+    fee = Decimal(contract.monthly_fee_usd)
+    already = CreditEntry.objects.filter(carrier_id=breach.carrier_id, month=breach.period_start).aggregate(
+        s=Sum("amount_usd")
+    )["s"] or Decimal(0)
+    amount = min(credit_amount(monthly_fee_usd=fee, credit_pct=tier.credit_pct), max(fee - already, Decimal(0)))
+    entry = CreditEntry.objects.create(
+        carrier_id=breach.carrier_id,
+        month=breach.period_start,
+        breach=breach,
+        amount_usd=amount,
+        pct=tier.credit_pct,
+        tier=tier.index,
+        tier_band=tier.as_dict(),
+        monthly_fee_usd=fee,
+    )
+    event_record(
+        actor=actor,
+        action="sla.credit_entry_created",
+        subject_type="credit_entry",
+        subject_id=entry.pk,
+        carrier=breach.carrier,
+        after={"amount_usd": amount, "pct": tier.credit_pct, "month": breach.period_start, "breach_id": breach.pk},
+    )
+    return entry
+
+
+@transaction.atomic
+def contract_create(*, actor: Actor, carrier_id: int, **fields: Any) -> Contract:
+    """Create a contract version after full validation (overlaps, ranges, credit schedule)."""
+    carrier = Carrier.objects.select_for_update().get(pk=carrier_id)
+    if "version" not in fields:
+        last = Contract.objects.filter(carrier=carrier).order_by("-version").values_list("version", flat=True).first()
+        fields["version"] = (last or 0) + 1
+    contract = Contract(carrier=carrier, **fields)
+    contract.full_clean()
+    contract.save()
+    event_record(
+        actor=actor,
+        action="sla.contract_created",
+        subject_type="contract",
+        subject_id=contract.pk,
+        carrier=carrier,
+        after={"version": contract.version, "effective_from": contract.effective_from},
+    )
+    return contract
+
+
+@transaction.atomic
+def contract_exclusion_add(
+    *, actor: Actor, contract_id: int, kind: str, reason: str, starts_at: datetime, ends_at: datetime
+) -> ContractExclusion:
+    contract = Contract.objects.select_related("carrier").get(pk=contract_id)
+    exclusion = ContractExclusion(
+        contract=contract, kind=kind, reason=reason.strip(), starts_at=starts_at, ends_at=ends_at
+    )
+    exclusion.full_clean()
+    exclusion.save()
+    event_record(
+        actor=actor,
+        action="sla.exclusion_added",
+        subject_type="contract",
+        subject_id=contract.pk,
+        carrier=contract.carrier,
+        after={"kind": kind, "reason": exclusion.reason, "starts_at": starts_at, "ends_at": ends_at},
+    )
+    return exclusion

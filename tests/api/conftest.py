@@ -1,0 +1,106 @@
+"""Fixtures for the partner API tests: carriers with OAuth clients, tokens, signed clients."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from missions import partner_services
+from missions.choices import TenderStatus
+from missions.events import Actor
+from missions.models import Carrier, Mission, Tender
+from missions.partner_services import IssuedClient
+from tests.factories import MissionFactory, ShipmentFactory, TenderFactory, VehicleFactory
+
+ALL_SCOPES = "tender:read tender:write missions:read missions:write telemetry:write telemetry:read exceptions:write"
+
+
+def issue_client(carrier: Carrier, scopes: str = ALL_SCOPES) -> IssuedClient:
+    return partner_services.partner_client_create(
+        carrier_id=carrier.pk, name=f"{carrier.slug} integration", scopes=scopes.split(), actor=Actor.system("test")
+    )
+
+
+def fetch_token(issued: IssuedClient, scope: str | None = None, client: Client | None = None,
+                **extra: Any) -> dict[str, Any]:
+    basic = base64.b64encode(f"{issued.client_id}:{issued.client_secret}".encode()).decode()
+    data = {"grant_type": "client_credentials"}
+    if scope:
+        data["scope"] = scope
+    response = (client or Client()).post(
+        "/oauth2/token", data, HTTP_AUTHORIZATION=f"Basic {basic}", **extra
+    )
+    assert response.status_code == 200, response.content
+    return dict(response.json())
+
+
+def api_client(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def new_key() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def partner_a(carrier_a: Carrier) -> IssuedClient:
+    return issue_client(carrier_a)
+
+
+@pytest.fixture
+def partner_b(carrier_b: Carrier) -> IssuedClient:
+    return issue_client(carrier_b)
+
+
+@pytest.fixture
+def api_a(partner_a: IssuedClient) -> APIClient:
+    return api_client(fetch_token(partner_a)["access_token"])
+
+
+@pytest.fixture
+def api_b(partner_b: IssuedClient) -> APIClient:
+    return api_client(fetch_token(partner_b)["access_token"])
+
+
+@pytest.fixture
+def post_json() -> Callable[..., Any]:
+    """POST JSON with a fresh Idempotency-Key unless one is given."""
+
+    def post(client: APIClient, path: str, body: Any, key: str | None = None, **extra: Any) -> Any:
+        headers = {"HTTP_IDEMPOTENCY_KEY": key or new_key(), **extra}
+        return client.post(path, body, format="json", **headers)
+
+    return post
+
+
+@pytest.fixture
+def tender_a(carrier_a: Carrier) -> Tender:
+    return TenderFactory(carrier=carrier_a, status=TenderStatus.SENT)
+
+
+@pytest.fixture
+def mission_a(carrier_a: Carrier) -> Mission:
+    shipment = ShipmentFactory()
+    vehicle = VehicleFactory(carrier=carrier_a)
+    return MissionFactory(carrier=carrier_a, shipment=shipment, vehicle=vehicle)
+
+
+def assert_problem(response: Any, status: int, type_suffix: str | None = None) -> dict[str, Any]:
+    """Every error is RFC 9457 problem+json with the members we promise."""
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/problem+json"), response["Content-Type"]
+    body = response.json()
+    assert body["status"] == status
+    assert body["type"].startswith("/api/v1/problems/")
+    assert body["title"] and isinstance(body["detail"], str)
+    if type_suffix:
+        assert body["type"].endswith(type_suffix), body["type"]
+    return dict(body)

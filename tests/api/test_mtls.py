@@ -1,0 +1,236 @@
+"""RFC 8705 certificate-bound tokens through the real nginx from deploy/nginx/partner-api.conf."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlparse
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from django.conf import settings as django_settings
+
+from missions.api.mtls import presented_thumbprint, x5t_s256
+from missions.partner_services import IssuedClient
+from tests.api.conftest import issue_client
+from tests.conftest import require_service
+from tests.factories import CarrierFactory
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+PROXY_SOURCE = "127.0.0.2"  # nginx connects from here; the test's own direct calls come from 127.0.0.1
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _cert(subject: str, issuer_key: Any, issuer: x509.Name | None, *, ca: bool = False,
+          san_ip: str | None = None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer or _name(subject))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if san_ip:
+        import ipaddress
+
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(san_ip))]),
+                                        critical=False)
+    return builder.sign(issuer_key or key, hashes.SHA256()), key
+
+
+def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None = None) -> None:
+    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if key is not None:
+        path.with_suffix(".key").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Edge:
+    url: str
+    ca: str
+    client_a: tuple[str, str]
+    client_b: tuple[str, str]
+    cert_a: x509.Certificate
+    rogue: tuple[str, str]
+
+
+@pytest.fixture
+def edge(live_server: Any, tmp_path: Path, settings: Any) -> Iterator[Edge]:
+    require_service("nginx", NGINX is not None)
+    assert NGINX is not None
+    ca_cert, ca_key = _cert("Carrier Test CA", None, None, ca=True)
+    _write(tmp_path / "carrier-ca", ca_cert)
+    server_cert, server_key = _cert("127.0.0.1", ca_key, ca_cert.subject, san_ip="127.0.0.1")
+    _write(tmp_path / "server", server_cert, server_key)
+    cert_a, key_a = _cert("vehicle-gateway-a", ca_key, ca_cert.subject)
+    _write(tmp_path / "client-a", cert_a, key_a)
+    cert_b, key_b = _cert("vehicle-gateway-b", ca_key, ca_cert.subject)
+    _write(tmp_path / "client-b", cert_b, key_b)
+    rogue_ca, rogue_key = _cert("Rogue CA", None, None, ca=True)
+    rogue_cert, rogue_cert_key = _cert("rogue", rogue_key, rogue_ca.subject)
+    _write(tmp_path / "rogue", rogue_cert, rogue_cert_key)
+
+    port = _free_port()
+    upstream = urlparse(live_server.url).netloc
+    template = (Path(django_settings.BASE_DIR) / "deploy" / "nginx" / "partner-api.conf").read_text()
+    values = {
+        "LISTEN_PORT": f"127.0.0.1:{port}", "SERVER_CERT": str(tmp_path / "server.crt"),
+        "SERVER_KEY": str(tmp_path / "server.key"), "CARRIER_CA_BUNDLE": str(tmp_path / "carrier-ca.crt"),
+        "UPSTREAM": upstream, "PROXY_SOURCE_ADDRESS": PROXY_SOURCE,
+    }
+    for name, value in values.items():
+        template = template.replace("${" + name + "}", value)
+    (tmp_path / "partner-api.conf").write_text(template)
+    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "nginx.conf").write_text(f"""
+worker_processes 1;
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/logs/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp_path}/client_body;
+    proxy_temp_path {tmp_path}/proxy;
+    fastcgi_temp_path {tmp_path}/fastcgi;
+    uwsgi_temp_path {tmp_path}/uwsgi;
+    scgi_temp_path {tmp_path}/scgi;
+    include {tmp_path}/partner-api.conf;
+}}
+""")
+    settings.PARTNER_TRUSTED_PROXIES = [f"{PROXY_SOURCE}/32"]
+    process = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            if process.poll() is not None:
+                pytest.fail(f"nginx exited: {process.stdout.read().decode() if process.stdout else ''}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield Edge(
+            url=f"https://127.0.0.1:{port}", ca=str(tmp_path / "carrier-ca.crt"),
+            client_a=(str(tmp_path / "client-a.crt"), str(tmp_path / "client-a.key")),
+            client_b=(str(tmp_path / "client-b.crt"), str(tmp_path / "client-b.key")),
+            cert_a=cert_a, rogue=(str(tmp_path / "rogue.crt"), str(tmp_path / "rogue.key")),
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _token(edge: Edge, issued: IssuedClient, cert: tuple[str, str] | None) -> requests.Response:
+    return requests.post(f"{edge.url}/oauth2/token", data={"grant_type": "client_credentials"},
+                         auth=(issued.client_id, issued.client_secret), cert=cert, verify=edge.ca, timeout=10)
+
+
+def _caps(edge: Edge, token: str, cert: tuple[str, str] | None, **headers: str) -> requests.Response:
+    return requests.get(f"{edge.url}/api/v1/capabilities", headers={"Authorization": f"Bearer {token}", **headers},
+                        cert=cert, verify=edge.ca, timeout=10)
+
+
+@pytest.fixture
+def mtls_client(db: Any) -> IssuedClient:
+    return issue_client(CarrierFactory(slug="mtls-carrier", require_mtls=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_token_is_bound_to_the_certificate_it_was_issued_over(edge: Edge, mtls_client: IssuedClient) -> None:
+    issued = _token(edge, mtls_client, edge.client_a)
+    assert issued.status_code == 200, issued.text
+    expected = x5t_s256(edge.cert_a.public_bytes(serialization.Encoding.DER))
+    assert issued.json()["cnf"] == {"x5t#S256": expected}
+    token = issued.json()["access_token"]
+    assert _caps(edge, token, edge.client_a).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bound_token_with_another_certificate_or_none_is_refused(edge: Edge, mtls_client: IssuedClient) -> None:
+    token = _token(edge, mtls_client, edge.client_a).json()["access_token"]
+    for cert in (edge.client_b, None):
+        response = _caps(edge, token, cert)
+        assert response.status_code == 401
+        assert response.headers["Content-Type"].startswith("application/problem+json")
+        assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_forged_certificate_header_through_the_proxy_is_overwritten(edge: Edge, mtls_client: IssuedClient) -> None:
+    token = _token(edge, mtls_client, edge.client_a).json()["access_token"]
+    forged = quote(edge.cert_a.public_bytes(serialization.Encoding.PEM).decode())
+    response = _caps(edge, token, None, **{"X-SSL-Client-Cert": forged, "X-SSL-Client-Verify": "SUCCESS"})
+    assert response.status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_forwarded_certificate_is_ignored_when_not_from_the_proxy(
+    edge: Edge, mtls_client: IssuedClient, live_server: Any
+) -> None:
+    token = _token(edge, mtls_client, edge.client_a).json()["access_token"]
+    forged = quote(edge.cert_a.public_bytes(serialization.Encoding.PEM).decode())
+    # Straight to the application from 127.0.0.1, which is not a configured proxy address.
+    response = requests.get(f"{live_server.url}/api/v1/capabilities", timeout=10, headers={
+        "Authorization": f"Bearer {token}", "X-SSL-Client-Cert": forged, "X-SSL-Client-Verify": "SUCCESS"})
+    assert response.status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_carrier_requiring_mtls_gets_no_token_without_certificate(edge: Edge, mtls_client: IssuedClient) -> None:
+    response = _token(edge, mtls_client, None)
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_certificate_from_an_unknown_ca_is_refused_at_the_edge(edge: Edge, mtls_client: IssuedClient) -> None:
+    assert _token(edge, mtls_client, edge.rogue).status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)
+def test_carrier_without_mtls_works_through_the_edge_unbound(edge: Edge) -> None:
+    issued = issue_client(CarrierFactory(slug="plain-carrier"))
+    response = _token(edge, issued, None)
+    assert response.status_code == 200 and "cnf" not in response.json()
+    assert _caps(edge, response.json()["access_token"], None).status_code == 200
+
+
+@pytest.mark.django_db
+def test_thumbprint_header_is_ignored_from_untrusted_addresses(settings: Any) -> None:
+    cert, _ = _cert("x", None, None)
+    pem = quote(cert.public_bytes(serialization.Encoding.PEM).decode())
+    meta = {"REMOTE_ADDR": "203.0.113.9", "HTTP_X_SSL_CLIENT_CERT": pem, "HTTP_X_SSL_CLIENT_VERIFY": "SUCCESS"}
+    settings.PARTNER_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    assert presented_thumbprint(meta) is None
+    settings.PARTNER_TRUSTED_PROXIES = ["203.0.113.0/24"]
+    assert presented_thumbprint(meta) == x5t_s256(cert.public_bytes(serialization.Encoding.DER))
+    assert presented_thumbprint({**meta, "HTTP_X_SSL_CLIENT_VERIFY": "FAILED:unable to verify"}) is None
+
+

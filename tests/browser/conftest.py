@@ -1,0 +1,246 @@
+"""Fixtures for the headless-browser tests: a live daphne server on the test database, Chromium, a guarded page.
+
+The server is a separate ``daphne`` process (HTTP and websockets, like
+production) started and stopped by each test, listening on a socket this
+process binds to port 0 and hands over (no port race with other test runs).
+It reads the same database as the test: on PostgreSQL the ``test_<name>``
+database, on SQLite a test database *file* (an in-memory database cannot be
+shared with another process), so when browser tests are collected the SQLite
+test database is moved to a temporary file for the session. Tests that use
+the server must therefore commit their data: they are marked
+``django_db(transaction=True)``. With ``REDIS_URL`` set both processes share the
+Redis channel layer; without it the server relays events from the database
+outbox (``missions.live``) and the map polls the database.
+
+Chromium is Debian's ``/usr/bin/chromium`` driven by the ``playwright``
+package (never a browser download), headless, with a fresh profile per test.
+Every request a page makes is recorded; one that would leave the machine is
+blocked and fails the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import connections
+from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright
+
+from tests.browser.support import CHROMIUM_ARGS, CHROMIUM_PATH, NetworkLog, screenshot
+from tests.conftest import require_service
+
+SERVER_START_TIMEOUT_S = 45.0
+_sqlite_dir: Path | None = None
+
+
+# --- A shareable SQLite test database ----------------------------------------------------------
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move the SQLite test database to a file when any browser test is about to run."""
+    global _sqlite_dir
+    if not any(item.get_closest_marker("browser") for item in session.items):
+        return
+    connection = connections["default"]
+    if connection.vendor != "sqlite" or _sqlite_dir is not None:
+        return
+    test_settings = connection.settings_dict.setdefault("TEST", {})
+    name = str(test_settings.get("NAME") or "")
+    if name and name != ":memory:" and "mode=memory" not in name:
+        return  # already a file
+    # A directory of our own per run: other test runs on this machine use their own.
+    _sqlite_dir = Path(tempfile.mkdtemp(prefix="tms-browser-"))
+    test_settings["NAME"] = str(_sqlite_dir / "test.sqlite3")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Django deletes the database file; WAL side files and the directory are ours.
+    if _sqlite_dir is not None:
+        shutil.rmtree(_sqlite_dir, ignore_errors=True)
+
+
+def server_database_url() -> str:
+    """A DATABASE_URL naming the database this test process uses right now (the test database)."""
+    connection = connections["default"]
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        if connection.is_in_memory_db():
+            pytest.fail("the SQLite test database is in memory; browser tests need it in a file")
+        return "sqlite:///" + str(Path(str(s["NAME"])).resolve())
+    if connection.vendor == "postgresql":
+        user, password = quote(s.get("USER") or "", safe=""), quote(s.get("PASSWORD") or "", safe="")
+        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+        host = s.get("HOST") or "localhost"
+        port = f":{s['PORT']}" if s.get("PORT") else ""
+        return f"postgres://{auth}{host}{port}/{quote(str(s['NAME']), safe='')}"
+    pytest.fail(f"browser tests do not know how to share a {connection.vendor} database")
+
+
+# --- The live server ---------------------------------------------------------------------------
+
+
+@dataclass
+class LiveServer:
+    """A running daphne process serving the console on a loopback port."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def _wait_until_serving(server: LiveServer) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"the test server exited with {server.process.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    server.stop()
+    pytest.fail(f"the test server did not answer /healthz within {SERVER_START_TIMEOUT_S:.0f} s:\n{server.log_tail()}")
+
+
+@pytest.fixture
+def console_server(transactional_db: Any, tmp_path: Path) -> Iterator[LiveServer]:
+    """daphne serving the console (and its websockets) against the test database, for one test."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tms_console.settings_test",
+        "DATABASE_URL": server_database_url(),
+        "LOG_LEVEL": os.environ.get("TMS_BROWSER_SERVER_LOG_LEVEL", "WARNING"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "--fd", str(listener.fileno()), "-v", "0",
+             "tests.browser.server_app:application"],
+            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+            pass_fds=(listener.fileno(),), start_new_session=True,
+        )
+    listener.close()  # the child holds its own copy of the listening socket
+    server = LiveServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    try:
+        _wait_until_serving(server)
+        yield server
+    finally:
+        server.stop()
+        if connections["default"].vendor == "postgresql":
+            import threading
+            out = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "root", "-d", "postgres", "-Atc", "select pid, client_port, state, backend_start, left(query, 80) from pg_stat_activity where datname = 'test_h_browser'"], capture_output=True, text=True).stdout
+            print("DEBUG other sessions", out, threading.enumerate(), os.getpid())
+            for line in out.splitlines():
+                port = line.split("|")[1]
+                print("DEBUG", subprocess.run(f"ss -tnp | grep :{port}", shell=True, capture_output=True, text=True).stdout)
+
+
+@pytest.fixture
+def live_url(console_server: LiveServer) -> str:
+    return console_server.url
+
+
+# --- Chromium --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def playwright_driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Playwright]:
+    """Playwright for one test only.
+
+    Its sync API keeps an asyncio loop marked as running on this thread while
+    it is started; Django would then refuse the test's own (synchronous) ORM
+    calls. Allowing them is scoped to the browser test, and the driver is
+    stopped with it, so no other test ever runs beside a live loop.
+    """
+    require_service("chromium", os.access(CHROMIUM_PATH, os.X_OK))
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture
+def network() -> NetworkLog:
+    return NetworkLog()
+
+
+@pytest.fixture
+def browser_context(playwright_driver: Playwright, network: NetworkLog, tmp_path: Path) -> Iterator[BrowserContext]:
+    context = playwright_driver.chromium.launch_persistent_context(
+        str(tmp_path / "chromium-profile"),  # a fresh profile per test
+        executable_path=CHROMIUM_PATH,
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1400, "height": 900},
+        timezone_id="UTC",
+        locale="en-US",
+    )
+    context.set_default_timeout(10_000)
+    network.attach(context)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def page(browser_context: BrowserContext, network: NetworkLog, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A browser tab whose requests are recorded; any request leaving loopback fails the test."""
+    tab = browser_context.pages[0] if browser_context.pages else browser_context.new_page()
+    network.watch(tab)
+    yield tab
+    if request.node.stash.get(_CALL_FAILED, False):
+        # What the page showed when the test failed, for the person reading the failure.
+        with contextlib.suppress(Exception):
+            print(f"screenshot of the failed page: {screenshot(tab, f'FAILED-{request.node.name}')}")
+    if network.outside:
+        pytest.fail(f"the page made requests that leave the machine: {sorted(set(network.outside))}")

@@ -1,0 +1,138 @@
+"""Helpers for the browser tests: the loopback-only network guard, the real two-factor login, screenshots."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import connections
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from playwright.sync_api import BrowserContext, Page, Route, WebSocket, expect
+
+T = TypeVar("T")
+
+PASSWORD = "correct-horse-battery-staple"  # the personas' password (tests/conftest.py)
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+# Chromium's own in-page schemes never touch the network.
+LOCAL_SCHEMES = frozenset({"data", "blob", "about", "chrome", "chrome-error", "devtools"})
+LIVE_TIMEOUT_MS = 15_000  # generous: a live update crosses the relay, the socket and a re-fetch
+SCREENSHOT_DIR = Path(settings.VAR_DIR) / "screenshots"
+
+CHROMIUM_PATH = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def is_loopback(url: str) -> bool:
+    """True for a URL that stays on this machine (or never reaches the network at all)."""
+    parts = urlsplit(url)
+    if parts.scheme in LOCAL_SCHEMES:
+        return True
+    return (parts.hostname or "") in LOOPBACK_HOSTS
+
+
+@dataclass
+class NetworkLog:
+    """Every URL a browser context asked for; requests that would leave the machine are blocked and kept."""
+
+    requests: list[str] = field(default_factory=list)
+    websockets: list[str] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+    def attach(self, context: BrowserContext) -> None:
+        context.on("request", lambda request: self._seen(request.url, self.requests))
+        # Block (rather than only report) so a page under test can never reach out, even once.
+        context.route(re.compile(r".*"), self._route)
+
+    def watch(self, page: Page) -> None:
+        page.on("websocket", lambda ws: self._socket(ws))
+        page.on("pageerror", lambda error: self.page_errors.append(f"{page.url}: {error}"))
+
+    def _seen(self, url: str, into: list[str]) -> None:
+        into.append(url)
+        if not is_loopback(url):
+            self.outside.append(url)
+
+    def _socket(self, ws: WebSocket) -> None:
+        self._seen(ws.url, self.websockets)
+
+    def _route(self, route: Route) -> None:
+        if is_loopback(route.request.url):
+            route.continue_()
+        else:
+            route.abort("blockedbyclient")
+
+    def assert_loopback_only(self) -> None:
+        assert not self.outside, f"requests left the machine: {sorted(set(self.outside))}"
+
+
+def totp_code(user: User) -> str:
+    """The code the user's authenticator app shows right now (their confirmed TOTP device)."""
+    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    value = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=device.drift)
+    return str(value).zfill(device.digits)
+
+
+def login(page: Page, base_url: str, user: User, *, password: str = PASSWORD, next_path: str = "/") -> None:
+    """Sign in through the real two-step form: username and password, then a one-time code."""
+    page.goto(f"{base_url}/account/login/?next={next_path}")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.locator('input[name="auth-username"]').fill(user.get_username())
+    page.locator('input[name="auth-password"]').fill(password)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("heading", name="One-time code")).to_be_visible()
+    page.locator('input[name="token-otp_token"]').fill(totp_code(user))
+    page.get_by_role("button", name="Verify and sign in").click()
+    page.wait_for_url(lambda url: "/account/login/" not in url)
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """A full-page PNG under var/screenshots/ for a person to look at (never compared by the tests)."""
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOT_DIR / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def mark_page(page: Page) -> None:
+    """Tag the loaded document; the tag survives live updates and disappears on any reload or navigation."""
+    page.evaluate("window.__tmsNoReload = true")
+
+
+def assert_not_reloaded(page: Page) -> None:
+    assert page.evaluate("window.__tmsNoReload === true"), "the page was reloaded or navigated away"
+
+
+def off_loop(fn: Callable[..., T], /, *args: object, **kwargs: object) -> T:
+    """Run a write the way another process would: on a thread with no event loop, committed, connection closed.
+
+    Playwright's sync API keeps an asyncio loop running on the test's thread,
+    and the after-commit broadcasts (``async_to_sync`` to the channel layer)
+    refuse to run beside it: called here directly, a service's Redis
+    broadcast would be dropped and the page would never hear of the change.
+    """
+
+    def call() -> T:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connections.close_all()  # this thread's connection; a leftover one blocks dropping the test database
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call).result(timeout=60)

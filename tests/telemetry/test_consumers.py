@@ -1,0 +1,207 @@
+"""WebSocket ingest (partner token, acknowledgements) and the live map (fleet on connect, coalesced frames)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import override_settings
+from django.utils import timezone
+from oauth2_provider.models import AccessToken
+
+from missions.choices import MissionStatus
+from missions.events import Actor
+from missions.models import Carrier, Mission
+from missions.models.telemetry import TelemetryWindowEvent
+from missions.partner_services import partner_client_create
+from missions.telemetry.ingest import FLEET_GROUP, ingest_events
+from tests.conftest import verified_client
+from tests.factories import MissionFactory
+from tests.telemetry.conftest import make_event, seconds_ago
+from tms_console.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+TIMEOUT = 10  # an upper bound for a message to arrive, never asserted as a timing
+IN_PROCESS_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+@pytest.fixture(autouse=True)
+def _in_process_layer() -> Iterator[None]:
+    with override_settings(CHANNEL_LAYERS=IN_PROCESS_LAYER, LIVEMAP_FRAME_SECONDS=0.05):
+        yield
+
+
+def issue_token(carrier: Carrier, *, scope: str = "telemetry:write", expires_in: int = 600) -> str:
+    issued = partner_client_create(
+        carrier_id=carrier.pk,
+        name=f"{carrier.slug} telemetry",
+        scopes=["telemetry:write", "missions:read"],
+        actor=Actor.system("test"),
+    )
+    token = f"tok-{carrier.slug}-{scope}-{expires_in}"
+    AccessToken.objects.create(
+        application=issued.client.application,
+        token=token,
+        scope=scope,
+        expires=timezone.now() + timedelta(seconds=expires_in),
+    )
+    return token
+
+
+def ws(path: str, headers: list[tuple[bytes, bytes]] | None = None) -> WebsocketCommunicator:
+    base = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+    return WebsocketCommunicator(application, path, headers=base + (headers or []))
+
+
+async def close_code(comm: WebsocketCommunicator) -> int:
+    connected, code = await comm.connect(timeout=TIMEOUT)
+    if not connected:
+        return int(code or 0)
+    message = await comm.receive_output(timeout=TIMEOUT)
+    assert message["type"] == "websocket.close"
+    await comm.disconnect()
+    return int(message["code"])
+
+
+# --- Ingest stream -------------------------------------------------------------------
+
+
+async def test_ingest_stream_acknowledges_each_batch(carrier_a: Carrier) -> None:
+    mission = await sync_to_async(MissionFactory)(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+    token = await sync_to_async(issue_token)(carrier_a)
+    comm = ws("/ws/ingest/", [(b"authorization", f"Bearer {token}".encode())])
+    connected, _ = await comm.connect(timeout=TIMEOUT)
+    assert connected
+    ready = await comm.receive_json_from(timeout=TIMEOUT)
+    assert ready["type"] == "ready" and ready["carrier"] == "carrier-a"
+
+    good = await sync_to_async(make_event)(mission, ts=seconds_ago(1))
+    bad = dict(good, event_id="not-a-uuid")
+    await comm.send_json_to({"seq": 1, "events": [good, bad]})
+    assert await comm.receive_json_from(timeout=TIMEOUT) == {
+        "ack": 1,
+        "accepted": 1,
+        "duplicates": 0,
+        "rejected": [{"index": 1, "reason": "event_id: 'not-a-uuid' is not a UUID"}],
+    }
+    await comm.send_json_to({"seq": 2, "events": [good]})  # a resend after a lost ack
+    assert await comm.receive_json_from(timeout=TIMEOUT) == {"ack": 2, "accepted": 0, "duplicates": 1, "rejected": []}
+    await comm.send_json_to({"events": []})
+    assert (await comm.receive_json_from(timeout=TIMEOUT))["error"] == "seq: expected an integer"
+    await comm.send_to(text_data="{not json")
+    assert (await comm.receive_json_from(timeout=TIMEOUT))["error"] == "message: not valid JSON"
+    await comm.disconnect()
+    assert await sync_to_async(TelemetryWindowEvent.objects.count)() == 1
+
+
+async def test_ingest_stream_accepts_the_token_in_the_query_string(carrier_a: Carrier) -> None:
+    token = await sync_to_async(issue_token)(carrier_a)
+    comm = ws(f"/ws/ingest/?access_token={token}")
+    connected, _ = await comm.connect(timeout=TIMEOUT)
+    assert connected
+    assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "ready"
+    await comm.disconnect()
+
+
+async def test_ingest_stream_refuses_bad_tokens(carrier_a: Carrier) -> None:
+    assert await close_code(ws("/ws/ingest/")) == 4401
+    assert await close_code(ws("/ws/ingest/?access_token=nope")) == 4401
+    expired = await sync_to_async(issue_token)(carrier_a, expires_in=-5)
+    assert await close_code(ws(f"/ws/ingest/?access_token={expired}")) == 4401
+    read_only = await sync_to_async(issue_token)(carrier_a, scope="missions:read")
+    assert await close_code(ws(f"/ws/ingest/?access_token={read_only}")) == 4403
+
+
+async def test_ingest_stream_cannot_write_another_carriers_mission(carrier_a: Carrier, carrier_b: Carrier) -> None:
+    theirs = await sync_to_async(MissionFactory)(carrier=carrier_b, status=MissionStatus.EN_ROUTE)
+    token = await sync_to_async(issue_token)(carrier_a)
+    comm = ws(f"/ws/ingest/?access_token={token}")
+    await comm.connect(timeout=TIMEOUT)
+    await comm.receive_json_from(timeout=TIMEOUT)
+    await comm.send_json_to({"seq": 7, "events": [await sync_to_async(make_event)(theirs)]})
+    ack = await comm.receive_json_from(timeout=TIMEOUT)
+    assert ack["ack"] == 7 and ack["accepted"] == 0
+    assert ack["rejected"][0]["reason"] == f"mission_id: mission {theirs.pk} is not a mission of this carrier"
+    await comm.disconnect()
+
+
+# --- Live map ------------------------------------------------------------------------
+
+
+async def _map(user: User) -> WebsocketCommunicator:
+    client = await sync_to_async(verified_client)(user)
+    cookie = client.cookies["sessionid"].value
+    return ws("/ws/map/", [(b"cookie", f"sessionid={cookie}".encode())])
+
+
+async def test_live_map_refuses_anonymous_and_unprivileged(outsider: User) -> None:
+    assert await close_code(ws("/ws/map/")) == 4401
+    assert await close_code(await _map(outsider)) == 4403
+
+
+async def test_live_map_sends_fleet_then_coalesced_positions(dispatcher: User, carrier_a: Carrier) -> None:
+    mission: Mission = await sync_to_async(MissionFactory)(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+    silent: Mission = await sync_to_async(MissionFactory)(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+    await sync_to_async(ingest_events)(carrier=carrier_a, events=[make_event(mission, ts=seconds_ago(2))], source="t")
+    await sync_to_async(ingest_events)(carrier=carrier_a, events=[make_event(silent, ts=seconds_ago(600))], source="t")
+
+    comm = await _map(dispatcher)
+    connected, _ = await comm.connect(timeout=TIMEOUT)
+    assert connected
+    snapshot = await comm.receive_json_from(timeout=TIMEOUT)
+    assert snapshot["type"] == "snapshot"
+    by_id = {v["mission_id"]: v for v in snapshot["vehicles"]}
+    assert set(by_id) == {mission.pk, silent.pk}
+    assert by_id[mission.pk]["stale"] is False and by_id[silent.pk]["stale"] is True
+    assert by_id[mission.pk]["vehicle_id"] == mission.vehicle.external_id
+
+    # Three batches arrive before the next frame: one frame, latest position only.
+    layer = get_channel_layer()
+    for i, lat in enumerate((30.0, 30.1, 30.2)):
+        position = {
+            "mission_id": mission.pk,
+            "vehicle_id": "x",
+            "lat": lat,
+            "lon": -96.0,
+            "speed_kph": 80.0,
+            "heading_deg": None,
+            "autonomy_mode": "autonomous",
+            "status": "en_route",
+            "safety_event": None,
+            "last_seen_at": f"2026-11-26T10:00:0{i}.000Z",
+        }
+        await layer.group_send(FLEET_GROUP, {"type": "fleet.positions", "positions": [position]})
+    frame = await comm.receive_json_from(timeout=TIMEOUT)
+    while frame["type"] != "positions":
+        frame = await comm.receive_json_from(timeout=TIMEOUT)
+    assert [(v["mission_id"], v["lat"]) for v in frame["vehicles"]] == [(mission.pk, 30.2)]
+
+    await comm.send_json_to({"type": "detail", "mission_id": mission.pk})
+    detail = await comm.receive_json_from(timeout=TIMEOUT)
+    while detail["type"] != "detail":
+        detail = await comm.receive_json_from(timeout=TIMEOUT)
+    assert detail["mission"]["mission_id"] == mission.pk and detail["mission"]["exceptions"] == []
+    await comm.disconnect()
+
+
+async def test_ingest_broadcasts_one_message_per_batch(carrier_a: Carrier) -> None:
+    missions = [await sync_to_async(MissionFactory)(carrier=carrier_a, status=MissionStatus.EN_ROUTE) for _ in range(3)]
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(FLEET_GROUP, channel)
+    events: list[dict[str, Any]] = []
+    for m in missions:
+        events += [make_event(m, ts=seconds_ago(3)), make_event(m, ts=seconds_ago(1))]
+    await sync_to_async(ingest_events)(carrier=carrier_a, events=events, source="t")
+    message = await asyncio.wait_for(layer.receive(channel), TIMEOUT)
+    assert message["type"] == "fleet.positions"
+    assert sorted(p["mission_id"] for p in message["positions"]) == sorted(m.pk for m in missions)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(layer.receive(channel), 0.2)

@@ -1,0 +1,108 @@
+"""The fleet simulator: routes on real corridors, plausible motion, faults, and its events pass validation."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from missions.choices import MissionStatus
+from missions.models import AuditEvent, Carrier, MissionException, haversine_km
+from missions.telemetry.fleet_sim import (
+    ROUTE_OBJECTS,
+    Fault,
+    FleetSimulator,
+    SimVehicle,
+    route_for,
+    vehicles_from_missions,
+)
+from missions.telemetry.ingest import ingest_events
+from missions.telemetry.normalize import TelemetryEvent, event_validate
+from tests.factories import MissionFactory
+
+
+class DirectTransport:
+    """Feeds the ingest path in-process, as the HTTP view would."""
+
+    def __init__(self, carriers: dict[str, Carrier]) -> None:
+        self.carriers = carriers
+        self.batches: list[list[dict[str, Any]]] = []
+
+    def send(self, carrier_slug: str, events: list[dict[str, Any]]) -> dict[str, int]:
+        self.batches.append(events)
+        result = ingest_events(carrier=self.carriers[carrier_slug], events=events, source="sim")
+        return {"accepted": result.accepted, "rejected": len(result.rejected)}
+
+    def close(self) -> None:
+        pass
+
+
+def test_routes_are_real_corridors_of_plausible_length() -> None:
+    lengths = {name: round(r.length_km) for name, r in ROUTE_OBJECTS.items()}
+    # Road distances: Dallas-Houston ~385 km, Fort Worth-El Paso ~955 km, Phoenix-Tucson ~185 km,
+    # Atlanta-Savannah ~400 km, San Antonio-Laredo ~250 km; straight segments are a little shorter.
+    assert 330 <= lengths["I-45 Dallas-Houston"] <= 400
+    assert 850 <= lengths["I-20/I-10 Fort Worth-El Paso"] <= 970
+    assert 160 <= lengths["I-10 Phoenix-Tucson"] <= 195
+    assert 350 <= lengths["I-75/I-16 Atlanta-Savannah"] <= 420
+    assert 220 <= lengths["I-35 San Antonio-Laredo"] <= 260
+    route, reverse = route_for((29.76, -95.37), (32.78, -96.80))  # Houston -> Dallas
+    assert route.name == "I-45 Dallas-Houston" and reverse
+
+
+def test_a_truck_moves_at_plausible_speeds_along_its_route() -> None:
+    route = ROUTE_OBJECTS["I-45 Dallas-Houston"]
+    truck = SimVehicle(
+        mission_id=1,
+        vehicle_id="T",
+        carrier_slug="c",
+        correlation_id="x",
+        route=route,
+        reverse=False,
+        km=50.0,
+        rng=random.Random(1),
+        speed_kph=80.0,
+    )
+    positions = []
+    for _ in range(600):
+        truck.step(1.0)
+        assert 0.0 <= truck.speed_kph <= 105.0
+        event = truck.event(datetime.now(UTC))
+        positions.append((event["position"]["lat"], event["position"]["lon"]))
+    travelled = sum(haversine_km(*a, *b) for a, b in itertools.pairwise(positions))
+    assert 5.0 < travelled < 10 * 105 / 60 + 0.5  # ten minutes at no more than 105 km/h
+
+
+def test_fault_parsing() -> None:
+    assert Fault.parse("comms_loss:TRK-1@30") == Fault("comms_loss", "TRK-1", 30.0)
+    with pytest.raises(ValueError):
+        Fault.parse("meteor:TRK-1")
+
+
+@pytest.mark.django_db
+def test_simulated_events_are_valid_and_faults_show_up(carrier_a: Carrier) -> None:
+    missions = [MissionFactory(carrier=carrier_a, status=MissionStatus.EN_ROUTE) for _ in range(3)]
+    vehicles = vehicles_from_missions(missions)
+    for v in vehicles:
+        outcome = event_validate(v.event(datetime.now(UTC)))
+        assert isinstance(outcome, TelemetryEvent), outcome
+    transport = DirectTransport({carrier_a.slug: carrier_a})
+    sim = FleetSimulator(
+        vehicles=vehicles,
+        transport=transport,
+        rate_hz=1.0,
+        faults=[Fault("comms_loss", vehicles[0].vehicle_id), Fault("estop", "1"), Fault("supervised", "2")],
+    )
+    for second in range(3):
+        sim.tick(float(second), 1.0)
+    assert sim.stats["rejected"] == 0 and sim.stats["accepted"] == 6
+    assert all(e["vehicle_id"] != vehicles[0].vehicle_id for batch in transport.batches for e in batch)
+    stop = MissionException.objects.get(mission_id=missions[1].pk)
+    assert stop.kind == "emergency_stop"
+    modes = dict(
+        AuditEvent.objects.filter(action="mission.mode_changed").values_list("mission_id", "after__autonomy_mode")
+    )
+    assert modes == {missions[1].pk: "safe_hold", missions[2].pk: "supervised"}
