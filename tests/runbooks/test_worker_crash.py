@@ -1,0 +1,153 @@
+"""Kill the Celery worker in the middle of an automated runbook step; the run completes once.
+
+Real broker (Redis) and PostgreSQL: the worker is a separate process that
+works on the test database. The paging step's HTTP call is held open by a slow
+receiver, the worker is killed with SIGKILL while it waits, a new worker is
+started, and the periodic tick (sent through the broker as beat would) takes
+the step over once its lease has run out.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from missions.choices import ExceptionKind, MissionStatus
+from missions.events import Actor
+from missions.models import AuditEvent
+from missions.services import mission_exception_report
+from runbooks.choices import StepStatus
+from runbooks.models import Incident, StepRun
+from runbooks.tasks import runbooks_tick
+from tests.conftest import require_service
+from tests.factories import MissionFactory
+from tests.runbooks.pager import PagerReceiver
+from tms_console.celery import app
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services, pytest.mark.slow]
+BASE_DIR = Path(__file__).resolve().parents[2]
+LEASE_SECONDS = 3
+
+
+class SlowPager(PagerReceiver):
+    """Holds the first call open so the worker can be killed while it waits for the answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_call = threading.Event()
+        handler = self.server.RequestHandlerClass
+        original: Callable[[Any], None] = handler.do_POST  # type: ignore[attr-defined]
+        pager = self
+
+        def do_post(request_handler: Any) -> None:
+            if not pager.first_call.is_set():
+                pager.first_call.set()
+                time.sleep(6)
+            original(request_handler)
+
+        handler.do_POST = do_post  # type: ignore[attr-defined]
+
+
+def wait_until(check: Callable[[], bool], seconds: float, what: str) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def pager() -> Iterator[SlowPager]:
+    receiver = SlowPager()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def start_worker(pager: SlowPager) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    require_service("PostgreSQL", settings.IS_POSTGRES)
+    require_service("Redis broker", settings.CELERY_BROKER_URL.startswith("redis://"))
+    db = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tms_console.settings_test",
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{connection.settings_dict['NAME']}",
+        "PAGERDUTY_EVENTS_URL": pager.url,
+        "PAGERDUTY_ATTEMPTS": "1",
+        "RUNBOOK_STEP_LEASE_SECONDS": str(LEASE_SECONDS),
+    }
+    app.control.purge()
+    workers: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tms_console", "worker", "--pool=solo", "--concurrency=1",
+             "--loglevel=WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+            cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        workers.append(proc)
+        return proc
+
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    try:
+        yield start
+    finally:
+        app.conf.task_always_eager = eager
+        for proc in workers:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=20)
+        app.control.purge()
+
+
+def test_killed_worker_mid_step_runbook_completes_exactly_once(
+    start_worker: Callable[[], subprocess.Popen[bytes]], pager: SlowPager
+) -> None:
+    first = start_worker()
+    mission = MissionFactory(status=MissionStatus.EN_ROUTE)
+    # The exception's incident and its runbook are queued to the real broker after commit.
+    mission_exception_report(mission_id=mission.pk, kind=ExceptionKind.OTA_FAILURE,
+                             actor=Actor.for_carrier(mission.carrier))
+    wait_until(lambda: Incident.objects.filter(mission=mission).exists(), 60, "the incident")
+    incident = Incident.objects.get(mission=mission)
+    assert pager.first_call.wait(60), "the worker never reached the paging step"
+
+    first.kill()  # SIGKILL while the page is in flight
+    first.wait(timeout=20)
+    page_step = StepRun.objects.get(run__incident=incident, step__position=3)
+    assert page_step.status == StepStatus.RUNNING  # interrupted mid-way
+
+    start_worker()
+
+    def done() -> bool:
+        runbooks_tick.delay()  # what beat sends every two seconds
+        return StepRun.objects.get(pk=page_step.pk).status == StepStatus.DONE
+
+    wait_until(done, 90, "the paging step to be taken over and finished")
+    wait_until(
+        lambda: StepRun.objects.get(run__incident=incident, step__position=4).status == StepStatus.WAITING,
+        30, "the manual step",
+    )
+    page_step.refresh_from_db()
+    assert page_step.attempts == 2
+    events = AuditEvent.objects.filter(incident_id=incident.pk)
+    done_steps = sorted(e.data["step"] for e in events.filter(action="runbook.step_done"))
+    assert done_steps == [1, 2, 3]  # every automated step finished exactly once
+    assert AuditEvent.objects.filter(carrier=mission.carrier, action="carrier.fleet_paused").count() == 1
+    triggers = [c for c in pager.calls if c["event_action"] == "trigger"]
+    # The interrupted call may or may not have reached the receiver: the retry carries the same
+    # dedup key, so PagerDuty keeps one alert.
+    assert {c["dedup_key"] for c in triggers} == {f"tms-incident-{incident.pk}"}
