@@ -548,6 +548,10 @@ def mission_transition(
         mission=mission,
         carrier=mission.carrier,
     )
+    if to_status in (MissionStatus.COMPLETED, MissionStatus.FAILED, MissionStatus.HANDED_OVER):
+        from sla.tasks import sla_evaluate_on_mission_finished
+
+        sla_evaluate_on_mission_finished(mission.carrier_id)  # the carrier's SLIs, after commit
     shipment_status = _SHIPMENT_STATUS_FOR_MISSION.get(MissionStatus(to_status))
     if shipment_status is not None and mission.shipment.status != ShipmentStatus.CANCELLED:
         _shipment_set_status(shipment=mission.shipment, status=shipment_status, actor=actor, reason=reason)

@@ -333,3 +333,61 @@ class TelemetryBatchView(PartnerView):
             )
         result = telemetry_accept(carrier=self.carrier, raw_events=events, source="api-batch")
         return Response(IngestResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _int_param(request: Request, name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if not minimum <= value <= maximum:
+        raise ProblemError(
+            400, "validation-error", f"Invalid '{name}' parameter.",
+            errors=[{"pointer": "", "detail": f"{name} must be an integer from {minimum} to {maximum}",
+                     "code": "invalid", "parameter": name}],
+        )
+    return value
+
+
+class EventReplayView(PartnerView):
+    """The durable event log of the caller's missions after a cursor (the last event id seen)."""
+
+    required_scopes = {"GET": "missions:read"}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", OpenApiTypes.INT, OpenApiParameter.QUERY, description="Cursor: last id seen"),
+            OpenApiParameter("limit", OpenApiTypes.INT, OpenApiParameter.QUERY, description="At most 1000"),
+        ],
+        responses={200: OpenApiTypes.OBJECT, **problems(400, *COMMON_READ)},
+        operation_id="events_replay",
+    )
+    def get(self, request: Request) -> Response:
+        from missions.events import event_message
+        from missions.telemetry.replay import REPLAY_LIMIT_MAX, events_after
+
+        after = _int_param(request, "after", 0, minimum=0, maximum=2**62)
+        limit = _int_param(request, "limit", 100, minimum=1, maximum=REPLAY_LIMIT_MAX)
+        rows = list(events_after(carrier_id=self.carrier.pk, after=after, limit=limit))
+        events = [event_message(e) for e in rows]
+        for event in events:  # a partner has no use for console internals
+            event.pop("incident_id", None)
+            if event.get("actor_kind") == "user":
+                event["actor"] = "console"
+        return Response({"events": events, "next_cursor": rows[-1].pk if rows else after,
+                         "has_more": len(rows) == limit})
+
+
+class SlaSummaryView(PartnerView):
+    """The caller's own SLA figures: SLIs against targets, error budgets, breaches, credits."""
+
+    required_scopes = {"GET": "missions:read"}
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **problems(*COMMON_READ)}, operation_id="sla_summary")
+    def get(self, request: Request) -> Response:
+        from sla.selectors import carrier_sla_summary
+
+        return Response(carrier_sla_summary(self.carrier.pk))
