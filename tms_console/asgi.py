@@ -11,11 +11,14 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from tms_console.routing import websocket_urlpatterns  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
+from tms_console.routing import partner_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
+
+console_ws = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": URLRouter([*partner_websocket_urlpatterns, re_path(r"", console_ws)]),
     }
 )

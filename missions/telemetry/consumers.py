@@ -228,7 +228,7 @@ class LiveMapConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             log.debug("live map flush loop ended", exc_info=True)
 
     async def _poll(self) -> None:
-        # Overlap: an event's ts is the vehicle's clock and may trail ours a little.
+        # Overlap: a transaction that committed just after our last poll may carry an earlier updated_at.
         since, now = self.polled_until - timedelta(seconds=POLL_OVERLAP_SECONDS), timezone.now()
         rows = await database_sync_to_async(fleet_changed_since)(since=since, now=now)
         self.polled_until = now

@@ -309,16 +309,33 @@ class TokenSource:
         self._token = ""
 
 
-class HttpTransport:
-    def __init__(self, base_url: str, credentials: dict[str, Credentials]) -> None:
+CredentialsFor = Callable[[str], Credentials]
+
+
+class _TokenTransport:
+    """Bearer tokens per carrier; a carrier seen for the first time gets credentials from ``credentials_for``."""
+
+    def __init__(
+        self, base_url: str, credentials: dict[str, Credentials], credentials_for: CredentialsFor | None
+    ) -> None:
         import httpx
 
         self.base_url = base_url.rstrip("/")
         self.http = httpx.Client(timeout=10.0)
+        self.credentials_for = credentials_for
         self.tokens = {slug: TokenSource(base_url, c, self.http) for slug, c in credentials.items()}
 
+    def token_source(self, slug: str) -> TokenSource:
+        if slug not in self.tokens:
+            if self.credentials_for is None:
+                raise KeyError(f"no credentials for carrier {slug!r}")
+            self.tokens[slug] = TokenSource(self.base_url, self.credentials_for(slug), self.http)
+        return self.tokens[slug]
+
+
+class HttpTransport(_TokenTransport):
     def send(self, carrier_slug: str, events: list[dict[str, Any]]) -> dict[str, int]:
-        tokens = self.tokens[carrier_slug]
+        tokens = self.token_source(carrier_slug)
         key = str(uuid.uuid4())  # one key per batch: a retry of this batch is answered from the record
         for _ in range(2):
             response = self.http.post(
@@ -342,13 +359,11 @@ class HttpTransport:
         self.http.close()
 
 
-class WsTransport:
-    def __init__(self, base_url: str, credentials: dict[str, Credentials]) -> None:
-        import httpx
-
-        self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(timeout=10.0)
-        self.tokens = {slug: TokenSource(base_url, c, self.http) for slug, c in credentials.items()}
+class WsTransport(_TokenTransport):
+    def __init__(
+        self, base_url: str, credentials: dict[str, Credentials], credentials_for: CredentialsFor | None
+    ) -> None:
+        super().__init__(base_url, credentials, credentials_for)
         self.sockets: dict[str, Any] = {}
         self.seq = 0
 
@@ -362,7 +377,7 @@ class WsTransport:
             sock = connect(
                 ws_url,
                 origin=Origin(self.base_url),  # the console checks Origin against ALLOWED_HOSTS
-                additional_headers={"Authorization": f"Bearer {self.tokens[slug].get()}"},
+                additional_headers={"Authorization": f"Bearer {self.token_source(slug).get()}"},
                 open_timeout=10,
             )
             json.loads(sock.recv(timeout=10))  # {"type": "ready", ...}
@@ -377,7 +392,7 @@ class WsTransport:
             ack = json.loads(sock.recv(timeout=30))
         except Exception as exc:  # reconnect (with a fresh token) on the next tick
             log.warning("ws ingest send failed", extra={"error": str(exc)})
-            self.tokens[carrier_slug].invalidate()
+            self.token_source(carrier_slug).invalidate()
             stale = self.sockets.pop(carrier_slug, None)
             if stale is not None:
                 stale.close()
@@ -424,6 +439,18 @@ class FleetSimulator:
     rate_hz: float = 1.0
     faults: list[Fault] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=lambda: {"sent": 0, "accepted": 0, "rejected": 0, "ticks": 0})
+    # Re-reads the active missions: new ones join the road, finished ones leave it.
+    missions_refresh: Callable[[], list[Any]] | None = None
+    refresh_every_s: float = 10.0
+    seed: int = 7
+
+    def sync(self, missions: list[Any]) -> None:
+        """Keep the trucks still on an active mission (with their state), add trucks for new missions."""
+        current = {v.mission_id: v for v in self.vehicles}
+        active = {m.pk for m in missions}
+        kept = [v for v in self.vehicles if v.mission_id in active]
+        added = vehicles_from_missions([m for m in missions if m.pk not in current], seed=self.seed)
+        self.vehicles = kept + added
 
     def _apply_faults(self, elapsed_s: float) -> None:
         for fault in self.faults:
@@ -455,11 +482,17 @@ class FleetSimulator:
         period = 1.0 / self.rate_hz
         started = time.monotonic()
         next_at = started
+        last_refresh = started
         while duration_s <= 0 or time.monotonic() - started < duration_s:
+            if self.missions_refresh is not None and time.monotonic() - last_refresh >= self.refresh_every_s:
+                self.sync(self.missions_refresh())
+                last_refresh = time.monotonic()
             self.tick(time.monotonic() - started, period)
             if on_tick is not None:
                 on_tick(self.stats)
             next_at += period
+            # Running late (a slow server): skip the missed ticks instead of bursting to catch up.
+            next_at = max(next_at, time.monotonic())
             time.sleep(max(0.0, next_at - time.monotonic()))
         return self.stats
 

@@ -55,9 +55,9 @@ def fleet_state(*, now: datetime | None = None) -> list[dict[str, Any]]:
 
 
 def fleet_changed_since(*, since: datetime, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Missions that reported after ``since`` (the map's fallback when no shared channel layer exists)."""
+    """Missions changed after ``since`` (our clock): the map's fallback when no shared channel layer exists."""
     now = now or timezone.now()
-    return [_vehicle_row(m, now=now) for m in _active_missions(now=now).filter(last_seen_at__gt=since)]
+    return [_vehicle_row(m, now=now) for m in _active_missions(now=now).filter(updated_at__gt=since)]
 
 
 def mission_map_detail(*, mission_id: int, now: datetime | None = None) -> dict[str, Any] | None:
