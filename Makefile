@@ -17,13 +17,14 @@ DEV_STAMP := $(VENV)/.stamp-dev
 
 # The dev SECRET_KEY default is only accepted with DEBUG on: the local
 # targets turn it on unless the caller set DEBUG explicitly.
-migrate seed collectstatic run: export DEBUG ?= 1
+migrate seed collectstatic run otp: export DEBUG ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install install-dev migrate seed collectstatic run test test-pg lint bench clean distclean
+.PHONY: help venv install install-dev migrate seed collectstatic run otp test test-pg lint bench clean distclean
 
 help:
 	@echo "make run      create .venv, install, migrate, seed the demo and start every process"
+	@echo "make otp      print a demo user's current one-time code (OTP_USER=demo-dispatcher)"
 	@echo "make test     run the whole test suite (honours DATABASE_URL / REDIS_URL / MQTT_URL)"
 	@echo "make test-pg  run the suite against local PostgreSQL + Redis + Mosquitto"
 	@echo "make lint     ruff check, ruff format --check, mypy"
@@ -67,6 +68,11 @@ seed: migrate
 
 run: migrate collectstatic seed
 	$(PY) scripts/run_all.py
+
+# The current one-time code of a demo user: `make otp OTP_USER=demo-oncall`.
+OTP_USER ?= demo-dispatcher
+otp: install
+	@$(MANAGE) demo_otp $(OTP_USER)
 
 test: install-dev
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -131,13 +131,16 @@ def run() -> int:
         return rows
 
     def copy_raw(rows: list[tuple[Any, ...]]) -> None:
-        with transaction.atomic(), connection.cursor() as cursor:
-            with cursor.cursor.copy(
+        with (
+            transaction.atomic(),
+            connection.cursor() as cursor,
+            cursor.cursor.copy(
                 "COPY bench_raw_samples (mission_id, vehicle_id, recorded_at, lat, lon, speed_kph, heading_deg,"
                 " autonomy_mode, data, event_id, bucket_s) FROM STDIN"
-            ) as copy:
-                for row in rows:
-                    copy.write_row(row)
+            ) as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
 
     ingest_rates, raw_rates = [], []
     cache = MissionCache(ttl_seconds=3600)

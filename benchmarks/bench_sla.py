@@ -12,6 +12,11 @@ created and dropped here) on the server named by ``DATABASE_URL`` (or
 ``BENCH_DATABASE_URL``); the database you work in is not touched.
 
     DATABASE_URL=postgres://root@127.0.0.1:5432/tms .venv/bin/python benchmarks/bench_sla.py
+
+Knobs: BENCH_SLA_MISSIONS (100000), BENCH_SLA_RUNS (5); BENCH_SLA_PROFILE=1 lists
+the slowest statements and EXPLAINs one (BENCH_SLA_EXPLAIN=<rank>, default the
+slowest), BENCH_SLA_PROFILE=python adds a cProfile of one evaluation;
+BENCH_SLA_KEEP=1 keeps the database afterwards.
 """
 
 from __future__ import annotations
@@ -222,13 +227,22 @@ def profile(fn: Callable[[], object]) -> None:
         finally:
             seen.append((time.perf_counter() - t0, sql, params))
 
+    t0 = time.perf_counter()
     with connection.execute_wrapper(wrapper):
         fn()
+    print(f"profiled evaluation: {(time.perf_counter() - t0) * 1000:.1f} ms wall")
+    if os.environ.get("BENCH_SLA_PROFILE") == "python":
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.runcall(fn)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
     print(f"{len(seen)} statements, {sum(t for t, _, _ in seen) * 1000:.1f} ms in the database")
     ranked = sorted(seen, key=lambda s: s[0], reverse=True)
     for t, sql, _ in ranked[:8]:
         print(f"  {t * 1000:7.1f} ms  {sql[:300]}")
-    _, sql, params = ranked[0]
+    _, sql, params = ranked[int(os.environ.get("BENCH_SLA_EXPLAIN", "0"))]
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN ANALYZE " + sql, params)
         print("\n".join(row[0] for row in cursor.fetchall()))

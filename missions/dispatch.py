@@ -20,7 +20,7 @@ from django.utils import timezone
 from missions import services
 from missions.choices import OfferKind, ShipmentStatus, TenderStatus
 from missions.events import Actor, event_record
-from missions.models import Carrier, Shipment, Tender
+from missions.models import Carrier, Offer, Shipment, Tender
 from missions.models.outbound import TenderWaterfall
 from missions.selectors import carrier_ranking
 from missions.services import offer_record, tender_create, tender_mark_sent, tender_transition
@@ -116,25 +116,28 @@ def waterfall_advance(*, shipment_id: int) -> Tender | None:
     A no-op (returns None) when there is no active waterfall, a tender is
     still open, or the shipment is assigned; safe to call from several places.
     """
+    if not TenderWaterfall.objects.filter(shipment_id=shipment_id, is_active=True).exists():
+        return None  # the common case, without taking any lock
     with transaction.atomic():
+        # Shipment first, then waterfall: the same lock order as waterfall_start.
+        shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
         waterfall = (
             TenderWaterfall.objects.select_for_update().filter(shipment_id=shipment_id, is_active=True).first()
         )
         if waterfall is None:
             return None
-        shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
         return _waterfall_next(waterfall=waterfall, shipment=shipment, actor=WATERFALL)
 
 
 def waterfall_stop(*, shipment_id: int, actor: Actor, reason: str) -> bool:
     """Stop the shipment's active waterfall (open tenders are left as they are)."""
     with transaction.atomic():
+        shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
         waterfall = (
             TenderWaterfall.objects.select_for_update().filter(shipment_id=shipment_id, is_active=True).first()
         )
         if waterfall is None:
             return False
-        shipment = Shipment.objects.get(pk=shipment_id)
         _waterfall_close(waterfall=waterfall, shipment=shipment, actor=actor, reason=reason, action="waterfall.stopped")
         return True
 
@@ -187,6 +190,23 @@ def _waterfall_next(*, waterfall: TenderWaterfall, shipment: Shipment, actor: Ac
     _waterfall_close(waterfall=waterfall, shipment=shipment, actor=actor,
                      reason="no carrier left in the waterfall", action="waterfall.exhausted")
     return None
+
+
+def offer_receive(**offer: Any) -> Offer:
+    """Record a carrier's answer (``services.offer_record``); a rejection moves the waterfall on at once."""
+    recorded = services.offer_record(**offer)
+    if recorded.kind == OfferKind.REJECT:
+        waterfall_advance(shipment_id=recorded.tender.shipment_id)
+    return recorded
+
+
+def counter_decide(*, tender_id: int, actor: Actor, accept: bool, reason: str = "") -> Tender:
+    """The dispatcher accepts or declines a counter-offer; a decline moves the waterfall on at once."""
+    with transaction.atomic():
+        tender = services.counter_offer_decide(tender_id=tender_id, actor=actor, accept=accept, reason=reason)
+        # Accepted: the shipment is assigned and this closes the waterfall; declined: next carrier.
+        waterfall_advance(shipment_id=tender.shipment_id)
+    return tender
 
 
 # --- Cancelling ----------------------------------------------------------------

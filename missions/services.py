@@ -490,6 +490,7 @@ def _mission_create(*, tender: Tender, offer: Offer, actor: Actor) -> Mission:
         mission=mission,
         carrier=tender.carrier,
     )
+    _attest(kind="mission-assignment", subject_type="mission", subject_id=mission.pk)
     # Other open tenders for this shipment are moot now.
     for other in shipment.tenders.filter(status__in=TENDER_OPEN).exclude(pk=tender.pk):
         tender_transition(
@@ -548,6 +549,8 @@ def mission_transition(
         mission=mission,
         carrier=mission.carrier,
     )
+    if to_status in (MissionStatus.COMPLETED, MissionStatus.FAILED):
+        _attest(kind="mission-outcome", subject_type="mission", subject_id=mission.pk)
     if to_status in (MissionStatus.COMPLETED, MissionStatus.FAILED, MissionStatus.HANDED_OVER):
         from sla.tasks import sla_evaluate_on_mission_finished
 
@@ -594,6 +597,7 @@ def mission_autonomy_change(*, mission_id: int, mode: str, actor: Actor, reason:
         mission=mission,
         carrier=mission.carrier,
     )
+    _attest(kind="autonomy-mode-change", subject_type="mission", subject_id=mission.pk)
     if before == AutonomyMode.AUTONOMOUS and mode == AutonomyMode.SUPERVISED and mission.carrier.is_autonomous:
         # Graceful degradation: no more autonomous tenders to this fleet until on-call confirms.
         vehicle = mission.vehicle.external_id if mission.vehicle else "a vehicle"
@@ -684,3 +688,10 @@ def _incident_task_enqueue(*, exception_id: int) -> None:
     from runbooks.tasks import incident_from_exception_task
 
     incident_from_exception_task.delay(exception_id)
+
+
+def _attest(*, kind: str, subject_type: str, subject_id: int) -> None:
+    """Sign a statement about this change and log it, after commit (missions.evidence)."""
+    from missions.evidence.services import attest_after_commit
+
+    attest_after_commit(kind=kind, subject_type=subject_type, subject_id=subject_id)

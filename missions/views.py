@@ -279,7 +279,7 @@ def tender_counter_decide(request: HttpRequest, pk: int) -> HttpResponse:
     accept = form.cleaned_data["decision"] == "accept"
     run_action(
         request,
-        lambda: services.counter_offer_decide(
+        lambda: dispatch.counter_decide(
             tender_id=tender.pk,
             actor=Actor.for_user(request.user),
             accept=accept,

@@ -128,6 +128,10 @@ def incident_transition(
         incident.time_to_recovery_seconds = (incident.resolved_at - incident.triggered_at).total_seconds()
         fields.append("time_to_recovery_seconds")
     incident.save(update_fields=fields)
+    if to_status == IncidentStatus.CLOSED:
+        from missions.evidence.services import attest_after_commit
+
+        attest_after_commit(kind="incident-review", subject_type="incident", subject_id=incident.pk)
     page_action = {IncidentStatus.ACKNOWLEDGED: "acknowledge", IncidentStatus.RESOLVED: "resolve"}.get(
         IncidentStatus(to_status)
     )

@@ -252,7 +252,8 @@ def banner(url: str, access_log_path: str | None = None) -> str:
             "  Log in with a demo user and password printed by `manage.py seed_demo`,",
             "  then enter the one-time code from your authenticator app (scan or type",
             "  the TOTP secret shown at seeding) or print the current code with:",
-            "      .venv/bin/python manage.py demo_otp <username>",
+            "      make otp OTP_USER=<username>",
+            "  or  DEBUG=1 .venv/bin/python manage.py demo_otp <username>",
             *lines,
             "  Press Ctrl-C to stop every process.",
             "=" * 72,
@@ -297,7 +298,8 @@ def run(specs: Sequence[ProcessSpec], *, host: str, port: int, access_log_path: 
             exited = supervisor.first_exited()
             if exited is not None:
                 name, code = exited
-                supervisor.say("run", f"ERROR: {name} exited unexpectedly with status {code}; stopping everything.")
+                how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+                supervisor.say("run", f"ERROR: {name} {how} unexpectedly; stopping everything.")
                 exit_code = 1
                 break
             if not announced and time.monotonic() - started > READY_TIMEOUT_SECONDS:

@@ -92,7 +92,7 @@ def carrier_dashboard(request: HttpRequest, carrier_id: int) -> HttpResponse:
             "window": window,
             "windows": WindowName.choices,
             "contract": contract_in_force(carrier.pk, timezone.now().date()),
-            "latest": measurements_latest(carrier.pk),
+            "latest": measurements_latest(carrier.pk).filter(window=window),
             "alerts": BurnRateAlert.objects.filter(carrier=carrier).order_by("-fired_at")[:10],
             "breaches": breaches_list(carrier_id=carrier.pk)[:10],
         },

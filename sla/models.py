@@ -391,3 +391,16 @@ class BurnRateAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.severity} {self.sli} carrier {self.carrier_id} x{self.long_burn_rate}"
+
+    @staticmethod
+    def _label(seconds: int) -> str:
+        if seconds % 86400 == 0:
+            return f"{seconds // 86400} d"
+        if seconds % 3600 == 0:
+            return f"{seconds // 3600} h"
+        return f"{seconds // 60} min"
+
+    @property
+    def windows_label(self) -> str:
+        """The rule's windows as people say them, e.g. "6 h / 30 min"."""
+        return f"{self._label(self.long_window_seconds)} / {self._label(self.short_window_seconds)}"

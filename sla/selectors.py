@@ -42,8 +42,9 @@ inside one.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -51,12 +52,14 @@ from typing import Any
 from django.apps import apps
 from django.db.models import (
     Avg,
+    Case,
     Count,
     DateTimeField,
     DurationField,
     ExpressionWrapper,
     F,
     FloatField,
+    IntegerField,
     Max,
     OuterRef,
     Q,
@@ -64,6 +67,7 @@ from django.db.models import (
     Subquery,
     Sum,
     Value,
+    When,
 )
 from django.db.models.functions import Ceil, Coalesce, Floor, Greatest, Least
 
@@ -149,37 +153,69 @@ def _span(windows: Sequence[Window]) -> tuple[datetime, datetime]:
 # --- Mission SLIs (one query for every window) -----------------------------------------------
 
 
+def _band(field_name: str, windows: Sequence[Window]) -> tuple[Case, list[tuple[datetime, datetime]]]:
+    """A CASE giving the index of the band between consecutive window edges that holds ``field_name``.
+
+    Every window is a union of whole bands, so one GROUP BY band serves all the
+    windows (a handful of groups are summed in Python, never the rows).
+    """
+    edges = sorted({w.start for w in windows} | {w.end for w in windows})
+    bands = list(itertools.pairwise(edges))
+    case = Case(
+        *(When(**{f"{field_name}__lt": end}, then=Value(n)) for n, (_, end) in enumerate(bands)),
+        default=Value(len(bands)),
+        output_field=IntegerField(),
+    )
+    return case, bands
+
+
+def _sum_bands(
+    groups: Sequence[Mapping[str, Any]], bands: list[tuple[datetime, datetime]], w: Window
+) -> dict[str, int]:
+    inside = {n for n, (start, end) in enumerate(bands) if start >= w.start and end <= w.end}
+    totals: dict[str, int] = {}
+    for g in groups:
+        if g["band"] in inside:
+            for key, value in g.items():
+                if key != "band" and isinstance(value, int):
+                    totals[key] = totals.get(key, 0) + value
+    return totals
+
+
 def mission_slis(carrier_id: int, windows: Sequence[Window]) -> dict[str, tuple[SLIResult, SLIResult]]:
-    """On-time and success rates for every window in one aggregate: ``{window: (on_time, success)}``."""
+    """On-time and success rates for every window from one GROUP BY: ``{window: (on_time, success)}``."""
     span_start, span_end = _span(windows)
     exclusions = exclusions_for(carrier_id, span_start, span_end)
-    finished = Mission.objects.filter(
-        carrier_id=carrier_id, status__in=FINISHED, completed_at__gte=span_start, completed_at__lt=span_end
-    ).exclude(_mission_overlaps(exclusions))
+    band, bands = _band("completed_at", windows)
     on_time = Q(status=MissionStatus.COMPLETED, completed_at__lte=F("shipment__delivery_window_end"))
     success = Q(status=MissionStatus.COMPLETED, human_intervened=False)
-    aggregates: dict[str, Any] = {}
-    for n, w in enumerate(windows):
-        in_w = Q(completed_at__gte=w.start, completed_at__lt=w.end)
-        aggregates[f"t{n}"] = Count("id", filter=in_w)
-        aggregates[f"o{n}"] = Count("id", filter=in_w & on_time)
-        aggregates[f"s{n}"] = Count("id", filter=in_w & success)
-        aggregates[f"f{n}"] = Count("id", filter=in_w & Q(status=MissionStatus.FAILED))
-        aggregates[f"h{n}"] = Count("id", filter=in_w & Q(status=MissionStatus.HANDED_OVER))
-    row = finished.aggregate(**aggregates)
-    cancelled = dict(
+    groups = list(
         Mission.objects.filter(
             carrier_id=carrier_id,
-            status=MissionStatus.CANCELLED,
+            status__in=[*FINISHED, MissionStatus.CANCELLED],
             completed_at__gte=span_start,
             completed_at__lt=span_end,
-        ).aggregate(
-            **{
-                f"c{n}": Count("id", filter=Q(completed_at__gte=w.start, completed_at__lt=w.end))
-                for n, w in enumerate(windows)
-            }
         )
+        .exclude(_mission_overlaps(exclusions))
+        .annotate(band=band)
+        .values("band")
+        .annotate(
+            t=Count("id", filter=Q(status__in=FINISHED)),
+            o=Count("id", filter=on_time),
+            s=Count("id", filter=success),
+            f=Count("id", filter=Q(status=MissionStatus.FAILED)),
+            h=Count("id", filter=Q(status=MissionStatus.HANDED_OVER)),
+            c=Count("id", filter=Q(status=MissionStatus.CANCELLED)),
+        )
+        .order_by()
     )
+    row: dict[str, int] = {}
+    cancelled: dict[str, int] = {}
+    for n, w in enumerate(windows):
+        sums = _sum_bands(groups, bands, w)
+        for key in ("t", "o", "s", "f", "h"):
+            row[f"{key}{n}"] = sums.get(key, 0)
+        cancelled[f"c{n}"] = sums.get("c", 0)
     out: dict[str, tuple[SLIResult, SLIResult]] = {}
     for n, w in enumerate(windows):
         total = row[f"t{n}"]
@@ -278,9 +314,16 @@ def telemetry_slis(carrier_id: int, windows: Sequence[Window], *, gap_seconds: i
         same_end = [(n, w) for n, w in enumerate(windows) if w.end == end]
         first = min(w.start for _, w in same_end)
         per_bucket = (
+            # The mission conditions are repeated on the join (not "mission IN (subquery)") so
+            # PostgreSQL joins the missions once instead of probing them again for every sample.
             TelemetrySample.objects.filter(
-                mission__in=missions.values("pk"), recorded_at__gte=first, recorded_at__lt=end
+                mission__carrier_id=carrier_id,
+                mission__started_at__isnull=False,
+                recorded_at__gte=first,
+                recorded_at__lt=end,
             )
+            .exclude(mission__status=MissionStatus.CANCELLED)
+            .exclude(_mission_overlaps(exclusions, prefix="mission__"))
             .filter(recorded_at__gte=F("mission__started_at"))
             .filter(Q(mission__completed_at__isnull=True) | Q(recorded_at__lt=F("mission__completed_at")))
             .annotate(bucket=Floor(Epoch(F("recorded_at")) / g))
@@ -299,7 +342,8 @@ def telemetry_slis(carrier_id: int, windows: Sequence[Window], *, gap_seconds: i
         active = expected[f"m{n}"]
         out[w.name] = SLIResult(
             SLIName.TELEMETRY_INTEGRITY, carrier_id, w.name, w.start, w.end, good, total, _pct(good, total), "pct",
-            {"bucket_seconds": g, "active_missions": active, "expected_buckets": total, "covered_buckets": good, "exclusions": len(exclusions)},
+            {"bucket_seconds": g, "active_missions": active, "expected_buckets": total, "covered_buckets": good,
+             "exclusions": len(exclusions)},
         )  # fmt: skip
     return out
 
@@ -323,7 +367,7 @@ def _median(values_qs: QuerySet[Any], field_name: str, count: int) -> Any:
     return (lower + upper) / 2
 
 
-def _failover_instant(first_fallback: QuerySet[Tender]) -> Any:
+def _failover_instant(first_fallback: QuerySet[Any, Any]) -> Any:
     """When the incident was failed over: the runbook's recorded ``Incident.failover_at`` when the
     incident model has it and it is set, else the first fallback tender's creation."""
     tender_time = Subquery(first_fallback, output_field=DateTimeField())

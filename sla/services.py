@@ -396,6 +396,9 @@ def breach_decide(*, breach_id: int, decision: str, actor: Actor, reason: str = 
         after={"status": target},
         data={"reason": breach.reason} if breach.reason else None,
     )
+    from missions.evidence.services import attest_after_commit
+
+    attest_after_commit(kind="sla-breach-verdict", subject_type="breach", subject_id=breach.pk)
     if target == BreachStatus.CONFIRMED:
         credit_entry_create(breach=breach, actor=actor)
     return breach

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from missions import services
+from missions import dispatch, services
 from missions.api.authentication import PartnerPrincipal
 from missions.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from missions.api.idempotency import idempotent
@@ -174,7 +174,7 @@ class TenderOfferView(PartnerView):
         serializer = OfferRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        offer = services.offer_record(
+        offer = dispatch.offer_receive(
             tender_id=tender.pk, actor=self.actor, kind=data["kind"], price_usd=data.get("price_usd"),
             vehicle_external_id=data.get("vehicle_external_id", ""), route_id=data.get("route_id", ""),
             eta=data.get("eta"), autonomy_mode=data.get("autonomy_mode", ""), reason=data.get("reason", ""),

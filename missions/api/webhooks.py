@@ -33,7 +33,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from missions import services
+from missions import dispatch, services
 from missions.api.serializers import (
     ExceptionRequestSerializer,
     MissionStatusRequestSerializer,
@@ -43,6 +43,7 @@ from missions.api.serializers import (
 from missions.api.throttling import PartnerClientRateThrottle
 from missions.api.views import problems, telemetry_accept
 from missions.events import Actor
+from missions.evidence.services import carrier_signed
 from missions.models import Carrier, Mission, Tender
 from missions.models.partner import WebhookReceipt, WebhookSecret
 from tms_console.problem import ProblemError
@@ -151,7 +152,7 @@ def _apply(carrier: Carrier, event_type: str, data: Any) -> None:
             raise serializers.ValidationError({"data": {"tender_id": ["A tender id is required."]}}) from None
         tender = get_object_or_404(Tender, pk=tender_id, carrier=carrier)
         body = _valid(OfferRequestSerializer(data=data))
-        services.offer_record(
+        dispatch.offer_receive(
             tender_id=tender.pk, actor=actor, kind=body["kind"], price_usd=body.get("price_usd"),
             vehicle_external_id=body.get("vehicle_external_id", ""), route_id=body.get("route_id", ""),
             eta=body.get("eta"), autonomy_mode=body.get("autonomy_mode", ""), reason=body.get("reason", ""),
@@ -209,7 +210,11 @@ class CarrierWebhookView(APIView):
             with transaction.atomic():
                 # The receipt and the effect commit together: a crash leaves neither, a redelivery does nothing.
                 WebhookReceipt.objects.create(carrier=carrier, webhook_id=webhook_id, event_type=envelope["type"])
-                _apply(carrier, envelope["type"], envelope["data"])
+                # Attestations made for this delivery keep the carrier's own signature beside ours.
+                signed_by_carrier = {"scheme": "standard-webhooks-v1", **headers,
+                                     "body_sha256": hashlib.sha256(body).hexdigest()}
+                with carrier_signed(signed_by_carrier):
+                    _apply(carrier, envelope["type"], envelope["data"])
         except IntegrityError:
             return Response({"webhook_id": webhook_id, "duplicate": True, "type": envelope["type"]})
         return Response({"webhook_id": webhook_id, "duplicate": False, "type": envelope["type"]})

@@ -211,7 +211,8 @@ class SimState:
             vehicles = self.vehicles_for(tenant)
             vehicle = vehicles[self._vehicle_turn % len(vehicles)] if vehicles else None
             self._vehicle_turn += 1
-            distance_km = float(request.get("shipment", {}).get("distance_km") or 400.0)
+            # Clamped: a continental lane is under 10,000 km, whatever the request claims.
+            distance_km = min(max(float(request.get("shipment", {}).get("distance_km") or 400.0), 0.0), 10_000.0)
             eta = datetime.now(UTC) + timedelta(hours=distance_km / 80.0 + 1)
             offer.update({
                 "vehicle_id": vehicle, "route_id": f"SIM-{request['shipment']['origin']['region']}-"

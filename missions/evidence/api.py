@@ -111,7 +111,8 @@ def _query(serializer: serializers.Serializer[Any]) -> dict[str, Any]:
 
 
 def _proof_bad_request(exc: selectors.ProofRequestError) -> ProblemError:
-    return ProblemError(400, "validation-error", str(exc), errors=[{"pointer": "", "detail": str(exc), "code": "invalid"}])
+    errors = [{"pointer": "", "detail": str(exc), "code": "invalid"}]
+    return ProblemError(400, "validation-error", str(exc), errors=errors)
 
 
 class CheckpointView(EvidenceView):
@@ -134,14 +135,18 @@ class CheckpointView(EvidenceView):
         if request.accepted_renderer.format == "txt":
             return Response(checkpoint.note, content_type="text/plain; charset=utf-8")
         body = checkpoint_parse(checkpoint.note.split("\n\n", 1)[0] + "\n")
-        return Response(CheckpointSerializer({
-            "origin": body.origin,
-            "tree_size": checkpoint.tree_size,
-            "root_hash": _b64(bytes(checkpoint.root_hash)),
-            "key_id": checkpoint.key_id,
-            "created_at": checkpoint.created_at,
-            "note": checkpoint.note,
-        }).data)
+        return Response(
+            CheckpointSerializer(
+                {
+                    "origin": body.origin,
+                    "tree_size": checkpoint.tree_size,
+                    "root_hash": _b64(bytes(checkpoint.root_hash)),
+                    "key_id": checkpoint.key_id,
+                    "created_at": checkpoint.created_at,
+                    "note": checkpoint.note,
+                }
+            ).data
+        )
 
 
 class InclusionProofView(EvidenceView):
@@ -162,10 +167,16 @@ class InclusionProofView(EvidenceView):
         except selectors.ProofRequestError as exc:
             raise _proof_bad_request(exc) from None
         leaf = selectors.leaf_hashes(query["index"], query["index"] + 1)[0]
-        return Response(InclusionProofSerializer({
-            "index": query["index"], "tree_size": query["tree_size"], "leaf_hash": _b64(leaf),
-            "inclusion_proof": [_b64(h) for h in proof],
-        }).data)
+        return Response(
+            InclusionProofSerializer(
+                {
+                    "index": query["index"],
+                    "tree_size": query["tree_size"],
+                    "leaf_hash": _b64(leaf),
+                    "inclusion_proof": [_b64(h) for h in proof],
+                }
+            ).data
+        )
 
 
 class ConsistencyProofView(EvidenceView):
@@ -185,9 +196,15 @@ class ConsistencyProofView(EvidenceView):
             proof = selectors.consistency_proof(first=query["first"], second=query["second"])
         except selectors.ProofRequestError as exc:
             raise _proof_bad_request(exc) from None
-        return Response(ConsistencyProofSerializer({
-            "first": query["first"], "second": query["second"], "consistency_proof": [_b64(h) for h in proof],
-        }).data)
+        return Response(
+            ConsistencyProofSerializer(
+                {
+                    "first": query["first"],
+                    "second": query["second"],
+                    "consistency_proof": [_b64(h) for h in proof],
+                }
+            ).data
+        )
 
 
 class MissionBundleView(EvidenceView):

@@ -106,7 +106,11 @@ def _mission_record(mission: Mission, event: AuditEvent | None) -> dict[str, Any
 
 
 def statement_for(
-    *, kind: str, subject_type: str, subject_id: int, event: AuditEvent | None,
+    *,
+    kind: str,
+    subject_type: str,
+    subject_id: int,
+    event: AuditEvent | None,
     carrier_signature: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], int | None] | None:
     """The in-toto statement for ``kind`` about a row, and the mission it belongs to.
@@ -114,7 +118,12 @@ def statement_for(
     None when the row does not (or no longer) call for this kind, e.g. an outcome event that
     is a cancellation, or an incident closed without a review.
     """
-    if kind in (AttestationKind.MISSION_ASSIGNMENT, AttestationKind.AUTONOMY_MODE_CHANGE, AttestationKind.MISSION_OUTCOME):
+    mission_kinds = (
+        AttestationKind.MISSION_ASSIGNMENT,
+        AttestationKind.AUTONOMY_MODE_CHANGE,
+        AttestationKind.MISSION_OUTCOME,
+    )
+    if kind in mission_kinds:
         if subject_type != AttestationSubjectType.MISSION:
             raise ValueError(f"{kind} attests a mission, not a {subject_type}")
         mission = Mission.objects.select_related("shipment", "carrier", "vehicle").get(pk=subject_id)
@@ -138,8 +147,10 @@ def statement_for(
             if outcome not in ("completed", "failed"):
                 return None
             statement = dsse.mission_outcome_statement(
-                mission_ref=str(mission.pk), outcome=outcome,  # type: ignore[arg-type]
-                record=record, carrier_signature=carrier_signature,
+                mission_ref=str(mission.pk),
+                outcome=outcome,  # type: ignore[arg-type]
+                record=record,
+                carrier_signature=carrier_signature,
             )
         return statement, mission.pk
     if kind == AttestationKind.TELEMETRY_SNAPSHOT:
@@ -148,12 +159,14 @@ def statement_for(
             snapshot_name=snapshot_urn(snapshot.mission_id, snapshot.pk),
             mission_ref=str(snapshot.mission_id),
             events_jsonl=dsse.snapshot_encode(list(snapshot.events)),
-            extra=_plain({
-                "reason": snapshot.reason,
-                "windowStart": snapshot.window_start,
-                "windowEnd": snapshot.window_end,
-                "exception": snapshot.exception_id,
-            }),
+            extra=_plain(
+                {
+                    "reason": snapshot.reason,
+                    "windowStart": snapshot.window_start,
+                    "windowEnd": snapshot.window_end,
+                    "exception": snapshot.exception_id,
+                }
+            ),
         )
         return statement, snapshot.mission_id
     if kind == AttestationKind.INCIDENT_REVIEW:
@@ -162,46 +175,50 @@ def statement_for(
         incident = Incident.objects.select_related("carrier", "mission").get(pk=subject_id)
         if not incident.review.strip():
             return None
-        record = _plain({
-            "incident": incident.pk,
-            "title": incident.title,
-            "kind": incident.kind,
-            "severity": incident.severity,
-            "status": incident.status,
-            "mission": incident.mission_id,
-            "carrier": incident.carrier.slug if incident.carrier else None,
-            "correlationId": incident.correlation_id,
-            "triggeredAt": incident.triggered_at,
-            "acknowledgedAt": incident.acknowledged_at,
-            "resolvedAt": incident.resolved_at,
-            "closedAt": incident.closed_at,
-            "summary": incident.summary,
-            "review": incident.review,
-            **_event_fields(event),
-        })
+        record = _plain(
+            {
+                "incident": incident.pk,
+                "title": incident.title,
+                "kind": incident.kind,
+                "severity": incident.severity,
+                "status": incident.status,
+                "mission": incident.mission_id,
+                "carrier": incident.carrier.slug if incident.carrier else None,
+                "correlationId": incident.correlation_id,
+                "triggeredAt": incident.triggered_at,
+                "acknowledgedAt": incident.acknowledged_at,
+                "resolvedAt": incident.resolved_at,
+                "closedAt": incident.closed_at,
+                "summary": incident.summary,
+                "review": incident.review,
+                **_event_fields(event),
+            }
+        )
         return dsse.incident_review_statement(incident_ref=str(incident.pk), record=record), incident.mission_id
     if kind == AttestationKind.SLA_BREACH_VERDICT:
         from sla.models import Breach
 
         breach = Breach.objects.select_related("carrier", "decided_by").get(pk=subject_id)
-        record = _plain({
-            "breach": breach.pk,
-            "carrier": breach.carrier.slug,
-            "contract": breach.contract_id,
-            "sli": breach.sli,
-            "periodStart": breach.period_start,
-            "periodEnd": breach.period_end,
-            "measured": breach.measured,
-            "target": breach.target,
-            "unit": breach.unit,
-            "attainmentPct": breach.attainment_pct,
-            "evidence": breach.evidence,
-            "status": breach.status,
-            "decidedBy": breach.decided_by.get_username() if breach.decided_by else None,
-            "decidedAt": breach.decided_at,
-            "reason": breach.reason,
-            **_event_fields(event),
-        })
+        record = _plain(
+            {
+                "breach": breach.pk,
+                "carrier": breach.carrier.slug,
+                "contract": breach.contract_id,
+                "sli": breach.sli,
+                "periodStart": breach.period_start,
+                "periodEnd": breach.period_end,
+                "measured": breach.measured,
+                "target": breach.target,
+                "unit": breach.unit,
+                "attainmentPct": breach.attainment_pct,
+                "evidence": breach.evidence,
+                "status": breach.status,
+                "decidedBy": breach.decided_by.get_username() if breach.decided_by else None,
+                "decidedAt": breach.decided_at,
+                "reason": breach.reason,
+                **_event_fields(event),
+            }
+        )
         return dsse.sla_breach_verdict_statement(breach_ref=str(breach.pk), verdict=breach.status, record=record), None
     raise ValueError(f"unknown attestation kind {kind!r}")
 
@@ -332,9 +349,7 @@ def mission_attestation_queryset(mission_id: int) -> QuerySet[Attestation]:
     return Attestation.objects.filter(mission_id=mission_id).order_by("log_index")
 
 
-def attestations_verify(
-    attestations: Sequence[Attestation], *, ring: KeyRing, origin: str
-) -> list[AttestationRow]:
+def attestations_verify(attestations: Sequence[Attestation], *, ring: KeyRing, origin: str) -> list[AttestationRow]:
     """Verify each envelope's signature and its inclusion in the latest (signature-checked) checkpoint.
 
     The leaf is recomputed from the stored envelope, so an envelope edited in the database
@@ -367,10 +382,15 @@ def attestations_verify(
             rows.append(AttestationRow(attestation, kind_label, subject, False, f"signature ok; {problem}"))
             continue
         if attestation.log_index >= tree.size:
-            rows.append(AttestationRow(
-                attestation, kind_label, subject, False,
-                f"signature ok; not yet in a checkpoint (log size {tree.size})",
-            ))
+            rows.append(
+                AttestationRow(
+                    attestation,
+                    kind_label,
+                    subject,
+                    False,
+                    f"signature ok; not yet in a checkpoint (log size {tree.size})",
+                )
+            )
             continue
         try:
             proof = inclusion_proof(index=attestation.log_index, tree_size=tree.size)
@@ -380,9 +400,11 @@ def attestations_verify(
         except (EvidenceError, ValueError) as exc:
             rows.append(AttestationRow(attestation, kind_label, subject, False, f"inclusion: {exc}"))
             continue
-        rows.append(AttestationRow(
-            attestation, kind_label, subject, True, f"signature and inclusion at size {tree.size} verify"
-        ))
+        rows.append(
+            AttestationRow(
+                attestation, kind_label, subject, True, f"signature and inclusion at size {tree.size} verify"
+            )
+        )
     return rows
 
 

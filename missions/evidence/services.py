@@ -6,6 +6,10 @@ range in the same transaction, so indexes never repeat or skip and the current r
 without re-reading the table. A checkpoint is stored only after a consistency proof from the
 previous checkpoint, computed from the table, verified against the head's root.
 
+No audit events are written here: attestations, log entries and checkpoints are themselves
+append-only records (who signed what, when, at which index), and an audit event per attestation
+would only restate the event being attested.
+
 Hooks: domain services call ``attest_after_commit`` inside their transaction; after commit the
 Celery task ``missions.evidence.tasks.attest`` builds the statement from the rows and calls
 ``attestation_for_event``. One attestation per (kind, subject, causing audit event).
@@ -23,7 +27,6 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from missions.events import Actor, event_record
 from missions.evidence import dsse, merkle
 from missions.evidence.bundle import LoggedStatement, Snapshot, bundle_build, envelope_leaf_hash
 from missions.evidence.checkpoint import checkpoint_sign
@@ -72,8 +75,6 @@ __all__ = [
     "evidence_bundle_for_mission",
     "inclusion_proof",
 ]
-
-EVIDENCE_ACTOR = Actor.system("evidence")
 
 
 class EvidenceSigningUnavailable(RuntimeError):
@@ -189,17 +190,6 @@ def attestation_create(
     head.tree_size = frontier.size
     head.frontier = b"".join(frontier.to_list())
     head.save(update_fields=["tree_size", "frontier", "updated_at"])
-    mission = Mission.objects.filter(pk=subject.mission_id).first() if subject.mission_id else None
-    event_record(
-        actor=EVIDENCE_ACTOR,
-        action="evidence.attested",
-        subject_type=subject.type,
-        subject_id=subject.id,
-        data={"kind": kind, "log_index": index, "key_id": signer.key_id},
-        correlation_id=mission.correlation_id if mission else None,
-        mission=mission,
-        incident_id=subject.id if subject.type == AttestationSubjectType.INCIDENT else None,
-    )
     return attestation
 
 
@@ -281,7 +271,8 @@ def _consistency_check(previous: Checkpoint | None, size: int, root: bytes) -> N
         merkle.verify_consistency(previous.tree_size, size, proof, bytes(previous.root_hash), root)
     except (ProofError, ValueError) as exc:
         log.critical(
-            "evidence log is inconsistent with its previous checkpoint: %s", exc,
+            "evidence log is inconsistent with its previous checkpoint: %s",
+            exc,
             extra={"event": "evidence.log_inconsistent", "tree_size": size},
         )
         raise EvidenceLogInconsistent(str(exc)) from exc
@@ -314,15 +305,7 @@ def checkpoint_issue() -> Checkpoint | None:
             latest = checkpoint_latest()
             if (latest.pk if latest else None) != (previous.pk if previous else None):
                 continue  # another issuer stored one meanwhile: prove against that one instead
-            checkpoint = Checkpoint.objects.create(tree_size=size, root_hash=root, note=note, key_id=signer.key_id)
-            event_record(
-                actor=EVIDENCE_ACTOR,
-                action="evidence.checkpoint_issued",
-                subject_type="checkpoint",
-                subject_id=checkpoint.pk,
-                data={"tree_size": size, "key_id": signer.key_id},
-            )
-            return checkpoint
+            return Checkpoint.objects.create(tree_size=size, root_hash=root, note=note, key_id=signer.key_id)
     return checkpoint_latest()
 
 
@@ -344,7 +327,9 @@ def _bundle(subject: str, attestations: list[Attestation]) -> bytes:
     checkpoint = _checkpoint_covering(max(a.log_index for a in attestations))
     statements = [
         LoggedStatement(
-            a.envelope, a.log_index, checkpoint.tree_size,
+            a.envelope,
+            a.log_index,
+            checkpoint.tree_size,
             inclusion_proof(index=a.log_index, tree_size=checkpoint.tree_size),
         )
         for a in attestations
@@ -355,7 +340,10 @@ def _bundle(subject: str, attestations: list[Attestation]) -> bytes:
     wanted = {checkpoint.key_id, *(a.key_id for a in attestations)}
     keys = [key for key_id, key in sorted(ring.as_dict().items()) if key_id in wanted]
     return bundle_build(
-        subject=subject, statements=statements, checkpoint_note=checkpoint.note, public_keys=keys,
+        subject=subject,
+        statements=statements,
+        checkpoint_note=checkpoint.note,
+        public_keys=keys,
         snapshots=snapshots,
     )
 
@@ -392,4 +380,3 @@ def evidence_bundle_for_breach(breach_id: int) -> bytes:
         )
     )
     return _bundle(breach_urn(breach_id), attestations)
-

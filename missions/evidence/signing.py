@@ -91,7 +91,8 @@ def evidence_signer() -> Signer | None:
         elif dev_keys_allowed():
             signer = _dev_signer()
             log.warning(
-                "no evidence signing key configured: using the development key %s", signer.key_id,
+                "no evidence signing key configured: using the development key %s",
+                signer.key_id,
                 extra={"event": "evidence.dev_key"},
             )
         else:

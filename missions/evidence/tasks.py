@@ -10,17 +10,32 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from django.db import DatabaseError
 
 from missions.evidence import services
 
 
-@shared_task(name="missions.evidence.attest", ignore_result=True)
+# A database hiccup (a lock timeout, a lost race on the unique key) is retried; the retry finds
+# the attestation if the first attempt committed after all.
+@shared_task(
+    name="missions.evidence.attest",
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    max_retries=5,
+)
 def attest(
-    kind: str, subject_type: str, subject_id: int, event_id: int | None = None,
+    kind: str,
+    subject_type: str,
+    subject_id: int,
+    event_id: int | None = None,
     carrier_signature: dict[str, Any] | None = None,
 ) -> int | None:
     attestation = services.attestation_for_event(
-        kind=kind, subject_type=subject_type, subject_id=subject_id, event_id=event_id,
+        kind=kind,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        event_id=event_id,
         carrier_signature=carrier_signature,
     )
     return attestation.log_index if attestation else None

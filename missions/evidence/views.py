@@ -9,7 +9,7 @@ from missions.evidence import selectors, services
 from missions.models import Mission
 from tms_console.domain import DomainError
 from tms_console.permissions import console_permission_required
-from tms_console.roles import VIEW_CONSOLE
+from tms_console.roles import MANAGE_SLA, VIEW_CONSOLE
 
 
 @console_permission_required(VIEW_CONSOLE)
@@ -33,10 +33,23 @@ def mission_evidence_bundle(request: HttpRequest, pk: int) -> HttpResponse:
         data = services.evidence_bundle_for_mission(mission.pk)
     except DomainError as exc:
         return render(
-            request, "missions/evidence_mission.html",
+            request,
+            "missions/evidence_mission.html",
             {"nav": "missions", "mission": mission, "attestation_rows": [], "bundle_error": exc.message},
             status=409,
         )
     response = HttpResponse(data, content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="evidence-mission-{mission.pk}.json"'
+    return response
+
+
+@console_permission_required(MANAGE_SLA)
+def breach_evidence_bundle(request: HttpRequest, pk: int) -> HttpResponse:
+    """The breach's verdict bundle, for the dispute step of the SLA breach runbook."""
+    try:
+        data = services.evidence_bundle_for_breach(pk)
+    except DomainError as exc:
+        return HttpResponse(exc.message, status=409, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(data, content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="evidence-sla-breach-{pk}.json"'
     return response

@@ -9,7 +9,7 @@ somebody already holds.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import models
 
@@ -36,7 +36,10 @@ class AttestationSubjectType(models.TextChoices):
     BREACH = "breach", "SLA breach"
 
 
-class AppendOnlyQuerySet(models.QuerySet[Any]):
+_M = TypeVar("_M", bound=models.Model)
+
+
+class AppendOnlyQuerySet(models.QuerySet[_M]):
     """Bulk updates and deletes are refused: evidence rows are written once."""
 
     def update(self, **kwargs: Any) -> int:
@@ -76,9 +79,7 @@ class Attestation(AppendOnlyModel):
     # The AuditEvent id that caused the attestation; 0 when there is none.
     source_event_id = models.BigIntegerField(default=0)
     # Denormalised for the mission page and mission bundles (snapshots and incidents belong to one).
-    mission = models.ForeignKey(
-        Mission, null=True, blank=True, on_delete=models.PROTECT, related_name="attestations"
-    )
+    mission = models.ForeignKey(Mission, null=True, blank=True, on_delete=models.PROTECT, related_name="attestations")
     envelope = models.JSONField()
     # SHA-256 (hex) of the envelope payload bytes, i.e. of the canonical in-toto statement.
     payload_sha256 = models.CharField(max_length=64)

@@ -46,7 +46,7 @@ def telemetry_snapshot_freeze(
         .order_by("recorded_at", "event_id")
         .values_list("payload", flat=True)
     )
-    return TelemetrySnapshot.objects.create(
+    snapshot = TelemetrySnapshot.objects.create(
         mission_id=mission_id,
         reason=reason[:80],
         trigger_event_id=trigger_event_id,
@@ -57,6 +57,10 @@ def telemetry_snapshot_freeze(
         event_count=len(events),
         sha256=snapshot_digest(events),
     )
+    from missions.evidence.services import attest_after_commit
+
+    attest_after_commit(kind="telemetry-snapshot", subject_type="snapshot", subject_id=snapshot.pk)
+    return snapshot
 
 
 def snapshot_verify(snapshot: TelemetrySnapshot) -> bool:

@@ -30,7 +30,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,12 +39,14 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 from django.db import connections
-from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
 
 from tests.browser.support import CHROMIUM_ARGS, CHROMIUM_PATH, NetworkLog, screenshot
 from tests.conftest import require_service
 
 SERVER_START_TIMEOUT_S = 45.0
+# Assertions on the page retry for this long (Playwright's default of 5 s is tight on a busy CI machine).
+expect.set_options(timeout=10_000)
 _sqlite_dir: Path | None = None
 
 
@@ -56,10 +58,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     global _sqlite_dir
     if not any(item.get_closest_marker("browser") for item in session.items):
         return
-    connection = connections["default"]
-    if connection.vendor != "sqlite" or _sqlite_dir is not None:
+    # Settings only: the connection objects are left for the tests to create.
+    database = settings.DATABASES["default"]
+    if "sqlite" not in str(database.get("ENGINE", "")) or _sqlite_dir is not None:
         return
-    test_settings = connection.settings_dict.setdefault("TEST", {})
+    test_settings = database.setdefault("TEST", {})
     name = str(test_settings.get("NAME") or "")
     if name and name != ":memory:" and "mode=memory" not in name:
         return  # already a file
@@ -79,7 +82,7 @@ def server_database_url() -> str:
     connection = connections["default"]
     s = connection.settings_dict
     if connection.vendor == "sqlite":
-        if connection.is_in_memory_db():
+        if connection.is_in_memory_db():  # type: ignore[attr-defined]  # the SQLite backend's own helper
             pytest.fail("the SQLite test database is in memory; browser tests need it in a file")
         return "sqlite:///" + str(Path(str(s["NAME"])).resolve())
     if connection.vendor == "postgresql":
@@ -153,10 +156,22 @@ def console_server(transactional_db: Any, tmp_path: Path) -> Iterator[LiveServer
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "--fd", str(listener.fileno()), "-v", "0",
-             "tests.browser.server_app:application"],
-            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-            pass_fds=(listener.fileno(),), start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "--fd",
+                str(listener.fileno()),
+                "-v",
+                "0",
+                "tests.browser.server_app:application",
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(listener.fileno(),),
+            start_new_session=True,
         )
     listener.close()  # the child holds its own copy of the listening socket
     server = LiveServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
@@ -165,13 +180,10 @@ def console_server(transactional_db: Any, tmp_path: Path) -> Iterator[LiveServer
         yield server
     finally:
         server.stop()
-        if connections["default"].vendor == "postgresql":
-            import threading
-            out = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "root", "-d", "postgres", "-Atc", "select pid, client_port, state, backend_start, left(query, 80) from pg_stat_activity where datname = 'test_h_browser'"], capture_output=True, text=True).stdout
-            print("DEBUG other sessions", out, threading.enumerate(), os.getpid())
-            for line in out.splitlines():
-                port = line.split("|")[1]
-                print("DEBUG", subprocess.run(f"ss -tnp | grep :{port}", shell=True, capture_output=True, text=True).stdout)
+        # The test's own connections: under the Playwright driver they live in an
+        # execution context the test-database teardown does not see, and one left
+        # open keeps PostgreSQL from dropping the test database at the end.
+        connections.close_all()
 
 
 @pytest.fixture
@@ -221,15 +233,17 @@ def browser_context(playwright_driver: Playwright, network: NetworkLog, tmp_path
         context.close()
 
 
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.when == "call":
         item.stash[_CALL_FAILED] = report.failed
     return report
-
-
-_CALL_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture

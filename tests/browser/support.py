@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 from django.db import connections
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from playwright.sync_api import BrowserContext, Page, Route, WebSocket, expect
+from playwright.sync_api import BrowserContext, Locator, Page, Route, WebSocket, expect
 
 T = TypeVar("T")
 
@@ -89,24 +89,42 @@ def totp_code(user: User) -> str:
     return str(value).zfill(device.digits)
 
 
-def login(page: Page, base_url: str, user: User, *, password: str = PASSWORD, next_path: str = "/") -> None:
-    """Sign in through the real two-step form: username and password, then a one-time code."""
+def login(
+    page: Page,
+    base_url: str,
+    user: User,
+    *,
+    password: str = PASSWORD,
+    next_path: str = "/",
+    screenshots: str = "",
+) -> None:
+    """Sign in through the real two-step form: username and password, then a one-time code.
+
+    ``screenshots``: a name prefix to keep a picture of each step.
+    """
     page.goto(f"{base_url}/account/login/?next={next_path}")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.locator('input[name="auth-username"]').fill(user.get_username())
     page.locator('input[name="auth-password"]').fill(password)
+    if screenshots:
+        screenshot(page, f"{screenshots}-password")
     page.get_by_role("button", name="Continue").click()
     expect(page.get_by_role("heading", name="One-time code")).to_be_visible()
     page.locator('input[name="token-otp_token"]').fill(totp_code(user))
+    if screenshots:
+        screenshot(page, f"{screenshots}-code")
     page.get_by_role("button", name="Verify and sign in").click()
     page.wait_for_url(lambda url: "/account/login/" not in url)
 
 
-def screenshot(page: Page, name: str) -> Path:
-    """A full-page PNG under var/screenshots/ for a person to look at (never compared by the tests)."""
+def screenshot(page: Page, name: str, *, part: Locator | None = None) -> Path:
+    """A full-page PNG (or one of ``part``) under var/screenshots/ for a person to look at; never compared."""
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOT_DIR / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}.png"
-    page.screenshot(path=str(path), full_page=True)
+    if part is not None:
+        part.screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path), full_page=True)
     return path
 
 

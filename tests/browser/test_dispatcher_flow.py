@@ -1,4 +1,4 @@
-"""A dispatcher books autonomous capacity in the browser and sees the carrier's answer arrive live."""
+"""A dispatcher books autonomous capacity in the browser, sees the carrier's answer arrive live, then the truck move."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from missions.choices import OfferKind, TenderStatus
 from missions.events import Actor
 from missions.models import Mission, Shipment, Tender
 from missions.services import offer_record
+from tests.browser.fleet import send, telemetry, wait_for_truck_at
 from tests.browser.support import (
     LIVE_TIMEOUT_MS,
     NetworkLog,
@@ -32,7 +33,7 @@ def local(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
-def test_dispatcher_creates_tenders_and_sees_the_mission_appear_live(
+def test_dispatcher_tenders_a_load_sees_the_mission_appear_live_and_the_truck_move(
     page: Page, live_url: str, dispatcher: User, network: NetworkLog
 ) -> None:
     # A pull carrier (no API of its own): the tender is published at once and the
@@ -65,6 +66,7 @@ def test_dispatcher_creates_tenders_and_sees_the_mission_appear_live(
     expect(page.get_by_text("Use a two-letter US state code, e.g. TX.")).to_be_visible()
     expect(page.get_by_label("Origin address")).to_have_value("Dallas Intermodal Terminal, Wilmer, TX")
     assert not Shipment.objects.exists()
+    screenshot(page, "dispatcher-0-form-error")
 
     page.get_by_label("Origin state").fill("TX")
     page.get_by_role("button", name="Create shipment").click()
@@ -123,6 +125,18 @@ def test_dispatcher_creates_tenders_and_sees_the_mission_appear_live(
     assert navigations == []
     screenshot(page, "dispatcher-2-mission-live")
 
+    # The truck reports in; on the live map the dispatcher watches it move.
+    page.get_by_role("link", name="Live map").click()
+    expect(page).to_have_url(f"{live_url}/map/")
+    start = timezone.now()
+    send(carrier, telemetry(mission, at=start, lat=32.5932, lon=-96.6853, speed_kph=40.0))
+    wait_for_truck_at(page, mission, 32.5932)
+    send(carrier, telemetry(mission, at=start + timedelta(seconds=1), lat=32.4410, lon=-96.6410, speed_kph=92.0))
+    wait_for_truck_at(page, mission, 32.4410)
+    expect(page.locator("#livemap-rows tr", has_text="LSA-101")).to_contain_text("92")
+    screenshot(page, "dispatcher-3-truck-on-map")
+
     network.assert_loopback_only()
-    assert any(u.startswith("ws://127.0.0.1:") for u in network.websockets), network.websockets
+    assert any("/ws/timeline/shipment/" in u for u in network.websockets), network.websockets
+    assert any(u.endswith("/ws/map/") for u in network.websockets), network.websockets
     assert network.page_errors == []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
@@ -45,12 +43,13 @@ def test_guard_blocks_and_reports_requests_leaving_the_machine(page: Page, netwo
 
 
 @pytest.mark.django_db(transaction=True)
-def test_dispatcher_signs_in_with_password_and_one_time_code(page: Page, live_url: str, dispatcher: User,
-                                                             network: NetworkLog, **_: Any) -> None:
+def test_dispatcher_signs_in_with_password_and_one_time_code(
+    page: Page, live_url: str, dispatcher: User, network: NetworkLog
+) -> None:
     page.goto(f"{live_url}/shipments/")
     # The console sends a visitor without a verified code to the login page.
     expect(page).to_have_url(f"{live_url}/account/login/?next=/shipments/")
-    login(page, live_url, dispatcher, next_path="/shipments/")
+    login(page, live_url, dispatcher, next_path="/shipments/", screenshots="login")
     expect(page).to_have_url(f"{live_url}/shipments/")
     expect(page.get_by_role("heading", name="Shipments", exact=True)).to_be_visible()
     network.assert_loopback_only()

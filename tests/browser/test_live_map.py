@@ -2,60 +2,27 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
 from missions.choices import MissionStatus
-from missions.models import Carrier, Mission
-from missions.telemetry.ingest import ingest_events
-from tests.browser.support import LIVE_TIMEOUT_MS, NetworkLog, assert_not_reloaded, login, mark_page, off_loop, screenshot
+from tests.browser.fleet import READ_TRUCKS, send, telemetry, trucks, wait_for_truck_at
+from tests.browser.support import (
+    LIVE_TIMEOUT_MS,
+    NetworkLog,
+    assert_not_reloaded,
+    login,
+    mark_page,
+    screenshot,
+)
 from tests.factories import CarrierFactory, MissionFactory, VehicleFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 STALE_COLOUR = "#9e9e9e"  # what the map draws for a truck silent past its threshold
-
-# The plotted trace of the map, keyed by mission id: position, colour and hover text of each truck.
-READ_TRUCKS = """() => {
-  const el = document.getElementById("livemap");
-  if (!el || !el.data || !el.data.length) return {};
-  const t = el.data[0], out = {};
-  (t.customdata || []).forEach((id, i) => {
-    out[id] = {lat: t.lat[i], lon: t.lon[i], color: t.marker.color[i], text: t.text[i]};
-  });
-  return out;
-}"""
-
-
-def telemetry(mission: Mission, *, at: datetime, lat: float, lon: float, speed_kph: float) -> dict[str, Any]:
-    assert mission.vehicle is not None
-    return {
-        "schema_version": "1",
-        "event_id": str(uuid.uuid4()),
-        "mission_id": mission.pk,
-        "vehicle_id": mission.vehicle.external_id,
-        "correlation_id": str(mission.correlation_id),
-        "ts": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "position": {"lat": lat, "lon": lon, "speed_kph": speed_kph, "heading_deg": 160.0, "accuracy_m": 3.0},
-        "mission_state": "en_route",
-        "connectivity": {"uplink": "5g", "packet_loss_pct": 0.1, "latency_ms": 38},
-        "autonomy_mode": "autonomous",
-    }
-
-
-def send(carrier: Carrier, *events: dict[str, Any]) -> None:
-    """Ingest as the telemetry endpoints do, committed from a loop-free thread (like another process)."""
-    result = off_loop(ingest_events, carrier=carrier, events=list(events), source="http")
-    assert result.accepted == len(events), result.as_dict()
-
-
-def trucks(page: Page) -> dict[str, dict[str, Any]]:
-    return {str(k): v for k, v in page.evaluate(READ_TRUCKS).items()}
 
 
 def test_live_map_shows_trucks_moving_and_a_silent_truck_as_stale(
@@ -99,10 +66,7 @@ def test_live_map_shows_trucks_moving_and_a_silent_truck_as_stale(
     positions = [(32.300, -96.620)]
     for step, (lat, lon) in enumerate([(32.215, -96.585), (32.130, -96.550)], start=1):
         send(carrier, telemetry(moving, at=now + timedelta(seconds=step), lat=lat, lon=lon, speed_kph=97.0))
-        page.wait_for_function(
-            f"() => {{ const t = ({READ_TRUCKS})()[{moving.pk}]; return t && Math.abs(t.lat - {lat}) < 1e-6; }}",
-            timeout=LIVE_TIMEOUT_MS,
-        )
+        wait_for_truck_at(page, moving, lat)
         positions.append((trucks(page)[str(moving.pk)]["lat"], trucks(page)[str(moving.pk)]["lon"]))
     assert positions == [(32.300, -96.620), (32.215, -96.585), (32.130, -96.550)]
     # The silent truck stayed where it was, and stale.

@@ -7,8 +7,8 @@ from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
 from missions.choices import MissionStatus
-from missions.models import Mission
 from missions.events import Actor
+from missions.models import Mission
 from runbooks.choices import IncidentKind, IncidentSeverity, IncidentStatus, StepKind, StepStatus
 from runbooks.engine import runbook_start
 from runbooks.models import Incident, Runbook, RunbookStep, StepRun
@@ -35,8 +35,13 @@ def thermal_runbook() -> Runbook:
     runbook = Runbook.objects.create(
         slug="thermal-warning", name="Compute unit thermal warning", incident_kind=IncidentKind.OTHER
     )
-    RunbookStep.objects.create(runbook=runbook, position=1, title=STEP_1, kind=StepKind.MANUAL,
-                               instructions="Ask whether the truck should pull over at the next safe exit.")
+    RunbookStep.objects.create(
+        runbook=runbook,
+        position=1,
+        title=STEP_1,
+        kind=StepKind.MANUAL,
+        instructions="Ask whether the truck should pull over at the next safe exit.",
+    )
     RunbookStep.objects.create(runbook=runbook, position=2, title=STEP_2, kind=StepKind.MANUAL)
     return runbook
 

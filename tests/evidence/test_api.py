@@ -6,6 +6,7 @@ import base64
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +20,23 @@ from missions.evidence.bundle import bundle_verify
 from missions.evidence.checkpoint import checkpoint_open
 from missions.evidence.keys import Ed25519Signer, KeyRing
 from missions.evidence.note import NoteVerifier
+from missions.evidence.signing import evidence_signer_reset
 from missions.models import Carrier, Mission
 from missions.models.evidence import TransparencyLogEntry
 from tests.api.conftest import api_client, assert_problem, fetch_token, issue_client
 from tests.conftest import verified_client
-from tests.evidence.test_persistence import ORIGIN, mission_with_evidence, noise, signing_key  # noqa: F401
+from tests.evidence.test_persistence import ORIGIN, key_in_environment, mission_with_evidence, noise
 from tests.factories import MissionFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "verify_evidence.py"
+
+
+@pytest.fixture(autouse=True)
+def signing_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[Ed25519Signer]:
+    monkeypatch.delenv("EVIDENCE_PUBLIC_KEYS", raising=False)
+    yield key_in_environment(monkeypatch)
+    evidence_signer_reset()
 
 
 @pytest.fixture
@@ -57,7 +66,9 @@ def _b64(text: str) -> bytes:
 
 @pytest.mark.django_db
 def test_checkpoint_as_json_and_as_the_bare_signed_note(
-    api_a: APIClient, mission_a: Mission, signing_key: Ed25519Signer  # noqa: F811
+    api_a: APIClient,
+    mission_a: Mission,
+    signing_key: Ed25519Signer,
 ) -> None:
     assert_problem(api_a.get("/api/v1/evidence/checkpoint"), 404)
     services.checkpoint_issue()
@@ -132,13 +143,17 @@ def test_the_log_is_not_public(client: Client, outsider: User) -> None:
 
 def _run_verifier(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}  # no Django, no project path
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 @pytest.mark.django_db
 def test_a_bundle_exported_over_the_api_verifies_in_process_and_with_the_standalone_script(
-    api_a: APIClient, mission_a: Mission, signing_key: Ed25519Signer, tmp_path: Path  # noqa: F811
+    api_a: APIClient,
+    mission_a: Mission,
+    signing_key: Ed25519Signer,
+    tmp_path: Path,
 ) -> None:
     response = api_a.get(f"/api/v1/evidence/missions/{mission_a.pk}/bundle")
     assert response.status_code == 200, response.content
@@ -184,7 +199,10 @@ def test_a_mission_without_evidence_is_a_409_problem(api_a: APIClient, carrier_a
 
 @pytest.mark.django_db
 def test_console_users_download_bundles_with_a_verified_session(
-    readonly: User, outsider: User, mission_a: Mission, signing_key: Ed25519Signer  # noqa: F811
+    readonly: User,
+    outsider: User,
+    mission_a: Mission,
+    signing_key: Ed25519Signer,
 ) -> None:
     response = verified_client(readonly).get(f"/api/v1/evidence/missions/{mission_a.pk}/bundle")
     assert response.status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -45,16 +46,19 @@ EVENTS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def signing_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[Ed25519Signer]:
-    """A fresh key per test, given the way production gives it: the environment."""
-    signer = Ed25519Signer.generate()
-    seed = signer._key.private_bytes_raw()
+def key_in_environment(monkeypatch: pytest.MonkeyPatch) -> Ed25519Signer:
+    """A fresh signing key, given the way production gives it: the environment (base64 seed)."""
+    seed = os.urandom(32)
     monkeypatch.setenv("EVIDENCE_SIGNING_KEY", base64.b64encode(seed).decode())
     monkeypatch.delenv("EVIDENCE_SIGNING_KEY_FILE", raising=False)
-    monkeypatch.delenv("EVIDENCE_PUBLIC_KEYS", raising=False)
     evidence_signer_reset()
-    yield signer
+    return Ed25519Signer.from_seed(seed)
+
+
+@pytest.fixture(autouse=True)
+def signing_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[Ed25519Signer]:
+    monkeypatch.delenv("EVIDENCE_PUBLIC_KEYS", raising=False)
+    yield key_in_environment(monkeypatch)
     evidence_signer_reset()
 
 
@@ -69,8 +73,13 @@ def attest(kind: str, subject_type: str, subject_id: int, event_id: int | None =
 def snapshot_freeze(mission: Mission, events: list[dict[str, Any]] = EVENTS) -> TelemetrySnapshot:
     now = timezone.now()
     return TelemetrySnapshot.objects.create(
-        mission=mission, reason="test", window_start=now - timedelta(minutes=5), window_end=now,
-        events=events, event_count=len(events), sha256="0" * 64,
+        mission=mission,
+        reason="test",
+        window_start=now - timedelta(minutes=5),
+        window_end=now,
+        events=events,
+        event_count=len(events),
+        sha256="0" * 64,
     )
 
 
@@ -80,16 +89,18 @@ def mission_with_evidence(**mission_fields: Any) -> Mission:
     attest(AttestationKind.MISSION_ASSIGNMENT, "mission", mission.pk)
     mission_services.mission_transition(mission_id=mission.pk, to_status=MissionStatus.EN_ROUTE, actor=ACTOR)
     mission_services.mission_autonomy_change(mission_id=mission.pk, mode=AutonomyMode.MANUAL, actor=ACTOR)
-    event = selectors.source_event_latest(kind=AttestationKind.AUTONOMY_MODE_CHANGE, subject_type="mission",
-                                          subject_id=mission.pk)
+    event = selectors.source_event_latest(
+        kind=AttestationKind.AUTONOMY_MODE_CHANGE, subject_type="mission", subject_id=mission.pk
+    )
     assert event is not None
     attest(AttestationKind.AUTONOMY_MODE_CHANGE, "mission", mission.pk, event.pk)
     snapshot = snapshot_freeze(mission)
     attest(AttestationKind.TELEMETRY_SNAPSHOT, "snapshot", snapshot.pk)
     mission_services.mission_transition(mission_id=mission.pk, to_status=MissionStatus.ARRIVING, actor=ACTOR)
     mission_services.mission_transition(mission_id=mission.pk, to_status=MissionStatus.COMPLETED, actor=ACTOR)
-    event = selectors.source_event_latest(kind=AttestationKind.MISSION_OUTCOME, subject_type="mission",
-                                          subject_id=mission.pk)
+    event = selectors.source_event_latest(
+        kind=AttestationKind.MISSION_OUTCOME, subject_type="mission", subject_id=mission.pk
+    )
     assert event is not None
     attest(AttestationKind.MISSION_OUTCOME, "mission", mission.pk, event.pk)
     return mission
@@ -156,9 +167,7 @@ def test_a_rewritten_log_gets_no_new_checkpoint(caplog: pytest.LogCaptureFixture
     assert first is not None
     raw_sql_allowing_writes()
     with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE missions_transparencylogentry SET leaf_hash = %s WHERE \"index\" = 2", [bytes(32)]
-        )
+        cursor.execute('UPDATE missions_transparencylogentry SET leaf_hash = %s WHERE "index" = 2', [bytes(32)])
     noise(1)
     with caplog.at_level(logging.CRITICAL), pytest.raises(services.EvidenceLogInconsistent):
         services.checkpoint_issue()
@@ -194,13 +203,13 @@ def test_attest_after_commit_attests_the_callers_event_with_the_carrier_signatur
 ) -> None:
     mission = MissionFactory()
     material = {"scheme": "standard-webhooks-v1", "webhook-id": "msg_1", "webhook-signature": "v1,abc="}
-    with django_capture_on_commit_callbacks(execute=True), services.carrier_signed(material):
-        with transaction.atomic():
-            mission_services.mission_transition(
-                mission_id=mission.pk, to_status=MissionStatus.FAILED, actor=ACTOR, reason="brakes"
-            )
-            services.attest_after_commit(kind="mission-outcome", subject_type="mission", subject_id=mission.pk)
-            assert not Attestation.objects.exists()  # nothing before the commit
+    capture = django_capture_on_commit_callbacks(execute=True)
+    with capture, services.carrier_signed(material), transaction.atomic():
+        mission_services.mission_transition(
+            mission_id=mission.pk, to_status=MissionStatus.FAILED, actor=ACTOR, reason="brakes"
+        )
+        services.attest_after_commit(kind="mission-outcome", subject_type="mission", subject_id=mission.pk)
+        assert not Attestation.objects.exists()  # nothing before the commit
     attestation = Attestation.objects.get()
     event = selectors.source_event_latest(kind="mission-outcome", subject_type="mission", subject_id=mission.pk)
     assert event is not None and attestation.source_event_id == event.pk
@@ -215,13 +224,17 @@ def test_attest_after_commit_attests_the_callers_event_with_the_carrier_signatur
 @pytest.mark.django_db
 def test_a_cancellation_is_not_an_outcome_to_attest() -> None:
     mission = MissionFactory()
-    mission_services.mission_transition(mission_id=mission.pk, to_status=MissionStatus.CANCELLED, actor=ACTOR,
-                                        reason="customer")
+    mission_services.mission_transition(
+        mission_id=mission.pk, to_status=MissionStatus.CANCELLED, actor=ACTOR, reason="customer"
+    )
     event = selectors.source_event_latest(kind="mission-outcome", subject_type="mission", subject_id=mission.pk)
     assert event is not None
-    assert services.attestation_for_event(
-        kind="mission-outcome", subject_type="mission", subject_id=mission.pk, event_id=event.pk
-    ) is None
+    assert (
+        services.attestation_for_event(
+            kind="mission-outcome", subject_type="mission", subject_id=mission.pk, event_id=event.pk
+        )
+        is None
+    )
     assert not Attestation.objects.exists()
 
 
@@ -251,8 +264,8 @@ def test_postgresql_refuses_update_and_delete_on_the_log_table() -> None:
     noise(3)
     assert services.checkpoint_issue() is not None
     statements = [
-        ("UPDATE missions_transparencylogentry SET leaf_hash = %s WHERE \"index\" = 1", [bytes(32)]),
-        ("DELETE FROM missions_transparencylogentry WHERE \"index\" = 2", []),
+        ('UPDATE missions_transparencylogentry SET leaf_hash = %s WHERE "index" = 1', [bytes(32)]),
+        ('DELETE FROM missions_transparencylogentry WHERE "index" = 2', []),
         ("UPDATE missions_checkpoint SET note = 'forged'", []),
         ("DELETE FROM missions_checkpoint", []),
         ("UPDATE missions_attestation SET key_id = 'x'", []),
@@ -276,7 +289,10 @@ def test_purging_raw_telemetry_never_breaks_a_proof(signing_key: Ed25519Signer) 
     old = now - timedelta(days=400)
     TelemetrySample.objects.create(mission=mission, vehicle=mission.vehicle, recorded_at=old, lat=1.0, lon=2.0)
     TelemetryWindowEvent.objects.create(
-        event_id="6a1f8a63-8e0b-4d51-9b3b-6c2b1f0f2a11", mission=mission, recorded_at=old, received_at=old,
+        event_id="6a1f8a63-8e0b-4d51-9b3b-6c2b1f0f2a11",
+        mission=mission,
+        recorded_at=old,
+        received_at=old,
         payload=EVENTS[0],
     )
     ring = KeyRing([signing_key.public_key_bytes])
@@ -319,7 +335,10 @@ def test_mission_attestations_are_reverified_from_the_stored_envelopes() -> None
     assert [r.log_index for r in rows] == [0, 1, 2, 3]
     assert all(r.verified for r in rows), [r.detail for r in rows]
     assert [r.attestation.kind for r in rows] == [
-        "mission-assignment", "autonomy-mode-change", "telemetry-snapshot", "mission-outcome",
+        "mission-assignment",
+        "autonomy-mode-change",
+        "telemetry-snapshot",
+        "mission-outcome",
     ]
 
     # An envelope edited behind the application's back no longer verifies.
@@ -329,8 +348,10 @@ def test_mission_attestations_are_reverified_from_the_stored_envelopes() -> None
     tampered["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
     raw_sql_allowing_writes()
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE missions_attestation SET envelope = %s WHERE id = %s",
-                       [json.dumps(tampered), rows[1].attestation.pk])
+        cursor.execute(
+            "UPDATE missions_attestation SET envelope = %s WHERE id = %s",
+            [json.dumps(tampered), rows[1].attestation.pk],
+        )
     rows = selectors.mission_attestations(mission.pk)
     assert [r.verified for r in rows] == [True, False, True, True]
     assert rows[1].detail.startswith("signature:")
@@ -342,18 +363,19 @@ def test_mission_attestations_are_reverified_from_the_stored_envelopes() -> None
 
 
 @pytest.mark.django_db
-def test_statements_signed_before_a_rotation_still_verify(monkeypatch: pytest.MonkeyPatch,
-                                                         signing_key: Ed25519Signer) -> None:
+def test_statements_signed_before_a_rotation_still_verify(
+    monkeypatch: pytest.MonkeyPatch, signing_key: Ed25519Signer
+) -> None:
     mission = MissionFactory()
     attest(AttestationKind.MISSION_ASSIGNMENT, "mission", mission.pk)
     assert services.checkpoint_issue() is not None
-    new_key = Ed25519Signer.generate()
-    monkeypatch.setenv("EVIDENCE_SIGNING_KEY", base64.b64encode(new_key._key.private_bytes_raw()).decode())
+    new_key = key_in_environment(monkeypatch)
     # The old public key stays published.
     monkeypatch.setenv("EVIDENCE_PUBLIC_KEYS", base64.b64encode(signing_key.public_key_bytes).decode())
     evidence_signer_reset()
-    mission_services.mission_transition(mission_id=mission.pk, to_status=MissionStatus.FAILED, actor=ACTOR,
-                                        reason="flat tyre")
+    mission_services.mission_transition(
+        mission_id=mission.pk, to_status=MissionStatus.FAILED, actor=ACTOR, reason="flat tyre"
+    )
     event = selectors.source_event_latest(kind="mission-outcome", subject_type="mission", subject_id=mission.pk)
     assert event is not None
     outcome = attest(AttestationKind.MISSION_OUTCOME, "mission", mission.pk, event.pk)
@@ -382,9 +404,12 @@ def test_production_without_a_key_skips_attestations_and_warns(
     evidence_signer_reset()
     mission = MissionFactory()
     with caplog.at_level(logging.ERROR):
-        assert services.attestation_for_event(
-            kind="mission-assignment", subject_type="mission", subject_id=mission.pk, event_id=None
-        ) is None
+        assert (
+            services.attestation_for_event(
+                kind="mission-assignment", subject_type="mission", subject_id=mission.pk, event_id=None
+            )
+            is None
+        )
     assert "attestation skipped" in caplog.text
     assert not Attestation.objects.exists()
     assert "evidence.W001" in [m.id for m in run_checks()]
@@ -406,3 +431,115 @@ def test_debug_without_a_key_uses_one_development_key(
     assert key_file.stat().st_mode & 0o077 == 0  # readable by the owner only
     assert [p.name for p in (tmp_path / "keys").iterdir()] == ["evidence-dev.key.pem"]
     assert "evidence.W001" not in [m.id for m in run_checks()]
+
+
+# ---------------------------------------------------------------- incidents and breaches
+
+
+@pytest.mark.django_db
+def test_incident_reviews_join_the_mission_bundle_and_breach_verdicts_get_their_own(
+    signing_key: Ed25519Signer, sla_manager: Any
+) -> None:
+    from decimal import Decimal
+
+    from sla.models import Breach
+    from tests.conftest import verified_client
+    from tests.factories import ContractFactory, IncidentFactory
+
+    mission = mission_with_evidence()
+    unreviewed = IncidentFactory(mission=mission, carrier=mission.carrier, status="resolved")
+    assert (
+        services.attestation_for_event(
+            kind="incident-review", subject_type="incident", subject_id=unreviewed.pk, event_id=None
+        )
+        is None
+    )
+    incident = IncidentFactory(
+        mission=mission,
+        carrier=mission.carrier,
+        status="closed",
+        review="Lost comms for 90 s in a tunnel; the truck held its lane.",
+    )
+    review = attest(AttestationKind.INCIDENT_REVIEW, "incident", incident.pk)
+    assert review.mission_id == mission.pk
+    ring = KeyRing([signing_key.public_key_bytes])
+    doc = json.loads(services.evidence_bundle_for_mission(mission.pk))
+    names = [json.loads(base64.b64decode(s["envelope"]["payload"]))["subject"][0]["name"] for s in doc["statements"]]
+    assert names[-1] == f"urn:tms-console:incident:{incident.pk}"
+
+    contract = ContractFactory(carrier=mission.carrier)
+    today = timezone.now().date()
+    breach = Breach.objects.create(
+        carrier=mission.carrier,
+        contract=contract,
+        sli="on_time",
+        period_start=today.replace(day=1),
+        period_end=today.replace(day=1) + timedelta(days=31),
+        measured=Decimal("91.5"),
+        target=Decimal("95"),
+        unit="%",
+        attainment_pct=Decimal("91.5"),
+        evidence={"missions": [mission.pk]},
+        status="confirmed",
+        decided_by=sla_manager,
+        decided_at=timezone.now(),
+        reason="",
+    )
+    verdict = attest(AttestationKind.SLA_BREACH_VERDICT, "breach", breach.pk)
+    statement = json.loads(base64.b64decode(verdict.envelope["payload"]))
+    assert statement["predicate"]["verdict"] == "confirmed"
+    assert statement["predicate"]["record"]["measured"] == "91.5000"
+    response = verified_client(sla_manager).get(f"/evidence/breaches/{breach.pk}/bundle/")
+    assert response.status_code == 200
+    report = bundle_verify(response.content, ring)
+    assert report.ok, report.summary()
+    assert f"bundle is about urn:tms-console:sla-breach:{breach.pk}" in report.checked
+
+
+# ---------------------------------------------------------------- tasks and concurrency
+
+
+@pytest.mark.django_db
+def test_the_beat_task_checkpoints_only_when_the_log_grew(settings: Any) -> None:
+    from missions.evidence import tasks
+
+    assert settings.CELERY_BEAT_SCHEDULE["evidence-checkpoint"]["task"] == "missions.evidence.checkpoint"
+    assert tasks.checkpoint() is None  # empty log
+    noise(2)
+    assert tasks.checkpoint() == 2
+    assert tasks.checkpoint() == 2
+    assert Checkpoint.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_appenders_get_distinct_sequential_indexes() -> None:
+    require_service("PostgreSQL", connection.vendor == "postgresql")
+    import threading
+
+    from django.db import connections
+
+    missions = [MissionFactory().pk for _ in range(16)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def worker(ids: list[int]) -> None:
+        try:
+            barrier.wait()
+            for mission_id in ids:
+                attest(AttestationKind.MISSION_ASSIGNMENT, "mission", mission_id)
+        except BaseException as exc:  # reported to the main thread below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(missions[n::4],)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert sorted(TransparencyLogEntry.objects.values_list("index", flat=True)) == list(range(16))
+    checkpoint = services.checkpoint_issue()
+    assert checkpoint is not None and checkpoint.tree_size == 16
+    leaves = [bytes(h) for h in TransparencyLogEntry.objects.order_by("index").values_list("leaf_hash", flat=True)]
+    assert merkle.tree_root(leaves) == bytes(checkpoint.root_hash)

@@ -132,7 +132,7 @@ def test_a_child_that_dies_stops_everything(tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 1, output
-    assert "ERROR: sleeper exited unexpectedly with status 3; stopping everything." in output
+    assert "ERROR: sleeper exited with status 3 unexpectedly; stopping everything." in output
     pids = _child_pids(output)
     assert not [name for name, pid in pids.items() if _alive(pid)]
 

@@ -148,3 +148,9 @@ def test_without_a_contract_measures_but_never_alerts(carrier_a: Carrier) -> Non
         evaluation = sla_evaluate(carrier_id=carrier_a.pk, now=T0)
     assert evaluation.alerts_fired == []
     assert SLIMeasurement.objects.filter(target__isnull=True).count() == 35
+
+
+def test_alert_windows_read_as_people_say_them() -> None:
+    alert = BurnRateAlert(long_window_seconds=259200, short_window_seconds=21600)
+    assert alert.windows_label == "3 d / 6 h"
+    assert BurnRateAlert(long_window_seconds=3600, short_window_seconds=300).windows_label == "1 h / 5 min"

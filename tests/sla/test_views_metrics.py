@@ -175,3 +175,23 @@ def test_time_frozen_month_close_from_beat(carrier_a: Carrier) -> None:
     with time_machine.travel(moment, tick=False):
         sla_evaluate_all()
     assert SLIMeasurement.objects.filter(window="month", window_end=datetime(2026, 5, 1, tzinfo=UTC)).count() == 7
+
+
+def test_queue_depth_from_redis(settings: Any) -> None:
+    import os
+
+    url = os.environ.get("REDIS_URL", "")
+    require_service("redis", bool(url))
+    import redis
+
+    client = redis.Redis.from_url(url)
+    key = "celery"
+    client.delete(key)
+    try:
+        client.rpush(key, "a", "b", "c")
+        settings.CELERY_BROKER_URL = url
+        assert metrics.queue_depth() == 3
+        assert 'tms_celery_queue_depth{queue="celery"} 3.0' in Client().get("/metrics").content.decode()
+    finally:
+        client.delete(key)
+        client.close()

@@ -205,3 +205,23 @@ async def test_ingest_broadcasts_one_message_per_batch(carrier_a: Carrier) -> No
     assert sorted(p["mission_id"] for p in message["positions"]) == sorted(m.pk for m in missions)
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(layer.receive(channel), 0.2)
+
+
+async def test_live_map_polls_the_database_for_batches_stored_by_another_process(
+    dispatcher: User, carrier_a: Carrier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mission: Mission = await sync_to_async(MissionFactory)(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+    await sync_to_async(ingest_events)(carrier=carrier_a, events=[make_event(mission, ts=seconds_ago(5))], source="t")
+    comm = await _map(dispatcher)
+    await comm.connect(timeout=TIMEOUT)
+    assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+    # The MQTT bridge or a worker with the in-process layer: its broadcast never reaches this process.
+    monkeypatch.setattr("missions.telemetry.ingest.fleet_broadcast", lambda positions: None)
+    late = make_event(mission, ts=seconds_ago(60), position={"lat": 31.5, "lon": -96.1, "speed_kph": 50.0})
+    newest = make_event(mission, ts=seconds_ago(1), position={"lat": 31.0, "lon": -96.0, "speed_kph": 90.0})
+    await sync_to_async(ingest_events)(carrier=carrier_a, events=[late, newest], source="mqtt")
+    frame = await comm.receive_json_from(timeout=TIMEOUT)
+    while frame["type"] != "positions":
+        frame = await comm.receive_json_from(timeout=TIMEOUT)
+    assert [(v["mission_id"], v["lat"], v["speed_kph"]) for v in frame["vehicles"]] == [(mission.pk, 31.0, 90.0)]
+    await comm.disconnect()

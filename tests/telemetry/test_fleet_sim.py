@@ -106,3 +106,14 @@ def test_simulated_events_are_valid_and_faults_show_up(carrier_a: Carrier) -> No
         AuditEvent.objects.filter(action="mission.mode_changed").values_list("mission_id", "after__autonomy_mode")
     )
     assert modes == {missions[1].pk: "safe_hold", missions[2].pk: "supervised"}
+
+
+@pytest.mark.django_db
+def test_refresh_adds_new_missions_and_drops_finished_ones_keeping_state(carrier_a: Carrier) -> None:
+    first, second = (MissionFactory(carrier=carrier_a, status=MissionStatus.EN_ROUTE) for _ in range(2))
+    sim = FleetSimulator(vehicles=vehicles_from_missions([first, second]), transport=DirectTransport({}))
+    sim.vehicles[1].km = 123.0
+    third = MissionFactory(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+    sim.sync([second, third])
+    assert [v.mission_id for v in sim.vehicles] == [second.pk, third.pk]
+    assert sim.vehicles[0].km == 123.0

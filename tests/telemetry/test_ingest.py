@@ -169,3 +169,12 @@ def test_many_missions_batch_uses_a_bounded_number_of_queries(
     with django_assert_max_num_queries(8 + len(missions)):
         result = ingest_events(carrier=carrier_a, events=events, source="test")
     assert result.accepted == 5
+
+
+def test_payload_with_backslashes_quotes_and_unicode_is_stored_verbatim(carrier_a: Carrier, mission: Mission) -> None:
+    codes = ["P0301\\x", 'quote"d', "café\tß", "\\N"]
+    event = make_event(mission, ts=seconds_ago(1), health={"ecu_errors": codes, "critical_sensors_ok": False})
+    assert ingest_events(carrier=carrier_a, events=[event], source="test").accepted == 1
+    stored = TelemetryWindowEvent.objects.get(event_id=event["event_id"])
+    assert stored.payload["health"]["ecu_errors"] == codes
+    assert TelemetrySample.objects.get(mission=mission).data["health"]["ecu_errors"] == codes

@@ -351,3 +351,20 @@ def test_tender_cancelled_while_sending_is_withdrawn_at_the_carrier(make_sim: Si
     assert sim.state.tenders[tender.external_ref].status == "cancelled"
     assert "offer.ignored" in actions(subject_type="tender", subject_id=tender.pk)
     assert "tender.remote_cancelled" in actions(subject_type="tender", subject_id=tender.pk)
+
+
+def test_declined_counter_moves_the_waterfall_on(make_sim: SimFactory, shipment: Shipment) -> None:
+    haggler = push_carrier(make_sim(policy={"counter": 1.0}), name="Auto Haggler")
+    taker = push_carrier(make_sim(policy={"accept": 1.0}), name="Auto Taker")
+    first = dispatch.waterfall_start(shipment_id=shipment.pk, actor=DISPATCHER, carrier_ids=[haggler.pk, taker.pk],
+                                     offered_price_usd=Decimal("900.00"))
+    assert first is not None
+    first.refresh_from_db()
+    assert first.status == TenderStatus.COUNTERED
+    assert not Tender.objects.filter(carrier=taker).exists()  # waiting on the dispatcher, not moving on
+
+    dispatch.counter_decide(tender_id=first.pk, actor=DISPATCHER, accept=False, reason="too expensive")
+
+    first.refresh_from_db()
+    assert first.status == TenderStatus.REJECTED
+    assert Tender.objects.get(shipment=shipment, carrier=taker).status == TenderStatus.ACCEPTED

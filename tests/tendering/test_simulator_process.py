@@ -52,6 +52,18 @@ def test_command_serves_oauth_tenders_and_faults(sim_process: str) -> None:
     assert httpx.get(f"{url}/health", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
 
+def test_command_serves_the_seeded_demo_carriers(sim_process: str) -> None:
+    from tms_console.demo import carrier_sim_client_secret
+
+    slug = "lonestar-autonomous"
+    response = httpx.post(f"{sim_process}/oauth/token", data={"grant_type": "client_credentials"},
+                          auth=(slug, carrier_sim_client_secret(slug)))
+    assert response.status_code == 200
+    bearer = {"Authorization": f"Bearer {response.json()['access_token']}"}
+    ping = httpx.get(f"{sim_process}/carriers/{slug}/vehicles/LSA-101/ping", headers=bearer)
+    assert ping.status_code == 200 and ping.json()["vehicle_id"] == "LSA-101"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("accept=1", {"accept": 1.0, "reject": 0.0, "counter": 0.0}),

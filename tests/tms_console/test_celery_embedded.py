@@ -1,4 +1,4 @@
-"""The embedded mode's broker: a real Celery worker and beat over the filesystem transport.
+"""A real Celery worker and beat: the embedded filesystem broker, and Redis when configured.
 
 No broker server is involved: beat publishes the heartbeat task into files
 under a temporary TMS_VAR_DIR, a worker process (thread pool, as `make run`
@@ -18,8 +18,11 @@ import threading
 import time
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from tests.conftest import require_service
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -27,8 +30,22 @@ BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
+def _isolated_redis_url() -> str:
+    """The configured Redis server, on a database of its own so no other test's worker takes our messages."""
+    base = os.environ.get("REDIS_URL", "")
+    if not base:
+        return ""
+    parts = urlsplit(base)
+    return urlunsplit((parts.scheme, parts.netloc, "/15", parts.query, parts.fragment))
+
+
+def _env(tmp_path: Path, broker: str) -> dict[str, str]:
+    extra = {}
+    if broker == "redis":
+        url = _isolated_redis_url()
+        extra = {"REDIS_URL": url, "CELERY_BROKER_URL": url}
     return {
+        **extra,
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", str(tmp_path)),
         "DJANGO_SETTINGS_MODULE": "tms_console.settings",
@@ -89,8 +106,15 @@ class Child:
             return None
 
 
-def test_worker_and_beat_run_over_the_filesystem_broker(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+@pytest.mark.parametrize("broker", ["filesystem", pytest.param("redis", marks=pytest.mark.services)])
+def test_worker_and_beat_deliver_tasks_over_the_broker(tmp_path: Path, broker: str) -> None:
+    if broker == "redis":
+        url = _isolated_redis_url()
+        require_service("Redis", bool(url))
+        import redis
+
+        redis.Redis.from_url(url).flushdb()  # leftovers of an earlier run would be consumed first
+    env = _env(tmp_path, broker)
     celery = str(BIN / "celery")
     worker = Child(
         [celery, "-A", "tms_console", "worker", "--pool=threads", "--concurrency=4", "--loglevel=INFO"],
@@ -117,8 +141,12 @@ def test_worker_and_beat_run_over_the_filesystem_broker(tmp_path: Path) -> None:
             lambda r: r["msg"] == "celery heartbeat" and r.get("request_id") == "req-embedded-1", timeout=60
         )
         assert record["correlation_id"] == "corr-embedded-1"
-        # Messages are files in the queue folder of this TMS_VAR_DIR, not anywhere else.
-        assert (tmp_path / "var" / "celery-queue" / "control").is_dir()
+        if broker == "filesystem":
+            # Messages are files in the queue folder of this TMS_VAR_DIR, not anywhere else.
+            assert (tmp_path / "var" / "celery-queue" / "control").is_dir()
+        else:
+            assert not (tmp_path / "var" / "celery-queue" / "control").exists()
+            assert any("Connected to redis://" in line for line in worker.seen)
     finally:
         worker_status = worker.stop()
         beat_status = beat.stop()

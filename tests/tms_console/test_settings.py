@@ -189,11 +189,27 @@ PRODUCTION_ENV = {
 }
 
 
+def _evidence_key(tmp_path: Path) -> str:
+    """A production deployment has an evidence signing key: make one outside the tree."""
+    keys = tmp_path / "keys"
+    subprocess.run(
+        [sys.executable, "manage.py", "evidence_keygen", "--out", str(keys)],
+        cwd=BASE_DIR,
+        env=_env(tmp_path, DEBUG="1"),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (private,) = keys.glob("*.key.pem")
+    return str(private)
+
+
 def test_check_deploy_reports_no_warnings_with_production_env(tmp_path: Path) -> None:
+    env = {**PRODUCTION_ENV, "EVIDENCE_SIGNING_KEY_FILE": _evidence_key(tmp_path)}
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=BASE_DIR,
-        env=_env(tmp_path, **PRODUCTION_ENV),
+        env=_env(tmp_path, **env),
         capture_output=True,
         text=True,
         timeout=120,

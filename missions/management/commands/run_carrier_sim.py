@@ -61,7 +61,11 @@ class Command(BaseCommand):
         if not options["no_demo_carriers"]:
             config.secret_for, config.tenant_vehicles = _demo_carriers()
         sim = CarrierSimulator(config, host=options["host"], port=options["port"])
-        self.stdout.write(f"carrier simulator on {sim.url} (policy {options['policy']}, answers {config.answer})")
+        demo = ", ".join(f"/carriers/{slug}" for slug in config.tenant_vehicles) or "none"
+        self.stdout.write(
+            f"carrier simulator on {sim.url} (policy {options['policy']}, answers {config.answer}; "
+            f"demo carriers: {demo})"
+        )
         try:
             sim.serve_forever()
         except KeyboardInterrupt:

@@ -72,20 +72,31 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if options["rate"] <= 0 or options["rate"] > 50:
             raise CommandError("--rate must be in (0, 50] events per second per vehicle.")
-        qs = Mission.objects.filter(status__in=DRIVING, vehicle__isnull=False).select_related(
-            "shipment", "carrier", "vehicle"
-        )
-        if options["carrier"]:
-            qs = qs.filter(carrier__slug=options["carrier"])
-        missions = list(qs.order_by("pk")[: max(1, options["vehicles"])])
-        if not missions:
+
+        def active_missions() -> list[Mission]:
+            qs = Mission.objects.filter(status__in=DRIVING, vehicle__isnull=False).select_related(
+                "shipment", "carrier", "vehicle"
+            )
+            if options["carrier"]:
+                qs = qs.filter(carrier__slug=options["carrier"])
+            return list(qs.order_by("pk")[: max(1, options["vehicles"])])
+
+        missions = active_missions()
+        if not missions and not options["demo"]:
             raise CommandError("No active missions with a vehicle: run `manage.py seed_demo` or tender a load first.")
         vehicles = vehicles_from_missions(missions, seed=options["seed"])
         transport = self._transport(options, {v.carrier_slug for v in vehicles})
-        simulator = FleetSimulator(vehicles=vehicles, transport=transport, rate_hz=options["rate"], faults=faults)
+        simulator = FleetSimulator(
+            vehicles=vehicles,
+            transport=transport,
+            rate_hz=options["rate"],
+            faults=faults,
+            missions_refresh=active_missions,
+            seed=options["seed"],
+        )
         self.stdout.write(
-            f"Simulating {len(vehicles)} trucks at {options['rate']} Hz over {options['transport']}: "
-            + ", ".join(sorted({v.route.name for v in vehicles}))
+            f"Simulating {len(vehicles)} trucks at {options['rate']} Hz over {options['transport']}"
+            + (": " + ", ".join(sorted({v.route.name for v in vehicles})) if vehicles else "; waiting for missions")
         )
         last = [time.monotonic()]
 
@@ -118,8 +129,10 @@ class Command(BaseCommand):
                 raise CommandError("--client-id acts for one carrier: add --carrier SLUG.")
             creds = {slugs.pop(): Credentials(options["client_id"], options["client_secret"])}
         elif options["demo"]:
-            creds = demo_credentials(slugs)
+            return (HttpTransport if options["transport"] == "http" else WsTransport)(
+                options["console_url"], demo_credentials(slugs), lambda slug: demo_credentials({slug})[slug]
+            )
         else:
             raise CommandError("http and ws need --client-id/--client-secret (with --carrier) or --demo.")
         base = options["console_url"]
-        return HttpTransport(base, creds) if options["transport"] == "http" else WsTransport(base, creds)
+        return HttpTransport(base, creds, None) if options["transport"] == "http" else WsTransport(base, creds, None)
