@@ -6,7 +6,7 @@ os.environ.setdefault("TMS_TESTING", "1")
 os.environ.setdefault("DB_POOL", "0")
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 
-from tms_console.settings import *  # noqa: E402,F403
+from tms_console.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -115,9 +115,16 @@ def test_ranking_lists_every_exclusion_reason() -> None:
     fits = {f.carrier.pk: f for f in carrier_ranking(shipment=shipment)}
     assert fits[good.pk].eligible
     reasons = " | ".join(fits[bad.pk].reasons)
-    for expected in ("paused: insurance lapsed", "hazmat", "weight", "autonomy level 4", "outside operating", "fleet paused"):
+    for expected in (
+        "paused: insurance lapsed",
+        "hazmat",
+        "weight",
+        "autonomy level 4",
+        "outside operating",
+        "fleet paused",
+    ):
         assert expected in reasons
-    assert [f.carrier.pk for f in carrier_ranking(shipment=shipment)][0] == good.pk
+    assert carrier_ranking(shipment=shipment)[0].carrier.pk == good.pk
 
 
 def test_no_tender_to_paused_carrier(system_actor: Actor) -> None:

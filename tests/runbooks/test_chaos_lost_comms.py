@@ -77,7 +77,7 @@ def world() -> Iterator[dict[str, Any]]:
 
 
 def run_world(world: dict[str, Any], *, seconds: float, until: Any = None, cut_at: float | None = None,
-              restore_at: float | None = None) -> float:
+              restore_when: Any = None) -> float:
     """Drive the fleet at 1 Hz and play beat, in real time, until ``until()`` or ``seconds`` pass."""
     fleet: FleetSimulator = world["fleet"]
     started = time.monotonic()
@@ -87,11 +87,11 @@ def run_world(world: dict[str, Any], *, seconds: float, until: Any = None, cut_a
             fleet.faults.append(Fault(kind="comms_loss", vehicle="SIM-001"))
             world["sim"].faults_set(refuse=True)  # the satellite channel is gone too
             cut_at = None
-        if restore_at is not None and elapsed >= restore_at:
+        if restore_when is not None and restore_when():
             fleet.faults.clear()
             fleet.vehicles[0].faults.clear()
             world["sim"].faults_clear()
-            restore_at = None
+            restore_when = None
         if elapsed - last_tick >= 1.0:
             fleet.tick(elapsed, 1.0)
             telemetry_gaps_check()
@@ -134,7 +134,10 @@ def test_comms_back_before_timeout_resolves_without_failover(world: dict[str, An
     def resolved() -> bool:
         return Incident.objects.filter(mission=mission, status=IncidentStatus.RESOLVED).exists()
 
-    run_world(world, seconds=30, cut_at=2.0, restore_at=2.0 + GAP_SECONDS + 3, until=resolved)
+    def detected() -> bool:  # comms come back once the gap has been detected, well inside the timeout
+        return Incident.objects.filter(mission=mission, kind="lost_comms").exists()
+
+    run_world(world, seconds=40, cut_at=2.0, restore_when=detected, until=resolved)
     incident = Incident.objects.get(mission=mission, kind="lost_comms")
     assert incident.status == IncidentStatus.RESOLVED
     assert incident.time_to_recovery_seconds is not None
