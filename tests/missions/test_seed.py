@@ -140,7 +140,7 @@ def test_seed_users_have_their_role_and_a_fixed_totp_key(demo_env: None) -> None
         b32 = base64.b32encode(bytes.fromhex(device.key)).decode().rstrip("=")
         assert b32 in output
         assert f"otpauth://totp/TMS%20Console%3A{username}?secret={b32}" in output
-        assert f"demo_otp {username}" in output
+        assert f"make otp OTP_USER={username}" in output
     assert PASSWORD in output
 
 

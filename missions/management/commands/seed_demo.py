@@ -244,7 +244,7 @@ class Command(BaseCommand):
             self.stdout.write(f"    password:     {password}")
             self.stdout.write(f"    TOTP secret:  {totp_key_base32(device.key)}")
             self.stdout.write(f"    otpauth URI:  {device.config_url}")
-            self.stdout.write(f"    current code: python manage.py demo_otp {spec.username}")
+            self.stdout.write(f"    current code: make otp OTP_USER={spec.username}")
         self.stdout.write("")
 
     # --- carriers, vehicles, contracts ------------------------------------------
