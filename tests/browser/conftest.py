@@ -15,7 +15,13 @@ outbox (``missions.live``) and the map polls the database.
 Chromium is Debian's ``/usr/bin/chromium`` driven by the ``playwright``
 package (never a browser download), headless, with a fresh profile per test.
 Every request a page makes is recorded; one that would leave the machine is
-blocked and fails the test.
+blocked and fails the test. A failed test leaves a screenshot of its page
+under var/screenshots/ and prints the server's log.
+
+Writes a test makes while the page is open (a carrier's answer, telemetry)
+go through ``tests.browser.support.off_loop``: Playwright keeps an event loop
+on the test's thread, beside which the after-commit channel-layer broadcasts
+cannot run.
 """
 
 from __future__ import annotations
@@ -139,7 +145,7 @@ def _wait_until_serving(server: LiveServer) -> None:
 
 
 @pytest.fixture
-def console_server(transactional_db: Any, tmp_path: Path) -> Iterator[LiveServer]:
+def console_server(transactional_db: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     """daphne serving the console (and its websockets) against the test database, for one test."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
@@ -180,6 +186,8 @@ def console_server(transactional_db: Any, tmp_path: Path) -> Iterator[LiveServer
         yield server
     finally:
         server.stop()
+        if request.node.stash.get(_CALL_FAILED, False):
+            print(f"test server log (last lines):\n{server.log_tail()}")
         # The test's own connections: under the Playwright driver they live in an
         # execution context the test-database teardown does not see, and one left
         # open keeps PostgreSQL from dropping the test database at the end.

@@ -1,0 +1,135 @@
+"""Throw-away database, a fleet loaded in bulk, and the console served as in production, for the HTTP benchmarks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def django_setup(url: str) -> None:
+    os.environ["DATABASE_URL"] = url
+    # The production settings, as the server runs them (client secrets hashed the same way).
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tms_console.settings"
+    os.environ.setdefault("TMS_TESTING", "1")
+    os.environ["DB_POOL"] = "0"
+    os.environ["LOG_LEVEL"] = "WARNING"
+    import django
+
+    django.setup()
+
+
+@contextmanager
+def throwaway_database(suffix: str) -> Iterator[str]:
+    """Create ``<db>_bench_<suffix>`` from the migrations, yield its URL, drop it afterwards."""
+    from django.db import connection
+
+    url = os.environ["DATABASE_URL"]
+    old_name = connection.settings_dict["NAME"]
+    name = f"{old_name}_bench_{suffix}"
+    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        yield url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        connection.close()
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def fleet_create(carrier: Any, count: int) -> list[Any]:
+    """``count`` en-route missions of ``carrier``, each with its own vehicle and shipment, in three bulk inserts."""
+    from missions.choices import MissionStatus
+    from missions.models import Mission, Shipment, Vehicle
+    from tests.factories import ShipmentFactory
+
+    shipments = Shipment.objects.bulk_create(
+        [ShipmentFactory.build(reference=f"BENCH-{carrier.slug}-{n:06d}") for n in range(count)], batch_size=1000
+    )
+    vehicles = Vehicle.objects.bulk_create(
+        [Vehicle(carrier=carrier, external_id=f"TRK-{n:06d}") for n in range(count)], batch_size=1000
+    )
+    return Mission.objects.bulk_create(
+        [
+            Mission(shipment=s, carrier=carrier, vehicle=v, route_id="I-45-S", correlation_id=s.correlation_id,
+                    status=MissionStatus.EN_ROUTE)
+            for s, v in zip(shipments, vehicles, strict=True)
+        ],
+        batch_size=1000,
+    )  # fmt: skip
+
+
+def server_env(db_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tms_console.settings",
+        "DATABASE_URL": db_url,
+        "DEBUG": "0",
+        "TMS_TESTING": "0",
+        "DB_POOL": "1",
+        "SECRET_KEY": "bench-only-" + "x" * 50,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "0",
+        "SESSION_COOKIE_SECURE": "0",
+        "CSRF_COOKIE_SECURE": "0",
+        "API_RATE_LIMIT": "100000000/min",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def server_command(kind: str, port: int, workers: int = 2) -> list[str]:
+    if kind == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tms_console.asgi:application"]
+    if kind == "gunicorn":
+        return [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", str(workers),
+                "--worker-class", "sync", "--backlog", "2048", "--log-level", "warning",
+                "tms_console.wsgi:application"]  # fmt: skip
+    raise ValueError(kind)
+
+
+@contextmanager
+def served(kind: str, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """Start the server, wait for ``/healthz``, stop it afterwards."""
+    import httpx
+
+    proc = subprocess.Popen(server_command(kind, port), cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(150):
+            if proc.poll() is not None:
+                raise SystemExit(f"{kind} exited with {proc.returncode}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise SystemExit(f"{kind} did not start")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its children (gunicorn workers), in MiB."""
+    total = 0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for p in pids:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024

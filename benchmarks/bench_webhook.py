@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""Single-event signed webhooks (Standard Webhooks), validated and persisted, in requests/s.
+
+A throw-away PostgreSQL database gets a carrier with a webhook secret and
+``BENCH_WEBHOOK_MISSIONS`` en-route missions. The console is served as in
+production (DEBUG off, psycopg pool), first by daphne (what ``make run``
+starts), then by gunicorn with two sync workers (WSGI, DESIGN.md §2) when it
+is installed. Against each server, ``BENCH_WEBHOOK_PROCS`` load-generator
+processes x ``BENCH_WEBHOOK_THREADS`` keep-alive connections post for
+``BENCH_WEBHOOK_SECONDS``: one telemetry event per delivery, each with its own
+``webhook-id`` and signature. Every answer must be 200 and not a duplicate,
+and at the end every accepted event must be in the window table. The
+baseline, measured in the same run against the same server, is ``GET
+/healthz`` (one ``SELECT 1``). Target (DESIGN.md §6): >= 800 requests/s.
+
+    DATABASE_URL=postgres://root@127.0.0.1:5432/tms .venv/bin/python benchmarks/bench_webhook.py
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import multiprocessing
+import os
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._report import figure, free_port, percentile  # noqa: E402
+
+SECONDS = float(os.environ.get("BENCH_WEBHOOK_SECONDS", "8"))
+PROCS = int(os.environ.get("BENCH_WEBHOOK_PROCS", "2"))
+THREADS = int(os.environ.get("BENCH_WEBHOOK_THREADS", "8"))
+MISSIONS = int(os.environ.get("BENCH_WEBHOOK_MISSIONS", "500"))
+TARGET = 800.0
+
+
+def _sign(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:
+    signed = webhook_id.encode() + b"." + str(timestamp).encode() + b"." + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def _load(args: tuple[int, str, float, str, list[dict[str, Any]], int]) -> tuple[int, list[float], str]:
+    """One load-generator process: THREADS keep-alive connections for ``seconds``; (ok count, latencies, error)."""
+    port, mode, seconds, secret, missions, seed = args
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    stop_at = time.perf_counter() + seconds
+    counts: list[int] = []
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        ok, mine, i = 0, [], 0
+        try:
+            while time.perf_counter() < stop_at:
+                i += 1
+                if mode == "healthz":
+                    t0 = time.perf_counter()
+                    conn.request("GET", "/healthz")
+                else:
+                    m = missions[(seed * 7919 + n * 131 + i) % len(missions)]
+                    now = datetime.now(UTC)
+                    event = {
+                        "event_id": str(uuid.uuid4()), "mission_id": m["id"], "vehicle_id": m["vehicle"],
+                        "ts": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                        "position": {"lat": 31.5, "lon": -96.5, "speed_kph": 88.0, "heading_deg": 170.0},
+                        "connectivity": {"uplink": "5g", "latency_ms": 40}, "autonomy_mode": "autonomous",
+                    }  # fmt: skip
+                    body = json.dumps({"type": "telemetry", "data": event}).encode()
+                    webhook_id = f"msg_{uuid.uuid4().hex}"
+                    stamp = int(time.time())
+                    headers = {"Content-Type": "application/json", "webhook-id": webhook_id,
+                               "webhook-timestamp": str(stamp), "webhook-signature": _sign(key, webhook_id, stamp, body)}  # fmt: skip
+                    t0 = time.perf_counter()
+                    conn.request("POST", m["path"], body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                mine.append((time.perf_counter() - t0) * 1000)
+                if response.status != 200 or (mode == "webhook" and b'"duplicate":false' not in data.replace(b" ", b"")):
+                    with lock:
+                        errors.append(f"{response.status} {data[:200]!r}")
+                    return
+                ok += 1
+        except Exception as exc:  # reported, the run fails
+            with lock:
+                errors.append(repr(exc))
+        finally:
+            conn.close()
+            with lock:
+                counts.append(ok)
+                latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts), latencies, errors[0] if errors else ""
+
+
+def drive(port: int, mode: str, seconds: float, secret: str, missions: list[dict[str, Any]]) -> tuple[float, float]:
+    """Requests/s and p99 ms over ``seconds``, from PROCS processes."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(PROCS) as pool:
+        t0 = time.perf_counter()
+        parts = pool.map(_load, [(port, mode, seconds, secret, missions, p) for p in range(PROCS)])
+        elapsed = time.perf_counter() - t0
+    errors = [e for _, _, e in parts if e]
+    if errors:
+        raise SystemExit(f"{mode}: {errors[0]}")
+    done = sum(c for c, _, _ in parts)
+    latencies = [ms for _, lat, _ in parts for ms in lat]
+    return done / elapsed, percentile(latencies, 99) if latencies else float("nan")
+
+
+def main() -> int:
+    url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        print("bench_webhook: skipped, needs PostgreSQL (set DATABASE_URL to a postgres:// URL)")
+        return 0
+    from benchmarks._server import django_setup, fleet_create, served, server_env, throwaway_database
+
+    django_setup(url)
+    import importlib.util
+
+    from missions import partner_services
+    from missions.events import Actor
+    from missions.models import Carrier
+    from missions.models.telemetry import TelemetryWindowEvent
+
+    with throwaway_database("webhook") as db_url:
+        carrier = Carrier.objects.create(name="Bench Autonomous", slug="bench", kind="autonomous",
+                                         max_autonomy_level=4, operating_regions=[])  # fmt: skip
+        secret = partner_services.webhook_secret_rotate(carrier_id=carrier.pk, actor=Actor.system("bench")).secret
+        missions = [
+            {"id": m.pk, "vehicle": m.vehicle.external_id, "path": f"/api/v1/webhooks/{carrier.slug}"}
+            for m in fleet_create(carrier, MISSIONS)
+        ]
+        from django.db import connection
+
+        connection.close()
+        servers = ["daphne"]
+        if importlib.util.find_spec("gunicorn") is not None:
+            servers.append("gunicorn")
+        else:
+            print("gunicorn is not installed: WSGI figures skipped")
+        env = server_env(db_url)
+        print(f"single-event signed webhooks, {PROCS} load processes x {THREADS} connections, {SECONDS:.0f} s per phase")
+        print(f"{'server':28} {'/healthz req/s':>15} {'webhook req/s':>14} {'webhook p99 ms':>15} {'webhook / healthz':>18}")
+        accepted = 0
+        for kind in servers:
+            port = free_port()
+            with served(kind, port, env):
+                drive(port, "healthz", 1.0, secret, missions)  # warm-up: pool, code paths
+                drive(port, "webhook", 1.5, secret, missions)
+                before = TelemetryWindowEvent.objects.count()
+                base_rps, _ = drive(port, "healthz", SECONDS, secret, missions)
+                rps, p99 = drive(port, "webhook", SECONDS, secret, missions)
+                stored = TelemetryWindowEvent.objects.count() - before
+                connection.close()
+            label = "daphne (ASGI, as make run)" if kind == "daphne" else "gunicorn, 2 sync workers"
+            print(f"{label:28} {base_rps:15,.0f} {rps:14,.0f} {p99:15.1f} {rps / base_rps:18.2f}")
+            print(f"  {stored:,} events persisted in the window table during the measured phase")
+            accepted += stored
+            figure(name=f"signed webhook, 1 event, {kind}", measured=rps, unit="req/s", baseline=base_rps,
+                   baseline_name="req/s /healthz", target=">= 800 req/s", met=rps >= TARGET)  # fmt: skip
+        if not accepted:
+            raise SystemExit("no webhook event was persisted")
+        print("target (DESIGN.md §6): >= 800 requests/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
