@@ -36,8 +36,9 @@ def test_mission_lifecycle_is_attested_in_log_order(django_capture_on_commit_cal
         tender = services.tender_create(actor=SYSTEM, shipment_id=shipment.pk, carrier_id=carrier.pk)
         services.tender_mark_sent(tender_id=tender.pk, actor=SYSTEM)
     with django_capture_on_commit_callbacks(execute=True):
-        services.offer_record(tender_id=tender.pk, actor=Actor.for_carrier(carrier), kind="accept",
-                              vehicle_external_id="LSA-9")
+        services.offer_record(
+            tender_id=tender.pk, actor=Actor.for_carrier(carrier), kind="accept", vehicle_external_id="LSA-9"
+        )
     mission = Mission.objects.get(tender=tender)
     for status in (MissionStatus.EN_ROUTE, MissionStatus.ARRIVING):
         with django_capture_on_commit_callbacks(execute=True):
@@ -55,6 +56,43 @@ def test_incident_review_is_attested(django_capture_on_commit_callbacks: Any) ->
     incident, _ = incident_open(actor=SYSTEM, kind="other", title="Review me", carrier=CarrierFactory())
     incident_transition(incident_id=incident.pk, to_status=IncidentStatus.RESOLVED, actor=SYSTEM)
     with django_capture_on_commit_callbacks(execute=True):
-        incident_transition(incident_id=incident.pk, to_status=IncidentStatus.CLOSED, actor=SYSTEM,
-                            review="Root cause found.")
+        incident_transition(
+            incident_id=incident.pk, to_status=IncidentStatus.CLOSED, actor=SYSTEM, review="Root cause found."
+        )
     assert kinds("incident", incident.pk) == ["incident-review"]
+
+
+def test_breach_verdict_bundle_is_attached_to_the_dispute_view(
+    django_capture_on_commit_callbacks: Any, sla_manager: Any
+) -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from missions.evidence.bundle import bundle_verify
+    from sla.services import breach_decide, breach_record
+    from sla.sli import SLIName, SLIResult
+    from tests.conftest import verified_client
+    from tests.factories import ContractFactory
+
+    carrier = CarrierFactory()
+    contract = ContractFactory(carrier=carrier, effective_from=date(2020, 1, 1), monthly_fee_usd=Decimal("20000"))
+    now = timezone.now()
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    result = SLIResult(SLIName.ON_TIME, carrier.pk, "month", start, now, 80, 100, Decimal("80"), "pct", {})
+    breach = breach_record(
+        carrier_id=carrier.pk, contract_id=contract.pk, result=result, target=Decimal("95"), actor=SYSTEM
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        breach_decide(
+            breach_id=breach.pk, actor=Actor.for_user(sla_manager), decision="dispute", reason="force majeure: storm"
+        )
+    assert kinds("breach", breach.pk) == ["sla-breach-verdict"]
+    client = verified_client(sla_manager)
+    page = client.get(f"/sla/dashboard/breaches/{breach.pk}/").content.decode()
+    assert f"/evidence/breaches/{breach.pk}/bundle/" in page
+    bundle = client.get(f"/evidence/breaches/{breach.pk}/bundle/")
+    assert bundle.status_code == 200
+    report = bundle_verify(bundle.content)
+    assert report.ok, report
