@@ -154,6 +154,10 @@ def shipment_detail(request: HttpRequest, pk: int) -> HttpResponse:
     missions_qs = shipment.missions.select_related("carrier", "vehicle").order_by("-id")
     timeline = list(selectors.shipment_timeline(shipment=shipment).select_related("actor_user"))
     has_active_mission = any(m.status in MISSION_ACTIVE for m in missions_qs)
+    # Display only: the services refuse a second open tender to a carrier, and a waterfall while any
+    # tender is open; the page says so up front instead of offering forms that would be refused.
+    open_by_carrier = {t.carrier_id: t for t in tenders if t.status in TENDER_OPEN}
+    tenderable = [c for c in eligible if c.pk not in open_by_carrier]
     context = {
         "nav": "shipments",
         "shipment": shipment,
@@ -167,7 +171,10 @@ def shipment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_tender": shipment.status in (ShipmentStatus.OPEN, ShipmentStatus.TENDERING) and not has_active_mission,
         "can_cancel": shipment.status
         not in (ShipmentStatus.DELIVERED, ShipmentStatus.CANCELLED, ShipmentStatus.FAILED),
-        "tender_form": TenderCreateForm(carriers=eligible),
+        "tender_form": TenderCreateForm(carriers=tenderable),
+        "tenderable_count": len(tenderable),
+        "open_tenders": list(open_by_carrier.values()),
+        "ranking_rows": [(fit, open_by_carrier.get(fit.carrier.pk)) for fit in ranking],
         "open_tender_statuses": sorted(TENDER_OPEN),
         "countered": TenderStatus.COUNTERED,
     }

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.templatetags.static import static
 
+from missions.choices import AutonomyMode, MissionStatus
 from missions.models import Mission
 from missions.telemetry.map_state import mission_telemetry_series
 from tms_console.permissions import console_permission_required
@@ -27,6 +28,8 @@ def live_map(request: HttpRequest) -> HttpResponse:
             # plotly.js appends "<name>.json" (usa_110m) to this directory URL.
             "topojson_url": static("vendor/topojson/"),
             "frame_seconds": settings.LIVEMAP_FRAME_SECONDS,
+            # The socket sends raw choice values; the page shows these labels instead.
+            "livemap_labels": {"status": dict(MissionStatus.choices), "mode": dict(AutonomyMode.choices)},
         },
     )
 

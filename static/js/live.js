@@ -64,7 +64,64 @@
   function pad(n) { return n < 10 ? "0" + n : String(n); }
 
   // Same wording as the server's event_title / event_summary template filters.
-  function eventTitle(action) {
+  var STEP_ACTIONS = {
+    "runbook.step_waiting": "Waiting for on-call to confirm", "runbook.step_started": "Started",
+    "runbook.step_confirmed": "Confirmed", "runbook.step_done": "Done", "runbook.step_skipped": "Skipped",
+    "runbook.step_failed": "Failed", "runbook.step_retrying": "Retrying", "runbook.step_retry_requested": "Retry requested"
+  };
+  var INCIDENT_TITLES = {
+    "runbook.started": "Runbook started", "incident.page_queued": "Page queued", "incident.paged": "On-call paged",
+    "incident.page_failed": "Page failed", "incident.note": "Note"
+  };
+
+  function brief(text) {
+    var value = String(text).replace(/\s+/g, " ").trim();
+    return value.length <= 200 ? value : value.slice(0, 199).trim() + "\u2026";
+  }
+
+  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+
+  function incidentSummary(action, data) {
+    var parts = [];
+    if (Object.prototype.hasOwnProperty.call(STEP_ACTIONS, action)) {
+      var outcome = STEP_ACTIONS[action];
+      if (action === "runbook.step_failed" && data.attempts) outcome += " after " + plural(data.attempts, "attempt");
+      else if (action === "runbook.step_retrying" && data.attempt) outcome += " (attempt " + data.attempt + " failed)";
+      parts.push(outcome);
+      if (data.note) parts.push("Note: " + brief(data.note));
+      if (data.reason) parts.push("Reason: " + brief(data.reason));
+      if (data.error) parts.push("Error: " + brief(data.error));
+      if (data.result && typeof data.result === "object") {
+        var shown = Object.keys(data.result).filter(function (k) {
+          return data.result[k] !== null && data.result[k] !== "";
+        }).map(function (k) { return k.replace(/_/g, " ") + ": " + resultValue(data.result[k]); }).join(", ");
+        if (shown) parts.push("Result: " + brief(shown));
+      }
+      return parts.join(" \u00b7 ");
+    }
+    if (action === "runbook.started") {
+      return (data.runbook || "") + (data.version !== undefined && data.version !== null ? " v" + data.version : "");
+    }
+    if (action === "incident.page_queued" || action === "incident.paged" || action === "incident.page_failed") {
+      if (data.event_action) parts.push("PagerDuty " + data.event_action);
+      if (data.status) parts.push("HTTP " + data.status);
+      if (data.attempts) parts.push(plural(data.attempts, "attempt"));
+      if (data.error) parts.push("Error: " + brief(data.error));
+      return parts.join(" \u00b7 ");
+    }
+    if (action === "incident.note") return String(data.text || "");
+    return null;
+  }
+
+  // Python's str() of a result value: True/False like the server renders them.
+  function resultValue(v) { return typeof v === "boolean" ? (v ? "True" : "False") : plain(v); }
+
+  function eventTitle(action, data) {
+    data = data && typeof data === "object" ? data : {};
+    if (Object.prototype.hasOwnProperty.call(STEP_ACTIONS, action) && data.step !== undefined && data.step !== null) {
+      return "Step " + data.step + (data.title ? ": " + data.title : "");
+    }
+    if (Object.prototype.hasOwnProperty.call(INCIDENT_TITLES, action)) return INCIDENT_TITLES[action];
     var parts = String(action).split(".");
     var words = (parts[0] + " " + parts.slice(1).join(".")).replace(/_/g, " ").trim();
     return words.charAt(0).toUpperCase() + words.slice(1);
@@ -81,6 +138,8 @@
     var before = ev.before && typeof ev.before === "object" ? ev.before : {};
     var after = ev.after && typeof ev.after === "object" ? ev.after : {};
     var data = ev.data && typeof ev.data === "object" ? ev.data : {};
+    var special = incidentSummary(ev.action, data);
+    if (special !== null) return special;
     var parts = [];
     Object.keys(after).forEach(function (key) {
       var now = after[key];
@@ -121,7 +180,7 @@
     time.setAttribute("datetime", ev.occurred_at);
     time.title = ev.occurred_at;
     var body = el("div", "tl-body");
-    body.appendChild(el("span", "tl-action", eventTitle(ev.action)));
+    body.appendChild(el("span", "tl-action", eventTitle(ev.action, ev.data)));
     body.appendChild(document.createTextNode(" "));
     body.appendChild(el("span", "tl-actor", ev.actor || ""));
     var summary = eventSummary(ev);

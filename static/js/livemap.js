@@ -14,6 +14,15 @@
   var STALE_COLOUR = "#9e9e9e";
   var MODE_SYMBOLS = { autonomous: "circle", supervised: "diamond", manual: "square", safe_hold: "x" };
   var LIST_MAX = 300;
+  // Human labels for the raw choice values on the wire, rendered by the server (json_script).
+  var LABELS = { status: {}, mode: {} };
+  var labelsEl = document.getElementById("livemap-labels");
+  if (labelsEl) { try { LABELS = JSON.parse(labelsEl.textContent); } catch (e) { /* keep raw values */ } }
+
+  function statusLabel(value) { return value ? (LABELS.status[value] || value) : ""; }
+  function modeLabel(value) { return value ? (LABELS.mode[value] || value) : ""; }
+  // The table column is narrow: drop the parenthesised explanation ("Manual (human driver)" -> "Manual").
+  function shortModeLabel(value) { return modeLabel(value).replace(/\s*\(.*\)$/, ""); }
 
   var el = document.getElementById("livemap");
   if (!el || typeof Plotly === "undefined") { return; }
@@ -50,8 +59,8 @@
   }
 
   function label(v) {
-    return (v.vehicle_id || "?") + " · mission " + v.mission_id + "<br>" + (v.status || "") + " · " +
-      (v.autonomy_mode || "") + "<br>" + (v.speed_kph == null ? "—" : Math.round(v.speed_kph) + " km/h") +
+    return (v.vehicle_id || "?") + " · mission " + v.mission_id + "<br>" + statusLabel(v.status) + " · " +
+      modeLabel(v.autonomy_mode) + "<br>" + (v.speed_kph == null ? "—" : Math.round(v.speed_kph) + " km/h") +
       (isStale(v) ? "<br><b>STALE</b> (" + ago(v.last_seen_at) + ")" : "");
   }
 
@@ -99,9 +108,11 @@
     window.requestAnimationFrame(draw);
   }
 
-  function cell(tr, text) {
+  function cell(tr, text, cls, title) {
     var td = document.createElement("td");
     td.textContent = text;
+    if (cls) { td.className = cls; }
+    if (title) { td.title = title; }
     tr.appendChild(td);
   }
 
@@ -116,10 +127,11 @@
       tr.dataset.stale = isStale(v) ? "true" : "false";
       if (isStale(v)) { tr.className = "stale"; }
       cell(tr, v.vehicle_id || "?");
-      cell(tr, v.status || "");
-      cell(tr, v.autonomy_mode || "");
-      cell(tr, v.speed_kph == null ? "—" : String(Math.round(v.speed_kph)));
-      cell(tr, ago(v.last_seen_at));
+      cell(tr, statusLabel(v.status));
+      cell(tr, shortModeLabel(v.autonomy_mode), "", modeLabel(v.autonomy_mode));
+      cell(tr, v.speed_kph == null ? "—" : String(Math.round(v.speed_kph)), "num");
+      // The column is headed "Last seen": "11 min" instead of "11 min ago" keeps it inside the narrow card.
+      cell(tr, ago(v.last_seen_at).replace(/ ago$/, ""), "seen", ago(v.last_seen_at));
       tr.addEventListener("click", function () { select(v.mission_id); });
       body.appendChild(tr);
     });
@@ -154,8 +166,8 @@
     link.href = m.url; link.textContent = "Mission #" + m.mission_id + " (" + m.shipment + ")";
     term(dl, "Vehicle", (m.vehicle_id || "?") + " · " + m.carrier);
     term(dl, "Route", m.origin + " → " + m.destination);
-    term(dl, "Status", m.status);
-    term(dl, "Mode", m.autonomy_mode);
+    term(dl, "Status", statusLabel(m.status));
+    term(dl, "Mode", modeLabel(m.autonomy_mode));
     term(dl, "Speed", m.speed_kph == null ? "—" : Math.round(m.speed_kph) + " km/h");
     term(dl, "Last seen", ago(m.last_seen_at) + (m.stale ? " (stale)" : ""), m.stale ? "exc" : "");
     term(dl, "Open exceptions", m.exceptions.length ? m.exceptions.map(function (e) { return e.label; }).join(", ") : "none",

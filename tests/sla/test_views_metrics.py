@@ -58,7 +58,7 @@ def test_dashboards_render_for_viewers(evaluated: Carrier, readonly: User) -> No
     assert page.status_code == 200
     body = page.content.decode()
     assert 'id="sla-comparison"' in body and "vendor/plotly/plotly.min.js" in body
-    assert "Carrier A" in body and "50.00 pct" in body  # one of two missions on time
+    assert "Carrier A" in body and "50.00 %" in body  # one of two missions on time
     carrier_page = client.get(f"/sla/dashboard/carriers/{evaluated.pk}/")
     assert carrier_page.status_code == 200 and 'id="sla-burndown"' in carrier_page.content.decode()
     series = client.get(f"/sla/dashboard/carriers/{evaluated.pk}/series.json?window=1h").json()
