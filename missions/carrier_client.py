@@ -204,8 +204,14 @@ class CarrierClient:
 
     def tender_cancel(self, tender: Tender, *, reason: str) -> dict[str, Any]:
         return self._call(
-            "tender_cancel", "POST", "/tenders/{ref}/cancel", ref=tender.external_ref,
-            json_body={"reason": (reason or "cancelled")[:300]}, tender=tender, mutating=True, ok_status=(200,),
+            "tender_cancel",
+            "POST",
+            "/tenders/{ref}/cancel",
+            ref=tender.external_ref,
+            json_body={"reason": (reason or "cancelled")[:300]},
+            tender=tender,
+            mutating=True,
+            ok_status=(200,),
         )
 
     def vehicle_ping(self, vehicle_external_id: str) -> dict[str, Any]:
@@ -250,8 +256,16 @@ class CarrierClient:
             reason = ""
             try:
                 body = self._attempt(
-                    operation, method, template, path, ok_status=ok_status, headers=headers, json_body=json_body,
-                    tender=tender, attempt=attempt, correlation=correlation,
+                    operation,
+                    method,
+                    template,
+                    path,
+                    ok_status=ok_status,
+                    headers=headers,
+                    json_body=json_body,
+                    tender=tender,
+                    attempt=attempt,
+                    correlation=correlation,
                 )
                 ok_for_breaker = True
                 return body
@@ -294,26 +308,71 @@ class CarrierClient:
                 )
                 status = response.status_code
                 if status == 401 and not refreshed:
-                    self._record(operation, method, url, started, t0, attempt, status, ok=False,
-                                 error="401: token refused, refreshing", tender=tender, headers=headers)
+                    self._record(
+                        operation,
+                        method,
+                        url,
+                        started,
+                        t0,
+                        attempt,
+                        status,
+                        ok=False,
+                        error="401: token refused, refreshing",
+                        tender=tender,
+                        headers=headers,
+                    )
                     continue
                 body = self._checked(response, template=template, method=method, ok_status=ok_status)
             except CarrierError as exc:
-                self._record(operation, method, url, started, t0, attempt, status, ok=False, error=str(exc),
-                             tender=tender, headers=headers)
+                self._record(
+                    operation,
+                    method,
+                    url,
+                    started,
+                    t0,
+                    attempt,
+                    status,
+                    ok=False,
+                    error=str(exc),
+                    tender=tender,
+                    headers=headers,
+                )
                 raise
             except httpx.TimeoutException as exc:
                 error: CarrierError = CarrierTimeout(f"timed out ({type(exc).__name__})")
-                self._record(operation, method, url, started, t0, attempt, None, ok=False, error=str(error),
-                             tender=tender, headers=headers)
+                self._record(
+                    operation,
+                    method,
+                    url,
+                    started,
+                    t0,
+                    attempt,
+                    None,
+                    ok=False,
+                    error=str(error),
+                    tender=tender,
+                    headers=headers,
+                )
                 raise error from exc
             except httpx.HTTPError as exc:
                 error = CarrierConnectError(f"connection failed: {type(exc).__name__}: {exc}"[:300])
-                self._record(operation, method, url, started, t0, attempt, None, ok=False, error=str(error),
-                             tender=tender, headers=headers)
+                self._record(
+                    operation,
+                    method,
+                    url,
+                    started,
+                    t0,
+                    attempt,
+                    None,
+                    ok=False,
+                    error=str(error),
+                    tender=tender,
+                    headers=headers,
+                )
                 raise error from exc
-            self._record(operation, method, url, started, t0, attempt, status, ok=True, error="", tender=tender,
-                         headers=headers)
+            self._record(
+                operation, method, url, started, t0, attempt, status, ok=True, error="", tender=tender, headers=headers
+            )
             return body
         raise CarrierClientError("token refused twice", status_code=401)  # pragma: no cover
 
@@ -336,8 +395,9 @@ class CarrierClient:
             contract_validate(pointer=pointer, body=body)
         except SchemaError as exc:
             where = "/".join(map(str, exc.absolute_path)) or "(root)"
-            raise CarrierMalformed(f"response breaks the contract at {where}: {exc.message}"[:300],
-                                   status_code=status) from exc
+            raise CarrierMalformed(
+                f"response breaks the contract at {where}: {exc.message}"[:300], status_code=status
+            ) from exc
         if status not in ok_status:
             detail = body.get("detail") or body.get("title") if isinstance(body, dict) else ""
             raise CarrierClientError(f"HTTP {status}: {detail}"[:300], status_code=status)
@@ -411,15 +471,31 @@ class CarrierClient:
         latency_ms = (time.perf_counter() - t0) * 1000.0
         correlation = (headers or {}).get("X-Correlation-ID") or None
         OutboundCall.objects.create(
-            carrier=self.carrier, tender=tender, operation=operation, method=method, url=url[:500],
-            attempt=attempt, status_code=status, latency_ms=round(latency_ms, 3), ok=ok, error=error[:500],
-            idempotency_key=(headers or {}).get("Idempotency-Key", ""), correlation_id=correlation,
+            carrier=self.carrier,
+            tender=tender,
+            operation=operation,
+            method=method,
+            url=url[:500],
+            attempt=attempt,
+            status_code=status,
+            latency_ms=round(latency_ms, 3),
+            ok=ok,
+            error=error[:500],
+            idempotency_key=(headers or {}).get("Idempotency-Key", ""),
+            correlation_id=correlation,
             started_at=started,
         )
         log.info(
-            "carrier call", extra={"carrier": self.carrier.slug, "operation": operation, "status_code": status,
-                                   "latency_ms": round(latency_ms, 1), "ok": ok, "attempt": attempt,
-                                   "error": error or None},
+            "carrier call",
+            extra={
+                "carrier": self.carrier.slug,
+                "operation": operation,
+                "status_code": status,
+                "latency_ms": round(latency_ms, 1),
+                "ok": ok,
+                "attempt": attempt,
+                "error": error or None,
+            },
         )
 
     def close(self) -> None:
@@ -444,13 +520,20 @@ def tender_submit_body(tender: Tender) -> dict[str, Any]:
         "tender_id": tender.pk,
         "shipment": {
             "reference": shipment.reference,
-            "origin": {"address": shipment.origin_address, "region": shipment.origin_region,
-                       "lat": shipment.origin_lat, "lon": shipment.origin_lon},
-            "destination": {"address": shipment.destination_address, "region": shipment.destination_region,
-                            "lat": shipment.destination_lat, "lon": shipment.destination_lon},
+            "origin": {
+                "address": shipment.origin_address,
+                "region": shipment.origin_region,
+                "lat": shipment.origin_lat,
+                "lon": shipment.origin_lon,
+            },
+            "destination": {
+                "address": shipment.destination_address,
+                "region": shipment.destination_region,
+                "lat": shipment.destination_lat,
+                "lon": shipment.destination_lon,
+            },
             "pickup_window": {"start": iso(shipment.pickup_window_start), "end": iso(shipment.pickup_window_end)},
-            "delivery_window": {"start": iso(shipment.delivery_window_start),
-                                "end": iso(shipment.delivery_window_end)},
+            "delivery_window": {"start": iso(shipment.delivery_window_start), "end": iso(shipment.delivery_window_end)},
             "weight_kg": shipment.weight_kg,
             "hazmat": shipment.hazmat,
             "max_autonomy_level": shipment.max_autonomy_level,

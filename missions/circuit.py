@@ -65,10 +65,15 @@ def _locked(carrier_id: int) -> CarrierCircuit:
 def _state_event(circuit: CarrierCircuit, *, action: str, before: str, reason: str = "") -> None:
     carrier = circuit.carrier
     event_record(
-        actor=BREAKER, action=action, subject_type="carrier", subject_id=carrier.pk,
-        before={"state": before}, after={"state": circuit.state},
-        data={"reason": reason, "consecutive_failures": circuit.consecutive_failures} if reason else
-        {"consecutive_failures": circuit.consecutive_failures},
+        actor=BREAKER,
+        action=action,
+        subject_type="carrier",
+        subject_id=carrier.pk,
+        before={"state": before},
+        after={"state": circuit.state},
+        data={"reason": reason, "consecutive_failures": circuit.consecutive_failures}
+        if reason
+        else {"consecutive_failures": circuit.consecutive_failures},
         carrier=carrier,
     )
     if circuit.state == CircuitState.OPEN:
@@ -80,9 +85,14 @@ def _state_event(circuit: CarrierCircuit, *, action: str, before: str, reason: s
         )
         for shipment in Shipment.objects.filter(pk__in=list(shipment_ids)):
             event_record(
-                actor=BREAKER, action="carrier.circuit_opened", subject_type="shipment", subject_id=shipment.pk,
-                data={"carrier": carrier.slug, "reason": reason}, correlation_id=shipment.correlation_id,
-                shipment=shipment, carrier=carrier,
+                actor=BREAKER,
+                action="carrier.circuit_opened",
+                subject_type="shipment",
+                subject_id=shipment.pk,
+                data={"carrier": carrier.slug, "reason": reason},
+                correlation_id=shipment.correlation_id,
+                shipment=shipment,
+                carrier=carrier,
             )
 
 
@@ -92,13 +102,17 @@ def _open(circuit: CarrierCircuit, *, reason: str, action: str) -> None:
     before = circuit.state
     circuit.state = CircuitState.OPEN
     circuit.opened_at = timezone.now()
-    circuit.save(update_fields=["state", "opened_at", "consecutive_failures", "last_failure_reason", "in_flight",
-                                "updated_at"])
+    circuit.save(
+        update_fields=["state", "opened_at", "consecutive_failures", "last_failure_reason", "in_flight", "updated_at"]
+    )
     _state_event(circuit, action=action, before=before, reason=reason)
     carrier = circuit.carrier
     incident_open(
-        actor=BREAKER, kind="carrier_api_down", title=f"{carrier.name} API failing: circuit open",
-        carrier=carrier, summary=f"Calls to {carrier.name} are failing ({reason}); tendering to it is paused.",
+        actor=BREAKER,
+        kind="carrier_api_down",
+        title=f"{carrier.name} API failing: circuit open",
+        carrier=carrier,
+        summary=f"Calls to {carrier.name} are failing ({reason}); tendering to it is paused.",
         data={"reason": reason, "consecutive_failures": circuit.consecutive_failures},
     )
 
@@ -172,8 +186,14 @@ def circuit_reset(*, carrier_id: int, actor: Actor, reason: str) -> CarrierCircu
     circuit.last_failure_reason = ""
     circuit.save()
     event_record(
-        actor=actor, action="carrier.circuit_reset", subject_type="carrier", subject_id=circuit.carrier_id,
-        before={"state": before}, after={"state": circuit.state}, data={"reason": reason}, carrier=circuit.carrier,
+        actor=actor,
+        action="carrier.circuit_reset",
+        subject_type="carrier",
+        subject_id=circuit.carrier_id,
+        before={"state": before},
+        after={"state": circuit.state},
+        data={"reason": reason},
+        carrier=circuit.carrier,
     )
     return circuit
 

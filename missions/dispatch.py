@@ -103,9 +103,13 @@ def waterfall_start(
             shipment=shipment, carrier_ids=order, offered_price_usd=offered_price_usd, started_by=actor.label[:150]
         )
         event_record(
-            actor=actor, action="waterfall.started", subject_type="shipment", subject_id=shipment.pk,
+            actor=actor,
+            action="waterfall.started",
+            subject_type="shipment",
+            subject_id=shipment.pk,
             data={"waterfall": waterfall.pk, "carrier_ids": order, "offered_price_usd": offered_price_usd},
-            correlation_id=shipment.correlation_id, shipment=shipment,
+            correlation_id=shipment.correlation_id,
+            shipment=shipment,
         )
         return _waterfall_next(waterfall=waterfall, shipment=shipment, actor=actor)
 
@@ -121,9 +125,7 @@ def waterfall_advance(*, shipment_id: int) -> Tender | None:
     with transaction.atomic():
         # Shipment first, then waterfall: the same lock order as waterfall_start.
         shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
-        waterfall = (
-            TenderWaterfall.objects.select_for_update().filter(shipment_id=shipment_id, is_active=True).first()
-        )
+        waterfall = TenderWaterfall.objects.select_for_update().filter(shipment_id=shipment_id, is_active=True).first()
         if waterfall is None:
             return None
         return _waterfall_next(waterfall=waterfall, shipment=shipment, actor=WATERFALL)
@@ -133,24 +135,25 @@ def waterfall_stop(*, shipment_id: int, actor: Actor, reason: str) -> bool:
     """Stop the shipment's active waterfall (open tenders are left as they are)."""
     with transaction.atomic():
         shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
-        waterfall = (
-            TenderWaterfall.objects.select_for_update().filter(shipment_id=shipment_id, is_active=True).first()
-        )
+        waterfall = TenderWaterfall.objects.select_for_update().filter(shipment_id=shipment_id, is_active=True).first()
         if waterfall is None:
             return False
         _waterfall_close(waterfall=waterfall, shipment=shipment, actor=actor, reason=reason, action="waterfall.stopped")
         return True
 
 
-def _waterfall_close(
-    *, waterfall: TenderWaterfall, shipment: Shipment, actor: Actor, reason: str, action: str
-) -> None:
+def _waterfall_close(*, waterfall: TenderWaterfall, shipment: Shipment, actor: Actor, reason: str, action: str) -> None:
     waterfall.is_active = False
     waterfall.stopped_reason = reason[:300]
     waterfall.save(update_fields=["is_active", "stopped_reason", "updated_at"])
     event_record(
-        actor=actor, action=action, subject_type="shipment", subject_id=shipment.pk,
-        data={"waterfall": waterfall.pk, "reason": reason}, correlation_id=shipment.correlation_id, shipment=shipment,
+        actor=actor,
+        action=action,
+        subject_type="shipment",
+        subject_id=shipment.pk,
+        data={"waterfall": waterfall.pk, "reason": reason},
+        correlation_id=shipment.correlation_id,
+        shipment=shipment,
     )
 
 
@@ -160,8 +163,13 @@ def _waterfall_next(*, waterfall: TenderWaterfall, shipment: Shipment, actor: Ac
         ShipmentStatus.OPEN,
         ShipmentStatus.TENDERING,
     ):
-        _waterfall_close(waterfall=waterfall, shipment=shipment, actor=actor,
-                         reason=f"shipment is {shipment.status}", action="waterfall.finished")
+        _waterfall_close(
+            waterfall=waterfall,
+            shipment=shipment,
+            actor=actor,
+            reason=f"shipment is {shipment.status}",
+            action="waterfall.finished",
+        )
         return None
     if shipment.tenders.filter(status__in=TENDER_OPEN).exists():
         return None
@@ -175,20 +183,32 @@ def _waterfall_next(*, waterfall: TenderWaterfall, shipment: Shipment, actor: Ac
             # A savepoint, so a refused carrier leaves nothing half-written.
             with transaction.atomic():
                 tender = tender_create(
-                    actor=actor, shipment_id=shipment.pk, carrier_id=carrier_id,
-                    offered_price_usd=waterfall.offered_price_usd, waterfall_rank=rank,
+                    actor=actor,
+                    shipment_id=shipment.pk,
+                    carrier_id=carrier_id,
+                    offered_price_usd=waterfall.offered_price_usd,
+                    waterfall_rank=rank,
                 )
                 tender_publish(tender_id=tender.pk)
             tender.refresh_from_db()  # a pull carrier's tender is SENT already
             return tender
         except (DomainError, Carrier.DoesNotExist) as exc:
             event_record(
-                actor=actor, action="waterfall.skipped", subject_type="shipment", subject_id=shipment.pk,
+                actor=actor,
+                action="waterfall.skipped",
+                subject_type="shipment",
+                subject_id=shipment.pk,
                 data={"waterfall": waterfall.pk, "carrier_id": carrier_id, "rank": rank, "reason": str(exc)},
-                correlation_id=shipment.correlation_id, shipment=shipment,
+                correlation_id=shipment.correlation_id,
+                shipment=shipment,
             )
-    _waterfall_close(waterfall=waterfall, shipment=shipment, actor=actor,
-                     reason="no carrier left in the waterfall", action="waterfall.exhausted")
+    _waterfall_close(
+        waterfall=waterfall,
+        shipment=shipment,
+        actor=actor,
+        reason="no carrier left in the waterfall",
+        action="waterfall.exhausted",
+    )
     return None
 
 
@@ -258,9 +278,7 @@ def tenders_expire() -> int:
     now = timezone.now()
     expired = 0
     shipment_ids: set[int] = set()
-    overdue = list(
-        Tender.objects.filter(status__in=TENDER_OPEN, expires_at__lte=now).values_list("pk", "shipment_id")
-    )
+    overdue = list(Tender.objects.filter(status__in=TENDER_OPEN, expires_at__lte=now).values_list("pk", "shipment_id"))
     for tender_id, shipment_id in overdue:
         try:
             with transaction.atomic():
@@ -268,8 +286,12 @@ def tenders_expire() -> int:
                 # Re-check under the lock: an answer may have arrived meanwhile.
                 if tender.status not in TENDER_OPEN or tender.expires_at > timezone.now():
                     continue
-                tender_transition(tender_id=tender_id, to_status=TenderStatus.EXPIRED, actor=EXPIRY,
-                                  reason="no answer before the tender expired")
+                tender_transition(
+                    tender_id=tender_id,
+                    to_status=TenderStatus.EXPIRED,
+                    actor=EXPIRY,
+                    reason="no answer before the tender expired",
+                )
             expired += 1
             shipment_ids.add(shipment_id)
         except IllegalTransition:
@@ -344,20 +366,31 @@ def tender_apply_remote_state(*, tender_id: int, state: dict[str, Any], source: 
     eta = offer.get("eta")
     try:
         offer_record(
-            tender_id=tender.pk, actor=Actor.for_carrier(tender.carrier), kind=kind,
+            tender_id=tender.pk,
+            actor=Actor.for_carrier(tender.carrier),
+            kind=kind,
             price_usd=Decimal(str(price)) if price is not None else None,
-            vehicle_external_id=str(offer.get("vehicle_id") or ""), route_id=str(offer.get("route_id") or ""),
-            eta=_parse_dt(eta) if eta else None, autonomy_mode=str(offer.get("autonomy_mode") or ""),
-            reason=str(offer.get("reason") or ""), metadata={"remote_ref": state.get("ref")}, source=source,
+            vehicle_external_id=str(offer.get("vehicle_id") or ""),
+            route_id=str(offer.get("route_id") or ""),
+            eta=_parse_dt(eta) if eta else None,
+            autonomy_mode=str(offer.get("autonomy_mode") or ""),
+            reason=str(offer.get("reason") or ""),
+            metadata={"remote_ref": state.get("ref")},
+            source=source,
         )
     except Conflict:
         return "late: answer refused"
     except DomainError as exc:
         with transaction.atomic():
             event_record(
-                actor=Actor.for_carrier(tender.carrier), action="offer.invalid", subject_type="tender",
-                subject_id=tender.pk, data={"reason": exc.message, "state": state},
-                correlation_id=tender.correlation_id, shipment=tender.shipment, carrier=tender.carrier,
+                actor=Actor.for_carrier(tender.carrier),
+                action="offer.invalid",
+                subject_type="tender",
+                subject_id=tender.pk,
+                data={"reason": exc.message, "state": state},
+                correlation_id=tender.correlation_id,
+                shipment=tender.shipment,
+                carrier=tender.carrier,
             )
         return f"invalid answer: {exc.message}"
     if kind != OfferKind.COUNTER:
@@ -370,9 +403,14 @@ def _late_answer(*, tender_id: int, state: dict[str, Any]) -> None:
     tender = Tender.objects.select_related("shipment", "carrier").get(pk=tender_id)
     with transaction.atomic():
         event_record(
-            actor=Actor.for_carrier(tender.carrier), action="offer.ignored", subject_type="tender",
-            subject_id=tender.pk, data={"why": f"tender is {tender.status}", "remote_status": state.get("status")},
-            correlation_id=tender.correlation_id, shipment=tender.shipment, carrier=tender.carrier,
+            actor=Actor.for_carrier(tender.carrier),
+            action="offer.ignored",
+            subject_type="tender",
+            subject_id=tender.pk,
+            data={"why": f"tender is {tender.status}", "remote_status": state.get("status")},
+            correlation_id=tender.correlation_id,
+            shipment=tender.shipment,
+            carrier=tender.carrier,
         )
 
 
@@ -423,16 +461,26 @@ def tender_remote_cancel(*, tender_id: int) -> str:
     except CarrierError as exc:
         with transaction.atomic():
             event_record(
-                actor=DISPATCH, action="tender.remote_cancel_failed", subject_type="tender", subject_id=tender.pk,
-                data={"error": str(exc)}, correlation_id=tender.correlation_id,
-                shipment=tender.shipment, carrier=tender.carrier,
+                actor=DISPATCH,
+                action="tender.remote_cancel_failed",
+                subject_type="tender",
+                subject_id=tender.pk,
+                data={"error": str(exc)},
+                correlation_id=tender.correlation_id,
+                shipment=tender.shipment,
+                carrier=tender.carrier,
             )
         return f"failed: {exc}"
     with transaction.atomic():
         event_record(
-            actor=DISPATCH, action="tender.remote_cancelled", subject_type="tender", subject_id=tender.pk,
-            data={"external_ref": tender.external_ref}, correlation_id=tender.correlation_id,
-            shipment=tender.shipment, carrier=tender.carrier,
+            actor=DISPATCH,
+            action="tender.remote_cancelled",
+            subject_type="tender",
+            subject_id=tender.pk,
+            data={"external_ref": tender.external_ref},
+            correlation_id=tender.correlation_id,
+            shipment=tender.shipment,
+            carrier=tender.carrier,
         )
     return "cancelled remotely"
 

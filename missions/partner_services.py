@@ -62,8 +62,12 @@ def partner_client_create(*, carrier_id: int, name: str, scopes: list[str], acto
         application=application, carrier=carrier, allowed_scopes=allowed, created_by=actor.user
     )
     event_record(
-        actor=actor, action="partner_client.created", subject_type="partner_client", subject_id=client.pk,
-        after={"client_id": application.client_id, "scopes": allowed}, carrier=carrier,
+        actor=actor,
+        action="partner_client.created",
+        subject_type="partner_client",
+        subject_id=client.pk,
+        after={"client_id": application.client_id, "scopes": allowed},
+        carrier=carrier,
     )
     return IssuedClient(client=client, client_id=application.client_id, client_secret=raw_secret)
 
@@ -80,8 +84,12 @@ def partner_client_rotate_secret(*, client_id: int, actor: Actor) -> IssuedClien
     client.rotated_at = timezone.now()
     client.save(update_fields=["rotated_at"])
     event_record(
-        actor=actor, action="partner_client.secret_rotated", subject_type="partner_client", subject_id=client.pk,
-        data={"client_id": application.client_id, "tokens_revoked": revoked}, carrier=client.carrier,
+        actor=actor,
+        action="partner_client.secret_rotated",
+        subject_type="partner_client",
+        subject_id=client.pk,
+        data={"client_id": application.client_id, "tokens_revoked": revoked},
+        carrier=client.carrier,
     )
     return IssuedClient(client=client, client_id=application.client_id, client_secret=raw_secret)
 
@@ -111,7 +119,11 @@ def webhook_secret_rotate(*, carrier_id: int, actor: Actor, overlap_hours: int |
         carrier=carrier, secret=new_webhook_secret(), valid_from=now, created_by=actor.user
     )
     event_record(
-        actor=actor, action="webhook_secret.rotated", subject_type="carrier", subject_id=carrier.pk,
-        data={"secret_id": secret.pk, "previous_valid_until": overlap_end if lapsing else None}, carrier=carrier,
+        actor=actor,
+        action="webhook_secret.rotated",
+        subject_type="carrier",
+        subject_id=carrier.pk,
+        data={"secret_id": secret.pk, "previous_valid_until": overlap_end if lapsing else None},
+        carrier=carrier,
     )
     return secret

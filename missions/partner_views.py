@@ -26,7 +26,8 @@ class PartnerClientForm(forms.Form):
     name = forms.CharField(max_length=120)
     scopes = forms.MultipleChoiceField(
         choices=[(s, f"{s}: {label}") for s, label in PARTNER_SCOPES.items()],
-        widget=forms.CheckboxSelectMultiple, initial=list(PARTNER_SCOPES),
+        widget=forms.CheckboxSelectMultiple,
+        initial=list(PARTNER_SCOPES),
     )
 
 
@@ -41,10 +42,17 @@ def partner_list(request: HttpRequest) -> HttpResponse:
     clients = PartnerClient.objects.select_related("application", "carrier").order_by("carrier__name", "id")
     secrets = WebhookSecret.objects.select_related("carrier").order_by("carrier__name", "-valid_from")
     form = PartnerClientForm()
-    return render(request, "partners/list.html", {
-        "clients": clients, "webhook_secrets": secrets, "form": form, "carriers": Carrier.objects.order_by("name"),
-        "nav": "carriers",
-    })
+    return render(
+        request,
+        "partners/list.html",
+        {
+            "clients": clients,
+            "webhook_secrets": secrets,
+            "form": form,
+            "carriers": Carrier.objects.order_by("name"),
+            "nav": "carriers",
+        },
+    )
 
 
 @console_permission_required(MANAGE_PLATFORM)
@@ -54,16 +62,22 @@ def partner_client_create(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             issued = partner_services.partner_client_create(
-                carrier_id=form.cleaned_data["carrier"].pk, name=form.cleaned_data["name"],
-                scopes=list(form.cleaned_data["scopes"]), actor=Actor.for_user(request.user),
+                carrier_id=form.cleaned_data["carrier"].pk,
+                name=form.cleaned_data["name"],
+                scopes=list(form.cleaned_data["scopes"]),
+                actor=Actor.for_user(request.user),
             )
         except DomainError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
             return _secret_page(request, {"what": "client", "issued": issued, "carrier": issued.client.carrier})
     clients = PartnerClient.objects.select_related("application", "carrier")
-    return render(request, "partners/list.html", {"clients": clients, "form": form,
-                                                  "webhook_secrets": WebhookSecret.objects.none()}, status=400)
+    return render(
+        request,
+        "partners/list.html",
+        {"clients": clients, "form": form, "webhook_secrets": WebhookSecret.objects.none()},
+        status=400,
+    )
 
 
 @console_permission_required(MANAGE_PLATFORM)

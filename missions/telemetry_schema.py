@@ -16,8 +16,18 @@ from rest_framework import serializers
 from missions.choices import AutonomyMode, MissionStatus
 
 TELEMETRY_FIELDS = [
-    "schema_version", "event_id", "mission_id", "vehicle_id", "correlation_id", "ts", "position", "mission_state",
-    "autonomy_mode", "health", "connectivity", "safety_event",
+    "schema_version",
+    "event_id",
+    "mission_id",
+    "vehicle_id",
+    "correlation_id",
+    "ts",
+    "position",
+    "mission_state",
+    "autonomy_mode",
+    "health",
+    "connectivity",
+    "safety_event",
 ]
 UPLINKS = ["5g", "4g", "satellite"]
 SAFETY_EVENTS = ["collision_avoidance", "emergency_stop", "human_intervention_required"]

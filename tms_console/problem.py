@@ -131,8 +131,15 @@ _DRF_CODES: dict[type[drf_exceptions.APIException], str] = {
 }
 
 
-def _problem(request: Any, status: int, code: str, detail: str, headers: Mapping[str, str] | None = None,
-             title: str | None = None, **extra: Any) -> Response:
+def _problem(
+    request: Any,
+    status: int,
+    code: str,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    title: str | None = None,
+    **extra: Any,
+) -> Response:
     path = getattr(request, "path", "") if request is not None else ""
     body = problem_body(status=status, code=code, detail=detail, instance=path, title=title, **extra)
     response = Response(body, status=status, headers=dict(headers or {}), content_type=PROBLEM_CONTENT_TYPE)
@@ -160,7 +167,10 @@ def problem_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Res
         return _problem(request, 422, "domain-rule", exc.message, errors=errors)
     if isinstance(exc, drf_exceptions.ValidationError):
         return _problem(
-            request, 400, "validation-error", "The request body has invalid fields.",
+            request,
+            400,
+            "validation-error",
+            "The request body has invalid fields.",
             errors=validation_errors(exc.detail),
         )
     if isinstance(exc, drf_exceptions.APIException):
@@ -207,8 +217,11 @@ class ApiProblemMiddleware:
             return problem_response(request, status=400, code="malformed-request", detail="Bad Content-Length.")
         if length > limit:
             return problem_response(
-                request, status=413, code="body-too-large",
-                detail=f"The request body is {length} bytes; the limit is {limit}.", max_body_bytes=limit,
+                request,
+                status=413,
+                code="body-too-large",
+                detail=f"The request body is {length} bytes; the limit is {limit}.",
+                max_body_bytes=limit,
             )
         response = self.get_response(request)
         content_type = response.get("Content-Type", "")
@@ -233,7 +246,9 @@ class ApiProblemMiddleware:
             return problem_response(request, status=404, code="not-found", detail="No such resource.")
         log.exception("unhandled API error", extra={"path": request.path})
         return problem_response(
-            request, status=500, code="internal-error",
+            request,
+            status=500,
+            code="internal-error",
             detail="The server failed to handle this request; it has been logged.",
             request_id=getattr(request, "request_id", ""),
         )

@@ -67,9 +67,7 @@ def _key_from(request: Request) -> str:
         raise ProblemError(400, "idempotency-key-missing", f"Mutating calls need an {HEADER} header.")
     match = _KEY.match(raw.strip())
     if not match:
-        raise ProblemError(
-            400, "idempotency-key-invalid", f"The {HEADER} must be 1-255 printable ASCII characters."
-        )
+        raise ProblemError(400, "idempotency-key-invalid", f"The {HEADER} must be 1-255 printable ASCII characters.")
     return match.group(1)
 
 
@@ -77,8 +75,9 @@ def _replay(record: IdempotencyRecord) -> Response:
     headers = {k: v for k, v in (record.response_headers or {}).items() if k != "Content-Type"}
     headers[REPLAYED_HEADER] = "true"
     content_type = (record.response_headers or {}).get("Content-Type")
-    return Response(record.response_body, status=record.response_status or 200, headers=headers,
-                    content_type=content_type)
+    return Response(
+        record.response_body, status=record.response_status or 200, headers=headers, content_type=content_type
+    )
 
 
 def _claim(principal: PartnerPrincipal, key: str, fingerprint: str) -> IdempotencyRecord | Response:
@@ -103,12 +102,14 @@ def _claim(principal: PartnerPrincipal, key: str, fingerprint: str) -> Idempoten
             )
         if existing.fingerprint != fingerprint:
             raise ProblemError(
-                422, "idempotency-key-reused",
+                422,
+                "idempotency-key-reused",
                 f"This {HEADER} was already used for a different request.",
             )
         if existing.status == IdempotencyStatus.IN_FLIGHT:
             raise ProblemError(
-                409, "idempotency-key-in-flight",
+                409,
+                "idempotency-key-in-flight",
                 f"A request with this {HEADER} is still being processed; retry later.",
                 headers={"Retry-After": "1"},
             )
@@ -126,8 +127,10 @@ def _store(record_pk: int, response: Response) -> None:
     if response.content_type:
         headers["Content-Type"] = response.content_type
     IdempotencyRecord.objects.filter(pk=record_pk).update(
-        status=IdempotencyStatus.COMPLETED, response_status=response.status_code,
-        response_body=_storable(response.data), response_headers=headers,
+        status=IdempotencyStatus.COMPLETED,
+        response_status=response.status_code,
+        response_body=_storable(response.data),
+        response_headers=headers,
     )
 
 
@@ -150,9 +153,10 @@ def idempotent(handler: Handler) -> Handler:
                 if response.status_code < 500:
                     _store(claimed.pk, response)
         except Exception as exc:
-            if response is not None and IdempotencyRecord.objects.filter(
-                pk=claimed.pk, status=IdempotencyStatus.COMPLETED
-            ).exists():
+            if (
+                response is not None
+                and IdempotencyRecord.objects.filter(pk=claimed.pk, status=IdempotencyStatus.COMPLETED).exists()
+            ):
                 # The effect and its record committed; what failed is an after-commit hook. The
                 # client gets the committed outcome (a retry would replay it), the failure is logged.
                 log.exception("after-commit hook failed", extra={"path": request.path})

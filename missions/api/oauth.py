@@ -27,14 +27,16 @@ class PartnerOAuth2Validator(OAuth2Validator):
     token is bound to that certificate (RFC 8705 §3).
     """
 
-    def validate_grant_type(self, client_id: str, grant_type: str, client: Any, request: Any,
-                            *args: Any, **kwargs: Any) -> bool:
+    def validate_grant_type(
+        self, client_id: str, grant_type: str, client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
         if grant_type != "client_credentials" or _partner(client) is None:
             return False
         return bool(super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs))
 
-    def validate_scopes(self, client_id: str, scopes: list[str], client: Any, request: Any,
-                        *args: Any, **kwargs: Any) -> bool:
+    def validate_scopes(
+        self, client_id: str, scopes: list[str], client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
         partner = _partner(client)
         return partner is not None and set(scopes).issubset(partner.scopes)
 

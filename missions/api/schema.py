@@ -12,7 +12,8 @@ from missions.models.partner import PARTNER_SCOPES
 def only_partner_api(endpoints: list[tuple[str, str, str, Any]], **_: Any) -> list[tuple[str, str, str, Any]]:
     """Drop everything outside /api/v1/ and the schema/docs endpoints themselves."""
     return [
-        endpoint for endpoint in endpoints
+        endpoint
+        for endpoint in endpoints
         if endpoint[0].startswith("/api/v1/") and not endpoint[0].startswith(("/api/v1/schema", "/api/v1/docs"))
     ]
 

@@ -14,8 +14,12 @@ from missions.models import Mission, MissionException, Offer, Tender
 
 # Statuses a carrier may report; cancelling and handing over are decisions taken on our side.
 CARRIER_MISSION_STATUSES = [
-    MissionStatus.EN_ROUTE, MissionStatus.ARRIVING, MissionStatus.UNLOADING,
-    MissionStatus.SUSPENDED, MissionStatus.COMPLETED, MissionStatus.FAILED,
+    MissionStatus.EN_ROUTE,
+    MissionStatus.ARRIVING,
+    MissionStatus.UNLOADING,
+    MissionStatus.SUSPENDED,
+    MissionStatus.COMPLETED,
+    MissionStatus.FAILED,
 ]
 CARRIER_MISSION_STATUS_CHOICES = [(s.value, s.label) for s in CARRIER_MISSION_STATUSES]
 MAX_METADATA_BYTES = 8192
@@ -70,23 +74,45 @@ class TenderSerializer(serializers.ModelSerializer[Tender]):
 
     class Meta:
         model = Tender
-        fields = ["id", "status", "offered_price_usd", "expires_at", "correlation_id", "shipment",
-                  "created_at", "updated_at"]
+        fields = [
+            "id",
+            "status",
+            "offered_price_usd",
+            "expires_at",
+            "correlation_id",
+            "shipment",
+            "created_at",
+            "updated_at",
+        ]
 
     @extend_schema_field(ShipmentSummarySerializer)
     def get_shipment(self, tender: Tender) -> dict[str, Any]:
         s = tender.shipment
-        return ShipmentSummarySerializer({
-            "reference": s.reference,
-            "origin": {"address": s.origin_address, "region": s.origin_region, "lat": s.origin_lat,
-                       "lon": s.origin_lon},
-            "destination": {"address": s.destination_address, "region": s.destination_region,
-                            "lat": s.destination_lat, "lon": s.destination_lon},
-            "pickup_window_start": s.pickup_window_start, "pickup_window_end": s.pickup_window_end,
-            "delivery_window_start": s.delivery_window_start, "delivery_window_end": s.delivery_window_end,
-            "weight_kg": s.weight_kg, "hazmat": s.hazmat, "max_autonomy_level": s.max_autonomy_level,
-            "preferred_route": s.preferred_route,
-        }).data
+        return ShipmentSummarySerializer(
+            {
+                "reference": s.reference,
+                "origin": {
+                    "address": s.origin_address,
+                    "region": s.origin_region,
+                    "lat": s.origin_lat,
+                    "lon": s.origin_lon,
+                },
+                "destination": {
+                    "address": s.destination_address,
+                    "region": s.destination_region,
+                    "lat": s.destination_lat,
+                    "lon": s.destination_lon,
+                },
+                "pickup_window_start": s.pickup_window_start,
+                "pickup_window_end": s.pickup_window_end,
+                "delivery_window_start": s.delivery_window_start,
+                "delivery_window_end": s.delivery_window_end,
+                "weight_kg": s.weight_kg,
+                "hazmat": s.hazmat,
+                "max_autonomy_level": s.max_autonomy_level,
+                "preferred_route": s.preferred_route,
+            }
+        ).data
 
 
 class OfferRequestSerializer(serializers.Serializer[dict[str, Any]]):
@@ -118,8 +144,21 @@ class OfferSerializer(serializers.ModelSerializer[Offer]):
 
     class Meta:
         model = Offer
-        fields = ["id", "tender", "kind", "price_usd", "vehicle_external_id", "route_id", "eta", "autonomy_mode",
-                  "reason", "metadata", "received_at", "tender_status", "mission_id"]
+        fields = [
+            "id",
+            "tender",
+            "kind",
+            "price_usd",
+            "vehicle_external_id",
+            "route_id",
+            "eta",
+            "autonomy_mode",
+            "reason",
+            "metadata",
+            "received_at",
+            "tender_status",
+            "mission_id",
+        ]
 
     def get_mission_id(self, offer: Offer) -> int | None:
         mission = Mission.objects.filter(tender_id=offer.tender_id).values_list("pk", flat=True).first()
@@ -132,9 +171,24 @@ class MissionSerializer(serializers.ModelSerializer[Mission]):
 
     class Meta:
         model = Mission
-        fields = ["id", "tender", "shipment_reference", "status", "status_reason", "vehicle_id", "route_id", "eta",
-                  "autonomy_mode", "price_usd", "correlation_id", "started_at", "completed_at", "last_seen_at",
-                  "created_at", "updated_at"]
+        fields = [
+            "id",
+            "tender",
+            "shipment_reference",
+            "status",
+            "status_reason",
+            "vehicle_id",
+            "route_id",
+            "eta",
+            "autonomy_mode",
+            "price_usd",
+            "correlation_id",
+            "started_at",
+            "completed_at",
+            "last_seen_at",
+            "created_at",
+            "updated_at",
+        ]
 
     def get_vehicle_id(self, mission: Mission) -> str | None:
         return mission.vehicle.external_id if mission.vehicle else None
@@ -165,8 +219,18 @@ class ExceptionRequestSerializer(serializers.Serializer[dict[str, Any]]):
 class MissionExceptionSerializer(serializers.ModelSerializer[MissionException]):
     class Meta:
         model = MissionException
-        fields = ["id", "mission", "kind", "status", "detail", "data", "reported_by", "occurred_at", "correlation_id",
-                  "created_at"]
+        fields = [
+            "id",
+            "mission",
+            "kind",
+            "status",
+            "detail",
+            "data",
+            "reported_by",
+            "occurred_at",
+            "correlation_id",
+            "created_at",
+        ]
 
 
 class IngestRejectionSerializer(serializers.Serializer[dict[str, Any]]):

@@ -49,7 +49,10 @@ def problems(*codes: int) -> dict[Any, Any]:
 COMMON_READ = (401, 403, 404, 429)
 COMMON_WRITE = (400, 401, 403, 404, 409, 413, 415, 422, 429)
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    IDEMPOTENCY_HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER, required=True,
+    IDEMPOTENCY_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=True,
     description="A unique key per logical request (draft-ietf-httpapi-idempotency-key-header); "
     "a retry with the same key and body replays the first answer.",
 )
@@ -79,9 +82,17 @@ def _status_filter(request: Request, allowed: list[str]) -> str | None:
     value = request.query_params.get("status")
     if value and value not in allowed:
         raise ProblemError(
-            400, "validation-error", "Unknown status filter.",
-            errors=[{"pointer": "", "detail": f"status must be one of {', '.join(allowed)}", "code": "invalid_choice",
-                     "parameter": "status"}],
+            400,
+            "validation-error",
+            "Unknown status filter.",
+            errors=[
+                {
+                    "pointer": "",
+                    "detail": f"status must be one of {', '.join(allowed)}",
+                    "code": "invalid_choice",
+                    "parameter": "status",
+                }
+            ],
         )
     return value or None
 
@@ -143,8 +154,9 @@ class TenderListView(PartnerView, generics.ListAPIView[Tender]):
         wanted = _status_filter(self.request, list(TenderStatus.values))
         return qs.filter(status=wanted) if wanted else qs
 
-    @extend_schema(parameters=[STATUS_PARAMETER], responses={200: TenderSerializer(many=True),
-                                                             **problems(400, *COMMON_READ)})
+    @extend_schema(
+        parameters=[STATUS_PARAMETER], responses={200: TenderSerializer(many=True), **problems(400, *COMMON_READ)}
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -166,8 +178,11 @@ class TenderOfferView(PartnerView):
 
     required_scopes = {"POST": "tender:write"}
 
-    @extend_schema(request=OfferRequestSerializer, parameters=[IDEMPOTENCY_PARAMETER],
-                   responses={201: OfferSerializer, **problems(*COMMON_WRITE)})
+    @extend_schema(
+        request=OfferRequestSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: OfferSerializer, **problems(*COMMON_WRITE)},
+    )
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
         tender = get_object_or_404(Tender, pk=pk, carrier=self.carrier)
@@ -175,10 +190,17 @@ class TenderOfferView(PartnerView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         offer = dispatch.offer_receive(
-            tender_id=tender.pk, actor=self.actor, kind=data["kind"], price_usd=data.get("price_usd"),
-            vehicle_external_id=data.get("vehicle_external_id", ""), route_id=data.get("route_id", ""),
-            eta=data.get("eta"), autonomy_mode=data.get("autonomy_mode", ""), reason=data.get("reason", ""),
-            metadata=data.get("metadata"), source="api",
+            tender_id=tender.pk,
+            actor=self.actor,
+            kind=data["kind"],
+            price_usd=data.get("price_usd"),
+            vehicle_external_id=data.get("vehicle_external_id", ""),
+            route_id=data.get("route_id", ""),
+            eta=data.get("eta"),
+            autonomy_mode=data.get("autonomy_mode", ""),
+            reason=data.get("reason", ""),
+            metadata=data.get("metadata"),
+            source="api",
         )
         offer.refresh_from_db()
         return Response(OfferSerializer(offer).data, status=status.HTTP_201_CREATED)
@@ -195,8 +217,9 @@ class MissionListView(PartnerView, generics.ListAPIView[Mission]):
         wanted = _status_filter(self.request, list(MissionStatus.values))
         return qs.filter(status=wanted).order_by("-created_at", "-id") if wanted else qs.order_by("-created_at", "-id")
 
-    @extend_schema(parameters=[STATUS_PARAMETER], responses={200: MissionSerializer(many=True),
-                                                             **problems(400, *COMMON_READ)})
+    @extend_schema(
+        parameters=[STATUS_PARAMETER], responses={200: MissionSerializer(many=True), **problems(400, *COMMON_READ)}
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -222,15 +245,20 @@ class MissionStatusView(PartnerView):
 
     required_scopes = {"POST": "missions:write"}
 
-    @extend_schema(request=MissionStatusRequestSerializer, parameters=[IDEMPOTENCY_PARAMETER],
-                   responses={200: MissionSerializer, **problems(*COMMON_WRITE)})
+    @extend_schema(
+        request=MissionStatusRequestSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: MissionSerializer, **problems(*COMMON_WRITE)},
+    )
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
         mission = _own_mission(self.carrier, pk)
         serializer = MissionStatusRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         mission = services.mission_transition(
-            mission_id=mission.pk, to_status=serializer.validated_data["status"], actor=self.actor,
+            mission_id=mission.pk,
+            to_status=serializer.validated_data["status"],
+            actor=self.actor,
             reason=serializer.validated_data["reason"],
         )
         return Response(MissionSerializer(mission).data)
@@ -241,15 +269,20 @@ class MissionAutonomyView(PartnerView):
 
     required_scopes = {"POST": "missions:write"}
 
-    @extend_schema(request=AutonomyModeRequestSerializer, parameters=[IDEMPOTENCY_PARAMETER],
-                   responses={200: MissionSerializer, **problems(*COMMON_WRITE)})
+    @extend_schema(
+        request=AutonomyModeRequestSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: MissionSerializer, **problems(*COMMON_WRITE)},
+    )
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
         mission = _own_mission(self.carrier, pk)
         serializer = AutonomyModeRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         mission = services.mission_autonomy_change(
-            mission_id=mission.pk, mode=serializer.validated_data["mode"], actor=self.actor,
+            mission_id=mission.pk,
+            mode=serializer.validated_data["mode"],
+            actor=self.actor,
             reason=serializer.validated_data["reason"],
         )
         return Response(MissionSerializer(mission).data)
@@ -260,8 +293,11 @@ class MissionExceptionView(PartnerView):
 
     required_scopes = {"POST": "exceptions:write"}
 
-    @extend_schema(request=ExceptionRequestSerializer, parameters=[IDEMPOTENCY_PARAMETER],
-                   responses={201: MissionExceptionSerializer, **problems(*COMMON_WRITE)})
+    @extend_schema(
+        request=ExceptionRequestSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: MissionExceptionSerializer, **problems(*COMMON_WRITE)},
+    )
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
         mission = _own_mission(self.carrier, pk)
@@ -269,8 +305,12 @@ class MissionExceptionView(PartnerView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         exc = services.mission_exception_report(
-            mission_id=mission.pk, kind=data["kind"], actor=self.actor, detail=data["detail"],
-            data=data.get("data"), occurred_at=data.get("occurred_at"),
+            mission_id=mission.pk,
+            kind=data["kind"],
+            actor=self.actor,
+            detail=data["detail"],
+            data=data.get("data"),
+            occurred_at=data.get("occurred_at"),
         )
         return Response(MissionExceptionSerializer(exc).data, status=status.HTTP_201_CREATED)
 
@@ -296,8 +336,11 @@ class TelemetryView(PartnerView):
 
     required_scopes = {"POST": "telemetry:write"}
 
-    @extend_schema(request=TelemetryEventSerializer, parameters=[IDEMPOTENCY_PARAMETER],
-                   responses={202: IngestResultSerializer, **problems(*COMMON_WRITE)})
+    @extend_schema(
+        request=TelemetryEventSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={202: IngestResultSerializer, **problems(*COMMON_WRITE)},
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         serializer = TelemetryEventSerializer(data=request.data)
@@ -305,8 +348,12 @@ class TelemetryView(PartnerView):
         _own_mission(self.carrier, serializer.validated_data["mission_id"])
         result = telemetry_accept(carrier=self.carrier, raw_events=[request.data], source="api")
         if result["rejected"] and not result["accepted"]:
-            raise ProblemError(422, "telemetry-rejected", result["rejected"][0]["reason"],
-                               errors=[{"pointer": "", "detail": result["rejected"][0]["reason"], "code": "rejected"}])
+            raise ProblemError(
+                422,
+                "telemetry-rejected",
+                result["rejected"][0]["reason"],
+                errors=[{"pointer": "", "detail": result["rejected"][0]["reason"], "code": "rejected"}],
+            )
         return Response(IngestResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -315,20 +362,27 @@ class TelemetryBatchView(PartnerView):
 
     required_scopes = {"POST": "telemetry:write"}
 
-    @extend_schema(request=TelemetryBatchSerializer, parameters=[IDEMPOTENCY_PARAMETER],
-                   responses={202: IngestResultSerializer, **problems(*COMMON_WRITE)})
+    @extend_schema(
+        request=TelemetryBatchSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={202: IngestResultSerializer, **problems(*COMMON_WRITE)},
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         events = request.data.get("events") if isinstance(request.data, dict) else None
         if not isinstance(events, list) or not events:
             raise ProblemError(
-                400, "validation-error", "The body must be an object with a non-empty 'events' list.",
+                400,
+                "validation-error",
+                "The body must be an object with a non-empty 'events' list.",
                 errors=[{"pointer": "/events", "detail": "A non-empty list is required.", "code": "required"}],
             )
         limit = int(settings.API_TELEMETRY_MAX_BATCH)
         if len(events) > limit:
             raise ProblemError(
-                413, "batch-too-large", f"A batch holds at most {limit} events; this one has {len(events)}.",
+                413,
+                "batch-too-large",
+                f"A batch holds at most {limit} events; this one has {len(events)}.",
                 max_batch_events=limit,
             )
         result = telemetry_accept(carrier=self.carrier, raw_events=events, source="api-batch")
@@ -345,9 +399,17 @@ def _int_param(request: Request, name: str, default: int, *, minimum: int, maxim
         value = minimum - 1
     if not minimum <= value <= maximum:
         raise ProblemError(
-            400, "validation-error", f"Invalid '{name}' parameter.",
-            errors=[{"pointer": "", "detail": f"{name} must be an integer from {minimum} to {maximum}",
-                     "code": "invalid", "parameter": name}],
+            400,
+            "validation-error",
+            f"Invalid '{name}' parameter.",
+            errors=[
+                {
+                    "pointer": "",
+                    "detail": f"{name} must be an integer from {minimum} to {maximum}",
+                    "code": "invalid",
+                    "parameter": name,
+                }
+            ],
         )
     return value
 
@@ -377,8 +439,9 @@ class EventReplayView(PartnerView):
             event.pop("incident_id", None)
             if event.get("actor_kind") == "user":
                 event["actor"] = "console"
-        return Response({"events": events, "next_cursor": rows[-1].pk if rows else after,
-                         "has_more": len(rows) == limit})
+        return Response(
+            {"events": events, "next_cursor": rows[-1].pk if rows else after, "has_more": len(rows) == limit}
+        )
 
 
 class SlaSummaryView(PartnerView):

@@ -137,14 +137,18 @@ def _apply(carrier: Carrier, event_type: str, data: Any) -> None:
     if event_type == "mission.status":
         mission = get_object_or_404(Mission, pk=_mission_id(data), carrier=carrier)
         body = _valid(MissionStatusRequestSerializer(data=data))
-        services.mission_transition(mission_id=mission.pk, to_status=body["status"], actor=actor,
-                                    reason=body["reason"])
+        services.mission_transition(mission_id=mission.pk, to_status=body["status"], actor=actor, reason=body["reason"])
     elif event_type == "mission.exception":
         mission = get_object_or_404(Mission, pk=_mission_id(data), carrier=carrier)
         body = _valid(ExceptionRequestSerializer(data=data))
-        services.mission_exception_report(mission_id=mission.pk, kind=body["kind"], actor=actor,
-                                          detail=body["detail"], data=body.get("data"),
-                                          occurred_at=body.get("occurred_at"))
+        services.mission_exception_report(
+            mission_id=mission.pk,
+            kind=body["kind"],
+            actor=actor,
+            detail=body["detail"],
+            data=body.get("data"),
+            occurred_at=body.get("occurred_at"),
+        )
     elif event_type == "offer":
         try:
             tender_id = int(data["tender_id"])
@@ -153,10 +157,17 @@ def _apply(carrier: Carrier, event_type: str, data: Any) -> None:
         tender = get_object_or_404(Tender, pk=tender_id, carrier=carrier)
         body = _valid(OfferRequestSerializer(data=data))
         dispatch.offer_receive(
-            tender_id=tender.pk, actor=actor, kind=body["kind"], price_usd=body.get("price_usd"),
-            vehicle_external_id=body.get("vehicle_external_id", ""), route_id=body.get("route_id", ""),
-            eta=body.get("eta"), autonomy_mode=body.get("autonomy_mode", ""), reason=body.get("reason", ""),
-            metadata=body.get("metadata"), source="webhook",
+            tender_id=tender.pk,
+            actor=actor,
+            kind=body["kind"],
+            price_usd=body.get("price_usd"),
+            vehicle_external_id=body.get("vehicle_external_id", ""),
+            route_id=body.get("route_id", ""),
+            eta=body.get("eta"),
+            autonomy_mode=body.get("autonomy_mode", ""),
+            reason=body.get("reason", ""),
+            metadata=body.get("metadata"),
+            source="webhook",
         )
     else:
         events = data.get("events", [data])
@@ -187,11 +198,15 @@ class CarrierWebhookView(APIView):
         carrier = get_object_or_404(Carrier, slug=carrier_slug)
         body = request.body  # the raw bytes, read before any parsing: the signature covers them exactly
         now = timezone.now()
-        headers = {name: request.headers.get(name, "") for name in
-                   ("webhook-id", "webhook-timestamp", "webhook-signature")}
+        headers = {
+            name: request.headers.get(name, "") for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+        }
         try:
             webhook_id = webhook_verify(
-                secrets=carrier_webhook_secrets(carrier, now), headers=headers, body=body, now=now,
+                secrets=carrier_webhook_secrets(carrier, now),
+                headers=headers,
+                body=body,
+                now=now,
                 tolerance_seconds=int(settings.WEBHOOK_TOLERANCE_SECONDS),
             )
         except WebhookVerificationError as exc:
@@ -211,8 +226,11 @@ class CarrierWebhookView(APIView):
                 # The receipt and the effect commit together: a crash leaves neither, a redelivery does nothing.
                 WebhookReceipt.objects.create(carrier=carrier, webhook_id=webhook_id, event_type=envelope["type"])
                 # Attestations made for this delivery keep the carrier's own signature beside ours.
-                signed_by_carrier = {"scheme": "standard-webhooks-v1", **headers,
-                                     "body_sha256": hashlib.sha256(body).hexdigest()}
+                signed_by_carrier = {
+                    "scheme": "standard-webhooks-v1",
+                    **headers,
+                    "body_sha256": hashlib.sha256(body).hexdigest(),
+                }
                 with carrier_signed(signed_by_carrier):
                     _apply(carrier, envelope["type"], envelope["data"])
         except IntegrityError:

@@ -76,8 +76,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._token(body)
                 return
             if not self._authorized():
-                self._problem(401, "Unauthorized", "A valid bearer token for this carrier is required.",
-                              headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+                self._problem(
+                    401,
+                    "Unauthorized",
+                    "A valid bearer token for this carrier is required.",
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
                 return
             if sim.state.fault_take_error(self.tenant):
                 self._problem(503, "Service Unavailable", "Injected error burst.", headers={"Retry-After": "1"})
@@ -117,8 +121,9 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _send(self, status: int, body: Any, *, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: Any, *, content_type: str = "application/json", headers: dict[str, str] | None = None
+    ) -> None:
         raw = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -132,8 +137,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(raw)
 
     def _problem(self, status: int, title: str, detail: str, *, headers: dict[str, str] | None = None) -> None:
-        self._send(status, {"type": "about:blank", "title": title, "status": status, "detail": detail},
-                   content_type="application/problem+json", headers=headers)
+        self._send(
+            status,
+            {"type": "about:blank", "title": title, "status": status, "detail": detail},
+            content_type="application/problem+json",
+            headers=headers,
+        )
 
     def _json(self, body: bytes) -> Any:
         try:
@@ -158,12 +167,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": "unsupported_grant_type"})
             return
         if not self.server.sim.state.client_check(client_id, client_secret):
-            self._send(401, {"error": "invalid_client", "error_description": "Unknown client or wrong secret."},
-                       headers={"WWW-Authenticate": 'Basic realm="carrier"'})
+            self._send(
+                401,
+                {"error": "invalid_client", "error_description": "Unknown client or wrong secret."},
+                headers={"WWW-Authenticate": 'Basic realm="carrier"'},
+            )
             return
         token, ttl = self.server.sim.state.token_issue(client_id)
-        self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": "tenders vehicles"},
-                   headers={"Cache-Control": "no-store"})
+        self._send(
+            200,
+            {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": "tenders vehicles"},
+            headers={"Cache-Control": "no-store"},
+        )
 
     def _authorized(self) -> bool:
         auth = self.headers.get("Authorization", "")
@@ -220,8 +235,9 @@ class _Handler(BaseHTTPRequestHandler):
             if seen is not None:
                 seen_fingerprint, ref = seen
                 if seen_fingerprint != fingerprint:
-                    self._problem(422, "Unprocessable Content",
-                                  "This Idempotency-Key was used with a different request body.")
+                    self._problem(
+                        422, "Unprocessable Content", "This Idempotency-Key was used with a different request body."
+                    )
                 elif ref is None:
                     self._problem(409, "Conflict", "A request with this Idempotency-Key is still in progress.")
                 else:
@@ -229,8 +245,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             state.keys[scope] = (fingerprint, None)
             ref = f"SIM-{len(state.tenders) + 1:05d}-{uuid.uuid4().hex[:6]}"
-            tender = SimTender(ref=ref, tender_id=body["tender_id"], request=body, tenant=self.tenant,
-                               correlation_id=self.headers.get("X-Correlation-ID") or body["correlation_id"])
+            tender = SimTender(
+                ref=ref,
+                tender_id=body["tender_id"],
+                request=body,
+                tenant=self.tenant,
+                correlation_id=self.headers.get("X-Correlation-ID") or body["correlation_id"],
+            )
             offer = state.decide(body, tenant=self.tenant)
             if state.config.answer == "sync":
                 tender.status, tender.offer = STATUS_FOR[offer["kind"]], offer
@@ -271,19 +292,36 @@ class _Handler(BaseHTTPRequestHandler):
         if vehicle_id not in self.server.sim.state.vehicles_for(self.tenant):
             self._problem(404, "Not Found", "No such vehicle.")
             return
-        self._send(200, {
-            "vehicle_id": vehicle_id, "channel": "satellite", "autonomy_mode": "autonomous", "safe_hold": False,
-            "position": {"lat": 32.7767, "lon": -96.797, "recorded_at": utc_now_iso(), "speed_kph": 0.0,
-                         "heading_deg": None},
-        })
+        self._send(
+            200,
+            {
+                "vehicle_id": vehicle_id,
+                "channel": "satellite",
+                "autonomy_mode": "autonomous",
+                "safe_hold": False,
+                "position": {
+                    "lat": 32.7767,
+                    "lon": -96.797,
+                    "recorded_at": utc_now_iso(),
+                    "speed_kph": 0.0,
+                    "heading_deg": None,
+                },
+            },
+        )
 
     # -- admin -----------------------------------------------------------------
 
     def _admin(self, method: str, path: str, raw: bytes) -> None:
         state = self.server.sim.state
         if path == "/_stats" and method == "GET":
-            self._send(200, {"tenders": state.tender_count(), "faults": state.faults_public(self.tenant),
-                             "deliveries": len(state.deliveries)})
+            self._send(
+                200,
+                {
+                    "tenders": state.tender_count(),
+                    "faults": state.faults_public(self.tenant),
+                    "deliveries": len(state.deliveries),
+                },
+            )
             return
         if path == "/_faults" and method == "GET":
             self._send(200, state.faults_public(self.tenant))
@@ -396,10 +434,16 @@ class CarrierSimulator:
 
     def log_request(self, *, method: str, path: str, headers: Any, tenant: str) -> None:
         with self.state.lock:
-            self.state.requests.append({
-                "method": method, "path": path, "tenant": tenant, "idempotency_key": headers.get("Idempotency-Key"),
-                "correlation_id": headers.get("X-Correlation-ID"), "at": time.time(),
-            })
+            self.state.requests.append(
+                {
+                    "method": method,
+                    "path": path,
+                    "tenant": tenant,
+                    "idempotency_key": headers.get("Idempotency-Key"),
+                    "correlation_id": headers.get("X-Correlation-ID"),
+                    "at": time.time(),
+                }
+            )
 
     # -- asynchronous answers ------------------------------------------------------
 
@@ -442,8 +486,11 @@ class CarrierSimulator:
         if self._console_token and self._console_token[1] > time.monotonic():
             return self._console_token[0]
         token_url = config.console_token_url or f"{config.console_url.rstrip('/')}/oauth2/token"
-        response = client.post(token_url, data={"grant_type": "client_credentials"},
-                               auth=(config.console_client_id, config.console_client_secret))
+        response = client.post(
+            token_url,
+            data={"grant_type": "client_credentials"},
+            auth=(config.console_client_id, config.console_client_secret),
+        )
         response.raise_for_status()
         body = response.json()
         self._console_token = (body["access_token"], time.monotonic() + int(body.get("expires_in", 60)) - 10)
@@ -453,9 +500,13 @@ class CarrierSimulator:
     def _offer_payload(tender: SimTender, offer: dict[str, Any]) -> dict[str, Any]:
         """The console's partner-API offer body (OfferRequest) for an answer."""
         payload = {
-            "kind": offer["kind"], "price_usd": offer.get("price_usd"),
-            "vehicle_external_id": offer.get("vehicle_id") or "", "route_id": offer.get("route_id") or "",
-            "eta": offer.get("eta"), "autonomy_mode": offer.get("autonomy_mode"), "reason": offer.get("reason") or "",
+            "kind": offer["kind"],
+            "price_usd": offer.get("price_usd"),
+            "vehicle_external_id": offer.get("vehicle_id") or "",
+            "route_id": offer.get("route_id") or "",
+            "eta": offer.get("eta"),
+            "autonomy_mode": offer.get("autonomy_mode"),
+            "reason": offer.get("reason") or "",
             "metadata": {"carrier_ref": tender.ref},
         }
         return {k: v for k, v in payload.items() if v is not None}
@@ -487,14 +538,21 @@ class CarrierSimulator:
 
         message_id = f"msg_{tender.ref}_answer"
         now = datetime.now(UTC)
-        payload = json.dumps({
-            "type": "offer", "timestamp": now.isoformat(),
-            "data": {"tender_id": tender.tender_id, **self._offer_payload(tender, offer)},
-        })
+        payload = json.dumps(
+            {
+                "type": "offer",
+                "timestamp": now.isoformat(),
+                "data": {"tender_id": tender.tender_id, **self._offer_payload(tender, offer)},
+            }
+        )
         secret = self.state.config.webhook_secret
         signature = Webhook(secret).sign(message_id, now, payload)
-        headers = {"webhook-id": message_id, "webhook-timestamp": str(int(now.timestamp())),
-                   "webhook-signature": signature, "Content-Type": "application/json"}
+        headers = {
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signature,
+            "Content-Type": "application/json",
+        }
         with httpx.Client(timeout=10.0) as client:
             response = client.post(url, content=payload, headers=headers)
         return {"channel": "webhook", "status_code": response.status_code}

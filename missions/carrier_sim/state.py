@@ -84,7 +84,10 @@ class SimTender:
 
     def public(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "ref": self.ref, "tender_id": self.tender_id, "status": self.status, "offer": self.offer,
+            "ref": self.ref,
+            "tender_id": self.tender_id,
+            "status": self.status,
+            "offer": self.offer,
             "updated_at": self.updated_at,
         }
         if self.correlation_id:
@@ -214,12 +217,16 @@ class SimState:
             # Clamped: a continental lane is under 10,000 km, whatever the request claims.
             distance_km = min(max(float(request.get("shipment", {}).get("distance_km") or 400.0), 0.0), 10_000.0)
             eta = datetime.now(UTC) + timedelta(hours=distance_km / 80.0 + 1)
-            offer.update({
-                "vehicle_id": vehicle, "route_id": f"SIM-{request['shipment']['origin']['region']}-"
-                f"{request['shipment']['destination']['region']}", "autonomy_mode": "autonomous",
-                "eta": eta.isoformat(timespec="seconds").replace("+00:00", "Z"),
-                "price_usd": request.get("offered_price_usd"),
-            })
+            offer.update(
+                {
+                    "vehicle_id": vehicle,
+                    "route_id": f"SIM-{request['shipment']['origin']['region']}-"
+                    f"{request['shipment']['destination']['region']}",
+                    "autonomy_mode": "autonomous",
+                    "eta": eta.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                    "price_usd": request.get("offered_price_usd"),
+                }
+            )
         elif kind == "reject":
             offer["reason"] = "no capacity on that lane"
         else:

@@ -27,15 +27,14 @@ def issue_client(carrier: Carrier, scopes: str = ALL_SCOPES) -> IssuedClient:
     )
 
 
-def fetch_token(issued: IssuedClient, scope: str | None = None, client: Client | None = None,
-                **extra: Any) -> dict[str, Any]:
+def fetch_token(
+    issued: IssuedClient, scope: str | None = None, client: Client | None = None, **extra: Any
+) -> dict[str, Any]:
     basic = base64.b64encode(f"{issued.client_id}:{issued.client_secret}".encode()).decode()
     data = {"grant_type": "client_credentials"}
     if scope:
         data["scope"] = scope
-    response = (client or Client()).post(
-        "/oauth2/token", data, HTTP_AUTHORIZATION=f"Basic {basic}", **extra
-    )
+    response = (client or Client()).post("/oauth2/token", data, HTTP_AUTHORIZATION=f"Basic {basic}", **extra)
     assert response.status_code == 200, response.content
     return dict(response.json())
 

@@ -61,10 +61,18 @@ def test_carrier_flow_capabilities_tenders_counter_accept_status_exception(live_
     assert counter.status_code == 201, counter.text
     assert counter.json()["tender_status"] == TenderStatus.COUNTERED
 
-    accept = _post(api, f"{base}/tenders/{accepted.pk}/offers", {
-        "kind": "accept", "vehicle_external_id": vehicle.external_id, "route_id": "I-45-S",
-        "eta": "2030-01-01T12:00:00Z", "autonomy_mode": "autonomous", "metadata": {"quote": "Q-1"},
-    })
+    accept = _post(
+        api,
+        f"{base}/tenders/{accepted.pk}/offers",
+        {
+            "kind": "accept",
+            "vehicle_external_id": vehicle.external_id,
+            "route_id": "I-45-S",
+            "eta": "2030-01-01T12:00:00Z",
+            "autonomy_mode": "autonomous",
+            "metadata": {"quote": "Q-1"},
+        },
+    )
     assert accept.status_code == 201, accept.text
     mission_id = accept.json()["mission_id"]
     assert Tender.objects.get(pk=accepted.pk).status == TenderStatus.ACCEPTED
@@ -77,8 +85,11 @@ def test_carrier_flow_capabilities_tenders_counter_accept_status_exception(live_
     assert moved.status_code == 200, moved.text
     assert moved.json()["status"] == MissionStatus.EN_ROUTE
 
-    reported = _post(api, f"{base}/missions/{mission_id}/exceptions",
-                     {"kind": "degraded_sensors", "detail": "lidar 2 dirty", "data": {"sensor": "lidar-2"}})
+    reported = _post(
+        api,
+        f"{base}/missions/{mission_id}/exceptions",
+        {"kind": "degraded_sensors", "detail": "lidar 2 dirty", "data": {"sensor": "lidar-2"}},
+    )
     assert reported.status_code == 201, reported.text
     assert Mission.objects.get(pk=mission_id).status == MissionStatus.EN_ROUTE
     assert MissionException.objects.get(mission_id=mission_id).kind == "degraded_sensors"

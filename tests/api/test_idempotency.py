@@ -51,8 +51,9 @@ def test_missing_key_is_400_and_nothing_happens(
 @pytest.mark.django_db
 @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "ümlaut"])
 def test_malformed_key_is_400(api_a: APIClient, mission_a: Mission, key: str) -> None:
-    response = api_a.post(f"/api/v1/missions/{mission_a.pk}/exceptions", EXCEPTION_BODY, format="json",
-                          HTTP_IDEMPOTENCY_KEY=key)
+    response = api_a.post(
+        f"/api/v1/missions/{mission_a.pk}/exceptions", EXCEPTION_BODY, format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
     assert_problem(response, 400)
     assert not MissionException.objects.exists()
 
@@ -103,8 +104,9 @@ def test_same_key_other_body_is_422_and_nothing_happens(api_a: APIClient, missio
 def test_same_key_other_path_is_422(api_a: APIClient, mission_a: Mission) -> None:
     key = new_key()
     api_a.post(f"/api/v1/missions/{mission_a.pk}/exceptions", EXCEPTION_BODY, format="json", HTTP_IDEMPOTENCY_KEY=key)
-    response = api_a.post(f"/api/v1/missions/{mission_a.pk}/status", {"status": "en_route"}, format="json",
-                          HTTP_IDEMPOTENCY_KEY=key)
+    response = api_a.post(
+        f"/api/v1/missions/{mission_a.pk}/status", {"status": "en_route"}, format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
     assert_problem(response, 422)
     mission_a.refresh_from_db()
     assert mission_a.status == "assigned"
@@ -115,7 +117,9 @@ def test_in_flight_key_is_409(api_a: APIClient, partner_a: IssuedClient, mission
     key, path = new_key(), f"/api/v1/missions/{mission_a.pk}/exceptions"
     body = b'{"kind":"lost_comms","detail":"no uplink for 40 s"}'
     IdempotencyRecord.objects.create(
-        client=partner_a.client, key=key, fingerprint=request_fingerprint("POST", path, body),
+        client=partner_a.client,
+        key=key,
+        fingerprint=request_fingerprint("POST", path, body),
         expires_at=timezone.now() + timedelta(hours=1),
     )
     response = api_a.post(path, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY=key)
@@ -125,12 +129,15 @@ def test_in_flight_key_is_409(api_a: APIClient, partner_a: IssuedClient, mission
 
 
 @pytest.mark.django_db
-def test_abandoned_in_flight_key_may_be_retried(api_a: APIClient, partner_a: IssuedClient, mission_a: Mission,
-                                                settings: Any) -> None:
+def test_abandoned_in_flight_key_may_be_retried(
+    api_a: APIClient, partner_a: IssuedClient, mission_a: Mission, settings: Any
+) -> None:
     key, path = new_key(), f"/api/v1/missions/{mission_a.pk}/exceptions"
     body = b'{"kind":"lost_comms"}'
     record = IdempotencyRecord.objects.create(
-        client=partner_a.client, key=key, fingerprint=request_fingerprint("POST", path, body),
+        client=partner_a.client,
+        key=key,
+        fingerprint=request_fingerprint("POST", path, body),
         expires_at=timezone.now() + timedelta(hours=1),
     )
     IdempotencyRecord.objects.filter(pk=record.pk).update(
@@ -232,8 +239,6 @@ def test_concurrent_requests_with_one_key_have_one_effect_on_postgresql(
 @pytest.mark.django_db
 def test_get_needs_no_key(api_a: APIClient) -> None:
     assert api_a.get("/api/v1/missions").status_code == 200
-
-
 
 
 @pytest.mark.django_db(transaction=True)

@@ -36,8 +36,9 @@ def test_rate_limit_is_429_with_retry_after_per_client(api_a: APIClient, api_b: 
 def test_body_over_the_limit_is_413_and_nothing_is_stored(api_a: APIClient, tender_a: Tender, settings: Any) -> None:
     settings.API_MAX_BODY_BYTES = 2048
     body = '{"kind": "counter", "price_usd": "10.00", "reason": "' + "x" * 4096 + '"}'
-    response = api_a.post(f"/api/v1/tenders/{tender_a.pk}/offers", body, content_type="application/json",
-                          HTTP_IDEMPOTENCY_KEY=new_key())
+    response = api_a.post(
+        f"/api/v1/tenders/{tender_a.pk}/offers", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY=new_key()
+    )
     body_json = assert_problem(response, 413, "body-too-large")
     assert body_json["max_body_bytes"] == 2048
     assert not Offer.objects.exists()
@@ -57,8 +58,9 @@ def test_unknown_status_filter_is_400(api_a: APIClient) -> None:
     assert_problem(api_a.get("/api/v1/tenders", {"status": "bogus"}), 400, "validation-error")
 
 
-def test_batch_over_the_limit_is_413(api_a: APIClient, mission_a: Mission, settings: Any,
-                                     post_json: Callable[..., Any]) -> None:
+def test_batch_over_the_limit_is_413(
+    api_a: APIClient, mission_a: Mission, settings: Any, post_json: Callable[..., Any]
+) -> None:
     from tests.api.test_isolation import telemetry_event
 
     settings.API_TELEMETRY_MAX_BATCH = 2

@@ -35,8 +35,9 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _cert(subject: str, issuer_key: Any, issuer: x509.Name | None, *, ca: bool = False,
-          san_ip: str | None = None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _cert(
+    subject: str, issuer_key: Any, issuer: x509.Name | None, *, ca: bool = False, san_ip: str | None = None
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     builder = (
@@ -52,16 +53,20 @@ def _cert(subject: str, issuer_key: Any, issuer: x509.Name | None, *, ca: bool =
     if san_ip:
         import ipaddress
 
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(san_ip))]),
-                                        critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(san_ip))]), critical=False
+        )
     return builder.sign(issuer_key or key, hashes.SHA256()), key
 
 
 def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None = None) -> None:
     path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     if key is not None:
-        path.with_suffix(".key").write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        path.with_suffix(".key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
 
 
 def _free_port() -> int:
@@ -100,9 +105,12 @@ def edge(live_server: Any, tmp_path: Path, settings: Any) -> Iterator[Edge]:
     upstream = urlparse(live_server.url).netloc
     template = (Path(django_settings.BASE_DIR) / "deploy" / "nginx" / "partner-api.conf").read_text()
     values = {
-        "LISTEN_PORT": f"127.0.0.1:{port}", "SERVER_CERT": str(tmp_path / "server.crt"),
-        "SERVER_KEY": str(tmp_path / "server.key"), "CARRIER_CA_BUNDLE": str(tmp_path / "carrier-ca.crt"),
-        "UPSTREAM": upstream, "PROXY_SOURCE_ADDRESS": PROXY_SOURCE,
+        "LISTEN_PORT": f"127.0.0.1:{port}",
+        "SERVER_CERT": str(tmp_path / "server.crt"),
+        "SERVER_KEY": str(tmp_path / "server.key"),
+        "CARRIER_CA_BUNDLE": str(tmp_path / "carrier-ca.crt"),
+        "UPSTREAM": upstream,
+        "PROXY_SOURCE_ADDRESS": PROXY_SOURCE,
     }
     for name, value in values.items():
         template = template.replace("${" + name + "}", value)
@@ -125,8 +133,11 @@ http {{
 }}
 """)
     settings.PARTNER_TRUSTED_PROXIES = [f"{PROXY_SOURCE}/32"]
-    process = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         for _ in range(100):
             if process.poll() is not None:
@@ -137,10 +148,12 @@ http {{
             except OSError:
                 time.sleep(0.05)
         yield Edge(
-            url=f"https://127.0.0.1:{port}", ca=str(tmp_path / "carrier-ca.crt"),
+            url=f"https://127.0.0.1:{port}",
+            ca=str(tmp_path / "carrier-ca.crt"),
             client_a=(str(tmp_path / "client-a.crt"), str(tmp_path / "client-a.key")),
             client_b=(str(tmp_path / "client-b.crt"), str(tmp_path / "client-b.key")),
-            cert_a=cert_a, rogue=(str(tmp_path / "rogue.crt"), str(tmp_path / "rogue.key")),
+            cert_a=cert_a,
+            rogue=(str(tmp_path / "rogue.crt"), str(tmp_path / "rogue.key")),
         )
     finally:
         process.terminate()
@@ -148,13 +161,24 @@ http {{
 
 
 def _token(edge: Edge, issued: IssuedClient, cert: tuple[str, str] | None) -> requests.Response:
-    return requests.post(f"{edge.url}/oauth2/token", data={"grant_type": "client_credentials"},
-                         auth=(issued.client_id, issued.client_secret), cert=cert, verify=edge.ca, timeout=10)
+    return requests.post(
+        f"{edge.url}/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=(issued.client_id, issued.client_secret),
+        cert=cert,
+        verify=edge.ca,
+        timeout=10,
+    )
 
 
 def _caps(edge: Edge, token: str, cert: tuple[str, str] | None, **headers: str) -> requests.Response:
-    return requests.get(f"{edge.url}/api/v1/capabilities", headers={"Authorization": f"Bearer {token}", **headers},
-                        cert=cert, verify=edge.ca, timeout=10)
+    return requests.get(
+        f"{edge.url}/api/v1/capabilities",
+        headers={"Authorization": f"Bearer {token}", **headers},
+        cert=cert,
+        verify=edge.ca,
+        timeout=10,
+    )
 
 
 @pytest.fixture
@@ -197,8 +221,11 @@ def test_forwarded_certificate_is_ignored_when_not_from_the_proxy(
     token = _token(edge, mtls_client, edge.client_a).json()["access_token"]
     forged = quote(edge.cert_a.public_bytes(serialization.Encoding.PEM).decode())
     # Straight to the application from 127.0.0.1, which is not a configured proxy address.
-    response = requests.get(f"{live_server.url}/api/v1/capabilities", timeout=10, headers={
-        "Authorization": f"Bearer {token}", "X-SSL-Client-Cert": forged, "X-SSL-Client-Verify": "SUCCESS"})
+    response = requests.get(
+        f"{live_server.url}/api/v1/capabilities",
+        timeout=10,
+        headers={"Authorization": f"Bearer {token}", "X-SSL-Client-Cert": forged, "X-SSL-Client-Verify": "SUCCESS"},
+    )
     assert response.status_code == 401
 
 
@@ -232,5 +259,3 @@ def test_thumbprint_header_is_ignored_from_untrusted_addresses(settings: Any) ->
     settings.PARTNER_TRUSTED_PROXIES = ["203.0.113.0/24"]
     assert presented_thumbprint(meta) == x5t_s256(cert.public_bytes(serialization.Encoding.DER))
     assert presented_thumbprint({**meta, "HTTP_X_SSL_CLIENT_VERIFY": "FAILED:unable to verify"}) is None
-
-

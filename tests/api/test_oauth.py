@@ -58,17 +58,18 @@ def test_other_grant_types_are_refused(partner_a: IssuedClient) -> None:
     # oauthlib checks the (bogus) user first; either way no token is issued.
     assert response.json()["error"] in ("invalid_grant", "unauthorized_client")  # type: ignore[attr-defined]
     assert "access_token" not in response.json()  # type: ignore[attr-defined]
-    _oauth_error(_token_request(partner_a, {"grant_type": "refresh_token", "refresh_token": "x"}), 400,
-                 "unauthorized_client")
+    _oauth_error(
+        _token_request(partner_a, {"grant_type": "refresh_token", "refresh_token": "x"}), 400, "unauthorized_client"
+    )
     _oauth_error(_token_request(partner_a, {"grant_type": "magic"}), 400, "unsupported_grant_type")
 
 
 def test_scope_outside_the_clients_grant_is_invalid_scope(carrier_a: Carrier) -> None:
     narrow = issue_client(carrier_a, scopes="tender:read")
-    _oauth_error(_token_request(narrow, {"grant_type": "client_credentials", "scope": "tender:write"}), 400,
-                 "invalid_scope")
-    _oauth_error(_token_request(narrow, {"grant_type": "client_credentials", "scope": "admin"}), 400,
-                 "invalid_scope")
+    _oauth_error(
+        _token_request(narrow, {"grant_type": "client_credentials", "scope": "tender:write"}), 400, "invalid_scope"
+    )
+    _oauth_error(_token_request(narrow, {"grant_type": "client_credentials", "scope": "admin"}), 400, "invalid_scope")
 
 
 def test_missing_grant_type_is_unsupported_grant_type(partner_a: IssuedClient) -> None:
@@ -78,8 +79,10 @@ def test_missing_grant_type_is_unsupported_grant_type(partner_a: IssuedClient) -
 def test_application_without_carrier_gets_no_token() -> None:
     raw = "s3cret-value-for-an-unbound-app"
     app = Application.objects.create(
-        name="unbound", client_type=Application.CLIENT_CONFIDENTIAL,
-        authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS, client_secret=raw,
+        name="unbound",
+        client_type=Application.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
+        client_secret=raw,
     )
     basic = base64.b64encode(f"{app.client_id}:{raw}".encode()).decode()
     response = Client().post("/oauth2/token", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=f"Basic {basic}")

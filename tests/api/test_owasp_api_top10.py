@@ -35,15 +35,18 @@ def _clean_cache() -> None:
     cache.clear()
 
 
-def test_api1_2023_broken_object_level_authorization(api_b: APIClient, tender_a: Tender, mission_a: Mission,
-                                                     post_json: Callable[..., Any]) -> None:
+def test_api1_2023_broken_object_level_authorization(
+    api_b: APIClient, tender_a: Tender, mission_a: Mission, post_json: Callable[..., Any]
+) -> None:
     for path in (f"/api/v1/tenders/{tender_a.pk}", f"/api/v1/missions/{mission_a.pk}"):
         assert_problem(api_b.get(path), 404)
     assert_problem(post_json(api_b, f"/api/v1/tenders/{tender_a.pk}/offers", {"kind": "reject"}), 404)
     assert_problem(post_json(api_b, f"/api/v1/missions/{mission_a.pk}/status", {"status": "en_route"}), 404)
     # Ids of existing foreign objects and ids that do not exist answer the same: no probing.
-    assert api_b.get(f"/api/v1/tenders/{tender_a.pk}").json()["detail"] == api_b.get(
-        "/api/v1/tenders/999999").json()["detail"]
+    assert (
+        api_b.get(f"/api/v1/tenders/{tender_a.pk}").json()["detail"]
+        == api_b.get("/api/v1/tenders/999999").json()["detail"]
+    )
 
 
 def test_api2_2023_broken_authentication(partner_a: IssuedClient, partner_b: IssuedClient) -> None:
@@ -59,10 +62,19 @@ def test_api3_2023_broken_object_property_level_authorization(
     api_a: APIClient, tender_a: Tender, post_json: Callable[..., Any]
 ) -> None:
     # Mass assignment: read-only and foreign properties in the body are ignored.
-    response = post_json(api_a, f"/api/v1/tenders/{tender_a.pk}/offers", {
-        "kind": "counter", "price_usd": "1600.00", "tender_status": "accepted", "status": "accepted",
-        "tender": 424242, "source": "console", "mission_id": 1,
-    })
+    response = post_json(
+        api_a,
+        f"/api/v1/tenders/{tender_a.pk}/offers",
+        {
+            "kind": "counter",
+            "price_usd": "1600.00",
+            "tender_status": "accepted",
+            "status": "accepted",
+            "tender": 424242,
+            "source": "console",
+            "mission_id": 1,
+        },
+    )
     assert response.status_code == 201
     tender_a.refresh_from_db()
     assert tender_a.status == TenderStatus.COUNTERED
@@ -75,12 +87,26 @@ def test_api3_2023_broken_object_property_level_authorization(
 def test_api4_2023_unrestricted_resource_consumption(api_a: APIClient, tender_a: Tender, settings: Any) -> None:
     settings.API_MAX_BODY_BYTES = 4096
     big = json.dumps({"kind": "counter", "price_usd": "1.00", "metadata": {"x": "y" * 9000}})
-    assert_problem(api_a.post(f"/api/v1/tenders/{tender_a.pk}/offers", big, content_type="application/json",
-                              HTTP_IDEMPOTENCY_KEY=new_key()), 413)
+    assert_problem(
+        api_a.post(
+            f"/api/v1/tenders/{tender_a.pk}/offers",
+            big,
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY=new_key(),
+        ),
+        413,
+    )
     settings.API_MAX_BODY_BYTES = 1_048_576
     # Metadata is bounded even under the body limit.
-    body = assert_problem(api_a.post(f"/api/v1/tenders/{tender_a.pk}/offers", big, content_type="application/json",
-                                     HTTP_IDEMPOTENCY_KEY=new_key()), 400)
+    body = assert_problem(
+        api_a.post(
+            f"/api/v1/tenders/{tender_a.pk}/offers",
+            big,
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY=new_key(),
+        ),
+        400,
+    )
     assert body["errors"][0]["pointer"] == "/metadata"
     settings.API_RATE_LIMIT = "2/min"
     api_a.get("/api/v1/capabilities")
@@ -90,11 +116,16 @@ def test_api4_2023_unrestricted_resource_consumption(api_a: APIClient, tender_a:
     assert int(limited["Retry-After"]) > 0
 
 
-def test_api5_2023_broken_function_level_authorization(partner_a: IssuedClient, mission_a: Mission,
-                                                       dispatcher: User, admin_user: User) -> None:
+def test_api5_2023_broken_function_level_authorization(
+    partner_a: IssuedClient, mission_a: Mission, dispatcher: User, admin_user: User
+) -> None:
     reader = api_client(fetch_token(partner_a, scope="missions:read tender:read")["access_token"])
-    response = reader.post(f"/api/v1/missions/{mission_a.pk}/exceptions", {"kind": "lost_comms"}, format="json",
-                           HTTP_IDEMPOTENCY_KEY=new_key())
+    response = reader.post(
+        f"/api/v1/missions/{mission_a.pk}/exceptions",
+        {"kind": "lost_comms"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=new_key(),
+    )
     assert_problem(response, 403, "insufficient-scope")
     assert not MissionException.objects.exists()
     # A partner token opens no console page, and only platform admins manage credentials.
@@ -142,8 +173,14 @@ def test_api8_2023_security_misconfiguration(api_a: APIClient, partner_a: Issued
     assert "Access-Control-Allow-Origin" not in response
     assert_problem(api_a.options("/api/v1/nowhere"), 404)
     assert_problem(api_a.generic("TRACE", "/api/v1/capabilities"), 405)
-    token = Client().post("/oauth2/token", {"grant_type": "client_credentials", "client_id": partner_a.client_id,
-                                            "client_secret": partner_a.client_secret})
+    token = Client().post(
+        "/oauth2/token",
+        {
+            "grant_type": "client_credentials",
+            "client_id": partner_a.client_id,
+            "client_secret": partner_a.client_secret,
+        },
+    )
     assert token["Cache-Control"] == "no-store"
 
 
@@ -179,8 +216,12 @@ def test_api10_2023_unsafe_consumption_of_apis(client: Client, carrier_a: Carrie
     raw = json.dumps({"type": "mission.status", "data": {"mission_id": mission_a.pk, "status": "teleported"}}).encode()
     now = int(time.time())
     response = client.generic(
-        "POST", f"/api/v1/webhooks/{carrier_a.slug}", raw, content_type="application/json",
-        HTTP_WEBHOOK_ID="msg_x", HTTP_WEBHOOK_TIMESTAMP=str(now),
+        "POST",
+        f"/api/v1/webhooks/{carrier_a.slug}",
+        raw,
+        content_type="application/json",
+        HTTP_WEBHOOK_ID="msg_x",
+        HTTP_WEBHOOK_TIMESTAMP=str(now),
         HTTP_WEBHOOK_SIGNATURE=webhook_sign(secret=secret, webhook_id="msg_x", timestamp=now, body=raw),
     )
     body = assert_problem(response, 400)

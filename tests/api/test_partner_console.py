@@ -27,8 +27,10 @@ def _secret_on(page: str) -> str:
 
 def test_admin_creates_a_client_and_sees_the_secret_once(admin_user: User, carrier_a: Carrier) -> None:
     client = verified_client(admin_user)
-    response = client.post("/partners/clients/new/", {"carrier": carrier_a.pk, "name": "Gateway",
-                                                       "scopes": ["tender:read", "tender:write"]})
+    response = client.post(
+        "/partners/clients/new/",
+        {"carrier": carrier_a.pk, "name": "Gateway", "scopes": ["tender:read", "tender:write"]},
+    )
     assert response.status_code == 200
     assert response["Cache-Control"] == "no-store"
     secret = _secret_on(response.content.decode())
@@ -62,15 +64,17 @@ def test_admin_rotates_the_webhook_secret_with_overlap(admin_user: User, carrier
 
 
 def test_unknown_scope_is_refused(admin_user: User, carrier_a: Carrier) -> None:
-    response = verified_client(admin_user).post("/partners/clients/new/", {"carrier": carrier_a.pk, "name": "x",
-                                                                            "scopes": ["root"]})
+    response = verified_client(admin_user).post(
+        "/partners/clients/new/", {"carrier": carrier_a.pk, "name": "x", "scopes": ["root"]}
+    )
     assert response.status_code == 400
     assert not PartnerClient.objects.exists()
 
 
 @pytest.mark.parametrize("fixture", ["dispatcher", "oncall", "readonly", "outsider"])
-def test_only_platform_admins_reach_partner_pages(request: pytest.FixtureRequest, fixture: str,
-                                                  carrier_a: Carrier) -> None:
+def test_only_platform_admins_reach_partner_pages(
+    request: pytest.FixtureRequest, fixture: str, carrier_a: Carrier
+) -> None:
     client = verified_client(request.getfixturevalue(fixture))
     assert client.get("/partners/").status_code == 403
     assert client.post(f"/partners/carriers/{carrier_a.pk}/webhook-secret/").status_code == 403

@@ -89,8 +89,7 @@ def test_schemathesis_finds_no_server_error_and_every_answer_conforms(live_serve
     for operation in operations:
 
         @given(case=operation.as_strategy(), key=st.uuids())
-        @hypothesis_settings(max_examples=15, deadline=None, database=None,
-                             suppress_health_check=list(HealthCheck))
+        @hypothesis_settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def run(case: Any, key: uuid.UUID) -> None:
             headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": str(key)}
             response = case.call(base_url=live_server.url, session=session, headers=headers)

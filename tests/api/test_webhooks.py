@@ -30,36 +30,59 @@ VECTOR_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
 def test_signing_reproduces_the_standard_webhooks_test_vector() -> None:
-    assert webhook_sign(secret=VECTOR_SECRET, webhook_id=VECTOR_ID, timestamp=VECTOR_TIMESTAMP,
-                        body=VECTOR_BODY) == VECTOR_SIGNATURE
+    assert (
+        webhook_sign(secret=VECTOR_SECRET, webhook_id=VECTOR_ID, timestamp=VECTOR_TIMESTAMP, body=VECTOR_BODY)
+        == VECTOR_SIGNATURE
+    )
 
 
 def test_verification_accepts_the_test_vector_among_other_signatures() -> None:
-    headers = {"webhook-id": VECTOR_ID, "webhook-timestamp": str(VECTOR_TIMESTAMP),
-               "webhook-signature": f"v1,bm9wZQ== v2,whatever {VECTOR_SIGNATURE}"}
+    headers = {
+        "webhook-id": VECTOR_ID,
+        "webhook-timestamp": str(VECTOR_TIMESTAMP),
+        "webhook-signature": f"v1,bm9wZQ== v2,whatever {VECTOR_SIGNATURE}",
+    }
     now = datetime.fromtimestamp(VECTOR_TIMESTAMP, tz=UTC)
-    assert webhook_verify(secrets=[VECTOR_SECRET], headers=headers, body=VECTOR_BODY, now=now,
-                          tolerance_seconds=300) == VECTOR_ID
+    assert (
+        webhook_verify(secrets=[VECTOR_SECRET], headers=headers, body=VECTOR_BODY, now=now, tolerance_seconds=300)
+        == VECTOR_ID
+    )
 
 
 def test_verification_refuses_a_one_bit_change_of_the_vector() -> None:
-    headers = {"webhook-id": VECTOR_ID, "webhook-timestamp": str(VECTOR_TIMESTAMP),
-               "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA="}
+    headers = {
+        "webhook-id": VECTOR_ID,
+        "webhook-timestamp": str(VECTOR_TIMESTAMP),
+        "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=",
+    }
     now = datetime.fromtimestamp(VECTOR_TIMESTAMP, tz=UTC)
     with pytest.raises(WebhookVerificationError):
         webhook_verify(secrets=[VECTOR_SECRET], headers=headers, body=VECTOR_BODY, now=now, tolerance_seconds=300)
 
 
-def _deliver(client: Client, carrier: Carrier, secret: str, payload: dict[str, Any], *, webhook_id: str | None = None,
-             timestamp: int | None = None, body: bytes | None = None, tamper: bytes | None = None) -> Any:
+def _deliver(
+    client: Client,
+    carrier: Carrier,
+    secret: str,
+    payload: dict[str, Any],
+    *,
+    webhook_id: str | None = None,
+    timestamp: int | None = None,
+    body: bytes | None = None,
+    tamper: bytes | None = None,
+) -> Any:
     raw = body if body is not None else json.dumps(payload).encode()
     webhook_id = webhook_id or f"msg_{uuid.uuid4().hex}"
     timestamp = int(time.time()) if timestamp is None else timestamp
     signature = webhook_sign(secret=secret, webhook_id=webhook_id, timestamp=timestamp, body=raw)
     return client.generic(
-        "POST", f"/api/v1/webhooks/{carrier.slug}", tamper if tamper is not None else raw,
+        "POST",
+        f"/api/v1/webhooks/{carrier.slug}",
+        tamper if tamper is not None else raw,
         content_type="application/json",
-        HTTP_WEBHOOK_ID=webhook_id, HTTP_WEBHOOK_TIMESTAMP=str(timestamp), HTTP_WEBHOOK_SIGNATURE=signature,
+        HTTP_WEBHOOK_ID=webhook_id,
+        HTTP_WEBHOOK_TIMESTAMP=str(timestamp),
+        HTTP_WEBHOOK_SIGNATURE=signature,
     )
 
 
@@ -69,13 +92,17 @@ def secret_a(carrier_a: Carrier) -> str:
 
 
 def _status(mission: Mission, status: str = "en_route") -> dict[str, Any]:
-    return {"type": "mission.status", "timestamp": timezone.now().isoformat(),
-            "data": {"mission_id": mission.pk, "status": status}}
+    return {
+        "type": "mission.status",
+        "timestamp": timezone.now().isoformat(),
+        "data": {"mission_id": mission.pk, "status": status},
+    }
 
 
 @pytest.mark.django_db
-def test_signed_delivery_applies_the_event(client: Client, carrier_a: Carrier, secret_a: str,
-                                           mission_a: Mission) -> None:
+def test_signed_delivery_applies_the_event(
+    client: Client, carrier_a: Carrier, secret_a: str, mission_a: Mission
+) -> None:
     response = _deliver(client, carrier_a, secret_a, _status(mission_a))
     assert response.status_code == 200, response.content
     assert response.json()["duplicate"] is False
@@ -85,15 +112,16 @@ def test_signed_delivery_applies_the_event(client: Client, carrier_a: Carrier, s
 
 @pytest.mark.django_db
 def test_exception_delivery(client: Client, carrier_a: Carrier, secret_a: str, mission_a: Mission) -> None:
-    payload = {"type": "mission.exception", "data": {"mission_id": mission_a.pk, "kind": "reroute_request",
-                                                     "detail": "I-45 closed"}}
+    payload = {
+        "type": "mission.exception",
+        "data": {"mission_id": mission_a.pk, "kind": "reroute_request", "detail": "I-45 closed"},
+    }
     assert _deliver(client, carrier_a, secret_a, payload).status_code == 200
     assert MissionException.objects.get().kind == "reroute_request"
 
 
 @pytest.mark.django_db
-def test_redelivery_has_no_second_effect(client: Client, carrier_a: Carrier, secret_a: str,
-                                         mission_a: Mission) -> None:
+def test_redelivery_has_no_second_effect(client: Client, carrier_a: Carrier, secret_a: str, mission_a: Mission) -> None:
     payload = {"type": "mission.exception", "data": {"mission_id": mission_a.pk, "kind": "lost_comms"}}
     first = _deliver(client, carrier_a, secret_a, payload, webhook_id="msg_same")
     again = _deliver(client, carrier_a, secret_a, payload, webhook_id="msg_same")
@@ -104,8 +132,9 @@ def test_redelivery_has_no_second_effect(client: Client, carrier_a: Carrier, sec
 
 
 @pytest.mark.django_db
-def test_tampered_body_is_401_and_changes_nothing(client: Client, carrier_a: Carrier, secret_a: str,
-                                                   mission_a: Mission) -> None:
+def test_tampered_body_is_401_and_changes_nothing(
+    client: Client, carrier_a: Carrier, secret_a: str, mission_a: Mission
+) -> None:
     forged = json.dumps(_status(mission_a, "completed")).encode()
     response = _deliver(client, carrier_a, secret_a, _status(mission_a), tamper=forged)
     assert_problem(response, 401, "webhook-signature-invalid")
@@ -115,8 +144,9 @@ def test_tampered_body_is_401_and_changes_nothing(client: Client, carrier_a: Car
 
 
 @pytest.mark.django_db
-def test_signature_is_over_raw_bytes_not_reserialized_json(client: Client, carrier_a: Carrier, secret_a: str,
-                                                           mission_a: Mission) -> None:
+def test_signature_is_over_raw_bytes_not_reserialized_json(
+    client: Client, carrier_a: Carrier, secret_a: str, mission_a: Mission
+) -> None:
     # Same JSON meaning, different bytes (whitespace): the signature of the original bytes must not verify.
     raw = json.dumps(_status(mission_a)).encode()
     spaced = json.dumps(_status(mission_a), indent=2).encode()
@@ -125,31 +155,39 @@ def test_signature_is_over_raw_bytes_not_reserialized_json(client: Client, carri
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("skew", [-301, 301])
-def test_outside_five_minute_tolerance_is_refused(client: Client, carrier_a: Carrier, secret_a: str,
-                                                  mission_a: Mission, skew: int) -> None:
+def test_outside_five_minute_tolerance_is_refused(
+    client: Client, carrier_a: Carrier, secret_a: str, mission_a: Mission, skew: int
+) -> None:
     response = _deliver(client, carrier_a, secret_a, _status(mission_a), timestamp=int(time.time()) + skew)
     assert_problem(response, 401, "webhook-signature-invalid")
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("skew", [-290, 290])
-def test_inside_tolerance_is_accepted(client: Client, carrier_a: Carrier, secret_a: str, mission_a: Mission,
-                                      skew: int) -> None:
+def test_inside_tolerance_is_accepted(
+    client: Client, carrier_a: Carrier, secret_a: str, mission_a: Mission, skew: int
+) -> None:
     response = _deliver(client, carrier_a, secret_a, _status(mission_a), timestamp=int(time.time()) + skew)
     assert response.status_code == 200
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("missing", ["HTTP_WEBHOOK_ID", "HTTP_WEBHOOK_TIMESTAMP", "HTTP_WEBHOOK_SIGNATURE"])
-def test_missing_header_is_401(client: Client, carrier_a: Carrier, secret_a: str, mission_a: Mission,
-                               missing: str) -> None:
+def test_missing_header_is_401(
+    client: Client, carrier_a: Carrier, secret_a: str, mission_a: Mission, missing: str
+) -> None:
     raw = json.dumps(_status(mission_a)).encode()
-    headers = {"HTTP_WEBHOOK_ID": "msg_1", "HTTP_WEBHOOK_TIMESTAMP": str(int(time.time())),
-               "HTTP_WEBHOOK_SIGNATURE": webhook_sign(secret=secret_a, webhook_id="msg_1",
-                                                      timestamp=int(time.time()), body=raw)}
+    headers = {
+        "HTTP_WEBHOOK_ID": "msg_1",
+        "HTTP_WEBHOOK_TIMESTAMP": str(int(time.time())),
+        "HTTP_WEBHOOK_SIGNATURE": webhook_sign(
+            secret=secret_a, webhook_id="msg_1", timestamp=int(time.time()), body=raw
+        ),
+    }
     del headers[missing]
-    response = client.generic("POST", f"/api/v1/webhooks/{carrier_a.slug}", raw, content_type="application/json",
-                              **headers)
+    response = client.generic(
+        "POST", f"/api/v1/webhooks/{carrier_a.slug}", raw, content_type="application/json", **headers
+    )
     assert_problem(response, 401)
 
 
@@ -171,15 +209,17 @@ def test_rotation_overlap_accepts_old_and_new_secret_then_only_new(
 
 
 @pytest.mark.django_db
-def test_another_carriers_secret_does_not_verify(client: Client, carrier_a: Carrier, carrier_b: Carrier,
-                                                 secret_a: str, mission_a: Mission) -> None:
+def test_another_carriers_secret_does_not_verify(
+    client: Client, carrier_a: Carrier, carrier_b: Carrier, secret_a: str, mission_a: Mission
+) -> None:
     secret_b = partner_services.webhook_secret_rotate(carrier_id=carrier_b.pk, actor=Actor.system("t")).secret
     assert_problem(_deliver(client, carrier_a, secret_b, _status(mission_a)), 401)
 
 
 @pytest.mark.django_db
-def test_delivery_about_another_carriers_mission_is_404(client: Client, carrier_a: Carrier, carrier_b: Carrier,
-                                                        mission_a: Mission) -> None:
+def test_delivery_about_another_carriers_mission_is_404(
+    client: Client, carrier_a: Carrier, carrier_b: Carrier, mission_a: Mission
+) -> None:
     secret_b = partner_services.webhook_secret_rotate(carrier_id=carrier_b.pk, actor=Actor.system("t")).secret
     assert_problem(_deliver(client, carrier_b, secret_b, _status(mission_a)), 404)
     mission_a.refresh_from_db()
@@ -199,8 +239,9 @@ def test_carrier_without_secret_refuses_everything(client: Client, carrier_a: Ca
 
 
 @pytest.mark.django_db
-def test_telemetry_delivery_reaches_the_pipeline(client: Client, carrier_a: Carrier, secret_a: str,
-                                                 mission_a: Mission) -> None:
+def test_telemetry_delivery_reaches_the_pipeline(
+    client: Client, carrier_a: Carrier, secret_a: str, mission_a: Mission
+) -> None:
     from tests.api.test_isolation import telemetry_event
 
     payload = {"type": "telemetry", "data": {"events": [telemetry_event(mission_a)]}}

@@ -56,28 +56,45 @@ def world() -> Iterator[dict[str, Any]]:
     sim = CarrierSimulator(SimConfig(policy={"accept": 1.0}, vehicles=["SIM-001"], seed=7)).start()
     pager = PagerReceiver()
     carrier = CarrierFactory(
-        name="Lonestar", slug="lonestar", api_base_url=sim.url, api_client_id=sim.state.config.client_id,
-        api_client_secret=sim.state.config.client_secret, api_timeout_seconds=0.5, operating_regions=["TX"],
+        name="Lonestar",
+        slug="lonestar",
+        api_base_url=sim.url,
+        api_client_id=sim.state.config.client_id,
+        api_client_secret=sim.state.config.client_secret,
+        api_timeout_seconds=0.5,
+        operating_regions=["TX"],
     )
     vehicle = VehicleFactory(carrier=carrier, external_id="SIM-001")
     CarrierFactory(
-        name="Red River", slug="red-river", kind=CarrierKind.HUMAN_DRIVEN, is_fallback=True,
-        fallback_rate_usd_per_km=Decimal("2.35"), operating_regions=["TX"],
+        name="Red River",
+        slug="red-river",
+        kind=CarrierKind.HUMAN_DRIVEN,
+        is_fallback=True,
+        fallback_rate_usd_per_km=Decimal("2.35"),
+        operating_regions=["TX"],
     )
-    ContractFactory(carrier=carrier, telemetry_gap_seconds=GAP_SECONDS,
-                    recovery_timeout_seconds=RECOVERY_TIMEOUT_SECONDS)
-    mission = MissionFactory(carrier=carrier, vehicle=vehicle, shipment=ShipmentFactory(),
-                             status=MissionStatus.EN_ROUTE)
+    ContractFactory(
+        carrier=carrier, telemetry_gap_seconds=GAP_SECONDS, recovery_timeout_seconds=RECOVERY_TIMEOUT_SECONDS
+    )
+    mission = MissionFactory(
+        carrier=carrier, vehicle=vehicle, shipment=ShipmentFactory(), status=MissionStatus.EN_ROUTE
+    )
     fleet = FleetSimulator(vehicles=vehicles_from_missions([mission]), transport=InProcessTransport())
-    with override_settings(PAGERDUTY_EVENTS_URL=pager.url, PAGERDUTY_ROUTING_KEY="chaos", PAGERDUTY_ATTEMPTS=2,
-                           CARRIER_RETRY_BASE_SECONDS=0.0, CARRIER_RETRY_CAP_SECONDS=0.0):
+    with override_settings(
+        PAGERDUTY_EVENTS_URL=pager.url,
+        PAGERDUTY_ROUTING_KEY="chaos",
+        PAGERDUTY_ATTEMPTS=2,
+        CARRIER_RETRY_BASE_SECONDS=0.0,
+        CARRIER_RETRY_CAP_SECONDS=0.0,
+    ):
         yield {"sim": sim, "pager": pager, "mission": mission, "fleet": fleet}
     pager.close()
     sim.stop()
 
 
-def run_world(world: dict[str, Any], *, seconds: float, until: Any = None, cut_at: float | None = None,
-              restore_when: Any = None) -> float:
+def run_world(
+    world: dict[str, Any], *, seconds: float, until: Any = None, cut_at: float | None = None, restore_when: Any = None
+) -> float:
     """Drive the fleet at 1 Hz and play beat, in real time, until ``until()`` or ``seconds`` pass."""
     fleet: FleetSimulator = world["fleet"]
     started = time.monotonic()
@@ -107,8 +124,7 @@ def run_world(world: dict[str, Any], *, seconds: float, until: Any = None, cut_a
 
 def test_comms_cut_fails_over_to_fallback_carrier(world: dict[str, Any]) -> None:
     mission: Mission = world["mission"]
-    run_world(world, seconds=40, cut_at=3.0,
-              until=lambda: Mission.objects.filter(replaces=mission).exists())
+    run_world(world, seconds=40, cut_at=3.0, until=lambda: Mission.objects.filter(replaces=mission).exists())
     incident = Incident.objects.get(mission=mission, kind="lost_comms")
     triggers = [c for c in world["pager"].calls if c["event_action"] == "trigger"]
     assert len(triggers) == 1 and triggers[0]["dedup_key"] == f"tms-incident-{incident.pk}"

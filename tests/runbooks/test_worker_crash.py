@@ -93,9 +93,24 @@ def start_worker(pager: SlowPager) -> Iterator[Callable[[], subprocess.Popen[byt
 
     def start() -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tms_console", "worker", "--pool=solo", "--concurrency=1",
-             "--loglevel=WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-            cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tms_console",
+                "worker",
+                "--pool=solo",
+                "--concurrency=1",
+                "--loglevel=WARNING",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         workers.append(proc)
         return proc
@@ -119,8 +134,9 @@ def test_killed_worker_mid_step_runbook_completes_exactly_once(
     first = start_worker()
     mission = MissionFactory(status=MissionStatus.EN_ROUTE)
     # The exception's incident and its runbook are queued to the real broker after commit.
-    mission_exception_report(mission_id=mission.pk, kind=ExceptionKind.OTA_FAILURE,
-                             actor=Actor.for_carrier(mission.carrier))
+    mission_exception_report(
+        mission_id=mission.pk, kind=ExceptionKind.OTA_FAILURE, actor=Actor.for_carrier(mission.carrier)
+    )
     wait_until(lambda: Incident.objects.filter(mission=mission).exists(), 60, "the incident")
     incident = Incident.objects.get(mission=mission)
     assert pager.first_call.wait(60), "the worker never reached the paging step"
@@ -139,7 +155,8 @@ def test_killed_worker_mid_step_runbook_completes_exactly_once(
     wait_until(done, 90, "the paging step to be taken over and finished")
     wait_until(
         lambda: StepRun.objects.get(run__incident=incident, step__position=4).status == StepStatus.WAITING,
-        30, "the manual step",
+        30,
+        "the manual step",
     )
     page_step.refresh_from_db()
     assert page_step.attempts == 2

@@ -54,10 +54,16 @@ def sim(make_sim: SimFactory) -> CarrierSimulator:
 def push_carrier(sim: CarrierSimulator, *, name: str, **overrides: Any) -> Carrier:
     """An autonomous carrier whose API is ``sim``, with its simulator vehicles registered."""
     fields: dict[str, Any] = {
-        "name": name, "slug": name.lower().replace(" ", "-"), "api_base_url": sim.url,
-        "api_client_id": sim.state.config.client_id, "api_client_secret": sim.state.config.client_secret,
-        "api_timeout_seconds": 0.5, "breaker_failure_threshold": 3, "breaker_reset_seconds": 30,
-        "max_concurrent_calls": 4, "tender_expiry_seconds": 600,
+        "name": name,
+        "slug": name.lower().replace(" ", "-"),
+        "api_base_url": sim.url,
+        "api_client_id": sim.state.config.client_id,
+        "api_client_secret": sim.state.config.client_secret,
+        "api_timeout_seconds": 0.5,
+        "breaker_failure_threshold": 3,
+        "breaker_reset_seconds": 30,
+        "max_concurrent_calls": 4,
+        "tender_expiry_seconds": 600,
     }
     fields.update(overrides)
     carrier = CarrierFactory(**fields)

@@ -22,8 +22,9 @@ def test_async_accept_arrives_through_the_partner_api(
     settings.PUBLIC_BASE_URL = live_server.url
     sim = make_sim(answer="async", delay_ms=3_600_000, policy={"accept": 1.0})
     carrier = push_carrier(sim, name="Auto Async")
-    issued = partner_client_create(carrier_id=carrier.pk, name="sim", scopes=["tender:write", "tender:read"],
-                                   actor=Actor.system("test"))
+    issued = partner_client_create(
+        carrier_id=carrier.pk, name="sim", scopes=["tender:write", "tender:read"], actor=Actor.system("test")
+    )
     sim.state.config.console_url = live_server.url
     sim.state.config.console_client_id = issued.client_id
     sim.state.config.console_client_secret = issued.client_secret

@@ -17,8 +17,14 @@ from tests.tendering.conftest import SimFactory
 
 def test_contract_documents_every_operation_the_console_calls() -> None:
     paths = contract()["paths"]
-    assert set(paths) >= {"/oauth/token", "/tenders", "/tenders/{ref}", "/tenders/{ref}/cancel",
-                          "/vehicles/{id}/ping", "/health"}
+    assert set(paths) >= {
+        "/oauth/token",
+        "/tenders",
+        "/tenders/{ref}",
+        "/tenders/{ref}/cancel",
+        "/vehicles/{id}/ping",
+        "/health",
+    }
     assert contract()["openapi"].startswith("3.1")
     for path in ("/tenders", "/tenders/{ref}/cancel"):
         names = [p.get("$ref", "").rsplit("/", 1)[-1] for p in paths[path]["post"]["parameters"]]
@@ -37,8 +43,11 @@ def test_schemathesis_finds_every_simulator_answer_in_the_contract(make_sim: Sim
 
     sim = make_sim(policy={"accept": 1.0, "reject": 1.0, "counter": 1.0})
     session = requests.Session()
-    token = session.post(f"{sim.url}/oauth/token", data={"grant_type": "client_credentials"},
-                         auth=(sim.state.config.client_id, sim.state.config.client_secret)).json()["access_token"]
+    token = session.post(
+        f"{sim.url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(sim.state.config.client_id, sim.state.config.client_secret),
+    ).json()["access_token"]
     schema = schemathesis.openapi.from_path(str(CONTRACT_PATH))
     checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
     operations = [result.ok() for result in schema.get_all_operations()]

@@ -80,7 +80,9 @@ def test_rejection_moves_the_waterfall_to_the_next_carrier(make_sim: SimFactory,
     taker = push_carrier(taker_sim, name="Auto Taker")
 
     first = dispatch.waterfall_start(
-        shipment_id=shipment.pk, actor=DISPATCHER, carrier_ids=[refuser.pk, taker.pk],
+        shipment_id=shipment.pk,
+        actor=DISPATCHER,
+        carrier_ids=[refuser.pk, taker.pk],
         offered_price_usd=Decimal("1300.00"),
     )
 
@@ -279,8 +281,9 @@ def test_rejection_through_the_partner_api_advances_on_the_next_sweep(shipment: 
         shipment_id=shipment.pk, actor=DISPATCHER, carrier_ids=[first_carrier.pk, second_carrier.pk]
     )
     assert first is not None and first.status == TenderStatus.SENT
-    services.offer_record(tender_id=first.pk, actor=Actor.for_carrier(first_carrier), kind=OfferKind.REJECT,
-                          reason="no trucks")
+    services.offer_record(
+        tender_id=first.pk, actor=Actor.for_carrier(first_carrier), kind=OfferKind.REJECT, reason="no trucks"
+    )
     assert not Tender.objects.filter(shipment=shipment, carrier=second_carrier).exists()
 
     assert dispatch.tenders_expire() == 0
@@ -338,8 +341,9 @@ def test_tender_cancelled_while_sending_is_withdrawn_at_the_carrier(make_sim: Si
 
     def submit_then_cancel(client: CarrierClient, t: Tender) -> dict[str, Any]:
         answer = real_submit(client, t)
-        services.tender_transition(tender_id=t.pk, to_status=TenderStatus.CANCELLED, actor=DISPATCHER,
-                                   reason="dispatcher cancelled meanwhile")
+        services.tender_transition(
+            tender_id=t.pk, to_status=TenderStatus.CANCELLED, actor=DISPATCHER, reason="dispatcher cancelled meanwhile"
+        )
         return answer
 
     with mock.patch.object(CarrierClient, "tender_submit", submit_then_cancel):
@@ -356,8 +360,12 @@ def test_tender_cancelled_while_sending_is_withdrawn_at_the_carrier(make_sim: Si
 def test_declined_counter_moves_the_waterfall_on(make_sim: SimFactory, shipment: Shipment) -> None:
     haggler = push_carrier(make_sim(policy={"counter": 1.0}), name="Auto Haggler")
     taker = push_carrier(make_sim(policy={"accept": 1.0}), name="Auto Taker")
-    first = dispatch.waterfall_start(shipment_id=shipment.pk, actor=DISPATCHER, carrier_ids=[haggler.pk, taker.pk],
-                                     offered_price_usd=Decimal("900.00"))
+    first = dispatch.waterfall_start(
+        shipment_id=shipment.pk,
+        actor=DISPATCHER,
+        carrier_ids=[haggler.pk, taker.pk],
+        offered_price_usd=Decimal("900.00"),
+    )
     assert first is not None
     first.refresh_from_db()
     assert first.status == TenderStatus.COUNTERED

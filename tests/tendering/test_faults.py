@@ -132,7 +132,8 @@ def test_half_open_probe_closes_the_breaker_after_reset(make_sim: SimFactory, sh
     state = _circuit(carrier.pk)
     assert state.state == CircuitState.CLOSED and state.consecutive_failures == 0
     assert actions(carrier=carrier, subject_type="carrier")[-2:] == [
-        "carrier.circuit_half_open", "carrier.circuit_closed"
+        "carrier.circuit_half_open",
+        "carrier.circuit_closed",
     ]
     carrier.refresh_from_db()
     assert carrier_fit(carrier=carrier, shipment=ShipmentFactory()).eligible
@@ -160,8 +161,9 @@ def test_failed_half_open_probe_reopens(make_sim: SimFactory, shipment: Shipment
 
 def test_half_open_lets_a_single_probe_through(make_sim: SimFactory) -> None:
     carrier = push_carrier(make_sim(), name="Auto Probe", breaker_reset_seconds=30)
-    CarrierCircuit.objects.create(carrier=carrier, state=CircuitState.OPEN, opened_at=timezone.now(),
-                                  consecutive_failures=3)
+    CarrierCircuit.objects.create(
+        carrier=carrier, state=CircuitState.OPEN, opened_at=timezone.now(), consecutive_failures=3
+    )
     with time_machine.travel(timezone.now() + timedelta(seconds=31)):
         permit = circuit.call_acquire(carrier_id=carrier.pk)
         assert permit.probe
@@ -222,8 +224,11 @@ def test_same_key_with_another_body_is_refused_by_the_carrier(make_sim: SimFacto
 
     body = tender_submit_body(Tender.objects.select_related("shipment", "carrier").get(pk=tender.pk))
     body["offered_price_usd"] = "1.00"
-    response = httpx.post(f"{sim.url}/tenders", json=body, headers={
-        "Authorization": f"Bearer {token}", "Idempotency-Key": str(tender.idempotency_key)})
+    response = httpx.post(
+        f"{sim.url}/tenders",
+        json=body,
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": str(tender.idempotency_key)},
+    )
 
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"

@@ -33,8 +33,12 @@ def _issue(
     now = dt.datetime.now(dt.UTC)
     issuer_name, issuer_key = issuer or (_name(subject), key)
     builder = (
-        x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer_name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
@@ -50,8 +54,9 @@ def _issue(
 def _write(path: Path, cert: x509.Certificate, key: Any) -> tuple[str, str]:
     cert_path, key_path = path.with_suffix(".crt"), path.with_suffix(".key")
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(cert_path), str(key_path)
 
 
@@ -64,16 +69,22 @@ def pki(tmp_path: Path) -> dict[str, str]:
     ca_path, _ = _write(tmp_path / "ca", ca_cert, ca_key)
     server_crt, server_k = _write(tmp_path / "server", server_cert, server_key)
     client_crt, client_k = _write(tmp_path / "client", client_cert, client_key)
-    return {"ca": ca_path, "server_cert": server_crt, "server_key": server_k,
-            "client_cert": client_crt, "client_key": client_k}
+    return {
+        "ca": ca_path,
+        "server_cert": server_crt,
+        "server_key": server_k,
+        "client_cert": client_crt,
+        "client_key": client_k,
+    }
 
 
 def test_tender_over_mutual_tls(make_sim: SimFactory, shipment: Shipment, pki: dict[str, str], settings: Any) -> None:
     settings.CARRIER_CA_BUNDLE = pki["ca"]
     sim = make_sim(tls_cert=pki["server_cert"], tls_key=pki["server_key"], client_ca=pki["ca"])
     assert sim.url.startswith("https://")
-    carrier = push_carrier(sim, name="Auto Secure", api_client_cert_path=pki["client_cert"],
-                           api_client_key_path=pki["client_key"])
+    carrier = push_carrier(
+        sim, name="Auto Secure", api_client_cert_path=pki["client_cert"], api_client_key_path=pki["client_key"]
+    )
 
     tender = tender_to(shipment, carrier)
 

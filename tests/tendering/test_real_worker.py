@@ -39,9 +39,24 @@ def worker() -> Iterator[None]:
     }
     app.control.purge()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tms_console", "worker", "--pool=solo", "--concurrency=1",
-         "--loglevel=WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tms_console",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "--loglevel=WARNING",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = False

@@ -17,8 +17,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _tenant_carrier(sim_url: str, slug: str, vehicles: list[str]):  # type: ignore[no-untyped-def]
     carrier = CarrierFactory(
-        name=slug.title(), slug=slug, api_base_url=f"{sim_url}/carriers/{slug}", api_token_url=f"{sim_url}/oauth/token",
-        api_client_id=slug, api_client_secret=carrier_sim_client_secret(slug), api_timeout_seconds=0.5,
+        name=slug.title(),
+        slug=slug,
+        api_base_url=f"{sim_url}/carriers/{slug}",
+        api_token_url=f"{sim_url}/oauth/token",
+        api_client_id=slug,
+        api_client_secret=carrier_sim_client_secret(slug),
+        api_timeout_seconds=0.5,
         breaker_failure_threshold=2,
     )
     for vehicle in vehicles:
@@ -27,8 +32,9 @@ def _tenant_carrier(sim_url: str, slug: str, vehicles: list[str]):  # type: igno
 
 
 def test_demo_carriers_share_one_simulator_with_their_own_trucks(make_sim: SimFactory, shipment: Shipment) -> None:
-    sim = make_sim(secret_for=carrier_sim_client_secret,
-                   tenant_vehicles={"lonestar": ["LSA-101"], "sunbelt": ["SBD-201"]})
+    sim = make_sim(
+        secret_for=carrier_sim_client_secret, tenant_vehicles={"lonestar": ["LSA-101"], "sunbelt": ["SBD-201"]}
+    )
     lonestar = _tenant_carrier(sim.url, "lonestar", ["LSA-101"])
     sunbelt = _tenant_carrier(sim.url, "sunbelt", ["SBD-201"])
 
@@ -44,19 +50,26 @@ def test_demo_carriers_share_one_simulator_with_their_own_trucks(make_sim: SimFa
 
 def test_a_token_works_only_for_its_own_carrier(make_sim: SimFactory) -> None:
     sim = make_sim(secret_for=carrier_sim_client_secret)
-    token = httpx.post(f"{sim.url}/oauth/token", data={"grant_type": "client_credentials"},
-                       auth=("lonestar", carrier_sim_client_secret("lonestar"))).json()["access_token"]
+    token = httpx.post(
+        f"{sim.url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=("lonestar", carrier_sim_client_secret("lonestar")),
+    ).json()["access_token"]
     bearer = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{sim.url}/carriers/lonestar/health", headers=bearer).status_code == 200
     assert httpx.get(f"{sim.url}/carriers/sunbelt/health", headers=bearer).status_code == 401
-    wrong = httpx.post(f"{sim.url}/oauth/token", data={"grant_type": "client_credentials"},
-                       auth=("lonestar", carrier_sim_client_secret("sunbelt")))
+    wrong = httpx.post(
+        f"{sim.url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=("lonestar", carrier_sim_client_secret("sunbelt")),
+    )
     assert wrong.status_code == 401
 
 
 def test_faults_are_per_carrier(make_sim: SimFactory) -> None:
-    sim = make_sim(secret_for=carrier_sim_client_secret,
-                   tenant_vehicles={"lonestar": ["LSA-101"], "sunbelt": ["SBD-201"]})
+    sim = make_sim(
+        secret_for=carrier_sim_client_secret, tenant_vehicles={"lonestar": ["LSA-101"], "sunbelt": ["SBD-201"]}
+    )
     lonestar = _tenant_carrier(sim.url, "lonestar", ["LSA-101"])
     sunbelt = _tenant_carrier(sim.url, "sunbelt", ["SBD-201"])
     assert httpx.post(f"{sim.url}/carriers/lonestar/_faults", json={"error_burst": 100}).status_code == 200

@@ -20,9 +20,24 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 def sim_process() -> Iterator[str]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tms_console.settings_test", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "run_carrier_sim", "--port", "0", "--policy", "counter=1",
-         "--client-id", "proc-carrier", "--client-secret", "proc-secret"],
-        cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "manage.py",
+            "run_carrier_sim",
+            "--port",
+            "0",
+            "--policy",
+            "counter=1",
+            "--client-id",
+            "proc-carrier",
+            "--client-secret",
+            "proc-secret",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -56,8 +71,11 @@ def test_command_serves_the_seeded_demo_carriers(sim_process: str) -> None:
     from tms_console.demo import carrier_sim_client_secret
 
     slug = "lonestar-autonomous"
-    response = httpx.post(f"{sim_process}/oauth/token", data={"grant_type": "client_credentials"},
-                          auth=(slug, carrier_sim_client_secret(slug)))
+    response = httpx.post(
+        f"{sim_process}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(slug, carrier_sim_client_secret(slug)),
+    )
     assert response.status_code == 200
     bearer = {"Authorization": f"Bearer {response.json()['access_token']}"}
     ping = httpx.get(f"{sim_process}/carriers/{slug}/vehicles/LSA-101/ping", headers=bearer)
@@ -66,8 +84,10 @@ def test_command_serves_the_seeded_demo_carriers(sim_process: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("accept=1", {"accept": 1.0, "reject": 0.0, "counter": 0.0}),
-     ("accept=0.7,reject=0.2,counter=0.1", {"accept": 0.7, "reject": 0.2, "counter": 0.1})],
+    [
+        ("accept=1", {"accept": 1.0, "reject": 0.0, "counter": 0.0}),
+        ("accept=0.7,reject=0.2,counter=0.1", {"accept": 0.7, "reject": 0.2, "counter": 0.1}),
+    ],
 )
 def test_policy_parse(text: str, expected: dict[str, float]) -> None:
     assert policy_parse(text) == expected

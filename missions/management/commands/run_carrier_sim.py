@@ -18,31 +18,57 @@ class Command(BaseCommand):
         env = os.environ.get
         parser.add_argument("--port", type=int, default=int(env("CARRIER_SIM_PORT", "8100")))
         parser.add_argument("--host", default=env("CARRIER_SIM_HOST", "127.0.0.1"))
-        parser.add_argument("--policy", default=env("CARRIER_SIM_POLICY", "accept=0.7,reject=0.2,counter=0.1"),
-                            help="answer weights, e.g. accept=0.7,reject=0.2,counter=0.1 (accept=1: always accept)")
-        parser.add_argument("--answer", choices=("sync", "async"), default=env("CARRIER_SIM_ANSWER", "sync"),
-                            help="answer in the submit response (sync) or later by callback (async)")
-        parser.add_argument("--delay-ms", type=int, default=int(env("CARRIER_SIM_DELAY_MS", "0")),
-                            help="delay before an async answer is given")
+        parser.add_argument(
+            "--policy",
+            default=env("CARRIER_SIM_POLICY", "accept=0.7,reject=0.2,counter=0.1"),
+            help="answer weights, e.g. accept=0.7,reject=0.2,counter=0.1 (accept=1: always accept)",
+        )
+        parser.add_argument(
+            "--answer",
+            choices=("sync", "async"),
+            default=env("CARRIER_SIM_ANSWER", "sync"),
+            help="answer in the submit response (sync) or later by callback (async)",
+        )
+        parser.add_argument(
+            "--delay-ms",
+            type=int,
+            default=int(env("CARRIER_SIM_DELAY_MS", "0")),
+            help="delay before an async answer is given",
+        )
         parser.add_argument("--client-id", default=env("CARRIER_SIM_CLIENT_ID", "sim-carrier"))
         parser.add_argument("--client-secret", default=env("CARRIER_SIM_CLIENT_SECRET", "sim-secret"))
-        parser.add_argument("--vehicles", default=env("CARRIER_SIM_VEHICLES", "SIM-001,SIM-002,SIM-003"),
-                            help="comma-separated vehicle ids the carrier assigns on accept")
+        parser.add_argument(
+            "--vehicles",
+            default=env("CARRIER_SIM_VEHICLES", "SIM-001,SIM-002,SIM-003"),
+            help="comma-separated vehicle ids the carrier assigns on accept",
+        )
         parser.add_argument("--seed", type=int, default=None, help="seed for reproducible answers")
-        parser.add_argument("--console-url", default=env("CARRIER_SIM_CONSOLE_URL", ""),
-                            help="console base URL for async answers through the partner API")
+        parser.add_argument(
+            "--console-url",
+            default=env("CARRIER_SIM_CONSOLE_URL", ""),
+            help="console base URL for async answers through the partner API",
+        )
         parser.add_argument("--console-token-url", default=env("CARRIER_SIM_CONSOLE_TOKEN_URL", ""))
         parser.add_argument("--console-client-id", default=env("CARRIER_SIM_CONSOLE_CLIENT_ID", ""))
         parser.add_argument("--console-client-secret", default=env("CARRIER_SIM_CONSOLE_CLIENT_SECRET", ""))
         parser.add_argument("--tls-cert", default=env("CARRIER_SIM_TLS_CERT", ""), help="serve HTTPS with this cert")
         parser.add_argument("--tls-key", default=env("CARRIER_SIM_TLS_KEY", ""))
-        parser.add_argument("--client-ca", default=env("CARRIER_SIM_CLIENT_CA", ""),
-                            help="require client certificates signed by this CA (mutual TLS)")
-        parser.add_argument("--webhook-secret", default=env("CARRIER_SIM_WEBHOOK_SECRET", ""),
-                            help="Standard Webhooks secret (whsec_...) for async answers as signed webhooks")
+        parser.add_argument(
+            "--client-ca",
+            default=env("CARRIER_SIM_CLIENT_CA", ""),
+            help="require client certificates signed by this CA (mutual TLS)",
+        )
+        parser.add_argument(
+            "--webhook-secret",
+            default=env("CARRIER_SIM_WEBHOOK_SECRET", ""),
+            help="Standard Webhooks secret (whsec_...) for async answers as signed webhooks",
+        )
 
-        parser.add_argument("--no-demo-carriers", action="store_true",
-                            help="serve only the default carrier, not the seeded demo carriers under /carriers/<slug>/")
+        parser.add_argument(
+            "--no-demo-carriers",
+            action="store_true",
+            help="serve only the default carrier, not the seeded demo carriers under /carriers/<slug>/",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -50,12 +76,20 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(f"--policy: {exc}") from exc
         config = SimConfig(
-            client_id=options["client_id"], client_secret=options["client_secret"], policy=policy,
-            answer=options["answer"], delay_ms=max(0, options["delay_ms"]),
-            vehicles=[v.strip() for v in options["vehicles"].split(",") if v.strip()], seed=options["seed"],
-            console_url=options["console_url"], console_token_url=options["console_token_url"],
-            console_client_id=options["console_client_id"], console_client_secret=options["console_client_secret"],
-            webhook_secret=options["webhook_secret"], tls_cert=options["tls_cert"], tls_key=options["tls_key"],
+            client_id=options["client_id"],
+            client_secret=options["client_secret"],
+            policy=policy,
+            answer=options["answer"],
+            delay_ms=max(0, options["delay_ms"]),
+            vehicles=[v.strip() for v in options["vehicles"].split(",") if v.strip()],
+            seed=options["seed"],
+            console_url=options["console_url"],
+            console_token_url=options["console_token_url"],
+            console_client_id=options["console_client_id"],
+            console_client_secret=options["console_client_secret"],
+            webhook_secret=options["webhook_secret"],
+            tls_cert=options["tls_cert"],
+            tls_key=options["tls_key"],
             client_ca=options["client_ca"],
         )
         if not options["no_demo_carriers"]:
