@@ -92,18 +92,14 @@ lint: install-dev
 	echo "== mypy"; $(VENV)/bin/mypy . || status=1; \
 	exit $$status
 
-# Each benchmarks/bench_*.py is a standalone script that prints its figures
-# next to a raw baseline measured in the same run. They measure PostgreSQL
-# (the local server unless DATABASE_URL says otherwise).
+# benchmarks/run_all.py runs each benchmarks/bench_*.py (each in its own
+# throw-away database, each with a time limit) and prints every figure next to
+# the baseline measured in the same run. They measure PostgreSQL (and Redis for
+# the live map): the local servers unless DATABASE_URL / REDIS_URL say otherwise.
 bench: install-dev
-	@found=0; status=0; \
-	export DATABASE_URL=$${DATABASE_URL:-postgres://root@127.0.0.1:5432/tms}; \
-	for f in benchmarks/bench_*.py; do \
-		[ -e "$$f" ] || continue; found=1; \
-		echo "== $$f"; $(PY) "$$f" || status=1; \
-	done; \
-	[ $$found = 1 ] || echo "no benchmarks yet (benchmarks/bench_*.py)"; \
-	exit $$status
+	DATABASE_URL=$${DATABASE_URL:-postgres://root@127.0.0.1:5432/tms_bench} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
+	$(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf var .mypy_cache .ruff_cache .pytest_cache .hypothesis

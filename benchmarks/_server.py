@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The bench process and the server sign sessions with the same key.
+BENCH_SECRET_KEY = "bench-only-" + "x" * 50
 
 
 def django_setup(url: str) -> None:
@@ -21,6 +23,7 @@ def django_setup(url: str) -> None:
     os.environ.setdefault("TMS_TESTING", "1")
     os.environ["DB_POOL"] = "0"
     os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ["SECRET_KEY"] = BENCH_SECRET_KEY
     import django
 
     django.setup()
@@ -73,7 +76,7 @@ def server_env(db_url: str, **extra: str) -> dict[str, str]:
         "DEBUG": "0",
         "TMS_TESTING": "0",
         "DB_POOL": "1",
-        "SECRET_KEY": "bench-only-" + "x" * 50,
+        "SECRET_KEY": BENCH_SECRET_KEY,
         "ALLOWED_HOSTS": "127.0.0.1",
         "SECURE_SSL_REDIRECT": "0",
         "SESSION_COOKIE_SECURE": "0",

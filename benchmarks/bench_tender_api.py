@@ -27,7 +27,9 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-REQUESTS = int(os.environ.get("BENCH_REQUESTS", "2000"))
+from benchmarks._report import figure  # noqa: E402
+
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "4"))
 TENDERS = 500
 
@@ -91,27 +93,42 @@ def main() -> int:
     from missions.partner_services import partner_client_create
 
     old_name = connection.settings_dict["NAME"]
-    test_name = f"bench_tender_{old_name}"
+    test_name = f"{old_name}_bench_tender"
     connection.settings_dict.setdefault("TEST", {})["NAME"] = test_name
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     server = None
     try:
         actor = Actor.system("bench")
-        carrier = Carrier.objects.create(name="Bench Autonomous", slug="bench", kind="autonomous",
-                                         max_autonomy_level=4, operating_regions=[])
+        carrier = Carrier.objects.create(
+            name="Bench Autonomous", slug="bench", kind="autonomous", max_autonomy_level=4, operating_regions=[]
+        )
         issued = partner_client_create(carrier_id=carrier.pk, name="bench", scopes=["tender:read"], actor=actor)
         now = timezone.now()
         tender_ids = []
         for i in range(TENDERS):
             shipment = Shipment.objects.create(
-                reference=f"BENCH-{i:05d}", origin_address="Dallas, TX", origin_region="TX", origin_lat=32.78,
-                origin_lon=-96.8, destination_address="Houston, TX", destination_region="TX", destination_lat=29.76,
-                destination_lon=-95.37, pickup_window_start=now, pickup_window_end=now + timezone.timedelta(hours=2),
+                reference=f"BENCH-{i:05d}",
+                origin_address="Dallas, TX",
+                origin_region="TX",
+                origin_lat=32.78,
+                origin_lon=-96.8,
+                destination_address="Houston, TX",
+                destination_region="TX",
+                destination_lat=29.76,
+                destination_lon=-95.37,
+                pickup_window_start=now,
+                pickup_window_end=now + timezone.timedelta(hours=2),
                 delivery_window_start=now + timezone.timedelta(hours=4),
-                delivery_window_end=now + timezone.timedelta(hours=8), weight_kg=15000,
+                delivery_window_end=now + timezone.timedelta(hours=8),
+                weight_kg=15000,
             )
-            tender = services.tender_create(actor=actor, shipment_id=shipment.pk, carrier_id=carrier.pk,
-                                            offered_price_usd=Decimal("1300"), expiry_seconds=86400)
+            tender = services.tender_create(
+                actor=actor,
+                shipment_id=shipment.pk,
+                carrier_id=carrier.pk,
+                offered_price_usd=Decimal("1300"),
+                expiry_seconds=86400,
+            )
             services.tender_mark_sent(tender_id=tender.pk, actor=actor)
             tender_ids.append(tender.pk)
         connection.close()
@@ -134,7 +151,10 @@ def main() -> int:
         }
         server = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tms_console.asgi:application"],
-            cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=BASE_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         for _ in range(100):
             try:
@@ -170,6 +190,14 @@ def main() -> int:
                 f"{statistics.fmean(values):8.2f} {percentile(values, 99) / percentile(base, 99):20.2f}"
             )
         print("target (DESIGN.md §6): tender API p99 <= 50 ms")
+        base_p50, base_p99 = percentile(base, 50), percentile(base, 99)
+        for name, values in results.items():
+            if name.startswith("GET /healthz"):
+                continue
+            p50, p99 = percentile(values, 50), percentile(values, 99)
+            figure(name=f"{name} p50", measured=p50, unit="ms", baseline=base_p50, baseline_name="ms /healthz p50")
+            figure(name=f"{name} p99", measured=p99, unit="ms", baseline=base_p99, baseline_name="ms /healthz p99",
+                   target="p99 <= 50 ms", met=p99 <= 50)  # fmt: skip
         return 0
     finally:
         if server is not None:

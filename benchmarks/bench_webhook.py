@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import figure, free_port, percentile  # noqa: E402
+from benchmarks._report import figure, free_port, percentile
 
 SECONDS = float(os.environ.get("BENCH_WEBHOOK_SECONDS", "8"))
 PROCS = int(os.environ.get("BENCH_WEBHOOK_PROCS", "2"))
@@ -80,14 +80,20 @@ def _load(args: tuple[int, str, float, str, list[dict[str, Any]], int]) -> tuple
                     body = json.dumps({"type": "telemetry", "data": event}).encode()
                     webhook_id = f"msg_{uuid.uuid4().hex}"
                     stamp = int(time.time())
-                    headers = {"Content-Type": "application/json", "webhook-id": webhook_id,
-                               "webhook-timestamp": str(stamp), "webhook-signature": _sign(key, webhook_id, stamp, body)}  # fmt: skip
+                    headers = {
+                        "Content-Type": "application/json",
+                        "webhook-id": webhook_id,
+                        "webhook-timestamp": str(stamp),
+                        "webhook-signature": _sign(key, webhook_id, stamp, body),
+                    }
                     t0 = time.perf_counter()
                     conn.request("POST", m["path"], body=body, headers=headers)
                 response = conn.getresponse()
                 data = response.read()
                 mine.append((time.perf_counter() - t0) * 1000)
-                if response.status != 200 or (mode == "webhook" and b'"duplicate":false' not in data.replace(b" ", b"")):
+                if response.status != 200 or (
+                    mode == "webhook" and b'"duplicate":false' not in data.replace(b" ", b"")
+                ):
                     with lock:
                         errors.append(f"{response.status} {data[:200]!r}")
                     return
@@ -156,8 +162,13 @@ def main() -> int:
         else:
             print("gunicorn is not installed: WSGI figures skipped")
         env = server_env(db_url)
-        print(f"single-event signed webhooks, {PROCS} load processes x {THREADS} connections, {SECONDS:.0f} s per phase")
-        print(f"{'server':28} {'/healthz req/s':>15} {'webhook req/s':>14} {'webhook p99 ms':>15} {'webhook / healthz':>18}")
+        print(
+            f"single-event signed webhooks, {PROCS} load processes x {THREADS} connections, {SECONDS:.0f} s per phase"
+        )
+        print(
+            f"{'server':28} {'/healthz req/s':>15} {'webhook req/s':>14} {'webhook p99 ms':>15}"
+            f" {'webhook / healthz':>18}"
+        )
         accepted = 0
         for kind in servers:
             port = free_port()

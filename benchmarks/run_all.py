@@ -12,6 +12,7 @@ target (DESIGN.md §6) and whether it was met.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,7 +30,7 @@ SCRIPTS = [
     ("bench_ingest", 120),
     ("bench_webhook", 120),
     ("bench_livemap", 150),
-    ("bench_tender_api", 120),
+    ("bench_tender_api", 180),
     ("bench_sla", 180),
 ]
 
@@ -50,13 +51,15 @@ def _run(script: str, cap: float, env: dict[str, str]) -> tuple[int | None, floa
         code: int | None = proc.wait(cap)
     except subprocess.TimeoutExpired:
         print(f"{script}: stopped after {cap:.0f} s", flush=True)
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        # SIGINT first: the script's finally blocks stop its servers and drop its database.
+        proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(20)
         code = None
+    # Whatever the script left behind in its process group (a server that ignored the shutdown) goes too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
     return code, time.monotonic() - t0
 
 

@@ -291,7 +291,9 @@ class Mission(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["carrier", "status"]), models.Index(fields=["status", "last_seen_at"])]
+        # No index holds last_seen_at or updated_at: ingest moves them on every batch, and an indexed
+        # column there would make each of those updates a non-HOT one touching every index of the table.
+        indexes = [models.Index(fields=["carrier", "status"]), models.Index(fields=["status"])]
 
     def __str__(self) -> str:
         return f"Mission {self.pk} ({self.shipment.reference})"
@@ -340,9 +342,7 @@ class TelemetrySample(models.Model):
     class Meta:
         ordering = ["recorded_at"]
         indexes = [models.Index(fields=["mission", "recorded_at"])]
-        constraints = [
-            models.UniqueConstraint(fields=["vehicle", "bucket_s"], name="telemetry_sample_1hz_per_vehicle")
-        ]
+        constraints = [models.UniqueConstraint(fields=["vehicle", "bucket_s"], name="telemetry_sample_1hz_per_vehicle")]
 
     def __str__(self) -> str:
         return f"sample {self.mission_id}@{self.recorded_at.isoformat()}"

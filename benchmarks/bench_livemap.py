@@ -1,0 +1,241 @@
+#!/usr/bin/env python
+"""Live map latency: telemetry event received -> frame delivered to a dashboard websocket, and web-process memory.
+
+A throw-away PostgreSQL database gets one carrier with ``BENCH_LIVEMAP_MAX``
+(5,000) en-route missions, a partner client and a dispatcher with a verified
+one-time-code session. daphne serves the console as in production with the
+Redis channel layer (``REDIS_URL``, default redis://127.0.0.1:6379/0).
+
+* A sender process streams the fleet at 1 Hz over ``ws/ingest/`` (the
+  partner stream): every 100 ms a batch of a tenth of the fleet, each event
+  timestamped with the wall clock at sending.
+* A receiver process holds ``BENCH_LIVEMAP_CLIENTS`` (20) ``ws/map/``
+  dashboards on the dispatcher's session cookie and, for every vehicle of
+  every ``positions`` frame, takes receipt time - event timestamp.
+
+Phase 1: 1,000 vehicles; phase 2: 5,000 vehicles. For each: p50/p99
+latency (after a warm-up) and the web process's resident memory; the
+baseline is daphne's memory right after start-up, and the frame interval
+(``LIVEMAP_FRAME_SECONDS``, 0.25 s), which a frame can wait by design.
+Target (DESIGN.md §6): p99 <= 250 ms at 1,000 vehicles and 20 dashboards.
+
+    DATABASE_URL=postgres://root@127.0.0.1:5432/tms REDIS_URL=redis://127.0.0.1:6379/0 \
+        .venv/bin/python benchmarks/bench_livemap.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._report import figure, free_port, percentile
+
+CLIENTS = int(os.environ.get("BENCH_LIVEMAP_CLIENTS", "20"))
+PHASES = [(1000, float(os.environ.get("BENCH_LIVEMAP_SECONDS", "20"))), (5000, 12.0)]
+MAX_VEHICLES = max(v for v, _ in PHASES)
+WARMUP_SECONDS = 3.0
+TARGET_MS = 250.0
+TICKS_PER_SECOND = 10
+
+
+def _stamp(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def sender(port: int, token: str, fleet: list[tuple[int, str]], seconds: float, out: Any) -> None:
+    """Stream ``fleet`` at 1 Hz for ``seconds`` over ws/ingest/; report (sent, accepted, errors)."""
+    import websockets
+
+    async def run() -> tuple[int, int, list[str]]:
+        sent, accepted, errors = 0, 0, []
+        uri = f"ws://127.0.0.1:{port}/ws/ingest/"
+        async with websockets.connect(uri, additional_headers={"Authorization": f"Bearer {token}"},
+                                      max_size=None) as ws:  # fmt: skip
+            ready = json.loads(await ws.recv())
+            if ready.get("type") != "ready":
+                return 0, 0, [f"stream refused: {ready}"]
+            pending = asyncio.Event()
+
+            async def acks() -> None:
+                nonlocal accepted
+                async for message in ws:
+                    ack = json.loads(message)
+                    accepted += int(ack.get("accepted", 0))
+                    if ack.get("rejected") or ack.get("error"):
+                        errors.append(str(ack)[:300])
+                    pending.set()
+
+            reader = asyncio.create_task(acks())
+            per_tick = max(1, len(fleet) // TICKS_PER_SECOND)
+            start = time.time()
+            tick = 0
+            while time.time() - start < seconds:
+                share = fleet[(tick % TICKS_PER_SECOND) * per_tick : (tick % TICKS_PER_SECOND + 1) * per_tick]
+                now = time.time()
+                stamp = _stamp(now)
+                events = [
+                    {"event_id": str(uuid.uuid4()), "mission_id": mid, "vehicle_id": vid, "ts": stamp,
+                     "position": {"lat": 31.0 + (mid % 300) / 100, "lon": -97.0 + tick / 10000, "speed_kph": 88.0,
+                                  "heading_deg": 170.0}}
+                    for mid, vid in share
+                ]  # fmt: skip
+                await ws.send(json.dumps({"seq": tick, "events": events}))
+                sent += len(events)
+                tick += 1
+                await asyncio.sleep(max(0.0, start + tick / TICKS_PER_SECOND - time.time()))
+            await asyncio.sleep(1.0)  # let the last acks arrive
+            reader.cancel()
+        return sent, accepted, errors
+
+    out.put(asyncio.run(run()))
+
+
+def receiver(port: int, cookie: str, seconds: float, warmup: float, out: Any) -> None:
+    """Hold CLIENTS dashboards for ``seconds``; report the latencies (ms) seen after ``warmup``."""
+    import websockets
+
+    async def run() -> tuple[list[float], int, list[str]]:
+        latencies: list[float] = []
+        frames = 0
+        errors: list[str] = []
+        started = time.time()
+        headers = {"Cookie": f"sessionid={cookie}", "Origin": f"http://127.0.0.1:{port}"}
+
+        async def dashboard() -> None:
+            nonlocal frames
+            try:
+                async with websockets.connect(f"ws://127.0.0.1:{port}/ws/map/", additional_headers=headers,
+                                              max_size=None) as ws:  # fmt: skip
+                    first = json.loads(await ws.recv())
+                    if first.get("type") != "snapshot":
+                        errors.append(f"no snapshot: {str(first)[:200]}")
+                        return
+                    async for message in ws:
+                        now = time.time()
+                        frame = json.loads(message)
+                        if frame.get("type") != "positions":
+                            continue
+                        frames += 1
+                        if now - started < warmup:
+                            continue
+                        for v in frame["vehicles"]:
+                            at = datetime.fromisoformat(v["last_seen_at"]).timestamp()
+                            latencies.append((now - at) * 1000)
+            except websockets.ConnectionClosed as exc:
+                errors.append(f"closed: {exc}")
+
+        tasks = [asyncio.create_task(dashboard()) for _ in range(CLIENTS)]
+        await asyncio.sleep(seconds)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return latencies, frames, errors
+
+    out.put(asyncio.run(run()))
+
+
+def main() -> int:
+    url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        print("bench_livemap: skipped, needs PostgreSQL (set DATABASE_URL to a postgres:// URL)")
+        return 0
+    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    os.environ["REDIS_URL"] = redis_url  # the bench process writes the session where the server reads it
+    from benchmarks._server import django_setup, fleet_create, rss_mib, served, server_env, throwaway_database
+
+    django_setup(url)
+    import httpx
+    from django.conf import settings
+    from django.contrib.auth.models import Group, User
+    from django.db import connection
+    from django.test import Client
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from missions.events import Actor
+    from missions.models import Carrier
+    from missions.partner_services import partner_client_create
+    from tms_console.roles import DISPATCHER, roles_sync
+
+    with throwaway_database("livemap") as db_url:
+        carrier = Carrier.objects.create(name="Bench Autonomous", slug="bench", kind="autonomous",
+                                         max_autonomy_level=4, operating_regions=[])  # fmt: skip
+        fleet = [(m.pk, f"TRK-{n:06d}") for n, m in enumerate(fleet_create(carrier, MAX_VEHICLES))]
+        issued = partner_client_create(carrier_id=carrier.pk, name="bench", scopes=["telemetry:write"],
+                                       actor=Actor.system("bench"))  # fmt: skip
+        roles_sync()
+        user = User.objects.create_user(username="bench-dispatcher", password="bench-pass-" + uuid.uuid4().hex)
+        user.groups.add(Group.objects.get(name=DISPATCHER))
+        device = TOTPDevice.objects.create(user=user, name="default", confirmed=True)
+        # As tests/conftest.py verified_client: a logged-in session whose one-time code was verified.
+        client = Client()
+        client.force_login(user)
+        session = client.session
+        session["otp_device_id"] = device.persistent_id
+        session.save()
+        cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+        connection.close()
+
+        port = free_port()
+        env = server_env(db_url, REDIS_URL=redis_url, CELERY_TASK_ALWAYS_EAGER="1")
+        frame_s = float(env.get("LIVEMAP_FRAME_SECONDS", settings.LIVEMAP_FRAME_SECONDS))
+        ctx = multiprocessing.get_context("spawn")
+        with served("daphne", port, env) as proc:
+            idle_rss = rss_mib(proc.pid)
+            token = httpx.post(
+                f"http://127.0.0.1:{port}/oauth2/token",
+                data={"grant_type": "client_credentials", "scope": "telemetry:write"},
+                auth=(issued.client_id, issued.client_secret),
+            ).json()["access_token"]
+            print(f"live map: {CLIENTS} dashboards on ws/map/, fleet streamed over ws/ingest/ at 1 Hz, "
+                  f"Redis channel layer, frame interval {frame_s * 1000:.0f} ms")  # fmt: skip
+            print(f"daphne RSS after start-up (baseline): {idle_rss:.0f} MiB")
+            print(
+                f"{'vehicles':>8} {'events sent':>12} {'frames':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+                f" {'RSS MiB':>8}"
+            )
+            for vehicles, seconds in PHASES:
+                out = ctx.Queue()
+                recv = ctx.Process(target=receiver, args=(port, cookie, seconds + 1.5, WARMUP_SECONDS, out))
+                recv.start()
+                time.sleep(1.0)  # dashboards connected and holding their snapshot
+                send = ctx.Process(target=sender, args=(port, token, fleet[:vehicles], seconds, out))
+                send.start()
+                results = [out.get(timeout=seconds + 60) for _ in range(2)]
+                rss = rss_mib(proc.pid)
+                recv.join(10)
+                send.join(10)
+                sent_part = next(r for r in results if isinstance(r[0], int))
+                recv_part = next(r for r in results if isinstance(r[0], list))
+                sent, accepted, send_errors = sent_part
+                latencies, frames, recv_errors = recv_part
+                if send_errors or recv_errors:
+                    print(f"  errors: {(send_errors + recv_errors)[:3]}")
+                if not latencies:
+                    raise SystemExit("no position frame reached a dashboard")
+                p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+                print(f"{vehicles:8,} {sent:12,} {frames:8,} {p50:8.1f} {p99:8.1f} {max(latencies):8.1f} {rss:8.0f}"
+                      f"   ({accepted:,} accepted)")  # fmt: skip
+                figure(name=f"live map p99, {vehicles:,} vehicles, {CLIENTS} dashboards", measured=p99, unit="ms",
+                       baseline=frame_s * 1000, baseline_name="ms frame interval",
+                       target="p99 <= 250 ms" if vehicles == 1000 else "(report)",
+                       met=(p99 <= TARGET_MS) if vehicles == 1000 else None)  # fmt: skip
+                figure(name=f"live map p50, {vehicles:,} vehicles", measured=p50, unit="ms",
+                       baseline=frame_s * 1000, baseline_name="ms frame interval")  # fmt: skip
+                figure(name=f"web process RSS, {vehicles:,} vehicles", measured=rss, unit="MiB",
+                       baseline=idle_rss, baseline_name="MiB idle", target="(report)")  # fmt: skip
+        print("target (DESIGN.md §6): p99 <= 250 ms at 1,000 vehicles, 20 dashboards")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
