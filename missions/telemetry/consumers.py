@@ -42,6 +42,8 @@ TELEMETRY_SCOPE = "telemetry:write"
 # Without a shared channel layer, batches stored by another process (the MQTT
 # bridge, a second web process) only reach the map through this poll.
 MAP_POLL_SECONDS = 1.0
+# How long an idle map waits after a first position to gather the rest of its burst.
+FRAME_SETTLE_SECONDS = 0.02
 POLL_OVERLAP_SECONDS = 3.0
 
 
@@ -156,6 +158,8 @@ class LiveMapConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
         self.pending: dict[int, dict[str, Any]] = {}
         self.flusher: asyncio.Task[None] | None = None
+        self.frame_task: asyncio.Task[None] | None = None
+        self.last_frame_at = 0.0
         await self.accept()
         code = await database_sync_to_async(authorize)(self.scope)
         if code:
@@ -164,13 +168,15 @@ class LiveMapConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.channel_layer.group_add(FLEET_GROUP, self.channel_name)
         self.joined = True
         await self._send_snapshot()
-        self.flusher = asyncio.create_task(self._flush_loop())
+        if _layer_is_in_process():
+            self.flusher = asyncio.create_task(self._poll_loop())
 
     async def disconnect(self, code: int) -> None:
-        if self.flusher is not None:
-            self.flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.flusher
+        for task in (self.flusher, getattr(self, "frame_task", None)):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.joined:
             await self.channel_layer.group_discard(FLEET_GROUP, self.channel_name)
 
@@ -207,25 +213,44 @@ class LiveMapConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             current = self.pending.get(position["mission_id"])
             if current is None or position["last_seen_at"] >= current["last_seen_at"]:
                 self.pending[position["mission_id"]] = position
+        if self.pending and self.frame_task is None:
+            # An idle map sends soon (after a short settle that gathers a burst); a busy one
+            # no more often than one frame per LIVEMAP_FRAME_SECONDS.
+            loop = asyncio.get_running_loop()
+            delay = max(FRAME_SETTLE_SECONDS, self.last_frame_at + self._frame_seconds() - loop.time())
+            self.frame_task = asyncio.create_task(self._frame_after(delay))
 
-    async def _flush_loop(self) -> None:
-        frame = max(0.05, float(settings.LIVEMAP_FRAME_SECONDS))
-        poll_every = max(1, round(MAP_POLL_SECONDS / frame))
-        poll = _layer_is_in_process()
-        tick = 0
+    @staticmethod
+    def _frame_seconds() -> float:
+        return max(0.05, float(settings.LIVEMAP_FRAME_SECONDS))
+
+    async def _frame_after(self, delay: float) -> None:
         try:
-            while True:
-                await asyncio.sleep(frame)
-                tick += 1
-                if poll and tick % poll_every == 0:
-                    await self._poll()
-                if self.pending:
-                    batch, self.pending = list(self.pending.values()), {}
-                    await self.send_json({"type": "positions", "vehicles": batch})
+            await asyncio.sleep(delay)
+            if self.pending:
+                batch, self.pending = list(self.pending.values()), {}
+                self.last_frame_at = asyncio.get_running_loop().time()
+                await self.send_json({"type": "positions", "vehicles": batch})
         except asyncio.CancelledError:
             raise
         except Exception:  # the socket closed under us; the disconnect handler cleans up
-            log.debug("live map flush loop ended", exc_info=True)
+            log.debug("live map frame not sent", exc_info=True)
+            return
+        finally:
+            self.frame_task = None
+        if self.pending:  # positions that arrived while the frame was being sent
+            await self.fleet_positions({"positions": []})
+
+    async def _poll_loop(self) -> None:
+        """Without Redis, positions ingested by another process are read from the database."""
+        try:
+            while True:
+                await asyncio.sleep(MAP_POLL_SECONDS)
+                await self._poll()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the socket closed under us; the disconnect handler cleans up
+            log.debug("live map poll loop ended", exc_info=True)
 
     async def _poll(self) -> None:
         # Overlap: a transaction that committed just after our last poll may carry an earlier updated_at.
