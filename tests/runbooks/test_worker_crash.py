@@ -9,9 +9,7 @@ the step over once its lease has run out.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from missions.choices import ExceptionKind, MissionStatus
 from missions.events import Actor
@@ -29,9 +25,9 @@ from missions.services import mission_exception_report
 from runbooks.choices import StepStatus
 from runbooks.models import Incident, StepRun
 from runbooks.tasks import runbooks_tick
-from tests.conftest import require_service
 from tests.factories import MissionFactory
 from tests.runbooks.pager import PagerReceiver
+from tests.workers import worker_env, worker_start
 from tms_console.celery import app
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services, pytest.mark.slow]
@@ -76,42 +72,16 @@ def pager() -> Iterator[SlowPager]:
 
 @pytest.fixture
 def start_worker(pager: SlowPager) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    require_service("PostgreSQL", settings.IS_POSTGRES)
-    require_service("Redis broker", settings.CELERY_BROKER_URL.startswith("redis://"))
-    db = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tms_console.settings_test",
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{connection.settings_dict['NAME']}",
-        "PAGERDUTY_EVENTS_URL": pager.url,
-        "PAGERDUTY_ATTEMPTS": "1",
-        "RUNBOOK_STEP_LEASE_SECONDS": str(LEASE_SECONDS),
-    }
+    env = worker_env(
+        PAGERDUTY_EVENTS_URL=pager.url,
+        PAGERDUTY_ATTEMPTS="1",
+        RUNBOOK_STEP_LEASE_SECONDS=str(LEASE_SECONDS),
+    )
     app.control.purge()
     workers: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tms_console",
-                "worker",
-                "--pool=solo",
-                "--concurrency=1",
-                "--loglevel=WARNING",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = worker_start(env)
         workers.append(proc)
         return proc
 

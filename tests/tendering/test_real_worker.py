@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from missions.choices import TenderStatus
 from missions.models import Mission, Shipment, Tender
-from tests.conftest import require_service
 from tests.tendering.conftest import SimFactory, push_carrier
 from tests.tendering.helpers import tender_to
+from tests.workers import worker_env, worker_start
 from tms_console.celery import app
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services, pytest.mark.slow]
@@ -27,37 +22,9 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def worker() -> Iterator[None]:
-    require_service("PostgreSQL", settings.IS_POSTGRES)
-    require_service("Redis broker", settings.CELERY_BROKER_URL.startswith("redis://"))
-    db = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tms_console.settings_test",
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-        # The worker must see the rows this test commits: point it at the test database.
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{connection.settings_dict['NAME']}",
-    }
+    env = worker_env()
     app.control.purge()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tms_console",
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            "--loglevel=WARNING",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = worker_start(env)
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = False
     try:
