@@ -71,6 +71,19 @@ def last_event_id(events: QuerySet[AuditEvent] | list[AuditEvent]) -> int:
     return max(ids) if ids else 0
 
 
+def _cancel_with_reason(
+    request: HttpRequest, *, what: str, back: str, call: Callable[[Actor, str], Any], done: str
+) -> HttpResponse:
+    """A cancel button: a reason is required; the service does it or refuses; back to the page."""
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"A reason is required to cancel a {what}.")
+    else:
+        reason = form.cleaned_data["reason"]
+        run_action(request, lambda: call(Actor.for_user(request.user), reason), done)
+    return HttpResponseRedirect(back)
+
+
 # --- carriers -------------------------------------------------------------------------
 
 
@@ -241,38 +254,26 @@ def shipment_waterfall(request: HttpRequest, pk: int) -> HttpResponse:
 @dispatch_required
 def shipment_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     shipment = get_object_or_404(Shipment, pk=pk)
-    form = ReasonForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "A reason is required to cancel a shipment.")
-        return HttpResponseRedirect(_shipment_url(shipment.pk))
-    run_action(
+    return _cancel_with_reason(
         request,
-        lambda: dispatch.shipment_cancel(
-            shipment_id=shipment.pk, actor=Actor.for_user(request.user), reason=form.cleaned_data["reason"]
-        ),
-        f"Shipment {shipment.reference} cancelled.",
+        what="shipment",
+        back=_shipment_url(shipment.pk),
+        call=lambda actor, reason: dispatch.shipment_cancel(shipment_id=shipment.pk, actor=actor, reason=reason),
+        done=f"Shipment {shipment.reference} cancelled.",
     )
-    return HttpResponseRedirect(_shipment_url(shipment.pk))
 
 
 @require_POST
 @dispatch_required
 def tender_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     tender = get_object_or_404(Tender, pk=pk)
-    form = ReasonForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "A reason is required to cancel a tender.")
-        return HttpResponseRedirect(_shipment_url(tender.shipment_id))
-    run_action(
+    return _cancel_with_reason(
         request,
-        lambda: dispatch.tender_cancel(
-            tender_id=tender.pk,
-            actor=Actor.for_user(request.user),
-            reason=form.cleaned_data["reason"],
-        ),
-        f"Tender {tender.pk} cancelled.",
+        what="tender",
+        back=_shipment_url(tender.shipment_id),
+        call=lambda actor, reason: dispatch.tender_cancel(tender_id=tender.pk, actor=actor, reason=reason),
+        done=f"Tender {tender.pk} cancelled.",
     )
-    return HttpResponseRedirect(_shipment_url(tender.shipment_id))
 
 
 @require_POST
@@ -343,19 +344,12 @@ def mission_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @dispatch_required
 def mission_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     mission = get_object_or_404(Mission, pk=pk)
-    url = reverse("missions:mission_detail", kwargs={"pk": mission.pk})
-    form = ReasonForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "A reason is required to cancel a mission.")
-        return HttpResponseRedirect(url)
-    run_action(
+    return _cancel_with_reason(
         request,
-        lambda: services.mission_transition(
-            mission_id=mission.pk,
-            to_status=MissionStatus.CANCELLED,
-            actor=Actor.for_user(request.user),
-            reason=form.cleaned_data["reason"],
+        what="mission",
+        back=reverse("missions:mission_detail", kwargs={"pk": mission.pk}),
+        call=lambda actor, reason: services.mission_transition(
+            mission_id=mission.pk, to_status=MissionStatus.CANCELLED, actor=actor, reason=reason
         ),
-        f"Mission {mission.pk} cancelled.",
+        done=f"Mission {mission.pk} cancelled.",
     )
-    return HttpResponseRedirect(url)

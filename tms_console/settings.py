@@ -8,6 +8,7 @@ the event outbox, and a filesystem Celery broker.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,16 @@ TESTING: bool = env.bool("TMS_TESTING", default=False)
 
 # A development key is only acceptable while DEBUG is on (or under the test
 # settings); a production process refuses to start without a real one.
+# Management commands that only read the code (never serve, sign or touch sessions)
+# run without one, so a migration check works on a bare checkout.
+OFFLINE_COMMANDS = frozenset({"makemigrations", "showmigrations", "help"})
+_offline = Path(sys.argv[0]).name == "manage.py" and len(sys.argv) > 1 and sys.argv[1] in OFFLINE_COMMANDS
 SECRET_KEY: str = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if DEBUG or TESTING:
         SECRET_KEY = "dev-only-insecure-key-never-use-in-production-0123456789abcdef"
+    elif _offline:
+        SECRET_KEY = "offline-command-placeholder-key-that-signs-nothing-0123456789"
     else:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. Set it in the environment (DEBUG=1 allows a development key)."

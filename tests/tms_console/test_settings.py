@@ -153,6 +153,24 @@ def test_missing_secret_key_in_production_refuses_to_start(tmp_path: Path) -> No
     assert "SECRET_KEY is not set" in result.stderr
 
 
+def test_migration_check_runs_without_a_secret_key_but_serving_does_not(tmp_path: Path) -> None:
+    env = _env(tmp_path, DEBUG="0", SECRET_KEY="", ALLOWED_HOSTS="tms.example.com")
+    check = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stderr
+    assert "No changes detected" in check.stdout
+    serve = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert serve.returncode != 0 and "SECRET_KEY is not set" in serve.stderr
+
+
 def test_debug_allows_the_development_key(tmp_path: Path) -> None:
     s = _settings(tmp_path, DEBUG="1")
     assert s["DEBUG"] is True
