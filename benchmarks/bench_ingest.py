@@ -7,10 +7,12 @@ batch is one second of the fleet (one event per vehicle), handed to
 stream do: validated, ownership-checked, deduped, written to the window and
 the 1 Hz samples, missions' last-seen moved, one transaction per batch.
 
-The baseline, measured in the same run, is a raw COPY of the same sample
-rows (already serialised, no validation) into a table with the sample
-table's columns and indexes, one transaction per batch. Target (DESIGN.md §6):
->= 30,000 events/s and >= 30 % of the raw COPY.
+The baseline, measured in the same run, is a raw COPY of the same rows the
+ingest stores for those events (already serialised, no validation, no
+dedupe): each event's window row (its dedupe record) and its 1 Hz sample
+row, into two tables with the window's and the sample table's columns and
+indexes, one transaction per batch. Target (DESIGN.md §6): >= 30,000
+events/s and >= 30 % of the raw COPY.
 
 Runs in a throw-away database (``bench_ingest_<name>``, created and dropped
 here) on the server named by ``BENCH_DATABASE_URL`` or ``DATABASE_URL``.
@@ -121,18 +123,22 @@ def raw_rows(batch: list[dict[str, Any]], vehicle_pk: dict[int, int]) -> list[tu
 
 
 def copy_raw(rows: list[tuple[Any, ...]]) -> None:
+    """One batch's window rows and sample rows, COPYed as they are, in one transaction."""
     from django.db import connection, transaction
 
-    with (
-        transaction.atomic(),
-        connection.cursor() as cursor,
-        cursor.cursor.copy(
+    received_at = datetime.now(UTC)
+    with transaction.atomic(), connection.cursor() as cursor:
+        with cursor.cursor.copy(
+            "COPY bench_raw_window (event_id, mission_id, recorded_at, received_at) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row((row[9], row[0], row[2], received_at))
+        with cursor.cursor.copy(
             "COPY bench_raw_samples (mission_id, vehicle_id, recorded_at, lat, lon, speed_kph, heading_deg,"
             " autonomy_mode, data, event_id, bucket_s) FROM STDIN"
-        ) as copy,
-    ):
-        for row in rows:
-            copy.write_row(row)
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
 def stream_once(carrier: Any, batches: list[list[dict[str, Any]]], cache: Any) -> tuple[int, float]:
@@ -192,6 +198,7 @@ def run(db_url: str) -> int:
 
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE bench_raw_samples (LIKE missions_telemetrysample INCLUDING ALL)")
+        cursor.execute("CREATE TABLE bench_raw_window (LIKE missions_telemetrywindowevent INCLUDING ALL)")
 
     ingest_rates, raw_rates = [], []
     cache = MissionCache(ttl_seconds=3600)
@@ -213,10 +220,10 @@ def run(db_url: str) -> int:
     raw = statistics.median(raw_rates)
     print(f"vehicles {VEHICLES}, batch {VEHICLES} events (1 s of the fleet), {SECONDS} batches x {RUNS} runs")
     print(f"one stream:  batch ingest (validated, deduped, window + 1 Hz samples, last seen): {ingest:,.0f} events/s")
-    print(f"             raw COPY of the same sample rows (baseline, same run):               {raw:,.0f} rows/s")
+    print(f"             raw COPY of the same window + sample rows (baseline, same run):      {raw:,.0f} events/s")
     print(f"             ratio ingest / raw COPY: {ingest / raw:.0%}")
     figure(name="batch ingest, 1 stream, 1,000-event batches", measured=ingest, unit="ev/s",
-           baseline=raw, baseline_name="rows/s raw COPY, 1 stream", target=">= 30,000 ev/s, >= 30% COPY",
+           baseline=raw, baseline_name="events/s raw COPY, 1 stream", target=">= 30,000 ev/s, >= 30% COPY",
            met=ingest >= 30_000 and ingest / raw >= 0.30)  # fmt: skip
 
     if STREAMS > 1:
@@ -242,10 +249,10 @@ def run(db_url: str) -> int:
         accepted = sum(p[0] for p in parts)
         multi = accepted / (max(p[2] for p in parts) - min(p[1] for p in parts))
         raw_multi = sum(p[3] for p in parts) / (max(p[5] for p in parts) - min(p[4] for p in parts))
-        print(f"{STREAMS} streams: batch ingest {multi:,.0f} events/s; raw COPY {raw_multi:,.0f} rows/s;"
+        print(f"{STREAMS} streams: batch ingest {multi:,.0f} events/s; raw COPY {raw_multi:,.0f} events/s;"
               f" ratio {multi / raw_multi:.0%}")  # fmt: skip
         figure(name=f"batch ingest, {STREAMS} concurrent streams", measured=multi, unit="ev/s",
-               baseline=raw_multi, baseline_name=f"rows/s raw COPY, {STREAMS} streams",
+               baseline=raw_multi, baseline_name=f"events/s raw COPY, {STREAMS} streams",
                target=">= 30,000 ev/s, >= 30% COPY", met=multi >= 30_000 and multi / raw_multi >= 0.30)  # fmt: skip
     print("targets (DESIGN.md §6): >= 30,000 events/s and >= 30% of the raw COPY")
     return 0

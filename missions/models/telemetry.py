@@ -13,23 +13,36 @@ from missions.models.core import Mission, MissionException
 
 
 class TelemetryWindowEvent(models.Model):
-    """One accepted event, full fidelity, kept for a short time after it arrived.
+    """One accepted event, kept for a short time after it arrived.
 
-    Two jobs: the last five minutes per mission are what a snapshot freezes
-    when a safety event or an exception arrives, and the primary key on the
-    event id is the dedupe record for retries (a row lives
-    ``TELEMETRY_DEDUPE_SECONDS`` after arrival, longer than the window).
+    Two jobs: the primary key on the event id is the dedupe record for retries
+    (a row lives ``TELEMETRY_DEDUPE_SECONDS`` after arrival), and with the
+    samples it holds the full-fidelity window a snapshot freezes when a safety
+    event or an exception arrives. An event kept as its vehicle's 1 Hz sample
+    is stored whole in that sample row, so its ``payload`` here is empty; the
+    other events of the same second (a vehicle reporting faster than 1 Hz)
+    keep their normalized payload here.
     """
 
     event_id = models.UUIDField(primary_key=True)
-    mission = models.ForeignKey(Mission, on_delete=models.CASCADE, related_name="window_events")
+    # As on TelemetrySample: ingest checked the mission; no per-row deferred check at commit.
+    mission = models.ForeignKey(
+        Mission, on_delete=models.CASCADE, related_name="window_events", db_constraint=False, db_index=False
+    )
     recorded_at = models.DateTimeField()
     # Arrival time: pruning goes by it, so a late (buffered) event still dedupes for the full horizon.
     received_at = models.DateTimeField(db_index=True)
-    payload = models.JSONField()
+    payload = models.JSONField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["mission", "recorded_at"], name="telem_window_mission_ts")]
+        indexes = [
+            # Only the rows that carry a payload are read by mission and time (snapshots).
+            models.Index(
+                fields=["mission", "recorded_at"],
+                name="telem_window_extra_ts",
+                condition=models.Q(payload__isnull=False),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_id} (mission {self.mission_id})"

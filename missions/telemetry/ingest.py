@@ -21,7 +21,6 @@ channel-layer group ``fleet`` (the live map). See docs/decisions/0010-telemetry-
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import connection, transaction
@@ -40,7 +40,7 @@ from missions.events import Actor, event_record
 from missions.models import Carrier, Mission, MissionException, TelemetrySample
 from missions.models.telemetry import TelemetryGap, TelemetryWindowEvent
 from missions.services import mission_autonomy_change, mission_exception_report
-from missions.telemetry.normalize import TelemetryEvent, event_validate, ts_format
+from missions.telemetry.normalize import TelemetryEvent, event_validate
 from missions.telemetry.snapshots import telemetry_snapshot_freeze
 from tms_console.domain import DomainError
 
@@ -178,6 +178,8 @@ def ingest_events(
             result.duplicates += 1
             continue
         seen_ids.add(ev.event_id)
+        # Every stored event carries its correlation id: the mission's, when the sender left it out.
+        ev.correlation_id = info.correlation_id
         accepted.append(_Accepted(index=index, event=ev, mission=info))
     result.rejected.sort(key=lambda r: r["index"])
     if not accepted:
@@ -261,7 +263,13 @@ def _sample_data(ev: TelemetryEvent) -> dict[str, Any]:
 
 
 def _persist(accepted: list[_Accepted], *, received_at: datetime) -> set[uuid.UUID]:
-    """Write window rows and samples; return the ids of events that were not stored before."""
+    """Write window rows and samples; return the ids of events that were not stored before.
+
+    An event kept as its vehicle's sample for that second is stored once, in
+    the sample row (which holds every field of the normalized event); its
+    window row is only the dedupe record. The rest of that second (a vehicle
+    reporting faster than 1 Hz) keeps its full payload in the window.
+    """
     _mark_samples(accepted)
     if connection.vendor == "postgresql":
         return _persist_postgres(accepted, received_at=received_at)
@@ -270,28 +278,40 @@ def _persist(accepted: list[_Accepted], *, received_at: datetime) -> set[uuid.UU
 
 _TEMP_TABLE = """
 CREATE TEMP TABLE IF NOT EXISTS telemetry_incoming (
-    event_id uuid, mission_id bigint, vehicle_id bigint, recorded_at timestamptz, payload jsonb,
+    event_id uuid, mission_id bigint, vehicle_id bigint, recorded_at timestamptz, payload text,
     keep_sample boolean, bucket_s bigint, lat double precision, lon double precision,
-    speed_kph double precision, heading_deg double precision, autonomy_mode text, data jsonb
+    speed_kph double precision, heading_deg double precision, autonomy_mode text, data text
 ) ON COMMIT DELETE ROWS
 """
 
+# The JSON columns arrive as text and are parsed only where they are stored: a
+# kept sample's ``data``, a window row's ``payload`` only when it is not a sample.
 _MERGE = """
 WITH ins AS (
     INSERT INTO missions_telemetrywindowevent (event_id, mission_id, recorded_at, received_at, payload)
-    SELECT event_id, mission_id, recorded_at, %s, payload FROM telemetry_incoming
+    SELECT event_id, mission_id, recorded_at, %s, CASE WHEN keep_sample THEN NULL ELSE payload::jsonb END
+    FROM telemetry_incoming
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
 ), samples AS (
     INSERT INTO missions_telemetrysample
         (mission_id, vehicle_id, recorded_at, lat, lon, speed_kph, heading_deg, autonomy_mode, data, event_id, bucket_s)
     SELECT t.mission_id, t.vehicle_id, t.recorded_at, t.lat, t.lon, t.speed_kph, t.heading_deg, t.autonomy_mode,
-           t.data, t.event_id, t.bucket_s
+           t.data::jsonb, t.event_id, t.bucket_s
     FROM telemetry_incoming t JOIN ins USING (event_id)
     WHERE t.keep_sample
     ON CONFLICT (vehicle_id, bucket_s) DO NOTHING
+    RETURNING event_id
 )
-SELECT event_id FROM ins
+SELECT event_id, false FROM ins UNION ALL SELECT event_id, true FROM samples
+"""
+
+# A kept sample that lost its second to another batch (same vehicle, same second,
+# committed first) is not in the samples after all: its window row takes the payload.
+_WINDOW_PAYLOAD = """
+UPDATE missions_telemetrywindowevent w SET payload = v.payload
+FROM unnest(%s::uuid[], %s::jsonb[]) AS v(event_id, payload)
+WHERE w.event_id = v.event_id
 """
 
 
@@ -300,44 +320,43 @@ _temp_table_ready: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _copy_escape(json_text: str) -> str:
-    # COPY text format: backslash is the escape character. json.dumps output
-    # (ensure_ascii) holds no raw tab, newline or control character, so
-    # doubling backslashes is the whole escaping.
-    return json_text.replace("\\", "\\\\")
+    # COPY text format: backslash is the escape character. JSON text holds no
+    # raw tab, newline or control character (the encoder escapes them inside
+    # strings), so doubling backslashes is the whole escaping.
+    return json_text.replace("\\", "\\\\") if "\\" in json_text else json_text
 
 
 def _copy_number(value: float | None) -> str:
     return "\\N" if value is None else repr(value)
 
 
-def _persist_postgres(accepted: list[_Accepted], *, received_at: datetime) -> set[uuid.UUID]:
-    dumps = json.dumps
-    # The rows are formatted here as COPY text lines: several times faster than
-    # letting the driver adapt thirteen Python values per row.
+def _copy_lines(accepted: list[_Accepted]) -> str:
+    """The batch as COPY text rows: several times faster than letting the driver adapt 13 values per row.
+
+    One JSON text per row: the sample's ``data`` for a kept sample, the full payload otherwise.
+    """
+    dumps = orjson.dumps
+    number = _copy_number
+    escape = _copy_escape
     lines = []
     for a in accepted:
         ev = a.event
-        wire = ev.to_wire()
+        if a.keep_sample:
+            json_columns = f"\\N\tt\t{a.bucket_s}"
+            data = escape(dumps(_sample_data(ev)).decode())
+        else:
+            json_columns = f"{escape(dumps(ev.to_wire()).decode())}\tf\t{a.bucket_s}"
+            data = "\\N"
         lines.append(
-            "\t".join(
-                (
-                    wire["event_id"],
-                    str(ev.mission_id),
-                    str(a.mission.vehicle_pk),
-                    ev.ts.isoformat(),
-                    _copy_escape(dumps(wire)),
-                    "t" if a.keep_sample else "f",
-                    str(a.bucket_s),
-                    repr(ev.lat),
-                    repr(ev.lon),
-                    _copy_number(ev.speed_kph),
-                    _copy_number(ev.heading_deg),
-                    ev.autonomy_mode or "",
-                    _copy_escape(dumps(_sample_data(ev))),
-                )
-            )
+            f"{ev.event_id}\t{ev.mission_id}\t{a.mission.vehicle_pk}\t{ev.ts_text}\t{json_columns}\t"
+            f"{ev.lat!r}\t{ev.lon!r}\t{number(ev.speed_kph)}\t{number(ev.heading_deg)}\t"
+            f"{ev.autonomy_mode or ''}\t{data}\n"
         )
-    lines.append("")
+    return "".join(lines)
+
+
+def _persist_postgres(accepted: list[_Accepted], *, received_at: datetime) -> set[uuid.UUID]:
+    text = _copy_lines(accepted)
     with connection.cursor() as cursor:
         raw = cursor.cursor  # the psycopg cursor: COPY is not part of the DB-API
         pg_connection = raw.connection
@@ -349,9 +368,18 @@ def _persist_postgres(accepted: list[_Accepted], *, received_at: datetime) -> se
             "COPY telemetry_incoming (event_id, mission_id, vehicle_id, recorded_at, payload, keep_sample, bucket_s,"
             " lat, lon, speed_kph, heading_deg, autonomy_mode, data) FROM STDIN"
         ) as copy:
-            copy.write("\n".join(lines))
+            copy.write(text)
         cursor.execute(_MERGE, [received_at])
-        new_ids = {row[0] for row in cursor.fetchall()}
+        new_ids: set[uuid.UUID] = set()
+        sampled: set[uuid.UUID] = set()
+        for event_id, is_sample in cursor.fetchall():
+            (sampled if is_sample else new_ids).add(event_id)
+        unsampled = new_ids - sampled
+        lost = [a.event for a in accepted if a.keep_sample and a.event.event_id in unsampled]
+        if lost:
+            cursor.execute(
+                _WINDOW_PAYLOAD, [[ev.event_id for ev in lost], [orjson.dumps(ev.to_wire()).decode() for ev in lost]]
+            )
         # ON COMMIT DELETE ROWS empties it at commit; an outer transaction may run several batches.
         cursor.execute("DELETE FROM telemetry_incoming")
     return new_ids
@@ -359,10 +387,14 @@ def _persist_postgres(accepted: list[_Accepted], *, received_at: datetime) -> se
 
 def _persist_generic(accepted: list[_Accepted], *, received_at: datetime) -> set[uuid.UUID]:
     # SQLite takes the write lock when the transaction starts (IMMEDIATE), so the
-    # look-up below cannot race another writer between SELECT and INSERT.
+    # look-ups below cannot race another writer between SELECT and INSERT.
     ids = [a.event.event_id for a in accepted]
     existing = set(TelemetryWindowEvent.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
     fresh = [a for a in accepted if a.event.event_id not in existing]
+    candidates = [a for a in fresh if a.keep_sample]
+    taken = _seconds_taken(candidates)
+    sampled = [a for a in candidates if (a.mission.vehicle_pk, a.bucket_s) not in taken]
+    sampled_ids = {a.event.event_id for a in sampled}
     TelemetryWindowEvent.objects.bulk_create(
         [
             TelemetryWindowEvent(
@@ -370,7 +402,7 @@ def _persist_generic(accepted: list[_Accepted], *, received_at: datetime) -> set
                 mission_id=a.mission.id,
                 recorded_at=a.event.ts,
                 received_at=received_at,
-                payload=a.event.to_wire(),
+                payload=None if a.event.event_id in sampled_ids else a.event.to_wire(),
             )
             for a in fresh
         ],
@@ -391,13 +423,30 @@ def _persist_generic(accepted: list[_Accepted], *, received_at: datetime) -> set
                 event_id=a.event.event_id,
                 bucket_s=a.bucket_s,
             )
-            for a in fresh
-            if a.keep_sample
+            for a in sampled
         ],
         batch_size=500,
-        ignore_conflicts=True,
     )
     return {a.event.event_id for a in fresh}
+
+
+def _seconds_taken(candidates: list[_Accepted]) -> set[tuple[int | None, int]]:
+    """(vehicle, second) pairs among ``candidates`` that already have a sample."""
+    if not candidates:
+        return set()
+    from django.db.models import Q
+
+    wanted = Q()
+    for vehicle_pk, seconds in _group_seconds(candidates).items():
+        wanted |= Q(vehicle_id=vehicle_pk, bucket_s__in=seconds)
+    return set(TelemetrySample.objects.filter(wanted).values_list("vehicle_id", "bucket_s"))
+
+
+def _group_seconds(candidates: list[_Accepted]) -> dict[int | None, list[int]]:
+    grouped: dict[int | None, list[int]] = {}
+    for a in candidates:
+        grouped.setdefault(a.mission.vehicle_pk, []).append(a.bucket_s)
+    return grouped
 
 
 def _array_literal(items: Iterable[str]) -> str:
@@ -588,7 +637,7 @@ def position_message(ev: TelemetryEvent, *, status: str, mode: str) -> dict[str,
         "autonomy_mode": ev.autonomy_mode or mode,
         "status": status,
         "safety_event": ev.safety_event,
-        "last_seen_at": ts_format(ev.ts),
+        "last_seen_at": ev.ts_text,
     }
 
 

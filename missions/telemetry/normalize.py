@@ -94,6 +94,13 @@ class TelemetryEvent:
     connectivity: dict[str, Any] = field(default_factory=dict)
     safety_event: str | None = None
     autonomy_mode: str | None = None
+    # ``ts`` in the one wire spelling (``ts_format``), computed once: the window, the samples'
+    # COPY rows and the live map all need the text.
+    ts_text: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.ts_text:
+            self.ts_text = ts_format(self.ts)
 
     def position(self) -> dict[str, float | None]:
         return {
@@ -112,7 +119,7 @@ class TelemetryEvent:
             "mission_id": self.mission_id,
             "vehicle_id": self.vehicle_id,
             "correlation_id": str(self.correlation_id) if self.correlation_id else None,
-            "ts": ts_format(self.ts),
+            "ts": self.ts_text,
             "position": self.position(),
             "mission_state": self.mission_state,
             "health": self.health,
@@ -174,8 +181,8 @@ def _enum(value: Any, name: str, allowed: tuple[str, ...], *, nullable: bool = T
 def _object(value: Any, name: str, allowed: frozenset[str]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Invalid(f"{name}: expected an object, got {_type_name(value)}")
-    # Set difference runs in C; the list is only built on the error path, in the sender's order.
-    if value.keys() - allowed:
+    # issuperset runs in C without building a set; the list is only built on the error path.
+    if not allowed.issuperset(value):
         unknown = [k for k in value if k not in allowed]
         raise Invalid(f"{name}.{_key(unknown[0])}: unknown field")
     return value
@@ -190,7 +197,8 @@ def _uuid(value: Any, name: str) -> uuid.UUID:
         raise Invalid(f"{name}: {_quote(value)} is not a UUID") from None
 
 
-def _timestamp(value: Any, now: datetime, max_future: timedelta, max_age: timedelta) -> datetime:
+def _timestamp(value: Any, now: datetime, max_future: timedelta, max_age: timedelta) -> tuple[datetime, str]:
+    """The instant in UTC and its canonical text (the sender's own text when it is already canonical)."""
     if not isinstance(value, str):
         raise Invalid(f"ts: expected an ISO 8601 string, got {_type_name(value)}")
     if len(value) > 40:
@@ -209,7 +217,10 @@ def _timestamp(value: Any, now: datetime, max_future: timedelta, max_age: timede
         raise Invalid(f"ts: more than {int(max_future.total_seconds())} s in the future")
     if ts < now - max_age:
         raise Invalid(f"ts: older than {int(max_age.total_seconds())} s")
-    return ts
+    # "2026-11-26T05:12:00.250Z" is already the canonical spelling; anything else is re-spelt.
+    if len(value) == 24 and value[23] == "Z" and value[19] == "." and value[10] == "T":
+        return ts, value
+    return ts, ts_format(ts)
 
 
 def _health(value: Any) -> dict[str, Any]:
@@ -282,7 +293,7 @@ def event_validate(
 def _validate(raw: Any, now: datetime, max_future: timedelta, max_age: timedelta) -> TelemetryEvent:
     if not isinstance(raw, dict):
         raise Invalid(f"event: expected an object, got {_type_name(raw)}")
-    if raw.keys() - TOP_LEVEL_FIELDS:
+    if not TOP_LEVEL_FIELDS.issuperset(raw):
         unknown = [k for k in raw if k not in TOP_LEVEL_FIELDS]
         raise Invalid(f"{_key(unknown[0])}: unknown field")
     version = raw.get("schema_version", SCHEMA_VERSION)
@@ -305,7 +316,7 @@ def _validate(raw: Any, now: datetime, max_future: timedelta, max_age: timedelta
         raise Invalid(f"vehicle_id: expected 1 to {VEHICLE_ID_MAX} characters")
     correlation = raw.get("correlation_id")
     correlation_id = None if correlation is None else _uuid(correlation, "correlation_id")
-    ts = _timestamp(raw["ts"], now, max_future, max_age)
+    ts, ts_text = _timestamp(raw["ts"], now, max_future, max_age)
 
     position = _object(raw["position"], "position", POSITION_FIELDS)
     if position.get("lat") is None:
@@ -334,6 +345,7 @@ def _validate(raw: Any, now: datetime, max_future: timedelta, max_age: timedelta
         connectivity=_connectivity(raw.get("connectivity")),
         safety_event=_enum(raw.get("safety_event"), "safety_event", SAFETY_EVENTS),
         autonomy_mode=_enum(raw.get("autonomy_mode"), "autonomy_mode", AUTONOMY_MODES),
+        ts_text=ts_text,
     )
 
 

@@ -12,7 +12,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from missions.models import Mission, TelemetrySample
 from missions.models.telemetry import TelemetrySnapshot, TelemetryWindowEvent
+from missions.telemetry.normalize import SCHEMA_VERSION, ts_format
 
 
 def canonical_json(value: Any) -> bytes:
@@ -41,11 +43,7 @@ def telemetry_snapshot_freeze(
     """
     end = at or timezone.now()
     start = end - timedelta(seconds=settings.TELEMETRY_WINDOW_SECONDS)
-    events = list(
-        TelemetryWindowEvent.objects.filter(mission_id=mission_id, recorded_at__gte=start, recorded_at__lte=end)
-        .order_by("recorded_at", "event_id")
-        .values_list("payload", flat=True)
-    )
+    events = telemetry_window(mission_id=mission_id, start=start, end=end)
     snapshot = TelemetrySnapshot.objects.create(
         mission_id=mission_id,
         reason=reason[:80],
@@ -61,6 +59,52 @@ def telemetry_snapshot_freeze(
 
     attest_after_commit(kind="telemetry-snapshot", subject_type="snapshot", subject_id=snapshot.pk)
     return snapshot
+
+
+def telemetry_window(*, mission_id: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Every accepted event of the mission recorded in [start, end], as normalized wire events, in time order.
+
+    The 1 Hz samples hold the events they were taken from whole; the window
+    rows with a payload hold the rest of each second.
+    """
+    mission = Mission.objects.select_related("vehicle").get(pk=mission_id)
+    samples = TelemetrySample.objects.filter(
+        mission_id=mission_id, recorded_at__gte=start, recorded_at__lte=end
+    ).select_related("vehicle")
+    events = [_sample_wire(sample, mission) for sample in samples]
+    events.extend(
+        TelemetryWindowEvent.objects.filter(
+            mission_id=mission_id, recorded_at__gte=start, recorded_at__lte=end, payload__isnull=False
+        ).values_list("payload", flat=True)
+    )
+    events.sort(key=lambda e: (e["ts"], e["event_id"]))
+    return events
+
+
+def _sample_wire(sample: TelemetrySample, mission: Mission) -> dict[str, Any]:
+    """The normalized event a sample was taken from (``TelemetryEvent.to_wire``'s shape)."""
+    data = sample.data or {}
+    vehicle = sample.vehicle or mission.vehicle
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": str(sample.event_id) if sample.event_id else "",
+        "mission_id": mission.pk,
+        "vehicle_id": vehicle.external_id if vehicle else None,
+        "correlation_id": str(mission.correlation_id),
+        "ts": ts_format(sample.recorded_at),
+        "position": {
+            "lat": sample.lat,
+            "lon": sample.lon,
+            "speed_kph": sample.speed_kph,
+            "heading_deg": sample.heading_deg,
+            "accuracy_m": data.get("accuracy_m"),
+        },
+        "mission_state": data.get("mission_state"),
+        "health": data.get("health", {}),
+        "connectivity": data.get("connectivity", {}),
+        "safety_event": data.get("safety_event"),
+        "autonomy_mode": sample.autonomy_mode or None,
+    }
 
 
 def snapshot_verify(snapshot: TelemetrySnapshot) -> bool:

@@ -6,12 +6,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from missions.choices import AutonomyMode, ExceptionKind, MissionStatus
 from missions.models import AuditEvent, Carrier, Mission, MissionException, TelemetrySample
 from missions.models.telemetry import TelemetrySnapshot, TelemetryWindowEvent
 from missions.telemetry.ingest import BatchTooLarge, MissionCache, ingest_events
-from missions.telemetry.snapshots import canonical_json, snapshot_verify
+from missions.telemetry.normalize import event_validate
+from missions.telemetry.snapshots import canonical_json, snapshot_verify, telemetry_window
 from tests.factories import MissionFactory
 from tests.telemetry.conftest import make_event, seconds_ago
 
@@ -75,7 +77,34 @@ def test_samples_are_downsampled_to_one_per_vehicle_second_across_batches(carrie
     assert result.accepted + result2.accepted == 30
     samples = list(TelemetrySample.objects.filter(mission=mission).order_by("recorded_at"))
     assert [s.recorded_at for s in samples] == [base, base + timedelta(seconds=1), base + timedelta(seconds=2)]
-    assert TelemetryWindowEvent.objects.filter(mission=mission).count() == 30  # full fidelity kept
+    assert TelemetryWindowEvent.objects.filter(mission=mission).count() == 30  # every event has its dedupe record
+    # Full fidelity: the samples and the window rows with a payload give back all 30 events, once each,
+    # including those whose second was already taken by the other batch.
+    window = telemetry_window(mission_id=mission.pk, start=base - timedelta(seconds=1), end=base + timedelta(seconds=3))
+    assert [e["event_id"] for e in window] == [e["event_id"] for e in ten_hz]
+    assert TelemetryWindowEvent.objects.filter(mission=mission, payload__isnull=False).count() == 27
+
+
+def test_window_events_read_back_as_the_normalized_events(carrier_a: Carrier, mission: Mission) -> None:
+    base = seconds_ago(20).replace(microsecond=0)
+    sent = [
+        make_event(mission, ts=base, safety_event=None, health={"fuel_pct": 50.5, "ecu_errors": ["P0300"]}),
+        make_event(mission, ts=base + timedelta(milliseconds=500), autonomy_mode="autonomous"),
+        make_event(mission, ts=base + timedelta(seconds=1), connectivity={"uplink": "satellite", "latency_ms": 700}),
+    ]
+    for event in sent:
+        event.pop("correlation_id", None)  # filled in from the mission
+    assert ingest_events(carrier=carrier_a, events=sent, source="test").accepted == 3
+    expected = [event_validate(e, now=timezone.now()) for e in sent]
+    window = telemetry_window(mission_id=mission.pk, start=base, end=base + timedelta(seconds=2))
+    assert window == [
+        {**ev.to_wire(), "correlation_id": str(mission.correlation_id)}  # type: ignore[union-attr]
+        for ev in expected
+    ]
+    # The sampled events are stored once (in the sample); the dedupe record carries no second copy.
+    sampled = TelemetryWindowEvent.objects.get(event_id=sent[0]["event_id"])
+    assert sampled.payload is None
+    assert TelemetryWindowEvent.objects.get(event_id=sent[1]["event_id"]).payload is not None
 
 
 def test_mission_last_seen_moves_forward_only(carrier_a: Carrier, mission: Mission) -> None:
@@ -173,8 +202,11 @@ def test_many_missions_batch_uses_a_bounded_number_of_queries(
 
 def test_payload_with_backslashes_quotes_and_unicode_is_stored_verbatim(carrier_a: Carrier, mission: Mission) -> None:
     codes = ["P0301\\x", 'quote"d', "café\tß", "\\N"]
-    event = make_event(mission, ts=seconds_ago(1), health={"ecu_errors": codes, "critical_sensors_ok": False})
-    assert ingest_events(carrier=carrier_a, events=[event], source="test").accepted == 1
-    stored = TelemetryWindowEvent.objects.get(event_id=event["event_id"])
+    base = seconds_ago(5).replace(microsecond=100_000)
+    event = make_event(mission, ts=base, health={"ecu_errors": codes, "critical_sensors_ok": False})
+    # The second event of the same second keeps its payload in the window; the first is the sample.
+    later = make_event(mission, ts=base + timedelta(milliseconds=800), health=event["health"])
+    assert ingest_events(carrier=carrier_a, events=[event, later], source="test").accepted == 2
+    stored = TelemetryWindowEvent.objects.get(event_id=later["event_id"])
     assert stored.payload["health"]["ecu_errors"] == codes
     assert TelemetrySample.objects.get(mission=mission).data["health"]["ecu_errors"] == codes
