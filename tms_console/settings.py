@@ -139,7 +139,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL: str = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    # redis-py 8 reads with a 5 s socket timeout by default, the same as the blocking pop with which
+    # channels_redis waits for messages (BZPOPMIN, 5 s): a consumer idle for 5 s then died with
+    # "Timeout reading from ...". The read timeout has to outlast the pop (channels_redis issue 422).
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
+        }
+    }
 else:
     CACHES = {
         "default": {
@@ -257,6 +265,8 @@ IDEMPOTENCY_RETENTION_HOURS: int = env.int("IDEMPOTENCY_RETENTION_HOURS", defaul
 # An in-flight record older than this is taken as abandoned (its worker died) and may be retried.
 IDEMPOTENCY_IN_FLIGHT_TIMEOUT_SECONDS: int = env.int("IDEMPOTENCY_IN_FLIGHT_TIMEOUT_SECONDS", default=120)
 WEBHOOK_TOLERANCE_SECONDS: int = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Signed telemetry deliveries per carrier and minute on the WSGI fast path (a 1,000-truck fleet at 1 Hz sends 60,000).
+WEBHOOK_RATE_LIMIT: int = env.int("WEBHOOK_RATE_LIMIT", default=120_000)
 WEBHOOK_ROTATION_OVERLAP_HOURS: int = env.int("WEBHOOK_ROTATION_OVERLAP_HOURS", default=24)
 WEBHOOK_RECEIPT_RETENTION_DAYS: int = env.int("WEBHOOK_RECEIPT_RETENTION_DAYS", default=7)
 # RFC 8705: the client certificate is read from these headers only when the

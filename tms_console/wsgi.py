@@ -1,8 +1,17 @@
-"""WSGI entry point (the API ingest path can be served by a WSGI server too)."""
+"""WSGI entry point: the console and API under a WSGI server (gunicorn), for the partner HTTP ingest path.
+
+Signed telemetry webhooks are served by ``missions.api.webhook_wsgi.WebhookFastPath``
+in front of Django's handler; everything else is plain Django. Websockets and
+the live map need the ASGI entry point (``tms_console.asgi``, daphne).
+"""
 
 import os
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tms_console.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from missions.api.webhook_wsgi import WebhookFastPath  # noqa: E402  (needs Django set up)
+
+application = WebhookFastPath(django_application)

@@ -248,6 +248,8 @@ class WebhookAckSerializer(serializers.Serializer[dict[str, Any]]):
     webhook_id = serializers.CharField()
     duplicate = serializers.BooleanField()
     type = serializers.CharField()
+    # Telemetry deliveries only: what was stored, and the index and reason of each rejected event.
+    telemetry = IngestResultSerializer(required=False)
 
 
 class CapabilitiesSerializer(serializers.Serializer[dict[str, Any]]):

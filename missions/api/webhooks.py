@@ -41,12 +41,14 @@ from missions.api.serializers import (
     WebhookAckSerializer,
 )
 from missions.api.throttling import PartnerClientRateThrottle
-from missions.api.views import problems, telemetry_accept
+from missions.api.views import problems
 from missions.events import Actor
 from missions.evidence.services import carrier_signed
 from missions.models import Carrier, Mission, Tender
 from missions.models.partner import WebhookReceipt, WebhookSecret
-from tms_console.problem import ProblemError
+from tms_console.problem import ProblemError, problem_body
+
+PROBLEM_KEYS = frozenset({"type", "title", "status", "detail", "instance"})
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a format prefix, not a secret)
 EVENT_TYPES = ("mission.status", "mission.exception", "telemetry", "offer")
@@ -169,11 +171,48 @@ def _apply(carrier: Carrier, event_type: str, data: Any) -> None:
             metadata=body.get("metadata"),
             source="webhook",
         )
-    else:
-        events = data.get("events", [data])
-        if not isinstance(events, list):
-            raise serializers.ValidationError({"data": {"events": ["Expected a list."]}})
-        telemetry_accept(carrier=carrier, raw_events=events, source="webhook")
+    else:  # telemetry has its own path, without a receipt: see telemetry_delivery
+        raise AssertionError(f"unexpected event type {event_type!r}")
+
+
+def telemetry_delivery(
+    *, carrier: Carrier, webhook_id: str, data: Any, material: dict[str, str], cache: Any = None
+) -> tuple[int, dict[str, Any]]:
+    """A verified telemetry delivery: (HTTP status, body). Shared by the view and the WSGI fast path.
+
+    No receipt row: each event carries its own id and the ingest path dedupes
+    on it, so a redelivery (same ``webhook-id``, same body) stores nothing
+    twice and answers ``duplicate: true``.
+    """
+    from missions.telemetry.ingest import BatchTooLarge, ingest_events
+
+    if not isinstance(data, dict):
+        return 422, problem_body(status=422, code="validation-error", detail="data: expected an object.", instance="")
+    events = data.get("events", [data])
+    if not isinstance(events, list):
+        return 422, problem_body(
+            status=422, code="validation-error", detail="data.events: expected a list.", instance=""
+        )
+    try:
+        with carrier_signed(material):
+            result = ingest_events(carrier=carrier, events=events, source="webhook", cache=cache)
+    except BatchTooLarge as exc:
+        return 413, problem_body(status=413, code="batch-too-large", detail=exc.message)
+    outcome = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
+    if result.rejected and not result.accepted and not result.duplicates:
+        first = result.rejected[0]
+        return 422, problem_body(
+            status=422,
+            code="telemetry-rejected",
+            detail=f"No event was stored; event {first['index']}: {first['reason']}",
+            errors=[
+                {"pointer": f"/data/events/{r['index']}", "detail": r["reason"], "code": "rejected"}
+                for r in result.rejected
+            ],
+            telemetry=outcome,
+        )
+    duplicate = result.accepted == 0 and result.duplicates > 0
+    return 200, {"webhook_id": webhook_id, "duplicate": duplicate, "type": "telemetry", "telemetry": outcome}
 
 
 class CarrierWebhookView(APIView):
@@ -221,16 +260,28 @@ class CarrierWebhookView(APIView):
         except (ValueError, UnicodeDecodeError):
             raise ProblemError(400, "malformed-request", "The delivery body is not valid JSON.") from None
         envelope = _valid(WebhookEnvelopeSerializer(data=payload))
+        signed_by_carrier = {
+            "scheme": "standard-webhooks-v1",
+            **headers,
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+        }
+        if envelope["type"] == "telemetry":
+            code, answer = telemetry_delivery(
+                carrier=carrier, webhook_id=webhook_id, data=envelope["data"], material=signed_by_carrier
+            )
+            if code != 200:
+                raise ProblemError(
+                    code,
+                    answer["type"].rsplit("/", 1)[-1],
+                    answer["detail"],
+                    **{k: v for k, v in answer.items() if k not in PROBLEM_KEYS},
+                )
+            return Response(answer)
         try:
             with transaction.atomic():
                 # The receipt and the effect commit together: a crash leaves neither, a redelivery does nothing.
                 WebhookReceipt.objects.create(carrier=carrier, webhook_id=webhook_id, event_type=envelope["type"])
                 # Attestations made for this delivery keep the carrier's own signature beside ours.
-                signed_by_carrier = {
-                    "scheme": "standard-webhooks-v1",
-                    **headers,
-                    "body_sha256": hashlib.sha256(body).hexdigest(),
-                }
                 with carrier_signed(signed_by_carrier):
                     _apply(carrier, envelope["type"], envelope["data"])
         except IntegrityError:

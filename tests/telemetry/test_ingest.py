@@ -20,6 +20,15 @@ from tests.telemetry.conftest import make_event, seconds_ago
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True, params=["copy", "one-statement"])
+def persist_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs through both PostgreSQL write paths (COPY + merge, and the single statement)."""
+    from missions.telemetry import ingest
+
+    monkeypatch.setattr(ingest, "COPY_MIN_EVENTS", 1 if request.param == "copy" else 10_000)
+    return str(request.param)
+
+
 def test_partial_batch_stores_good_events_and_reports_bad_ones_by_index(carrier_a: Carrier, mission: Mission) -> None:
     events: list[Any] = [
         make_event(mission, ts=seconds_ago(3)),

@@ -1,0 +1,229 @@
+"""The hot path for signed telemetry webhooks, in front of Django's WSGI handler.
+
+A carrier's fleet posts one small signed delivery per truck per second, so
+this path is where request overhead decides throughput (DESIGN.md §2: serve
+the hot ingest path from a WSGI path measured to be fast). It takes only the
+common case, a well-formed, verified ``telemetry`` delivery, and does for it
+exactly what ``CarrierWebhookView`` does (same verification, same
+``telemetry_delivery``, same answer), without the console's middleware, URL
+resolution and DRF. Anything else (another event type, a bad signature,
+malformed JSON, an unknown carrier) is handed to Django untouched, with the
+body it read, and answered there with the usual problem document.
+
+Per process it keeps, for ``FACTS_TTL_SECONDS``, each carrier's id and
+webhook secrets (a rotation or revocation takes effect within that time;
+a secret's own expiry is checked at every request) and the ingest's mission
+cache. The rate limit is a per-carrier fixed window shared through the cache
+(``WEBHOOK_RATE_LIMIT``, deliveries per minute).
+
+Used by ``tms_console.wsgi`` (gunicorn); ``make run`` serves everything with
+daphne, where the same deliveries go through the view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.cache import cache
+from django.db import close_old_connections
+from django.utils import timezone
+
+from tms_console.logging import request_id_var
+from tms_console.problem import PROBLEM_CONTENT_TYPE, problem_body
+
+log = logging.getLogger(__name__)
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+PATH = re.compile(r"^/api/v1/webhooks/(?P<slug>[-a-zA-Z0-9_]{1,50})$")
+FACTS_TTL_SECONDS = 5.0
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Headers every API answer carries (SecurityMiddleware's, for a JSON body).
+_SECURITY_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+    ("Cache-Control", "no-store"),
+]
+
+
+@dataclass(frozen=True)
+class CarrierFacts:
+    """What verifying a delivery needs about a carrier, cached for a few seconds."""
+
+    carrier: Any  # missions.models.Carrier
+    secrets: tuple[tuple[str, datetime | None], ...]  # (secret, valid_until)
+    fetched_at: float
+
+    def valid_secrets(self, now: datetime) -> list[str]:
+        return [secret for secret, until in self.secrets if until is None or until > now]
+
+
+class WebhookFastPath:
+    """WSGI middleware: serve verified telemetry deliveries, pass everything else to ``app``."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        from missions.telemetry.ingest import MissionCache
+
+        self.app = app
+        self.missions = MissionCache()
+        self._facts: dict[str, CarrierFacts | None] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        match = PATH.match(environ.get("PATH_INFO", ""))
+        if match is None or environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        if environ.get("CONTENT_TYPE", "").split(";")[0].strip() != "application/json":
+            return self.app(environ, start_response)
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return self.app(environ, start_response)
+        if length <= 0 or length > int(settings.API_MAX_BODY_BYTES):
+            return self.app(environ, start_response)  # Django answers 413 / 400
+        body = environ["wsgi.input"].read(length)
+        # Whoever answers from here on, Django can still read the body.
+        environ["wsgi.input"] = io.BytesIO(body)
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        close_old_connections()  # what Django does at the start and end of each request
+        try:
+            answer = self._serve(match["slug"], environ, body)
+        except Exception:
+            log.exception("webhook fast path failed; handing the delivery to Django")
+            answer = None
+        finally:
+            close_old_connections()
+            request_id_var.reset(token)
+        if answer is None:
+            return self.app(environ, start_response)
+        status, payload = answer
+        content_type = "application/json" if status == 200 else PROBLEM_CONTENT_TYPE
+        data = orjson.dumps(payload)
+        start_response(
+            f"{status} {'OK' if status == 200 else _reason(status)}",
+            [
+                ("Content-Type", content_type),
+                ("Content-Length", str(len(data))),
+                ("X-Request-ID", request_id),
+                *_SECURITY_HEADERS,
+            ],
+        )
+        return [data]
+
+    def _serve(self, slug: str, environ: dict[str, Any], body: bytes) -> tuple[int, dict[str, Any]] | None:
+        from missions.api.webhooks import WebhookVerificationError, telemetry_delivery, webhook_verify
+
+        now = timezone.now()
+        facts = self._carrier_facts(slug)
+        if facts is None:
+            return None
+        headers = {
+            "webhook-id": environ.get("HTTP_WEBHOOK_ID", ""),
+            "webhook-timestamp": environ.get("HTTP_WEBHOOK_TIMESTAMP", ""),
+            "webhook-signature": environ.get("HTTP_WEBHOOK_SIGNATURE", ""),
+        }
+        try:
+            webhook_id = webhook_verify(
+                secrets=facts.valid_secrets(now),
+                headers=headers,
+                body=body,
+                now=now,
+                tolerance_seconds=int(settings.WEBHOOK_TOLERANCE_SECONDS),
+            )
+        except WebhookVerificationError:
+            return None  # the view answers 401 (and its per-address limit applies)
+        try:
+            envelope = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(envelope, dict) or envelope.get("type") != "telemetry" or not _ENVELOPE.issuperset(envelope):
+            return None
+        stamp = envelope.get("timestamp")
+        if stamp is not None and not _is_timestamp(stamp):
+            return None  # the view's envelope validation answers
+        if not _rate_allow(facts.carrier.pk, now):
+            return 429, problem_body(
+                status=429,
+                code="rate-limited",
+                detail=f"More than {settings.WEBHOOK_RATE_LIMIT} deliveries in this minute.",
+                instance=environ.get("PATH_INFO", ""),
+            )
+        material = {"scheme": "standard-webhooks-v1", **headers, "body_sha256": hashlib.sha256(body).hexdigest()}
+        return telemetry_delivery(
+            carrier=facts.carrier,
+            webhook_id=webhook_id,
+            data=envelope.get("data"),
+            material=material,
+            cache=self.missions,
+        )
+
+    def _carrier_facts(self, slug: str) -> CarrierFacts | None:
+        facts = self._facts.get(slug)
+        if facts is not None and time.monotonic() - facts.fetched_at < FACTS_TTL_SECONDS:
+            return facts
+        from django.db.models import Q
+
+        from missions.models import Carrier
+        from missions.models.partner import WebhookSecret
+
+        carrier = Carrier.objects.filter(slug=slug).first()
+        if carrier is None:
+            return None  # the view answers 404; not cached, so a new carrier works at once
+        now = timezone.now()
+        secrets = tuple(
+            WebhookSecret.objects.filter(carrier=carrier, valid_from__lte=now)
+            .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=now))
+            .values_list("secret", "valid_until")
+        )
+        fresh = CarrierFacts(carrier=carrier, secrets=secrets, fetched_at=time.monotonic())
+        with self._lock:
+            if len(self._facts) > 10_000:
+                self._facts.clear()
+            self._facts[slug] = fresh
+        return fresh
+
+
+_ENVELOPE = frozenset({"type", "timestamp", "data"})
+
+
+def _rate_allow(carrier_id: int, now: datetime) -> bool:
+    """A fixed one-minute window per carrier, counted in the shared cache (one INCR on Redis)."""
+    limit = int(settings.WEBHOOK_RATE_LIMIT)
+    key = f"throttle:webhook:{carrier_id}:{int(now.timestamp()) // 60}"
+    try:
+        count = cache.incr(key)
+    except ValueError:  # the first delivery of this minute
+        if cache.add(key, 1, timeout=120):
+            return limit >= 1
+        count = cache.incr(key)
+    return count <= limit
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 40:
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    return HTTPStatus(status).phrase
