@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from channels_redis.core import RedisChannelLayer  # type: ignore[import-untyped]
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 DEV_KEY_HINT = "dev-only-insecure-key"
@@ -127,7 +128,11 @@ def test_redis_url_switches_channel_layer_cache_and_broker(tmp_path: Path) -> No
     url = "redis://cache.internal:6380/2"
     s = _settings(tmp_path, DEBUG="1", REDIS_URL=url)
     assert s["CHANNEL_LAYER"] == "channels_redis.core.RedisChannelLayer"
-    assert s["CHANNEL_CONFIG"] == {"hosts": [url]}
+    (host,) = s["CHANNEL_CONFIG"]["hosts"]
+    assert host["address"] == url
+    # Outlasts channels_redis's blocking wait for messages: redis-py 8's 5 s default read timeout
+    # tore down every socket that had been idle for 5 s.
+    assert host["socket_timeout"] > RedisChannelLayer.brpop_timeout
     assert s["CACHE"] == "django.core.cache.backends.redis.RedisCache"
     assert s["CACHE_LOCATION"] == url
     assert s["BROKER"] == url
