@@ -8,7 +8,8 @@ committed, so a sender knows exactly what was stored and resends only the rest.
 
 ``ws/map/`` (console): OTP-verified session with VIEW_CONSOLE. Sends the fleet
 on connect, then at most one coalesced frame per ``LIVEMAP_FRAME_SECONDS``
-holding the latest position of each vehicle that moved.
+holding the latest position of each vehicle that moved; all maps of a process
+share one subscription and one frame (``FleetFrames``).
 
 Close codes: 4401 unauthenticated or token expired, 4403 no permission / scope.
 """
@@ -20,13 +21,18 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
+import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import InMemoryChannelLayer
 from django.conf import settings
 from django.utils import timezone
 
@@ -45,6 +51,8 @@ MAP_POLL_SECONDS = 1.0
 # How long an idle map waits after a first position to gather the rest of its burst.
 FRAME_SETTLE_SECONDS = 0.02
 POLL_OVERLAP_SECONDS = 3.0
+RECEIVE_RETRY_SECONDS = 1.0
+GROUP_RENEW_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -149,49 +157,62 @@ class TelemetryIngestConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
 
 class LiveMapConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
-    """The dispatcher's live map: the fleet on connect, then coalesced position frames."""
+    """The dispatcher's live map: the fleet on connect, then the process's shared position frames."""
 
-    joined = False
+    frames: FleetFrames | None = None
+    # While above zero, a snapshot is on its way: frames wait in ``backlog`` so none arrives before it.
+    holds = 0
 
     async def connect(self) -> None:
         from missions.consumers import authorize  # the console's rule: OTP-verified session + VIEW_CONSOLE
 
-        self.pending: dict[int, dict[str, Any]] = {}
-        self.flusher: asyncio.Task[None] | None = None
-        self.frame_task: asyncio.Task[None] | None = None
-        self.last_frame_at = 0.0
+        self.backlog: dict[int, dict[str, Any]] = {}
         await self.accept()
         code = await database_sync_to_async(authorize)(self.scope)
         if code:
             await self.close(code=code)
             return
-        await self.channel_layer.group_add(FLEET_GROUP, self.channel_name)
-        self.joined = True
+        # Subscribe before the snapshot is read, so a position committed in between is in one or the other.
+        frames = FleetFrames.of(self.channel_layer)
+        await frames.join(self)
+        self.frames = frames
         await self._send_snapshot()
-        if _layer_is_in_process():
-            self.flusher = asyncio.create_task(self._poll_loop())
+        await self._release()
 
     async def disconnect(self, code: int) -> None:
-        for task in (self.flusher, getattr(self, "frame_task", None)):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self.joined:
-            await self.channel_layer.group_discard(FLEET_GROUP, self.channel_name)
+        if self.frames is not None:
+            await self.frames.leave(self)
+            self.frames = None
 
     async def _send_snapshot(self) -> None:
-        now = timezone.now()
-        self.polled_until = now
-        vehicles = await database_sync_to_async(fleet_state)(now=now)
-        await self.send_json(
-            {
-                "type": "snapshot",
-                "server_time": now.isoformat(),
-                "frame_seconds": settings.LIVEMAP_FRAME_SECONDS,
-                "vehicles": vehicles,
-            }
-        )
+        assert self.frames is not None
+        await self.send(text_data=await self.frames.snapshot())
+
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        return orjson.dumps(content).decode()
+
+    def hold(self) -> None:
+        self.holds += 1
+
+    async def _release(self) -> None:
+        self.holds -= 1
+        if self.holds or not self.backlog:
+            return
+        # No await between taking the backlog and handing the frame to the server: a shared frame
+        # cannot overtake it, and it reaches the map after the snapshot it follows.
+        batch, self.backlog = list(self.backlog.values()), {}
+        await self.send(text_data=positions_text(batch))
+
+    async def resync(self) -> None:
+        """A fresh snapshot (the browser asked, or the process may have missed positions), then frames again."""
+        if self.frames is None:
+            return
+        self.hold()
+        try:
+            await self._send_snapshot()
+        finally:
+            await self._release()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):
@@ -200,66 +221,192 @@ class LiveMapConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if kind == "ping":
             await self.send_json({"type": "pong"})
         elif kind == "refresh":
-            await self._send_snapshot()
+            await self.resync()
         elif kind == "detail":
             mission_id = content.get("mission_id")
             if isinstance(mission_id, int) and not isinstance(mission_id, bool):
                 detail = await database_sync_to_async(mission_map_detail)(mission_id=mission_id)
                 await self.send_json({"type": "detail", "mission_id": mission_id, "mission": detail})
 
-    async def fleet_positions(self, message: dict[str, Any]) -> None:
-        # Coalesce: only the newest position of each vehicle waits for the next frame.
-        for position in message.get("positions", []):
-            current = self.pending.get(position["mission_id"])
-            if current is None or position["last_seen_at"] >= current["last_seen_at"]:
-                self.pending[position["mission_id"]] = position
-        if self.pending and self.frame_task is None:
-            # An idle map sends soon (after a short settle that gathers a burst); a busy one
-            # no more often than one frame per LIVEMAP_FRAME_SECONDS.
-            loop = asyncio.get_running_loop()
-            delay = max(FRAME_SETTLE_SECONDS, self.last_frame_at + self._frame_seconds() - loop.time())
-            self.frame_task = asyncio.create_task(self._frame_after(delay))
 
-    @staticmethod
-    def _frame_seconds() -> float:
-        return max(0.05, float(settings.LIVEMAP_FRAME_SECONDS))
+def positions_text(batch: list[dict[str, Any]]) -> str:
+    return orjson.dumps({"type": "positions", "vehicles": batch}).decode()
+
+
+def coalesce(into: dict[int, dict[str, Any]], positions: Iterable[dict[str, Any]]) -> None:
+    """Keep only the newest position of each mission (ISO 8601 UTC strings of one format compare in time order)."""
+    for position in positions:
+        current = into.get(position["mission_id"])
+        if current is None or (position["last_seen_at"] or "") >= (current["last_seen_at"] or ""):
+            into[position["mission_id"]] = position
+
+
+class FleetFrames:
+    """The live maps of one process share one subscription to the fleet group and one frame clock.
+
+    Every dashboard is sent the same positions, so instead of each socket joining the group (with
+    channels_redis each then dispatches every batch through its own handler, and channels runs each
+    dispatch behind a hop to the sync thread that ingest keeps busy), the process receives each batch
+    once, coalesces it once, and encodes each frame once for all its maps. An idle fleet's position is
+    sent after a short settle that gathers a burst; a busy fleet gets one frame per
+    ``LIVEMAP_FRAME_SECONDS`` (a few per second at most), the same frame on every socket.
+
+    One instance per event loop and channel layer; it subscribes with the first map and unsubscribes
+    with the last. Without a shared channel layer it also polls the database, once for all maps.
+    """
+
+    _instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, FleetFrames]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.maps: dict[LiveMapConsumer, None] = {}  # insertion-ordered set
+        self.pending: dict[int, dict[str, Any]] = {}
+        self.lock = asyncio.Lock()
+        self.channel = ""
+        self.tasks: list[asyncio.Task[None]] = []
+        self.frame_task: asyncio.Task[None] | None = None
+        self.last_frame_at = -math.inf
+        self.snapshot_reading: asyncio.Future[str] | None = None
+        self.snapshot_next: asyncio.Future[str] | None = None
+
+    @classmethod
+    def of(cls, layer: Any) -> FleetFrames:
+        per_loop = cls._instances.setdefault(asyncio.get_running_loop(), {})
+        frames = per_loop.get(id(layer))
+        if frames is None or frames.layer is not layer:
+            frames = per_loop[id(layer)] = cls(layer)
+        return frames
+
+    async def join(self, live_map: LiveMapConsumer) -> None:
+        """Add a map; it receives no frame until it releases its first hold (after its snapshot)."""
+        async with self.lock:
+            if not self.maps:
+                await self._subscribe()
+            live_map.hold()
+            self.maps[live_map] = None
+
+    async def leave(self, live_map: LiveMapConsumer) -> None:
+        async with self.lock:
+            if self.maps.pop(live_map, False) is False or self.maps:
+                return
+            for task in (*self.tasks, self.frame_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            self.tasks, self.frame_task, self.pending = [], None, {}
+            with contextlib.suppress(Exception):  # the membership expires on its own if Redis is gone
+                await self.layer.group_discard(FLEET_GROUP, self.channel)
+
+    async def _subscribe(self) -> None:
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(FLEET_GROUP, self.channel)
+        self.tasks = [asyncio.create_task(self._receive_loop())]
+        if isinstance(self.layer, InMemoryChannelLayer):
+            self.tasks.append(asyncio.create_task(self._poll_loop()))
+
+    async def snapshot(self) -> str:
+        """The fleet, encoded, from a read that started after this call.
+
+        Maps that ask at the same moment (every browser reconnects when a web process restarts) share
+        one read and one encoding instead of queueing one each on the sync thread that ingest uses.
+        """
+        if self.snapshot_next is None:
+            self.snapshot_next = asyncio.ensure_future(self._read_snapshot(after=self.snapshot_reading))
+        # Shielded: a map that disconnects meanwhile does not cancel the read the others wait for.
+        return await asyncio.shield(self.snapshot_next)
+
+    async def _read_snapshot(self, after: asyncio.Future[str] | None) -> str:
+        if after is not None:  # one read at a time; this one starts when the previous ends
+            with contextlib.suppress(Exception):
+                await asyncio.shield(after)
+        # From here on this read may have begun: later callers wait for the next one.
+        self.snapshot_reading, self.snapshot_next = self.snapshot_next, None
+        now = timezone.now()
+        vehicles = await database_sync_to_async(fleet_state)(now=now)
+        snapshot = {
+            "type": "snapshot",
+            "server_time": now.isoformat(),
+            "frame_seconds": settings.LIVEMAP_FRAME_SECONDS,
+            "vehicles": vehicles,
+        }
+        return orjson.dumps(snapshot).decode()
+
+    def add(self, positions: Iterable[dict[str, Any]]) -> None:
+        coalesce(self.pending, positions)
+        if self.pending and self.frame_task is None:
+            loop = asyncio.get_running_loop()
+            delay = max(FRAME_SETTLE_SECONDS, self.last_frame_at + frame_seconds() - loop.time())
+            self.frame_task = asyncio.create_task(self._frame_after(delay))
 
     async def _frame_after(self, delay: float) -> None:
         try:
             await asyncio.sleep(delay)
-            if self.pending:
-                batch, self.pending = list(self.pending.values()), {}
-                self.last_frame_at = asyncio.get_running_loop().time()
-                await self.send_json({"type": "positions", "vehicles": batch})
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the socket closed under us; the disconnect handler cleans up
-            log.debug("live map frame not sent", exc_info=True)
-            return
+            self.last_frame_at = asyncio.get_running_loop().time()
+            batch, self.pending = list(self.pending.values()), {}
+            await self._send(batch)
         finally:
             self.frame_task = None
-        if self.pending:  # positions that arrived while the frame was being sent
-            await self.fleet_positions({"positions": []})
+        if self.pending:  # positions that arrived while the frame was being written
+            self.add(())
+
+    async def _send(self, batch: list[dict[str, Any]]) -> None:
+        text = positions_text(batch)
+        for live_map in list(self.maps):
+            if live_map.holds:
+                coalesce(live_map.backlog, batch)
+                continue
+            try:
+                await live_map.send(text_data=text)
+            except Exception:  # that socket closed under us; its disconnect handler leaves
+                log.debug("live map frame not sent", exc_info=True)
+
+    async def _receive_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        subscribed_at = loop.time()
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Redis went away: keep the sockets, subscribe again, and resend each map a snapshot
+                # once it is back, since positions were lost in between.
+                log.warning("live map: fleet group receive failed, retrying", exc_info=True)
+                await asyncio.sleep(RECEIVE_RETRY_SECONDS)
+                with contextlib.suppress(Exception):
+                    await self.layer.group_add(FLEET_GROUP, self.channel)
+                    subscribed_at = loop.time()
+                    self.tasks.append(asyncio.create_task(self._resync_all()))
+                continue
+            if message.get("type") == "fleet.positions":
+                self.add(message.get("positions", ()))
+            if loop.time() - subscribed_at > GROUP_RENEW_SECONDS:
+                # channels_redis drops a group membership after group_expiry (a day) unless renewed.
+                subscribed_at = loop.time()
+                with contextlib.suppress(Exception):
+                    await self.layer.group_add(FLEET_GROUP, self.channel)
+
+    async def _resync_all(self) -> None:
+        await asyncio.gather(*(live_map.resync() for live_map in list(self.maps)), return_exceptions=True)
 
     async def _poll_loop(self) -> None:
         """Without Redis, positions ingested by another process are read from the database."""
-        try:
-            while True:
-                await asyncio.sleep(MAP_POLL_SECONDS)
-                await self._poll()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the socket closed under us; the disconnect handler cleans up
-            log.debug("live map poll loop ended", exc_info=True)
-
-    async def _poll(self) -> None:
-        # Overlap: a transaction that committed just after our last poll may carry an earlier updated_at.
-        since, now = self.polled_until - timedelta(seconds=POLL_OVERLAP_SECONDS), timezone.now()
-        rows = await database_sync_to_async(fleet_changed_since)(since=since, now=now)
-        self.polled_until = now
-        await self.fleet_positions({"positions": rows})
+        polled_until = timezone.now()
+        while True:
+            await asyncio.sleep(MAP_POLL_SECONDS)
+            # Overlap: a transaction that committed just after our last poll may carry an earlier updated_at.
+            since, now = polled_until - timedelta(seconds=POLL_OVERLAP_SECONDS), timezone.now()
+            try:
+                rows = await database_sync_to_async(fleet_changed_since)(since=since, now=now)
+            except Exception:
+                log.warning("live map poll failed", exc_info=True)
+                continue
+            polled_until = now
+            self.add(rows)
 
 
-def _layer_is_in_process() -> bool:
-    backend = str(settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", ""))
-    return backend.endswith("InMemoryChannelLayer")
+def frame_seconds() -> float:
+    return max(0.05, float(settings.LIVEMAP_FRAME_SECONDS))

@@ -17,67 +17,87 @@ from missions.transitions import MISSION_ACTIVE
 TRACK_POINTS_MAX = 5000
 
 
-def _vehicle_row(m: Mission, *, now: datetime) -> dict[str, Any]:
-    stale_after = int(getattr(m, "gap_s", 60))
+# What the map needs of each mission, read as plain values: building the mission, carrier, vehicle and
+# shipment model instances cost about 0.2 ms a row (1.2 s for a 5,000-truck snapshot), the query 70 ms.
+_FLEET_COLUMNS = (
+    "pk",
+    "vehicle__external_id",
+    "carrier__name",
+    "shipment__reference",
+    "status",
+    "autonomy_mode",
+    "last_lat",
+    "last_lon",
+    "last_speed_kph",
+    "last_seen_at",
+    "gap_s",
+)
+
+
+def _row(values: tuple[Any, ...] | list[Any], *, open_exceptions: int, now: datetime) -> dict[str, Any]:
+    mission_id, vehicle_id, carrier, shipment, status, mode, lat, lon, speed, last_seen_at, gap_s = values
+    stale_after = int(gap_s)
     return {
-        "mission_id": m.pk,
-        "vehicle_id": m.vehicle.external_id if m.vehicle else None,
-        "carrier": m.carrier.name,
-        "shipment": m.shipment.reference,
-        "status": m.status,
-        "autonomy_mode": m.autonomy_mode,
-        "lat": m.last_lat,
-        "lon": m.last_lon,
-        "speed_kph": m.last_speed_kph,
-        "last_seen_at": ts_format(m.last_seen_at) if m.last_seen_at else None,
+        "mission_id": mission_id,
+        "vehicle_id": vehicle_id,
+        "carrier": carrier,
+        "shipment": shipment,
+        "status": status,
+        "autonomy_mode": mode,
+        "lat": lat,
+        "lon": lon,
+        "speed_kph": speed,
+        "last_seen_at": ts_format(last_seen_at) if last_seen_at else None,
         "stale_after_s": stale_after,
-        "stale": m.last_seen_at is None or (now - m.last_seen_at).total_seconds() > stale_after,
-        "open_exceptions": int(getattr(m, "open_exceptions", 0)),
+        "stale": last_seen_at is None or (now - last_seen_at).total_seconds() > stale_after,
+        "open_exceptions": open_exceptions,
     }
 
 
-def _active_missions(*, now: datetime) -> Any:
-    return (
-        Mission.objects.filter(status__in=MISSION_ACTIVE, last_lat__isnull=False)
-        .select_related("carrier", "vehicle", "shipment")
-        .annotate(
-            gap_s=gap_threshold(today=now.date()),
-            open_exceptions=Count("exceptions", filter=Q(exceptions__status=ExceptionStatus.OPEN)),
-        )
-        .order_by("pk")
-    )
+def _fleet_rows(*, now: datetime, since: datetime | None = None) -> list[dict[str, Any]]:
+    missions = Mission.objects.filter(status__in=MISSION_ACTIVE, last_lat__isnull=False)
+    if since is not None:
+        missions = missions.filter(updated_at__gt=since)
+    rows = list(missions.annotate(gap_s=gap_threshold(today=now.date())).order_by("pk").values_list(*_FLEET_COLUMNS))
+    # Open exceptions are few: counted apart instead of grouping the whole fleet query by mission.
+    opened = MissionException.objects.filter(status=ExceptionStatus.OPEN, mission__status__in=MISSION_ACTIVE)
+    if since is not None:
+        opened = opened.filter(mission_id__in=[r[0] for r in rows])
+    counts = dict(opened.values("mission_id").annotate(n=Count("pk")).values_list("mission_id", "n"))
+    return [_row(r, open_exceptions=counts.get(r[0], 0), now=now) for r in rows]
 
 
 def fleet_state(*, now: datetime | None = None) -> list[dict[str, Any]]:
     """Every active mission with a known position: what the map draws on connect."""
-    now = now or timezone.now()
-    return [_vehicle_row(m, now=now) for m in _active_missions(now=now)]
+    return _fleet_rows(now=now or timezone.now())
 
 
 def fleet_changed_since(*, since: datetime, now: datetime | None = None) -> list[dict[str, Any]]:
     """Missions changed after ``since`` (our clock): the map's fallback when no shared channel layer exists."""
-    now = now or timezone.now()
-    return [_vehicle_row(m, now=now) for m in _active_missions(now=now).filter(updated_at__gt=since)]
+    return _fleet_rows(now=now or timezone.now(), since=since)
 
 
 def mission_map_detail(*, mission_id: int, now: datetime | None = None) -> dict[str, Any] | None:
     """What the map shows when a truck is clicked: the mission, its speed, mode, last seen and open exceptions."""
     now = now or timezone.now()
-    mission = (
+    values = (
         Mission.objects.filter(pk=mission_id)
-        .select_related("carrier", "vehicle", "shipment")
         .annotate(
             gap_s=gap_threshold(today=now.date()),
             open_exceptions=Count("exceptions", filter=Q(exceptions__status=ExceptionStatus.OPEN)),
         )
+        .values_list(
+            *_FLEET_COLUMNS, "open_exceptions", "shipment__origin_address", "shipment__destination_address", "eta"
+        )
         .first()
     )
-    if mission is None:
+    if values is None:
         return None
-    row = _vehicle_row(mission, now=now)
-    row["origin"] = mission.shipment.origin_address
-    row["destination"] = mission.shipment.destination_address
-    row["eta"] = ts_format(mission.eta) if mission.eta else None
+    *fleet_values, open_exceptions, origin, destination, eta = values
+    row = _row(fleet_values, open_exceptions=open_exceptions, now=now)
+    row["origin"] = origin
+    row["destination"] = destination
+    row["eta"] = ts_format(eta) if eta else None
     row["exceptions"] = [
         {
             "id": e.pk,

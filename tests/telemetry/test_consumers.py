@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import override_settings
@@ -21,8 +22,10 @@ from missions.events import Actor
 from missions.models import Carrier, Mission
 from missions.models.telemetry import TelemetryWindowEvent
 from missions.partner_services import partner_client_create
+from missions.telemetry import consumers
 from missions.telemetry.ingest import FLEET_GROUP, ingest_events
-from tests.conftest import verified_client
+from missions.telemetry.map_state import fleet_state
+from tests.conftest import require_service, verified_client
 from tests.factories import MissionFactory
 from tests.telemetry.conftest import make_event, seconds_ago
 from tms_console.asgi import application
@@ -30,6 +33,7 @@ from tms_console.asgi import application
 pytestmark = pytest.mark.django_db(transaction=True)
 TIMEOUT = 10  # an upper bound for a message to arrive, never asserted as a timing
 IN_PROCESS_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+REDIS_URL = os.environ.get("REDIS_URL", "")
 
 
 @pytest.fixture(autouse=True)
@@ -225,3 +229,140 @@ async def test_live_map_polls_the_database_for_batches_stored_by_another_process
         frame = await comm.receive_json_from(timeout=TIMEOUT)
     assert [(v["mission_id"], v["lat"], v["speed_kph"]) for v in frame["vehicles"]] == [(mission.pk, 31.0, 90.0)]
     await comm.disconnect()
+
+
+def _position(mission_id: int, lat: float, second: int) -> dict[str, Any]:
+    return {
+        "mission_id": mission_id,
+        "vehicle_id": "x",
+        "lat": lat,
+        "lon": -96.0,
+        "speed_kph": 80.0,
+        "heading_deg": None,
+        "autonomy_mode": "autonomous",
+        "status": "en_route",
+        "safety_event": None,
+        "last_seen_at": f"2026-11-26T10:00:{second:02d}.000Z",
+    }
+
+
+async def _next(comm: WebsocketCommunicator, kind: str) -> dict[str, Any]:
+    message = await comm.receive_json_from(timeout=TIMEOUT)
+    while message["type"] != kind:
+        message = await comm.receive_json_from(timeout=TIMEOUT)
+    return message
+
+
+async def test_live_maps_of_one_process_share_one_subscription_and_the_same_frames(
+    dispatcher: User, carrier_a: Carrier
+) -> None:
+    mission: Mission = await sync_to_async(MissionFactory)(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+    layer = get_channel_layer()
+    assert isinstance(layer, InMemoryChannelLayer)
+    maps = [await _map(dispatcher), await _map(dispatcher)]
+    for comm in maps:
+        assert (await comm.connect(timeout=TIMEOUT))[0]
+        assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+    # Each batch is received once for the process, not once per socket.
+    assert len(layer.groups[FLEET_GROUP]) == 1
+
+    await layer.group_send(FLEET_GROUP, {"type": "fleet.positions", "positions": [_position(mission.pk, 30.5, 1)]})
+    frames = [await _next(comm, "positions") for comm in maps]
+    assert frames[0] == frames[1]
+    assert [(v["mission_id"], v["lat"]) for v in frames[0]["vehicles"]] == [(mission.pk, 30.5)]
+
+    await maps[0].disconnect()
+    await layer.group_send(FLEET_GROUP, {"type": "fleet.positions", "positions": [_position(mission.pk, 30.6, 2)]})
+    assert [v["lat"] for v in (await _next(maps[1], "positions"))["vehicles"]] == [30.6]
+    await maps[1].disconnect()
+    # The last map to leave unsubscribes the process.
+    assert FLEET_GROUP not in layer.groups
+
+
+async def test_a_position_broadcast_while_the_snapshot_is_read_follows_the_snapshot(
+    dispatcher: User, carrier_a: Carrier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mission: Mission = await sync_to_async(MissionFactory)(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+    layer = get_channel_layer()
+    watcher = await _map(dispatcher)  # already live: the shared frame goes out while the second map reads
+    await watcher.connect(timeout=TIMEOUT)
+    assert (await watcher.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+
+    def slow_fleet_state(**kwargs: Any) -> list[dict[str, Any]]:
+        message = {"type": "fleet.positions", "positions": [_position(mission.pk, 31.5, 3)]}
+        async_to_sync(layer.group_send)(FLEET_GROUP, message)
+        async_to_sync(_next)(watcher, "positions")  # that frame has been sent while this read runs
+        return fleet_state(**kwargs)
+
+    monkeypatch.setattr(consumers, "fleet_state", slow_fleet_state)
+    late = await _map(dispatcher)
+    await late.connect(timeout=TIMEOUT)
+    # Never a frame before the snapshot (the browser would drop it when the snapshot replaces its fleet).
+    assert (await late.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+    frame = await late.receive_json_from(timeout=TIMEOUT)
+    assert frame["type"] == "positions"
+    assert [(v["mission_id"], v["lat"]) for v in frame["vehicles"]] == [(mission.pk, 31.5)]
+    await late.disconnect()
+    await watcher.disconnect()
+
+
+class FlakyLayer(InMemoryChannelLayer):  # type: ignore[misc]
+    """An in-process layer whose next receive fails once, as a Redis connection that drops."""
+
+    fail_next_receive = False
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        if self.fail_next_receive:
+            FlakyLayer.fail_next_receive = False
+            raise ConnectionError("connection reset")
+        message: dict[str, Any] = await super().receive(channel)
+        return message
+
+
+async def test_live_map_resends_the_fleet_once_the_channel_layer_is_back(
+    dispatcher: User, carrier_a: Carrier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mission: Mission = await sync_to_async(MissionFactory)(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+    monkeypatch.setattr(consumers, "RECEIVE_RETRY_SECONDS", 0.01)
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": f"{__name__}.FlakyLayer"}}):
+        layer = get_channel_layer()
+        comm = await _map(dispatcher)
+        await comm.connect(timeout=TIMEOUT)
+        assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+        FlakyLayer.fail_next_receive = True  # the receive after this batch fails
+        await layer.group_send(FLEET_GROUP, {"type": "fleet.positions", "positions": [_position(mission.pk, 30, 4)]})
+        # Positions may have been lost while the layer was away: the map gets the whole fleet again.
+        assert (await _next(comm, "snapshot"))["type"] == "snapshot"
+        await comm.disconnect()
+
+
+async def test_live_map_over_redis_stays_open_while_idle_and_shows_ingested_positions(
+    dispatcher: User, carrier_a: Carrier
+) -> None:
+    require_service("Redis (REDIS_URL)", bool(REDIS_URL))
+    from django.conf import settings
+
+    with override_settings(CHANNEL_LAYERS=_configured_channel_layers):
+        assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+        mission: Mission = await sync_to_async(MissionFactory)(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+        comm = await _map(dispatcher)
+        await comm.connect(timeout=TIMEOUT)
+        assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+        # Longer than redis-py's 5 s default read timeout: the socket must not be torn down meanwhile.
+        assert await comm.receive_nothing(timeout=6)
+        event = make_event(mission, ts=seconds_ago(1), position={"lat": 31.25, "lon": -96.0, "speed_kph": 70.0})
+        await sync_to_async(ingest_events)(carrier=carrier_a, events=[event], source="t")
+        frame = await _next(comm, "positions")
+        assert [(v["mission_id"], v["lat"]) for v in frame["vehicles"]] == [(mission.pk, 31.25)]
+        await comm.disconnect()
+
+
+def _channel_layers_from_settings() -> dict[str, Any]:
+    from django.conf import settings
+
+    layers: dict[str, Any] = settings.CHANNEL_LAYERS
+    return layers
+
+
+# What tms_console.settings configures from the environment, before the autouse fixture replaces it.
+_configured_channel_layers = _channel_layers_from_settings()
