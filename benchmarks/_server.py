@@ -87,13 +87,17 @@ def server_env(db_url: str, **extra: str) -> dict[str, str]:
     }
 
 
+GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "16"))
+
+
 def server_command(kind: str, port: int, workers: int = 2) -> list[str]:
     if kind == "daphne":
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tms_console.asgi:application"]
     if kind == "gunicorn":
+        # gthread: a worker's threads can wait on the same group commit (missions.telemetry.group_commit).
         return [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", str(workers),
-                "--worker-class", "sync", "--backlog", "2048", "--log-level", "warning",
-                "tms_console.wsgi:application"]  # fmt: skip
+                "--worker-class", "gthread", "--threads", str(GUNICORN_THREADS), "--backlog", "2048",
+                "--log-level", "warning", "tms_console.wsgi:application"]  # fmt: skip
     raise ValueError(kind)
 
 

@@ -13,8 +13,8 @@ body it read, and answered there with the usual problem document.
 Per process it keeps, for ``FACTS_TTL_SECONDS``, each carrier's id and
 webhook secrets (a rotation or revocation takes effect within that time;
 a secret's own expiry is checked at every request) and the ingest's mission
-cache. The rate limit is a per-carrier fixed window shared through the cache
-(``WEBHOOK_RATE_LIMIT``, deliveries per minute).
+cache. The rate limit is a per-carrier fixed window, shared through Redis
+when it is configured (``WEBHOOK_RATE_LIMIT``, deliveries per minute).
 
 Used by ``tms_console.wsgi`` (gunicorn); ``make run`` serves everything with
 daphne, where the same deliveries go through the view.
@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import logging
+import os
 import re
 import threading
 import time
@@ -36,8 +38,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.core.cache import cache
-from django.db import close_old_connections
+from django.db import connection
 from django.utils import timezone
 
 from tms_console.logging import request_id_var
@@ -73,13 +74,16 @@ class CarrierFacts:
 class WebhookFastPath:
     """WSGI middleware: serve verified telemetry deliveries, pass everything else to ``app``."""
 
-    def __init__(self, app: WSGIApp) -> None:
+    def __init__(self, app: WSGIApp, *, group_commit: bool = True) -> None:
+        from missions.telemetry.group_commit import GroupCommit
         from missions.telemetry.ingest import MissionCache
 
         self.app = app
         self.missions = MissionCache()
+        self.group = GroupCommit(self.missions) if group_commit else None
         self._facts: dict[str, CarrierFacts | None] = {}
         self._lock = threading.Lock()
+        self.rate = RateWindow()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         match = PATH.match(environ.get("PATH_INFO", ""))
@@ -97,17 +101,21 @@ class WebhookFastPath:
         # Whoever answers from here on, Django can still read the body.
         environ["wsgi.input"] = io.BytesIO(body)
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _SAFE_ID.match(incoming) else _request_id()
         token = request_id_var.set(request_id)
-        close_old_connections()  # what Django does at the start and end of each request
         try:
             answer = self._serve(match["slug"], environ, body)
         except Exception:
             log.exception("webhook fast path failed; handing the delivery to Django")
+            connection.close()  # a broken connection is not reused; Django opens a fresh one
             answer = None
         finally:
-            close_old_connections()
             request_id_var.reset(token)
+            # Most deliveries never touch the database on this thread (the group
+            # commit writer stores them); one that did gives its connection back
+            # (to the pool), as Django does at the end of a request.
+            if connection.connection is not None:
+                connection.close()
         if answer is None:
             return self.app(environ, start_response)
         status, payload = answer
@@ -155,7 +163,7 @@ class WebhookFastPath:
         stamp = envelope.get("timestamp")
         if stamp is not None and not _is_timestamp(stamp):
             return None  # the view's envelope validation answers
-        if not _rate_allow(facts.carrier.pk, now):
+        if not self.rate.allow(facts.carrier.pk, now):
             return 429, problem_body(
                 status=429,
                 code="rate-limited",
@@ -169,6 +177,7 @@ class WebhookFastPath:
             data=envelope.get("data"),
             material=material,
             cache=self.missions,
+            group=self.group,
         )
 
     def _carrier_facts(self, slug: str) -> CarrierFacts | None:
@@ -190,6 +199,8 @@ class WebhookFastPath:
             .values_list("secret", "valid_until")
         )
         fresh = CarrierFacts(carrier=carrier, secrets=secrets, fetched_at=time.monotonic())
+        if facts is None:  # the first delivery from this carrier in this process
+            self.missions.preload(carrier.pk)
         with self._lock:
             if len(self._facts) > 10_000:
                 self._facts.clear()
@@ -199,18 +210,62 @@ class WebhookFastPath:
 
 _ENVELOPE = frozenset({"type", "timestamp", "data"})
 
+# Request ids: a random per-process prefix and a counter, 32 hex digits like
+# Django's uuid4 ids, without a read of the system's random source per request.
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_id_counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
 
-def _rate_allow(carrier_id: int, now: datetime) -> bool:
-    """A fixed one-minute window per carrier, counted in the shared cache (one INCR on Redis)."""
-    limit = int(settings.WEBHOOK_RATE_LIMIT)
-    key = f"throttle:webhook:{carrier_id}:{int(now.timestamp()) // 60}"
-    try:
-        count = cache.incr(key)
-    except ValueError:  # the first delivery of this minute
-        if cache.add(key, 1, timeout=120):
-            return limit >= 1
-        count = cache.incr(key)
-    return count <= limit
+
+def _request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+class RateWindow:
+    """A fixed one-minute window per carrier.
+
+    With ``REDIS_URL`` every process adds its deliveries to a shared count,
+    in one ``INCRBY`` per carrier every ``SYNC_SECONDS`` rather than one per
+    delivery (a round trip per delivery cost more than the rest of the
+    check); between syncs a process decides on the last shared total plus its
+    own count, so the processes together can overshoot the limit by what
+    they accept in one sync interval. Without Redis each process counts its own.
+    """
+
+    SYNC_SECONDS = 0.25
+
+    def __init__(self) -> None:
+        self._client: Any = None
+        self._lock = threading.Lock()
+        # carrier -> [window, shared total at last sync, local count since, last sync (monotonic)]
+        self._state: dict[int, list[Any]] = {}
+        if settings.REDIS_URL:
+            import redis
+
+            self._client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2.0)
+
+    def allow(self, carrier_id: int, now: datetime) -> bool:
+        limit = int(settings.WEBHOOK_RATE_LIMIT)
+        window = int(now.timestamp()) // 60
+        with self._lock:
+            state = self._state.get(carrier_id)
+            if state is None or state[0] != window:
+                state = self._state[carrier_id] = [window, 0, 0, 0.0]
+            state[2] += 1
+            total = state[1] + state[2]
+            due = self._client is not None and time.monotonic() - state[3] >= self.SYNC_SECONDS
+            if due:
+                delta, state[2], state[3] = state[2], 0, time.monotonic()
+        if due:
+            key = f"tms:webhook-rate:{carrier_id}:{window}"
+            pipe = self._client.pipeline(transaction=False)
+            pipe.incrby(key, delta)
+            pipe.expire(key, 120)
+            shared = int(pipe.execute()[0])
+            with self._lock:
+                if state[0] == window:
+                    state[1] = shared
+            total = shared
+        return bool(total <= limit)
 
 
 def _is_timestamp(value: Any) -> bool:

@@ -176,7 +176,13 @@ def _apply(carrier: Carrier, event_type: str, data: Any) -> None:
 
 
 def telemetry_delivery(
-    *, carrier: Carrier, webhook_id: str, data: Any, material: dict[str, str], cache: Any = None
+    *,
+    carrier: Carrier,
+    webhook_id: str,
+    data: Any,
+    material: dict[str, str],
+    cache: Any = None,
+    group: Any = None,
 ) -> tuple[int, dict[str, Any]]:
     """A verified telemetry delivery: (HTTP status, body). Shared by the view and the WSGI fast path.
 
@@ -184,7 +190,7 @@ def telemetry_delivery(
     on it, so a redelivery (same ``webhook-id``, same body) stores nothing
     twice and answers ``duplicate: true``.
     """
-    from missions.telemetry.ingest import BatchTooLarge, ingest_events
+    from missions.telemetry.ingest import BatchTooLarge, ingest_events, telemetry_batch_max
 
     if not isinstance(data, dict):
         return 422, problem_body(status=422, code="validation-error", detail="data: expected an object.", instance="")
@@ -193,9 +199,22 @@ def telemetry_delivery(
         return 422, problem_body(
             status=422, code="validation-error", detail="data.events: expected a list.", instance=""
         )
+    from missions.telemetry.group_commit import GroupCommitUnavailable
+
     try:
-        with carrier_signed(material):
-            result = ingest_events(carrier=carrier, events=events, source="webhook", cache=cache)
+        result = None
+        if (
+            group is not None
+            and len(events) <= telemetry_batch_max()
+            and group.groupable(events, carrier_id=carrier.pk)
+        ):
+            try:  # committed together with other deliveries (missions.telemetry.group_commit)
+                result = group.ingest(carrier=carrier, events=events)
+            except GroupCommitUnavailable:
+                result = None
+        if result is None:
+            with carrier_signed(material):
+                result = ingest_events(carrier=carrier, events=events, source="webhook", cache=cache)
     except BatchTooLarge as exc:
         return 413, problem_body(status=413, code="batch-too-large", detail=exc.message)
     outcome = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}

@@ -22,6 +22,7 @@ channel-layer group ``fleet`` (the live map). See docs/decisions/0010-telemetry-
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 import weakref
@@ -62,9 +63,27 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # Input indexes of the events stored by this batch (the rest are duplicates or rejected).
+    stored_indexes: set[int] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+    def part(self, start: int, stop: int) -> IngestResult:
+        """The outcome of the events at input indexes [start, stop), re-indexed from 0.
+
+        For a batch that joined several senders' events (group commit): each sender gets its own answer.
+        """
+        rejected = [
+            {"index": r["index"] - start, "reason": r["reason"]} for r in self.rejected if start <= r["index"] < stop
+        ]
+        stored = {i - start for i in self.stored_indexes if start <= i < stop}
+        return IngestResult(
+            accepted=len(stored),
+            duplicates=(stop - start) - len(stored) - len(rejected),
+            rejected=rejected,
+            stored_indexes=stored,
+        )
 
 
 @dataclass
@@ -94,6 +113,23 @@ class MissionCache:
         self.ttl_seconds = ttl_seconds
         self._entries: dict[int, MissionInfo] = {}
 
+    def preload(self, carrier_id: int) -> int:
+        """Load every mission of the carrier that can still report, in one query; return how many.
+
+        A stream or web process that starts serving a fleet would otherwise
+        fetch its missions one first event at a time.
+        """
+        from missions.choices import MissionStatus
+
+        live = [MissionStatus.ASSIGNED, MissionStatus.EN_ROUTE, MissionStatus.ARRIVING, MissionStatus.UNLOADING,
+                MissionStatus.SUSPENDED]  # fmt: skip
+        ids = list(Mission.objects.filter(carrier_id=carrier_id, status__in=live).values_list("id", flat=True)[:50_000])
+        return len(self.get_many(ids, carrier_id)) if ids else 0
+
+    def peek(self, mission_id: int) -> MissionInfo | None:
+        """The cached facts of a mission, however old, without a query (None if not cached)."""
+        return self._entries.get(mission_id)
+
     def get_many(self, ids: Iterable[int], carrier_id: int) -> dict[int, MissionInfo]:
         now = time.monotonic()
         wanted = set(ids)
@@ -115,6 +151,18 @@ class MissionCache:
 
 def missions_load(ids: Iterable[int], carrier_id: int) -> list[MissionInfo]:
     """One query: the carrier's missions among ``ids`` (others' missions are simply absent)."""
+    if connection.vendor == "postgresql":
+        # Written out: building the ORM query cost more than running it, once per webhook.
+        found = _pg_rows(
+            """
+            SELECT m.id, m.carrier_id, m.vehicle_id, v.external_id, m.correlation_id, m.status,
+                   m.autonomy_mode, m.last_seen_at
+            FROM missions_mission m LEFT JOIN missions_vehicle v ON v.id = m.vehicle_id
+            WHERE m.id = ANY(%s::bigint[]) AND m.carrier_id = %s
+            """,
+            [_array_literal(str(int(i)) for i in ids), carrier_id],
+        )
+        return [MissionInfo(*row) for row in found]
     rows = Mission.objects.filter(pk__in=list(ids), carrier_id=carrier_id).values_list(
         "id",
         "carrier_id",
@@ -190,6 +238,7 @@ def ingest_events(
         fresh = [a for a in accepted if a.event.event_id in new_ids]
         result.duplicates += len(accepted) - len(fresh)
         result.accepted = len(fresh)
+        result.stored_indexes = {a.index for a in fresh}
         if fresh:
             moved = _missions_touch(fresh, now=now)
             _gaps_close(moved, carrier=carrier, now=now)
@@ -232,6 +281,22 @@ def _ownership_problem(ev: TelemetryEvent, info: MissionInfo | None) -> str | No
 
 
 # --- Persistence ------------------------------------------------------------------
+
+
+def _pg_rows(sql: str, params: list[Any], *, fetch: bool = True) -> list[tuple[Any, ...]]:
+    """Run one of ingest's fixed statements as a server-side prepared statement.
+
+    Django binds parameters on the client, so PostgreSQL would plan these
+    statements again on every call; planning the window/sample merge cost more
+    than running it for a single event. psycopg prepares a statement run with
+    ``prepare=True`` once per connection. Same connection and transaction as the ORM.
+    """
+    import psycopg
+
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)  # type: ignore[arg-type]
+        return cursor.fetchall() if fetch else []
 
 
 def _mark_samples(accepted: list[_Accepted]) -> None:
@@ -292,11 +357,11 @@ CREATE TEMP TABLE IF NOT EXISTS telemetry_incoming (
 
 # The JSON columns arrive as text and are parsed only where they are stored: a
 # kept sample's ``data``, a window row's ``payload`` only when it is not a sample.
-_MERGE = """
-WITH ins AS (
+_MERGE_BODY = """
+ins AS (
     INSERT INTO missions_telemetrywindowevent (event_id, mission_id, recorded_at, received_at, payload)
     SELECT event_id, mission_id, recorded_at, %s, CASE WHEN keep_sample THEN NULL ELSE payload::jsonb END
-    FROM telemetry_incoming
+    FROM {source}
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
 ), samples AS (
@@ -304,13 +369,16 @@ WITH ins AS (
         (mission_id, vehicle_id, recorded_at, lat, lon, speed_kph, heading_deg, autonomy_mode, data, event_id, bucket_s)
     SELECT t.mission_id, t.vehicle_id, t.recorded_at, t.lat, t.lon, t.speed_kph, t.heading_deg, t.autonomy_mode,
            t.data::jsonb, t.event_id, t.bucket_s
-    FROM telemetry_incoming t JOIN ins USING (event_id)
+    FROM {source} t JOIN ins USING (event_id)
     WHERE t.keep_sample
-    ON CONFLICT (vehicle_id, bucket_s) DO NOTHING
+    ON CONFLICT (vehicle_id, bucket_s) DO NOTHING  -- the second already has its sample
     RETURNING event_id
 )
-SELECT event_id, false FROM ins UNION ALL SELECT event_id, true FROM samples
+SELECT ins.event_id, false, t.keep_sample FROM ins JOIN {source} t USING (event_id)
+UNION ALL SELECT event_id, true, true FROM samples
 """
+
+_MERGE = "WITH " + _MERGE_BODY.format(source="telemetry_incoming")
 
 # A kept sample that lost its second to another batch (same vehicle, same second,
 # committed first) is not in the samples after all: its window row takes the payload.
@@ -376,46 +444,46 @@ def _persist_postgres(accepted: list[_Accepted], *, received_at: datetime) -> se
         ) as copy:
             copy.write(text)
         cursor.execute(_MERGE, [received_at])
-        new_ids: set[uuid.UUID] = set()
-        sampled: set[uuid.UUID] = set()
-        for event_id, is_sample in cursor.fetchall():
-            (sampled if is_sample else new_ids).add(event_id)
-        unsampled = new_ids - sampled
-        lost = [a.event for a in accepted if a.keep_sample and a.event.event_id in unsampled]
+        new_ids, lost = _merge_outcome(accepted, cursor.fetchall())
         if lost:
-            cursor.execute(
-                _WINDOW_PAYLOAD, [[ev.event_id for ev in lost], [orjson.dumps(ev.to_wire()).decode() for ev in lost]]
-            )
+            _window_payloads(lost)
         # ON COMMIT DELETE ROWS empties it at commit; an outer transaction may run several batches.
         cursor.execute("DELETE FROM telemetry_incoming")
     return new_ids
 
 
+# Both merges are built once from constants (no input reaches the text).
 _MERGE_ARRAYS = """
-WITH incoming AS (
+WITH arrays AS (
     SELECT * FROM unnest(
         %s::uuid[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::text[], %s::bool[], %s::bigint[],
         %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::text[], %s::text[]
     ) AS t(event_id, mission_id, vehicle_id, recorded_at, payload, keep_sample, bucket_s,
            lat, lon, speed_kph, heading_deg, autonomy_mode, data)
-), ins AS (
-    INSERT INTO missions_telemetrywindowevent (event_id, mission_id, recorded_at, received_at, payload)
-    SELECT event_id, mission_id, recorded_at, %s, CASE WHEN keep_sample THEN NULL ELSE payload::jsonb END
-    FROM incoming
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id
-), samples AS (
-    INSERT INTO missions_telemetrysample
-        (mission_id, vehicle_id, recorded_at, lat, lon, speed_kph, heading_deg, autonomy_mode, data, event_id, bucket_s)
-    SELECT t.mission_id, t.vehicle_id, t.recorded_at, t.lat, t.lon, t.speed_kph, t.heading_deg, t.autonomy_mode,
-           t.data::jsonb, t.event_id, t.bucket_s
-    FROM incoming t JOIN ins USING (event_id)
-    WHERE t.keep_sample
-    ON CONFLICT (vehicle_id, bucket_s) DO NOTHING
-    RETURNING event_id
-)
-SELECT event_id, false FROM ins UNION ALL SELECT event_id, true FROM samples
-"""
+),""" + _MERGE_BODY.format(source="arrays")  # noqa: S608
+
+
+def _merge_outcome(
+    accepted: list[_Accepted], rows: list[tuple[Any, ...]]
+) -> tuple[set[uuid.UUID], list[TelemetryEvent]]:
+    """From the merge's rows: the ids stored now, and the events meant as samples that are not.
+
+    Rows are (event_id, is_sample_row, was_meant_as_sample). A new event meant
+    as its second's sample whose second already had one (from an earlier or a
+    concurrent batch) has a window row without payload: the caller fills it in.
+    """
+    new_ids: set[uuid.UUID] = set()
+    meant: set[uuid.UUID] = set()
+    sampled: set[uuid.UUID] = set()
+    for event_id, is_sample_row, was_meant in rows:
+        if is_sample_row:
+            sampled.add(event_id)
+        else:
+            new_ids.add(event_id)
+            if was_meant:
+                meant.add(event_id)
+    missing = meant - sampled
+    return new_ids, [a.event for a in accepted if a.event.event_id in missing] if missing else []
 
 
 def _array_text(value: str | None) -> str:
@@ -453,19 +521,18 @@ def _persist_postgres_arrays(accepted: list[_Accepted], *, received_at: datetime
         _array_literal(datas),
         received_at,
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(_MERGE_ARRAYS, params)
-        new_ids: set[uuid.UUID] = set()
-        sampled: set[uuid.UUID] = set()
-        for event_id, is_sample in cursor.fetchall():
-            (sampled if is_sample else new_ids).add(event_id)
-        unsampled = new_ids - sampled
-        lost = [a.event for a in accepted if a.keep_sample and a.event.event_id in unsampled]
-        if lost:
-            cursor.execute(
-                _WINDOW_PAYLOAD, [[ev.event_id for ev in lost], [orjson.dumps(ev.to_wire()).decode() for ev in lost]]
-            )
+    new_ids, lost = _merge_outcome(accepted, _pg_rows(_MERGE_ARRAYS, params))
+    if lost:
+        _window_payloads(lost)
     return new_ids
+
+
+def _window_payloads(events: list[TelemetryEvent]) -> None:
+    _pg_rows(
+        _WINDOW_PAYLOAD,
+        [[ev.event_id for ev in events], [orjson.dumps(ev.to_wire()).decode() for ev in events]],
+        fetch=False,
+    )
 
 
 def _persist_generic(accepted: list[_Accepted], *, received_at: datetime) -> set[uuid.UUID]:
@@ -513,7 +580,7 @@ def _persist_generic(accepted: list[_Accepted], *, received_at: datetime) -> set
     return {a.event.event_id for a in fresh}
 
 
-def _seconds_taken(candidates: list[_Accepted]) -> set[tuple[int | None, int]]:
+def _seconds_taken(candidates: list[_Accepted]) -> set[tuple[int | None, int | None]]:
     """(vehicle, second) pairs among ``candidates`` that already have a sample."""
     if not candidates:
         return set()
@@ -522,7 +589,10 @@ def _seconds_taken(candidates: list[_Accepted]) -> set[tuple[int | None, int]]:
     wanted = Q()
     for vehicle_pk, seconds in _group_seconds(candidates).items():
         wanted |= Q(vehicle_id=vehicle_pk, bucket_s__in=seconds)
-    return set(TelemetrySample.objects.filter(wanted).values_list("vehicle_id", "bucket_s"))
+    return {
+        (vehicle, second)
+        for vehicle, second in TelemetrySample.objects.filter(wanted).values_list("vehicle_id", "bucket_s")
+    }
 
 
 def _group_seconds(candidates: list[_Accepted]) -> dict[int | None, list[int]]:
@@ -565,28 +635,28 @@ def _missions_touch(fresh: list[_Accepted], *, now: datetime) -> dict[int, _Acce
         return latest
     ordered = sorted(latest.values(), key=lambda a: a.mission.id)  # a fixed lock order between batches
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            # One statement for every mission of the batch; the WHERE keeps a
-            # concurrent batch with newer data from being overwritten.
-            cursor.execute(
-                """
-                UPDATE missions_mission AS m
-                SET last_seen_at = v.ts, last_lat = v.lat, last_lon = v.lon, last_speed_kph = v.speed,
-                    updated_at = %s
-                FROM unnest(%s::bigint[], %s::timestamptz[], %s::float8[], %s::float8[], %s::float8[])
-                     AS v(id, ts, lat, lon, speed)
-                WHERE m.id = v.id AND (m.last_seen_at IS NULL OR m.last_seen_at < v.ts)
-                """,
-                [
-                    now,
-                    # Array literals as text: the driver's per-element adaptation cost more than the UPDATE.
-                    _array_literal(str(a.mission.id) for a in ordered),
-                    _array_literal(a.event.ts.isoformat() for a in ordered),
-                    _array_literal(repr(a.event.lat) for a in ordered),
-                    _array_literal(repr(a.event.lon) for a in ordered),
-                    _array_literal(_array_number(a.event.speed_kph) for a in ordered),
-                ],
-            )
+        # One statement for every mission of the batch; the WHERE keeps a
+        # concurrent batch with newer data from being overwritten.
+        _pg_rows(
+            """
+            UPDATE missions_mission AS m
+            SET last_seen_at = v.ts, last_lat = v.lat, last_lon = v.lon, last_speed_kph = v.speed,
+                updated_at = %s
+            FROM unnest(%s::bigint[], %s::timestamptz[], %s::float8[], %s::float8[], %s::float8[])
+                 AS v(id, ts, lat, lon, speed)
+            WHERE m.id = v.id AND (m.last_seen_at IS NULL OR m.last_seen_at < v.ts)
+            """,
+            [
+                now,
+                # Array literals as text: the driver's per-element adaptation cost more than the UPDATE.
+                _array_literal(str(a.mission.id) for a in ordered),
+                _array_literal(a.event.ts_text for a in ordered),
+                _array_literal(repr(a.event.lat) for a in ordered),
+                _array_literal(repr(a.event.lon) for a in ordered),
+                _array_literal(_array_number(a.event.speed_kph) for a in ordered),
+            ],
+            fetch=False,
+        )
     else:
         from django.db.models import Q
 
@@ -609,7 +679,10 @@ def _gaps_close(moved: dict[int, _Accepted], *, carrier: Carrier, now: datetime)
     """Telemetry is back for missions with an open gap: close it and say so in the event log."""
     if not moved:
         return
-    open_gaps = list(TelemetryGap.objects.filter(pk__in=_open_gap_ids(list(moved))).select_related("mission__shipment"))
+    gap_ids = _open_gap_ids(list(moved))
+    if not gap_ids:  # the usual case: one indexed look-up, no ORM query built
+        return
+    open_gaps = list(TelemetryGap.objects.filter(pk__in=gap_ids).select_related("mission__shipment"))
     for gap in open_gaps:
         gap.resumed_at = now
         gap.save(update_fields=["resumed_at"])
@@ -633,12 +706,11 @@ def _open_gap_ids(mission_ids: list[int]) -> list[int]:
     """Ids of open gaps among the missions: usually none, so this is the only query on the hot path."""
     if connection.vendor == "postgresql":
         # One array parameter instead of an IN list of a thousand: cheap to plan, served by the partial index.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT id FROM missions_telemetrygap WHERE resumed_at IS NULL AND mission_id = ANY(%s::bigint[])",
-                [_array_literal(map(str, mission_ids))],
-            )
-            return [row[0] for row in cursor.fetchall()]
+        rows = _pg_rows(
+            "SELECT id FROM missions_telemetrygap WHERE resumed_at IS NULL AND mission_id = ANY(%s::bigint[])",
+            [_array_literal(map(str, mission_ids))],
+        )
+        return [row[0] for row in rows]
     return list(
         TelemetryGap.objects.filter(mission_id__in=mission_ids, resumed_at__isnull=True).values_list("id", flat=True)
     )
@@ -725,13 +797,76 @@ def position_message(ev: TelemetryEvent, *, status: str, mode: str) -> dict[str,
 
 
 def fleet_broadcast(positions: list[dict[str, Any]]) -> None:
-    """One message per batch to the live map group; never fails the caller."""
-    from channels.layers import get_channel_layer
+    """One message per batch to the live map group; never fails the caller.
+
+    With a shared (Redis) channel layer the send is handed to this process's
+    broadcaster thread, so a request or stream does not wait for it and does
+    not build an event loop per call. The in-process layer's queues belong to
+    the server's own loop, so there the send goes through ``async_to_sync``.
+    """
+    from channels.layers import InMemoryChannelLayer, get_channel_layer
 
     layer = get_channel_layer()
     if layer is None:
         return
-    try:
-        async_to_sync(layer.group_send)(FLEET_GROUP, {"type": "fleet.positions", "positions": positions})
-    except Exception:  # a live update must never break the write that caused it
-        log.exception("fleet broadcast failed")
+    if isinstance(layer, InMemoryChannelLayer):
+        try:
+            async_to_sync(layer.group_send)(FLEET_GROUP, {"type": "fleet.positions", "positions": positions})
+        except Exception:  # a live update must never break the write that caused it
+            log.exception("fleet broadcast failed")
+        return
+    _broadcaster(layer).submit(positions)
+
+
+class FleetBroadcaster:
+    """A daemon thread with its own event loop that sends ``fleet.positions`` messages in order.
+
+    Positions queued while a send is in flight go out together in the next
+    message (newest position per mission wins), so a slow channel layer delays
+    the map a little instead of piling up messages.
+    """
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self._pending: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fleet-broadcast", daemon=True)
+        self._thread.start()
+
+    def submit(self, positions: list[dict[str, Any]]) -> None:
+        with self._lock:
+            for position in positions:
+                self._pending[position["mission_id"]] = position
+        self._wake.set()
+
+    def _run(self) -> None:
+        import asyncio
+
+        loop = asyncio.new_event_loop()
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                batch, self._pending = list(self._pending.values()), {}
+            if not batch:
+                continue
+            try:
+                loop.run_until_complete(
+                    self.layer.group_send(FLEET_GROUP, {"type": "fleet.positions", "positions": batch})
+                )
+            except Exception:  # the next batch tries again; the map also resyncs on reconnect
+                log.exception("fleet broadcast failed")
+
+
+_broadcasters: dict[int, FleetBroadcaster] = {}
+_broadcasters_lock = threading.Lock()
+
+
+def _broadcaster(layer: Any) -> FleetBroadcaster:
+    # One per layer object (per process, or per test that swaps the layer).
+    with _broadcasters_lock:
+        broadcaster = _broadcasters.get(id(layer))
+        if broadcaster is None or broadcaster.layer is not layer:
+            broadcaster = _broadcasters[id(layer)] = FleetBroadcaster(layer)
+        return broadcaster

@@ -72,11 +72,10 @@ def telemetry_window(*, mission_id: int, start: datetime, end: datetime) -> list
         mission_id=mission_id, recorded_at__gte=start, recorded_at__lte=end
     ).select_related("vehicle")
     events = [_sample_wire(sample, mission) for sample in samples]
-    events.extend(
-        TelemetryWindowEvent.objects.filter(
-            mission_id=mission_id, recorded_at__gte=start, recorded_at__lte=end, payload__isnull=False
-        ).values_list("payload", flat=True)
-    )
+    extras = TelemetryWindowEvent.objects.filter(
+        mission_id=mission_id, recorded_at__gte=start, recorded_at__lte=end, payload__isnull=False
+    ).values_list("payload", flat=True)
+    events.extend(payload for payload in extras if isinstance(payload, dict))
     events.sort(key=lambda e: (e["ts"], e["event_id"]))
     return events
 

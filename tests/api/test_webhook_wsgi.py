@@ -12,7 +12,6 @@ from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 import pytest
-from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
 from django.test import Client
 from django.utils import timezone
@@ -49,8 +48,11 @@ def spy() -> Spy:
 
 @pytest.fixture
 def app(spy: Spy) -> WebhookFastPath:
-    cache.clear()
-    return WebhookFastPath(spy)
+    app = WebhookFastPath(spy)
+    if app.rate._client is not None:  # a clean minute window for each test
+        for key in app.rate._client.scan_iter("tms:webhook-rate:*"):
+            app.rate._client.delete(key)
+    return app
 
 
 @pytest.fixture
