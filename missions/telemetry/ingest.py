@@ -22,32 +22,30 @@ channel-layer group ``fleet`` (the live map). See docs/decisions/0010-telemetry-
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from missions.events import Actor, event_record
-from missions.models import Carrier, Mission, MissionException, TelemetrySample
-from missions.models.telemetry import TelemetryGap, TelemetryWindowEvent
+from missions.models import Carrier, Mission, MissionException
+from missions.models.telemetry import TelemetryGap
 from missions.services import mission_autonomy_change, mission_exception_report
+from missions.telemetry.broadcast import FLEET_GROUP, fleet_broadcast, position_message
 from missions.telemetry.normalize import TelemetryEvent, event_validate
 from missions.telemetry.snapshots import telemetry_snapshot_freeze
+from missions.telemetry.storage import Accepted, array_literal, array_number, persist, pg_rows
 from tms_console.domain import DomainError
 
 log = logging.getLogger(__name__)
 
-FLEET_GROUP = "fleet"
+__all__ = ["FLEET_GROUP", "BatchTooLarge", "IngestResult", "MissionCache", "ingest_events", "position_message"]
 
 
 class BatchTooLarge(DomainError):
@@ -153,14 +151,14 @@ def missions_load(ids: Iterable[int], carrier_id: int) -> list[MissionInfo]:
     """One query: the carrier's missions among ``ids`` (others' missions are simply absent)."""
     if connection.vendor == "postgresql":
         # Written out: building the ORM query cost more than running it, once per webhook.
-        found = _pg_rows(
+        found = pg_rows(
             """
             SELECT m.id, m.carrier_id, m.vehicle_id, v.external_id, m.correlation_id, m.status,
                    m.autonomy_mode, m.last_seen_at
             FROM missions_mission m LEFT JOIN missions_vehicle v ON v.id = m.vehicle_id
             WHERE m.id = ANY(%s::bigint[]) AND m.carrier_id = %s
             """,
-            [_array_literal(str(int(i)) for i in ids), carrier_id],
+            [array_literal(str(int(i)) for i in ids), carrier_id],
         )
         return [MissionInfo(*row) for row in found]
     rows = Mission.objects.filter(pk__in=list(ids), carrier_id=carrier_id).values_list(
@@ -174,15 +172,6 @@ def missions_load(ids: Iterable[int], carrier_id: int) -> list[MissionInfo]:
         "last_seen_at",
     )
     return [MissionInfo(*row) for row in rows]
-
-
-@dataclass(slots=True)
-class _Accepted:
-    index: int
-    event: TelemetryEvent
-    mission: MissionInfo
-    keep_sample: bool = False
-    bucket_s: int = 0
 
 
 def ingest_events(
@@ -213,7 +202,7 @@ def ingest_events(
         return result
 
     missions = (cache or MissionCache()).get_many({ev.mission_id for _, ev in valid}, carrier.pk)
-    accepted: list[_Accepted] = []
+    accepted: list[Accepted] = []
     seen_ids: set[uuid.UUID] = set()
     for index, ev in valid:
         info = missions.get(ev.mission_id)
@@ -228,13 +217,13 @@ def ingest_events(
         seen_ids.add(ev.event_id)
         # Every stored event carries its correlation id: the mission's, when the sender left it out.
         ev.correlation_id = info.correlation_id
-        accepted.append(_Accepted(index=index, event=ev, mission=info))
+        accepted.append(Accepted(index=index, event=ev, mission=info))
     result.rejected.sort(key=lambda r: r["index"])
     if not accepted:
         return result
 
     with transaction.atomic():
-        new_ids = _persist(accepted, received_at=now)
+        new_ids = persist(accepted, received_at=now)
         fresh = [a for a in accepted if a.event.event_id in new_ids]
         result.duplicates += len(accepted) - len(fresh)
         result.accepted = len(fresh)
@@ -280,339 +269,8 @@ def _ownership_problem(ev: TelemetryEvent, info: MissionInfo | None) -> str | No
     return None
 
 
-# --- Persistence ------------------------------------------------------------------
-
-
-def _pg_rows(sql: str, params: list[Any], *, fetch: bool = True) -> list[tuple[Any, ...]]:
-    """Run one of ingest's fixed statements as a server-side prepared statement.
-
-    Django binds parameters on the client, so PostgreSQL would plan these
-    statements again on every call; planning the window/sample merge cost more
-    than running it for a single event. psycopg prepares a statement run with
-    ``prepare=True`` once per connection. Same connection and transaction as the ORM.
-    """
-    import psycopg
-
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)  # type: ignore[arg-type]
-        return cursor.fetchall() if fetch else []
-
-
-def _mark_samples(accepted: list[_Accepted]) -> None:
-    """Within the batch, keep the earliest event of each vehicle-second; the index handles other batches."""
-    first: dict[tuple[int, int], _Accepted] = {}
-    for a in accepted:
-        a.bucket_s = int(a.event.ts.timestamp() // 1)
-        key = (a.mission.vehicle_pk or 0, a.bucket_s)
-        kept = first.get(key)
-        if kept is None or a.event.ts < kept.event.ts:
-            first[key] = a
-    for a in first.values():
-        a.keep_sample = True
-
-
-def _sample_data(ev: TelemetryEvent) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    if ev.health:
-        data["health"] = ev.health
-    if ev.connectivity:
-        data["connectivity"] = ev.connectivity
-    if ev.mission_state:
-        data["mission_state"] = ev.mission_state
-    if ev.safety_event:
-        data["safety_event"] = ev.safety_event
-    if ev.accuracy_m is not None:
-        data["accuracy_m"] = ev.accuracy_m
-    return data
-
-
-def _persist(accepted: list[_Accepted], *, received_at: datetime) -> set[uuid.UUID]:
-    """Write window rows and samples; return the ids of events that were not stored before.
-
-    An event kept as its vehicle's sample for that second is stored once, in
-    the sample row (which holds every field of the normalized event); its
-    window row is only the dedupe record. The rest of that second (a vehicle
-    reporting faster than 1 Hz) keeps its full payload in the window.
-    """
-    _mark_samples(accepted)
-    if connection.vendor == "postgresql":
-        if len(accepted) < COPY_MIN_EVENTS:
-            return _persist_postgres_arrays(accepted, received_at=received_at)
-        return _persist_postgres(accepted, received_at=received_at)
-    return _persist_generic(accepted, received_at=received_at)
-
-
-# From this many events a batch goes through COPY (temporary table, then one merge);
-# below it, one statement with the rows as array parameters saves three round trips.
-COPY_MIN_EVENTS = 32
-
-_TEMP_TABLE = """
-CREATE TEMP TABLE IF NOT EXISTS telemetry_incoming (
-    event_id uuid, mission_id bigint, vehicle_id bigint, recorded_at timestamptz, payload text,
-    keep_sample boolean, bucket_s bigint, lat double precision, lon double precision,
-    speed_kph double precision, heading_deg double precision, autonomy_mode text, data text
-) ON COMMIT DELETE ROWS
-"""
-
-# The JSON columns arrive as text and are parsed only where they are stored: a
-# kept sample's ``data``, a window row's ``payload`` only when it is not a sample.
-_MERGE_BODY = """
-ins AS (
-    INSERT INTO missions_telemetrywindowevent (event_id, mission_id, recorded_at, received_at, payload)
-    SELECT event_id, mission_id, recorded_at, %s, CASE WHEN keep_sample THEN NULL ELSE payload::jsonb END
-    FROM {source}
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id
-), samples AS (
-    INSERT INTO missions_telemetrysample
-        (mission_id, vehicle_id, recorded_at, lat, lon, speed_kph, heading_deg, autonomy_mode, data, event_id, bucket_s)
-    SELECT t.mission_id, t.vehicle_id, t.recorded_at, t.lat, t.lon, t.speed_kph, t.heading_deg, t.autonomy_mode,
-           t.data::jsonb, t.event_id, t.bucket_s
-    FROM {source} t JOIN ins USING (event_id)
-    WHERE t.keep_sample
-    ON CONFLICT (vehicle_id, bucket_s) DO NOTHING  -- the second already has its sample
-    RETURNING event_id
-)
-SELECT ins.event_id, false, t.keep_sample FROM ins JOIN {source} t USING (event_id)
-UNION ALL SELECT event_id, true, true FROM samples
-"""
-
-_MERGE = "WITH " + _MERGE_BODY.format(source="telemetry_incoming")
-
-# A kept sample that lost its second to another batch (same vehicle, same second,
-# committed first) is not in the samples after all: its window row takes the payload.
-_WINDOW_PAYLOAD = """
-UPDATE missions_telemetrywindowevent w SET payload = v.payload
-FROM unnest(%s::uuid[], %s::jsonb[]) AS v(event_id, payload)
-WHERE w.event_id = v.event_id
-"""
-
-
-# psycopg connections that already have the temporary table (it lives as long as the session).
-_temp_table_ready: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _copy_escape(json_text: str) -> str:
-    # COPY text format: backslash is the escape character. JSON text holds no
-    # raw tab, newline or control character (the encoder escapes them inside
-    # strings), so doubling backslashes is the whole escaping.
-    return json_text.replace("\\", "\\\\") if "\\" in json_text else json_text
-
-
-def _copy_number(value: float | None) -> str:
-    return "\\N" if value is None else repr(value)
-
-
-def _copy_lines(accepted: list[_Accepted]) -> str:
-    """The batch as COPY text rows: several times faster than letting the driver adapt 13 values per row.
-
-    One JSON text per row: the sample's ``data`` for a kept sample, the full payload otherwise.
-    """
-    dumps = orjson.dumps
-    number = _copy_number
-    escape = _copy_escape
-    lines = []
-    for a in accepted:
-        ev = a.event
-        if a.keep_sample:
-            json_columns = f"\\N\tt\t{a.bucket_s}"
-            data = escape(dumps(_sample_data(ev)).decode())
-        else:
-            json_columns = f"{escape(dumps(ev.to_wire()).decode())}\tf\t{a.bucket_s}"
-            data = "\\N"
-        lines.append(
-            f"{ev.event_id}\t{ev.mission_id}\t{a.mission.vehicle_pk}\t{ev.ts_text}\t{json_columns}\t"
-            f"{ev.lat!r}\t{ev.lon!r}\t{number(ev.speed_kph)}\t{number(ev.heading_deg)}\t"
-            f"{ev.autonomy_mode or ''}\t{data}\n"
-        )
-    return "".join(lines)
-
-
-def _persist_postgres(accepted: list[_Accepted], *, received_at: datetime) -> set[uuid.UUID]:
-    text = _copy_lines(accepted)
-    with connection.cursor() as cursor:
-        raw = cursor.cursor  # the psycopg cursor: COPY is not part of the DB-API
-        pg_connection = raw.connection
-        if pg_connection not in _temp_table_ready:
-            cursor.execute(_TEMP_TABLE)
-            # Only a committed CREATE survives: a rolled-back one must be repeated next time.
-            transaction.on_commit(lambda: _temp_table_ready.add(pg_connection))
-        with raw.copy(
-            "COPY telemetry_incoming (event_id, mission_id, vehicle_id, recorded_at, payload, keep_sample, bucket_s,"
-            " lat, lon, speed_kph, heading_deg, autonomy_mode, data) FROM STDIN"
-        ) as copy:
-            copy.write(text)
-        cursor.execute(_MERGE, [received_at])
-        new_ids, lost = _merge_outcome(accepted, cursor.fetchall())
-        if lost:
-            _window_payloads(lost)
-        # ON COMMIT DELETE ROWS empties it at commit; an outer transaction may run several batches.
-        cursor.execute("DELETE FROM telemetry_incoming")
-    return new_ids
-
-
-# Both merges are built once from constants (no input reaches the text).
-_MERGE_ARRAYS = """
-WITH arrays AS (
-    SELECT * FROM unnest(
-        %s::uuid[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::text[], %s::bool[], %s::bigint[],
-        %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::text[], %s::text[]
-    ) AS t(event_id, mission_id, vehicle_id, recorded_at, payload, keep_sample, bucket_s,
-           lat, lon, speed_kph, heading_deg, autonomy_mode, data)
-),""" + _MERGE_BODY.format(source="arrays")  # noqa: S608
-
-
-def _merge_outcome(
-    accepted: list[_Accepted], rows: list[tuple[Any, ...]]
-) -> tuple[set[uuid.UUID], list[TelemetryEvent]]:
-    """From the merge's rows: the ids stored now, and the events meant as samples that are not.
-
-    Rows are (event_id, is_sample_row, was_meant_as_sample). A new event meant
-    as its second's sample whose second already had one (from an earlier or a
-    concurrent batch) has a window row without payload: the caller fills it in.
-    """
-    new_ids: set[uuid.UUID] = set()
-    meant: set[uuid.UUID] = set()
-    sampled: set[uuid.UUID] = set()
-    for event_id, is_sample_row, was_meant in rows:
-        if is_sample_row:
-            sampled.add(event_id)
-        else:
-            new_ids.add(event_id)
-            if was_meant:
-                meant.add(event_id)
-    missing = meant - sampled
-    return new_ids, [a.event for a in accepted if a.event.event_id in missing] if missing else []
-
-
-def _array_text(value: str | None) -> str:
-    # An element of a text[] literal: quoted, with backslash and double quote escaped.
-    if value is None:
-        return "NULL"
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _persist_postgres_arrays(accepted: list[_Accepted], *, received_at: datetime) -> set[uuid.UUID]:
-    """The merge of ``_persist_postgres`` in one statement, the rows passed as array literals."""
-    dumps = orjson.dumps
-    payloads, datas = [], []
-    for a in accepted:
-        if a.keep_sample:
-            payloads.append("NULL")
-            datas.append(_array_text(dumps(_sample_data(a.event)).decode()))
-        else:
-            payloads.append(_array_text(dumps(a.event.to_wire()).decode()))
-            datas.append("NULL")
-    evs = [a.event for a in accepted]
-    params = [
-        _array_literal(str(ev.event_id) for ev in evs),
-        _array_literal(str(ev.mission_id) for ev in evs),
-        _array_literal(str(a.mission.vehicle_pk) for a in accepted),
-        _array_literal(ev.ts_text for ev in evs),
-        _array_literal(payloads),
-        _array_literal("t" if a.keep_sample else "f" for a in accepted),
-        _array_literal(str(a.bucket_s) for a in accepted),
-        _array_literal(repr(ev.lat) for ev in evs),
-        _array_literal(repr(ev.lon) for ev in evs),
-        _array_literal(_array_number(ev.speed_kph) for ev in evs),
-        _array_literal(_array_number(ev.heading_deg) for ev in evs),
-        _array_literal(_array_text(ev.autonomy_mode or "") for ev in evs),
-        _array_literal(datas),
-        received_at,
-    ]
-    new_ids, lost = _merge_outcome(accepted, _pg_rows(_MERGE_ARRAYS, params))
-    if lost:
-        _window_payloads(lost)
-    return new_ids
-
-
-def _window_payloads(events: list[TelemetryEvent]) -> None:
-    _pg_rows(
-        _WINDOW_PAYLOAD,
-        [[ev.event_id for ev in events], [orjson.dumps(ev.to_wire()).decode() for ev in events]],
-        fetch=False,
-    )
-
-
-def _persist_generic(accepted: list[_Accepted], *, received_at: datetime) -> set[uuid.UUID]:
-    # SQLite takes the write lock when the transaction starts (IMMEDIATE), so the
-    # look-ups below cannot race another writer between SELECT and INSERT.
-    ids = [a.event.event_id for a in accepted]
-    existing = set(TelemetryWindowEvent.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
-    fresh = [a for a in accepted if a.event.event_id not in existing]
-    candidates = [a for a in fresh if a.keep_sample]
-    taken = _seconds_taken(candidates)
-    sampled = [a for a in candidates if (a.mission.vehicle_pk, a.bucket_s) not in taken]
-    sampled_ids = {a.event.event_id for a in sampled}
-    TelemetryWindowEvent.objects.bulk_create(
-        [
-            TelemetryWindowEvent(
-                event_id=a.event.event_id,
-                mission_id=a.mission.id,
-                recorded_at=a.event.ts,
-                received_at=received_at,
-                payload=None if a.event.event_id in sampled_ids else a.event.to_wire(),
-            )
-            for a in fresh
-        ],
-        batch_size=500,
-    )
-    TelemetrySample.objects.bulk_create(
-        [
-            TelemetrySample(
-                mission_id=a.mission.id,
-                vehicle_id=a.mission.vehicle_pk,
-                recorded_at=a.event.ts,
-                lat=a.event.lat,
-                lon=a.event.lon,
-                speed_kph=a.event.speed_kph,
-                heading_deg=a.event.heading_deg,
-                autonomy_mode=a.event.autonomy_mode or "",
-                data=_sample_data(a.event),
-                event_id=a.event.event_id,
-                bucket_s=a.bucket_s,
-            )
-            for a in sampled
-        ],
-        batch_size=500,
-    )
-    return {a.event.event_id for a in fresh}
-
-
-def _seconds_taken(candidates: list[_Accepted]) -> set[tuple[int | None, int | None]]:
-    """(vehicle, second) pairs among ``candidates`` that already have a sample."""
-    if not candidates:
-        return set()
-    from django.db.models import Q
-
-    wanted = Q()
-    for vehicle_pk, seconds in _group_seconds(candidates).items():
-        wanted |= Q(vehicle_id=vehicle_pk, bucket_s__in=seconds)
-    return {
-        (vehicle, second)
-        for vehicle, second in TelemetrySample.objects.filter(wanted).values_list("vehicle_id", "bucket_s")
-    }
-
-
-def _group_seconds(candidates: list[_Accepted]) -> dict[int | None, list[int]]:
-    grouped: dict[int | None, list[int]] = {}
-    for a in candidates:
-        grouped.setdefault(a.mission.vehicle_pk, []).append(a.bucket_s)
-    return grouped
-
-
-def _array_literal(items: Iterable[str]) -> str:
-    # Elements are digits, ISO timestamps, float reprs or NULL: nothing that needs quoting.
-    return "{" + ",".join(items) + "}"
-
-
-def _array_number(value: float | None) -> str:
-    return "NULL" if value is None else repr(value)
-
-
-def _latest_per_mission(fresh: list[_Accepted]) -> dict[int, _Accepted]:
-    latest: dict[int, _Accepted] = {}
+def _latest_per_mission(fresh: list[Accepted]) -> dict[int, Accepted]:
+    latest: dict[int, Accepted] = {}
     for a in fresh:
         current = latest.get(a.mission.id)
         if current is None or a.event.ts > current.event.ts:
@@ -620,7 +278,7 @@ def _latest_per_mission(fresh: list[_Accepted]) -> dict[int, _Accepted]:
     return latest
 
 
-def _missions_touch(fresh: list[_Accepted], *, now: datetime) -> dict[int, _Accepted]:
+def _missions_touch(fresh: list[Accepted], *, now: datetime) -> dict[int, Accepted]:
     """Move last seen / position forward for each mission whose newest event is newer; return those.
 
     ``updated_at`` moves too: it is on our clock (``last_seen_at`` is on the
@@ -637,7 +295,7 @@ def _missions_touch(fresh: list[_Accepted], *, now: datetime) -> dict[int, _Acce
     if connection.vendor == "postgresql":
         # One statement for every mission of the batch; the WHERE keeps a
         # concurrent batch with newer data from being overwritten.
-        _pg_rows(
+        pg_rows(
             """
             UPDATE missions_mission AS m
             SET last_seen_at = v.ts, last_lat = v.lat, last_lon = v.lon, last_speed_kph = v.speed,
@@ -649,11 +307,11 @@ def _missions_touch(fresh: list[_Accepted], *, now: datetime) -> dict[int, _Acce
             [
                 now,
                 # Array literals as text: the driver's per-element adaptation cost more than the UPDATE.
-                _array_literal(str(a.mission.id) for a in ordered),
-                _array_literal(a.event.ts_text for a in ordered),
-                _array_literal(repr(a.event.lat) for a in ordered),
-                _array_literal(repr(a.event.lon) for a in ordered),
-                _array_literal(_array_number(a.event.speed_kph) for a in ordered),
+                array_literal(str(a.mission.id) for a in ordered),
+                array_literal(a.event.ts_text for a in ordered),
+                array_literal(repr(a.event.lat) for a in ordered),
+                array_literal(repr(a.event.lon) for a in ordered),
+                array_literal(array_number(a.event.speed_kph) for a in ordered),
             ],
             fetch=False,
         )
@@ -675,7 +333,7 @@ def _missions_touch(fresh: list[_Accepted], *, now: datetime) -> dict[int, _Acce
     return latest
 
 
-def _gaps_close(moved: dict[int, _Accepted], *, carrier: Carrier, now: datetime) -> None:
+def _gaps_close(moved: dict[int, Accepted], *, carrier: Carrier, now: datetime) -> None:
     """Telemetry is back for missions with an open gap: close it and say so in the event log."""
     if not moved:
         return
@@ -706,9 +364,9 @@ def _open_gap_ids(mission_ids: list[int]) -> list[int]:
     """Ids of open gaps among the missions: usually none, so this is the only query on the hot path."""
     if connection.vendor == "postgresql":
         # One array parameter instead of an IN list of a thousand: cheap to plan, served by the partial index.
-        rows = _pg_rows(
+        rows = pg_rows(
             "SELECT id FROM missions_telemetrygap WHERE resumed_at IS NULL AND mission_id = ANY(%s::bigint[])",
-            [_array_literal(map(str, mission_ids))],
+            [array_literal(map(str, mission_ids))],
         )
         return [row[0] for row in rows]
     return list(
@@ -716,9 +374,9 @@ def _open_gap_ids(mission_ids: list[int]) -> list[int]:
     )
 
 
-def _modes_and_safety(fresh: list[_Accepted], *, carrier: Carrier, source: str) -> None:
+def _modes_and_safety(fresh: list[Accepted], *, carrier: Carrier, source: str) -> None:
     actor = Actor.for_carrier(carrier)
-    by_mission: dict[int, list[_Accepted]] = {}
+    by_mission: dict[int, list[Accepted]] = {}
     for a in fresh:
         if a.event.autonomy_mode or a.event.safety_event:
             by_mission.setdefault(a.mission.id, []).append(a)
@@ -738,13 +396,13 @@ def _modes_and_safety(fresh: list[_Accepted], *, carrier: Carrier, source: str) 
                 _safety_event_report(a, actor=actor, source=source)
 
 
-def _is_current(a: _Accepted) -> bool:
+def _is_current(a: Accepted) -> bool:
     # A late, buffered event must not flip the mode back: only events at or
     # after the newest one this batch started from count.
     return a.mission.last_seen_at is None or a.event.ts >= a.mission.last_seen_at
 
 
-def _safety_event_report(a: _Accepted, *, actor: Actor, source: str) -> None:
+def _safety_event_report(a: Accepted, *, actor: Actor, source: str) -> None:
     ev = a.event
     # Beyond the dedupe horizon a resent safety event would otherwise raise twice.
     if MissionException.objects.filter(mission_id=a.mission.id, data__event_id=str(ev.event_id)).exists():
@@ -774,99 +432,5 @@ def _safety_event_report(a: _Accepted, *, actor: Actor, source: str) -> None:
     )
 
 
-# --- Live map broadcast --------------------------------------------------------------
-
-
-def _positions(fresh: list[_Accepted], moved: dict[int, _Accepted]) -> list[dict[str, Any]]:
+def _positions(fresh: list[Accepted], moved: dict[int, Accepted]) -> list[dict[str, Any]]:
     return [position_message(a.event, status=a.mission.status, mode=a.mission.autonomy_mode) for a in moved.values()]
-
-
-def position_message(ev: TelemetryEvent, *, status: str, mode: str) -> dict[str, Any]:
-    return {
-        "mission_id": ev.mission_id,
-        "vehicle_id": ev.vehicle_id,
-        "lat": round(ev.lat, 6),
-        "lon": round(ev.lon, 6),
-        "speed_kph": None if ev.speed_kph is None else round(ev.speed_kph, 1),
-        "heading_deg": ev.heading_deg,
-        "autonomy_mode": ev.autonomy_mode or mode,
-        "status": status,
-        "safety_event": ev.safety_event,
-        "last_seen_at": ev.ts_text,
-    }
-
-
-def fleet_broadcast(positions: list[dict[str, Any]]) -> None:
-    """One message per batch to the live map group; never fails the caller.
-
-    With a shared (Redis) channel layer the send is handed to this process's
-    broadcaster thread, so a request or stream does not wait for it and does
-    not build an event loop per call. The in-process layer's queues belong to
-    the server's own loop, so there the send goes through ``async_to_sync``.
-    """
-    from channels.layers import InMemoryChannelLayer, get_channel_layer
-
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    if isinstance(layer, InMemoryChannelLayer):
-        try:
-            async_to_sync(layer.group_send)(FLEET_GROUP, {"type": "fleet.positions", "positions": positions})
-        except Exception:  # a live update must never break the write that caused it
-            log.exception("fleet broadcast failed")
-        return
-    _broadcaster(layer).submit(positions)
-
-
-class FleetBroadcaster:
-    """A daemon thread with its own event loop that sends ``fleet.positions`` messages in order.
-
-    Positions queued while a send is in flight go out together in the next
-    message (newest position per mission wins), so a slow channel layer delays
-    the map a little instead of piling up messages.
-    """
-
-    def __init__(self, layer: Any) -> None:
-        self.layer = layer
-        self._pending: dict[int, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fleet-broadcast", daemon=True)
-        self._thread.start()
-
-    def submit(self, positions: list[dict[str, Any]]) -> None:
-        with self._lock:
-            for position in positions:
-                self._pending[position["mission_id"]] = position
-        self._wake.set()
-
-    def _run(self) -> None:
-        import asyncio
-
-        loop = asyncio.new_event_loop()
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            with self._lock:
-                batch, self._pending = list(self._pending.values()), {}
-            if not batch:
-                continue
-            try:
-                loop.run_until_complete(
-                    self.layer.group_send(FLEET_GROUP, {"type": "fleet.positions", "positions": batch})
-                )
-            except Exception:  # the next batch tries again; the map also resyncs on reconnect
-                log.exception("fleet broadcast failed")
-
-
-_broadcasters: dict[int, FleetBroadcaster] = {}
-_broadcasters_lock = threading.Lock()
-
-
-def _broadcaster(layer: Any) -> FleetBroadcaster:
-    # One per layer object (per process, or per test that swaps the layer).
-    with _broadcasters_lock:
-        broadcaster = _broadcasters.get(id(layer))
-        if broadcaster is None or broadcaster.layer is not layer:
-            broadcaster = _broadcasters[id(layer)] = FleetBroadcaster(layer)
-        return broadcaster

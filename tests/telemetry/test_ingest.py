@@ -23,9 +23,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True, params=["copy", "one-statement"])
 def persist_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test runs through both PostgreSQL write paths (COPY + merge, and the single statement)."""
-    from missions.telemetry import ingest
+    from missions.telemetry import storage
 
-    monkeypatch.setattr(ingest, "COPY_MIN_EVENTS", 1 if request.param == "copy" else 10_000)
+    monkeypatch.setattr(storage, "COPY_MIN_EVENTS", 1 if request.param == "copy" else 10_000)
     return str(request.param)
 
 

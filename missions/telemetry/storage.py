@@ -1,0 +1,366 @@
+"""Writing accepted telemetry: the window's dedupe records, the 1 Hz samples (PostgreSQL and SQLite).
+
+``persist`` stores a batch and returns the ids of the events that were new.
+On PostgreSQL a batch of ``COPY_MIN_EVENTS`` or more goes through COPY; a
+smaller one (a webhook, a single event) is one statement with the rows as
+array parameters. SQLite uses look-ups and ``bulk_create`` inside its
+IMMEDIATE transaction. See docs/decisions/0010-telemetry-ingest.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from django.db import connection, transaction
+
+from missions.models import TelemetrySample
+from missions.models.telemetry import TelemetryWindowEvent
+from missions.telemetry.normalize import TelemetryEvent
+
+if TYPE_CHECKING:
+    from missions.telemetry.ingest import MissionInfo
+
+
+@dataclass(slots=True)
+class Accepted:
+    """An event that passed validation and the ownership check, on its way to storage."""
+
+    index: int
+    event: TelemetryEvent
+    mission: MissionInfo
+    keep_sample: bool = False
+    bucket_s: int = 0
+
+
+def pg_rows(sql: str, params: list[Any], *, fetch: bool = True) -> list[tuple[Any, ...]]:
+    """Run one of ingest's fixed statements as a server-side prepared statement.
+
+    Django binds parameters on the client, so PostgreSQL would plan these
+    statements again on every call; planning the window/sample merge cost more
+    than running it for a single event. psycopg prepares a statement run with
+    ``prepare=True`` once per connection. Same connection and transaction as the ORM.
+    """
+    import psycopg
+
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)  # type: ignore[arg-type]
+        return cursor.fetchall() if fetch else []
+
+
+def mark_samples(accepted: list[Accepted]) -> None:
+    """Within the batch, keep the earliest event of each vehicle-second; the index handles other batches."""
+    first: dict[tuple[int, int], Accepted] = {}
+    for a in accepted:
+        a.bucket_s = int(a.event.ts.timestamp() // 1)
+        key = (a.mission.vehicle_pk or 0, a.bucket_s)
+        kept = first.get(key)
+        if kept is None or a.event.ts < kept.event.ts:
+            first[key] = a
+    for a in first.values():
+        a.keep_sample = True
+
+
+def _sample_data(ev: TelemetryEvent) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if ev.health:
+        data["health"] = ev.health
+    if ev.connectivity:
+        data["connectivity"] = ev.connectivity
+    if ev.mission_state:
+        data["mission_state"] = ev.mission_state
+    if ev.safety_event:
+        data["safety_event"] = ev.safety_event
+    if ev.accuracy_m is not None:
+        data["accuracy_m"] = ev.accuracy_m
+    return data
+
+
+def persist(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID]:
+    """Write window rows and samples; return the ids of events that were not stored before.
+
+    An event kept as its vehicle's sample for that second is stored once, in
+    the sample row (which holds every field of the normalized event); its
+    window row is only the dedupe record. The rest of that second (a vehicle
+    reporting faster than 1 Hz) keeps its full payload in the window.
+    """
+    mark_samples(accepted)
+    if connection.vendor == "postgresql":
+        if len(accepted) < COPY_MIN_EVENTS:
+            return _persist_postgres_arrays(accepted, received_at=received_at)
+        return _persist_postgres(accepted, received_at=received_at)
+    return _persist_generic(accepted, received_at=received_at)
+
+
+# From this many events a batch goes through COPY (temporary table, then one merge);
+# below it, one statement with the rows as array parameters saves three round trips.
+COPY_MIN_EVENTS = 32
+
+_TEMP_TABLE = """
+CREATE TEMP TABLE IF NOT EXISTS telemetry_incoming (
+    event_id uuid, mission_id bigint, vehicle_id bigint, recorded_at timestamptz, payload text,
+    keep_sample boolean, bucket_s bigint, lat double precision, lon double precision,
+    speed_kph double precision, heading_deg double precision, autonomy_mode text, data text
+) ON COMMIT DELETE ROWS
+"""
+
+# The JSON columns arrive as text and are parsed only where they are stored: a
+# kept sample's ``data``, a window row's ``payload`` only when it is not a sample.
+_MERGE_BODY = """
+ins AS (
+    INSERT INTO missions_telemetrywindowevent (event_id, mission_id, recorded_at, received_at, payload)
+    SELECT event_id, mission_id, recorded_at, %s, CASE WHEN keep_sample THEN NULL ELSE payload::jsonb END
+    FROM {source}
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+), samples AS (
+    INSERT INTO missions_telemetrysample
+        (mission_id, vehicle_id, recorded_at, lat, lon, speed_kph, heading_deg, autonomy_mode, data, event_id, bucket_s)
+    SELECT t.mission_id, t.vehicle_id, t.recorded_at, t.lat, t.lon, t.speed_kph, t.heading_deg, t.autonomy_mode,
+           t.data::jsonb, t.event_id, t.bucket_s
+    FROM {source} t JOIN ins USING (event_id)
+    WHERE t.keep_sample
+    ON CONFLICT (vehicle_id, bucket_s) DO NOTHING  -- the second already has its sample
+    RETURNING event_id
+)
+SELECT ins.event_id, false, t.keep_sample FROM ins JOIN {source} t USING (event_id)
+UNION ALL SELECT event_id, true, true FROM samples
+"""
+
+_MERGE = "WITH " + _MERGE_BODY.format(source="telemetry_incoming")
+
+# A kept sample that lost its second to another batch (same vehicle, same second,
+# committed first) is not in the samples after all: its window row takes the payload.
+_WINDOW_PAYLOAD = """
+UPDATE missions_telemetrywindowevent w SET payload = v.payload
+FROM unnest(%s::uuid[], %s::jsonb[]) AS v(event_id, payload)
+WHERE w.event_id = v.event_id
+"""
+
+
+# psycopg connections that already have the temporary table (it lives as long as the session).
+_temp_table_ready: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _copy_escape(json_text: str) -> str:
+    # COPY text format: backslash is the escape character. JSON text holds no
+    # raw tab, newline or control character (the encoder escapes them inside
+    # strings), so doubling backslashes is the whole escaping.
+    return json_text.replace("\\", "\\\\") if "\\" in json_text else json_text
+
+
+def _copy_number(value: float | None) -> str:
+    return "\\N" if value is None else repr(value)
+
+
+def _copy_lines(accepted: list[Accepted]) -> str:
+    """The batch as COPY text rows: several times faster than letting the driver adapt 13 values per row.
+
+    One JSON text per row: the sample's ``data`` for a kept sample, the full payload otherwise.
+    """
+    dumps = orjson.dumps
+    number = _copy_number
+    escape = _copy_escape
+    lines = []
+    for a in accepted:
+        ev = a.event
+        if a.keep_sample:
+            json_columns = f"\\N\tt\t{a.bucket_s}"
+            data = escape(dumps(_sample_data(ev)).decode())
+        else:
+            json_columns = f"{escape(dumps(ev.to_wire()).decode())}\tf\t{a.bucket_s}"
+            data = "\\N"
+        lines.append(
+            f"{ev.event_id}\t{ev.mission_id}\t{a.mission.vehicle_pk}\t{ev.ts_text}\t{json_columns}\t"
+            f"{ev.lat!r}\t{ev.lon!r}\t{number(ev.speed_kph)}\t{number(ev.heading_deg)}\t"
+            f"{ev.autonomy_mode or ''}\t{data}\n"
+        )
+    return "".join(lines)
+
+
+def _persist_postgres(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID]:
+    text = _copy_lines(accepted)
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # the psycopg cursor: COPY is not part of the DB-API
+        pg_connection = raw.connection
+        if pg_connection not in _temp_table_ready:
+            cursor.execute(_TEMP_TABLE)
+            # Only a committed CREATE survives: a rolled-back one must be repeated next time.
+            transaction.on_commit(lambda: _temp_table_ready.add(pg_connection))
+        with raw.copy(
+            "COPY telemetry_incoming (event_id, mission_id, vehicle_id, recorded_at, payload, keep_sample, bucket_s,"
+            " lat, lon, speed_kph, heading_deg, autonomy_mode, data) FROM STDIN"
+        ) as copy:
+            copy.write(text)
+        cursor.execute(_MERGE, [received_at])
+        new_ids, lost = _merge_outcome(accepted, cursor.fetchall())
+        if lost:
+            _window_payloads(lost)
+        # ON COMMIT DELETE ROWS empties it at commit; an outer transaction may run several batches.
+        cursor.execute("DELETE FROM telemetry_incoming")
+    return new_ids
+
+
+# Both merges are built once from constants (no input reaches the text).
+_MERGE_ARRAYS = """
+WITH arrays AS (
+    SELECT * FROM unnest(
+        %s::uuid[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::text[], %s::bool[], %s::bigint[],
+        %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::text[], %s::text[]
+    ) AS t(event_id, mission_id, vehicle_id, recorded_at, payload, keep_sample, bucket_s,
+           lat, lon, speed_kph, heading_deg, autonomy_mode, data)
+),""" + _MERGE_BODY.format(source="arrays")  # noqa: S608
+
+
+def _merge_outcome(
+    accepted: list[Accepted], rows: list[tuple[Any, ...]]
+) -> tuple[set[uuid.UUID], list[TelemetryEvent]]:
+    """From the merge's rows: the ids stored now, and the events meant as samples that are not.
+
+    Rows are (event_id, is_sample_row, was_meant_as_sample). A new event meant
+    as its second's sample whose second already had one (from an earlier or a
+    concurrent batch) has a window row without payload: the caller fills it in.
+    """
+    new_ids: set[uuid.UUID] = set()
+    meant: set[uuid.UUID] = set()
+    sampled: set[uuid.UUID] = set()
+    for event_id, is_sample_row, was_meant in rows:
+        if is_sample_row:
+            sampled.add(event_id)
+        else:
+            new_ids.add(event_id)
+            if was_meant:
+                meant.add(event_id)
+    missing = meant - sampled
+    return new_ids, [a.event for a in accepted if a.event.event_id in missing] if missing else []
+
+
+def _array_text(value: str | None) -> str:
+    # An element of a text[] literal: quoted, with backslash and double quote escaped.
+    if value is None:
+        return "NULL"
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _persist_postgres_arrays(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID]:
+    """The merge of ``_persist_postgres`` in one statement, the rows passed as array literals."""
+    dumps = orjson.dumps
+    payloads, datas = [], []
+    for a in accepted:
+        if a.keep_sample:
+            payloads.append("NULL")
+            datas.append(_array_text(dumps(_sample_data(a.event)).decode()))
+        else:
+            payloads.append(_array_text(dumps(a.event.to_wire()).decode()))
+            datas.append("NULL")
+    evs = [a.event for a in accepted]
+    params = [
+        array_literal(str(ev.event_id) for ev in evs),
+        array_literal(str(ev.mission_id) for ev in evs),
+        array_literal(str(a.mission.vehicle_pk) for a in accepted),
+        array_literal(ev.ts_text for ev in evs),
+        array_literal(payloads),
+        array_literal("t" if a.keep_sample else "f" for a in accepted),
+        array_literal(str(a.bucket_s) for a in accepted),
+        array_literal(repr(ev.lat) for ev in evs),
+        array_literal(repr(ev.lon) for ev in evs),
+        array_literal(array_number(ev.speed_kph) for ev in evs),
+        array_literal(array_number(ev.heading_deg) for ev in evs),
+        array_literal(_array_text(ev.autonomy_mode or "") for ev in evs),
+        array_literal(datas),
+        received_at,
+    ]
+    new_ids, lost = _merge_outcome(accepted, pg_rows(_MERGE_ARRAYS, params))
+    if lost:
+        _window_payloads(lost)
+    return new_ids
+
+
+def _window_payloads(events: list[TelemetryEvent]) -> None:
+    pg_rows(
+        _WINDOW_PAYLOAD,
+        [[ev.event_id for ev in events], [orjson.dumps(ev.to_wire()).decode() for ev in events]],
+        fetch=False,
+    )
+
+
+def _persist_generic(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID]:
+    # SQLite takes the write lock when the transaction starts (IMMEDIATE), so the
+    # look-ups below cannot race another writer between SELECT and INSERT.
+    ids = [a.event.event_id for a in accepted]
+    existing = set(TelemetryWindowEvent.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
+    fresh = [a for a in accepted if a.event.event_id not in existing]
+    candidates = [a for a in fresh if a.keep_sample]
+    taken = _seconds_taken(candidates)
+    sampled = [a for a in candidates if (a.mission.vehicle_pk, a.bucket_s) not in taken]
+    sampled_ids = {a.event.event_id for a in sampled}
+    TelemetryWindowEvent.objects.bulk_create(
+        [
+            TelemetryWindowEvent(
+                event_id=a.event.event_id,
+                mission_id=a.mission.id,
+                recorded_at=a.event.ts,
+                received_at=received_at,
+                payload=None if a.event.event_id in sampled_ids else a.event.to_wire(),
+            )
+            for a in fresh
+        ],
+        batch_size=500,
+    )
+    TelemetrySample.objects.bulk_create(
+        [
+            TelemetrySample(
+                mission_id=a.mission.id,
+                vehicle_id=a.mission.vehicle_pk,
+                recorded_at=a.event.ts,
+                lat=a.event.lat,
+                lon=a.event.lon,
+                speed_kph=a.event.speed_kph,
+                heading_deg=a.event.heading_deg,
+                autonomy_mode=a.event.autonomy_mode or "",
+                data=_sample_data(a.event),
+                event_id=a.event.event_id,
+                bucket_s=a.bucket_s,
+            )
+            for a in sampled
+        ],
+        batch_size=500,
+    )
+    return {a.event.event_id for a in fresh}
+
+
+def _seconds_taken(candidates: list[Accepted]) -> set[tuple[int | None, int | None]]:
+    """(vehicle, second) pairs among ``candidates`` that already have a sample."""
+    if not candidates:
+        return set()
+    from django.db.models import Q
+
+    wanted = Q()
+    for vehicle_pk, seconds in _group_seconds(candidates).items():
+        wanted |= Q(vehicle_id=vehicle_pk, bucket_s__in=seconds)
+    return {
+        (vehicle, second)
+        for vehicle, second in TelemetrySample.objects.filter(wanted).values_list("vehicle_id", "bucket_s")
+    }
+
+
+def _group_seconds(candidates: list[Accepted]) -> dict[int | None, list[int]]:
+    grouped: dict[int | None, list[int]] = {}
+    for a in candidates:
+        grouped.setdefault(a.mission.vehicle_pk, []).append(a.bucket_s)
+    return grouped
+
+
+def array_literal(items: Iterable[str]) -> str:
+    # Elements are digits, ISO timestamps, float reprs or NULL: nothing that needs quoting.
+    return "{" + ",".join(items) + "}"
+
+
+def array_number(value: float | None) -> str:
+    return "NULL" if value is None else repr(value)
