@@ -94,13 +94,117 @@ def persist(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID
     if connection.vendor == "postgresql":
         if len(accepted) < COPY_MIN_EVENTS:
             return _persist_postgres_arrays(accepted, received_at=received_at)
-        return _persist_postgres(accepted, received_at=received_at)
+        return _persist_postgres_copy(accepted, received_at=received_at)
     return _persist_generic(accepted, received_at=received_at)
 
 
-# From this many events a batch goes through COPY (temporary table, then one merge);
-# below it, one statement with the rows as array parameters saves three round trips.
+# From this many events a batch goes through COPY; below it, one statement with
+# the rows as array parameters saves the look-ups' and the COPYs' round trips.
 COPY_MIN_EVENTS = 32
+
+_STORED_EVENTS = "SELECT event_id FROM missions_telemetrywindowevent WHERE event_id = ANY(%s::uuid[])"
+_TAKEN_SECONDS = """
+SELECT s.vehicle_id, s.bucket_s
+FROM missions_telemetrysample s
+JOIN unnest(%s::bigint[], %s::bigint[]) AS c(vehicle_id, bucket_s) USING (vehicle_id, bucket_s)
+"""
+
+
+def _already_stored(accepted: list[Accepted]) -> tuple[set[uuid.UUID], set[tuple[int | None, int]]]:
+    """Ids among the batch already in the window, and (vehicle, second) pairs that already have a sample.
+
+    Only what could be there is looked up: an event newer than its mission's
+    last-seen time cannot have been stored (storing it would have moved last
+    seen), and a second after last seen's cannot have a sample. In a live
+    1 Hz stream that is every event, so the look-ups usually cost nothing.
+    Last seen comes from the mission cache and may lag another process's
+    writes; what that misses, the unique indexes catch (``_persist_postgres_copy``).
+    """
+    stored: set[uuid.UUID] = set()
+    older = [a for a in accepted if a.mission.last_seen_at is not None and a.event.ts <= a.mission.last_seen_at]
+    if older:
+        stored = {row[0] for row in pg_rows(_STORED_EVENTS, [array_literal(str(a.event.event_id) for a in older)])}
+    candidates = [
+        a
+        for a in accepted
+        if a.keep_sample
+        and a.mission.last_seen_at is not None
+        and a.bucket_s <= int(a.mission.last_seen_at.timestamp())
+        and a.event.event_id not in stored
+    ]
+    if not candidates:
+        return stored, set()
+    rows = pg_rows(
+        _TAKEN_SECONDS,
+        [
+            array_literal(str(a.mission.vehicle_pk) for a in candidates),
+            array_literal(str(a.bucket_s) for a in candidates),
+        ],
+    )
+    return stored, {(vehicle, second) for vehicle, second in rows}
+
+
+def _persist_postgres_copy(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID]:
+    """COPY straight into the window and the samples, after two indexed look-ups.
+
+    The look-ups leave out events already stored and seconds already sampled,
+    so the COPYs cannot conflict unless a concurrent batch wrote the same
+    event or second in between; then the unique indexes refuse the COPY, the
+    savepoint undoes it, and the batch goes through the merge, which resolves
+    both conflicts. Cheaper than always merging: the rows are written once,
+    not first to a temporary table.
+    """
+    import psycopg
+
+    stored, taken = _already_stored(accepted)
+    fresh = [a for a in accepted if a.event.event_id not in stored] if stored else accepted
+    if not fresh:
+        return set()
+    for a in fresh:
+        if a.keep_sample and (a.mission.vehicle_pk, a.bucket_s) in taken:
+            a.keep_sample = False  # its second has a sample: the full payload goes to the window
+    window_rows, sample_rows = _copy_rows(fresh, received_at=received_at)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            raw = cursor.cursor  # the psycopg cursor: COPY is not part of the DB-API
+            with raw.copy(
+                "COPY missions_telemetrywindowevent (event_id, mission_id, recorded_at, received_at, payload)"
+                " FROM STDIN"
+            ) as copy:
+                copy.write(window_rows)
+            if sample_rows:
+                with raw.copy(
+                    "COPY missions_telemetrysample (mission_id, vehicle_id, recorded_at, lat, lon, speed_kph,"
+                    " heading_deg, autonomy_mode, data, event_id, bucket_s) FROM STDIN"
+                ) as copy:
+                    copy.write(sample_rows)
+    except psycopg.errors.UniqueViolation:
+        return _persist_postgres(accepted, received_at=received_at)
+    return {a.event.event_id for a in fresh}
+
+
+def _copy_rows(fresh: list[Accepted], *, received_at: datetime) -> tuple[str, str]:
+    """COPY text for the window rows and the sample rows of ``fresh``."""
+    dumps = orjson.dumps
+    number = _copy_number
+    escape = _copy_escape
+    received = received_at.isoformat()
+    window, samples = [], []
+    for a in fresh:
+        ev = a.event
+        if a.keep_sample:
+            window.append(f"{ev.event_id}\t{ev.mission_id}\t{ev.ts_text}\t{received}\t\\N\n")
+            samples.append(
+                f"{ev.mission_id}\t{a.mission.vehicle_pk}\t{ev.ts_text}\t{ev.lat!r}\t{ev.lon!r}\t"
+                f"{number(ev.speed_kph)}\t{number(ev.heading_deg)}\t{ev.autonomy_mode or ''}\t"
+                f"{escape(dumps(_sample_data(ev)).decode())}\t{ev.event_id}\t{a.bucket_s}\n"
+            )
+        else:
+            window.append(
+                f"{ev.event_id}\t{ev.mission_id}\t{ev.ts_text}\t{received}\t{escape(dumps(ev.to_wire()).decode())}\n"
+            )
+    return "".join(window), "".join(samples)
+
 
 _TEMP_TABLE = """
 CREATE TEMP TABLE IF NOT EXISTS telemetry_incoming (
@@ -185,6 +289,7 @@ def _copy_lines(accepted: list[Accepted]) -> str:
 
 
 def _persist_postgres(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID]:
+    """COPY into a temporary table, then one merge that skips stored events and sampled seconds."""
     text = _copy_lines(accepted)
     with connection.cursor() as cursor:
         raw = cursor.cursor  # the psycopg cursor: COPY is not part of the DB-API

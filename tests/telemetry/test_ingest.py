@@ -219,3 +219,28 @@ def test_payload_with_backslashes_quotes_and_unicode_is_stored_verbatim(carrier_
     stored = TelemetryWindowEvent.objects.get(event_id=later["event_id"])
     assert stored.payload["health"]["ecu_errors"] == codes
     assert TelemetrySample.objects.get(mission=mission).data["health"]["ecu_errors"] == codes
+
+
+def test_a_copy_that_meets_a_concurrent_write_falls_back_to_the_merge(
+    carrier_a: Carrier, mission: Mission, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The COPY path's look-ups can miss what a concurrent batch wrote since: the unique indexes catch it."""
+    from django.db import connection
+
+    from missions.telemetry import storage
+    from tests.conftest import require_service
+
+    require_service("PostgreSQL (DATABASE_URL)", connection.vendor == "postgresql")
+    base = seconds_ago(30).replace(microsecond=0)
+    first = make_event(mission, ts=base)
+    assert ingest_events(carrier=carrier_a, events=[first], source="test").accepted == 1
+    # As if the look-ups ran before ``first`` was committed by another process.
+    monkeypatch.setattr(storage, "_already_stored", lambda accepted: (set(), set()))
+    same_second = make_event(mission, ts=base + timedelta(milliseconds=400))
+    later = make_event(mission, ts=base + timedelta(seconds=1))
+    result = ingest_events(carrier=carrier_a, events=[first, same_second, later], source="test")
+    assert (result.accepted, result.duplicates) == (2, 1)
+    assert TelemetryWindowEvent.objects.filter(mission=mission).count() == 3
+    assert TelemetrySample.objects.filter(mission=mission).count() == 2
+    window = telemetry_window(mission_id=mission.pk, start=base, end=base + timedelta(seconds=2))
+    assert [e["event_id"] for e in window] == [first["event_id"], same_second["event_id"], later["event_id"]]
