@@ -68,6 +68,9 @@ def fleet_create(carrier: Any, count: int) -> list[Any]:
     )  # fmt: skip
 
 
+GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "32"))
+
+
 def server_env(db_url: str, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -82,12 +85,11 @@ def server_env(db_url: str, **extra: str) -> dict[str, str]:
         "SESSION_COOKIE_SECURE": "0",
         "CSRF_COOKIE_SECURE": "0",
         "API_RATE_LIMIT": "100000000/min",
+        # A connection for each gunicorn thread that needs one, and the group-commit writer.
+        "DB_POOL_MAX": str(GUNICORN_THREADS + 2),
         "LOG_LEVEL": "WARNING",
         **extra,
     }
-
-
-GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "16"))
 
 
 def server_command(kind: str, port: int, workers: int = 2) -> list[str]:

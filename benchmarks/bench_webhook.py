@@ -4,8 +4,9 @@
 A throw-away PostgreSQL database gets a carrier with a webhook secret and
 ``BENCH_WEBHOOK_MISSIONS`` en-route missions. The console is served as in
 production (DEBUG off, psycopg pool), first by daphne (what ``make run``
-starts), then by gunicorn with two sync workers (WSGI, DESIGN.md §2) when it
-is installed. Against each server, ``BENCH_WEBHOOK_PROCS`` load-generator
+starts), then by gunicorn with two gthread workers of 32 threads
+(``tms_console.wsgi``: the webhook fast path and its group commit, DESIGN.md
+§2), when it is installed. Against each server, ``BENCH_WEBHOOK_PROCS`` load-generator
 processes x ``BENCH_WEBHOOK_THREADS`` keep-alive connections post for
 ``BENCH_WEBHOOK_SECONDS``: one telemetry event per delivery, each with its own
 ``webhook-id`` and signature. Every answer must be 200 and not a duplicate,
@@ -39,7 +40,7 @@ from benchmarks._report import figure, free_port, percentile
 
 SECONDS = float(os.environ.get("BENCH_WEBHOOK_SECONDS", "8"))
 PROCS = int(os.environ.get("BENCH_WEBHOOK_PROCS", "2"))
-THREADS = int(os.environ.get("BENCH_WEBHOOK_THREADS", "8"))
+THREADS = int(os.environ.get("BENCH_WEBHOOK_THREADS", "32"))  # 64 concurrent senders in all
 MISSIONS = int(os.environ.get("BENCH_WEBHOOK_MISSIONS", "2000"))  # <= 1 Hz per truck at the target rate
 TARGET = 800.0
 PREPARED_PER_SECOND = 150  # signed deliveries prepared per connection and second of the phase

@@ -100,7 +100,7 @@ def persist(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID
 
 # From this many events a batch goes through COPY; below it, one statement with
 # the rows as array parameters saves the look-ups' and the COPYs' round trips.
-COPY_MIN_EVENTS = 32
+COPY_MIN_EVENTS = 200
 
 _STORED_EVENTS = "SELECT event_id FROM missions_telemetrywindowevent WHERE event_id = ANY(%s::uuid[])"
 _TAKEN_SECONDS = """
