@@ -19,6 +19,7 @@ attestations they cause name the delivery that caused them.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,14 +54,22 @@ class GroupCommit:
         self.source = source
         self._queue: list[_Request] = []
         self._ready = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="telemetry-group-commit", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
 
     def ingest(self, *, carrier: Any, events: list[Any]) -> IngestResult:
         """Store ``events`` with whatever else is queued; return this request's outcome once committed."""
         request = _Request(carrier=carrier, events=events)
         with self._ready:
-            self._queue.append(request)
+            # Started on first use in this process: a writer started before a server forks its
+            # workers (gunicorn --preload) would not exist in them.
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._queue = [request]
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="telemetry-group-commit", daemon=True)
+                self._thread.start()
+            else:
+                self._queue.append(request)
             self._ready.notify()
         if not request.done.wait(WAIT_SECONDS) or request.failed or request.result is None:
             raise GroupCommitUnavailable("the grouped write did not complete")
