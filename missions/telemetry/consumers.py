@@ -289,7 +289,10 @@ class FleetFrames:
 
     async def leave(self, live_map: LiveMapConsumer) -> None:
         async with self.lock:
-            if self.maps.pop(live_map, False) is False or self.maps:
+            if live_map not in self.maps:
+                return
+            del self.maps[live_map]
+            if self.maps:
                 return
             for task in (*self.tasks, self.frame_task):
                 if task is not None:
@@ -303,7 +306,7 @@ class FleetFrames:
     async def _subscribe(self) -> None:
         self.channel = await self.layer.new_channel()
         await self.layer.group_add(FLEET_GROUP, self.channel)
-        self.tasks = [asyncio.create_task(self._receive_loop())]
+        self.tasks = [asyncio.create_task(self._receive_loop()), asyncio.create_task(self._renew_loop())]
         if isinstance(self.layer, InMemoryChannelLayer):
             self.tasks.append(asyncio.create_task(self._poll_loop()))
 
@@ -364,8 +367,6 @@ class FleetFrames:
                 log.debug("live map frame not sent", exc_info=True)
 
     async def _receive_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        subscribed_at = loop.time()
         while True:
             try:
                 message = await self.layer.receive(self.channel)
@@ -378,16 +379,19 @@ class FleetFrames:
                 await asyncio.sleep(RECEIVE_RETRY_SECONDS)
                 with contextlib.suppress(Exception):
                     await self.layer.group_add(FLEET_GROUP, self.channel)
-                    subscribed_at = loop.time()
                     self.tasks.append(asyncio.create_task(self._resync_all()))
                 continue
             if message.get("type") == "fleet.positions":
                 self.add(message.get("positions", ()))
-            if loop.time() - subscribed_at > GROUP_RENEW_SECONDS:
-                # channels_redis drops a group membership after group_expiry (a day) unless renewed.
-                subscribed_at = loop.time()
-                with contextlib.suppress(Exception):
-                    await self.layer.group_add(FLEET_GROUP, self.channel)
+
+    async def _renew_loop(self) -> None:
+        # Channel layers drop a group member after group_expiry (a day) whether or not messages flow.
+        while True:
+            await asyncio.sleep(GROUP_RENEW_SECONDS)
+            try:
+                await self.layer.group_add(FLEET_GROUP, self.channel)
+            except Exception:
+                log.warning("live map: fleet group membership not renewed", exc_info=True)
 
     async def _resync_all(self) -> None:
         await asyncio.gather(*(live_map.resync() for live_map in list(self.maps)), return_exceptions=True)

@@ -336,6 +336,24 @@ async def test_live_map_resends_the_fleet_once_the_channel_layer_is_back(
         await comm.disconnect()
 
 
+async def test_live_map_keeps_its_fleet_subscription_past_the_group_expiry(
+    dispatcher: User, carrier_a: Carrier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mission: Mission = await sync_to_async(MissionFactory)(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+    monkeypatch.setattr(consumers, "GROUP_RENEW_SECONDS", 0.2)
+    # Channel layers drop a group member this long after it joined (a day by default).
+    short_expiry = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"group_expiry": 1}}}
+    with override_settings(CHANNEL_LAYERS=short_expiry):
+        layer = get_channel_layer()
+        comm = await _map(dispatcher)
+        await comm.connect(timeout=TIMEOUT)
+        assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+        await asyncio.sleep(2.5)  # past the expiry of the first membership
+        await layer.group_send(FLEET_GROUP, {"type": "fleet.positions", "positions": [_position(mission.pk, 30, 5)]})
+        assert [v["mission_id"] for v in (await _next(comm, "positions"))["vehicles"]] == [mission.pk]
+        await comm.disconnect()
+
+
 async def test_live_map_over_redis_stays_open_while_idle_and_shows_ingested_positions(
     dispatcher: User, carrier_a: Carrier
 ) -> None:
