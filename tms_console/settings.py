@@ -368,8 +368,9 @@ TELEMETRY_DEDUPE_SECONDS: int = max(env.int("TELEMETRY_DEDUPE_SECONDS", default=
 TELEMETRY_RETENTION_DAYS: int = env.int("TELEMETRY_RETENTION_DAYS", default=30)
 TELEMETRY_THIN_AFTER_DAYS: int = env.int("TELEMETRY_THIN_AFTER_DAYS", default=7)
 TELEMETRY_THIN_SECONDS: int = env.int("TELEMETRY_THIN_SECONDS", default=10)
-# Live map: at most one frame per client per this many seconds.
-LIVEMAP_FRAME_SECONDS: float = env.float("LIVEMAP_FRAME_SECONDS", default=0.25)
+# Live map: at most one frame per client per this many seconds (5 a second: "a few", and a position
+# waits at most this long for its frame; docs/decisions/0011-live-map-frames.md).
+LIVEMAP_FRAME_SECONDS: float = env.float("LIVEMAP_FRAME_SECONDS", default=0.2)
 MQTT_URL: str = env.str("MQTT_URL", default="")
 MQTT_USERNAME: str = env.str("MQTT_USERNAME", default="")
 MQTT_PASSWORD: str = env.str("MQTT_PASSWORD", default="")
