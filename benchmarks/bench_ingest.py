@@ -52,6 +52,7 @@ def main() -> int:
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tms_console.settings_test")
     os.environ.setdefault("DB_POOL", "0")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")  # the streams' live-map broadcasts have no listener here
     import django
 
     django.setup()

@@ -19,6 +19,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -149,12 +150,14 @@ def main() -> int:
             "API_RATE_LIMIT": "1000000/min",
             "LOG_LEVEL": "WARNING",
         }
+        server_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the process, below)
         server = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tms_console.asgi:application"],
             cwd=BASE_DIR,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # A file, not a pipe: nobody reads the pipe during the run, and a full one blocks the server.
+            stderr=server_log,
         )
         for _ in range(100):
             try:

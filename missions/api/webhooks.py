@@ -195,10 +195,11 @@ def telemetry_delivery(
     if not isinstance(data, dict):
         return 422, problem_body(status=422, code="validation-error", detail="data: expected an object.", instance="")
     events = data.get("events", [data])
-    if not isinstance(events, list):
+    if not isinstance(events, list) or not events:
         return 422, problem_body(
-            status=422, code="validation-error", detail="data.events: expected a list.", instance=""
+            status=422, code="validation-error", detail="data.events: expected a non-empty list.", instance=""
         )
+    pointer = "/data/events/{}" if "events" in data else "/data"
     from missions.telemetry.group_commit import GroupCommitUnavailable
 
     try:
@@ -225,7 +226,7 @@ def telemetry_delivery(
             code="telemetry-rejected",
             detail=f"No event was stored; event {first['index']}: {first['reason']}",
             errors=[
-                {"pointer": f"/data/events/{r['index']}", "detail": r["reason"], "code": "rejected"}
+                {"pointer": pointer.format(r["index"]), "detail": r["reason"], "code": "rejected"}
                 for r in result.rejected
             ],
             telemetry=outcome,

@@ -259,3 +259,16 @@ def test_fast_path_and_view_answer_alike(
     )
     assert response.status_code == 200
     assert response.json() == fast
+
+
+def test_empty_event_list_and_a_rejected_single_event_are_422(
+    app: WebhookFastPath, carrier_a: Carrier, secret_a: str, mission_a: Mission
+) -> None:
+    status, _, body = post(app, carrier_a, secret_a, {"type": "telemetry", "data": {"events": []}})
+    assert (status, body["detail"]) == (422, "data.events: expected a non-empty list.")
+    single = {"type": "telemetry", "data": telemetry_event(mission_a, position={"lat": 0, "lon": 181})}
+    status, _, body = post(app, carrier_a, secret_a, single)
+    assert status == 422
+    assert body["errors"] == [
+        {"pointer": "/data", "detail": "position.lon: 181 is out of range [-180, 180]", "code": "rejected"}
+    ]
