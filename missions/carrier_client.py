@@ -302,77 +302,35 @@ class CarrierClient:
             token = self._token(force=refreshed, correlation=correlation)
             started, t0 = timezone.now(), time.perf_counter()
             status: int | None = None
+
+            def record(status: int | None, error: str | None = None, *, started: Any = started, t0: float = t0) -> None:
+                # One OutboundCall per attempt: a success (no error) or the reason it failed.
+                self._record(
+                    operation, method, url, started, t0, attempt, status,
+                    ok=error is None, error=error or "", tender=tender, headers=headers,
+                )  # fmt: skip
+
             try:
                 response = self._http.request(
                     method, url, json=json_body, headers={**headers, "Authorization": f"Bearer {token}"}
                 )
                 status = response.status_code
                 if status == 401 and not refreshed:
-                    self._record(
-                        operation,
-                        method,
-                        url,
-                        started,
-                        t0,
-                        attempt,
-                        status,
-                        ok=False,
-                        error="401: token refused, refreshing",
-                        tender=tender,
-                        headers=headers,
-                    )
+                    record(status, "401: token refused, refreshing")
                     continue
                 body = self._checked(response, template=template, method=method, ok_status=ok_status)
             except CarrierError as exc:
-                self._record(
-                    operation,
-                    method,
-                    url,
-                    started,
-                    t0,
-                    attempt,
-                    status,
-                    ok=False,
-                    error=str(exc),
-                    tender=tender,
-                    headers=headers,
-                )
+                record(status, str(exc))
                 raise
             except httpx.TimeoutException as exc:
                 error: CarrierError = CarrierTimeout(f"timed out ({type(exc).__name__})")
-                self._record(
-                    operation,
-                    method,
-                    url,
-                    started,
-                    t0,
-                    attempt,
-                    None,
-                    ok=False,
-                    error=str(error),
-                    tender=tender,
-                    headers=headers,
-                )
+                record(None, str(error))
                 raise error from exc
             except httpx.HTTPError as exc:
                 error = CarrierConnectError(f"connection failed: {type(exc).__name__}: {exc}"[:300])
-                self._record(
-                    operation,
-                    method,
-                    url,
-                    started,
-                    t0,
-                    attempt,
-                    None,
-                    ok=False,
-                    error=str(error),
-                    tender=tender,
-                    headers=headers,
-                )
+                record(None, str(error))
                 raise error from exc
-            self._record(
-                operation, method, url, started, t0, attempt, status, ok=True, error="", tender=tender, headers=headers
-            )
+            record(status)
             return body
         raise CarrierClientError("token refused twice", status_code=401)  # pragma: no cover
 

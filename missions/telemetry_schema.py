@@ -14,6 +14,7 @@ from typing import Any
 from rest_framework import serializers
 
 from missions.choices import AutonomyMode, MissionStatus
+from missions.telemetry.normalize import ACCURACY_M_MAX, LATENCY_MS_MAX, SAFETY_EVENTS, SPEED_KPH_MAX, UPLINKS
 
 TELEMETRY_FIELDS = [
     "schema_version",
@@ -29,8 +30,6 @@ TELEMETRY_FIELDS = [
     "connectivity",
     "safety_event",
 ]
-UPLINKS = ["5g", "4g", "satellite"]
-SAFETY_EVENTS = ["collision_avoidance", "emergency_stop", "human_intervention_required"]
 
 
 class StrictSerializer(serializers.Serializer[dict[str, Any]]):
@@ -48,9 +47,9 @@ class PositionSerializer(StrictSerializer):
 
     lat = serializers.FloatField(min_value=-90.0, max_value=90.0)
     lon = serializers.FloatField(min_value=-180.0, max_value=180.0)
-    speed_kph = serializers.FloatField(min_value=0.0, max_value=200.0, required=False, allow_null=True)
+    speed_kph = serializers.FloatField(min_value=0.0, max_value=SPEED_KPH_MAX, required=False, allow_null=True)
     heading_deg = serializers.FloatField(min_value=0.0, max_value=360.0, required=False, allow_null=True)
-    accuracy_m = serializers.FloatField(min_value=0.0, max_value=100_000.0, required=False, allow_null=True)
+    accuracy_m = serializers.FloatField(min_value=0.0, max_value=ACCURACY_M_MAX, required=False, allow_null=True)
 
 
 class HealthSerializer(StrictSerializer):
@@ -66,9 +65,9 @@ class HealthSerializer(StrictSerializer):
 class ConnectivitySerializer(StrictSerializer):
     """The vehicle's uplink to its operator."""
 
-    uplink = serializers.ChoiceField(choices=UPLINKS, required=False, allow_null=True)
+    uplink = serializers.ChoiceField(choices=list(UPLINKS), required=False, allow_null=True)
     packet_loss_pct = serializers.FloatField(min_value=0.0, max_value=100.0, required=False, allow_null=True)
-    latency_ms = serializers.FloatField(min_value=0.0, max_value=600_000.0, required=False, allow_null=True)
+    latency_ms = serializers.FloatField(min_value=0.0, max_value=LATENCY_MS_MAX, required=False, allow_null=True)
 
 
 class TelemetryEventSerializer(StrictSerializer):
@@ -85,7 +84,7 @@ class TelemetryEventSerializer(StrictSerializer):
     autonomy_mode = serializers.ChoiceField(choices=AutonomyMode.choices, required=False, allow_null=True)
     health = HealthSerializer(required=False, allow_null=True)
     connectivity = ConnectivitySerializer(required=False, allow_null=True)
-    safety_event = serializers.ChoiceField(choices=SAFETY_EVENTS, required=False, allow_null=True)
+    safety_event = serializers.ChoiceField(choices=list(SAFETY_EVENTS), required=False, allow_null=True)
 
 
 class TelemetryBatchSerializer(serializers.Serializer[dict[str, Any]]):

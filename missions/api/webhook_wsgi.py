@@ -176,6 +176,7 @@ class WebhookFastPath:
             webhook_id=webhook_id,
             data=envelope.get("data"),
             material=material,
+            instance=environ.get("PATH_INFO", ""),
             cache=self.missions,
             group=self.group,
         )

@@ -46,9 +46,7 @@ from missions.events import Actor
 from missions.evidence.services import carrier_signed
 from missions.models import Carrier, Mission, Tender
 from missions.models.partner import WebhookReceipt, WebhookSecret
-from tms_console.problem import ProblemError, problem_body
-
-PROBLEM_KEYS = frozenset({"type", "title", "status", "detail", "instance"})
+from tms_console.problem import PROBLEM_CONTENT_TYPE, ProblemError, problem_body
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a format prefix, not a secret)
 EVENT_TYPES = ("mission.status", "mission.exception", "telemetry", "offer")
@@ -181,6 +179,7 @@ def telemetry_delivery(
     webhook_id: str,
     data: Any,
     material: dict[str, str],
+    instance: str,
     cache: Any = None,
     group: Any = None,
 ) -> tuple[int, dict[str, Any]]:
@@ -193,11 +192,13 @@ def telemetry_delivery(
     from missions.telemetry.ingest import BatchTooLarge, ingest_events, telemetry_batch_max
 
     if not isinstance(data, dict):
-        return 422, problem_body(status=422, code="validation-error", detail="data: expected an object.", instance="")
+        return 422, problem_body(
+            status=422, code="validation-error", detail="data: expected an object.", instance=instance
+        )
     events = data.get("events", [data])
     if not isinstance(events, list) or not events:
         return 422, problem_body(
-            status=422, code="validation-error", detail="data.events: expected a non-empty list.", instance=""
+            status=422, code="validation-error", detail="data.events: expected a non-empty list.", instance=instance
         )
     pointer = "/data/events/{}" if "events" in data else "/data"
     from missions.telemetry.group_commit import GroupCommitUnavailable
@@ -217,7 +218,7 @@ def telemetry_delivery(
             with carrier_signed(material):
                 result = ingest_events(carrier=carrier, events=events, source="webhook", cache=cache)
     except BatchTooLarge as exc:
-        return 413, problem_body(status=413, code="batch-too-large", detail=exc.message)
+        return 413, problem_body(status=413, code="batch-too-large", detail=exc.message, instance=instance)
     outcome = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
     if result.rejected and not result.accepted and not result.duplicates:
         first = result.rejected[0]
@@ -225,6 +226,7 @@ def telemetry_delivery(
             status=422,
             code="telemetry-rejected",
             detail=f"No event was stored; event {first['index']}: {first['reason']}",
+            instance=instance,
             errors=[
                 {"pointer": pointer.format(r["index"]), "detail": r["reason"], "code": "rejected"}
                 for r in result.rejected
@@ -287,16 +289,13 @@ class CarrierWebhookView(APIView):
         }
         if envelope["type"] == "telemetry":
             code, answer = telemetry_delivery(
-                carrier=carrier, webhook_id=webhook_id, data=envelope["data"], material=signed_by_carrier
+                carrier=carrier,
+                webhook_id=webhook_id,
+                data=envelope["data"],
+                material=signed_by_carrier,
+                instance=request.path,
             )
-            if code != 200:
-                raise ProblemError(
-                    code,
-                    answer["type"].rsplit("/", 1)[-1],
-                    answer["detail"],
-                    **{k: v for k, v in answer.items() if k not in PROBLEM_KEYS},
-                )
-            return Response(answer)
+            return Response(answer, status=code, content_type=None if code == 200 else PROBLEM_CONTENT_TYPE)
         try:
             with transaction.atomic():
                 # The receipt and the effect commit together: a crash leaves neither, a redelivery does nothing.

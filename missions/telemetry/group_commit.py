@@ -42,8 +42,7 @@ class _Request:
     carrier: Any  # missions.models.Carrier
     events: list[Any]
     done: threading.Event = field(default_factory=threading.Event)
-    result: IngestResult | None = None
-    failed: bool = False
+    result: IngestResult | None = None  # stays None when the grouped write failed
 
 
 class GroupCommit:
@@ -71,7 +70,7 @@ class GroupCommit:
             else:
                 self._queue.append(request)
             self._ready.notify()
-        if not request.done.wait(WAIT_SECONDS) or request.failed or request.result is None:
+        if not request.done.wait(WAIT_SECONDS) or request.result is None:
             raise GroupCommitUnavailable("the grouped write did not complete")
         return request.result
 
@@ -113,11 +112,10 @@ class GroupCommit:
             batch = self._take()
             try:
                 self._write(batch)
-            except Exception:  # every request of the batch falls back to its own write
+            except Exception:
+                # Requests of a carrier whose transaction committed keep their answer; the rest write themselves.
                 log.exception("grouped telemetry write failed")
                 connection.close()
-                for request in batch:  # those of a carrier whose transaction committed keep their answer
-                    request.failed = request.result is None
             finally:
                 if connection.errors_occurred:
                     connection.close()

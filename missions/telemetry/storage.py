@@ -10,7 +10,6 @@ IMMEDIATE transaction. See docs/decisions/0010-telemetry-ingest.md.
 from __future__ import annotations
 
 import uuid
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,7 +92,7 @@ def persist(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID
     mark_samples(accepted)
     if connection.vendor == "postgresql":
         if len(accepted) < COPY_MIN_EVENTS:
-            return _persist_postgres_arrays(accepted, received_at=received_at)
+            return _persist_postgres_merge(accepted, received_at=received_at)
         return _persist_postgres_copy(accepted, received_at=received_at)
     return _persist_generic(accepted, received_at=received_at)
 
@@ -151,8 +150,7 @@ def _persist_postgres_copy(accepted: list[Accepted], *, received_at: datetime) -
     so the COPYs cannot conflict unless a concurrent batch wrote the same
     event or second in between; then the unique indexes refuse the COPY, the
     savepoint undoes it, and the batch goes through the merge, which resolves
-    both conflicts. Cheaper than always merging: the rows are written once,
-    not first to a temporary table.
+    both conflicts. Cheaper than always merging: no conflict checks per row.
     """
     import psycopg
 
@@ -179,7 +177,7 @@ def _persist_postgres_copy(accepted: list[Accepted], *, received_at: datetime) -
                 ) as copy:
                     copy.write(sample_rows)
     except psycopg.errors.UniqueViolation:
-        return _persist_postgres(accepted, received_at=received_at)
+        return _persist_postgres_merge(accepted, received_at=received_at)
     return {a.event.event_id for a in fresh}
 
 
@@ -206,39 +204,6 @@ def _copy_rows(fresh: list[Accepted], *, received_at: datetime) -> tuple[str, st
     return "".join(window), "".join(samples)
 
 
-_TEMP_TABLE = """
-CREATE TEMP TABLE IF NOT EXISTS telemetry_incoming (
-    event_id uuid, mission_id bigint, vehicle_id bigint, recorded_at timestamptz, payload text,
-    keep_sample boolean, bucket_s bigint, lat double precision, lon double precision,
-    speed_kph double precision, heading_deg double precision, autonomy_mode text, data text
-) ON COMMIT DELETE ROWS
-"""
-
-# The JSON columns arrive as text and are parsed only where they are stored: a
-# kept sample's ``data``, a window row's ``payload`` only when it is not a sample.
-_MERGE_BODY = """
-ins AS (
-    INSERT INTO missions_telemetrywindowevent (event_id, mission_id, recorded_at, received_at, payload)
-    SELECT event_id, mission_id, recorded_at, %s, CASE WHEN keep_sample THEN NULL ELSE payload::jsonb END
-    FROM {source}
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id
-), samples AS (
-    INSERT INTO missions_telemetrysample
-        (mission_id, vehicle_id, recorded_at, lat, lon, speed_kph, heading_deg, autonomy_mode, data, event_id, bucket_s)
-    SELECT t.mission_id, t.vehicle_id, t.recorded_at, t.lat, t.lon, t.speed_kph, t.heading_deg, t.autonomy_mode,
-           t.data::jsonb, t.event_id, t.bucket_s
-    FROM {source} t JOIN ins USING (event_id)
-    WHERE t.keep_sample
-    ON CONFLICT (vehicle_id, bucket_s) DO NOTHING  -- the second already has its sample
-    RETURNING event_id
-)
-SELECT ins.event_id, false, t.keep_sample FROM ins JOIN {source} t USING (event_id)
-UNION ALL SELECT event_id, true, true FROM samples
-"""
-
-_MERGE = "WITH " + _MERGE_BODY.format(source="telemetry_incoming")
-
 # A kept sample that lost its second to another batch (same vehicle, same second,
 # committed first) is not in the samples after all: its window row takes the payload.
 _WINDOW_PAYLOAD = """
@@ -246,10 +211,6 @@ UPDATE missions_telemetrywindowevent w SET payload = v.payload
 FROM unnest(%s::uuid[], %s::jsonb[]) AS v(event_id, payload)
 WHERE w.event_id = v.event_id
 """
-
-
-# psycopg connections that already have the temporary table (it lives as long as the session).
-_temp_table_ready: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _copy_escape(json_text: str) -> str:
@@ -263,64 +224,37 @@ def _copy_number(value: float | None) -> str:
     return "\\N" if value is None else repr(value)
 
 
-def _copy_lines(accepted: list[Accepted]) -> str:
-    """The batch as COPY text rows: several times faster than letting the driver adapt 13 values per row.
-
-    One JSON text per row: the sample's ``data`` for a kept sample, the full payload otherwise.
-    """
-    dumps = orjson.dumps
-    number = _copy_number
-    escape = _copy_escape
-    lines = []
-    for a in accepted:
-        ev = a.event
-        if a.keep_sample:
-            json_columns = f"\\N\tt\t{a.bucket_s}"
-            data = escape(dumps(_sample_data(ev)).decode())
-        else:
-            json_columns = f"{escape(dumps(ev.to_wire()).decode())}\tf\t{a.bucket_s}"
-            data = "\\N"
-        lines.append(
-            f"{ev.event_id}\t{ev.mission_id}\t{a.mission.vehicle_pk}\t{ev.ts_text}\t{json_columns}\t"
-            f"{ev.lat!r}\t{ev.lon!r}\t{number(ev.speed_kph)}\t{number(ev.heading_deg)}\t"
-            f"{ev.autonomy_mode or ''}\t{data}\n"
-        )
-    return "".join(lines)
-
-
-def _persist_postgres(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID]:
-    """COPY into a temporary table, then one merge that skips stored events and sampled seconds."""
-    text = _copy_lines(accepted)
-    with connection.cursor() as cursor:
-        raw = cursor.cursor  # the psycopg cursor: COPY is not part of the DB-API
-        pg_connection = raw.connection
-        if pg_connection not in _temp_table_ready:
-            cursor.execute(_TEMP_TABLE)
-            # Only a committed CREATE survives: a rolled-back one must be repeated next time.
-            transaction.on_commit(lambda: _temp_table_ready.add(pg_connection))
-        with raw.copy(
-            "COPY telemetry_incoming (event_id, mission_id, vehicle_id, recorded_at, payload, keep_sample, bucket_s,"
-            " lat, lon, speed_kph, heading_deg, autonomy_mode, data) FROM STDIN"
-        ) as copy:
-            copy.write(text)
-        cursor.execute(_MERGE, [received_at])
-        new_ids, lost = _merge_outcome(accepted, cursor.fetchall())
-        if lost:
-            _window_payloads(lost)
-        # ON COMMIT DELETE ROWS empties it at commit; an outer transaction may run several batches.
-        cursor.execute("DELETE FROM telemetry_incoming")
-    return new_ids
-
-
-# Both merges are built once from constants (no input reaches the text).
-_MERGE_ARRAYS = """
+# One statement: the rows arrive as array parameters, the JSON columns as text,
+# parsed only where they are stored (a kept sample's ``data``; a window row's
+# ``payload`` only when it is not a sample). Stored events and sampled seconds
+# are skipped by the unique indexes.
+_MERGE = """
 WITH arrays AS (
     SELECT * FROM unnest(
         %s::uuid[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::text[], %s::bool[], %s::bigint[],
         %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::text[], %s::text[]
     ) AS t(event_id, mission_id, vehicle_id, recorded_at, payload, keep_sample, bucket_s,
            lat, lon, speed_kph, heading_deg, autonomy_mode, data)
-),""" + _MERGE_BODY.format(source="arrays")  # noqa: S608
+),
+ins AS (
+    INSERT INTO missions_telemetrywindowevent (event_id, mission_id, recorded_at, received_at, payload)
+    SELECT event_id, mission_id, recorded_at, %s, CASE WHEN keep_sample THEN NULL ELSE payload::jsonb END
+    FROM arrays
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+), samples AS (
+    INSERT INTO missions_telemetrysample
+        (mission_id, vehicle_id, recorded_at, lat, lon, speed_kph, heading_deg, autonomy_mode, data, event_id, bucket_s)
+    SELECT t.mission_id, t.vehicle_id, t.recorded_at, t.lat, t.lon, t.speed_kph, t.heading_deg, t.autonomy_mode,
+           t.data::jsonb, t.event_id, t.bucket_s
+    FROM arrays t JOIN ins USING (event_id)
+    WHERE t.keep_sample
+    ON CONFLICT (vehicle_id, bucket_s) DO NOTHING  -- the second already has its sample
+    RETURNING event_id
+)
+SELECT ins.event_id, false, t.keep_sample FROM ins JOIN arrays t USING (event_id)
+UNION ALL SELECT event_id, true, true FROM samples
+"""
 
 
 def _merge_outcome(
@@ -353,8 +287,8 @@ def _array_text(value: str | None) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _persist_postgres_arrays(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID]:
-    """The merge of ``_persist_postgres`` in one statement, the rows passed as array literals."""
+def _persist_postgres_merge(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID]:
+    """Small batches, and a COPY that met a concurrent writer: ``_MERGE`` with the rows as array literals."""
     dumps = orjson.dumps
     payloads, datas = [], []
     for a in accepted:
@@ -381,7 +315,7 @@ def _persist_postgres_arrays(accepted: list[Accepted], *, received_at: datetime)
         array_literal(datas),
         received_at,
     ]
-    new_ids, lost = _merge_outcome(accepted, pg_rows(_MERGE_ARRAYS, params))
+    new_ids, lost = _merge_outcome(accepted, pg_rows(_MERGE, params))
     if lost:
         _window_payloads(lost)
     return new_ids
