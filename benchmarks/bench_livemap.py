@@ -203,7 +203,7 @@ def main() -> int:
 
     from missions.events import Actor
     from missions.models import Carrier
-    from missions.partner_services import partner_client_create
+    from missions.partner.services import partner_client_create
     from tms_console.roles import DISPATCHER, roles_sync
 
     with throwaway_database("livemap") as db_url:

@@ -91,7 +91,7 @@ def main() -> int:
     from missions import services
     from missions.events import Actor
     from missions.models import Carrier, Shipment
-    from missions.partner_services import partner_client_create
+    from missions.partner.services import partner_client_create
 
     old_name = connection.settings_dict["NAME"]
     test_name = f"{old_name}_bench_tender"

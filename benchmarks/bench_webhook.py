@@ -223,10 +223,10 @@ def main() -> int:
     django_setup(url)
     import importlib.util
 
-    from missions import partner_services
     from missions.events import Actor
     from missions.models import Carrier
     from missions.models.telemetry import TelemetryWindowEvent
+    from missions.partner import services as partner_services
 
     with throwaway_database("webhook") as db_url:
         carrier = Carrier.objects.create(name="Bench Autonomous", slug="bench", kind="autonomous",

@@ -11,6 +11,7 @@ from missions.models import (
     AuditEvent,
     Carrier,
     CarrierCircuit,
+    EventDelivery,
     Mission,
     MissionException,
     Offer,
@@ -89,3 +90,12 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("id", "occurred_at", "actor_label", "action", "subject_type", "subject_id")
     list_filter = ("action", "actor_kind")
     search_fields = ("correlation_id", "actor_label")
+
+
+@admin.register(EventDelivery)
+class EventDeliveryAdmin(admin.ModelAdmin[EventDelivery]):
+    """Subscriber deliveries owed or given up on: what failed, how often, and why."""
+
+    list_display = ("event", "subscriber", "status", "attempts", "next_attempt_at", "updated_at")
+    list_filter = ("status", "subscriber")
+    readonly_fields = ("event", "subscriber", "context", "attempts", "last_error", "created_at", "updated_at")

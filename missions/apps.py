@@ -4,3 +4,24 @@ from django.apps import AppConfig
 class MissionsConfig(AppConfig):
     name = "missions"
     verbose_name = "Carriers, shipments and missions"
+
+    def ready(self) -> None:
+        # The capabilities built on the core declare their checks and subscriptions here;
+        # runbooks and sla declare theirs in their own AppConfig.ready.
+        from missions.events import event_broadcast, layer_is_shared
+        from missions.evidence import checks
+        from missions.evidence import subscribers as evidence_subscribers
+        from missions.subscriptions import ALL_ACTIONS, event_subscribe
+        from missions.tendering import subscribers as tendering_subscribers
+
+        checks.register()
+        event_subscribe(
+            name="missions.live_broadcast",
+            actions={ALL_ACTIONS},
+            handler=event_broadcast,
+            via="inline",
+            when=layer_is_shared,
+            retry=False,  # a late live update is worth nothing: the page catches up from the table
+        )
+        evidence_subscribers.register()
+        tendering_subscribers.register()

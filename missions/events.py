@@ -1,9 +1,12 @@
 """Append-only event records: the audit trail, the timelines and the live-update outbox.
 
-Every service calls ``event_record`` inside its transaction. After commit the
-event is pushed to the channel layer groups it concerns; with the in-process
-layer (no Redis) the web process relays new rows from the table instead
-(``missions.live``), so work done in a worker still reaches open pages.
+Every service calls ``event_record`` inside its transaction. After commit each
+subscriber declared for the event's action runs (``missions.subscriptions``):
+the layers above the core react to events this way, never by being called.
+One of them is the live broadcast to the channel layer groups the event
+concerns; with the in-process layer (no Redis) the web process relays new rows
+from the table instead (``missions.live``), so work done in a worker still
+reaches open pages.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import transaction
@@ -21,6 +25,7 @@ from django.utils import timezone
 
 from missions.choices import ActorKind
 from missions.models import AuditEvent, Carrier, Mission, Shipment
+from missions.subscriptions import event_publish
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +102,7 @@ def event_record(
         incident_id=incident_id,
     )
     event.save()
-    if not _layer_is_in_process():
-        transaction.on_commit(lambda: event_broadcast(event))
+    event_publish(event)
     return event
 
 
@@ -139,9 +143,8 @@ def event_message(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def event_broadcast(event: AuditEvent) -> None:
-    from channels.layers import get_channel_layer
-
+def event_broadcast(event: AuditEvent, _context: dict[str, Any] | None = None) -> None:
+    """Subscriber (inline, every action): push the event to its live groups."""
     layer = get_channel_layer()
     if layer is None:
         return
@@ -151,6 +154,11 @@ def event_broadcast(event: AuditEvent) -> None:
             async_to_sync(layer.group_send)(group, message)
     except Exception:  # a live update must never break the write that caused it
         log.exception("live broadcast failed", extra={"event_id": event.pk})
+
+
+def layer_is_shared(_event: AuditEvent | None = None) -> bool:
+    """True when a shared channel layer (Redis) carries live updates between processes."""
+    return not _layer_is_in_process()
 
 
 def _layer_is_in_process() -> bool:

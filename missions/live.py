@@ -15,13 +15,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from missions import selectors
 from missions.events import event_groups, event_message
@@ -29,7 +30,6 @@ from missions.models import AuditEvent, Mission, Shipment
 
 log = logging.getLogger(__name__)
 
-KINDS = ("shipment", "mission", "incident", "incidents")
 RELAY_INTERVAL_SECONDS = 0.5
 # Ids below the relay's cursor that are not visible yet may belong to a
 # transaction that is still open (PostgreSQL hands out ids at insert time,
@@ -54,6 +54,29 @@ class Subject:
     groups: tuple[str, ...]
 
 
+# Pages of apps above the core (an incident, the incident list) follow their own rooms, which
+# those apps declare from their AppConfig.ready: how to find the subject and replay its events.
+RoomResolver = Callable[[int], tuple[str, ...]]
+RoomEvents = Callable[[int], QuerySet[AuditEvent]]
+
+
+@dataclass(frozen=True)
+class Room:
+    resolve: RoomResolver  # the page's groups; raises SubjectNotFound when the subject is gone
+    events: RoomEvents  # every event the page shows, oldest first
+
+
+_rooms: dict[str, Room] = {}
+
+
+def room_register(kind: str, *, resolve: RoomResolver, events: RoomEvents) -> None:
+    _rooms[kind] = Room(resolve=resolve, events=events)
+
+
+def room_kinds() -> tuple[str, ...]:
+    return ("shipment", "mission", *sorted(_rooms))
+
+
 def subject_resolve(*, kind: str, pk: int) -> Subject:
     """The groups for a page (named as in ``missions.events.event_groups``)."""
     if kind == "shipment":
@@ -66,15 +89,10 @@ def subject_resolve(*, kind: str, pk: int) -> Subject:
             raise SubjectNotFound(kind)
         # The mission page shows the shipment's events too (tenders, offers).
         return Subject(kind, pk, (f"mission.{pk}", f"shipment.{shipment_id}"))
-    if kind == "incident":
-        from runbooks.models import Incident
-
-        if not Incident.objects.filter(pk=pk).exists():
-            raise SubjectNotFound(kind)
-        return Subject(kind, pk, (f"incident.{pk}",))
-    if kind == "incidents":
-        return Subject(kind, 0, ("incidents",))
-    raise SubjectNotFound(kind)
+    room = _rooms.get(kind)
+    if room is None:
+        raise SubjectNotFound(kind)
+    return Subject(kind, pk, room.resolve(pk))
 
 
 def subject_events(subject: Subject) -> QuerySet[AuditEvent]:
@@ -83,9 +101,7 @@ def subject_events(subject: Subject) -> QuerySet[AuditEvent]:
         return selectors.shipment_timeline(shipment=Shipment.objects.get(pk=subject.pk))
     if subject.kind == "mission":
         return selectors.mission_timeline(mission=Mission.objects.get(pk=subject.pk))
-    if subject.kind == "incident":
-        return AuditEvent.objects.filter(incident_id=subject.pk).order_by("id")
-    return AuditEvent.objects.filter(Q(subject_type="incident") | Q(incident_id__isnull=False)).order_by("id")
+    return _rooms[subject.kind].events(subject.pk)
 
 
 def replay_after(subject: Subject, after: int) -> list[dict[str, Any]]:

@@ -490,7 +490,6 @@ def _mission_create(*, tender: Tender, offer: Offer, actor: Actor) -> Mission:
         mission=mission,
         carrier=tender.carrier,
     )
-    _attest(kind="mission-assignment", subject_type="mission", subject_id=mission.pk)
     # Other open tenders for this shipment are moot now.
     for other in shipment.tenders.filter(status__in=TENDER_OPEN).exclude(pk=tender.pk):
         tender_transition(
@@ -549,12 +548,6 @@ def mission_transition(
         mission=mission,
         carrier=mission.carrier,
     )
-    if to_status in (MissionStatus.COMPLETED, MissionStatus.FAILED):
-        _attest(kind="mission-outcome", subject_type="mission", subject_id=mission.pk)
-    if to_status in (MissionStatus.COMPLETED, MissionStatus.FAILED, MissionStatus.HANDED_OVER):
-        from sla.tasks import sla_evaluate_on_mission_finished
-
-        sla_evaluate_on_mission_finished(mission.carrier_id)  # the carrier's SLIs, after commit
     shipment_status = _SHIPMENT_STATUS_FOR_MISSION.get(MissionStatus(to_status))
     if shipment_status is not None and mission.shipment.status != ShipmentStatus.CANCELLED:
         _shipment_set_status(shipment=mission.shipment, status=shipment_status, actor=actor, reason=reason)
@@ -597,7 +590,6 @@ def mission_autonomy_change(*, mission_id: int, mode: str, actor: Actor, reason:
         mission=mission,
         carrier=mission.carrier,
     )
-    _attest(kind="autonomy-mode-change", subject_type="mission", subject_id=mission.pk)
     if before == AutonomyMode.AUTONOMOUS and mode == AutonomyMode.SUPERVISED and mission.carrier.is_autonomous:
         # Graceful degradation: no more autonomous tenders to this fleet until on-call confirms.
         vehicle = mission.vehicle.external_id if mission.vehicle else "a vehicle"
@@ -637,7 +629,6 @@ def mission_exception_report(
         occurred_at=occurred_at or timezone.now(),
         correlation_id=mission.correlation_id,
     )
-    transaction.on_commit(lambda: _incident_task_enqueue(exception_id=exc.pk))
     event_record(
         actor=actor,
         action="mission.exception",
@@ -681,17 +672,3 @@ def validation_messages(error: ValidationError) -> dict[str, list[str]]:
     if hasattr(error, "error_dict"):
         return {k: [m for e in v for m in e.messages] for k, v in error.error_dict.items()}
     return {"__all__": list(error.messages)}
-
-
-def _incident_task_enqueue(*, exception_id: int) -> None:
-    """After commit: open or join the incident for an exception (runbooks react; missions do not wait)."""
-    from runbooks.tasks import incident_from_exception_task
-
-    incident_from_exception_task.delay(exception_id)
-
-
-def _attest(*, kind: str, subject_type: str, subject_id: int) -> None:
-    """Sign a statement about this change and log it, after commit (missions.evidence)."""
-    from missions.evidence.services import attest_after_commit
-
-    attest_after_commit(kind=kind, subject_type=subject_type, subject_id=subject_id)

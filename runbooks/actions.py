@@ -20,10 +20,17 @@ from missions import services as mission_services
 from missions.choices import AutonomyMode, MissionStatus, OfferKind
 from missions.events import Actor
 from missions.models import Carrier, Mission, Tender
+from missions.models.telemetry import TelemetrySnapshot
 from missions.selectors import carrier_fit, fallback_price
+from missions.telemetry.snapshots import telemetry_snapshot_freeze
+from missions.tendering.carrier_client import CarrierClient, CarrierError
+from missions.tendering.circuit import CallRefused
+from missions.terms import recovery_timeout_seconds
 from missions.transitions import MISSION_ACTIVE
 from runbooks.choices import IncidentStatus
 from runbooks.models import Incident, RunbookRun, RunbookStep
+from runbooks.pager import page_deliver, page_enqueue
+from runbooks.services import incident_note_add, incident_transition
 
 log = logging.getLogger(__name__)
 AUTOMATION = Actor.system("runbook")
@@ -50,20 +57,6 @@ class Outcome:
 Action = Callable[[Incident, RunbookRun, RunbookStep], Outcome]
 
 
-def _contract_for(carrier: Carrier | None) -> Any:
-    if carrier is None:
-        return None
-    from sla.models import Contract
-
-    today = timezone.now().date()
-    return (
-        Contract.objects.filter(carrier=carrier, effective_from__lte=today)
-        .exclude(effective_to__lte=today)
-        .order_by("-version")
-        .first()
-    )
-
-
 def record_last_known(incident: Incident, run: RunbookRun, step: RunbookStep) -> Outcome:
     mission = incident.mission
     if mission is None:
@@ -88,9 +81,6 @@ def ping_vehicle(incident: Incident, run: RunbookRun, step: RunbookStep) -> Outc
             {"channel": "none", "note": "no alternate channel for this carrier"},
             context={"ping": "unavailable"},
         )
-    from missions.carrier_client import CarrierClient, CarrierError
-    from missions.circuit import CallRefused
-
     try:
         with CarrierClient(carrier) as client:
             answer = client.vehicle_ping(vehicle.external_id)
@@ -140,8 +130,6 @@ def pause_fleet(incident: Incident, run: RunbookRun, step: RunbookStep) -> Outco
 
 
 def page_oncall(incident: Incident, run: RunbookRun, step: RunbookStep) -> Outcome:
-    from runbooks.pager import page_deliver, page_enqueue
-
     message = incident.pages.filter(event_action="trigger").order_by("id").first()
     if message is None:
         message = page_enqueue(incident_id=incident.pk, event_action="trigger", actor=AUTOMATION)
@@ -161,8 +149,6 @@ def await_recovery(incident: Incident, run: RunbookRun, step: RunbookStep) -> Ou
         return Outcome("done", {"recovered": False}, context={"recovered": False})
     mission.refresh_from_db()
     if mission.last_seen_at and mission.last_seen_at > incident.triggered_at:
-        from runbooks.services import incident_transition
-
         incident.refresh_from_db()
         if incident.status in (IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED, IncidentStatus.MITIGATED):
             with transaction.atomic():
@@ -182,8 +168,9 @@ def await_recovery(incident: Incident, run: RunbookRun, step: RunbookStep) -> Ou
         return Outcome(
             "done", {"recovered": True, "last_seen_at": mission.last_seen_at.isoformat()}, context={"recovered": True}
         )
-    contract = _contract_for(incident.carrier)
-    timeout = int(step.timeout_seconds or (contract.recovery_timeout_seconds if contract else 300))
+    timeout = int(
+        step.timeout_seconds or recovery_timeout_seconds(carrier_id=incident.carrier_id, today=timezone.now().date())
+    )
     deadline = incident.triggered_at + timedelta(seconds=timeout)
     remaining = (deadline - timezone.now()).total_seconds()
     if remaining <= 0:
@@ -209,8 +196,6 @@ def failover(incident: Incident, run: RunbookRun, step: RunbookStep) -> Outcome:
         if carrier_fit(carrier=c, shipment=shipment).eligible
     ]
     if not candidates:
-        from runbooks.services import incident_note_add
-
         incident_note_add(
             incident_id=incident.pk,
             actor=AUTOMATION,
@@ -275,25 +260,12 @@ def freeze_snapshot(incident: Incident, run: RunbookRun, step: RunbookStep) -> O
     mission = incident.mission
     if mission is None:
         return Outcome.done(note="no mission")
-    from missions.models.telemetry import TelemetrySnapshot
-
     snapshot = TelemetrySnapshot.objects.filter(mission=mission).order_by("-id").first()
     if snapshot is None or snapshot.created_at < incident.triggered_at - timedelta(minutes=5):
-        from missions.telemetry.snapshots import telemetry_snapshot_freeze
-
         snapshot = telemetry_snapshot_freeze(mission_id=mission.pk, reason=f"incident {incident.pk}")
     if snapshot is None:
         return Outcome.done(snapshot=None, note="no telemetry in the window")
     return Outcome.done(snapshot=snapshot.pk, sha256=snapshot.sha256, events=snapshot.event_count)
-
-
-def gather_evidence(incident: Incident, run: RunbookRun, step: RunbookStep) -> Outcome:
-    try:
-        from sla.models import Breach
-    except ImportError:
-        return Outcome.done(note="SLA engine not installed")
-    breaches = Breach.objects.filter(carrier=incident.carrier).order_by("-id")[:5] if incident.carrier else []
-    return Outcome.done(breaches=[b.pk for b in breaches])
 
 
 ACTIONS: dict[str, Action] = {
@@ -306,5 +278,9 @@ ACTIONS: dict[str, Action] = {
     "failover": failover,
     "suspend_mission": suspend_mission,
     "freeze_snapshot": freeze_snapshot,
-    "gather_evidence": gather_evidence,
 }
+
+
+def action_register(name: str, action: Action) -> None:
+    """Let an app above runbooks provide a step action (the SLA engine's ``gather_evidence``)."""
+    ACTIONS[name] = action

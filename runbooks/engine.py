@@ -21,7 +21,7 @@ from missions.events import Actor
 from runbooks.actions import ACTIONS, Outcome
 from runbooks.choices import IncidentStatus, RunStatus, StepKind, StepStatus
 from runbooks.models import Incident, Runbook, RunbookRun, RunbookStep, StepRun
-from runbooks.services import _incident_event
+from runbooks.records import incident_event
 from tms_console.domain import Conflict, DomainError
 
 log = logging.getLogger(__name__)
@@ -48,19 +48,13 @@ def runbook_start(*, incident_id: int, actor: Actor) -> RunbookRun | None:
         return None
     run = RunbookRun.objects.create(incident=incident, runbook=runbook)
     StepRun.objects.bulk_create([StepRun(run=run, step=step) for step in runbook.steps.order_by("position")])
-    _incident_event(
-        incident, actor=actor, action="runbook.started", data={"runbook": runbook.slug, "version": runbook.version}
+    incident_event(
+        incident,
+        actor=actor,
+        action="runbook.started",
+        data={"runbook": runbook.slug, "version": runbook.version, "run_id": run.pk},
     )
-    transaction.on_commit(lambda: runbook_schedule(run_id=run.pk))
     return run
-
-
-def runbook_schedule(*, run_id: int, countdown: float = 0) -> None:
-    from runbooks.tasks import runbook_advance_task
-
-    if settings.CELERY_TASK_ALWAYS_EAGER and countdown:
-        return  # eager mode cannot delay: the periodic tick picks the run up when it is due
-    runbook_advance_task.apply_async((run_id,), countdown=countdown)
 
 
 def _condition_holds(step: RunbookStep, context: dict[str, Any]) -> bool:
@@ -73,11 +67,11 @@ def _condition_holds(step: RunbookStep, context: dict[str, Any]) -> bool:
 
 
 def _step_event(step_run: StepRun, incident: Incident, *, actor: Actor, action: str, **data: Any) -> None:
-    _incident_event(
+    incident_event(
         incident,
         actor=actor,
         action=action,
-        data={"step": step_run.step.position, "title": step_run.step.title, **data},
+        data={"step": step_run.step.position, "title": step_run.step.title, "run_id": step_run.run_id, **data},
         after={"status": step_run.status},
     )
 
@@ -155,7 +149,7 @@ def _claim_next(*, run_id: int) -> tuple[int, str] | float | None:
         return step_run.pk, step.action
     run.status, run.finished_at = RunStatus.COMPLETED, now
     run.save(update_fields=["status", "finished_at"])
-    _incident_event(run.incident, actor=Actor.system("runbook"), action="runbook.completed")
+    incident_event(run.incident, actor=Actor.system("runbook"), action="runbook.completed")
     return None
 
 
@@ -235,7 +229,6 @@ def step_confirm(*, step_run_id: int, actor: Actor, note: str = "") -> StepRun:
     step_run.actor_label, step_run.reason = actor.label, note[:300]
     step_run.save()
     _step_event(step_run, step_run.run.incident, actor=actor, action="runbook.step_confirmed", note=note)
-    transaction.on_commit(lambda: runbook_schedule(run_id=step_run.run_id))
     return step_run
 
 
@@ -251,7 +244,6 @@ def step_skip(*, step_run_id: int, actor: Actor, reason: str) -> StepRun:
     step_run.actor_label, step_run.reason = actor.label, reason.strip()[:300]
     step_run.save()
     _step_event(step_run, step_run.run.incident, actor=actor, action="runbook.step_skipped", reason=reason)
-    transaction.on_commit(lambda: runbook_schedule(run_id=step_run.run_id))
     return step_run
 
 
@@ -268,7 +260,6 @@ def step_retry(*, step_run_id: int, actor: Actor) -> StepRun:
     step_run.attempts = 0
     step_run.save()
     _step_event(step_run, step_run.run.incident, actor=actor, action="runbook.step_retry_requested")
-    transaction.on_commit(lambda: runbook_schedule(run_id=step_run.run_id))
     return step_run
 
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from missions.events import Actor
 from runbooks.choices import PageStatus
 from runbooks.models import Incident, PagerMessage
+from runbooks.records import incident_event
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,14 @@ def page_payload(incident: Incident, event_action: str) -> dict[str, Any]:
 
 
 @transaction.atomic
-def page_enqueue(*, incident_id: int, event_action: str, actor: Actor) -> PagerMessage | None:
-    """Record a page to send. Acknowledge/resolve only follow a trigger that was recorded."""
-    from runbooks.services import _incident_event
+def page_enqueue(
+    *, incident_id: int, event_action: str, actor: Actor, deliver_after_commit: bool = False
+) -> PagerMessage | None:
+    """Record a page to send. Acknowledge/resolve only follow a trigger that was recorded.
 
+    ``deliver_after_commit``: a worker sends it once this commits (the ``incident.page_queued``
+    event's subscriber); otherwise the caller sends it itself (the runbook's paging step).
+    """
     if event_action not in EVENT_ACTIONS:
         raise ValueError(event_action)
     incident = Incident.objects.select_related("mission__shipment", "carrier").get(pk=incident_id)
@@ -81,14 +86,17 @@ def page_enqueue(*, incident_id: int, event_action: str, actor: Actor) -> PagerM
         dedup_key=dedup_key(incident),
         payload=page_payload(incident, event_action),
     )
-    _incident_event(incident, actor=actor, action="incident.page_queued", data={"event_action": event_action})
+    incident_event(
+        incident,
+        actor=actor,
+        action="incident.page_queued",
+        data={"event_action": event_action, "message_id": message.pk, "deliver_after_commit": deliver_after_commit},
+    )
     return message
 
 
 def page_deliver(*, message_id: int, attempts: int | None = None, sleep: Any = time.sleep) -> bool:
     """Send one page with retries; returns True when PagerDuty (or the configured URL) accepted it."""
-    from runbooks.services import _incident_event
-
     url = settings.PAGERDUTY_EVENTS_URL
     message = PagerMessage.objects.select_related("incident").get(pk=message_id)
     if message.status == PageStatus.SENT:
@@ -98,7 +106,7 @@ def page_deliver(*, message_id: int, attempts: int | None = None, sleep: Any = t
             PagerMessage.objects.filter(pk=message.pk).update(
                 status=PageStatus.FAILED, last_error="paging not configured"
             )
-            _incident_event(
+            incident_event(
                 message.incident,
                 actor=Actor.system("pager"),
                 action="incident.page_failed",
@@ -117,7 +125,7 @@ def page_deliver(*, message_id: int, attempts: int | None = None, sleep: Any = t
                     PagerMessage.objects.filter(pk=message.pk).update(
                         status=PageStatus.SENT, attempts=attempt, response_status=status_code, sent_at=timezone.now()
                     )
-                    _incident_event(
+                    incident_event(
                         message.incident,
                         actor=Actor.system("pager"),
                         action="incident.paged",
@@ -135,7 +143,7 @@ def page_deliver(*, message_id: int, attempts: int | None = None, sleep: Any = t
         PagerMessage.objects.filter(pk=message.pk).update(
             status=PageStatus.FAILED, attempts=tries, response_status=status_code, last_error=error
         )
-        _incident_event(
+        incident_event(
             message.incident,
             actor=Actor.system("pager"),
             action="incident.page_failed",

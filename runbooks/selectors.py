@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from missions.models import AuditEvent
+from missions.models.telemetry import TelemetrySnapshot
 from runbooks.choices import StepKind, StepStatus
 from runbooks.models import Incident, StepRun
 
@@ -40,8 +41,6 @@ def incident_review_template(*, incident: Incident) -> str:
     lines.append("")
     lines.append(f"Telemetry pinned at detection: {len(incident.pinned_telemetry)} samples (last 30 minutes).")
     if incident.mission_id:
-        from missions.models.telemetry import TelemetrySnapshot
-
         for snap in TelemetrySnapshot.objects.filter(mission_id=incident.mission_id).order_by("-id")[:3]:
             lines.append(f"  snapshot #{snap.pk} ({snap.reason}): {snap.event_count} events, sha256 {snap.sha256}")
     lines.append("")

@@ -8,10 +8,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from missions.events import Actor, event_record
-from missions.models import Carrier, Mission, Vehicle
+from missions.events import Actor
+from missions.models import Carrier, Mission, TelemetrySample, Vehicle
 from runbooks.choices import IncidentSeverity, IncidentStatus
-from runbooks.models import Incident
+from runbooks.definitions import RUNBOOKS
+from runbooks.models import Incident, Runbook, RunbookStep
+from runbooks.pager import page_enqueue
+from runbooks.records import incident_event
 from runbooks.transitions import INCIDENT_OPEN, INCIDENT_TRANSITIONS
 from tms_console.domain import DomainError, transition_check
 
@@ -21,21 +24,6 @@ _TIMESTAMP_FOR = {
     IncidentStatus.RESOLVED: "resolved_at",
     IncidentStatus.CLOSED: "closed_at",
 }
-
-
-def _incident_event(incident: Incident, *, actor: Actor, action: str, **kwargs: Any) -> None:
-    event_record(
-        actor=actor,
-        action=action,
-        subject_type="incident",
-        subject_id=incident.pk,
-        correlation_id=incident.correlation_id,
-        mission=incident.mission,
-        carrier=incident.carrier,
-        shipment=incident.mission.shipment if incident.mission_id and incident.mission else None,
-        incident_id=incident.pk,
-        **kwargs,
-    )
 
 
 def incident_open(
@@ -64,7 +52,7 @@ def incident_open(
                     Incident.objects.select_for_update().filter(dedupe_key=dedupe_key, status__in=INCIDENT_OPEN).first()
                 )
                 if existing is not None:
-                    _incident_event(
+                    incident_event(
                         existing, actor=actor, action="incident.repeated", data={"summary": summary, **(data or {})}
                     )
                     return existing, False
@@ -80,7 +68,7 @@ def incident_open(
                     summary=summary,
                     triggered_at=timezone.now(),
                 )
-                _incident_event(
+                incident_event(
                     incident,
                     actor=actor,
                     action="incident.triggered",
@@ -128,16 +116,12 @@ def incident_transition(
         incident.time_to_recovery_seconds = (incident.resolved_at - incident.triggered_at).total_seconds()
         fields.append("time_to_recovery_seconds")
     incident.save(update_fields=fields)
-    if to_status == IncidentStatus.CLOSED:
-        from missions.evidence.services import attest_after_commit
-
-        attest_after_commit(kind="incident-review", subject_type="incident", subject_id=incident.pk)
     page_action = {IncidentStatus.ACKNOWLEDGED: "acknowledge", IncidentStatus.RESOLVED: "resolve"}.get(
         IncidentStatus(to_status)
     )
     if page_action is not None:
         _page_after_commit(incident_id=incident.pk, event_action=page_action, actor=actor)
-    _incident_event(
+    incident_event(
         incident,
         actor=actor,
         action="incident.status_changed",
@@ -150,14 +134,7 @@ def incident_transition(
 
 def _page_after_commit(*, incident_id: int, event_action: str, actor: Actor) -> None:
     """Queue the PagerDuty acknowledge/resolve that mirrors an on-call action (only after a trigger)."""
-    from runbooks.pager import page_enqueue
-
-    message = page_enqueue(incident_id=incident_id, event_action=event_action, actor=actor)
-    if message is not None:
-        from runbooks.tasks import page_deliver_task
-
-        message_id = message.pk
-        transaction.on_commit(lambda: page_deliver_task.delay(message_id))
+    page_enqueue(incident_id=incident_id, event_action=event_action, actor=actor, deliver_after_commit=True)
 
 
 @transaction.atomic
@@ -165,7 +142,7 @@ def incident_note_add(*, incident_id: int, actor: Actor, text: str) -> Incident:
     if not text.strip():
         raise DomainError("A note cannot be empty.", field="text")
     incident = Incident.objects.select_related("mission__shipment", "carrier").get(pk=incident_id)
-    _incident_event(incident, actor=actor, action="incident.note", data={"text": text.strip()[:5000]})
+    incident_event(incident, actor=actor, action="incident.note", data={"text": text.strip()[:5000]})
     return incident
 
 
@@ -179,7 +156,7 @@ def incident_assign(*, incident_id: int, actor: Actor, assignee: AbstractBaseUse
     before = incident.assignee.get_username() if incident.assignee else None
     incident.assignee = assignee  # type: ignore[assignment]
     incident.save(update_fields=["assignee"])
-    _incident_event(
+    incident_event(
         incident,
         actor=actor,
         action="incident.assigned",
@@ -207,8 +184,6 @@ def telemetry_pin(*, mission: Mission, at: Any) -> list[dict[str, Any]]:
     """The mission's long-term samples of the last 30 minutes, as plain JSON."""
     from datetime import timedelta
 
-    from missions.models import TelemetrySample
-
     rows = (
         TelemetrySample.objects.filter(
             mission=mission, recorded_at__gte=at - timedelta(minutes=PIN_MINUTES), recorded_at__lte=at
@@ -219,40 +194,8 @@ def telemetry_pin(*, mission: Mission, at: Any) -> list[dict[str, Any]]:
     return [{**r, "recorded_at": r["recorded_at"].isoformat()} for r in rows]
 
 
-def incident_from_exception(*, exception_id: int) -> Incident | None:
-    """Open (or join) the incident for a mission exception and start its runbook."""
-    from missions.models import MissionException
-    from runbooks.engine import runbook_start
-
-    exc = MissionException.objects.select_related("mission__carrier", "mission__vehicle").get(pk=exception_id)
-    mapping = EXCEPTION_TO_INCIDENT.get(exc.kind)
-    if mapping is None:
-        return None
-    kind, severity = mapping
-    mission = exc.mission
-    vehicle = mission.vehicle.external_id if mission.vehicle else "vehicle"
-    with transaction.atomic():
-        incident, created = incident_open(
-            actor=Actor.system("detector"),
-            kind=kind,
-            severity=severity,
-            mission=mission,
-            title=f"{exc.get_kind_display()}: {vehicle} on mission {mission.pk}",
-            summary=exc.detail,
-            data={"exception_id": exc.pk, "exception_kind": exc.kind},
-        )
-        if created:
-            Incident.objects.filter(pk=incident.pk).update(
-                pinned_telemetry=telemetry_pin(mission=mission, at=incident.triggered_at)
-            )
-            runbook_start(incident_id=incident.pk, actor=Actor.system("detector"))
-    return incident
-
-
 def runbooks_seed(**_: Any) -> int:
     """Create version 1 of each built-in runbook whose slug does not exist yet."""
-    from runbooks.definitions import RUNBOOKS
-    from runbooks.models import Runbook, RunbookStep
 
     created = 0
     for spec in RUNBOOKS:
@@ -284,14 +227,8 @@ def runbooks_seed(**_: Any) -> int:
 
 def incident_repage(*, incident_id: int, actor: Actor) -> None:
     """On-call asks for another page (a new trigger with the same dedup key)."""
-    from runbooks.pager import page_enqueue
-    from runbooks.tasks import page_deliver_task
-
     with transaction.atomic():
         incident = Incident.objects.get(pk=incident_id)
         if incident.status not in INCIDENT_OPEN:
             raise DomainError(f"INC-{incident.pk} is {incident.status}; only an open incident is paged.")
-        message = page_enqueue(incident_id=incident_id, event_action="trigger", actor=actor)
-        assert message is not None
-        message_id = message.pk
-        transaction.on_commit(lambda: page_deliver_task.delay(message_id))
+        page_enqueue(incident_id=incident_id, event_action="trigger", actor=actor, deliver_after_commit=True)

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
-from runbooks import engine, pager, services
+from runbooks import engine, pager
 
 
-@shared_task(acks_late=True)
-def incident_from_exception_task(exception_id: int) -> None:
-    services.incident_from_exception(exception_id=exception_id)
+def runbook_schedule(*, run_id: int, countdown: float = 0) -> None:
+    """Queue the next advance of a run (now, or when its wait is over)."""
+    if settings.CELERY_TASK_ALWAYS_EAGER and countdown:
+        return  # eager mode cannot delay: the periodic tick picks the run up when it is due
+    runbook_advance_task.apply_async((run_id,), countdown=countdown)
 
 
 @shared_task(acks_late=True)
 def runbook_advance_task(run_id: int) -> None:
     wait = engine.runbook_advance(run_id=run_id)
     if wait:
-        engine.runbook_schedule(run_id=run_id, countdown=wait)
+        runbook_schedule(run_id=run_id, countdown=wait)
 
 
 @shared_task

@@ -11,15 +11,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from missions.events import Actor
-from missions.forms import IncidentActionForm
 from missions.models import AuditEvent
-from missions.views import last_event_id, paginate, run_action
 from runbooks import engine
 from runbooks.choices import IncidentSeverity, IncidentStatus
+from runbooks.forms import IncidentActionForm
 from runbooks.models import Incident, StepRun
 from runbooks.selectors import incident_review_template, incident_steps
 from runbooks.services import incident_note_add, incident_repage, incident_transition
 from runbooks.transitions import INCIDENT_OPEN, INCIDENT_TRANSITIONS
+from tms_console.pages import last_event_id, paginate, run_action
 from tms_console.permissions import console_permission_required
 from tms_console.roles import RESPOND_INCIDENTS, VIEW_CONSOLE, perm
 

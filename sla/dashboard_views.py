@@ -19,7 +19,6 @@ from django.views.decorators.http import require_POST
 
 from missions.events import Actor
 from missions.models import Carrier
-from missions.views import paginate, run_action
 from sla import export
 from sla.choices import BreachStatus, SLIName, WindowName
 from sla.models import Breach, BurnRateAlert
@@ -33,6 +32,7 @@ from sla.selectors import (
     sli_comparison,
 )
 from sla.services import breach_decide
+from tms_console.pages import paginate, run_action
 from tms_console.permissions import console_permission_required
 from tms_console.roles import MANAGE_SLA, VIEW_CONSOLE, perm
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from missions.events import Actor, event_record
 from missions.models import Carrier
+from runbooks.services import incident_open
 from sla.choices import AlertSeverity, BreachStatus, SLIName
 from sla.models import (
     Breach,
@@ -254,8 +255,6 @@ def _alert_fire(
         fired_at=now,
     )
     if rule.severity == AlertSeverity.PAGE:
-        from runbooks.services import incident_open
-
         incident, _ = incident_open(
             actor=Actor.system("sla"),
             kind="sla_breach",
@@ -396,9 +395,6 @@ def breach_decide(*, breach_id: int, decision: str, actor: Actor, reason: str = 
         after={"status": target},
         data={"reason": breach.reason} if breach.reason else None,
     )
-    from missions.evidence.services import attest_after_commit
-
-    attest_after_commit(kind="sla-breach-verdict", subject_type="breach", subject_id=breach.pk)
     if target == BreachStatus.CONFIRMED:
         credit_entry_create(breach=breach, actor=actor)
     return breach

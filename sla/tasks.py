@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import transaction
 
 from missions.models import Carrier
 from sla import services
@@ -22,13 +21,3 @@ def sla_evaluate_all() -> int:
 def sla_evaluate_carrier(carrier_id: int) -> int:
     evaluation = services.sla_evaluate(carrier_id=carrier_id)
     return len(evaluation.measurements)
-
-
-def sla_evaluate_on_mission_finished(carrier_id: int) -> None:
-    """Hook for mission completion: re-evaluate the carrier once the change is committed.
-
-    Call it from inside the transaction that finished the mission; the task is
-    only sent if that transaction commits, so it never reads a state that was
-    rolled back.
-    """
-    transaction.on_commit(lambda: sla_evaluate_carrier.delay(carrier_id))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from missions.views import paginate
 from sla.models import Contract
+from tms_console.pages import paginate
 from tms_console.permissions import console_permission_required
 from tms_console.roles import VIEW_CONSOLE
 

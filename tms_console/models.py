@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from tms_console.roles import PERMISSIONS
+from tms_console.permission_codes import PERMISSIONS
 
 
 class ConsoleAccess(models.Model):

@@ -10,22 +10,18 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
+from django.contrib.contenttypes.models import ContentType
+
+# Re-exported: views and consumers name permissions through this module.
+from tms_console.models import ConsoleAccess
+from tms_console.permission_codes import DISPATCH_LOADS as DISPATCH_LOADS
+from tms_console.permission_codes import MANAGE_PLATFORM as MANAGE_PLATFORM
+from tms_console.permission_codes import MANAGE_SLA as MANAGE_SLA
+from tms_console.permission_codes import PERMISSIONS as PERMISSIONS
+from tms_console.permission_codes import RESPOND_INCIDENTS as RESPOND_INCIDENTS
+from tms_console.permission_codes import VIEW_CONSOLE as VIEW_CONSOLE
 
 APP_LABEL = "tms_console"
-
-VIEW_CONSOLE = "view_console"
-DISPATCH_LOADS = "dispatch_loads"
-RESPOND_INCIDENTS = "respond_incidents"
-MANAGE_SLA = "manage_sla"
-MANAGE_PLATFORM = "manage_platform"
-
-PERMISSIONS: dict[str, str] = {
-    VIEW_CONSOLE: "Can view the operations console",
-    DISPATCH_LOADS: "Can create shipments, tender loads and cancel tenders or missions",
-    RESPOND_INCIDENTS: "Can acknowledge, run runbook steps on and resolve incidents",
-    MANAGE_SLA: "Can confirm or dispute SLA breaches and export credits",
-    MANAGE_PLATFORM: "Can manage carriers, contracts, partner credentials and runbooks",
-}
 
 DISPATCHER = "dispatcher"
 ON_CALL = "on-call"
@@ -63,9 +59,6 @@ def console_permissions() -> dict[str, Permission]:
     ``ConsoleAccess`` model); creating them here as well lets ``roles_sync``
     run first, e.g. from a test fixture.
     """
-    from django.contrib.contenttypes.models import ContentType
-
-    from tms_console.models import ConsoleAccess
 
     content_type = ContentType.objects.get_for_model(ConsoleAccess, for_concrete_model=False)
     found: dict[str, Permission] = {}

@@ -105,6 +105,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "tms_console.context_processors.console",
             ],
+            # Tag libraries of rooms that are not Django apps of their own.
+            "libraries": {"evidence_tags": "missions.evidence.template_tags"},
         },
     },
 ]
@@ -276,12 +278,12 @@ PARTNER_CLIENT_CERT_HEADER: str = env.str("PARTNER_CLIENT_CERT_HEADER", default=
 PARTNER_CLIENT_VERIFY_HEADER: str = env.str("PARTNER_CLIENT_VERIFY_HEADER", default="HTTP_X_SSL_CLIENT_VERIFY")
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, 2_621_440)
 REST_FRAMEWORK: dict[str, Any] = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["missions.api.authentication.PartnerTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["missions.api.permissions.HasPartnerScope"],
-    "DEFAULT_THROTTLE_CLASSES": ["missions.api.throttling.PartnerClientRateThrottle"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["missions.partner.api.authentication.PartnerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["missions.partner.api.permissions.HasPartnerScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["missions.partner.api.throttling.PartnerClientRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PAGINATION_CLASS": "missions.api.pagination.CappedPageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "missions.partner.api.pagination.CappedPageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "tms_console.problem.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -306,12 +308,22 @@ OAUTH2_PROVIDER: dict[str, Any] = {
         "exceptions:write": "Report mission exceptions",
     },
     "DEFAULT_SCOPES": ["tender:read", "missions:read"],
-    "OAUTH2_VALIDATOR_CLASS": "missions.api.oauth.PartnerOAuth2Validator",
+    "OAUTH2_VALIDATOR_CLASS": "missions.partner.api.oauth.PartnerOAuth2Validator",
 }
-# tasks_api is not a "tasks" module, so autodiscovery would not load it.
-CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "missions.tasks_api"]
+# Autodiscovery finds only each app's top-level "tasks" module: name the others.
+CELERY_IMPORTS = [
+    *globals().get("CELERY_IMPORTS", []),
+    "missions.subscriptions",
+    "missions.partner.tasks",
+    "missions.tendering.tasks",
+]
+# Domain-event subscribers that failed are tried again from beat, with a doubling
+# back-off from EVENT_RETRY_SECONDS (capped at 10 min), EVENT_RETRY_ATTEMPTS times in all.
+EVENT_RETRY_SECONDS: float = env.float("EVENT_RETRY_SECONDS", default=10.0)
+EVENT_RETRY_ATTEMPTS: int = env.int("EVENT_RETRY_ATTEMPTS", default=10)
 globals().setdefault("CELERY_BEAT_SCHEDULE", {}).update(
     {
+        "events-retry": {"task": "missions.events.retry", "schedule": EVENT_RETRY_SECONDS},
         "idempotency-purge": {"task": "missions.idempotency_purge", "schedule": 3600.0},
         "webhook-receipts-purge": {"task": "missions.webhook_receipts_purge", "schedule": 3600.0},
     }
@@ -328,7 +340,7 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "SWAGGER_UI_FAVICON_HREF": "/static/vendor/swagger-ui/favicon-32x32.png",
     # No validator badge: it would fetch an image from the internet.
     "SWAGGER_UI_SETTINGS": {"validatorUrl": None, "deepLinking": True},
-    "PREPROCESSING_HOOKS": ["missions.api.schema.only_partner_api"],
+    "PREPROCESSING_HOOKS": ["missions.partner.api.schema.only_partner_api"],
     "ENUM_NAME_OVERRIDES": {
         "OfferKindEnum": "missions.choices.OfferKind",
         "ExceptionKindEnum": "missions.choices.ExceptionKind",
@@ -336,7 +348,7 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
         "MissionStatusEnum": "missions.choices.MissionStatus",
         "TenderStatusEnum": "missions.choices.TenderStatus",
         "AutonomyModeEnum": "missions.choices.AutonomyMode",
-        "CarrierMissionStatusEnum": "missions.api.serializers.CARRIER_MISSION_STATUS_CHOICES",
+        "CarrierMissionStatusEnum": "missions.partner.api.serializers.CARRIER_MISSION_STATUS_CHOICES",
     },
 }
 
@@ -390,7 +402,7 @@ SLA_BURN_MIN_EVENTS: int = env.int("SLA_BURN_MIN_EVENTS", default=10)
 SLA_EVALUATE_SECONDS: float = env.float("SLA_EVALUATE_SECONDS", default=60.0)
 # When set, /metrics answers only "Authorization: Bearer <METRICS_TOKEN>".
 METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
-MIDDLEWARE = [*MIDDLEWARE, "sla.metrics.MetricsMiddleware"]
+MIDDLEWARE = [*MIDDLEWARE, "tms_console.metrics.MetricsMiddleware"]
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "sla-evaluate-all": {"task": "sla.evaluate_all", "schedule": SLA_EVALUATE_SECONDS},

@@ -5,8 +5,8 @@ from django.urls import include, path
 from oauth2_provider import views as oauth2_views
 from two_factor.urls import urlpatterns as two_factor_urls
 
-from sla.metrics import metrics_view
 from tms_console import admin_site, views
+from tms_console.metrics import metrics_view
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -14,16 +14,17 @@ urlpatterns = [
     path("", include(two_factor_urls)),
     path("account/logout/", LogoutView.as_view(), name="logout"),
     path("admin/", admin_site.site.urls),
-    path("", include("missions.urls")),
+    path("", include("missions.tendering.urls")),
     path("", include("missions.telemetry.urls")),
     path("", include("missions.evidence.console_urls")),
     path("incidents/", include("runbooks.urls")),
     path("sla/", include("sla.urls")),
     path("sla/dashboard/", include("sla.dashboard_urls")),
     path("metrics", metrics_view, name="metrics"),
-    path("api/v1/evidence/", include("missions.evidence.urls")),
-    path("api/v1/", include("missions.api.urls")),
+    path("api/v1/evidence/", include("missions.partner.api.evidence_urls")),
+    path("api/v1/", include("sla.api_urls")),
+    path("api/v1/", include("missions.partner.api.urls")),
     path("oauth2/token", oauth2_views.TokenView.as_view(), name="oauth2-token"),
     path("oauth2/revoke", oauth2_views.RevokeTokenView.as_view(), name="oauth2-revoke"),
-    path("partners/", include("missions.partner_urls")),
+    path("partners/", include("missions.partner.urls")),
 ]

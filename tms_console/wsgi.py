@@ -1,6 +1,6 @@
 """WSGI entry point: the console and API under a WSGI server (gunicorn), for the partner HTTP ingest path.
 
-Signed telemetry webhooks are served by ``missions.api.webhook_wsgi.WebhookFastPath``
+Signed telemetry webhooks are served by ``missions.partner.api.webhook_wsgi.WebhookFastPath``
 in front of Django's handler; everything else is plain Django. Websockets and
 the live map need the ASGI entry point (``tms_console.asgi``, daphne).
 """
@@ -12,6 +12,6 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tms_console.settings")
 django_application = get_wsgi_application()
 
-from missions.api.webhook_wsgi import WebhookFastPath  # noqa: E402  (needs Django set up)
+from missions.partner.api.webhook_wsgi import WebhookFastPath  # noqa: E402  (needs Django set up)
 
 application = WebhookFastPath(django_application)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.checks import CheckMessage, Tags, register
+from django.core import checks
+from django.core.checks import CheckMessage, Tags
 from django.core.checks import Warning as CheckWarning
 
+from missions.evidence.keys import KeyLoadError, signer_from_settings
+from missions.evidence.signing import dev_keys_allowed, key_configured
 
-@register(Tags.security, deploy=False)
+
+def register() -> None:
+    """Called from ``MissionsConfig.ready``."""
+    checks.register(evidence_key_check, Tags.security)
+
+
 def evidence_key_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    from missions.evidence.keys import KeyLoadError, signer_from_settings
-    from missions.evidence.signing import dev_keys_allowed, key_configured
-
     if not key_configured():
         if dev_keys_allowed():
             return []

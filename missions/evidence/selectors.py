@@ -2,7 +2,7 @@
 
 Nothing here writes. The statement builders turn a database row (and the audit event that
 caused the attestation) into an in-toto statement with ``dsse``'s builders; every value goes
-through ``_plain`` so the canonical JSON is the same in any process.
+through ``plain`` so the canonical JSON is the same in any process.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from missions.evidence.bundle import envelope_leaf_hash
 from missions.evidence.checkpoint import checkpoint_open
 from missions.evidence.keys import KeyRing
 from missions.evidence.note import NoteVerifier
+from missions.evidence.signing import evidence_keyring, log_origin
 from missions.evidence.verify_core import EvidenceError
 from missions.models import AuditEvent, Mission
 from missions.models.evidence import (
@@ -56,12 +57,12 @@ def breach_urn(breach_id: int) -> str:
     return f"{URN}:sla-breach:{breach_id}"
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """JSON-ready values with one spelling each (UTC ISO 8601, decimals as strings)."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, dt.date):
@@ -73,7 +74,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _event_fields(event: AuditEvent | None) -> dict[str, Any]:
+def event_fields(event: AuditEvent | None) -> dict[str, Any]:
     if event is None:
         return {}
     return {
@@ -101,8 +102,21 @@ def _mission_record(mission: Mission, event: AuditEvent | None) -> dict[str, Any
         "eta": mission.eta,
         "priceUsd": mission.price_usd,
         "correlationId": mission.correlation_id,
-        **_event_fields(event),
+        **event_fields(event),
     }
+
+
+# Statements about rows that live above the evidence layer (incidents, SLA breaches) are built by
+# the app that owns the row, which registers its builder from its AppConfig.ready.
+StatementBuilder = Callable[[int, AuditEvent | None], "tuple[dict[str, Any], int | None] | None"]
+_statement_builders: dict[str, StatementBuilder] = {}
+
+
+def statement_builder_register(kind: str, builder: StatementBuilder) -> None:
+    """Let the app that owns ``kind``'s subject build its statement: (statement, mission id) or None."""
+    if kind not in AttestationKind.values:
+        raise ValueError(f"unknown attestation kind {kind!r}")
+    _statement_builders[kind] = builder
 
 
 def statement_for(
@@ -127,7 +141,7 @@ def statement_for(
         if subject_type != AttestationSubjectType.MISSION:
             raise ValueError(f"{kind} attests a mission, not a {subject_type}")
         mission = Mission.objects.select_related("shipment", "carrier", "vehicle").get(pk=subject_id)
-        record = _plain(_mission_record(mission, event))
+        record = plain(_mission_record(mission, event))
         if kind == AttestationKind.MISSION_ASSIGNMENT:
             statement = dsse.mission_assignment_statement(
                 mission_ref=str(mission.pk), record=record, carrier_signature=carrier_signature
@@ -159,7 +173,7 @@ def statement_for(
             snapshot_name=snapshot_urn(snapshot.mission_id, snapshot.pk),
             mission_ref=str(snapshot.mission_id),
             events_jsonl=dsse.snapshot_encode(list(snapshot.events)),
-            extra=_plain(
+            extra=plain(
                 {
                     "reason": snapshot.reason,
                     "windowStart": snapshot.window_start,
@@ -169,57 +183,9 @@ def statement_for(
             ),
         )
         return statement, snapshot.mission_id
-    if kind == AttestationKind.INCIDENT_REVIEW:
-        from runbooks.models import Incident  # runbooks depends on missions, not the reverse
-
-        incident = Incident.objects.select_related("carrier", "mission").get(pk=subject_id)
-        if not incident.review.strip():
-            return None
-        record = _plain(
-            {
-                "incident": incident.pk,
-                "title": incident.title,
-                "kind": incident.kind,
-                "severity": incident.severity,
-                "status": incident.status,
-                "mission": incident.mission_id,
-                "carrier": incident.carrier.slug if incident.carrier else None,
-                "correlationId": incident.correlation_id,
-                "triggeredAt": incident.triggered_at,
-                "acknowledgedAt": incident.acknowledged_at,
-                "resolvedAt": incident.resolved_at,
-                "closedAt": incident.closed_at,
-                "summary": incident.summary,
-                "review": incident.review,
-                **_event_fields(event),
-            }
-        )
-        return dsse.incident_review_statement(incident_ref=str(incident.pk), record=record), incident.mission_id
-    if kind == AttestationKind.SLA_BREACH_VERDICT:
-        from sla.models import Breach
-
-        breach = Breach.objects.select_related("carrier", "decided_by").get(pk=subject_id)
-        record = _plain(
-            {
-                "breach": breach.pk,
-                "carrier": breach.carrier.slug,
-                "contract": breach.contract_id,
-                "sli": breach.sli,
-                "periodStart": breach.period_start,
-                "periodEnd": breach.period_end,
-                "measured": breach.measured,
-                "target": breach.target,
-                "unit": breach.unit,
-                "attainmentPct": breach.attainment_pct,
-                "evidence": breach.evidence,
-                "status": breach.status,
-                "decidedBy": breach.decided_by.get_username() if breach.decided_by else None,
-                "decidedAt": breach.decided_at,
-                "reason": breach.reason,
-                **_event_fields(event),
-            }
-        )
-        return dsse.sla_breach_verdict_statement(breach_ref=str(breach.pk), verdict=breach.status, record=record), None
+    builder = _statement_builders.get(kind)
+    if builder is not None:
+        return builder(subject_id, event)
     raise ValueError(f"unknown attestation kind {kind!r}")
 
 
@@ -228,7 +194,7 @@ KIND_ACTIONS: dict[str, tuple[str, ...]] = {
     AttestationKind.MISSION_ASSIGNMENT: ("mission.created",),
     AttestationKind.AUTONOMY_MODE_CHANGE: ("mission.mode_changed",),
     AttestationKind.MISSION_OUTCOME: ("mission.status_changed",),
-    AttestationKind.TELEMETRY_SNAPSHOT: (),
+    AttestationKind.TELEMETRY_SNAPSHOT: ("telemetry.snapshot_frozen",),
     AttestationKind.INCIDENT_REVIEW: ("incident.status_changed",),
     AttestationKind.SLA_BREACH_VERDICT: ("sla.breach_decided",),
 }
@@ -410,7 +376,6 @@ def attestations_verify(attestations: Sequence[Attestation], *, ring: KeyRing, o
 
 def mission_attestations(mission_id: int) -> list[AttestationRow]:
     """The mission's attestations (its own, its snapshots' and its incidents'), each re-verified now."""
-    from missions.evidence.signing import evidence_keyring, log_origin
 
     return attestations_verify(
         list(mission_attestation_queryset(mission_id)), ring=evidence_keyring(), origin=log_origin()

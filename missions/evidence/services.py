@@ -10,8 +10,8 @@ No audit events are written here: attestations, log entries and checkpoints are 
 append-only records (who signed what, when, at which index), and an audit event per attestation
 would only restate the event being attested.
 
-Hooks: domain services call ``attest_after_commit`` inside their transaction; after commit the
-Celery task ``missions.evidence.tasks.attest`` builds the statement from the rows and calls
+Hooks: ``missions.evidence.subscribers`` subscribes to the domain events that call for an
+attestation; after the change commits a worker builds the statement from the rows and calls
 ``attestation_for_event``. One attestation per (kind, subject, causing audit event).
 """
 
@@ -40,7 +40,6 @@ from missions.evidence.selectors import (
     inclusion_proof,
     leaf_source,
     mission_urn,
-    source_event_latest,
     statement_for,
 )
 from missions.evidence.signing import evidence_keyring, evidence_signer, log_origin
@@ -65,9 +64,9 @@ __all__ = [
     "EvidenceLogInconsistent",
     "EvidenceSigningUnavailable",
     "ProofRequestError",
-    "attest_after_commit",
     "attestation_create",
     "attestation_for_event",
+    "carrier_signature_current",
     "carrier_signed",
     "checkpoint_issue",
     "consistency_proof",
@@ -114,6 +113,11 @@ def carrier_signed(material: Mapping[str, Any]) -> Iterator[None]:
         yield
     finally:
         _carrier_signature.reset(token)
+
+
+def carrier_signature_current() -> Mapping[str, Any] | None:
+    """The carrier signature of the message being handled, if a ``carrier_signed`` block is open."""
+    return _carrier_signature.get()
 
 
 # ---------------------------------------------------------------- appending
@@ -233,27 +237,6 @@ def attestation_for_event(
             extra={"event": "evidence.attestation_skipped", "kind": kind, "subject": f"{subject_type}:{subject_id}"},
         )
         return None
-
-
-def attest_after_commit(*, kind: str, subject_type: str, subject_id: int, event_id: int | None = None) -> None:
-    """Call inside a domain transaction: after it commits, attest ``kind`` about the row.
-
-    ``event_id`` is the audit event that caused it; by default the newest event of the action
-    behind ``kind`` for this subject, read now (inside the caller's transaction, so it is the
-    caller's event). A failure to attest is logged and never undoes the domain change.
-    """
-    if event_id is None:
-        event = source_event_latest(kind=kind, subject_type=subject_type, subject_id=subject_id)
-        event_id = event.pk if event else None
-    carrier_signature = _carrier_signature.get()
-
-    def enqueue() -> None:
-        from missions.evidence.tasks import attest
-
-        attest.delay(kind, subject_type, subject_id, event_id, dict(carrier_signature) if carrier_signature else None)
-
-    # robust: a broker outage (or an eager task's error) is logged, the caller's commit stands.
-    transaction.on_commit(enqueue, robust=True)
 
 
 # ---------------------------------------------------------------- checkpoints

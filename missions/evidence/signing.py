@@ -17,7 +17,15 @@ from pathlib import Path
 
 from django.conf import settings
 
-from missions.evidence.keys import ENV_SIGNING_KEY, Ed25519Signer, KeyLoadError, KeyRing, Signer, keyring_from_settings
+from missions.evidence.keys import (
+    ENV_SIGNING_KEY,
+    Ed25519Signer,
+    KeyLoadError,
+    KeyRing,
+    Signer,
+    keyring_from_settings,
+    signer_from_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +90,6 @@ def evidence_signer() -> Signer | None:
         signer: Signer | None
         if key_configured():
             try:
-                from missions.evidence.keys import signer_from_settings
-
                 signer = signer_from_settings()
             except (KeyLoadError, OSError) as exc:
                 log.error("evidence signing key cannot be loaded: %s", exc, extra={"event": "evidence.key_error"})

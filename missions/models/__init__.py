@@ -15,6 +15,7 @@ from missions.models.core import (
 )
 from missions.models.evidence import Attestation, Checkpoint, TransparencyLogEntry  # noqa: F401
 from missions.models.outbound import OutboundCall, TenderWaterfall  # noqa: F401
+from missions.models.outbox import EventDelivery, EventDeliveryStatus
 from missions.models.partner import (  # noqa: F401
     IdempotencyRecord,
     PartnerClient,
@@ -28,6 +29,8 @@ __all__ = [
     "AuditEvent",
     "Carrier",
     "CarrierCircuit",
+    "EventDelivery",
+    "EventDeliveryStatus",
     "Mission",
     "MissionException",
     "Offer",

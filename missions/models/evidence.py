@@ -156,7 +156,3 @@ class Checkpoint(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"checkpoint at size {self.tree_size}"
-
-
-# Registers the "no signing key in production" system check with the models, which always load.
-from missions.evidence import checks as _checks  # noqa: E402,F401

@@ -1,7 +1,7 @@
 """Partner API state: OAuth clients bound to carriers, idempotency records, webhook secrets and receipts.
 
-Writes go through ``missions.partner_services`` (clients, secrets) and
-``missions.api.idempotency`` (idempotency records, which are request
+Writes go through ``missions.partner.services`` (clients, secrets) and
+``missions.partner.api.idempotency`` (idempotency records, which are request
 bookkeeping rather than domain state).
 """
 

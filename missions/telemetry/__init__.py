@@ -1,1 +1,1 @@
-"""Telemetry: the normalized event, the ingest path, gaps, replay, the live map and the fleet simulator."""
+"""Telemetry: the normalized event, the ingest path, gaps, replay and the live map."""

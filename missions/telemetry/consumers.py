@@ -36,7 +36,9 @@ from channels.layers import InMemoryChannelLayer
 from django.conf import settings
 from django.utils import timezone
 
+from missions.consumers import authorize
 from missions.models import Carrier
+from missions.models.partner import PartnerClient
 from missions.telemetry.ingest import FLEET_GROUP, BatchTooLarge, MissionCache, ingest_events
 from missions.telemetry.map_state import fleet_changed_since, fleet_state, mission_map_detail
 
@@ -75,8 +77,6 @@ def _bearer(scope: dict[str, Any]) -> str:
 def stream_authenticate(token: str) -> StreamPrincipal | int:
     """The carrier behind a partner token, or the close code to refuse with."""
     from oauth2_provider.models import get_access_token_model
-
-    from missions.models.partner import PartnerClient
 
     if not token:
         return CLOSE_UNAUTHENTICATED
@@ -164,7 +164,6 @@ class LiveMapConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     holds = 0
 
     async def connect(self) -> None:
-        from missions.consumers import authorize  # the console's rule: OTP-verified session + VIEW_CONSOLE
 
         self.backlog: dict[int, dict[str, Any]] = {}
         await self.accept()

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, IntegerField, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from missions.choices import ExceptionKind
@@ -25,8 +24,8 @@ from missions.models import Mission
 from missions.models.telemetry import TelemetryGap
 from missions.services import mission_exception_report
 from missions.telemetry.snapshots import telemetry_snapshot_freeze
+from missions.terms import gap_threshold
 from missions.transitions import MISSION_ACTIVE
-from sla.models import Contract
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +38,6 @@ class GapCandidate:
     mission_id: int
     last_seen_at: datetime
     gap_seconds: int
-
-
-def gap_threshold(*, today: date) -> Coalesce:
-    """Per-mission SQL expression: the carrier's contract threshold in force today, else the default."""
-    in_force = (
-        Contract.objects.filter(carrier_id=OuterRef("carrier_id"), effective_from__lte=today)
-        .filter(Q(effective_to__isnull=True) | Q(effective_to__gt=today))
-        .order_by("-version")
-        .values("telemetry_gap_seconds")[:1]
-    )
-    return Coalesce(
-        Subquery(in_force, output_field=IntegerField()),
-        Value(settings.TELEMETRY_GAP_SECONDS_DEFAULT),
-        output_field=IntegerField(),
-    )
 
 
 def gap_candidates(*, now: datetime) -> list[GapCandidate]:

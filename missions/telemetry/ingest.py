@@ -35,6 +35,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from missions.choices import MissionStatus
 from missions.events import Actor, event_record
 from missions.models import Carrier, Mission, MissionException
 from missions.models.telemetry import TelemetryGap
@@ -42,8 +43,9 @@ from missions.services import mission_autonomy_change, mission_exception_report
 from missions.telemetry.broadcast import FLEET_GROUP, fleet_broadcast, position_message
 from missions.telemetry.normalize import TelemetryEvent, event_validate
 from missions.telemetry.snapshots import telemetry_snapshot_freeze
-from missions.telemetry.storage import Accepted, array_literal, array_number, persist, pg_rows
+from missions.telemetry.storage import Accepted, MissionInfo, array_literal, array_number, persist, pg_rows
 from tms_console.domain import DomainError
+from tms_console.metrics import telemetry_ingested
 
 log = logging.getLogger(__name__)
 
@@ -86,21 +88,6 @@ class IngestResult:
         )
 
 
-@dataclass
-class MissionInfo:
-    """What ingest needs to know about a mission, cheap to cache for a few seconds."""
-
-    id: int
-    carrier_id: int
-    vehicle_pk: int | None
-    vehicle_external_id: str | None
-    correlation_id: uuid.UUID
-    status: str
-    autonomy_mode: str
-    last_seen_at: datetime | None
-    fetched_at: float = 0.0
-
-
 class MissionCache:
     """Mission facts for a long-lived stream (a WebSocket or the MQTT bridge).
 
@@ -119,7 +106,6 @@ class MissionCache:
         A stream or web process that starts serving a fleet would otherwise
         fetch its missions one first event at a time.
         """
-        from missions.choices import MissionStatus
 
         live = [MissionStatus.ASSIGNED, MissionStatus.EN_ROUTE, MissionStatus.ARRIVING, MissionStatus.UNLOADING,
                 MissionStatus.SUSPENDED]  # fmt: skip
@@ -262,8 +248,6 @@ def _ingest(
             if positions:
                 transaction.on_commit(lambda: fleet_broadcast(positions))
     if result.accepted:
-        from sla.metrics import telemetry_ingested
-
         telemetry_ingested(result.accepted)
     log.debug(
         "telemetry batch",

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from missions.choices import ExceptionStatus
 from missions.models import Mission, MissionException, TelemetrySample
-from missions.telemetry.gaps import gap_threshold
 from missions.telemetry.normalize import ts_format
+from missions.terms import gap_threshold
 from missions.transitions import MISSION_ACTIVE
 
 TRACK_POINTS_MAX = 5000

@@ -27,43 +27,18 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from django.db import close_old_connections, connection
 
 from missions.models import Carrier
 from missions.telemetry.ingest import MissionCache, ingest_events, telemetry_batch_max
+from missions.telemetry.mqtt_config import BrokerConfig as BrokerConfig
+from missions.telemetry.mqtt_config import broker_config as broker_config
 
 log = logging.getLogger(__name__)
 
 QUEUE_MAX = 100_000
 INGEST_ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class BrokerConfig:
-    host: str
-    port: int
-    tls: bool
-    username: str
-    password: str
-    ca_file: str
-
-
-def broker_config(url: str, *, username: str = "", password: str = "", ca_file: str = "") -> BrokerConfig:
-    """Parse ``mqtt://[user:pass@]host[:port]`` or ``mqtts://...``; explicit credentials win over the URL's."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
-        raise ValueError(f"MQTT_URL must look like mqtt://host:1883 or mqtts://host:8883, not {url!r}")
-    tls = parsed.scheme == "mqtts"
-    return BrokerConfig(
-        host=parsed.hostname,
-        port=parsed.port or (8883 if tls else 1883),
-        tls=tls,
-        username=username or unquote(parsed.username or ""),
-        password=password or unquote(parsed.password or ""),
-        ca_file=ca_file,
-    )
 
 
 @dataclass

@@ -3,7 +3,7 @@
 This is the hot path of every ingest (HTTP, WebSocket, MQTT), so it is plain
 Python: no serializer framework, one pass over the dict, and a precise reason
 string (``field: what is wrong``) for the first problem found. The field names
-match the OpenAPI serializer in ``missions.telemetry_schema``.
+match the OpenAPI serializer in ``missions.partner.api.telemetry_schema``.
 
 Wire shape::
 

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from missions.events import Actor, event_record
 from missions.models import Mission, TelemetrySample
 from missions.models.telemetry import TelemetrySnapshot, TelemetryWindowEvent
 from missions.telemetry.normalize import SCHEMA_VERSION, ts_format
@@ -55,9 +56,20 @@ def telemetry_snapshot_freeze(
         event_count=len(events),
         sha256=snapshot_digest(events),
     )
-    from missions.evidence.services import attest_after_commit
-
-    attest_after_commit(kind="telemetry-snapshot", subject_type="snapshot", subject_id=snapshot.pk)
+    # The evidence log subscribes to this event and attests the snapshot after commit.
+    mission = Mission.objects.select_related("shipment", "carrier").get(pk=mission_id)
+    event_record(
+        actor=Actor.system("telemetry"),
+        action="telemetry.snapshot_frozen",
+        subject_type="snapshot",
+        subject_id=snapshot.pk,
+        after={"events": snapshot.event_count, "sha256": snapshot.sha256},
+        data={"reason": snapshot.reason, "exception_id": exception_id},
+        correlation_id=mission.correlation_id,
+        shipment=mission.shipment,
+        mission=mission,
+        carrier=mission.carrier,
+    )
     return snapshot
 
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from django.db import connection, transaction
@@ -22,8 +22,20 @@ from missions.models import TelemetrySample
 from missions.models.telemetry import TelemetryWindowEvent
 from missions.telemetry.normalize import TelemetryEvent
 
-if TYPE_CHECKING:
-    from missions.telemetry.ingest import MissionInfo
+
+@dataclass
+class MissionInfo:
+    """What ingest needs to know about a mission, cheap to cache for a few seconds."""
+
+    id: int
+    carrier_id: int
+    vehicle_pk: int | None
+    vehicle_external_id: str | None
+    correlation_id: uuid.UUID
+    status: str
+    autonomy_mode: str
+    last_seen_at: datetime | None
+    fetched_at: float = 0.0
 
 
 @dataclass(slots=True)

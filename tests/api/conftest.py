@@ -11,11 +11,11 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from missions import partner_services
 from missions.choices import TenderStatus
 from missions.events import Actor
 from missions.models import Carrier, Mission, Tender
-from missions.partner_services import IssuedClient
+from missions.partner import services as partner_services
+from missions.partner.services import IssuedClient
 from tests.factories import MissionFactory, ShipmentFactory, TenderFactory, VehicleFactory
 
 ALL_SCOPES = "tender:read tender:write missions:read missions:write telemetry:write telemetry:read exceptions:write"

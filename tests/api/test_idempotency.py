@@ -15,11 +15,11 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from missions import services
-from missions.api.idempotency import request_fingerprint
 from missions.models import IdempotencyRecord, Mission, MissionException, Offer, Tender
 from missions.models.partner import IdempotencyStatus
-from missions.partner_services import IssuedClient
-from missions.tasks_api import idempotency_purge
+from missions.partner.api.idempotency import request_fingerprint
+from missions.partner.services import IssuedClient
+from missions.partner.tasks import idempotency_purge
 from tests.api.conftest import assert_problem, fetch_token, issue_client, new_key
 from tests.conftest import require_service
 from tests.factories import CarrierFactory, MissionFactory, VehicleFactory

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.conf import settings as django_settings
 
-from missions.api.mtls import presented_thumbprint, x5t_s256
-from missions.partner_services import IssuedClient
+from missions.partner.api.mtls import presented_thumbprint, x5t_s256
+from missions.partner.services import IssuedClient
 from tests.api.conftest import issue_client
 from tests.conftest import require_service
 from tests.factories import CarrierFactory

@@ -11,10 +11,10 @@ from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 
-from missions import partner_services
 from missions.events import Actor
 from missions.models import Carrier
-from missions.partner_services import IssuedClient
+from missions.partner import services as partner_services
+from missions.partner.services import IssuedClient
 from tests.api.conftest import api_client, assert_problem, fetch_token, issue_client
 
 pytestmark = pytest.mark.django_db

@@ -18,12 +18,12 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
-from missions import partner_services
-from missions.api.webhooks import webhook_sign
 from missions.choices import TenderStatus
 from missions.events import Actor
 from missions.models import Carrier, Mission, MissionException, Tender
-from missions.partner_services import IssuedClient
+from missions.partner import services as partner_services
+from missions.partner.api.webhooks import webhook_sign
+from missions.partner.services import IssuedClient
 from tests.api.conftest import api_client, assert_problem, fetch_token, new_key
 from tests.conftest import verified_client
 

@@ -11,8 +11,8 @@ from django.utils import timezone
 from oauth2_provider.models import Application
 
 from missions.models import AuditEvent, Carrier, PartnerClient, WebhookReceipt, WebhookSecret
-from missions.partner_services import IssuedClient
-from missions.tasks_api import webhook_receipts_purge
+from missions.partner.services import IssuedClient
+from missions.partner.tasks import webhook_receipts_purge
 from tests.api.conftest import fetch_token, issue_client
 from tests.conftest import verified_client
 

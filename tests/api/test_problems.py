@@ -9,9 +9,9 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from missions.api import views
 from missions.choices import MissionStatus, TenderStatus
 from missions.models import Mission, Offer, Tender
+from missions.partner.api import views
 from tests.api.conftest import assert_problem, new_key
 
 pytestmark = pytest.mark.django_db

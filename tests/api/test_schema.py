@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from missions import partner_services
 from missions.choices import TenderStatus
 from missions.events import Actor
+from missions.partner import services as partner_services
 from tests.api.conftest import fetch_token, issue_client
 from tests.factories import CarrierFactory, MissionFactory, TenderFactory, VehicleFactory
 

@@ -16,12 +16,12 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.test import Client
 from django.utils import timezone
 
-from missions import partner_services
-from missions.api.webhook_wsgi import WebhookFastPath
-from missions.api.webhooks import webhook_sign
 from missions.events import Actor
 from missions.models import Carrier, Mission, TelemetrySample, WebhookReceipt, WebhookSecret
 from missions.models.telemetry import TelemetryWindowEvent
+from missions.partner import services as partner_services
+from missions.partner.api.webhook_wsgi import WebhookFastPath
+from missions.partner.api.webhooks import webhook_sign
 from tests.api.test_isolation import telemetry_event
 
 # close_old_connections() runs around each fast-path request, as Django does around its own:

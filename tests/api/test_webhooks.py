@@ -13,11 +13,11 @@ import time_machine
 from django.test import Client
 from django.utils import timezone
 
-from missions import partner_services
-from missions.api.webhooks import WebhookVerificationError, webhook_sign, webhook_verify
 from missions.choices import MissionStatus
 from missions.events import Actor
 from missions.models import Carrier, Mission, MissionException, WebhookReceipt, WebhookSecret
+from missions.partner import services as partner_services
+from missions.partner.api.webhooks import WebhookVerificationError, webhook_sign, webhook_verify
 from tests.api.conftest import assert_problem
 
 # The published test vector of the Standard Webhooks reference libraries

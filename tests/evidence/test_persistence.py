@@ -198,9 +198,10 @@ def test_an_attestation_is_made_once_per_causing_event() -> None:
 
 
 @pytest.mark.django_db
-def test_attest_after_commit_attests_the_callers_event_with_the_carrier_signature(
+def test_the_evidence_subscriber_attests_the_causing_event_with_the_carrier_signature(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
+    """The core publishes mission.status_changed; evidence's subscriber attests it after commit."""
     mission = MissionFactory()
     material = {"scheme": "standard-webhooks-v1", "webhook-id": "msg_1", "webhook-signature": "v1,abc="}
     capture = django_capture_on_commit_callbacks(execute=True)
@@ -208,7 +209,6 @@ def test_attest_after_commit_attests_the_callers_event_with_the_carrier_signatur
         mission_services.mission_transition(
             mission_id=mission.pk, to_status=MissionStatus.FAILED, actor=ACTOR, reason="brakes"
         )
-        services.attest_after_commit(kind="mission-outcome", subject_type="mission", subject_id=mission.pk)
         assert not Attestation.objects.exists()  # nothing before the commit
     attestation = Attestation.objects.get()
     event = selectors.source_event_latest(kind="mission-outcome", subject_type="mission", subject_id=mission.pk)

@@ -53,8 +53,8 @@ def world(carrier_a: Any, carrier_b: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def fake_dispatch(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
-    """Stand-ins for missions.dispatch: record calls; the waterfall tenders to the top-ranked carrier."""
-    import missions.dispatch as module
+    """Stand-ins for missions.tendering.dispatch: record calls; the waterfall tenders to the top-ranked carrier."""
+    import missions.tendering.dispatch as module
 
     calls: dict[str, list[Any]] = {"publish": [], "waterfall": []}
 

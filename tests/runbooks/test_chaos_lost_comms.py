@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from missions.carrier_sim import CarrierSimulator, SimConfig
 from missions.choices import CarrierKind, MissionStatus
 from missions.models import Carrier, Mission
-from missions.telemetry.fleet_sim import Fault, FleetSimulator, vehicles_from_missions
+from missions.simulators.carrier import CarrierSimulator, SimConfig
+from missions.simulators.fleet import Fault, FleetSimulator, vehicles_from_missions
 from missions.telemetry.gaps import telemetry_gaps_check
 from missions.telemetry.ingest import ingest_events
 from runbooks.choices import IncidentStatus

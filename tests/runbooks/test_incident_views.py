@@ -14,8 +14,8 @@ from missions.models import AuditEvent
 from missions.services import mission_exception_report
 from runbooks import engine
 from runbooks.choices import IncidentStatus, StepStatus
+from runbooks.detection import incident_from_exception
 from runbooks.models import Incident, StepRun
-from runbooks.services import incident_from_exception
 from tests.conftest import verified_client
 from tests.factories import MissionFactory
 

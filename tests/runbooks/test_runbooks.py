@@ -18,8 +18,9 @@ from missions.events import Actor
 from missions.models import AuditEvent, Carrier, Mission
 from runbooks import engine
 from runbooks.choices import IncidentStatus, RunStatus, StepStatus
+from runbooks.detection import incident_from_exception
 from runbooks.models import Incident, PagerMessage, Runbook, StepRun
-from runbooks.services import incident_from_exception, incident_transition
+from runbooks.services import incident_transition
 from tests.factories import CarrierFactory, ContractFactory, MissionFactory
 from tests.runbooks.pager import PagerReceiver
 from tms_console.domain import Conflict, DomainError

@@ -18,15 +18,15 @@ from django.utils import timezone
 from missions.choices import MissionStatus
 from missions.events import Actor
 from missions.models import Carrier
-from sla import metrics
 from sla.choices import BreachStatus, SLIName
 from sla.models import Breach, CreditEntry, SLIMeasurement
 from sla.services import breach_record, sla_evaluate
 from sla.sli import SLIResult
-from sla.tasks import sla_evaluate_all, sla_evaluate_on_mission_finished
+from sla.tasks import sla_evaluate_all
 from tests.conftest import require_service, verified_client
 from tests.factories import ContractFactory
 from tests.sla.fixtures import mission
+from tms_console import metrics
 
 pytestmark = pytest.mark.django_db
 
@@ -157,16 +157,34 @@ def test_beat_task_evaluates_every_carrier_with_a_contract(carrier_a: Carrier, c
     assert set(SLIMeasurement.objects.values_list("carrier_id", flat=True)) == {carrier_a.pk}
 
 
-def test_mission_completion_hook_evaluates_after_commit(
+def test_mission_completion_re_evaluates_through_the_event_registry(
     carrier_a: Carrier, django_capture_on_commit_callbacks: Any
 ) -> None:
+    """The core publishes mission.status_changed; the SLA engine's subscriber evaluates after commit."""
+    from missions.events import Actor
+    from missions.services import mission_transition
+
     ContractFactory(carrier=carrier_a, effective_from=date(2020, 1, 1))
+    finished = mission(carrier_a, status=MissionStatus.ARRIVING)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        sla_evaluate_on_mission_finished(carrier_a.pk)
+        mission_transition(mission_id=finished.pk, to_status=MissionStatus.COMPLETED, actor=Actor.system("test"))
     assert not SLIMeasurement.objects.exists()  # nothing before the commit
     for callback in callbacks:
         callback()
     assert SLIMeasurement.objects.filter(carrier=carrier_a).count() == 35
+
+
+def test_an_unfinished_mission_does_not_re_evaluate(
+    carrier_a: Carrier, django_capture_on_commit_callbacks: Any
+) -> None:
+    from missions.events import Actor
+    from missions.services import mission_transition
+
+    ContractFactory(carrier=carrier_a, effective_from=date(2020, 1, 1))
+    moving = mission(carrier_a, status=MissionStatus.ASSIGNED)
+    with django_capture_on_commit_callbacks(execute=True):
+        mission_transition(mission_id=moving.pk, to_status=MissionStatus.EN_ROUTE, actor=Actor.system("test"))
+    assert not SLIMeasurement.objects.exists()
 
 
 def test_time_frozen_month_close_from_beat(carrier_a: Carrier) -> None:

@@ -21,7 +21,7 @@ from missions.choices import MissionStatus
 from missions.events import Actor
 from missions.models import Carrier, Mission
 from missions.models.telemetry import TelemetryWindowEvent
-from missions.partner_services import partner_client_create
+from missions.partner.services import partner_client_create
 from missions.telemetry import consumers
 from missions.telemetry.ingest import FLEET_GROUP, ingest_events
 from missions.telemetry.map_state import fleet_state

@@ -11,7 +11,7 @@ import pytest
 
 from missions.choices import MissionStatus
 from missions.models import AuditEvent, Carrier, MissionException, haversine_km
-from missions.telemetry.fleet_sim import (
+from missions.simulators.fleet import (
     ROUTE_OBJECTS,
     Fault,
     FleetSimulator,

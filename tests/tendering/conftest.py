@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 
-from missions.carrier_sim import CarrierSimulator, SimConfig
 from missions.models import Carrier, Shipment
+from missions.simulators.carrier import CarrierSimulator, SimConfig
 from tests.factories import CarrierFactory, ShipmentFactory, VehicleFactory
 
 SimFactory = Callable[..., CarrierSimulator]

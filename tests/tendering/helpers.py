@@ -6,9 +6,10 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from missions import dispatch, services
+from missions import services
 from missions.events import Actor
 from missions.models import AuditEvent, Carrier, Shipment, Tender
+from missions.tendering import dispatch
 
 DISPATCHER = Actor.system("test-dispatcher")
 

@@ -9,7 +9,7 @@ import pytest
 from missions.choices import OfferKind, TenderStatus
 from missions.events import Actor
 from missions.models import Mission, Offer, Shipment
-from missions.partner_services import partner_client_create, webhook_secret_rotate
+from missions.partner.services import partner_client_create, webhook_secret_rotate
 from tests.tendering.conftest import SimFactory, push_carrier
 from tests.tendering.helpers import tender_to
 

@@ -9,9 +9,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from missions import circuit
 from missions.choices import CircuitState
 from missions.models import CarrierCircuit
+from missions.tendering import circuit
 from tests.conftest import require_service
 from tests.factories import CarrierFactory
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from missions.carrier_client import CONTRACT_PATH, contract
+from missions.tendering.carrier_contract import CONTRACT_PATH, contract
 from tests.tendering.conftest import SimFactory
 
 

@@ -10,11 +10,12 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from missions import dispatch, services, tasks
+from missions import services
 from missions.choices import MissionStatus, OfferKind, ShipmentStatus, TenderStatus
 from missions.models import Mission, Offer, Shipment, Tender
 from missions.models.outbound import OutboundCall, TenderWaterfall
 from missions.selectors import shipment_timeline
+from missions.tendering import dispatch, tasks
 from tests.factories import CarrierFactory
 from tests.tendering.conftest import SimFactory, push_carrier
 from tests.tendering.helpers import DISPATCHER, actions, tender_to
@@ -258,7 +259,7 @@ def test_late_answer_after_expiry_changes_nothing(make_sim: SimFactory, shipment
 
 
 def test_vehicle_ping_over_the_alternate_channel(make_sim: SimFactory) -> None:
-    from missions.carrier_client import CarrierClient
+    from missions.tendering.carrier_client import CarrierClient
 
     carrier = push_carrier(make_sim(), name="Auto Ping")
     with CarrierClient(carrier) as client:
@@ -301,7 +302,8 @@ def test_waterfall_refuses_a_shipment_with_an_open_tender(make_sim: SimFactory, 
 
 
 def test_submit_body_and_every_simulator_answer_follow_the_contract(make_sim: SimFactory) -> None:
-    from missions.carrier_client import contract_schema_errors, tender_submit_body
+    from missions.tendering.carrier_client import tender_submit_body
+    from missions.tendering.carrier_contract import contract_schema_errors
     from tests.factories import ShipmentFactory
 
     for policy in ({"accept": 1.0}, {"reject": 1.0}, {"counter": 1.0}):
@@ -331,11 +333,11 @@ def test_beat_polls_unanswered_tenders(make_sim: SimFactory, shipment: Shipment)
 def test_tender_cancelled_while_sending_is_withdrawn_at_the_carrier(make_sim: SimFactory, shipment: Shipment) -> None:
     from unittest import mock
 
-    from missions.carrier_client import CarrierClient
+    from missions.tendering.carrier_client import CarrierClient
 
     sim = make_sim(answer="async", delay_ms=3_600_000)
     carrier = push_carrier(sim, name="Auto Racy")
-    with mock.patch("missions.dispatch.tender_publish"):  # create it without sending
+    with mock.patch("missions.tendering.dispatch.tender_publish"):  # create it without sending
         tender = tender_to(shipment, carrier)
     real_submit = CarrierClient.tender_submit
 

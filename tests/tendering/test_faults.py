@@ -9,12 +9,12 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from missions import circuit, dispatch, tasks
-from missions.carrier_client import CarrierClient, CarrierMalformed, CarrierUnavailable
 from missions.choices import CircuitState, TenderStatus
 from missions.models import CarrierCircuit, Offer, Shipment, Tender
 from missions.models.outbound import OutboundCall
 from missions.selectors import carrier_fit, carrier_ranking
+from missions.tendering import carrier_client, circuit, dispatch, tasks
+from missions.tendering.carrier_client import CarrierClient, CarrierMalformed, CarrierUnavailable
 from runbooks.models import Incident
 from tests.factories import ShipmentFactory
 from tests.tendering.conftest import SimFactory, push_carrier
@@ -148,7 +148,7 @@ def test_failed_half_open_probe_reopens(make_sim: SimFactory, shipment: Shipment
 
     later = timezone.now() + timedelta(seconds=31)
     with time_machine.travel(later):
-        circuit.circuits_probe()
+        carrier_client.circuits_probe()
         state = _circuit(carrier.pk)
         assert state.state == CircuitState.OPEN
         assert state.opened_at is not None and state.opened_at >= later - timedelta(seconds=1)
@@ -220,7 +220,7 @@ def test_same_key_with_another_body_is_refused_by_the_carrier(make_sim: SimFacto
     carrier = push_carrier(sim, name="Auto Async")
     tender = tender_to(shipment, carrier)
     token = CarrierClient(carrier)._token(force=False, correlation="")
-    from missions.carrier_client import tender_submit_body
+    from missions.tendering.carrier_client import tender_submit_body
 
     body = tender_submit_body(Tender.objects.select_related("shipment", "carrier").get(pk=tender.pk))
     body["offered_price_usd"] = "1.00"
@@ -294,7 +294,7 @@ def test_faults_switch_at_run_time_through_the_admin_endpoint(make_sim: SimFacto
 
 
 def test_wrong_client_secret_is_refused_without_opening_the_breaker(make_sim: SimFactory) -> None:
-    from missions.carrier_client import CarrierClientError
+    from missions.tendering.carrier_client import CarrierClientError
 
     carrier = push_carrier(make_sim(), name="Auto Locked", api_client_secret="wrong", breaker_failure_threshold=1)
     with pytest.raises(CarrierClientError):

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from missions.carrier_sim import policy_parse
+from missions.simulators.carrier import policy_parse
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 

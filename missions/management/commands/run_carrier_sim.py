@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from missions.carrier_sim import CarrierSimulator, SimConfig, policy_parse
+from missions.simulators.carrier import CarrierSimulator, SimConfig, policy_parse
 
 
 class Command(BaseCommand):

@@ -12,7 +12,8 @@ from missions.choices import MissionStatus
 from missions.events import Actor
 from missions.models import Mission
 from missions.models.partner import PartnerClient
-from missions.telemetry.fleet_sim import (
+from missions.partner.services import partner_client_create, partner_client_rotate_secret
+from missions.simulators.fleet import (
     Credentials,
     Fault,
     FleetSimulator,
@@ -29,7 +30,6 @@ DRIVING = (MissionStatus.ASSIGNED, MissionStatus.EN_ROUTE, MissionStatus.ARRIVIN
 
 def demo_credentials(slugs: set[str]) -> dict[str, Credentials]:
     """A client-credentials client per carrier for the simulator (created once, its secret re-issued per run)."""
-    from missions.partner_services import partner_client_create, partner_client_rotate_secret
 
     actor = Actor.system("fleet-simulator")
     out: dict[str, Credentials] = {}

@@ -1,6 +1,0 @@
-"""A simulated autonomous carrier implementing docs/carrier-api.yaml (``manage.py run_carrier_sim``)."""
-
-from missions.carrier_sim.server import CarrierSimulator
-from missions.carrier_sim.state import Faults, SimConfig, policy_parse
-
-__all__ = ["CarrierSimulator", "Faults", "SimConfig", "policy_parse"]

@@ -1,0 +1,98 @@
+"""Bearer-token authentication for the partner API (RFC 6750), resolving the token to its carrier."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from oauth2_provider.models import AccessToken
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+
+from missions.models import Carrier
+from missions.models.partner import PartnerClient
+from missions.partner.api.mtls import presented_thumbprint
+
+REALM = "tms-partner-api"
+
+
+@dataclass(frozen=True)
+class PartnerPrincipal:
+    """The caller of an API request: an OAuth client acting for one carrier with a set of scopes."""
+
+    client: PartnerClient
+    carrier: Carrier
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    is_authenticated: bool = True
+    is_anonymous: bool = False
+    pk: int | None = None
+
+    def __str__(self) -> str:
+        return f"client:{self.client.application.client_id}"
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+class InvalidToken(AuthenticationFailed):
+    """401 with ``error="invalid_token"`` (RFC 6750 §3.1)."""
+
+    problem_code = "invalid-token"
+
+
+class PartnerTokenAuthentication(BaseAuthentication):
+    """Authenticate ``Authorization: Bearer`` tokens issued by /oauth2/token to a partner client."""
+
+    def authenticate(self, request: Request) -> tuple[PartnerPrincipal, AccessToken] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return self._fail(request, "The Authorization header must be 'Bearer <token>'.")
+        raw = value.strip()
+        checksum = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+        token = (
+            AccessToken.objects.select_related("application__partner_client__carrier")
+            .filter(token_checksum=checksum)
+            .first()
+        )
+        if token is None or token.application is None:
+            return self._fail(request, "The access token is unknown or revoked.")
+        if token.is_expired():
+            return self._fail(request, "The access token expired.")
+        try:
+            partner = token.application.partner_client
+        except PartnerClient.DoesNotExist:
+            return self._fail(request, "The access token was not issued to a partner client.")
+        self._check_certificate(request, token, partner)
+        principal = PartnerPrincipal(
+            client=partner, carrier=partner.carrier, scopes=frozenset(token.scope.split()), pk=partner.pk
+        )
+        return principal, token
+
+    def _check_certificate(self, request: Request, token: AccessToken, partner: PartnerClient) -> None:
+        binding = getattr(token, "certificate_binding", None)
+        if binding is None:
+            if partner.carrier.require_mtls:
+                self._fail(request, "This carrier requires certificate-bound tokens.")
+            return
+        presented = presented_thumbprint(request.META)
+        # RFC 8705 §3: the certificate of this connection must be the one the token was issued over.
+        if presented is None or not hmac.compare_digest(presented, binding.x5t_s256):
+            self._fail(request, "The access token is bound to another client certificate.")
+
+    def _fail(self, request: Request, description: str) -> NoReturn:
+        request._partner_auth_error = description  # type: ignore[attr-defined]
+        raise InvalidToken(description)
+
+    def authenticate_header(self, request: Request) -> str:
+        error = getattr(request, "_partner_auth_error", None)
+        if error is None:
+            # RFC 6750 §3.1: no error code when the request carried no credentials.
+            return f'Bearer realm="{REALM}"'
+        return f'Bearer realm="{REALM}", error="invalid_token", error_description="{_quote(error)}"'

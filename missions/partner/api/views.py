@@ -1,0 +1,444 @@
+"""Partner API v1 views: authenticate, check scope, parse, call a service, render (DESIGN.md §4.5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from missions import services
+from missions.choices import AutonomyMode, ExceptionKind, MissionStatus, TenderStatus
+from missions.events import Actor, event_message
+from missions.models import Carrier, Mission, Tender
+from missions.models.partner import PARTNER_SCOPES
+from missions.partner.api.authentication import PartnerPrincipal
+from missions.partner.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from missions.partner.api.idempotency import idempotent
+from missions.partner.api.serializers import (
+    AutonomyModeRequestSerializer,
+    CapabilitiesSerializer,
+    ExceptionRequestSerializer,
+    IngestResultSerializer,
+    MissionExceptionSerializer,
+    MissionSerializer,
+    MissionStatusRequestSerializer,
+    OfferRequestSerializer,
+    OfferSerializer,
+    ProblemSerializer,
+    TenderSerializer,
+)
+from missions.partner.api.telemetry_schema import TELEMETRY_FIELDS, TelemetryBatchSerializer, TelemetryEventSerializer
+from missions.telemetry.ingest import ingest_events
+from missions.telemetry.replay import REPLAY_LIMIT_MAX, events_after
+from missions.tendering import dispatch
+from tms_console.problem import PROBLEM_CONTENT_TYPE, ProblemError
+
+API_VERSION = "1.0"
+
+
+def problems(*codes: int) -> dict[Any, Any]:
+    """Schema entries for the problem+json answers an operation can give."""
+    return {(code, PROBLEM_CONTENT_TYPE): ProblemSerializer for code in codes}
+
+
+COMMON_READ = (401, 403, 404, 429)
+COMMON_WRITE = (400, 401, 403, 404, 409, 413, 415, 422, 429)
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="A unique key per logical request (draft-ietf-httpapi-idempotency-key-header); "
+    "a retry with the same key and body replays the first answer.",
+)
+
+
+class PartnerView(APIView):
+    """Base of every partner endpoint: the calling carrier and its actor."""
+
+    required_scopes: dict[str, str] = {}
+
+    @property
+    def principal(self) -> PartnerPrincipal:
+        principal = self.request.user
+        assert isinstance(principal, PartnerPrincipal)
+        return principal
+
+    @property
+    def carrier(self) -> Carrier:
+        return self.principal.carrier
+
+    @property
+    def actor(self) -> Actor:
+        return Actor.for_carrier(self.carrier)
+
+
+def _status_filter(request: Request, allowed: list[str]) -> str | None:
+    value = request.query_params.get("status")
+    if value and value not in allowed:
+        raise ProblemError(
+            400,
+            "validation-error",
+            "Unknown status filter.",
+            errors=[
+                {
+                    "pointer": "",
+                    "detail": f"status must be one of {', '.join(allowed)}",
+                    "code": "invalid_choice",
+                    "parameter": "status",
+                }
+            ],
+        )
+    return value or None
+
+
+class CapabilitiesView(PartnerView):
+    """API and schema versions, telemetry contract, autonomy features and limits."""
+
+    @extend_schema(responses={200: CapabilitiesSerializer, **problems(401, 429)}, operation_id="capabilities")
+    def get(self, request: Request) -> Response:
+        body = {
+            "api_version": API_VERSION,
+            "schema_version": settings.SPECTACULAR_SETTINGS["VERSION"],
+            "scopes": sorted(PARTNER_SCOPES),
+            "granted_scopes": sorted(self.principal.scopes),
+            "carrier": {"slug": self.carrier.slug, "require_mtls": self.carrier.require_mtls},
+            "telemetry": {
+                "fields": TELEMETRY_FIELDS,
+                "transports": ["rest", "rest-batch", "webhook", "mqtt", "websocket"],
+                "max_batch_events": settings.API_TELEMETRY_MAX_BATCH,
+            },
+            "autonomy": {
+                "modes": list(AutonomyMode.values),
+                "exception_kinds": list(ExceptionKind.values),
+                "mission_statuses": list(MissionStatus.values),
+            },
+            "webhooks": {
+                "signature": "standard-webhooks v1 (HMAC-SHA256)",
+                "tolerance_seconds": settings.WEBHOOK_TOLERANCE_SECONDS,
+                "event_types": ["mission.status", "mission.exception", "telemetry", "offer"],
+            },
+            "limits": {
+                "rate_limit": settings.API_RATE_LIMIT,
+                "max_body_bytes": settings.API_MAX_BODY_BYTES,
+                "max_page_size": settings.API_MAX_PAGE_SIZE,
+                "max_batch_events": settings.API_TELEMETRY_MAX_BATCH,
+            },
+            "idempotency": {"header": IDEMPOTENCY_HEADER, "retention_hours": settings.IDEMPOTENCY_RETENTION_HOURS},
+            "authentication": {
+                "token_url": "/oauth2/token",
+                "grant_types": ["client_credentials"],
+                "access_token_lifetime_seconds": settings.OAUTH2_PROVIDER["ACCESS_TOKEN_EXPIRE_SECONDS"],
+                "certificate_bound_tokens": "RFC 8705 x5t#S256",
+            },
+        }
+        return Response(CapabilitiesSerializer(body).data)
+
+
+STATUS_PARAMETER = OpenApiParameter("status", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False)
+
+
+class TenderListView(PartnerView, generics.ListAPIView[Tender]):
+    """Tenders addressed to the calling carrier, newest first."""
+
+    serializer_class = TenderSerializer
+    required_scopes = {"GET": "tender:read"}
+
+    def get_queryset(self) -> QuerySet[Tender]:
+        qs = Tender.objects.filter(carrier=self.carrier).select_related("shipment").order_by("-created_at", "-id")
+        wanted = _status_filter(self.request, list(TenderStatus.values))
+        return qs.filter(status=wanted) if wanted else qs
+
+    @extend_schema(
+        parameters=[STATUS_PARAMETER], responses={200: TenderSerializer(many=True), **problems(400, *COMMON_READ)}
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class TenderDetailView(PartnerView, generics.RetrieveAPIView[Tender]):
+    serializer_class = TenderSerializer
+    required_scopes = {"GET": "tender:read"}
+
+    def get_queryset(self) -> QuerySet[Tender]:
+        return Tender.objects.filter(carrier=self.carrier).select_related("shipment")
+
+    @extend_schema(responses={200: TenderSerializer, **problems(*COMMON_READ)})
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class TenderOfferView(PartnerView):
+    """Accept, reject or counter one of the carrier's tenders."""
+
+    required_scopes = {"POST": "tender:write"}
+
+    @extend_schema(
+        request=OfferRequestSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: OfferSerializer, **problems(*COMMON_WRITE)},
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        tender = get_object_or_404(Tender, pk=pk, carrier=self.carrier)
+        serializer = OfferRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        offer = dispatch.offer_receive(
+            tender_id=tender.pk,
+            actor=self.actor,
+            kind=data["kind"],
+            price_usd=data.get("price_usd"),
+            vehicle_external_id=data.get("vehicle_external_id", ""),
+            route_id=data.get("route_id", ""),
+            eta=data.get("eta"),
+            autonomy_mode=data.get("autonomy_mode", ""),
+            reason=data.get("reason", ""),
+            metadata=data.get("metadata"),
+            source="api",
+        )
+        offer.refresh_from_db()
+        return Response(OfferSerializer(offer).data, status=status.HTTP_201_CREATED)
+
+
+class MissionListView(PartnerView, generics.ListAPIView[Mission]):
+    """The calling carrier's missions, newest first."""
+
+    serializer_class = MissionSerializer
+    required_scopes = {"GET": "missions:read"}
+
+    def get_queryset(self) -> QuerySet[Mission]:
+        qs = Mission.objects.filter(carrier=self.carrier).select_related("shipment", "vehicle")
+        wanted = _status_filter(self.request, list(MissionStatus.values))
+        return qs.filter(status=wanted).order_by("-created_at", "-id") if wanted else qs.order_by("-created_at", "-id")
+
+    @extend_schema(
+        parameters=[STATUS_PARAMETER], responses={200: MissionSerializer(many=True), **problems(400, *COMMON_READ)}
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class MissionDetailView(PartnerView, generics.RetrieveAPIView[Mission]):
+    serializer_class = MissionSerializer
+    required_scopes = {"GET": "missions:read"}
+
+    def get_queryset(self) -> QuerySet[Mission]:
+        return Mission.objects.filter(carrier=self.carrier).select_related("shipment", "vehicle")
+
+    @extend_schema(responses={200: MissionSerializer, **problems(*COMMON_READ)})
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+def _own_mission(carrier: Carrier, pk: int) -> Mission:
+    return get_object_or_404(Mission, pk=pk, carrier=carrier)
+
+
+class MissionStatusView(PartnerView):
+    """Report a mission status (en route, arriving, unloading, completed, failed, suspended)."""
+
+    required_scopes = {"POST": "missions:write"}
+
+    @extend_schema(
+        request=MissionStatusRequestSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: MissionSerializer, **problems(*COMMON_WRITE)},
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        mission = _own_mission(self.carrier, pk)
+        serializer = MissionStatusRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        mission = services.mission_transition(
+            mission_id=mission.pk,
+            to_status=serializer.validated_data["status"],
+            actor=self.actor,
+            reason=serializer.validated_data["reason"],
+        )
+        return Response(MissionSerializer(mission).data)
+
+
+class MissionAutonomyView(PartnerView):
+    """Report a change of autonomy mode (autonomous, supervised, manual, safe hold)."""
+
+    required_scopes = {"POST": "missions:write"}
+
+    @extend_schema(
+        request=AutonomyModeRequestSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: MissionSerializer, **problems(*COMMON_WRITE)},
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        mission = _own_mission(self.carrier, pk)
+        serializer = AutonomyModeRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        mission = services.mission_autonomy_change(
+            mission_id=mission.pk,
+            mode=serializer.validated_data["mode"],
+            actor=self.actor,
+            reason=serializer.validated_data["reason"],
+        )
+        return Response(MissionSerializer(mission).data)
+
+
+class MissionExceptionView(PartnerView):
+    """Report an exception on a mission (lost comms, degraded sensors, emergency stop...)."""
+
+    required_scopes = {"POST": "exceptions:write"}
+
+    @extend_schema(
+        request=ExceptionRequestSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: MissionExceptionSerializer, **problems(*COMMON_WRITE)},
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        mission = _own_mission(self.carrier, pk)
+        serializer = ExceptionRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        exc = services.mission_exception_report(
+            mission_id=mission.pk,
+            kind=data["kind"],
+            actor=self.actor,
+            detail=data["detail"],
+            data=data.get("data"),
+            occurred_at=data.get("occurred_at"),
+        )
+        return Response(MissionExceptionSerializer(exc).data, status=status.HTTP_201_CREATED)
+
+
+def telemetry_accept(*, carrier: Carrier, raw_events: list[Any], source: str) -> dict[str, Any]:
+    """Hand raw events to the ingest pipeline, which validates, checks ownership and dedupes each one.
+
+    Rejections keep the index of the event in the request, so a partner can resend just those.
+    """
+    # Imported here: the ingest pipeline is its own module with heavier imports.
+
+    result = ingest_events(carrier=carrier, events=raw_events, source=source)
+    return {
+        "accepted": result.accepted,
+        "duplicates": getattr(result, "duplicates", 0),
+        "rejected": [{"index": int(r["index"]), "reason": str(r["reason"])} for r in result.rejected],
+    }
+
+
+class TelemetryView(PartnerView):
+    """One telemetry event."""
+
+    required_scopes = {"POST": "telemetry:write"}
+
+    @extend_schema(
+        request=TelemetryEventSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={202: IngestResultSerializer, **problems(*COMMON_WRITE)},
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        serializer = TelemetryEventSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        _own_mission(self.carrier, serializer.validated_data["mission_id"])
+        result = telemetry_accept(carrier=self.carrier, raw_events=[request.data], source="api")
+        if result["rejected"] and not result["accepted"]:
+            raise ProblemError(
+                422,
+                "telemetry-rejected",
+                result["rejected"][0]["reason"],
+                errors=[{"pointer": "", "detail": result["rejected"][0]["reason"], "code": "rejected"}],
+            )
+        return Response(IngestResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TelemetryBatchView(PartnerView):
+    """Up to ``max_batch_events`` events; each is accepted or rejected on its own."""
+
+    required_scopes = {"POST": "telemetry:write"}
+
+    @extend_schema(
+        request=TelemetryBatchSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={202: IngestResultSerializer, **problems(*COMMON_WRITE)},
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        events = request.data.get("events") if isinstance(request.data, dict) else None
+        if not isinstance(events, list) or not events:
+            raise ProblemError(
+                400,
+                "validation-error",
+                "The body must be an object with a non-empty 'events' list.",
+                errors=[{"pointer": "/events", "detail": "A non-empty list is required.", "code": "required"}],
+            )
+        limit = int(settings.API_TELEMETRY_MAX_BATCH)
+        if len(events) > limit:
+            raise ProblemError(
+                413,
+                "batch-too-large",
+                f"A batch holds at most {limit} events; this one has {len(events)}.",
+                max_batch_events=limit,
+            )
+        result = telemetry_accept(carrier=self.carrier, raw_events=events, source="api-batch")
+        return Response(IngestResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _int_param(request: Request, name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if not minimum <= value <= maximum:
+        raise ProblemError(
+            400,
+            "validation-error",
+            f"Invalid '{name}' parameter.",
+            errors=[
+                {
+                    "pointer": "",
+                    "detail": f"{name} must be an integer from {minimum} to {maximum}",
+                    "code": "invalid",
+                    "parameter": name,
+                }
+            ],
+        )
+    return value
+
+
+class EventReplayView(PartnerView):
+    """The durable event log of the caller's missions after a cursor (the last event id seen)."""
+
+    required_scopes = {"GET": "missions:read"}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", OpenApiTypes.INT, OpenApiParameter.QUERY, description="Cursor: last id seen"),
+            OpenApiParameter("limit", OpenApiTypes.INT, OpenApiParameter.QUERY, description="At most 1000"),
+        ],
+        responses={200: OpenApiTypes.OBJECT, **problems(400, *COMMON_READ)},
+        operation_id="events_replay",
+    )
+    def get(self, request: Request) -> Response:
+
+        after = _int_param(request, "after", 0, minimum=0, maximum=2**62)
+        limit = _int_param(request, "limit", 100, minimum=1, maximum=REPLAY_LIMIT_MAX)
+        rows = list(events_after(carrier_id=self.carrier.pk, after=after, limit=limit))
+        events = [event_message(e) for e in rows]
+        for event in events:  # a partner has no use for console internals
+            event.pop("incident_id", None)
+            if event.get("actor_kind") == "user":
+                event["actor"] = "console"
+        return Response(
+            {"events": events, "next_cursor": rows[-1].pk if rows else after, "has_more": len(rows) == limit}
+        )

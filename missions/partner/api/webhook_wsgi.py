@@ -1,0 +1,284 @@
+"""The hot path for signed telemetry webhooks, in front of Django's WSGI handler.
+
+A carrier's fleet posts one small signed delivery per truck per second, so
+this path is where request overhead decides throughput (DESIGN.md §2: serve
+the hot ingest path from a WSGI path measured to be fast). It takes only the
+common case, a well-formed, verified ``telemetry`` delivery, and does for it
+exactly what ``CarrierWebhookView`` does (same verification, same
+``telemetry_delivery``, same answer), without the console's middleware, URL
+resolution and DRF. Anything else (another event type, a bad signature,
+malformed JSON, an unknown carrier) is handed to Django untouched, with the
+body it read, and answered there with the usual problem document.
+
+Per process it keeps, for ``FACTS_TTL_SECONDS``, each carrier's id and
+webhook secrets (a rotation or revocation takes effect within that time;
+a secret's own expiry is checked at every request) and the ingest's mission
+cache. The rate limit is a per-carrier fixed window, shared through Redis
+when it is configured (``WEBHOOK_RATE_LIMIT``, deliveries per minute).
+
+Used by ``tms_console.wsgi`` (gunicorn); ``make run`` serves everything with
+daphne, where the same deliveries go through the view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from missions.models import Carrier
+from missions.models.partner import WebhookSecret
+from missions.partner.api.webhooks import WebhookVerificationError, telemetry_delivery, webhook_verify
+from missions.telemetry.group_commit import GroupCommit
+from missions.telemetry.ingest import MissionCache
+from tms_console.logging import request_id_var
+from tms_console.problem import PROBLEM_CONTENT_TYPE, problem_body
+
+log = logging.getLogger(__name__)
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+PATH = re.compile(r"^/api/v1/webhooks/(?P<slug>[-a-zA-Z0-9_]{1,50})$")
+FACTS_TTL_SECONDS = 5.0
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Headers every API answer carries (SecurityMiddleware's, for a JSON body).
+_SECURITY_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+    ("Cache-Control", "no-store"),
+]
+
+
+@dataclass(frozen=True)
+class CarrierFacts:
+    """What verifying a delivery needs about a carrier, cached for a few seconds."""
+
+    carrier: Any  # missions.models.Carrier
+    secrets: tuple[tuple[str, datetime | None], ...]  # (secret, valid_until)
+    fetched_at: float
+
+    def valid_secrets(self, now: datetime) -> list[str]:
+        return [secret for secret, until in self.secrets if until is None or until > now]
+
+
+class WebhookFastPath:
+    """WSGI middleware: serve verified telemetry deliveries, pass everything else to ``app``."""
+
+    def __init__(self, app: WSGIApp, *, group_commit: bool = True) -> None:
+
+        self.app = app
+        self.missions = MissionCache()
+        self.group = GroupCommit(self.missions) if group_commit else None
+        self._facts: dict[str, CarrierFacts | None] = {}
+        self._lock = threading.Lock()
+        self.rate = RateWindow()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        match = PATH.match(environ.get("PATH_INFO", ""))
+        if match is None or environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        if environ.get("CONTENT_TYPE", "").split(";")[0].strip() != "application/json":
+            return self.app(environ, start_response)
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return self.app(environ, start_response)
+        if length <= 0 or length > int(settings.API_MAX_BODY_BYTES):
+            return self.app(environ, start_response)  # Django answers 413 / 400
+        body = environ["wsgi.input"].read(length)
+        # Whoever answers from here on, Django can still read the body.
+        environ["wsgi.input"] = io.BytesIO(body)
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = incoming if _SAFE_ID.match(incoming) else _request_id()
+        token = request_id_var.set(request_id)
+        try:
+            answer = self._serve(match["slug"], environ, body)
+        except Exception:
+            log.exception("webhook fast path failed; handing the delivery to Django")
+            connection.close()  # a broken connection is not reused; Django opens a fresh one
+            answer = None
+        finally:
+            request_id_var.reset(token)
+            # Most deliveries never touch the database on this thread (the group
+            # commit writer stores them); one that did gives its connection back
+            # (to the pool), as Django does at the end of a request.
+            if connection.connection is not None:
+                connection.close()
+        if answer is None:
+            return self.app(environ, start_response)
+        status, payload = answer
+        content_type = "application/json" if status == 200 else PROBLEM_CONTENT_TYPE
+        data = orjson.dumps(payload)
+        start_response(
+            f"{status} {'OK' if status == 200 else _reason(status)}",
+            [
+                ("Content-Type", content_type),
+                ("Content-Length", str(len(data))),
+                ("X-Request-ID", request_id),
+                *_SECURITY_HEADERS,
+            ],
+        )
+        return [data]
+
+    def _serve(self, slug: str, environ: dict[str, Any], body: bytes) -> tuple[int, dict[str, Any]] | None:
+
+        now = timezone.now()
+        facts = self._carrier_facts(slug)
+        if facts is None:
+            return None
+        headers = {
+            "webhook-id": environ.get("HTTP_WEBHOOK_ID", ""),
+            "webhook-timestamp": environ.get("HTTP_WEBHOOK_TIMESTAMP", ""),
+            "webhook-signature": environ.get("HTTP_WEBHOOK_SIGNATURE", ""),
+        }
+        try:
+            webhook_id = webhook_verify(
+                secrets=facts.valid_secrets(now),
+                headers=headers,
+                body=body,
+                now=now,
+                tolerance_seconds=int(settings.WEBHOOK_TOLERANCE_SECONDS),
+            )
+        except WebhookVerificationError:
+            return None  # the view answers 401 (and its per-address limit applies)
+        try:
+            envelope = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(envelope, dict) or envelope.get("type") != "telemetry" or not _ENVELOPE.issuperset(envelope):
+            return None
+        stamp = envelope.get("timestamp")
+        if stamp is not None and not _is_timestamp(stamp):
+            return None  # the view's envelope validation answers
+        if not self.rate.allow(facts.carrier.pk, now):
+            return 429, problem_body(
+                status=429,
+                code="rate-limited",
+                detail=f"More than {settings.WEBHOOK_RATE_LIMIT} deliveries in this minute.",
+                instance=environ.get("PATH_INFO", ""),
+            )
+        material = {"scheme": "standard-webhooks-v1", **headers, "body_sha256": hashlib.sha256(body).hexdigest()}
+        return telemetry_delivery(
+            carrier=facts.carrier,
+            webhook_id=webhook_id,
+            data=envelope.get("data"),
+            material=material,
+            instance=environ.get("PATH_INFO", ""),
+            cache=self.missions,
+            group=self.group,
+        )
+
+    def _carrier_facts(self, slug: str) -> CarrierFacts | None:
+        facts = self._facts.get(slug)
+        if facts is not None and time.monotonic() - facts.fetched_at < FACTS_TTL_SECONDS:
+            return facts
+        from django.db.models import Q
+
+        carrier = Carrier.objects.filter(slug=slug).first()
+        if carrier is None:
+            return None  # the view answers 404; not cached, so a new carrier works at once
+        now = timezone.now()
+        secrets = tuple(
+            WebhookSecret.objects.filter(carrier=carrier, valid_from__lte=now)
+            .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=now))
+            .values_list("secret", "valid_until")
+        )
+        fresh = CarrierFacts(carrier=carrier, secrets=secrets, fetched_at=time.monotonic())
+        if facts is None:  # the first delivery from this carrier in this process
+            self.missions.preload(carrier.pk)
+        with self._lock:
+            if len(self._facts) > 10_000:
+                self._facts.clear()
+            self._facts[slug] = fresh
+        return fresh
+
+
+_ENVELOPE = frozenset({"type", "timestamp", "data"})
+
+# Request ids: a random per-process prefix and a counter, 32 hex digits like
+# Django's uuid4 ids, without a read of the system's random source per request.
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_id_counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+
+def _request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+class RateWindow:
+    """A fixed one-minute window per carrier.
+
+    With ``REDIS_URL`` every process adds its deliveries to a shared count,
+    in one ``INCRBY`` per carrier every ``SYNC_SECONDS`` rather than one per
+    delivery (a round trip per delivery cost more than the rest of the
+    check); between syncs a process decides on the last shared total plus its
+    own count, so the processes together can overshoot the limit by what
+    they accept in one sync interval. Without Redis each process counts its own.
+    """
+
+    SYNC_SECONDS = 0.25
+
+    def __init__(self) -> None:
+        self._client: Any = None
+        self._lock = threading.Lock()
+        # carrier -> [window, shared total at last sync, local count since, last sync (monotonic)]
+        self._state: dict[int, list[Any]] = {}
+        if settings.REDIS_URL:
+            import redis
+
+            self._client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2.0)
+
+    def allow(self, carrier_id: int, now: datetime) -> bool:
+        limit = int(settings.WEBHOOK_RATE_LIMIT)
+        window = int(now.timestamp()) // 60
+        with self._lock:
+            state = self._state.get(carrier_id)
+            if state is None or state[0] != window:
+                state = self._state[carrier_id] = [window, 0, 0, 0.0]
+            state[2] += 1
+            total = state[1] + state[2]
+            due = self._client is not None and time.monotonic() - state[3] >= self.SYNC_SECONDS
+            if due:
+                delta, state[2], state[3] = state[2], 0, time.monotonic()
+        if due:
+            key = f"tms:webhook-rate:{carrier_id}:{window}"
+            pipe = self._client.pipeline(transaction=False)
+            pipe.incrby(key, delta)
+            pipe.expire(key, 120)
+            shared = int(pipe.execute()[0])
+            with self._lock:
+                if state[0] == window:
+                    state[1] = shared
+            total = shared
+        return bool(total <= limit)
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 40:
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    return HTTPStatus(status).phrase

@@ -1,0 +1,14 @@
+"""Console routes for partner credentials (mounted at /partners/)."""
+
+from django.urls import URLPattern, URLResolver, path
+
+from missions.partner import views as partner_views
+
+app_name = "partners"
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", partner_views.partner_list, name="list"),
+    path("clients/new/", partner_views.partner_client_create, name="client_create"),
+    path("clients/<int:pk>/rotate/", partner_views.partner_client_rotate, name="client_rotate"),
+    path("carriers/<int:carrier_pk>/webhook-secret/", partner_views.webhook_secret_rotate, name="webhook_rotate"),
+]

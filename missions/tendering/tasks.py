@@ -1,0 +1,73 @@
+"""Celery tasks for tendering: ids in, services called, nothing else.
+
+Every task is safe to run twice (acks_late redelivers after a worker dies):
+the services re-check the tender's status under a row lock, and the carrier
+dedupes submits and cancels on the tender's Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task, shared_task
+
+from missions.models import Tender
+from missions.tendering import carrier_client, dispatch
+from missions.tendering.carrier_client import CarrierBusy
+from tms_console.logging import correlation_id_var
+
+
+def _with_correlation(tender_id: int) -> None:
+    # The header set by tms_console.celery usually carries it already; a task
+    # enqueued from beat or a shell gets it from the tender itself.
+    if correlation_id_var.get() is None:
+        cid = Tender.objects.filter(pk=tender_id).values_list("correlation_id", flat=True).first()
+        if cid is not None:
+            correlation_id_var.set(str(cid))
+
+
+# A full bulkhead is back-pressure, not a carrier failure: wait and try again.
+BUSY_RETRIES = 10
+BUSY_RETRY_SECONDS = 2
+
+
+@shared_task(name="missions.tender_send", bind=True, max_retries=BUSY_RETRIES)
+def tender_send(self: Task[Any, Any], tender_id: int) -> str:
+    _with_correlation(tender_id)
+    last_try = self.request.retries >= BUSY_RETRIES or bool(self.request.is_eager)
+    try:
+        return dispatch.tender_deliver(tender_id=tender_id, give_up_when_busy=last_try)
+    except CarrierBusy as exc:
+        raise self.retry(exc=exc, countdown=BUSY_RETRY_SECONDS) from exc
+
+
+@shared_task(name="missions.tender_poll_status")
+def tender_poll_status(tender_id: int) -> str:
+    _with_correlation(tender_id)
+    return dispatch.tender_status_sync(tender_id=tender_id)
+
+
+@shared_task(name="missions.tender_cancel_remote")
+def tender_cancel_remote(tender_id: int) -> str:
+    _with_correlation(tender_id)
+    return dispatch.tender_remote_cancel(tender_id=tender_id)
+
+
+@shared_task(name="missions.tenders_expire")
+def tenders_expire() -> int:
+    return dispatch.tenders_expire()
+
+
+@shared_task(name="missions.tenders_poll_sent")
+def tenders_poll_sent() -> int:
+    """Poll push carriers for answers to SENT tenders (backs up async answers that never arrived)."""
+    count = 0
+    for tender_id in dispatch.tenders_due_for_poll():
+        tender_poll_status.delay(tender_id)
+        count += 1
+    return count
+
+
+@shared_task(name="missions.circuits_probe")
+def circuits_probe() -> int:
+    return carrier_client.circuits_probe()

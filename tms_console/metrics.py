@@ -1,0 +1,169 @@
+"""Prometheus metrics at ``/metrics``: SLIs, API latency and errors per endpoint, ingest, queue depth.
+
+* SLIs, targets and error budgets are read from the database at scrape time
+  by the collector the SLA engine registers (``sla.metrics``), so every web
+  process reports the same figures however many there are.
+* Request and ingest counters live in process memory. Several web processes
+  (gunicorn / several daphne) must share a ``PROMETHEUS_MULTIPROC_DIR`` (set
+  before start, emptied at deploy) so a scrape adds up all of them; without
+  it the counters are those of the process that answered.
+* Queue depth is read from the broker at scrape time: files waiting in the
+  filesystem broker's folder, or ``LLEN`` of the Redis list.
+
+Set ``METRICS_TOKEN`` to require ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_http_methods
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+HTTP_LATENCY = Histogram(
+    "tms_http_request_duration_seconds",
+    "Time to answer an HTTP request, by URL route",
+    ["endpoint", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+HTTP_REQUESTS = Counter(
+    "tms_http_requests", "HTTP requests answered, by URL route and status class", ["endpoint", "method", "status"]
+)
+HTTP_ERRORS = Counter("tms_http_request_errors", "HTTP requests answered with a 5xx status, by URL route", ["endpoint"])
+TELEMETRY_INGESTED = Counter("tms_telemetry_events_ingested", "Telemetry events validated and stored")
+
+
+def telemetry_ingested(n: int = 1) -> None:
+    """Count ``n`` telemetry events stored (called by the ingest path, once per batch)."""
+    if n > 0:
+        TELEMETRY_INGESTED.inc(n)
+
+
+def _endpoint(request: HttpRequest) -> str:
+    # The route pattern, not the path: one series per view, whatever the ids in the URL.
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return "unmatched"
+    return "/" + (match.route or match.view_name or "unknown")
+
+
+class MetricsMiddleware:
+    """Times every request and counts it by route, method and status class (static files skipped)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith(settings.STATIC_URL):
+            return self.get_response(request)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = self.get_response(request)
+            status = response.status_code
+            return response
+        finally:
+            endpoint = _endpoint(request)
+            HTTP_LATENCY.labels(endpoint, request.method or "").observe(time.perf_counter() - started)
+            HTTP_REQUESTS.labels(endpoint, request.method or "", f"{status // 100}xx").inc()
+            if status >= 500:
+                HTTP_ERRORS.labels(endpoint).inc()
+
+
+def queue_depth() -> int | None:
+    """Messages waiting in the Celery broker's default queue (None when it cannot be read)."""
+    url = str(getattr(settings, "CELERY_BROKER_URL", ""))
+    try:
+        if url.startswith("filesystem://"):
+            folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("data_folder_in", ""))
+            return sum(1 for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
+        if url.startswith(("redis://", "rediss://")):
+            import redis
+
+            client = redis.Redis.from_url(url, socket_timeout=1)
+            try:
+                return int(client.llen("celery"))  # type: ignore[arg-type]
+            finally:
+                client.close()
+    except Exception:  # a broker hiccup must not break the scrape; the gauge is just absent
+        log.warning("queue depth unavailable", exc_info=True)
+    return None
+
+
+class QueueCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        depth = queue_depth()
+        gauge = GaugeMetricFamily("tms_celery_queue_depth", "Tasks waiting in the Celery broker", labels=["queue"])
+        if depth is not None:
+            gauge.add_metric(["celery"], float(depth))
+        yield gauge
+
+
+def registry_for_scrape() -> CollectorRegistry:
+    """Process counters (or all processes' in multiprocess mode) plus the database and broker collectors."""
+    registry = CollectorRegistry(auto_describe=False)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(_Forward(REGISTRY))
+    registry.register(QueueCollector())
+    for collector in _scrape_collectors:
+        registry.register(collector)
+    return registry
+
+
+# Collectors that read an app's own tables at scrape time (the SLA engine's SLIs), registered by
+# that app from its AppConfig.ready: the kernel serves /metrics without knowing the apps above it.
+_scrape_collectors: list[Collector] = []
+
+
+def scrape_collector_register(collector: Collector) -> None:
+    if not any(type(c) is type(collector) for c in _scrape_collectors):
+        _scrape_collectors.append(collector)
+
+
+class _Forward(Collector):
+    """Re-expose the default registry (process counters) inside the per-scrape registry."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.source.collect()
+
+
+def metrics_text() -> bytes:
+    return generate_latest(registry_for_scrape())
+
+
+@require_http_methods(["GET", "HEAD"])
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """``GET /metrics`` in the Prometheus text format; bearer token when ``METRICS_TOKEN`` is set."""
+    token: str = getattr(settings, "METRICS_TOKEN", "") or ""
+    if token:
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {token}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            response = HttpResponse("Unauthorized\n", status=401, content_type="text/plain")
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    return HttpResponse(metrics_text(), content_type=CONTENT_TYPE_LATEST)
