@@ -18,7 +18,7 @@ from missions.events import Actor
 from missions.models import Carrier, Mission, MissionException, WebhookReceipt, WebhookSecret
 from missions.partner import services as partner_services
 from missions.partner.api.webhooks import WebhookVerificationError, webhook_sign, webhook_verify
-from tests.api.conftest import assert_problem
+from tests.partner.conftest import assert_problem
 
 # The published test vector of the Standard Webhooks reference libraries
 # (standard-webhooks/standard-webhooks, libraries/python/tests/test_webhooks.py, test_sign_function).
@@ -242,7 +242,7 @@ def test_carrier_without_secret_refuses_everything(client: Client, carrier_a: Ca
 def test_telemetry_delivery_reaches_the_pipeline(
     client: Client, carrier_a: Carrier, secret_a: str, mission_a: Mission
 ) -> None:
-    from tests.api.test_isolation import telemetry_event
+    from tests.partner.test_isolation import telemetry_event
 
     payload = {"type": "telemetry", "data": {"events": [telemetry_event(mission_a)]}}
     assert _deliver(client, carrier_a, secret_a, payload).status_code == 200

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from missions.choices import MissionStatus, TenderStatus
 from missions.models import Mission, Offer, Tender
 from missions.partner.api import views
-from tests.api.conftest import assert_problem, new_key
+from tests.partner.conftest import assert_problem, new_key
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +60,7 @@ def test_wrong_types_and_unknown_enums_point_at_fields(
 
 
 def test_nested_errors_point_into_the_body(api_a: APIClient, mission_a: Mission, post_json: Callable[..., Any]) -> None:
-    from tests.api.test_isolation import telemetry_event
+    from tests.partner.test_isolation import telemetry_event
 
     bad = telemetry_event(mission_a, position={"lat": 123.0, "lon": -96.0})
     body = assert_problem(post_json(api_a, "/api/v1/telemetry", bad), 400, "validation-error")

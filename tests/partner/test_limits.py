@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from missions.choices import TenderStatus
 from missions.models import Carrier, Mission, Offer, Tender
-from tests.api.conftest import assert_problem, new_key
+from tests.partner.conftest import assert_problem, new_key
 from tests.factories import TenderFactory
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +61,7 @@ def test_unknown_status_filter_is_400(api_a: APIClient) -> None:
 def test_batch_over_the_limit_is_413(
     api_a: APIClient, mission_a: Mission, settings: Any, post_json: Callable[..., Any]
 ) -> None:
-    from tests.api.test_isolation import telemetry_event
+    from tests.partner.test_isolation import telemetry_event
 
     settings.API_TELEMETRY_MAX_BATCH = 2
     events = [telemetry_event(mission_a) for _ in range(3)]

@@ -20,7 +20,7 @@ from missions.models.partner import IdempotencyStatus
 from missions.partner.api.idempotency import request_fingerprint
 from missions.partner.services import IssuedClient
 from missions.partner.tasks import idempotency_purge
-from tests.api.conftest import assert_problem, fetch_token, issue_client, new_key
+from tests.partner.conftest import assert_problem, fetch_token, issue_client, new_key
 from tests.conftest import require_service
 from tests.factories import CarrierFactory, MissionFactory, VehicleFactory
 

@@ -23,7 +23,7 @@ from django.conf import settings as django_settings
 
 from missions.partner.api.mtls import presented_thumbprint, x5t_s256
 from missions.partner.services import IssuedClient
-from tests.api.conftest import issue_client
+from tests.partner.conftest import issue_client
 from tests.conftest import require_service
 from tests.factories import CarrierFactory
 

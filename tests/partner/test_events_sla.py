@@ -10,7 +10,7 @@ from missions.choices import MissionStatus
 from missions.events import Actor
 from missions.models import Mission
 from missions.services import mission_exception_report, mission_transition
-from tests.api.conftest import assert_problem
+from tests.partner.conftest import assert_problem
 from tests.factories import MissionFactory
 
 pytestmark = pytest.mark.django_db

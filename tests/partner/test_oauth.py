@@ -15,7 +15,7 @@ from missions.events import Actor
 from missions.models import Carrier
 from missions.partner import services as partner_services
 from missions.partner.services import IssuedClient
-from tests.api.conftest import api_client, assert_problem, fetch_token, issue_client
+from tests.partner.conftest import api_client, assert_problem, fetch_token, issue_client
 
 pytestmark = pytest.mark.django_db
 

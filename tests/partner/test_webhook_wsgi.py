@@ -22,7 +22,7 @@ from missions.models.telemetry import TelemetryWindowEvent
 from missions.partner import services as partner_services
 from missions.partner.api.webhook_wsgi import WebhookFastPath
 from missions.partner.api.webhooks import webhook_sign
-from tests.api.test_isolation import telemetry_event
+from tests.partner.test_isolation import telemetry_event
 
 # close_old_connections() runs around each fast-path request, as Django does around its own:
 # that needs autocommit, so these tests use real transactions.

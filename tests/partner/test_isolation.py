@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from missions.choices import MissionStatus, TenderStatus
 from missions.models import AuditEvent, Mission, MissionException, Offer, Tender
-from tests.api.conftest import assert_problem
+from tests.partner.conftest import assert_problem
 
 pytestmark = pytest.mark.django_db
 
