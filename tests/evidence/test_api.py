@@ -23,10 +23,10 @@ from missions.evidence.note import NoteVerifier
 from missions.evidence.signing import evidence_signer_reset
 from missions.models import Carrier, Mission
 from missions.models.evidence import TransparencyLogEntry
-from tests.partner.conftest import api_client, assert_problem, fetch_token, issue_client
 from tests.conftest import verified_client
 from tests.evidence.test_persistence import ORIGIN, key_in_environment, mission_with_evidence, noise
 from tests.factories import MissionFactory
+from tests.partner.conftest import api_client, assert_problem, fetch_token, issue_client
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "verify_evidence.py"

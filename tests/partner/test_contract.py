@@ -15,8 +15,8 @@ from requests_oauthlib import OAuth2Session
 
 from missions.choices import MissionStatus, TenderStatus
 from missions.models import Mission, MissionException, Tender
-from tests.partner.conftest import issue_client
 from tests.factories import CarrierFactory, ShipmentFactory, TenderFactory, VehicleFactory
+from tests.partner.conftest import issue_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

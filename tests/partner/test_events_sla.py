@@ -10,8 +10,8 @@ from missions.choices import MissionStatus
 from missions.events import Actor
 from missions.models import Mission
 from missions.services import mission_exception_report, mission_transition
-from tests.partner.conftest import assert_problem
 from tests.factories import MissionFactory
+from tests.partner.conftest import assert_problem
 
 pytestmark = pytest.mark.django_db
 

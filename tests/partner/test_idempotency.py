@@ -20,9 +20,9 @@ from missions.models.partner import IdempotencyStatus
 from missions.partner.api.idempotency import request_fingerprint
 from missions.partner.services import IssuedClient
 from missions.partner.tasks import idempotency_purge
-from tests.partner.conftest import assert_problem, fetch_token, issue_client, new_key
 from tests.conftest import require_service
 from tests.factories import CarrierFactory, MissionFactory, VehicleFactory
+from tests.partner.conftest import assert_problem, fetch_token, issue_client, new_key
 
 EXCEPTION_BODY = {"kind": "lost_comms", "detail": "no uplink for 40 s"}
 

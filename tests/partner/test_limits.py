@@ -11,8 +11,8 @@ from rest_framework.test import APIClient
 
 from missions.choices import TenderStatus
 from missions.models import Carrier, Mission, Offer, Tender
-from tests.partner.conftest import assert_problem, new_key
 from tests.factories import TenderFactory
+from tests.partner.conftest import assert_problem, new_key
 
 pytestmark = pytest.mark.django_db
 

@@ -23,9 +23,9 @@ from django.conf import settings as django_settings
 
 from missions.partner.api.mtls import presented_thumbprint, x5t_s256
 from missions.partner.services import IssuedClient
-from tests.partner.conftest import issue_client
 from tests.conftest import require_service
 from tests.factories import CarrierFactory
+from tests.partner.conftest import issue_client
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 PROXY_SOURCE = "127.0.0.2"  # nginx connects from here; the test's own direct calls come from 127.0.0.1

@@ -24,8 +24,8 @@ from missions.models import Carrier, Mission, MissionException, Tender
 from missions.partner import services as partner_services
 from missions.partner.api.webhooks import webhook_sign
 from missions.partner.services import IssuedClient
-from tests.partner.conftest import api_client, assert_problem, fetch_token, new_key
 from tests.conftest import verified_client
+from tests.partner.conftest import api_client, assert_problem, fetch_token, new_key
 
 pytestmark = pytest.mark.django_db
 

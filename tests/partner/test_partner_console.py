@@ -13,8 +13,8 @@ from oauth2_provider.models import Application
 from missions.models import AuditEvent, Carrier, PartnerClient, WebhookReceipt, WebhookSecret
 from missions.partner.services import IssuedClient
 from missions.partner.tasks import webhook_receipts_purge
-from tests.partner.conftest import fetch_token, issue_client
 from tests.conftest import verified_client
+from tests.partner.conftest import fetch_token, issue_client
 
 pytestmark = pytest.mark.django_db
 

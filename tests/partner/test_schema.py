@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from missions.choices import TenderStatus
 from missions.events import Actor
 from missions.partner import services as partner_services
-from tests.partner.conftest import fetch_token, issue_client
 from tests.factories import CarrierFactory, MissionFactory, TenderFactory, VehicleFactory
+from tests.partner.conftest import fetch_token, issue_client
 
 COMMITTED = Path(settings.BASE_DIR) / "docs" / "openapi.yaml"
 
