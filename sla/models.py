@@ -388,6 +388,15 @@ class BurnRateAlert(models.Model):
     class Meta:
         ordering = ["-fired_at", "-id"]
         indexes = [models.Index(fields=["carrier", "sli", "severity", "resolved_at"])]
+        constraints = [
+            # Concurrent evaluations (the minute tick meeting a mission-finished one, two workers)
+            # must never leave two open alerts for the same carrier, SLI and severity.
+            models.UniqueConstraint(
+                fields=["carrier", "sli", "severity"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="burn_alert_one_open",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.severity} {self.sli} carrier {self.carrier_id} x{self.long_burn_rate}"

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -145,6 +145,9 @@ def sla_evaluate(*, carrier_id: int, now: datetime | None = None) -> Evaluation:
         carrier_id=carrier_id, now=now, contract_id=contract.pk if contract else None, results=results
     )
     with transaction.atomic():
+        # One evaluation of a carrier writes at a time: the carrier row is the lock (PostgreSQL);
+        # SQLite serializes writers anyway, and the open-alert constraint catches what is left.
+        Carrier.objects.select_for_update().filter(pk=carrier_id).values_list("pk", flat=True).first()
         rows = [
             _measurement(carrier_id, contract, targets, w, results[(sli, w.name)], now)
             for w in reporting
@@ -226,7 +229,9 @@ def _alerts_update(
                 continue
             if existing is not None:
                 continue  # still burning: one alert until it clears
-            evaluation.alerts_fired.append(_alert_fire(carrier, contract, sli, firing[0], results, target, now))
+            fired = _alert_fire(carrier, contract, sli, firing[0], results, target, now)
+            if fired is not None:
+                evaluation.alerts_fired.append(fired)
 
 
 def _alert_fire(
@@ -237,23 +242,15 @@ def _alert_fire(
     results: dict[tuple[str, str], SLIResult],
     target: Decimal,
     now: datetime,
-) -> BurnRateAlert:
+) -> BurnRateAlert | None:
+    """Open the alert (and page for a PAGE rule); None when a concurrent evaluation opened it first."""
     long, short = results[(sli, rule.long_window)], results[(sli, rule.short_window)]
     long_rate, short_rate = burn_rate(long, target), burn_rate(short, target)
-    alert = BurnRateAlert.objects.create(
-        carrier=carrier,
-        contract=contract,
-        sli=sli,
-        severity=rule.severity,
-        long_window_seconds=int((long.end - long.start).total_seconds()),
-        short_window_seconds=int((short.end - short.start).total_seconds()),
-        threshold=rule.threshold,
-        long_burn_rate=min(long_rate or Decimal(0), Decimal("99999999")),
-        short_burn_rate=min(short_rate or Decimal(0), Decimal("99999999")),
-        long_total=long.total,
-        long_good=long.good,
-        fired_at=now,
-    )
+    try:
+        with transaction.atomic():
+            alert = _alert_create(carrier, contract, sli, rule, long, short, long_rate, short_rate, now)
+    except IntegrityError:
+        return None  # the partial unique index: that alert is already open
     if rule.severity == AlertSeverity.PAGE:
         incident, _ = incident_open(
             actor=Actor.system("sla"),
@@ -279,6 +276,33 @@ def _alert_fire(
         after={"severity": rule.severity, "sli": sli, "long_burn_rate": long_rate, "short_burn_rate": short_rate},
     )
     return alert
+
+
+def _alert_create(
+    carrier: Carrier,
+    contract: Contract,
+    sli: str,
+    rule: BurnRule,
+    long: SLIResult,
+    short: SLIResult,
+    long_rate: Decimal | None,
+    short_rate: Decimal | None,
+    now: datetime,
+) -> BurnRateAlert:
+    return BurnRateAlert.objects.create(
+        carrier=carrier,
+        contract=contract,
+        sli=sli,
+        severity=rule.severity,
+        long_window_seconds=int((long.end - long.start).total_seconds()),
+        short_window_seconds=int((short.end - short.start).total_seconds()),
+        threshold=rule.threshold,
+        long_burn_rate=min(long_rate or Decimal(0), Decimal("99999999")),
+        short_burn_rate=min(short_rate or Decimal(0), Decimal("99999999")),
+        long_total=long.total,
+        long_good=long.good,
+        fired_at=now,
+    )
 
 
 def sla_month_close(*, carrier_id: int, month: date, now: datetime | None = None) -> list[Breach]:

@@ -8,9 +8,13 @@ Personas: dispatcher, on-call, admin, read-only and SLA-manager console users
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -21,6 +25,7 @@ from tests.factories import CarrierFactory
 from tms_console.roles import ADMIN, DISPATCHER, ON_CALL, READ_ONLY, SLA_MANAGER, roles_sync
 
 REQUIRE_SERVICES = os.environ.get("TMS_REQUIRE_SERVICES") == "1"
+_sqlite_dir: Path | None = None
 
 
 def require_service(name: str, available: bool) -> None:
@@ -98,3 +103,37 @@ def carrier_b(db: Any) -> Carrier:
 @pytest.fixture
 def system_actor() -> Actor:
     return Actor.system("test")
+
+
+# --- A shareable SQLite test database ----------------------------------------------------------
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move the SQLite test database to a file when a test that shares it with another process will run.
+
+    Browser tests (a live server reads it) and tests marked ``shared_database`` (threads or
+    processes writing at once: an in-memory SQLite database is one connection's, and its shared
+    cache fails concurrent writers with "table is locked" instead of waiting).
+    """
+    global _sqlite_dir
+    if not any(
+        item.get_closest_marker("browser") or item.get_closest_marker("shared_database") for item in session.items
+    ):
+        return
+    # Settings only: the connection objects are left for the tests to create.
+    database = settings.DATABASES["default"]
+    if "sqlite" not in str(database.get("ENGINE", "")) or _sqlite_dir is not None:
+        return
+    test_settings = database.setdefault("TEST", {})
+    name = str(test_settings.get("NAME") or "")
+    if name and name != ":memory:" and "mode=memory" not in name:
+        return  # already a file
+    # A directory of our own per run: other test runs on this machine use their own.
+    _sqlite_dir = Path(tempfile.mkdtemp(prefix="tms-browser-"))
+    test_settings["NAME"] = str(_sqlite_dir / "test.sqlite3")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Django deletes the database file; WAL side files and the directory are ours.
+    if _sqlite_dir is not None:
+        shutil.rmtree(_sqlite_dir, ignore_errors=True)

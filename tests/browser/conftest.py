@@ -5,8 +5,8 @@ production) started and stopped by each test, listening on a socket this
 process binds to port 0 and hands over (no port race with other test runs).
 It reads the same database as the test: on PostgreSQL the ``test_<name>``
 database, on SQLite a test database *file* (an in-memory database cannot be
-shared with another process), so when browser tests are collected the SQLite
-test database is moved to a temporary file for the session. Tests that use
+shared with another process): ``tests/conftest.py`` moves the SQLite test
+database to a temporary file for the session when browser tests are collected. Tests that use
 the server must therefore commit their data: they are marked
 ``django_db(transaction=True)``. With ``REDIS_URL`` set both processes share the
 Redis channel layer; without it the server relays events from the database
@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -53,34 +51,6 @@ from tests.conftest import require_service
 SERVER_START_TIMEOUT_S = 45.0
 # Assertions on the page retry for this long (Playwright's default of 5 s is tight on a busy CI machine).
 expect.set_options(timeout=10_000)
-_sqlite_dir: Path | None = None
-
-
-# --- A shareable SQLite test database ----------------------------------------------------------
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Move the SQLite test database to a file when any browser test is about to run."""
-    global _sqlite_dir
-    if not any(item.get_closest_marker("browser") for item in session.items):
-        return
-    # Settings only: the connection objects are left for the tests to create.
-    database = settings.DATABASES["default"]
-    if "sqlite" not in str(database.get("ENGINE", "")) or _sqlite_dir is not None:
-        return
-    test_settings = database.setdefault("TEST", {})
-    name = str(test_settings.get("NAME") or "")
-    if name and name != ":memory:" and "mode=memory" not in name:
-        return  # already a file
-    # A directory of our own per run: other test runs on this machine use their own.
-    _sqlite_dir = Path(tempfile.mkdtemp(prefix="tms-browser-"))
-    test_settings["NAME"] = str(_sqlite_dir / "test.sqlite3")
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    # Django deletes the database file; WAL side files and the directory are ours.
-    if _sqlite_dir is not None:
-        shutil.rmtree(_sqlite_dir, ignore_errors=True)
 
 
 def server_database_url() -> str:
