@@ -8,12 +8,15 @@ result is written under the lock again, so a step's effect happens once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -91,7 +94,8 @@ def runbook_advance(*, run_id: int, max_steps: int = 20) -> float | None:
         )
         incident = step_run.run.incident
         try:
-            outcome = ACTIONS[action_name](incident, step_run.run, step_run.step)
+            with lease_heartbeat(step_run_id=step_run_id):
+                outcome = ACTIONS[action_name](incident, step_run.run, step_run.step)
         except (DomainError, Exception) as exc:  # an action error is recorded, never lost
             log.exception("runbook action failed", extra={"run_id": run_id, "step": action_name})
             outcome = Outcome.failed(f"{type(exc).__name__}: {exc}"[:300])
@@ -99,6 +103,42 @@ def runbook_advance(*, run_id: int, max_steps: int = 20) -> float | None:
         if wait is not None:
             return wait
     return 0.0
+
+
+def lease_renew(*, step_run_id: int) -> bool:
+    """Push a running step's lease forward; False when the step is no longer ours to run."""
+    until = timezone.now() + timedelta(seconds=settings.RUNBOOK_STEP_LEASE_SECONDS)
+    return bool(StepRun.objects.filter(pk=step_run_id, status=StepStatus.RUNNING).update(lease_until=until))
+
+
+@contextlib.contextmanager
+def lease_heartbeat(*, step_run_id: int) -> Iterator[None]:
+    """Renew the step's lease every third of it while the action runs.
+
+    The lease is short (``RUNBOOK_STEP_LEASE_SECONDS``) so that a worker killed mid-step
+    costs the run at most about one lease before the tick hands the step to another
+    worker; a live worker on a slow action (a carrier call with retries) keeps it.
+    """
+    stop = threading.Event()
+    interval = max(0.5, settings.RUNBOOK_STEP_LEASE_SECONDS / 3)
+
+    def beat() -> None:
+        try:
+            while not stop.wait(interval):
+                if not lease_renew(step_run_id=step_run_id):
+                    return
+        except Exception:  # a missed renewal only risks a second worker re-running an idempotent action
+            log.warning("runbook lease renewal failed", exc_info=True, extra={"step_run_id": step_run_id})
+        finally:
+            connection.close()  # this thread's own database connection
+
+    thread = threading.Thread(target=beat, name=f"runbook-lease-{step_run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
 
 
 @transaction.atomic

@@ -412,7 +412,7 @@ CELERY_BEAT_SCHEDULE = {
 PAGERDUTY_EVENTS_URL: str = env.str("PAGERDUTY_EVENTS_URL", default="")
 PAGERDUTY_ROUTING_KEY: str = env.str("PAGERDUTY_ROUTING_KEY", default="")
 PAGERDUTY_ATTEMPTS: int = env.int("PAGERDUTY_ATTEMPTS", default=4)
-RUNBOOK_STEP_LEASE_SECONDS: int = env.int("RUNBOOK_STEP_LEASE_SECONDS", default=120)
+RUNBOOK_STEP_LEASE_SECONDS: int = env.int("RUNBOOK_STEP_LEASE_SECONDS", default=15)
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "runbooks-tick": {"task": "runbooks.tasks.runbooks_tick", "schedule": 2.0},
