@@ -34,8 +34,10 @@ Why not Django signals or direct calls: see docs/decisions/0013-domain-event-reg
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -144,8 +146,22 @@ def event_publish(event: AuditEvent) -> None:
         transaction.on_commit(partial(_dispatch, subscriber, event, context), robust=True)
 
 
+# Set while the broker cannot be relied on (the safety ticker): worker subscribers run in-process.
+_tasks_inline: contextvars.ContextVar[bool] = contextvars.ContextVar("subscriptions_tasks_inline", default=False)
+
+
+@contextlib.contextmanager
+def tasks_inline() -> Iterator[None]:
+    """Within the block, ``via="task"`` subscribers run in this process instead of being enqueued."""
+    token = _tasks_inline.set(True)
+    try:
+        yield
+    finally:
+        _tasks_inline.reset(token)
+
+
 def _dispatch(subscriber: Subscriber, event: AuditEvent, context: Context) -> None:
-    if subscriber.via == "inline":
+    if subscriber.via == "inline" or _tasks_inline.get():
         _run(subscriber, event, context)
         return
     try:

@@ -7,6 +7,9 @@ class TmsConsoleConfig(AppConfig):
     verbose_name = "TMS console"
 
     def ready(self) -> None:
+        from tms_console.health import DependencyCollector
+        from tms_console.metrics import scrape_collector_register
         from tms_console.roles import roles_sync
 
         post_migrate.connect(roles_sync, sender=self)
+        scrape_collector_register(DependencyCollector())

@@ -12,6 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from runbooks.watchdog import safety_ticker_start  # noqa: E402
 from tms_console.routing import partner_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 console_ws = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
@@ -21,3 +22,5 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter([*partner_websocket_urlpatterns, re_path(r"", console_ws)]),
     }
 )
+# Gap detection and runbook steps keep running from here if beat or the broker goes down.
+safety_ticker_start()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import threading
+import time
 from contextvars import Token
 from typing import Any
 
@@ -106,13 +108,40 @@ def _reset_ids(task: Task[Any, Any] | None = None, **_: Any) -> None:
 
 @app.task(name="tms_console.heartbeat", ignore_result=True)
 def heartbeat() -> str:
-    """Write one log line: proof that beat, broker and worker are all alive.
+    """Record the ``worker`` heartbeat: proof that beat, the broker and a worker all work.
 
-    Scheduled by beat every CELERY_HEARTBEAT_SECONDS (0 turns it off); a quiet
-    log therefore means a stuck worker or beat, not an idle system.
+    Scheduled by beat every CELERY_HEARTBEAT_SECONDS (0 turns it off). ``/readyz`` and
+    the safety ticker read its age (``tms_console.health``).
     """
-    logger.info("celery heartbeat", extra={"event": "celery.heartbeat"})
+    from tms_console.health import heartbeat_record  # needs the app registry, loaded after this module
+
+    heartbeat_record(name="worker", detail={"hostname": str(heartbeat.request.hostname or "")})
+    logger.debug("celery heartbeat", extra={"event": "celery.heartbeat"})
     return "ok"
+
+
+def _beat_heartbeats(seconds: float) -> None:
+    from django.db import connection
+
+    from tms_console.health import heartbeat_record
+
+    while True:
+        try:
+            heartbeat_record(name="beat", detail={"pid": os.getpid()})
+        except Exception:  # the database may be down too; try again next period
+            logger.warning("beat heartbeat not recorded", exc_info=True)
+            connection.close()
+        time.sleep(seconds)
+
+
+@signals.beat_init.connect
+def _start_beat_heartbeat(**_: Any) -> None:
+    """The beat process notes it is alive on its own, so a dead scheduler shows apart from a dead broker."""
+    from django.conf import settings
+
+    seconds = float(getattr(settings, "CELERY_HEARTBEAT_SECONDS", 0) or 0)
+    if seconds > 0:
+        threading.Thread(target=_beat_heartbeats, args=(seconds,), name="beat-heartbeat", daemon=True).start()
 
 
 @app.on_after_configure.connect

@@ -56,6 +56,7 @@ _OPEN_PREFIXES = (
     "/api/",
     "/oauth2/",
     "/healthz",
+    "/readyz",
     "/metrics",
     "/webhooks/",
 )

@@ -1,4 +1,4 @@
-"""Console-wide permissions (no table of their own)."""
+"""Kernel tables: the console-wide permissions anchor, process heartbeats and leases."""
 
 from django.db import models
 
@@ -15,3 +15,30 @@ class ConsoleAccess(models.Model):
 
     def __str__(self) -> str:
         return "console access"
+
+
+class ProcessHeartbeat(models.Model):
+    """When a background process last showed it was alive: beat, the worker pipeline, the MQTT bridge.
+
+    ``worker`` is written by the heartbeat task, so a fresh row proves beat, the broker
+    and a worker all work; ``beat`` is written by the beat process itself, so the two
+    together tell a dead scheduler from a dead broker or worker.
+    """
+
+    name = models.CharField(max_length=60, primary_key=True)
+    seen_at = models.DateTimeField()
+    detail = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Lease(models.Model):
+    """A named lease in the database: at most one process holds it until ``expires_at``."""
+
+    name = models.CharField(max_length=60, primary_key=True)
+    holder = models.CharField(max_length=120)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder} until {self.expires_at:%H:%M:%S}"

@@ -185,7 +185,12 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Worker and beat keep the JSON-lines LOGGING below (tms_console.celery).
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Beat schedules a heartbeat task that logs one line per period (0 = off).
-CELERY_HEARTBEAT_SECONDS: float = env.float("CELERY_HEARTBEAT_SECONDS", default=300)
+CELERY_HEARTBEAT_SECONDS: float = env.float("CELERY_HEARTBEAT_SECONDS", default=10)
+# A beat or worker heartbeat older than this means the scheduler or the broker/worker path is down:
+# /readyz says so and the web process's safety ticker takes over gap detection and runbook ticks.
+SAFETY_STALE_SECONDS: float = env.float("SAFETY_STALE_SECONDS", default=30)
+SAFETY_TICK_SECONDS: float = env.float("SAFETY_TICK_SECONDS", default=5)
+SAFETY_TICKER: bool = env.bool("SAFETY_TICKER", default=True)
 
 # --- Auth ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -231,7 +236,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 # --- Logging: JSON lines with request / correlation ids ------------------------
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
@@ -258,6 +263,10 @@ TENDER_EXPIRY_SECONDS_DEFAULT: int = env.int("TENDER_EXPIRY_SECONDS_DEFAULT", de
 # Problem details for every /api/ response that errs, even outside DRF views.
 MIDDLEWARE.insert(
     MIDDLEWARE.index("tms_console.middleware.RequestIdMiddleware") + 1, "tms_console.problem.ApiProblemMiddleware"
+)
+# Inside the API middleware, so a lost database is answered 503 before it is called a 500.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("tms_console.problem.ApiProblemMiddleware") + 1, "tms_console.health.DatabaseUnavailableMiddleware"
 )
 API_MAX_BODY_BYTES: int = env.int("API_MAX_BODY_BYTES", default=1_048_576)
 API_MAX_PAGE_SIZE: int = env.int("API_MAX_PAGE_SIZE", default=100)

@@ -5,6 +5,8 @@ import os
 os.environ.setdefault("TMS_TESTING", "1")
 os.environ.setdefault("DB_POOL", "0")
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
+# Test servers do not run the safety ticker unless a test turns it on.
+os.environ.setdefault("SAFETY_TICKER", "0")
 
 from tms_console.settings import *  # noqa: F403
 

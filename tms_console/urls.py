@@ -5,12 +5,13 @@ from django.urls import include, path
 from oauth2_provider import views as oauth2_views
 from two_factor.urls import urlpatterns as two_factor_urls
 
-from tms_console import admin_site, views
+from tms_console import admin_site, health, views
 from tms_console.metrics import metrics_view
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("", include(two_factor_urls)),
     path("account/logout/", LogoutView.as_view(), name="logout"),
     path("admin/", admin_site.site.urls),
@@ -28,3 +29,6 @@ urlpatterns = [
     path("oauth2/revoke", oauth2_views.RevokeTokenView.as_view(), name="oauth2-revoke"),
     path("partners/", include("missions.partner.urls")),
 ]
+
+# An error in a middleware (the session or user lookup) when the database is down is a 503 too.
+handler500 = "tms_console.health.server_error"
