@@ -115,8 +115,8 @@ def heartbeat() -> str:
     """
     from tms_console.health import heartbeat_record  # needs the app registry, loaded after this module
 
+    logger.info("celery heartbeat", extra={"event": "celery.heartbeat"})
     heartbeat_record(name="worker", detail={"hostname": str(heartbeat.request.hostname or "")})
-    logger.debug("celery heartbeat", extra={"event": "celery.heartbeat"})
     return "ok"
 
 

@@ -29,6 +29,9 @@ class ProcessHeartbeat(models.Model):
     seen_at = models.DateTimeField()
     detail = models.JSONField(default=dict, blank=True)
 
+    class Meta:
+        default_permissions = ()  # internal bookkeeping: no admin permissions of its own
+
     def __str__(self) -> str:
         return f"{self.name} at {self.seen_at:%Y-%m-%d %H:%M:%S}"
 
@@ -39,6 +42,9 @@ class Lease(models.Model):
     name = models.CharField(max_length=60, primary_key=True)
     holder = models.CharField(max_length=120)
     expires_at = models.DateTimeField()
+
+    class Meta:
+        default_permissions = ()
 
     def __str__(self) -> str:
         return f"{self.name} held by {self.holder} until {self.expires_at:%H:%M:%S}"
