@@ -65,9 +65,36 @@ def certificate_thumbprint(certificate: x509.Certificate) -> str:
     return x5t_s256(certificate.public_bytes(Encoding.DER))
 
 
+def _dn_compact(value: str) -> str:
+    """Drop spaces around unescaped ``,``, ``+`` and ``=`` ("CN = gateway-1, O = Carrier A").
+
+    RFC 4514 §3 lets an implementation accept other DN string forms; spaces next to a separator are
+    never part of a value (a significant one is escaped, ``\\ ``). The order stays as typed: RFC 4514
+    writes the most specific RDN first (``openssl x509 -noout -subject -nameopt RFC2253``).
+    """
+    out: list[str] = []
+    escaped = skip_spaces = False
+    for char in value:
+        if escaped:
+            out.append(char)
+            escaped = False
+            continue
+        if char == " " and skip_spaces:
+            continue
+        skip_spaces = False
+        if char == "\\":
+            escaped = True
+        elif char in ",+=":
+            while out and out[-1] == " " and not (len(out) > 1 and out[-2] == "\\"):
+                out.pop()
+            skip_spaces = True
+        out.append(char)
+    return "".join(out).strip()
+
+
 def _dn_parse(value: str) -> x509.Name:
     try:
-        name = x509.Name.from_rfc4514_string(value, _DN_READ)
+        name = x509.Name.from_rfc4514_string(_dn_compact(value), _DN_READ)
     except ValueError:
         raise ValueError(
             "Not a distinguished name in RFC 4514 form, such as 'CN=gateway-1,O=Carrier A,C=US' "

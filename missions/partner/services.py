@@ -107,23 +107,27 @@ def partner_client_create(
 
 @transaction.atomic
 def partner_client_certificate_set(*, client_id: int, kind: str, value: str, actor: Actor) -> PartnerClient:
-    """Register (or replace, or with empty values clear) the certificate a client authenticates with.
+    """Register, replace, or (empty values) clear the certificate a client authenticates with.
 
-    Tokens already issued keep their binding to the certificate they were issued over; the next
-    token request is checked against the new registration.
+    A change revokes the client's outstanding tokens: they were issued under the old registration
+    (perhaps over the very certificate being replaced), and the client simply asks for new ones.
     """
     client = PartnerClient.objects.select_for_update().select_related("application", "carrier").get(pk=client_id)
     before = {client.certificate_kind: client.certificate_value} if client.certificate_kind else None
     registered = _certificate_check(carrier=client.carrier, kind=kind, value=value)
+    if registered == (client.certificate_kind, client.certificate_value):
+        return client
     client.certificate_kind, client.certificate_value = registered
     client.save(update_fields=["certificate_kind", "certificate_value"])
+    revoked, _ = AccessToken.objects.filter(application=client.application).delete()
     event_record(
         actor=actor,
-        action="partner_client.certificate_registered",
+        action="partner_client.certificate_changed",
         subject_type="partner_client",
         subject_id=client.pk,
         before={"certificate": before},
         after={"certificate": {client.certificate_kind: client.certificate_value} if client.certificate_kind else None},
+        data={"client_id": client.application.client_id, "tokens_revoked": revoked},
         carrier=client.carrier,
     )
     return client
