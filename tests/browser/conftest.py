@@ -28,14 +28,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -45,7 +48,6 @@ from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_p
 
 from tests.browser.support import CHROMIUM_ARGS, CHROMIUM_PATH, NetworkLog, screenshot
 from tests.conftest import require_service
-from tests.servers import remove_directory, server_database_url, sqlite_test_database_to_file
 
 SERVER_START_TIMEOUT_S = 45.0
 # Assertions on the page retry for this long (Playwright's default of 5 s is tight on a busy CI machine).
@@ -59,12 +61,42 @@ _sqlite_dir: Path | None = None
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Move the SQLite test database to a file when any browser test is about to run."""
     global _sqlite_dir
-    if _sqlite_dir is None and any(item.get_closest_marker("browser") for item in session.items):
-        _sqlite_dir = sqlite_test_database_to_file()
+    if not any(item.get_closest_marker("browser") for item in session.items):
+        return
+    # Settings only: the connection objects are left for the tests to create.
+    database = settings.DATABASES["default"]
+    if "sqlite" not in str(database.get("ENGINE", "")) or _sqlite_dir is not None:
+        return
+    test_settings = database.setdefault("TEST", {})
+    name = str(test_settings.get("NAME") or "")
+    if name and name != ":memory:" and "mode=memory" not in name:
+        return  # already a file
+    # A directory of our own per run: other test runs on this machine use their own.
+    _sqlite_dir = Path(tempfile.mkdtemp(prefix="tms-browser-"))
+    test_settings["NAME"] = str(_sqlite_dir / "test.sqlite3")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    remove_directory(_sqlite_dir)
+    # Django deletes the database file; WAL side files and the directory are ours.
+    if _sqlite_dir is not None:
+        shutil.rmtree(_sqlite_dir, ignore_errors=True)
+
+
+def server_database_url() -> str:
+    """A DATABASE_URL naming the database this test process uses right now (the test database)."""
+    connection = connections["default"]
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        if connection.is_in_memory_db():  # type: ignore[attr-defined]  # the SQLite backend's own helper
+            pytest.fail("the SQLite test database is in memory; browser tests need it in a file")
+        return "sqlite:///" + str(Path(str(s["NAME"])).resolve())
+    if connection.vendor == "postgresql":
+        user, password = quote(s.get("USER") or "", safe=""), quote(s.get("PASSWORD") or "", safe="")
+        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+        host = s.get("HOST") or "localhost"
+        port = f":{s['PORT']}" if s.get("PORT") else ""
+        return f"postgres://{auth}{host}{port}/{quote(str(s['NAME']), safe='')}"
+    pytest.fail(f"browser tests do not know how to share a {connection.vendor} database")
 
 
 # --- The live server ---------------------------------------------------------------------------
