@@ -27,7 +27,7 @@ help:
 	@echo "make otp      print a demo user's current one-time code (OTP_USER=demo-dispatcher)"
 	@echo "make test     run the whole test suite (honours DATABASE_URL / REDIS_URL / MQTT_URL)"
 	@echo "make test-pg  run the suite against local PostgreSQL + Redis + Mosquitto"
-	@echo "make lint     ruff check, ruff format --check, mypy, lint-imports (the layers)"
+	@echo "make lint     ruff check, ruff format --check, mypy, lint-imports (the layers), bandit"
 	@echo "make bench    run the benchmarks in benchmarks/ and print their figures"
 	@echo "make clean    remove var/ (local database, queue, static files) and caches"
 	@echo "make distclean  clean, and remove .venv"
@@ -91,6 +91,8 @@ lint: install-dev
 	echo "== ruff format --check"; $(VENV)/bin/ruff format --check . || status=1; \
 	echo "== mypy"; $(VENV)/bin/mypy . || status=1; \
 	echo "== lint-imports"; $(VENV)/bin/lint-imports --no-cache || status=1; \
+	echo "== bandit (Medium and High fail)"; \
+	$(VENV)/bin/bandit -c pyproject.toml -r . --severity-level medium --quiet || status=1; \
 	exit $$status
 
 # benchmarks/run_all.py runs each benchmarks/bench_*.py (each in its own

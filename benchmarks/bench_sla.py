@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -108,12 +109,11 @@ def _columns(table: str) -> set[str]:
         return {c.name for c in connection.introspection.get_table_description(cursor, table)}
 
 
-def _next_id(table: str) -> int:
-    from django.db import connection
+def _next_id(model: type[Any]) -> int:
+    """The first id COPY may use for ``model`` (its table is filled here without the sequence)."""
+    from django.db.models import Max
 
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}")
-        return int(cursor.fetchone()[0])
+    return int(model.objects.aggregate(top=Max("id"))["top"] or 0) + 1
 
 
 def load(now: datetime) -> int:
@@ -122,7 +122,7 @@ def load(now: datetime) -> int:
 
     from django.db import connection
 
-    from missions.models import Carrier, Vehicle
+    from missions.models import Carrier, Shipment, Vehicle
     from sla.models import Contract
 
     rng = random.Random(7)  # reproducible synthetic data
@@ -131,7 +131,7 @@ def load(now: datetime) -> int:
     vehicle = Vehicle.objects.create(carrier=carrier, external_id="TRK-BENCH")
     Contract.objects.create(carrier=carrier, effective_from=date(2000, 1, 1), monthly_fee_usd=50000)
     start = now - timedelta(days=DAYS)
-    first_shipment = _next_id("missions_shipment")
+    first_shipment = _next_id(Shipment)
     shipments, missions = [], []
     statuses = ["completed"] * 90 + ["failed"] * 3 + ["handed_over"] * 2 + ["cancelled"] * 3 + ["en_route"] * 2
     for n in range(MISSIONS):

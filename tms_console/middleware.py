@@ -47,14 +47,15 @@ class RequestIdMiddleware:
 
 
 # Paths that never show console data: the login flow itself, the partner API
-# (it has its own OAuth2 authentication), static files and health checks.
-# Signing out is harmless for anyone, so it is open too.
+# (it has its own OAuth2 authentication) and its public OAuth metadata (RFC 8414),
+# static files and health checks. Signing out is harmless for anyone, so it is open too.
 _OPEN_PREFIXES = (
     "/account/login/",
     "/account/logout/",
     "/static/",
     "/api/",
     "/oauth2/",
+    "/.well-known/oauth-authorization-server",
     "/healthz",
     "/readyz",
     "/metrics",

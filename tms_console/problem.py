@@ -4,6 +4,12 @@ Two layers produce them: the DRF exception handler for everything a view
 raises, and ``ApiProblemMiddleware`` for what happens outside a DRF view under
 ``/api/`` (unknown URLs, oversized bodies, uncaught exceptions), so no error
 under ``/api/`` ever leaves as an HTML page.
+
+A client may ask for problem documents by name (``Accept:
+application/problem+json``, alone or beside ``application/json``): the error
+keeps its real status instead of turning into a 406
+(``tms_console.negotiation``). Every answer under ``/api/`` carries
+``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ from rest_framework.views import set_rollback
 
 from tms_console.domain import Conflict, DomainError, IllegalTransition, NotFound
 
+# Re-exported: the API takes the media type from here, beside the problem helpers.
+from tms_console.negotiation import PROBLEM_CONTENT_TYPE as PROBLEM_CONTENT_TYPE
+
 log = logging.getLogger(__name__)
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
 # Problem type URIs are relative references resolved against the API's base
 # URL (RFC 9457 §3.1.1); each is documented in docs/api-versioning.md.
 PROBLEM_BASE = "/api/v1/problems/"
@@ -198,7 +206,7 @@ def _is_api(request: HttpRequest) -> bool:
 
 
 class ApiProblemMiddleware:
-    """Under ``/api/``: refuse oversized bodies (413), and turn any non-problem error into one.
+    """Under ``/api/``: refuse oversized bodies (413), turn any non-problem error into one, and forbid caching.
 
     Django's own 404 page and uncaught exceptions would otherwise answer in
     HTML, which a machine client cannot read.
@@ -210,6 +218,13 @@ class ApiProblemMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not _is_api(request):
             return self.get_response(request)
+        response = self._answer(request)
+        # Every API answer is about one client's data (or refuses it): no shared or private cache may
+        # keep one, as RFC 6749 §5.1 already asks of the token answer.
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def _answer(self, request: HttpRequest) -> HttpResponse:
         limit = int(getattr(settings, "API_MAX_BODY_BYTES", 1_048_576))
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)

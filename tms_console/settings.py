@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import django_stubs_ext
 import environ
@@ -285,6 +286,15 @@ WEBHOOK_RECEIPT_RETENTION_DAYS: int = env.int("WEBHOOK_RECEIPT_RETENTION_DAYS", 
 PARTNER_TRUSTED_PROXIES: list[str] = env.list("PARTNER_TRUSTED_PROXIES", default=[])
 PARTNER_CLIENT_CERT_HEADER: str = env.str("PARTNER_CLIENT_CERT_HEADER", default="HTTP_X_SSL_CLIENT_CERT")
 PARTNER_CLIENT_VERIFY_HEADER: str = env.str("PARTNER_CLIENT_VERIFY_HEADER", default="HTTP_X_SSL_CLIENT_VERIFY")
+# RFC 8414 issuer: the origin carriers reach the token endpoint at (the partner edge), without a path;
+# by default the origin of PUBLIC_BASE_URL.
+_public = urlsplit(PUBLIC_BASE_URL)
+OAUTH2_ISSUER: str = env.str("OAUTH2_ISSUER", default=f"{_public.scheme}://{_public.netloc}").rstrip("/")
+if urlsplit(OAUTH2_ISSUER).path or not urlsplit(OAUTH2_ISSUER).netloc or "?" in OAUTH2_ISSUER or "#" in OAUTH2_ISSUER:
+    # The metadata is served at /.well-known/oauth-authorization-server, the place for an issuer without a path.
+    raise ImproperlyConfigured(
+        f"OAUTH2_ISSUER must be an origin such as https://partners.example, not {OAUTH2_ISSUER!r}"
+    )
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, 2_621_440)
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["missions.partner.api.authentication.PartnerTokenAuthentication"],
@@ -292,6 +302,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_THROTTLE_CLASSES": ["missions.partner.api.throttling.PartnerClientRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "tms_console.negotiation.ProblemAwareContentNegotiation",
     "DEFAULT_PAGINATION_CLASS": "missions.partner.api.pagination.CappedPageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "tms_console.problem.problem_exception_handler",

@@ -1,8 +1,7 @@
-"""Top-level URLs: console pages, the two-factor login, the admin, the partner API."""
+"""Top-level URLs: console pages, the two-factor login, the admin, the partner API and its OAuth endpoints."""
 
 from django.contrib.auth.views import LogoutView
 from django.urls import include, path
-from oauth2_provider import views as oauth2_views
 from two_factor.urls import urlpatterns as two_factor_urls
 
 from tms_console import admin_site, health, views
@@ -25,8 +24,7 @@ urlpatterns = [
     path("api/v1/evidence/", include("missions.partner.api.evidence_urls")),
     path("api/v1/", include("sla.api_urls")),
     path("api/v1/", include("missions.partner.api.urls")),
-    path("oauth2/token", oauth2_views.TokenView.as_view(), name="oauth2-token"),
-    path("oauth2/revoke", oauth2_views.RevokeTokenView.as_view(), name="oauth2-revoke"),
+    path("", include("missions.partner.api.oauth_urls")),
     path("partners/", include("missions.partner.urls")),
 ]
 

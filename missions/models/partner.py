@@ -8,7 +8,6 @@ bookkeeping rather than domain state).
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from oauth2_provider.models import AccessToken, Application
 
@@ -25,11 +24,28 @@ PARTNER_SCOPES: dict[str, str] = {
 }
 
 
+class CertificateKind(models.TextChoices):
+    """The certificate field a client's registered value is found in (RFC 8705 §2.1.2 metadata names)."""
+
+    SUBJECT_DN = "tls_client_auth_subject_dn", "Subject DN (RFC 4514)"
+    SAN_DNS = "tls_client_auth_san_dns", "SAN: DNS name"
+    SAN_URI = "tls_client_auth_san_uri", "SAN: URI"
+    SAN_IP = "tls_client_auth_san_ip", "SAN: IP address"
+    SAN_EMAIL = "tls_client_auth_san_email", "SAN: e-mail address"
+    X5T_S256 = "x5t#S256", "SHA-256 thumbprint of the certificate"
+
+
 class PartnerClient(models.Model):
     """An OAuth2 client (client-credentials only) that acts for exactly one carrier.
 
     The application's secret is hashed by django-oauth-toolkit; the plain
     secret exists only in the response that created or rotated it.
+
+    A client may register the certificate it authenticates with (RFC 8705
+    §2.1, ``tls_client_auth``): one expected value, in the certificate field
+    ``certificate_kind``. Tokens are then issued to it only over a certificate
+    that carries that value; a carrier that requires mTLS gets tokens only for
+    clients that registered one.
     """
 
     application = models.OneToOneField(Application, on_delete=models.CASCADE, related_name="partner_client")
@@ -41,9 +57,20 @@ class PartnerClient(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     rotated_at = models.DateTimeField(null=True, blank=True)
+    certificate_kind = models.CharField(max_length=40, choices=CertificateKind.choices, blank=True)
+    # Normalized by missions.partner.certificates (RFC 4514 DN, lower-case DNS name, base64url thumbprint...).
+    certificate_value = models.CharField(max_length=1024, blank=True)
 
     class Meta:
         ordering = ["carrier_id", "id"]
+        constraints = [
+            # RFC 8705 §2.1.2: exactly one expected value, or none.
+            models.CheckConstraint(
+                condition=(models.Q(certificate_kind="") & models.Q(certificate_value=""))
+                | (~models.Q(certificate_kind="") & ~models.Q(certificate_value="")),
+                name="partner_client_certificate_kind_and_value",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.application.name} ({self.carrier.slug})"
@@ -51,6 +78,10 @@ class PartnerClient(models.Model):
     @property
     def scopes(self) -> set[str]:
         return set(self.allowed_scopes.split())
+
+    @property
+    def has_certificate(self) -> bool:
+        return bool(self.certificate_kind and self.certificate_value)
 
 
 class TokenCertificateBinding(models.Model):
@@ -81,7 +112,9 @@ class IdempotencyRecord(models.Model):
     fingerprint = models.CharField(max_length=64)
     status = models.CharField(max_length=10, choices=IdempotencyStatus.choices, default=IdempotencyStatus.IN_FLIGHT)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    # The first answer's body exactly as it went out (a replay sends these bytes, not a re-rendering).
+    response_content = models.BinaryField(null=True, blank=True)
+    # The first answer's Content-Type and Location.
     response_headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)

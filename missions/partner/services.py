@@ -20,7 +20,8 @@ from oauth2_provider.models import AccessToken, Application
 
 from missions.events import Actor, event_record
 from missions.models import Carrier
-from missions.models.partner import PARTNER_SCOPES, PartnerClient, WebhookSecret
+from missions.models.partner import PARTNER_SCOPES, CertificateKind, PartnerClient, WebhookSecret
+from missions.partner.certificates import certificate_value_normalize
 from tms_console.domain import DomainError
 
 
@@ -42,13 +43,40 @@ def _scopes_check(scopes: list[str]) -> str:
     return " ".join(sorted(set(scopes)))
 
 
+def _certificate_check(*, carrier: Carrier, kind: str, value: str) -> tuple[str, str]:
+    """The (kind, normalized value) to store; both empty when no certificate is registered."""
+    if not kind and not value.strip():
+        if carrier.require_mtls:
+            raise DomainError(
+                f"{carrier.name} requires mutual TLS: register the certificate this client will present "
+                "(its subject DN, a SAN entry or its SHA-256 thumbprint).",
+                field="certificate_value",
+            )
+        return "", ""
+    if kind not in CertificateKind.values:
+        raise DomainError("Choose which field of the certificate identifies the client.", field="certificate_kind")
+    try:
+        return kind, certificate_value_normalize(kind, value)
+    except ValueError as exc:
+        raise DomainError(str(exc), field="certificate_value") from None
+
+
 @transaction.atomic
-def partner_client_create(*, carrier_id: int, name: str, scopes: list[str], actor: Actor) -> IssuedClient:
-    """Create a client-credentials application bound to one carrier."""
+def partner_client_create(
+    *,
+    carrier_id: int,
+    name: str,
+    scopes: list[str],
+    actor: Actor,
+    certificate_kind: str = "",
+    certificate_value: str = "",
+) -> IssuedClient:
+    """Create a client-credentials application bound to one carrier (with its certificate, RFC 8705 §2.1)."""
     carrier = Carrier.objects.select_for_update().get(pk=carrier_id)
     allowed = _scopes_check(scopes)
     if not name.strip():
         raise DomainError("A client needs a name.", field="name")
+    kind, value = _certificate_check(carrier=carrier, kind=certificate_kind, value=certificate_value)
     raw_secret = generate_client_secret()
     application = Application.objects.create(
         name=name.strip()[:255],
@@ -59,17 +87,50 @@ def partner_client_create(*, carrier_id: int, name: str, scopes: list[str], acto
         skip_authorization=True,
     )
     client = PartnerClient.objects.create(
-        application=application, carrier=carrier, allowed_scopes=allowed, created_by=actor.user
+        application=application,
+        carrier=carrier,
+        allowed_scopes=allowed,
+        created_by=actor.user,
+        certificate_kind=kind,
+        certificate_value=value,
     )
     event_record(
         actor=actor,
         action="partner_client.created",
         subject_type="partner_client",
         subject_id=client.pk,
-        after={"client_id": application.client_id, "scopes": allowed},
+        after={"client_id": application.client_id, "scopes": allowed, "certificate": {kind: value} if kind else None},
         carrier=carrier,
     )
     return IssuedClient(client=client, client_id=application.client_id, client_secret=raw_secret)
+
+
+@transaction.atomic
+def partner_client_certificate_set(*, client_id: int, kind: str, value: str, actor: Actor) -> PartnerClient:
+    """Register, replace, or (empty values) clear the certificate a client authenticates with.
+
+    A change revokes the client's outstanding tokens: they were issued under the old registration
+    (perhaps over the very certificate being replaced), and the client simply asks for new ones.
+    """
+    client = PartnerClient.objects.select_for_update().select_related("application", "carrier").get(pk=client_id)
+    before = {client.certificate_kind: client.certificate_value} if client.certificate_kind else None
+    registered = _certificate_check(carrier=client.carrier, kind=kind, value=value)
+    if registered == (client.certificate_kind, client.certificate_value):
+        return client
+    client.certificate_kind, client.certificate_value = registered
+    client.save(update_fields=["certificate_kind", "certificate_value"])
+    revoked, _ = AccessToken.objects.filter(application=client.application).delete()
+    event_record(
+        actor=actor,
+        action="partner_client.certificate_changed",
+        subject_type="partner_client",
+        subject_id=client.pk,
+        before={"certificate": before},
+        after={"certificate": {client.certificate_kind: client.certificate_value} if client.certificate_kind else None},
+        data={"client_id": client.application.client_id, "tokens_revoked": revoked},
+        carrier=client.carrier,
+    )
+    return client
 
 
 @transaction.atomic

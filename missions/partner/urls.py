@@ -10,5 +10,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("", partner_views.partner_list, name="list"),
     path("clients/new/", partner_views.partner_client_create, name="client_create"),
     path("clients/<int:pk>/rotate/", partner_views.partner_client_rotate, name="client_rotate"),
+    path("clients/<int:pk>/certificate/", partner_views.partner_client_certificate, name="client_certificate"),
     path("carriers/<int:carrier_pk>/webhook-secret/", partner_views.webhook_secret_rotate, name="webhook_rotate"),
 ]

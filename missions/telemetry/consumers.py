@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from missions.consumers import authorize
 from missions.models import Carrier
-from missions.models.partner import PartnerClient
+from missions.models.partner import PartnerClient, TokenCertificateBinding
 from missions.telemetry.ingest import FLEET_GROUP, BatchTooLarge, MissionCache, ingest_events
 from missions.telemetry.map_state import fleet_changed_since, fleet_state, mission_map_detail
 
@@ -95,9 +95,10 @@ def stream_authenticate(token: str) -> StreamPrincipal | int:
         partner = access.application.partner_client
     except PartnerClient.DoesNotExist:
         return CLOSE_FORBIDDEN
-    # Certificate-bound tokens (RFC 8705) need the TLS client certificate, which
-    # a websocket behind our proxy does not carry: such carriers stream over MQTT or HTTP.
-    if partner.carrier.require_mtls:
+    # Certificate-bound tokens (RFC 8705 §3) need the TLS client certificate, which
+    # a websocket behind our proxy does not carry: such carriers (and any client whose
+    # token was issued over a certificate) stream over MQTT or HTTP.
+    if partner.carrier.require_mtls or TokenCertificateBinding.objects.filter(access_token=access).exists():
         return CLOSE_FORBIDDEN
     return StreamPrincipal(carrier=partner.carrier, client_id=access.application.client_id, expires=access.expires)
 

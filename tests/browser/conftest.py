@@ -32,8 +32,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import requests
 from django.conf import settings
 from django.db import connections
 from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
@@ -104,10 +103,9 @@ def _wait_until_serving(server: LiveServer) -> None:
         if server.process.poll() is not None:
             pytest.fail(f"the test server exited with {server.process.returncode}:\n{server.log_tail()}")
         try:
-            with urllib.request.urlopen(f"{server.url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if requests.get(f"{server.url}/healthz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
             pass
         time.sleep(0.1)
     server.stop()

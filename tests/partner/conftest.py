@@ -1,10 +1,16 @@
-"""Fixtures for the partner API tests: carriers with OAuth clients, tokens, signed clients."""
+"""Fixtures for the partner API tests: carriers with OAuth clients, tokens, signed clients, live servers.
+
+``app_server``: the site under daphne and under gunicorn (``tests.servers``), for
+tests about HTTP behaviour; a module overrides ``app_server_env`` to give the
+server processes extra settings.
+"""
 
 from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +23,61 @@ from missions.models import Carrier, Mission, Tender
 from missions.partner import services as partner_services
 from missions.partner.services import IssuedClient
 from tests.factories import MissionFactory, ShipmentFactory, TenderFactory, VehicleFactory
+from tests.servers import SERVER_KINDS, AppServer, remove_directory, sqlite_test_database_to_file, start_app_server
 
 ALL_SCOPES = "tender:read tender:write missions:read missions:write telemetry:write telemetry:read exceptions:write"
+_shared_sqlite_dir: Path | None = None
+
+
+# --- The site under its real servers ------------------------------------------------------------
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A server process cannot open an in-memory SQLite database: use a file when servers will run."""
+    global _shared_sqlite_dir
+    if _shared_sqlite_dir is None and any("app_server" in getattr(i, "fixturenames", ()) for i in session.items):
+        _shared_sqlite_dir = sqlite_test_database_to_file()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    remove_directory(_shared_sqlite_dir)
+
+
+@pytest.fixture(scope="module")
+def app_server_env() -> dict[str, str]:
+    """Extra environment for the ``app_server`` processes of a module (override it in the module)."""
+    return {}
+
+
+@pytest.fixture(scope="module", params=SERVER_KINDS)
+def app_server(
+    request: pytest.FixtureRequest,
+    django_db_setup: Any,
+    app_server_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[AppServer]:
+    """daphne, then gunicorn, serving the site against the test database; one of each per module.
+
+    The data a test makes must be committed (``django_db(transaction=True)``) for the server to see it.
+    """
+    kind = str(request.param)
+    server = start_app_server(kind, log_path=tmp_path_factory.mktemp(kind) / "server.log", env=app_server_env)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    server = getattr(item, "funcargs", {}).get("app_server")
+    if report.failed and isinstance(server, AppServer):
+        report.sections.append((f"{server.kind} log (last lines)", server.log_tail()))
+    return report
+
+
+# --- Partner clients and their data -------------------------------------------------------------
 
 
 def issue_client(carrier: Carrier, scopes: str = ALL_SCOPES) -> IssuedClient:

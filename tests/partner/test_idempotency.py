@@ -12,12 +12,15 @@ import requests
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
-from rest_framework.test import APIClient
+from rest_framework.response import Response
+from rest_framework.test import APIClient, APIRequestFactory, force_authenticate
+from rest_framework.views import APIView
 
 from missions import services
 from missions.models import IdempotencyRecord, Mission, MissionException, Offer, Tender
 from missions.models.partner import IdempotencyStatus
-from missions.partner.api.idempotency import request_fingerprint
+from missions.partner.api.authentication import PartnerPrincipal
+from missions.partner.api.idempotency import idempotent, request_fingerprint
 from missions.partner.services import IssuedClient
 from missions.partner.tasks import idempotency_purge
 from tests.conftest import require_service
@@ -273,4 +276,52 @@ def test_refusal_echoing_a_nul_character_is_stored_and_replayed(api_a: APIClient
     assert_problem(first, 400)
     replay = api_a.post("/api/v1/telemetry", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY=key)
     assert_problem(replay, 400)
+    assert replay["Idempotent-Replayed"] == "true"
+
+
+class _CreatedView(APIView):
+    """A handler that answers 201 with a Location, as a create endpoint does."""
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+    throttle_classes: list[Any] = []
+    runs = 0
+
+    @idempotent
+    def post(self, request: Any) -> Response:
+        type(self).runs += 1
+        # Keys in an order a JSON column would not keep, and a string PostgreSQL's jsonb cannot hold.
+        body = {"zeta": 1, "alpha": {"b": 2, "a": 1}, "note": "nul \u0000 kept", "run": type(self).runs}
+        return Response(body, status=201, headers={"Location": f"/api/v1/things/{type(self).runs}"})
+
+
+@pytest.mark.django_db
+def test_status_content_type_location_and_body_bytes_are_replayed(partner_a: IssuedClient) -> None:
+    principal = PartnerPrincipal(client=partner_a.client, carrier=partner_a.client.carrier, pk=partner_a.client.pk)
+    factory = APIRequestFactory()
+    view = _CreatedView.as_view()
+
+    def call() -> Any:
+        request = factory.post("/api/v1/things", b'{"name": "x"}', content_type="application/json")
+        request.META["HTTP_IDEMPOTENCY_KEY"] = "create-1"
+        force_authenticate(request, user=principal)
+        response = view(request)
+        if hasattr(response, "render"):  # the first answer; a replay is a plain, already complete response
+            response.render()
+        return response
+
+    first, replay = call(), call()
+    assert _CreatedView.runs == 1
+    assert (replay.status_code, replay["Content-Type"], replay["Location"]) == (
+        201,
+        "application/json",
+        "/api/v1/things/1",
+    )
+    assert (first.status_code, first["Content-Type"], first["Location"]) == (
+        201,
+        "application/json",
+        "/api/v1/things/1",
+    )
+    assert replay.content == first.content
+    assert first.content.startswith(b'{"zeta":1,"alpha":{"b":2,"a":1},"note":"nul \\u0000 kept"')
     assert replay["Idempotent-Replayed"] == "true"

@@ -1,8 +1,14 @@
-"""RFC 8705 certificate-bound tokens through the real nginx from deploy/nginx/partner-api.conf."""
+"""RFC 8705 through the real nginx from deploy/nginx/partner-api.conf, in front of daphne and of gunicorn.
+
+Certificate-bound tokens (§3), and which certificate belongs to which client
+(§2.1, ``tls_client_auth``): the edge trusts one CA bundle for every carrier,
+so a certificate of another carrier from the same bundle must not get a token.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import shutil
 import socket
 import subprocess
@@ -21,11 +27,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.conf import settings as django_settings
 
+from missions.events import Actor
+from missions.models import Carrier
+from missions.models.partner import CertificateKind
+from missions.partner import services as partner_services
 from missions.partner.api.mtls import presented_thumbprint, x5t_s256
 from missions.partner.services import IssuedClient
 from tests.conftest import require_service
 from tests.factories import CarrierFactory
-from tests.partner.conftest import issue_client
+from tests.servers import AppServer
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 PROXY_SOURCE = "127.0.0.2"  # nginx connects from here; the test's own direct calls come from 127.0.0.1
@@ -36,27 +46,45 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _cert(
-    subject: str, issuer_key: Any, issuer: x509.Name | None, *, ca: bool = False, san_ip: str | None = None
+    subject: str | x509.Name,
+    issuer_key: Any,
+    issuer: x509.Name | None,
+    *,
+    ca: bool = False,
+    san: list[x509.GeneralName] | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
+    name = _name(subject) if isinstance(subject, str) else subject
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer or _name(subject))
+        .subject_name(name)
+        .issuer_name(issuer or name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
-    if san_ip:
-        import ipaddress
-
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(san_ip))]), critical=False
-        )
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
     return builder.sign(issuer_key or key, hashes.SHA256()), key
+
+
+def _gateway(carrier: str) -> tuple[x509.Name, list[x509.GeneralName]]:
+    """The subject and SAN entries of a carrier's vehicle gateway certificate."""
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, f"Carrier {carrier.upper()}"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"vehicle-gateway-{carrier}"),
+        ]
+    )
+    san: list[x509.GeneralName] = [
+        x509.DNSName(f"gateway.carrier-{carrier}.example"),
+        x509.UniformResourceIdentifier(f"spiffe://carrier-{carrier}.example/gateway"),
+    ]
+    return subject, san
 
 
 def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None = None) -> None:
@@ -82,27 +110,38 @@ class Edge:
     client_a: tuple[str, str]
     client_b: tuple[str, str]
     cert_a: x509.Certificate
+    cert_b: x509.Certificate
     rogue: tuple[str, str]
 
 
+@pytest.fixture(scope="module")
+def app_server_env() -> dict[str, str]:
+    # The application believes the forwarded certificate only from the edge's source address.
+    return {"PARTNER_TRUSTED_PROXIES": f"{PROXY_SOURCE}/32"}
+
+
 @pytest.fixture
-def edge(live_server: Any, tmp_path: Path, settings: Any) -> Iterator[Edge]:
+def edge(app_server: AppServer, tmp_path: Path) -> Iterator[Edge]:
+    """nginx with deploy/nginx/partner-api.conf in front of the server, one CA bundle for every carrier."""
     require_service("nginx", NGINX is not None)
     assert NGINX is not None
     ca_cert, ca_key = _cert("Carrier Test CA", None, None, ca=True)
     _write(tmp_path / "carrier-ca", ca_cert)
-    server_cert, server_key = _cert("127.0.0.1", ca_key, ca_cert.subject, san_ip="127.0.0.1")
+    server_ip = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    server_cert, server_key = _cert("127.0.0.1", ca_key, ca_cert.subject, san=server_ip)
     _write(tmp_path / "server", server_cert, server_key)
-    cert_a, key_a = _cert("vehicle-gateway-a", ca_key, ca_cert.subject)
+    subject_a, san_a = _gateway("a")
+    cert_a, key_a = _cert(subject_a, ca_key, ca_cert.subject, san=san_a)
     _write(tmp_path / "client-a", cert_a, key_a)
-    cert_b, key_b = _cert("vehicle-gateway-b", ca_key, ca_cert.subject)
+    subject_b, san_b = _gateway("b")
+    cert_b, key_b = _cert(subject_b, ca_key, ca_cert.subject, san=san_b)
     _write(tmp_path / "client-b", cert_b, key_b)
     rogue_ca, rogue_key = _cert("Rogue CA", None, None, ca=True)
     rogue_cert, rogue_cert_key = _cert("rogue", rogue_key, rogue_ca.subject)
     _write(tmp_path / "rogue", rogue_cert, rogue_cert_key)
 
     port = _free_port()
-    upstream = urlparse(live_server.url).netloc
+    upstream = urlparse(app_server.url).netloc
     template = (Path(django_settings.BASE_DIR) / "deploy" / "nginx" / "partner-api.conf").read_text()
     values = {
         "LISTEN_PORT": f"127.0.0.1:{port}",
@@ -132,7 +171,6 @@ http {{
     include {tmp_path}/partner-api.conf;
 }}
 """)
-    settings.PARTNER_TRUSTED_PROXIES = [f"{PROXY_SOURCE}/32"]
     process = subprocess.Popen(
         [NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
         stdout=subprocess.PIPE,
@@ -153,6 +191,7 @@ http {{
             client_a=(str(tmp_path / "client-a.crt"), str(tmp_path / "client-a.key")),
             client_b=(str(tmp_path / "client-b.crt"), str(tmp_path / "client-b.key")),
             cert_a=cert_a,
+            cert_b=cert_b,
             rogue=(str(tmp_path / "rogue.crt"), str(tmp_path / "rogue.key")),
         )
     finally:
@@ -181,9 +220,28 @@ def _caps(edge: Edge, token: str, cert: tuple[str, str] | None, **headers: str) 
     )
 
 
+def _subject_dn(certificate: x509.Certificate) -> str:
+    return certificate.subject.rfc4514_string()
+
+
+def _register(
+    carrier: Carrier, kind: str = "", value: str = "", scopes: str = "tender:read missions:read"
+) -> IssuedClient:
+    return partner_services.partner_client_create(
+        carrier_id=carrier.pk,
+        name=f"{carrier.slug} gateway",
+        scopes=scopes.split(),
+        actor=Actor.system("test"),
+        certificate_kind=kind,
+        certificate_value=value,
+    )
+
+
 @pytest.fixture
-def mtls_client(db: Any) -> IssuedClient:
-    return issue_client(CarrierFactory(slug="mtls-carrier", require_mtls=True))
+def mtls_client(db: Any, edge: Edge) -> IssuedClient:
+    """Carrier A's client: its carrier requires mTLS and it registered the subject DN of gateway A's certificate."""
+    carrier = CarrierFactory(slug="mtls-carrier", require_mtls=True)
+    return _register(carrier, CertificateKind.SUBJECT_DN, _subject_dn(edge.cert_a))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -216,24 +274,106 @@ def test_forged_certificate_header_through_the_proxy_is_overwritten(edge: Edge, 
 
 @pytest.mark.django_db(transaction=True)
 def test_forwarded_certificate_is_ignored_when_not_from_the_proxy(
-    edge: Edge, mtls_client: IssuedClient, live_server: Any
+    edge: Edge, mtls_client: IssuedClient, app_server: AppServer
 ) -> None:
     token = _token(edge, mtls_client, edge.client_a).json()["access_token"]
     forged = quote(edge.cert_a.public_bytes(serialization.Encoding.PEM).decode())
     # Straight to the application from 127.0.0.1, which is not a configured proxy address.
     response = requests.get(
-        f"{live_server.url}/api/v1/capabilities",
+        f"{app_server.url}/api/v1/capabilities",
         timeout=10,
         headers={"Authorization": f"Bearer {token}", "X-SSL-Client-Cert": forged, "X-SSL-Client-Verify": "SUCCESS"},
     )
     assert response.status_code == 401
 
 
+def _assert_invalid_client(response: requests.Response) -> None:
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"
+    assert "access_token" not in response.json()
+    # RFC 6749 §5.2: the challenge names the scheme the client authenticates with, never Bearer.
+    assert response.headers["WWW-Authenticate"].startswith("Basic ")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_carrier_requiring_mtls_gets_no_token_without_certificate(edge: Edge, mtls_client: IssuedClient) -> None:
-    response = _token(edge, mtls_client, None)
-    assert response.status_code == 401
-    assert response.json()["error"] == "invalid_client"
+    _assert_invalid_client(_token(edge, mtls_client, None))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("kind", "value_of"),
+    [
+        (CertificateKind.SUBJECT_DN, lambda cert: _subject_dn(cert)),
+        (CertificateKind.SAN_DNS, lambda cert: cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+         .value.get_values_for_type(x509.DNSName)[0]),
+        (CertificateKind.SAN_URI, lambda cert: cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+         .value.get_values_for_type(x509.UniformResourceIdentifier)[0]),
+        (CertificateKind.X5T_S256, lambda cert: cert.fingerprint(hashes.SHA256()).hex(":")),
+    ],
+    ids=["subject-dn", "san-dns", "san-uri", "thumbprint"],
+)  # fmt: skip
+def test_certificate_of_another_carrier_from_the_same_ca_is_invalid_client(
+    edge: Edge, kind: str, value_of: Any
+) -> None:
+    # Both gateways' certificates verify against the one CA bundle at the edge; each carrier
+    # registered its own (the thumbprint as openssl prints it: colon-separated hex).
+    issued_a = _register(CarrierFactory(slug="carrier-a", require_mtls=True), kind, value_of(edge.cert_a))
+    _register(CarrierFactory(slug="carrier-b", require_mtls=True), kind, value_of(edge.cert_b))
+    _assert_invalid_client(_token(edge, issued_a, edge.client_b))
+    own = _token(edge, issued_a, edge.client_a)
+    assert own.status_code == 200, own.text
+    assert own.json()["cnf"] == {"x5t#S256": x5t_s256(edge.cert_a.public_bytes(serialization.Encoding.DER))}
+    # A token of A's client is no good over B's certificate either (RFC 8705 §3).
+    assert _caps(edge, own.json()["access_token"], edge.client_b).status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tls_client_auth_with_the_certificate_alone(edge: Edge, mtls_client: IssuedClient) -> None:
+    def token_by_certificate(cert: tuple[str, str] | None) -> requests.Response:
+        # RFC 8705 §2: client_id in the body, no secret; the certificate authenticates the client.
+        return requests.post(
+            f"{edge.url}/oauth2/token",
+            data={"grant_type": "client_credentials", "client_id": mtls_client.client_id},
+            cert=cert,
+            verify=edge.ca,
+            timeout=10,
+        )
+
+    issued = token_by_certificate(edge.client_a)
+    assert issued.status_code == 200, issued.text
+    assert issued.json()["cnf"] == {"x5t#S256": x5t_s256(edge.cert_a.public_bytes(serialization.Encoding.DER))}
+    assert _caps(edge, issued.json()["access_token"], edge.client_a).status_code == 200
+    _assert_invalid_client(token_by_certificate(edge.client_b))
+    _assert_invalid_client(token_by_certificate(None))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_registered_certificate_is_required_even_where_the_carrier_does_not_require_mtls(edge: Edge) -> None:
+    issued = _register(CarrierFactory(slug="careful-carrier"), CertificateKind.SUBJECT_DN, _subject_dn(edge.cert_a))
+    _assert_invalid_client(_token(edge, issued, None))
+    _assert_invalid_client(_token(edge, issued, edge.client_b))
+    assert _token(edge, issued, edge.client_a).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_client_without_a_registered_certificate_gets_no_token_once_its_carrier_requires_mtls(edge: Edge) -> None:
+    carrier = CarrierFactory(slug="late-carrier")
+    issued = _register(carrier)
+    assert _token(edge, issued, edge.client_a).status_code == 200
+    Carrier.objects.filter(pk=carrier.pk).update(require_mtls=True)
+    # Any certificate from the bundle would do for a client that registered none: none does.
+    _assert_invalid_client(_token(edge, issued, edge.client_a))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_oauth_metadata_is_served_through_the_edge(edge: Edge) -> None:
+    response = requests.get(
+        f"{edge.url}/.well-known/oauth-authorization-server", verify=edge.ca, timeout=10, allow_redirects=False
+    )
+    assert response.status_code == 200, response.text
+    assert "tls_client_auth" in response.json()["token_endpoint_auth_methods_supported"]
+    assert response.json()["tls_client_certificate_bound_access_tokens"] is True
 
 
 @pytest.mark.django_db(transaction=True)
@@ -243,7 +383,7 @@ def test_certificate_from_an_unknown_ca_is_refused_at_the_edge(edge: Edge, mtls_
 
 @pytest.mark.django_db(transaction=True)
 def test_carrier_without_mtls_works_through_the_edge_unbound(edge: Edge) -> None:
-    issued = issue_client(CarrierFactory(slug="plain-carrier"))
+    issued = _register(CarrierFactory(slug="plain-carrier"))
     response = _token(edge, issued, None)
     assert response.status_code == 200 and "cnf" not in response.json()
     assert _caps(edge, response.json()["access_token"], None).status_code == 200

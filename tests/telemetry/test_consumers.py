@@ -20,6 +20,7 @@ from oauth2_provider.models import AccessToken
 from missions.choices import MissionStatus
 from missions.events import Actor
 from missions.models import Carrier, Mission
+from missions.models.partner import TokenCertificateBinding
 from missions.models.telemetry import TelemetryWindowEvent
 from missions.partner.services import partner_client_create
 from missions.telemetry import consumers
@@ -121,6 +122,19 @@ async def test_ingest_stream_refuses_bad_tokens(carrier_a: Carrier) -> None:
     assert await close_code(ws(f"/ws/ingest/?access_token={expired}")) == 4401
     read_only = await sync_to_async(issue_token)(carrier_a, scope="missions:read")
     assert await close_code(ws(f"/ws/ingest/?access_token={read_only}")) == 4403
+
+
+async def test_ingest_stream_refuses_certificate_bound_tokens(carrier_a: Carrier) -> None:
+    # RFC 8705 §3: a token issued over a client certificate is good only with that certificate,
+    # which a websocket behind the edge does not carry.
+    token = await sync_to_async(issue_token)(carrier_a)
+
+    def bind() -> None:
+        access = AccessToken.objects.get(token=token)
+        TokenCertificateBinding.objects.create(access_token=access, x5t_s256="A" * 43)
+
+    await sync_to_async(bind)()
+    assert await close_code(ws(f"/ws/ingest/?access_token={token}")) == 4403
 
 
 async def test_ingest_stream_cannot_write_another_carriers_mission(carrier_a: Carrier, carrier_b: Carrier) -> None:

@@ -2,8 +2,10 @@
 
 - no key: 400; a key that is not a short printable string: 400;
 - same key, same request (method, path and raw body fingerprint) after the
-  first completed: the first status and body are replayed with
-  ``Idempotent-Replayed: true`` and the handler does not run again;
+  first completed: the first answer is replayed byte for byte (status,
+  ``Content-Type``, ``Location`` and the body's bytes, stored as rendered when
+  the request first ran) with ``Idempotent-Replayed: true``, and the handler
+  does not run again;
 - same key, another request: 422; same key while the first still runs: 409.
 
 Keys are scoped per OAuth client and kept ``IDEMPOTENCY_RETENTION_HOURS``
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -28,11 +29,12 @@ from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
+from django.http import HttpResponse
+from django.http.response import HttpResponseBase
+from django.template.response import SimpleTemplateResponse
 from django.utils import timezone
 from rest_framework.request import Request
-from rest_framework.response import Response
 
 from missions.models.partner import IdempotencyRecord, IdempotencyStatus
 from missions.partner.api.authentication import PartnerPrincipal
@@ -44,10 +46,10 @@ HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 # The draft makes the key an sf-string; we accept it quoted or bare, printable ASCII, at most 255 characters.
 _KEY = re.compile(r'^"?([\x21\x23-\x7e][\x20\x21\x23-\x7e]{0,254})"?$')
-# Content-Type is not taken from the headers: before rendering it still holds the HttpResponse default.
-_REPLAYED_HEADERS = ("Location",)
+# What a replay repeats besides the status and the body (the draft: the first response, as it was).
+_REPLAYED_HEADERS = ("Content-Type", "Location")
 
-Handler = TypeVar("Handler", bound=Callable[..., Response])
+Handler = TypeVar("Handler", bound=Callable[..., HttpResponseBase])
 
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
@@ -71,16 +73,22 @@ def _key_from(request: Request) -> str:
     return match.group(1)
 
 
-def _replay(record: IdempotencyRecord) -> Response:
-    headers = {k: v for k, v in (record.response_headers or {}).items() if k != "Content-Type"}
-    headers[REPLAYED_HEADER] = "true"
-    content_type = (record.response_headers or {}).get("Content-Type")
-    return Response(
-        record.response_body, status=record.response_status or 200, headers=headers, content_type=content_type
-    )
+def _replay(record: IdempotencyRecord) -> HttpResponse:
+    """The stored answer as it first went out: a plain response, so nothing renders the body again."""
+    headers = dict(record.response_headers or {})
+    content_type = headers.pop("Content-Type", None)
+    response = HttpResponse(bytes(record.response_content or b""), status=record.response_status or 200)
+    if content_type is None:
+        del response["Content-Type"]  # the first answer had none (an empty body); do not invent text/html
+    else:
+        response["Content-Type"] = content_type
+    for name, value in headers.items():
+        response[name] = value
+    response[REPLAYED_HEADER] = "true"
+    return response
 
 
-def _claim(principal: PartnerPrincipal, key: str, fingerprint: str) -> IdempotencyRecord | Response:
+def _claim(principal: PartnerPrincipal, key: str, fingerprint: str) -> IdempotencyRecord | HttpResponse:
     """Insert the in-flight record, or answer from the record already there."""
     now = timezone.now()
     try:
@@ -116,21 +124,26 @@ def _claim(principal: PartnerPrincipal, key: str, fingerprint: str) -> Idempoten
         return _replay(existing)
 
 
-def _storable(data: Any) -> Any:
-    # PostgreSQL's jsonb cannot hold U+0000, which a validation error may echo back from the request.
-    text = json.dumps(data, cls=DjangoJSONEncoder).replace("\\u0000", "\\ufffd")
-    return json.loads(text)
+def _rendered(view: Any, request: Request, response: HttpResponseBase) -> HttpResponseBase:
+    """The answer as it will go out: negotiated and rendered to its final bytes now, so they can be stored.
+
+    DRF would render it after the view returns; rendering here gives the same
+    bytes (``dispatch`` finalizes it again, and a rendered response is not rendered twice).
+    """
+    response = view.finalize_response(request, response)
+    if isinstance(response, SimpleTemplateResponse):
+        response.render()
+    return response
 
 
-def _store(record_pk: int, response: Response) -> None:
-    headers = {h: response[h] for h in _REPLAYED_HEADERS if h in response}
-    if response.content_type:
-        headers["Content-Type"] = response.content_type
+def _store(record_pk: int, response: HttpResponseBase) -> None:
+    # Bytes, not parsed JSON: a JSON column would reorder keys and could not hold every string (U+0000).
+    assert isinstance(response, HttpResponse), "an idempotent handler answers with a complete body"
     IdempotencyRecord.objects.filter(pk=record_pk).update(
         status=IdempotencyStatus.COMPLETED,
         response_status=response.status_code,
-        response_body=_storable(response.data),
-        response_headers=headers,
+        response_content=response.content,
+        response_headers={h: response[h] for h in _REPLAYED_HEADERS if h in response},
     )
 
 
@@ -138,18 +151,18 @@ def idempotent(handler: Handler) -> Handler:
     """Decorate a DRF view method (after authentication) to apply the Idempotency-Key rules."""
 
     @functools.wraps(handler)
-    def wrapped(view: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def wrapped(view: Any, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
         principal = request.user
         assert isinstance(principal, PartnerPrincipal)
         key = _key_from(request)
         fingerprint = request_fingerprint(request.method or "POST", request.get_full_path(), request.body)
         claimed = _claim(principal, key, fingerprint)
-        if isinstance(claimed, Response):
+        if isinstance(claimed, HttpResponse):
             return claimed
-        response: Response | None = None
+        response: HttpResponseBase | None = None
         try:
             with transaction.atomic():
-                response = handler(view, request, *args, **kwargs)
+                response = _rendered(view, request, handler(view, request, *args, **kwargs))
                 if response.status_code < 500:
                     _store(claimed.pk, response)
         except Exception as exc:
@@ -164,7 +177,7 @@ def idempotent(handler: Handler) -> Handler:
             # The effect rolled back; record a refusal (4xx) so a retry gets the same answer,
             # or free the key after a server error so the client can retry.
             try:
-                response = view.handle_exception(exc)
+                response = _rendered(view, request, view.handle_exception(exc))
             except Exception:
                 IdempotencyRecord.objects.filter(pk=claimed.pk).delete()
                 raise
@@ -173,7 +186,7 @@ def idempotent(handler: Handler) -> Handler:
                     _store(claimed.pk, response)
             else:
                 IdempotencyRecord.objects.filter(pk=claimed.pk).delete()
-            return cast(Response, response)
+            return response
         return response
 
     return cast(Handler, wrapped)

@@ -8,21 +8,16 @@ else it is ignored, as if no certificate had been presented.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from django.conf import settings
 
-
-def x5t_s256(der: bytes) -> str:
-    """The ``x5t#S256`` confirmation value: base64url, unpadded, of SHA-256 over the DER certificate."""
-    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode("ascii")
+from missions.partner.certificates import certificate_thumbprint
+from missions.partner.certificates import x5t_s256 as x5t_s256  # re-exported for the API's callers
 
 
 def _from_trusted_proxy(remote_addr: str) -> bool:
@@ -39,8 +34,8 @@ def _from_trusted_proxy(remote_addr: str) -> bool:
     return False
 
 
-def presented_thumbprint(meta: Mapping[str, Any]) -> str | None:
-    """Thumbprint of the verified client certificate forwarded by a trusted proxy, else None."""
+def presented_certificate(meta: Mapping[str, Any]) -> x509.Certificate | None:
+    """The verified client certificate forwarded by a trusted proxy, else None."""
     if not _from_trusted_proxy(str(meta.get("REMOTE_ADDR", ""))):
         return None
     if str(meta.get(settings.PARTNER_CLIENT_VERIFY_HEADER, "")) != "SUCCESS":
@@ -49,7 +44,12 @@ def presented_thumbprint(meta: Mapping[str, Any]) -> str | None:
     if not raw:
         return None
     try:
-        certificate = x509.load_pem_x509_certificate(unquote(raw).encode("ascii"))
+        return x509.load_pem_x509_certificate(unquote(raw).encode("ascii"))
     except (ValueError, UnicodeEncodeError):
         return None
-    return x5t_s256(certificate.public_bytes(Encoding.DER))
+
+
+def presented_thumbprint(meta: Mapping[str, Any]) -> str | None:
+    """Thumbprint of the verified client certificate forwarded by a trusted proxy, else None."""
+    certificate = presented_certificate(meta)
+    return None if certificate is None else certificate_thumbprint(certificate)

@@ -1,13 +1,24 @@
-"""The OAuth2 validator behind /oauth2/token: client credentials only, per-client scopes, cert binding."""
+"""The OAuth2 validator behind /oauth2/token: client credentials only, per-client scopes, certificates.
+
+Client authentication (RFC 6749 §2.3, RFC 8705 §2): a client secret in the
+Basic header (``client_secret_basic``) or in the body (``client_secret_post``),
+or, for a client that registered its certificate, that certificate alone
+(``tls_client_auth``: ``client_id`` in the body, no secret). Whichever was
+used, a client that registered a certificate is authenticated only over a
+certificate that matches the registration, so a certificate another
+carrier's CA bundle entry vouches for is not this client's.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from cryptography import x509
 from oauth2_provider.oauth2_validators import OAuth2Validator
 
 from missions.models.partner import PartnerClient, TokenCertificateBinding
-from missions.partner.api.mtls import presented_thumbprint
+from missions.partner.api.mtls import presented_certificate
+from missions.partner.certificates import certificate_matches, certificate_thumbprint
 
 
 def _partner(application: Any) -> PartnerClient | None:
@@ -19,12 +30,24 @@ def _partner(application: Any) -> PartnerClient | None:
         return None
 
 
+def certificate_admits(partner: PartnerClient, certificate: x509.Certificate | None) -> bool:
+    """Whether ``partner`` may authenticate over ``certificate`` (None: no verified certificate presented)."""
+    if partner.has_certificate:
+        # RFC 8705 §2.1: the certificate must carry the value this client registered.
+        return certificate is not None and certificate_matches(
+            certificate, kind=partner.certificate_kind, value=partner.certificate_value
+        )
+    # A carrier that requires mTLS has its clients register their certificate; one that did not
+    # gets no token at all, since any certificate from the CA bundle would otherwise pass.
+    return not partner.carrier.require_mtls
+
+
 class PartnerOAuth2Validator(OAuth2Validator):
     """Issues tokens only to applications bound to a carrier (``PartnerClient``).
 
-    Scopes are limited to the client's allowed set; a carrier that requires
-    mTLS gets tokens only over a verified client certificate, and each such
-    token is bound to that certificate (RFC 8705 §3).
+    Scopes are limited to the client's allowed set; a client with a registered
+    certificate gets tokens only over that certificate, and every token issued
+    over a certificate is bound to it (RFC 8705 §3).
     """
 
     def validate_grant_type(
@@ -45,17 +68,30 @@ class PartnerOAuth2Validator(OAuth2Validator):
         return sorted(partner.scopes) if partner else []
 
     def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
-        if not super().authenticate_client(request, *args, **kwargs):
+        by_secret = bool(super().authenticate_client(request, *args, **kwargs))
+        if not by_secret and not self._tls_client_auth(request):
             return False
         partner = _partner(request.client)
         if partner is None:
             return False
-        thumbprint = presented_thumbprint(request.headers)
-        if partner.carrier.require_mtls and thumbprint is None:
-            # RFC 8705 §2: this client authenticates only over mutual TLS.
+        certificate = presented_certificate(request.headers)
+        if not certificate_admits(partner, certificate):
             return False
-        request.partner_x5t_s256 = thumbprint
+        request.partner_x5t_s256 = None if certificate is None else certificate_thumbprint(certificate)
         return True
+
+    def _tls_client_auth(self, request: Any) -> bool:
+        """RFC 8705 §2.1: ``client_id`` without any secret, from a client that registered its certificate.
+
+        Only selects the client; ``authenticate_client`` then requires the matching certificate.
+        """
+        if request.headers.get("HTTP_AUTHORIZATION") or getattr(request, "client_secret", None):
+            return False  # secret-based credentials that failed stay failed
+        client_id = getattr(request, "client_id", None)
+        if not client_id or self._load_application(client_id, request) is None:
+            return False
+        partner = _partner(request.client)
+        return partner is not None and partner.has_certificate
 
     def _create_access_token(self, expires: Any, request: Any, token: Any, source_refresh_token: Any = None) -> Any:
         access_token = super()._create_access_token(expires, request, token, source_refresh_token)
