@@ -1,4 +1,7 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels."""
+"""ASGI entry point: HTTP through Django, websockets through Channels.
+
+Under daphne, request bodies are limited while they arrive (``tms_console.daphne_bodies``).
+"""
 
 import os
 
@@ -12,7 +15,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from tms_console import daphne_bodies  # noqa: E402
 from tms_console.routing import partner_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
+
+daphne_bodies.install()
 
 console_ws = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
 application = ProtocolTypeRouter(

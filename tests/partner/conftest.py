@@ -1,10 +1,15 @@
-"""Fixtures for the partner API tests: carriers with OAuth clients, tokens, signed clients."""
+"""Fixtures for the partner API tests: carriers with OAuth clients, tokens, signed clients.
+
+``live_app``: the site under daphne, then under gunicorn (``tests.partner.live``), one
+of each per test module, for tests about what crosses the wire.
+"""
 
 from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +22,43 @@ from missions.models import Carrier, Mission, Tender
 from missions.partner import services as partner_services
 from missions.partner.services import IssuedClient
 from tests.factories import MissionFactory, ShipmentFactory, TenderFactory, VehicleFactory
+from tests.partner.live import SERVER_KINDS, LiveApp, remove_directory, sqlite_test_database_to_file, start_live_app
 
 ALL_SCOPES = "tender:read tender:write missions:read missions:write telemetry:write telemetry:read exceptions:write"
+_live_sqlite_dir: Path | None = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A server process cannot open an in-memory SQLite database: use a file when live servers will run."""
+    global _live_sqlite_dir
+    if _live_sqlite_dir is None and any("live_app" in getattr(i, "fixturenames", ()) for i in session.items):
+        _live_sqlite_dir = sqlite_test_database_to_file()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    remove_directory(_live_sqlite_dir)
+
+
+@pytest.fixture(scope="module", params=SERVER_KINDS)
+def live_app(
+    request: pytest.FixtureRequest, django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveApp]:
+    """daphne, then gunicorn, serving the site against the test database (committed data only)."""
+    kind = str(request.param)
+    app = start_live_app(kind, log_path=tmp_path_factory.mktemp(kind) / "server.log")
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    app = getattr(item, "funcargs", {}).get("live_app")
+    if report.failed and isinstance(app, LiveApp):
+        report.sections.append((f"{app.kind} log (last lines)", app.log_tail()))
+    return report
 
 
 def issue_client(carrier: Carrier, scopes: str = ALL_SCOPES) -> IssuedClient:
