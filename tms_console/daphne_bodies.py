@@ -26,18 +26,18 @@ from daphne import http_protocol
 from tms_console.request_body import body_limit, path_of_target, too_large
 
 
-class LimitedWebRequest(http_protocol.WebRequest):  # type: ignore[misc]
+class LimitedWebRequest(http_protocol.WebRequest):
     """daphne's request with the body limit applied while the body is received."""
 
     body_received = 0
-    body_limit = 0
+    limit_bytes = 0
     body_refused = False
 
     def gotLength(self, length: int | None) -> None:
         # Called once the headers are in; the request line is still the channel's.
         path = path_of_target(getattr(self.channel, "_path", b"/"))
-        self.body_limit = body_limit(path)
-        if length is not None and length > self.body_limit:
+        self.limit_bytes = body_limit(path)
+        if length is not None and length > self.limit_bytes:
             # No "100 Continue" for a body that is refused before it is sent.
             self.requestHeaders.removeHeader(b"expect")
             self._refuse(path, declared=length)
@@ -48,7 +48,7 @@ class LimitedWebRequest(http_protocol.WebRequest):  # type: ignore[misc]
         if self.body_refused:
             return
         self.body_received += len(data)
-        if self.body_received > self.body_limit:
+        if self.body_received > self.limit_bytes:
             self._refuse(path_of_target(getattr(self.channel, "_path", b"/")))
             return
         super().handleContentChunk(data)
@@ -63,7 +63,7 @@ class LimitedWebRequest(http_protocol.WebRequest):  # type: ignore[misc]
 
     def _refuse(self, path: str, *, declared: int | None = None) -> None:
         self.body_refused = True
-        status, headers, body = too_large(path=path, limit=self.body_limit, declared=declared)
+        status, headers, body = too_large(path=path, limit=self.limit_bytes, declared=declared)
         # Written straight to the transport: Twisted's response API needs the request line
         # it only parses once the whole body is in.
         head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode("ascii")]

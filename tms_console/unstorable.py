@@ -85,8 +85,7 @@ class Unstorable:
 
     def reason(self) -> str:
         """The one-line ``field: what is wrong`` reason of the telemetry paths."""
-        where = self.pointer or "/"
-        return f"{where}: {self.detail}"
+        return f"{self.pointer}: {self.detail}" if self.path else self.detail
 
 
 def unstorable_find(value: Any, *, per_item: Sequence[str] | None = None) -> Unstorable | None:
