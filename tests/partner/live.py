@@ -17,6 +17,7 @@ import os
 import select
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import quote, urlparse
 
 import pytest
@@ -171,22 +173,29 @@ def _chunk(data: bytes) -> bytes:
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
 
+class Server(Protocol):
+    @property
+    def address(self) -> tuple[str, int]: ...
+
+
 def raw_request(
-    app: LiveApp,
+    server: Server,
     method: str,
     path: str,
     *,
     headers: Mapping[str, str] | None = None,
     body: bytes | None = None,
     chunks: Iterable[bytes] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> RawResponse:
-    """One HTTP/1.1 request over a fresh socket, its body as is (``body``) or chunked (``chunks``).
+    """One HTTP/1.1 request over a fresh socket (TLS with ``tls``), its body as is (``body``) or chunked (``chunks``).
 
     With ``chunks`` the body is sent chunk by chunk, and sending stops as soon
     as the server answers or stops reading (an early 413): ``sent_body_bytes``
     says how far the client got.
     """
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {app.address[0]}:{app.address[1]}", "Connection: close"]
+    host, port = server.address
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     if chunks is not None:
         lines.append("Transfer-Encoding: chunked")
@@ -194,7 +203,10 @@ def raw_request(
         lines.append(f"Content-Length: {len(body)}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     sent = 0
-    with socket.create_connection(app.address, timeout=IO_TIMEOUT_S) as sock:
+    received = bytearray()
+    plain = socket.create_connection((host, port), timeout=IO_TIMEOUT_S)
+    sock = tls.wrap_socket(plain, server_hostname=host) if tls is not None else plain
+    with sock:
         sock.sendall(head)
         if body is not None and chunks is None:
             sock.sendall(body)
@@ -205,24 +217,25 @@ def raw_request(
                 for data in [*(_chunk(c) for c in chunks if c), b"0\r\n\r\n"]:
                     view = memoryview(data)
                     while view:
-                        if _readable(sock):
+                        early = _early_answer(sock)
+                        if early is not None:
+                            received += early
                             raise _Answered
                         try:
                             written = sock.send(view)
-                        except BlockingIOError:
-                            _wait_writable_or_readable(sock)
+                        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                            select.select([sock], [sock], [], IO_TIMEOUT_S)
                             continue
                         view = view[written:]
                     sent += len(data)
-            except (_Answered, BrokenPipeError, ConnectionResetError):
+            except (_Answered, BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
                 pass  # the server answered (or hung up) before the whole body was sent
             sock.setblocking(True)
             sock.settimeout(IO_TIMEOUT_S)
-        received = bytearray()
         while True:
             try:
                 data = sock.recv(65536)
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):
                 break  # the answer was read up to the reset (Linux keeps what arrived before it)
             if not data:
                 break
@@ -234,13 +247,22 @@ class _Answered(Exception):
     """The server's answer is readable: stop sending."""
 
 
-def _readable(sock: socket.socket) -> bool:
-    readable, _, _ = select.select([sock], [], [], 0)
-    return bool(readable)
+def _early_answer(sock: socket.socket) -> bytes | None:
+    """What the server has sent already (b"" if it closed), or None while it is still reading.
 
-
-def _wait_writable_or_readable(sock: socket.socket) -> None:
-    select.select([sock], [sock], [], IO_TIMEOUT_S)
+    Read rather than only polled: after a TLS 1.3 handshake the socket is
+    readable for the session tickets alone, which are not an answer.
+    """
+    if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
+            return None
+    try:
+        return sock.recv(65536)
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return None
+    except (ConnectionResetError, ssl.SSLError):
+        return b""
 
 
 def _parse_response(data: bytes, sent: int) -> RawResponse:
