@@ -6,6 +6,7 @@ chunked framing, a declared length no body follows, and bytes no JSON library wo
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -279,3 +280,24 @@ def test_a_webhook_status_report_with_an_unstorable_string_is_a_400(
     assert (error["pointer"], error["code"]) == ("/data/reason", "unstorable_string")
     partner.mission.refresh_from_db()
     assert partner.mission.status != "en_route"
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"body": "grant_type=client_credentials&client_id=gw%00&client_secret=x"},
+        {"basic": b"gw%00:x"},  # RFC 6749 2.3.1: the Basic credentials are form-encoded too
+        {"body": "grant_type=client_credentials&client_id=%ED%A0%80&client_secret=x"},
+    ],
+    ids=["form", "basic", "raw-surrogate"],
+)
+def test_a_client_id_holding_an_unstorable_string_is_invalid_client(
+    live_app: LiveApp, partner: Partner, credentials: dict[str, Any]
+) -> None:
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    body = credentials.get("body", "grant_type=client_credentials").encode()
+    if "basic" in credentials:
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials["basic"]).decode()
+    response = raw_request(live_app, "POST", "/oauth2/token", headers=headers, body=body)
+    assert response.status == 401, response.body
+    assert json.loads(response.body)["error"] == "invalid_client"
