@@ -49,7 +49,7 @@ from missions.telemetry.group_commit import GroupCommitUnavailable
 from missions.telemetry.ingest import BatchTooLarge, ingest_events, telemetry_batch_max
 from missions.tendering import dispatch
 from tms_console.problem import PROBLEM_CONTENT_TYPE, ProblemError, problem_body
-from tms_console.unstorable import UnstorableString, json_parse, unstorable_find
+from tms_console.unstorable import UnstorableString, json_parse, may_hold_unstorable, unstorable_find
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a format prefix, not a secret)
 EVENT_TYPES = ("mission.status", "mission.exception", "telemetry", "offer")
@@ -296,7 +296,7 @@ class CarrierWebhookView(APIView):
             payload = json_parse(body)
         except (ValueError, RecursionError):
             raise ProblemError(400, "malformed-request", "The delivery body is not valid JSON.") from None
-        found = unstorable_find(payload, per_item=delivery_per_item(payload))
+        found = unstorable_find(payload, per_item=delivery_per_item(payload)) if may_hold_unstorable(body) else None
         if found is not None:
             raise UnstorableString(found)
         envelope = _valid(WebhookEnvelopeSerializer(data=payload))
