@@ -56,7 +56,7 @@ class LimitedWebRequest(http_protocol.WebRequest):
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self.body_refused:
             return  # answered already; the connection is closing
-        if not self.requestHeaders.hasHeader(b"content-length"):
+        if self.requestHeaders.hasHeader(b"transfer-encoding") and not self.requestHeaders.hasHeader(b"content-length"):
             # A chunked body, now complete: the application reads it by its length.
             self.requestHeaders.setRawHeaders(b"content-length", [str(self.body_received).encode("ascii")])
         super().requestReceived(command, path, version)
