@@ -29,19 +29,22 @@ from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
 
 UNSTORABLE_CODE = "unstorable_string"
-_SURROGATES = range(0xD800, 0xE000)
 
 
 def unstorable_char(text: str) -> str | None:
-    """Describe the first code point of ``text`` that cannot be stored, or None when it has none."""
-    if text.isascii():  # the usual case: one C-level scan
-        return "U+0000 (NUL)" if "\x00" in text else None
-    for char in text:
-        point = ord(char)
-        if point == 0:
-            return "U+0000 (NUL)"
-        if point in _SURROGATES:
-            return f"U+{point:04X} (a lone surrogate)"
+    """Describe a code point of ``text`` that cannot be stored, or None when it has none.
+
+    C-level scans only: ``in``, ``isascii`` and, for other text, an encode that fails
+    exactly on a surrogate.
+    """
+    if "\x00" in text:
+        return "U+0000 (NUL)"
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"U+{ord(text[exc.start]):04X} (a lone surrogate)"
     return None
 
 

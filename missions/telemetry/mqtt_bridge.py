@@ -230,21 +230,33 @@ class MqttBridge:
         """Store the events of whole messages of one carrier; acknowledge each message once settled.
 
         A message is settled when each of its events is committed, a duplicate
-        or refused. If the chunk cannot be stored, each message is tried on its
-        own, so a clean message is never held back by another; one that still
+        or refused. If the chunk cannot be stored, each message is tried once on
+        its own, so a clean message is never held back by another; one that
         fails is not acknowledged and is retried later (a crash meanwhile gets
-        it redelivered to a persistent session).
+        it redelivered to a persistent session). After ``INGEST_ATTEMPTS``
+        failures in a row the store itself is taken to be down, and the rest of
+        the chunk waits for its retry untried.
         """
-        carrier = chunk[0].carrier
         attempts = INGEST_ATTEMPTS if len(chunk) > 1 or chunk[0].attempts == 0 else 1
+        if self._settle(chunk, attempts=attempts):
+            return
+        if len(chunk) == 1:
+            self._retry_later(chunk[0])
+            return
+        failures = 0
+        for item in chunk:
+            if failures < INGEST_ATTEMPTS and self._settle([item], attempts=1):
+                failures = 0
+                continue
+            failures += 1
+            self._retry_later(item)
+
+    def _settle(self, chunk: list[_Parsed], *, attempts: int) -> bool:
+        """Store the chunk's events, then count, log and acknowledge its messages; False if not stored."""
+        carrier = chunk[0].carrier
         result = self._store(carrier, [event for item in chunk for event in item.events], attempts=attempts)
         if result is None:
-            if len(chunk) > 1:
-                for item in chunk:
-                    self._ingest_chunk([item])
-            else:
-                self._retry_later(chunk[0])
-            return
+            return False
         self.stats["accepted"] += result.accepted
         self.stats["duplicates"] += result.duplicates
         self.stats["rejected"] += len(result.rejected)
@@ -269,6 +281,7 @@ class MqttBridge:
                     },
                 )
         self._ack([item.message for item in chunk])
+        return True
 
     def _store(self, carrier: Carrier, events: list[Any], *, attempts: int) -> IngestResult | None:
         """Ingest ``events`` (in batches the ingest path accepts); None when they could not all be stored."""

@@ -269,3 +269,42 @@ def test_an_unacknowledged_message_is_redelivered_to_a_persistent_session(
         cleaner.connect(broker_config(MQTT_URL).host, broker_config(MQTT_URL).port)
         cleaner.disconnect()
     assert stored_ids() == {clean["event_id"], poison["event_id"]}
+
+
+def test_while_the_store_is_down_nothing_is_acknowledged_and_everything_is_stored_once_it_is_back(
+    offline_bridge: MqttBridge, carrier_a: Carrier, mission: Mission, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from missions.telemetry import mqtt_bridge
+
+    assert mission.vehicle is not None
+    topic = f"tms/telemetry/{carrier_a.slug}/{mission.vehicle.external_id}"
+    events = [make_event(mission, ts=seconds_ago(10 - n)) for n in range(6)]
+    real_ingest = mqtt_bridge.ingest_events
+    calls: list[int] = []
+    down = [True]
+
+    def ingest(**kwargs: Any) -> Any:
+        calls.append(len(kwargs["events"]))
+        if down[0]:
+            raise RuntimeError("connection refused")
+        return real_ingest(**kwargs)
+
+    monkeypatch.setattr(mqtt_bridge, "ingest_events", ingest)
+    monkeypatch.setattr(mqtt_bridge, "RETRY_FIRST_SECONDS", 0.0)
+    monkeypatch.setattr(mqtt_bridge.time, "sleep", lambda seconds: None)
+    for mid, event in enumerate(events, start=1):
+        deliver(offline_bridge, topic, event, mid)
+    offline_bridge.pump(wait=False)
+
+    recorder = offline_bridge._client
+    assert isinstance(recorder, AckRecorder)
+    assert recorder.acked == []
+    assert offline_bridge.stats["ingest_failed"] == 6
+    # The window three times, then one message at a time until three failed in a row: the other
+    # three wait for their retry untried.
+    assert calls == [6, 6, 6, 1, 1, 1]
+
+    down[0] = False
+    offline_bridge.pump(wait=False)
+    assert sorted(recorder.acked) == [1, 2, 3, 4, 5, 6]
+    assert stored_ids() == {e["event_id"] for e in events}
