@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import pytest
 import requests
@@ -85,6 +85,11 @@ class AppServer:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+
+    @property
+    def address(self) -> tuple[str, int]:
+        parsed = urlparse(self.url)
+        return str(parsed.hostname), int(parsed.port or 80)
 
     def log_tail(self, lines: int = 60) -> str:
         try:

@@ -1,4 +1,7 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels."""
+"""ASGI entry point: HTTP through Django, websockets through Channels.
+
+Under daphne, request bodies are limited while they arrive (``tms_console.daphne_bodies``).
+"""
 
 import os
 
@@ -13,7 +16,10 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import re_path  # noqa: E402
 
 from runbooks.watchdog import safety_ticker_start  # noqa: E402
+from tms_console import daphne_bodies  # noqa: E402
 from tms_console.routing import partner_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
+
+daphne_bodies.install()
 
 console_ws = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
 application = ProtocolTypeRouter(

@@ -300,7 +300,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["missions.partner.api.authentication.PartnerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["missions.partner.api.permissions.HasPartnerScope"],
     "DEFAULT_THROTTLE_CLASSES": ["missions.partner.api.throttling.PartnerClientRateThrottle"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["tms_console.unstorable.StorableJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "tms_console.negotiation.ProblemAwareContentNegotiation",
     "DEFAULT_PAGINATION_CLASS": "missions.partner.api.pagination.CappedPageNumberPagination",

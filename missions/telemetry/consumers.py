@@ -5,6 +5,9 @@ in the ``Authorization`` header or ``?access_token=``. Each message
 ``{"seq": n, "events": [...]}`` is answered ``{"ack": n, "accepted": k,
 "duplicates": d, "rejected": [{"index", "reason"}]}`` once the batch is
 committed, so a sender knows exactly what was stored and resends only the rest.
+An event holding a string that cannot be stored (U+0000, a lone surrogate) is
+rejected on its own; one outside the events refuses the message
+(``{"ack": n, "error": ..., "pointer": "/..."}``).
 
 ``ws/map/`` (console): OTP-verified session with VIEW_CONSOLE. Sends the fleet
 on connect, then at most one coalesced frame per ``LIVEMAP_FRAME_SECONDS``
@@ -19,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import weakref
@@ -41,6 +43,7 @@ from missions.models import Carrier
 from missions.models.partner import PartnerClient, TokenCertificateBinding
 from missions.telemetry.ingest import FLEET_GROUP, BatchTooLarge, MissionCache, ingest_events
 from missions.telemetry.map_state import fleet_changed_since, fleet_state, mission_map_detail
+from tms_console.unstorable import json_parse, unstorable_find
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +128,16 @@ class TelemetryIngestConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if self.principal is None:
             return
         try:
-            content = json.loads(text_data if text_data is not None else (bytes_data or b"").decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+            content = json_parse(text_data if text_data is not None else bytes_data or b"")
+        except (ValueError, RecursionError):
             await self.send_json({"ack": None, "error": "message: not valid JSON"})
+            return
+        found = unstorable_find(content, per_item=("events",))
+        if found is not None:
+            # Outside the events (which are refused one by one), the whole message is refused.
+            seq = content.get("seq") if isinstance(content, dict) else None
+            ack = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+            await self.send_json({"ack": ack, "error": found.reason(), "pointer": found.pointer})
             return
         await self.receive_json(content)
 

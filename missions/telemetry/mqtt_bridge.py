@@ -9,15 +9,19 @@ checks, like every path, that each mission belongs to that carrier.
 
 The paho network thread only queues messages. The bridge's own thread drains
 the queue every ``flush_seconds`` or ``flush_events`` messages, groups them by
-carrier and calls ``ingest_events`` once per carrier. Messages are
-acknowledged to the broker (QoS 1, manual acks) only after their batch
-committed, so a crash before that gets them redelivered to a persistent
-session. A malformed payload is counted and logged and never stops the stream.
+carrier and calls ``ingest_events`` once per carrier. A message is
+acknowledged to the broker (QoS 1, manual acks) only once it is settled: each
+of its events committed, a duplicate or refused. If a batch cannot be stored,
+its messages are tried one by one, so a clean message is never lost beside
+one that fails; a message that still fails stays unacknowledged and is tried
+again later, and a crash meanwhile gets it redelivered to a persistent session.
+A malformed payload, or an event holding a string no column can store
+(U+0000, a lone surrogate), is counted and refused with one log line per
+message, and never stops the stream.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import ssl
@@ -25,20 +29,27 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import close_old_connections, connection
 
 from missions.models import Carrier
-from missions.telemetry.ingest import MissionCache, ingest_events, telemetry_batch_max
+from missions.telemetry.ingest import IngestResult, MissionCache, ingest_events, telemetry_batch_max
 from missions.telemetry.mqtt_config import BrokerConfig as BrokerConfig
 from missions.telemetry.mqtt_config import broker_config as broker_config
+from tms_console.unstorable import json_parse, unstorable_find
 
 log = logging.getLogger(__name__)
 
 QUEUE_MAX = 100_000
 INGEST_ATTEMPTS = 3
+# Messages that could not be stored wait, unacknowledged, and are tried again after
+# RETRY_FIRST_SECONDS, doubling up to RETRY_MAX_SECONDS; past RETRY_MAX of them no new ones are taken.
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 30.0
+RETRY_MAX = 10_000
 
 
 @dataclass
@@ -47,6 +58,33 @@ class _Message:
     payload: bytes
     mid: int
     qos: int
+
+
+@dataclass
+class _Parsed:
+    """A message's events on their way to storage, and what was refused before they got there."""
+
+    message: _Message
+    carrier: Carrier
+    events: list[Any]
+    refused: int = 0  # events refused before ingest (a vehicle that is not the topic's)
+    first_reason: str = ""
+    attempts: int = 0  # failed attempts to store it
+    retry_at: float = 0.0  # monotonic time of the next attempt
+
+
+def _chunks(items: list[_Parsed], size: int) -> Iterator[list[_Parsed]]:
+    """Whole messages, up to ``size`` events a chunk (a larger message is a chunk of its own)."""
+    chunk: list[_Parsed] = []
+    count = 0
+    for item in items:
+        if chunk and count + len(item.events) > size:
+            yield chunk
+            chunk, count = [], 0
+        chunk.append(item)
+        count += len(item.events)
+    if chunk:
+        yield chunk
 
 
 class MqttBridge:
@@ -73,6 +111,7 @@ class MqttBridge:
         self._queue: queue.Queue[_Message] = queue.Queue(maxsize=QUEUE_MAX)
         self._carriers: dict[str, Carrier] = {}
         self._caches: dict[int, MissionCache] = {}
+        self._retry: list[_Parsed] = []
         self._client: Any = None
 
     # --- broker side (paho thread) ---------------------------------------------------
@@ -140,54 +179,143 @@ class MqttBridge:
             self.stop()
 
     def pump(self, *, wait: bool = True) -> int:
-        """Collect one batch (up to ``flush_events`` or ``flush_seconds``) and ingest it; return messages handled."""
+        """Collect one batch (up to ``flush_events`` or ``flush_seconds``) and ingest it; return messages handled.
+
+        Messages whose events could not be stored earlier come back here when their retry is due.
+        """
+        due = self._due_retries()
         batch: list[_Message] = []
         deadline = time.monotonic() + self.flush_seconds
-        while len(batch) < self.flush_events:
+        # While many messages wait for a retry (the database is down), take no new ones: the
+        # queue fills up and the broker holds the rest, unacknowledged.
+        while len(batch) < self.flush_events and len(self._retry) < RETRY_MAX:
             timeout = deadline - time.monotonic()
             try:
-                if wait and timeout > 0:
+                if wait and timeout > 0 and not due:
                     batch.append(self._queue.get(timeout=timeout))
                 else:
                     batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-        if batch:
-            self._ingest(batch)
-        return len(batch)
+        if batch or due:
+            self._ingest(batch, due)
+        return len(batch) + len(due)
 
-    def _ingest(self, batch: list[_Message]) -> None:
+    def _due_retries(self) -> list[_Parsed]:
+        now = time.monotonic()
+        due = [item for item in self._retry if item.retry_at <= now]
+        if due:
+            self._retry = [item for item in self._retry if item.retry_at > now]
+        return due
+
+    def _ingest(self, batch: list[_Message], retries: list[_Parsed] | None = None) -> None:
         _recycle_connection()
-        by_carrier: dict[int, tuple[Carrier, list[Any]]] = {}
+        refused: list[_Message] = []
+        by_carrier: dict[int, list[_Parsed]] = {}
+        for item in retries or []:
+            by_carrier.setdefault(item.carrier.pk, []).append(item)
         for message in batch:
             self.stats["received"] += 1
             parsed = self._parse(message)
             if parsed is None:
+                refused.append(message)  # refused as a whole (and logged once): nothing to store
                 continue
-            carrier, events = parsed
-            by_carrier.setdefault(carrier.pk, (carrier, []))[1].extend(events)
-        for carrier, events in by_carrier.values():
-            for start in range(0, len(events), self.flush_events):
-                self._ingest_carrier(carrier, events[start : start + self.flush_events])
-        self._ack(batch)
+            by_carrier.setdefault(parsed.carrier.pk, []).append(parsed)
+        self._ack(refused)
+        for items in by_carrier.values():
+            for chunk in _chunks(items, self.flush_events):
+                self._ingest_chunk(chunk)
 
-    def _ingest_carrier(self, carrier: Carrier, events: list[Any]) -> None:
-        cache = self._caches.setdefault(carrier.pk, MissionCache())
-        for attempt in range(1, INGEST_ATTEMPTS + 1):
-            try:
-                result = ingest_events(carrier=carrier, events=events, source="mqtt", cache=cache)
-            except Exception:
-                log.exception("MQTT batch ingest failed", extra={"carrier": carrier.slug, "attempt": attempt})
-                _recycle_connection()
-                time.sleep(min(2.0, 0.2 * attempt))
-                continue
-            self.stats["accepted"] += result.accepted
-            self.stats["duplicates"] += result.duplicates
-            self.stats["rejected"] += len(result.rejected)
-            for rejected in result.rejected[:5]:
-                log.info("MQTT event rejected", extra={"carrier": carrier.slug, "reason": rejected["reason"]})
+    def _ingest_chunk(self, chunk: list[_Parsed]) -> None:
+        """Store the events of whole messages of one carrier; acknowledge each message once settled.
+
+        A message is settled when each of its events is committed, a duplicate
+        or refused. If the chunk cannot be stored, each message is tried once on
+        its own, so a clean message is never held back by another; one that
+        fails is not acknowledged and is retried later (a crash meanwhile gets
+        it redelivered to a persistent session). After ``INGEST_ATTEMPTS``
+        failures in a row the store itself is taken to be down, and the rest of
+        the chunk waits for its retry untried.
+        """
+        attempts = INGEST_ATTEMPTS if len(chunk) > 1 or chunk[0].attempts == 0 else 1
+        if self._settle(chunk, attempts=attempts):
             return
-        self.stats["ingest_failed"] += len(events)
+        if len(chunk) == 1:
+            self._retry_later(chunk[0])
+            return
+        failures = 0
+        for item in chunk:
+            if failures < INGEST_ATTEMPTS and self._settle([item], attempts=1):
+                failures = 0
+                continue
+            failures += 1
+            self._retry_later(item)
+
+    def _settle(self, chunk: list[_Parsed], *, attempts: int) -> bool:
+        """Store the chunk's events, then count, log and acknowledge its messages; False if not stored."""
+        carrier = chunk[0].carrier
+        result = self._store(carrier, [event for item in chunk for event in item.events], attempts=attempts)
+        if result is None:
+            return False
+        self.stats["accepted"] += result.accepted
+        self.stats["duplicates"] += result.duplicates
+        self.stats["rejected"] += len(result.rejected)
+        offset = 0
+        for item in chunk:
+            stop = offset + len(item.events)
+            own = [r for r in result.rejected if offset <= r["index"] < stop]
+            offset = stop
+            if own:
+                item.refused += len(own)
+                item.first_reason = item.first_reason or str(own[0]["reason"])
+            if item.refused:
+                # One line per message, however many of its events were refused.
+                log.info(
+                    "MQTT events refused",
+                    extra={
+                        "carrier": carrier.slug,
+                        "topic": item.message.topic[:200],
+                        "refused": item.refused,
+                        "events": item.refused - len(own) + len(item.events),
+                        "reason": item.first_reason,
+                    },
+                )
+        self._ack([item.message for item in chunk])
+        return True
+
+    def _store(self, carrier: Carrier, events: list[Any], *, attempts: int) -> IngestResult | None:
+        """Ingest ``events`` (in batches the ingest path accepts); None when they could not all be stored."""
+        if not events:
+            return IngestResult()
+        cache = self._caches.setdefault(carrier.pk, MissionCache())
+        total = IngestResult()
+        for start in range(0, len(events), self.flush_events):
+            part = events[start : start + self.flush_events]
+            for attempt in range(1, attempts + 1):
+                try:
+                    result = ingest_events(carrier=carrier, events=part, source="mqtt", cache=cache)
+                    break
+                except Exception:
+                    log.exception("MQTT batch ingest failed", extra={"carrier": carrier.slug, "attempt": attempt})
+                    _recycle_connection()
+                    if attempt < attempts:
+                        time.sleep(min(2.0, 0.2 * attempt))
+            else:
+                return None
+            total.accepted += result.accepted
+            total.duplicates += result.duplicates
+            total.rejected.extend({"index": r["index"] + start, "reason": r["reason"]} for r in result.rejected)
+        return total
+
+    def _retry_later(self, item: _Parsed) -> None:
+        item.attempts += 1
+        item.retry_at = time.monotonic() + min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (item.attempts - 1))
+        self._retry.append(item)
+        self.stats["ingest_failed"] += 1
+        log.warning(
+            "MQTT message not stored; not acknowledged, retried later",
+            extra={"topic": item.message.topic[:200], "events": len(item.events), "attempts": item.attempts},
+        )
 
     def _ack(self, batch: list[_Message]) -> None:
         client = self._client
@@ -201,7 +329,7 @@ class MqttBridge:
         self.stats[kind] += 1
         log.warning("MQTT message ignored", extra={"kind": kind, "topic": message.topic[:200], "detail": detail})
 
-    def _parse(self, message: _Message) -> tuple[Carrier, list[Any]] | None:
+    def _parse(self, message: _Message) -> _Parsed | None:
         parts = message.topic.split("/")
         prefix = self.topic_prefix.split("/")
         if len(parts) != len(prefix) + 2 or parts[: len(prefix)] != prefix or not parts[-1] or not parts[-2]:
@@ -213,26 +341,34 @@ class MqttBridge:
             self._malformed("unknown_carrier", message, f"no carrier {slug!r}")
             return None
         try:
-            payload = json.loads(message.payload.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
+            payload = json_parse(message.payload)
+        except (ValueError, RecursionError):
             self._malformed("malformed_json", message, "payload is not UTF-8 JSON")
             return None
         if isinstance(payload, dict) and isinstance(payload.get("events"), list):
             events = payload["events"]
+            # Each event is judged on its own by the normalizer; a string that cannot be stored
+            # anywhere else refuses the message.
+            found = unstorable_find(payload, per_item=("events",))
+            if found is not None:
+                self._malformed("unstorable", message, found.reason())
+                return None
         elif isinstance(payload, list):
             events = payload
         else:
             events = [payload]
-        kept: list[Any] = []
+        parsed = _Parsed(message=message, carrier=carrier, events=[])
         for event in events:
             if isinstance(event, dict):
                 if "vehicle_id" not in event:
                     event = {**event, "vehicle_id": vehicle_id}
                 elif event["vehicle_id"] != vehicle_id:
-                    self._malformed("topic_mismatch", message, "vehicle_id does not match the topic")
+                    self.stats["topic_mismatch"] += 1
+                    parsed.refused += 1
+                    parsed.first_reason = parsed.first_reason or "vehicle_id: does not match the topic"
                     continue
-            kept.append(event)  # non-objects are rejected (and counted) by the validator
-        return carrier, kept
+            parsed.events.append(event)  # non-objects are rejected (and counted) by the validator
+        return parsed
 
     def _carrier(self, slug: str) -> Carrier | None:
         carrier = self._carriers.get(slug)

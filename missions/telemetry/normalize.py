@@ -35,6 +35,7 @@ from typing import Any
 from django.conf import settings
 
 from missions.choices import AutonomyMode, MissionStatus
+from tms_console.unstorable import spelled, unstorable_char
 
 SCHEMA_VERSION = "1"
 UPLINKS = ("5g", "4g", "satellite")
@@ -188,6 +189,15 @@ def _object(value: Any, name: str, allowed: frozenset[str]) -> dict[str, Any]:
     return value
 
 
+def _storable(value: str, name: str) -> None:
+    # The free-text strings an event keeps (every other string is parsed or matched against a
+    # fixed set, and refused with an escaped echo when it does not match). Refused here, per
+    # event, so storage never meets one and the rest of the batch is stored.
+    char = unstorable_char(value)
+    if char is not None:
+        raise Invalid(f"{name}: holds {char}, which cannot be stored")
+
+
 def _uuid(value: Any, name: str) -> uuid.UUID:
     if not isinstance(value, str):
         raise Invalid(f"{name}: expected a UUID string, got {_type_name(value)}")
@@ -203,6 +213,9 @@ def _timestamp(value: Any, now: datetime, max_future: timedelta, max_age: timede
         raise Invalid(f"ts: expected an ISO 8601 string, got {_type_name(value)}")
     if len(value) > 40:
         raise Invalid("ts: too long for an ISO 8601 timestamp")
+    # datetime.fromisoformat accepts some strings holding U+0000, and a canonical-looking
+    # one would be stored as sent.
+    _storable(value, "ts")
     try:
         ts = datetime.fromisoformat(value)
     except ValueError:
@@ -245,6 +258,7 @@ def _health(value: Any) -> dict[str, Any]:
         for i, code in enumerate(errors):
             if not isinstance(code, str) or not code or len(code) > ECU_ERROR_CODE_MAX:
                 raise Invalid(f"health.ecu_errors[{i}]: expected a code of 1 to {ECU_ERROR_CODE_MAX} characters")
+            _storable(code, f"health.ecu_errors[{i}]")
         out["ecu_errors"] = list(errors)
     return out
 
@@ -314,6 +328,7 @@ def _validate(raw: Any, now: datetime, max_future: timedelta, max_age: timedelta
         raise Invalid(f"vehicle_id: expected a string, got {_type_name(vehicle_id)}")
     if not vehicle_id or len(vehicle_id) > VEHICLE_ID_MAX:
         raise Invalid(f"vehicle_id: expected 1 to {VEHICLE_ID_MAX} characters")
+    _storable(vehicle_id, "vehicle_id")
     correlation = raw.get("correlation_id")
     correlation_id = None if correlation is None else _uuid(correlation, "correlation_id")
     ts, ts_text = _timestamp(raw["ts"], now, max_future, max_age)
@@ -375,6 +390,8 @@ def _quote(value: Any) -> str:
 
 def _key(key: Any) -> str:
     text = str(key)
+    if unstorable_char(text) is not None:
+        text = spelled(text)  # JSON escapes: a reason must itself be storable and renderable
     return text if len(text) <= 40 else text[:37] + "..."
 
 

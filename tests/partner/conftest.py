@@ -2,7 +2,8 @@
 
 ``app_server``: the site under daphne and under gunicorn (``tests.servers``), for
 tests about HTTP behaviour; a module overrides ``app_server_env`` to give the
-server processes extra settings.
+server processes extra settings; ``live_app`` is the same servers under the name the
+request-body tests use.
 """
 
 from __future__ import annotations
@@ -68,10 +69,17 @@ def app_server(
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def live_app(app_server: AppServer) -> AppServer:
+    """The same servers under the name the request-body tests use."""
+    return app_server
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
-    server = getattr(item, "funcargs", {}).get("app_server")
+    funcargs = getattr(item, "funcargs", {})
+    server = funcargs.get("app_server") or funcargs.get("live_app")
     if report.failed and isinstance(server, AppServer):
         report.sections.append((f"{server.kind} log (last lines)", server.log_tail()))
     return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Iterator
 from datetime import timedelta
@@ -104,6 +105,42 @@ async def test_ingest_stream_acknowledges_each_batch(carrier_a: Carrier) -> None
     assert (await comm.receive_json_from(timeout=TIMEOUT))["error"] == "message: not valid JSON"
     await comm.disconnect()
     assert await sync_to_async(TelemetryWindowEvent.objects.count)() == 1
+
+
+async def test_ingest_stream_refuses_unstorable_strings_per_event_and_outside_events_per_message(
+    carrier_a: Carrier,
+) -> None:
+    mission = await sync_to_async(MissionFactory)(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+    token = await sync_to_async(issue_token)(carrier_a)
+    comm = ws("/ws/ingest/", [(b"authorization", f"Bearer {token}".encode())])
+    await comm.connect(timeout=TIMEOUT)
+    await comm.receive_json_from(timeout=TIMEOUT)
+
+    good = [await sync_to_async(make_event)(mission, ts=seconds_ago(n)) for n in (3, 2, 1)]
+    lone = dict(await sync_to_async(make_event)(mission), vehicle_id="TRK\ud800")
+    await comm.send_to(text_data=json.dumps({"seq": 1, "events": [good[0], lone]}))  # the escape "\ud800"
+    ack = await comm.receive_json_from(timeout=TIMEOUT)
+    assert (ack["ack"], ack["accepted"]) == (1, 1)
+    assert ack["rejected"] == [
+        {"index": 1, "reason": "vehicle_id: holds U+D800 (a lone surrogate), which cannot be stored"}
+    ]
+
+    raw = json.dumps({"seq": 2, "events": [lone, good[1]]}, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    await comm.send_to(bytes_data=raw)  # the surrogate as raw bytes
+    ack = await comm.receive_json_from(timeout=TIMEOUT)
+    assert (ack["ack"], ack["accepted"], [r["index"] for r in ack["rejected"]]) == (2, 1, [0])
+
+    await comm.send_to(text_data=json.dumps({"seq": 3, "events": [good[2]], "note": "\x00"}))
+    assert await comm.receive_json_from(timeout=TIMEOUT) == {
+        "ack": 3,
+        "error": "/note: This string holds U+0000 (NUL), which cannot be stored.",
+        "pointer": "/note",
+    }
+    await comm.disconnect()
+    stored = {
+        str(e) for e in await sync_to_async(list)(TelemetryWindowEvent.objects.values_list("event_id", flat=True))
+    }
+    assert stored == {good[0]["event_id"], good[1]["event_id"]}
 
 
 async def test_ingest_stream_accepts_the_token_in_the_query_string(carrier_a: Carrier) -> None:

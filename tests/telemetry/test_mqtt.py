@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -17,6 +20,7 @@ from missions.models.telemetry import TelemetryWindowEvent
 from missions.telemetry.mqtt_bridge import MqttBridge, broker_config
 from tests.conftest import require_service
 from tests.telemetry.conftest import make_event, seconds_ago
+from tms_console.unstorable import unstorable_char
 
 pytestmark = [pytest.mark.django_db, pytest.mark.services]
 TIMEOUT = 15  # an upper bound for messages to arrive, never asserted as a timing
@@ -112,3 +116,195 @@ def test_broker_urls_are_parsed_with_tls_and_credentials() -> None:
     assert (tls.port, tls.tls, tls.username, tls.ca_file) == (8883, True, "u", "/etc/ca.pem")
     with pytest.raises(ValueError):
         broker_config("http://broker.local")
+
+
+# --- Settled before acknowledged -------------------------------------------------------------------
+
+
+class AckRecorder:
+    """Stands in for the paho client: records which messages were acknowledged."""
+
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.acked.append(mid)
+
+
+def deliver(bridge: MqttBridge, topic: str, payload: Any, mid: int) -> None:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    bridge._on_message(None, None, SimpleNamespace(topic=topic, payload=body, mid=mid, qos=1))
+
+
+@pytest.fixture
+def offline_bridge() -> Iterator[MqttBridge]:
+    bridge = MqttBridge(broker_config("mqtt://127.0.0.1:1"), topic_prefix="tms/telemetry", flush_seconds=0.01)
+    bridge._client = AckRecorder()
+    yield bridge
+    bridge._client = None
+
+
+def stored_ids() -> set[str]:
+    return {str(e) for e in TelemetryWindowEvent.objects.values_list("event_id", flat=True)}
+
+
+def test_a_message_that_cannot_be_stored_is_not_acknowledged_and_does_not_hold_back_the_others(
+    offline_bridge: MqttBridge, carrier_a: Carrier, mission: Mission, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from missions.telemetry import mqtt_bridge
+
+    assert mission.vehicle is not None
+    topic = f"tms/telemetry/{carrier_a.slug}/{mission.vehicle.external_id}"
+    clean = make_event(mission, ts=seconds_ago(3))
+    poison = make_event(mission, ts=seconds_ago(2))
+    later = make_event(mission, ts=seconds_ago(1))
+    failing = {poison["event_id"]}
+    real_ingest = mqtt_bridge.ingest_events
+
+    def ingest(**kwargs: Any) -> Any:
+        if failing & {e.get("event_id") for e in kwargs["events"] if isinstance(e, dict)}:
+            raise RuntimeError("the database refused this batch")
+        return real_ingest(**kwargs)
+
+    monkeypatch.setattr(mqtt_bridge, "ingest_events", ingest)
+    monkeypatch.setattr(mqtt_bridge, "RETRY_FIRST_SECONDS", 0.0)
+    monkeypatch.setattr(mqtt_bridge.time, "sleep", lambda seconds: None)
+    for mid, event in ((1, clean), (2, poison), (3, later)):  # one flush window
+        deliver(offline_bridge, topic, event, mid)
+    offline_bridge.pump(wait=False)
+
+    recorder = offline_bridge._client
+    assert isinstance(recorder, AckRecorder)
+    assert sorted(recorder.acked) == [1, 3]  # settled; the poisoned message is not acknowledged
+    assert stored_ids() == {clean["event_id"], later["event_id"]}
+    assert offline_bridge.stats["ingest_failed"] == 1
+
+    failing.clear()  # the database is back: the message is retried and only then acknowledged
+    offline_bridge.pump(wait=False)
+    assert sorted(recorder.acked) == [1, 2, 3]
+    assert stored_ids() == {clean["event_id"], poison["event_id"], later["event_id"]}
+
+
+def test_unstorable_strings_refuse_their_event_or_message_with_one_log_line_per_message(
+    offline_bridge: MqttBridge, carrier_a: Carrier, mission: Mission, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert mission.vehicle is not None
+    topic = f"tms/telemetry/{carrier_a.slug}/{mission.vehicle.external_id}"
+    good = [make_event(mission, ts=seconds_ago(n)) for n in (4, 3, 2)]
+    escaped_nul = dict(make_event(mission), vehicle_id=mission.vehicle.external_id, health={"ecu_errors": ["P\x00"]})
+    raw_surrogate = json.dumps([good[1], make_event(mission, mission_state="en_route\ud800")], ensure_ascii=False)
+    many_bad = {
+        "events": [
+            make_event(mission, mission_state="\ud800"),
+            dict(make_event(mission), vehicle_id="OTHER-TRUCK"),
+            make_event(mission, health={"ecu_errors": ["\x00"]}),
+        ]
+    }
+    caplog.set_level(logging.INFO, logger="missions.telemetry.mqtt_bridge")
+    deliver(offline_bridge, topic, {"events": [good[0], escaped_nul]}, 1)
+    deliver(offline_bridge, topic, raw_surrogate.encode("utf-8", "surrogatepass"), 2)
+    deliver(offline_bridge, topic, many_bad, 3)
+    deliver(offline_bridge, topic, {"events": [good[2]], "sender\ud800": "gw-1"}, 4)
+    offline_bridge.pump(wait=False)
+
+    recorder = offline_bridge._client
+    assert isinstance(recorder, AckRecorder)
+    assert sorted(recorder.acked) == [1, 2, 3, 4]  # every message settled: stored or refused
+    assert stored_ids() == {good[0]["event_id"], good[1]["event_id"]}
+    assert offline_bridge.stats["accepted"] == 2
+    assert offline_bridge.stats["unstorable"] == 1  # message 4, refused as a whole
+    lines = [r for r in caplog.records if r.name == "missions.telemetry.mqtt_bridge"]
+    # One line per message with something refused (never one per event): three partly, one whole.
+    assert sorted(r.getMessage() for r in lines) == ["MQTT events refused"] * 3 + ["MQTT message ignored"]
+    assert sorted(r.__dict__.get("refused", 0) for r in lines if r.getMessage() == "MQTT events refused") == [1, 1, 3]
+    for record in lines:
+        assert unstorable_char(str(record.__dict__)) is None  # log lines are storable too
+
+
+def test_an_unacknowledged_message_is_redelivered_to_a_persistent_session(
+    prefix: str, publisher: mqtt.Client, carrier_a: Carrier, mission: Mission, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from missions.telemetry import mqtt_bridge
+
+    require_service("Mosquitto", broker_up())
+    assert mission.vehicle is not None
+    topic = f"{prefix}/{carrier_a.slug}/{mission.vehicle.external_id}"
+    client_id = f"tms-test-bridge-{uuid.uuid4().hex[:8]}"
+    clean, poison = make_event(mission, ts=seconds_ago(2)), make_event(mission, ts=seconds_ago(1))
+    real_ingest = mqtt_bridge.ingest_events
+
+    def failing(**kwargs: Any) -> Any:
+        if any(isinstance(e, dict) and e.get("event_id") == poison["event_id"] for e in kwargs["events"]):
+            raise RuntimeError("the database refused this batch")
+        return real_ingest(**kwargs)
+
+    monkeypatch.setattr(mqtt_bridge.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(mqtt_bridge, "ingest_events", failing)
+    first = MqttBridge(
+        broker_config(MQTT_URL), topic_prefix=prefix, flush_seconds=0.1, client_id=client_id, persistent_session=True
+    )
+    first.start()
+    try:
+        assert first.subscribed.wait(TIMEOUT)
+        for event in (clean, poison):
+            publisher.publish(topic, json.dumps(event), qos=1).wait_for_publish(TIMEOUT)
+        pump_until(first, received=2)
+    finally:
+        first.stop()  # gone without acknowledging the message it could not store
+    assert stored_ids() == {clean["event_id"]}
+
+    monkeypatch.setattr(mqtt_bridge, "ingest_events", real_ingest)
+    second = MqttBridge(
+        broker_config(MQTT_URL), topic_prefix=prefix, flush_seconds=0.1, client_id=client_id, persistent_session=True
+    )
+    second.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while poison["event_id"] not in stored_ids() and time.monotonic() < deadline:
+            second.pump()
+    finally:
+        second.stop()
+        # Drop the session from the shared broker.
+        cleaner = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        cleaner.connect(broker_config(MQTT_URL).host, broker_config(MQTT_URL).port)
+        cleaner.disconnect()
+    assert stored_ids() == {clean["event_id"], poison["event_id"]}
+
+
+def test_while_the_store_is_down_nothing_is_acknowledged_and_everything_is_stored_once_it_is_back(
+    offline_bridge: MqttBridge, carrier_a: Carrier, mission: Mission, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from missions.telemetry import mqtt_bridge
+
+    assert mission.vehicle is not None
+    topic = f"tms/telemetry/{carrier_a.slug}/{mission.vehicle.external_id}"
+    events = [make_event(mission, ts=seconds_ago(10 - n)) for n in range(6)]
+    real_ingest = mqtt_bridge.ingest_events
+    calls: list[int] = []
+    down = [True]
+
+    def ingest(**kwargs: Any) -> Any:
+        calls.append(len(kwargs["events"]))
+        if down[0]:
+            raise RuntimeError("connection refused")
+        return real_ingest(**kwargs)
+
+    monkeypatch.setattr(mqtt_bridge, "ingest_events", ingest)
+    monkeypatch.setattr(mqtt_bridge, "RETRY_FIRST_SECONDS", 0.0)
+    monkeypatch.setattr(mqtt_bridge.time, "sleep", lambda seconds: None)
+    for mid, event in enumerate(events, start=1):
+        deliver(offline_bridge, topic, event, mid)
+    offline_bridge.pump(wait=False)
+
+    recorder = offline_bridge._client
+    assert isinstance(recorder, AckRecorder)
+    assert recorder.acked == []
+    assert offline_bridge.stats["ingest_failed"] == 6
+    # The window three times, then one message at a time until three failed in a row: the other
+    # three wait for their retry untried.
+    assert calls == [6, 6, 6, 1, 1, 1]
+
+    down[0] = False
+    offline_bridge.pump(wait=False)
+    assert sorted(recorder.acked) == [1, 2, 3, 4, 5, 6]
+    assert stored_ids() == {e["event_id"] for e in events}

@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from missions.telemetry.normalize import TelemetryEvent, event_validate
+from tests.unstorable import encode, injected
+from tms_console.unstorable import json_parse, unstorable_char
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
@@ -169,3 +171,30 @@ def test_coordinates_accepted_iff_in_range(lat: float, lon: float) -> None:
     outcome = validate(good(position={"lat": lat, "lon": lon}))
     in_range = -90 <= lat <= 90 and -180 <= lon <= 180
     assert isinstance(outcome, TelemetryEvent) == in_range
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), raw=st.booleans())
+def test_an_event_holding_an_unstorable_string_anywhere_is_refused(data: st.DataObject, raw: bool) -> None:
+    # Anywhere: a value, a member name, a new member at any depth; as an escape or as raw bytes.
+    case = data.draw(injected(good()))
+    outcome = validate(json_parse(encode(case.body, raw)))
+    assert isinstance(outcome, str), case
+    # The reason goes back to the sender and into logs: it must itself be storable.
+    assert unstorable_char(outcome) is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"vehicle_id": "TRK\x00"}, "vehicle_id: holds U+0000 (NUL), which cannot be stored"),
+        (
+            {"health": {"ecu_errors": ["P0\ud800"]}},
+            "health.ecu_errors[0]: holds U+D800 (a lone surrogate), which cannot be stored",
+        ),
+        ({"ts": "2026-11-26T11:59:59\x00Z"}, "ts: holds U+0000 (NUL), which cannot be stored"),
+        ({"x\x00": 1}, '"x\\u0000": unknown field'),
+    ],
+)
+def test_unstorable_strings_are_named_in_the_reason(overrides: dict[str, Any], reason: str) -> None:
+    assert validate(good(**overrides)) == reason

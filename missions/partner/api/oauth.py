@@ -19,6 +19,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from missions.models.partner import PartnerClient, TokenCertificateBinding
 from missions.partner.api.mtls import presented_certificate
 from missions.partner.certificates import certificate_matches, certificate_thumbprint
+from tms_console.unstorable import has_unstorable
 
 
 def _partner(application: Any) -> PartnerClient | None:
@@ -92,6 +93,14 @@ class PartnerOAuth2Validator(OAuth2Validator):
             return False
         partner = _partner(request.client)
         return partner is not None and partner.has_certificate
+
+    def _load_application(self, client_id: Any, request: Any) -> Any:
+        # Every way a client id arrives (Basic credentials, the form) is looked up here; one holding
+        # a string PostgreSQL cannot even compare (U+0000) names no client, rather than a 500.
+        if isinstance(client_id, str) and has_unstorable(client_id):
+            request.client = None
+            return None
+        return super()._load_application(client_id, request)
 
     def _create_access_token(self, expires: Any, request: Any, token: Any, source_refresh_token: Any = None) -> Any:
         access_token = super()._create_access_token(expires, request, token, source_refresh_token)

@@ -43,11 +43,17 @@ from django.utils import timezone
 
 from missions.models import Carrier
 from missions.models.partner import WebhookSecret
-from missions.partner.api.webhooks import WebhookVerificationError, telemetry_delivery, webhook_verify
+from missions.partner.api.webhooks import (
+    WebhookVerificationError,
+    delivery_per_item,
+    telemetry_delivery,
+    webhook_verify,
+)
 from missions.telemetry.group_commit import GroupCommit
 from missions.telemetry.ingest import MissionCache
 from tms_console.logging import request_id_var
 from tms_console.problem import PROBLEM_CONTENT_TYPE, problem_body
+from tms_console.unstorable import may_hold_unstorable, unstorable_find
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +168,8 @@ class WebhookFastPath:
             return None
         if not isinstance(envelope, dict) or envelope.get("type") != "telemetry" or not _ENVELOPE.issuperset(envelope):
             return None
+        if may_hold_unstorable(body) and unstorable_find(envelope, per_item=delivery_per_item(envelope)) is not None:
+            return None  # the view answers 400 and points at the string; a batch's own events are judged one by one
         stamp = envelope.get("timestamp")
         if stamp is not None and not _is_timestamp(stamp):
             return None  # the view's envelope validation answers

@@ -15,7 +15,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -50,6 +49,7 @@ from missions.telemetry.group_commit import GroupCommitUnavailable
 from missions.telemetry.ingest import BatchTooLarge, ingest_events, telemetry_batch_max
 from missions.tendering import dispatch
 from tms_console.problem import PROBLEM_CONTENT_TYPE, ProblemError, problem_body
+from tms_console.unstorable import UnstorableString, json_parse, may_hold_unstorable, unstorable_find
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a format prefix, not a secret)
 EVENT_TYPES = ("mission.status", "mission.exception", "telemetry", "offer")
@@ -176,6 +176,20 @@ def _apply(carrier: Carrier, event_type: str, data: Any) -> None:
         raise AssertionError(f"unexpected event type {event_type!r}")
 
 
+def delivery_per_item(payload: Any) -> tuple[str, ...] | None:
+    """The list of a delivery judged event by event (``data.events`` of a telemetry batch), if any.
+
+    A string that cannot be stored refuses the whole delivery (400) anywhere
+    else, a single-event telemetry delivery included; inside a batch it
+    refuses only its event, and the others are stored.
+    """
+    if isinstance(payload, dict) and payload.get("type") == "telemetry":
+        data = payload.get("data")
+        if isinstance(data, dict) and isinstance(data.get("events"), list):
+            return ("data", "events")
+    return None
+
+
 def telemetry_delivery(
     *,
     carrier: Carrier,
@@ -279,9 +293,12 @@ class CarrierWebhookView(APIView):
         if content_type != "application/json":
             raise ProblemError(415, "unsupported-media-type", "Deliveries are application/json.")
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            payload = json_parse(body)
+        except (ValueError, RecursionError):
             raise ProblemError(400, "malformed-request", "The delivery body is not valid JSON.") from None
+        found = unstorable_find(payload, per_item=delivery_per_item(payload)) if may_hold_unstorable(body) else None
+        if found is not None:
+            raise UnstorableString(found)
         envelope = _valid(WebhookEnvelopeSerializer(data=payload))
         signed_by_carrier = {
             "scheme": "standard-webhooks-v1",

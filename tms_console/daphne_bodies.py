@@ -1,0 +1,79 @@
+"""The request-body limit inside daphne, where it can be enforced while the body arrives.
+
+daphne's request (a Twisted ``http.Request``) writes the whole body to memory
+or a temporary file before the ASGI application sees any of it, with no
+limit, so neither Django nor a middleware can refuse a large body in time.
+``LimitedWebRequest`` counts the body as Twisted hands it over: a declared
+``Content-Length`` over the limit is refused before the body is read, a
+chunked body the moment it passes the limit, with a 413 problem document and
+a closed connection (the rest of the body is never read). A chunked body that
+fits is handed to the application with the ``Content-Length`` it turned out
+to have, which Django and DRF need to read it. Limits and the answer come
+from ``tms_console.request_body``.
+
+``install()`` makes daphne build its requests from this class; the ASGI
+entry point calls it, so every way of starting daphne on
+``tms_console.asgi:application`` gets it.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from daphne import http_protocol
+
+from tms_console.request_body import body_limit, path_of_target, too_large
+
+
+class LimitedWebRequest(http_protocol.WebRequest):
+    """daphne's request with the body limit applied while the body is received."""
+
+    body_received = 0
+    limit_bytes = 0
+    body_refused = False
+
+    def gotLength(self, length: int | None) -> None:
+        # Called once the headers are in; the request line is still the channel's.
+        path = path_of_target(getattr(self.channel, "_path", b"/"))
+        self.limit_bytes = body_limit(path)
+        if length is not None and length > self.limit_bytes:
+            # No "100 Continue" for a body that is refused before it is sent.
+            self.requestHeaders.removeHeader(b"expect")
+            self._refuse(path, declared=length)
+            length = 0  # nothing will be kept
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.body_refused:
+            return
+        self.body_received += len(data)
+        if self.body_received > self.limit_bytes:
+            self._refuse(path_of_target(getattr(self.channel, "_path", b"/")))
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self.body_refused:
+            return  # answered already; the connection is closing
+        if self.requestHeaders.hasHeader(b"transfer-encoding") and not self.requestHeaders.hasHeader(b"content-length"):
+            # A chunked body, now complete: the application reads it by its length.
+            self.requestHeaders.setRawHeaders(b"content-length", [str(self.body_received).encode("ascii")])
+        super().requestReceived(command, path, version)
+
+    def _refuse(self, path: str, *, declared: int | None = None) -> None:
+        self.body_refused = True
+        status, headers, body = too_large(path=path, limit=self.limit_bytes, declared=declared)
+        # Written straight to the transport: Twisted's response API needs the request line
+        # it only parses once the whole body is in.
+        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode("ascii")]
+        head += [f"{name}: {value}".encode("latin-1") for name, value in headers]
+        channel: Any = self.channel
+        channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        channel.loseConnection()
+
+
+def install() -> None:
+    """Have daphne build every HTTP request as a ``LimitedWebRequest`` (idempotent)."""
+    # daphne's HTTPFactory reads the module's WebRequest each time it builds a connection.
+    http_protocol.WebRequest = LimitedWebRequest
