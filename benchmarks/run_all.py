@@ -32,6 +32,8 @@ SCRIPTS = [
     ("bench_livemap", 150),
     ("bench_tender_api", 180),
     ("bench_sla", 180),
+    # Mostly waiting (the recovery timeout, a step lease): three lost-comms failovers in real time.
+    ("bench_failover", 240),
 ]
 
 
