@@ -12,9 +12,12 @@ class MissionsConfig(AppConfig):
         from missions.evidence import checks
         from missions.evidence import subscribers as evidence_subscribers
         from missions.subscriptions import ALL_ACTIONS, event_subscribe
+        from missions.telemetry.dead_letters import DeadLetterCollector
         from missions.tendering import subscribers as tendering_subscribers
+        from tms_console.metrics import scrape_collector_register
 
         checks.register()
+        scrape_collector_register(DeadLetterCollector())
         event_subscribe(
             name="missions.live_broadcast",
             actions={ALL_ACTIONS},

@@ -23,12 +23,20 @@ from missions.models.partner import (  # noqa: F401
     WebhookReceipt,
     WebhookSecret,
 )
-from missions.models.telemetry import TelemetryGap, TelemetrySnapshot, TelemetryWindowEvent  # noqa: F401
+from missions.models.telemetry import (  # noqa: F401
+    DeadLetter,
+    DeadLetterStatus,
+    TelemetryGap,
+    TelemetrySnapshot,
+    TelemetryWindowEvent,
+)
 
 __all__ = [
     "AuditEvent",
     "Carrier",
     "CarrierCircuit",
+    "DeadLetter",
+    "DeadLetterStatus",
     "EventDelivery",
     "EventDeliveryStatus",
     "Mission",

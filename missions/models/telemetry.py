@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from missions.models.core import Mission, MissionException
+from missions.models.core import Carrier, Mission, MissionException
 
 
 class TelemetryWindowEvent(models.Model):
@@ -101,3 +101,37 @@ class TelemetryGap(models.Model):
 
     def __str__(self) -> str:
         return f"gap on mission {self.mission_id} since {self.last_seen_at:%Y-%m-%dT%H:%M:%SZ}"
+
+
+class DeadLetterStatus(models.TextChoices):
+    OPEN = "open", "Waiting for on-call"
+    DISCARDED = "discarded", "Discarded"
+
+
+class DeadLetter(models.Model):
+    """A message the telemetry inputs could not take: kept with its reason instead of being lost.
+
+    The MQTT bridge acknowledges a message only once its events are stored, refused one by one,
+    or the message is recorded here (a poison message: unreadable, unknown carrier, or one that
+    failed to store again and again while others were stored). On-call inspects and discards.
+    """
+
+    source = models.CharField(max_length=20)
+    topic = models.CharField(max_length=300, blank=True)
+    carrier = models.ForeignKey(Carrier, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=40)
+    reason = models.CharField(max_length=500)
+    payload = models.BinaryField()
+    payload_bytes = models.PositiveIntegerField()
+    received_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=DeadLetterStatus.choices, default=DeadLetterStatus.OPEN)
+    discarded_at = models.DateTimeField(null=True, blank=True)
+    discarded_by = models.CharField(max_length=150, blank=True)
+    discard_note = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["status", "received_at"], name="dead_letter_status")]
+
+    def __str__(self) -> str:
+        return f"{self.source} dead letter {self.pk} ({self.kind})"

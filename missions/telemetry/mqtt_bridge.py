@@ -36,9 +36,11 @@ from typing import Any
 from django.db import close_old_connections, connection
 
 from missions.models import Carrier
+from missions.telemetry.dead_letters import BRIDGE_HEARTBEAT, dead_letter_record
 from missions.telemetry.ingest import IngestResult, MissionCache, ingest_events, telemetry_batch_max
 from missions.telemetry.mqtt_config import BrokerConfig as BrokerConfig
 from missions.telemetry.mqtt_config import broker_config as broker_config
+from tms_console.health import heartbeat_record
 from tms_console.unstorable import json_parse, unstorable_find
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,10 @@ INGEST_ATTEMPTS = 3
 RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 30.0
 RETRY_MAX = 10_000
+# A message that failed on its own this many times, while the store took others, goes to the dead letters.
+POISON_ATTEMPTS = 5
+# The bridge notes it is alive (with its counters, read by /readyz and /metrics) this often.
+HEARTBEAT_SECONDS = 10.0
 
 
 @dataclass
@@ -112,6 +118,7 @@ class MqttBridge:
         self._carriers: dict[str, Carrier] = {}
         self._caches: dict[int, MissionCache] = {}
         self._retry: list[_Parsed] = []
+        self._unrecorded: set[int] = set()
         self._client: Any = None
 
     # --- broker side (paho thread) ---------------------------------------------------
@@ -166,10 +173,13 @@ class MqttBridge:
     def run(self, stop: threading.Event, *, stats_every_seconds: float = 30.0) -> None:
         """Pump until ``stop`` is set, then flush what is queued and disconnect."""
         self.start()
-        last_stats = time.monotonic()
+        last_stats = last_beat = time.monotonic()
         try:
             while not stop.is_set():
                 self.pump()
+                if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                    self.heartbeat()
+                    last_beat = time.monotonic()
                 if time.monotonic() - last_stats >= stats_every_seconds:
                     log.info("MQTT ingest stats", extra={"stats": dict(self.stats)})
                     last_stats = time.monotonic()
@@ -177,6 +187,14 @@ class MqttBridge:
                 pass
         finally:
             self.stop()
+
+    def heartbeat(self) -> None:
+        """Record that the bridge is alive, with its counters (``/readyz``, ``/metrics``)."""
+        try:
+            heartbeat_record(name=BRIDGE_HEARTBEAT, detail={"stats": dict(self.stats), "retrying": len(self._retry)})
+        except Exception:
+            log.warning("MQTT bridge heartbeat not recorded", exc_info=True)
+            _recycle_connection()
 
     def pump(self, *, wait: bool = True) -> int:
         """Collect one batch (up to ``flush_events`` or ``flush_seconds``) and ingest it; return messages handled.
@@ -218,7 +236,9 @@ class MqttBridge:
             self.stats["received"] += 1
             parsed = self._parse(message)
             if parsed is None:
-                refused.append(message)  # refused as a whole (and logged once): nothing to store
+                if message.mid not in self._unrecorded:
+                    refused.append(message)  # refused as a whole, kept as a dead letter: nothing to store
+                self._unrecorded.discard(message.mid)
                 continue
             by_carrier.setdefault(parsed.carrier.pk, []).append(parsed)
         self._ack(refused)
@@ -241,7 +261,7 @@ class MqttBridge:
         if self._settle(chunk, attempts=attempts):
             return
         if len(chunk) == 1:
-            self._retry_later(chunk[0])
+            self._retry_or_dead_letter(chunk[0])
             return
         failures = 0
         for item in chunk:
@@ -250,6 +270,18 @@ class MqttBridge:
                 continue
             failures += 1
             self._retry_later(item)
+
+    def _retry_or_dead_letter(self, item: _Parsed) -> None:
+        """A message that failed alone again and again while the store works is poison: dead-letter it."""
+        if item.attempts >= POISON_ATTEMPTS and self._dead_letter(
+            item.message,
+            kind="not_storable",
+            reason=f"its events could not be stored after {item.attempts} attempts",
+            carrier=item.carrier,
+        ):
+            self._ack([item.message])
+            return
+        self._retry_later(item)
 
     def _settle(self, chunk: list[_Parsed], *, attempts: int) -> bool:
         """Store the chunk's events, then count, log and acknowledge its messages; False if not stored."""
@@ -325,9 +357,25 @@ class MqttBridge:
             if message.qos > 0:
                 client.ack(message.mid, message.qos)
 
-    def _malformed(self, kind: str, message: _Message, detail: str) -> None:
+    def _malformed(self, kind: str, message: _Message, detail: str, carrier: Carrier | None = None) -> None:
+        """A message refused as a whole: kept as a dead letter (one log line), then acknowledged."""
         self.stats[kind] += 1
-        log.warning("MQTT message ignored", extra={"kind": kind, "topic": message.topic[:200], "detail": detail})
+        log.warning("MQTT message refused", extra={"kind": kind, "topic": message.topic[:200], "detail": detail})
+        self._dead_letter(message, kind=kind, reason=detail, carrier=carrier)
+
+    def _dead_letter(self, message: _Message, *, kind: str, reason: str, carrier: Carrier | None = None) -> bool:
+        """Record the message for on-call; only a recorded message may be acknowledged."""
+        try:
+            dead_letter_record(
+                source="mqtt", topic=message.topic, payload=message.payload, kind=kind, reason=reason, carrier=carrier
+            )
+        except Exception:  # the database is down: not acknowledged, so the broker keeps it
+            log.exception("MQTT dead letter not recorded", extra={"topic": message.topic[:200]})
+            _recycle_connection()
+            self._unrecorded.add(message.mid)
+            return False
+        self.stats["dead_lettered"] += 1
+        return True
 
     def _parse(self, message: _Message) -> _Parsed | None:
         parts = message.topic.split("/")
@@ -343,7 +391,7 @@ class MqttBridge:
         try:
             payload = json_parse(message.payload)
         except (ValueError, RecursionError):
-            self._malformed("malformed_json", message, "payload is not UTF-8 JSON")
+            self._malformed("malformed_json", message, "payload is not UTF-8 JSON", carrier)
             return None
         if isinstance(payload, dict) and isinstance(payload.get("events"), list):
             events = payload["events"]
@@ -351,7 +399,7 @@ class MqttBridge:
             # anywhere else refuses the message.
             found = unstorable_find(payload, per_item=("events",))
             if found is not None:
-                self._malformed("unstorable", message, found.reason())
+                self._malformed("unstorable", message, found.reason(), carrier)
                 return None
         elif isinstance(payload, list):
             events = payload

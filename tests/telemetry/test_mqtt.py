@@ -215,7 +215,7 @@ def test_unstorable_strings_refuse_their_event_or_message_with_one_log_line_per_
     assert offline_bridge.stats["unstorable"] == 1  # message 4, refused as a whole
     lines = [r for r in caplog.records if r.name == "missions.telemetry.mqtt_bridge"]
     # One line per message with something refused (never one per event): three partly, one whole.
-    assert sorted(r.getMessage() for r in lines) == ["MQTT events refused"] * 3 + ["MQTT message ignored"]
+    assert sorted(r.getMessage() for r in lines) == ["MQTT events refused"] * 3 + ["MQTT message refused"]
     assert sorted(r.__dict__.get("refused", 0) for r in lines if r.getMessage() == "MQTT events refused") == [1, 1, 3]
     for record in lines:
         assert unstorable_char(str(record.__dict__)) is None  # log lines are storable too
@@ -308,3 +308,107 @@ def test_while_the_store_is_down_nothing_is_acknowledged_and_everything_is_store
     offline_bridge.pump(wait=False)
     assert sorted(recorder.acked) == [1, 2, 3, 4, 5, 6]
     assert stored_ids() == {e["event_id"] for e in events}
+
+
+# --- Dead letters ------------------------------------------------------------------------------------
+
+
+def test_a_message_refused_whole_is_kept_as_a_dead_letter_then_acknowledged(
+    offline_bridge: MqttBridge, carrier_a: Carrier, mission: Mission
+) -> None:
+    from missions.models import DeadLetter
+
+    deliver(offline_bridge, "tms/telemetry/no-such-carrier/V-1", {"x": 1}, 11)
+    deliver(offline_bridge, f"tms/telemetry/{carrier_a.slug}/V-1", b"\xff not json", 12)
+    offline_bridge.pump(wait=False)
+    recorder = offline_bridge._client
+    assert isinstance(recorder, AckRecorder)
+    assert sorted(recorder.acked) == [11, 12]
+    letters = {d.kind: d for d in DeadLetter.objects.all()}
+    assert set(letters) == {"unknown_carrier", "malformed_json"}
+    assert bytes(letters["malformed_json"].payload) == b"\xff not json"
+    assert letters["malformed_json"].carrier == carrier_a
+    assert offline_bridge.stats["dead_lettered"] == 2
+
+
+def test_a_dead_letter_that_cannot_be_recorded_is_not_acknowledged(
+    offline_bridge: MqttBridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from missions.telemetry import mqtt_bridge
+
+    def down(**kwargs: Any) -> Any:
+        raise RuntimeError("database unavailable")
+
+    monkeypatch.setattr(mqtt_bridge, "dead_letter_record", down)
+    deliver(offline_bridge, "tms/telemetry/no-such-carrier/V-1", {"x": 1}, 21)
+    offline_bridge.pump(wait=False)
+    recorder = offline_bridge._client
+    assert isinstance(recorder, AckRecorder)
+    assert recorder.acked == []  # the broker keeps it for a redelivery
+
+
+def test_a_message_that_never_stores_while_others_do_becomes_a_dead_letter(
+    offline_bridge: MqttBridge, carrier_a: Carrier, mission: Mission, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from missions.models import DeadLetter
+    from missions.telemetry import mqtt_bridge
+
+    assert mission.vehicle is not None
+    topic = f"tms/telemetry/{carrier_a.slug}/{mission.vehicle.external_id}"
+    poison = make_event(mission, ts=seconds_ago(2))
+    real_ingest = mqtt_bridge.ingest_events
+
+    def ingest(**kwargs: Any) -> Any:
+        if poison["event_id"] in {e.get("event_id") for e in kwargs["events"] if isinstance(e, dict)}:
+            raise RuntimeError("this event breaks the store")
+        return real_ingest(**kwargs)
+
+    monkeypatch.setattr(mqtt_bridge, "ingest_events", ingest)
+    monkeypatch.setattr(mqtt_bridge, "RETRY_FIRST_SECONDS", 0.0)
+    monkeypatch.setattr(mqtt_bridge.time, "sleep", lambda seconds: None)
+    deliver(offline_bridge, topic, poison, 31)
+    for _ in range(mqtt_bridge.POISON_ATTEMPTS + 1):
+        offline_bridge.pump(wait=False)
+    recorder = offline_bridge._client
+    assert isinstance(recorder, AckRecorder)
+    assert recorder.acked == [31]
+    letter = DeadLetter.objects.get(kind="not_storable")
+    assert letter.carrier == carrier_a and "attempts" in letter.reason
+
+
+def test_bridge_counts_and_open_dead_letters_on_metrics(offline_bridge: MqttBridge) -> None:
+    from django.test import Client
+
+    deliver(offline_bridge, "tms/telemetry/no-such-carrier/V-1", {"x": 1}, 41)
+    offline_bridge.pump(wait=False)
+    offline_bridge.heartbeat()
+    text = Client().get("/metrics").content.decode()
+    assert 'tms_dead_letters_open{source="mqtt"} 1.0' in text
+    assert 'tms_mqtt_bridge_messages{outcome="dead_lettered"} 1.0' in text
+    assert 'tms_dependency_up{dependency="mqtt-bridge"} 1.0' in text
+
+
+def test_on_call_inspects_and_discards_a_dead_letter(oncall: Any, readonly: Any) -> None:
+    from missions.models import AuditEvent, DeadLetter, DeadLetterStatus
+    from missions.telemetry.dead_letters import dead_letter_record
+    from tests.conftest import verified_client
+
+    letter = dead_letter_record(
+        source="mqtt", topic="tms/telemetry/x/V-1", payload=b'{"a": "\\u0000"}', kind="unstorable", reason="a: U+0000"
+    )
+    viewer = verified_client(readonly)
+    page = viewer.get("/telemetry/dead-letters/")
+    assert page.status_code == 200 and b"tms/telemetry/x/V-1" in page.content
+    detail = viewer.get(f"/telemetry/dead-letters/{letter.pk}/")
+    assert detail.status_code == 200 and b"Discard" not in detail.content  # a viewer cannot discard
+    assert viewer.post(f"/telemetry/dead-letters/{letter.pk}/discard/", {"note": "x"}).status_code == 403
+
+    responder = verified_client(oncall)
+    refused = responder.post(f"/telemetry/dead-letters/{letter.pk}/discard/", {"note": " "}, follow=True)
+    assert b"Say why" in refused.content
+    responder.post(f"/telemetry/dead-letters/{letter.pk}/discard/", {"note": "vendor firmware bug, ticket 42"})
+    letter.refresh_from_db()
+    assert letter.status == DeadLetterStatus.DISCARDED and letter.discarded_by == "oncall"
+    assert AuditEvent.objects.filter(subject_type="dead_letter", action="telemetry.dead_letter_discarded").exists()
+    assert b"No open dead letters" in responder.get("/telemetry/dead-letters/").content
+    assert DeadLetter.objects.count() == 1
