@@ -8,11 +8,12 @@ class MissionsConfig(AppConfig):
     def ready(self) -> None:
         # The capabilities built on the core declare their checks and subscriptions here;
         # runbooks and sla declare theirs in their own AppConfig.ready.
-        from missions.events import event_broadcast, layer_is_shared
+        from missions.events import event_broadcast, layer_is_shared, security_event_audit
         from missions.evidence import checks
         from missions.evidence import subscribers as evidence_subscribers
         from missions.subscriptions import ALL_ACTIONS, event_subscribe
         from missions.tendering import subscribers as tendering_subscribers
+        from tms_console.auth_guard import security_recorder_register
 
         checks.register()
         event_subscribe(
@@ -23,5 +24,6 @@ class MissionsConfig(AppConfig):
             when=layer_is_shared,
             retry=False,  # a late live update is worth nothing: the page catches up from the table
         )
+        security_recorder_register(security_event_audit)
         evidence_subscribers.register()
         tendering_subscribers.register()

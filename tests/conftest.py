@@ -8,6 +8,7 @@ Personas: dispatcher, on-call, admin, read-only and SLA-manager console users
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from missions.events import Actor
 from missions.models import Carrier
 from tests.factories import CarrierFactory
+from tms_console.ratelimit import limiter, store_url
 from tms_console.roles import ADMIN, DISPATCHER, ON_CALL, READ_ONLY, SLA_MANAGER, roles_sync
 
 REQUIRE_SERVICES = os.environ.get("TMS_REQUIRE_SERVICES") == "1"
@@ -30,6 +32,18 @@ def require_service(name: str, available: bool) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{name} is required (TMS_REQUIRE_SERVICES=1) but not available")
     pytest.skip(f"{name} not configured")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """Every test starts with empty rate-limit counters.
+
+    Redis keys outlive a test (database rows do not: they are rolled back or
+    flushed with the test's data), and a partner client's id comes back in
+    the next test's fresh tables.
+    """
+    limiter().clear(shared=bool(store_url()))
+    yield
 
 
 def make_user(username: str, role: str | None, *, staff: bool = False) -> User:

@@ -7,6 +7,8 @@ class TmsConsoleConfig(AppConfig):
     verbose_name = "TMS console"
 
     def ready(self) -> None:
+        from tms_console import checks
         from tms_console.roles import roles_sync
 
         post_migrate.connect(roles_sync, sender=self)
+        checks.register()

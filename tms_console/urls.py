@@ -5,13 +5,22 @@ from django.urls import include, path
 from oauth2_provider import views as oauth2_views
 from two_factor.urls import urlpatterns as two_factor_urls
 
+from missions.partner.api.token import GuardedTokenView
 from tms_console import admin_site, views
+from tms_console.login import GuardedLoginView
 from tms_console.metrics import metrics_view
+
+# two_factor's own pages, with its password step behind the guard on guessing (same URL names).
+_two_factor_patterns, _two_factor_namespace = two_factor_urls
+two_factor_guarded = [
+    path("account/login/", GuardedLoginView.as_view(), name="login"),
+    *(p for p in _two_factor_patterns if getattr(p, "name", None) != "login"),
+]
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
-    path("", include(two_factor_urls)),
+    path("", include((two_factor_guarded, _two_factor_namespace))),
     path("account/logout/", LogoutView.as_view(), name="logout"),
     path("admin/", admin_site.site.urls),
     path("", include("missions.tendering.urls")),
@@ -24,7 +33,7 @@ urlpatterns = [
     path("api/v1/evidence/", include("missions.partner.api.evidence_urls")),
     path("api/v1/", include("sla.api_urls")),
     path("api/v1/", include("missions.partner.api.urls")),
-    path("oauth2/token", oauth2_views.TokenView.as_view(), name="oauth2-token"),
+    path("oauth2/token", GuardedTokenView.as_view(), name="oauth2-token"),
     path("oauth2/revoke", oauth2_views.RevokeTokenView.as_view(), name="oauth2-revoke"),
     path("partners/", include("missions.partner.urls")),
 ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -19,29 +18,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from django.conf import settings
 
+from tms_console.client_address import from_trusted_proxy
+
 
 def x5t_s256(der: bytes) -> str:
     """The ``x5t#S256`` confirmation value: base64url, unpadded, of SHA-256 over the DER certificate."""
     return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode("ascii")
 
 
-def _from_trusted_proxy(remote_addr: str) -> bool:
-    try:
-        address = ipaddress.ip_address(remote_addr)
-    except ValueError:
-        return False
-    for entry in settings.PARTNER_TRUSTED_PROXIES:
-        try:
-            if address in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
 def presented_thumbprint(meta: Mapping[str, Any]) -> str | None:
     """Thumbprint of the verified client certificate forwarded by a trusted proxy, else None."""
-    if not _from_trusted_proxy(str(meta.get("REMOTE_ADDR", ""))):
+    if not from_trusted_proxy(str(meta.get("REMOTE_ADDR", ""))):
         return None
     if str(meta.get(settings.PARTNER_CLIENT_VERIFY_HEADER, "")) != "SUCCESS":
         return None

@@ -36,6 +36,7 @@ from missions.partner.api.serializers import (
     TenderSerializer,
 )
 from missions.partner.api.telemetry_schema import TELEMETRY_FIELDS, TelemetryBatchSerializer, TelemetryEventSerializer
+from missions.partner.api.throttling import RATELIMIT_DRAFT, published_budgets, published_policies
 from missions.telemetry.ingest import ingest_events
 from missions.telemetry.replay import REPLAY_LIMIT_MAX, events_after
 from missions.tendering import dispatch
@@ -128,6 +129,10 @@ class CapabilitiesView(PartnerView):
             },
             "limits": {
                 "rate_limit": settings.API_RATE_LIMIT,
+                # The RateLimit-Policy items answers carry (draft-ietf-httpapi-ratelimit-headers).
+                "rate_limit_fields": RATELIMIT_DRAFT,
+                "rate_limit_policies": published_policies(),
+                "failed_authentication_budgets": published_budgets(),
                 "max_body_bytes": settings.API_MAX_BODY_BYTES,
                 "max_page_size": settings.API_MAX_PAGE_SIZE,
                 "max_batch_events": settings.API_TELEMETRY_MAX_BATCH,
