@@ -8,10 +8,14 @@ Personas: dispatcher, on-call, admin, read-only and SLA-manager console users
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -23,6 +27,30 @@ from tms_console.ratelimit import limiter, store_url
 from tms_console.roles import ADMIN, DISPATCHER, ON_CALL, READ_ONLY, SLA_MANAGER, roles_sync
 
 REQUIRE_SERVICES = os.environ.get("TMS_REQUIRE_SERVICES") == "1"
+
+
+_live_sqlite_dir: Path | None = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A SQLite test database in a file when a ``live`` test will share it with servers or threads."""
+    global _live_sqlite_dir
+    if not any(item.get_closest_marker("live") for item in session.items):
+        return
+    database = settings.DATABASES["default"]
+    if "sqlite" not in str(database.get("ENGINE", "")):
+        return
+    test_settings = database.setdefault("TEST", {})
+    name = str(test_settings.get("NAME") or "")
+    if name and name != ":memory:" and "mode=memory" not in name:
+        return  # already a file (the browser tests may have moved it)
+    _live_sqlite_dir = Path(tempfile.mkdtemp(prefix="tms-live-"))
+    test_settings["NAME"] = str(_live_sqlite_dir / "test.sqlite3")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _live_sqlite_dir is not None:
+        shutil.rmtree(_live_sqlite_dir, ignore_errors=True)
 
 
 def require_service(name: str, available: bool) -> None:

@@ -200,6 +200,9 @@ class Store(Protocol):
     def refund(self, bucket: str, window_index: int, cost: int) -> None:
         """Give back units admitted earlier in that window (never below zero)."""
 
+    def clear(self) -> None:
+        """Forget every count (tests and benchmarks only)."""
+
 
 def _key(bucket: str, index: int) -> str:
     return f"{KEY_PREFIX}{bucket}:{index}"
@@ -376,7 +379,7 @@ def _store_errors() -> tuple[type[BaseException], ...]:
 class Limiter:
     """Decisions against the shared store, falling back to process memory while it is unreachable."""
 
-    shared: RedisStore | DatabaseStore
+    shared: Store
     local: LocalStore = field(default_factory=LocalStore)
     clock: Callable[[], float] = time.time
     _down_until: float = 0.0
