@@ -20,11 +20,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -169,3 +172,65 @@ def client_from(app: LiveApp, source: str = "127.0.0.1", **kwargs: object) -> ht
     """An HTTP client to ``app`` whose connections leave from ``source`` (127.0.0.2 acts as the edge)."""
     transport = httpx.HTTPTransport(local_address=source)
     return httpx.Client(base_url=app.url, transport=transport, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def live_env(kind: str, tmp: Path, **extra: str) -> dict[str, str]:
+    """``server_env``, plus one Prometheus directory for gunicorn's workers (a scrape adds them up)."""
+    env = server_env(tmp, **extra)
+    if kind == "gunicorn":
+        (tmp / "prometheus").mkdir(exist_ok=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "prometheus")
+    return env
+
+
+Send = Callable[[httpx.Client, int], httpx.Response]
+
+
+def burst(app: LiveApp, count: int, send: Send, *, warm: str = "/healthz", **client: Any) -> list[httpx.Response]:
+    """``count`` requests at once, one connection per thread, released together by a barrier.
+
+    Each thread first GETs ``warm`` on its connection (the burst is the requests, not the
+    handshakes; the login page also gives the CSRF cookie).
+    """
+    barrier = threading.Barrier(count)
+
+    def one(index: int) -> httpx.Response:
+        with client_from(app, **client) as http:
+            http.get(warm)
+            barrier.wait(timeout=60)
+            return send(http, index)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def inside_one_window(window_seconds: int, margin_seconds: float = 8.0) -> None:
+    """Wait, if needed, so that a short burst does not straddle two fixed windows of a limit."""
+    left = window_seconds - time.time() % window_seconds
+    if left < margin_seconds:
+        time.sleep(left + 0.2)
+
+
+def field_items(value: str) -> dict[str, dict[str, str]]:
+    """A ``RateLimit`` / ``RateLimit-Policy`` field as {policy: {parameter: value}} (a list of items)."""
+    items: dict[str, dict[str, str]] = {}
+    for item in value.split(","):
+        name, *params = item.strip().split(";")
+        items[name.strip('"')] = dict(p.split("=", 1) for p in params)
+    return items
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """A sample's value in a Prometheus text exposition (0 when absent)."""
+    wanted = {f'{k}="{v}"' for k, v in labels.items()}
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        series, _, value = line.rpartition(" ")
+        rest = series[len(name) :]
+        found = set(rest.strip("{}").split(",")) if rest.startswith("{") else set()
+        if rest and not rest.startswith("{"):
+            continue  # another metric whose name starts with this one
+        if wanted <= found:
+            return float(value)
+    return 0.0

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,7 @@ from missions.partner import services as partner_services
 from missions.partner.api.webhooks import webhook_sign
 from missions.partner.services import IssuedClient
 from tests.factories import CarrierFactory, MissionFactory, ShipmentFactory, VehicleFactory
-from tests.live import EDGE_ADDRESS, LiveApp, client_from, serve, server_env
+from tests.live import EDGE_ADDRESS, LiveApp, burst, client_from, field_items, inside_one_window, live_env, serve
 from tests.partner.conftest import issue_client
 from tests.partner.test_isolation import telemetry_event
 
@@ -46,48 +44,15 @@ LIMITS_ENV = {
 }
 
 
-def live_env(kind: str, tmp: Path, **extra: str) -> dict[str, str]:
-    env = server_env(tmp, **{**LIMITS_ENV, **extra})
-    if kind == "gunicorn":
-        # One /metrics for both workers (README "SLA engine and metrics").
-        (tmp / "prometheus").mkdir()
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "prometheus")
-    return env
-
-
 @pytest.fixture(scope="module", params=["daphne", "gunicorn"])
 def app(
     request: pytest.FixtureRequest, django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any
 ) -> Iterator[LiveApp]:
     tmp = tmp_path_factory.mktemp(f"limits-{request.param}")
     with django_db_blocker.unblock():
-        env = live_env(request.param, tmp)
+        env = live_env(request.param, tmp, **LIMITS_ENV)
     with serve(request.param, env, tmp / "server.log") as live:
         yield live
-
-
-def _inside_one_window(window_seconds: int, margin_seconds: float = 8.0) -> None:
-    """Wait, if needed, so a short burst does not straddle two fixed windows."""
-    left = window_seconds - time.time() % window_seconds
-    if left < margin_seconds:
-        time.sleep(left + 0.2)
-
-
-Send = Callable[[httpx.Client, int], httpx.Response]
-
-
-def burst(app: LiveApp, count: int, send: Send, **client: Any) -> list[httpx.Response]:
-    """``count`` requests at once, one connection per thread, released together by a barrier."""
-    barrier = threading.Barrier(count)
-
-    def one(index: int) -> httpx.Response:
-        with client_from(app, **client) as http:
-            http.get("/healthz")  # connect first: the burst is the requests, not the handshakes
-            barrier.wait(timeout=60)
-            return send(http, index)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(one, range(count)))
 
 
 def _token(app: LiveApp, issued: IssuedClient) -> str:
@@ -99,15 +64,6 @@ def _token(app: LiveApp, issued: IssuedClient) -> str:
     return str(response.json()["access_token"])
 
 
-def _field_items(value: str) -> dict[str, dict[str, str]]:
-    """A RateLimit / RateLimit-Policy field as {policy: {param: value}} (RFC 8941 list of items)."""
-    items: dict[str, dict[str, str]] = {}
-    for item in value.split(","):
-        name, *params = item.strip().split(";")
-        items[name.strip('"')] = dict(p.split("=", 1) for p in params)
-    return items
-
-
 def assert_rate_limited(response: httpx.Response, policy: str) -> None:
     assert response.status_code == 429, response.text
     assert response.headers["Content-Type"].startswith("application/problem+json")
@@ -115,7 +71,7 @@ def assert_rate_limited(response: httpx.Response, policy: str) -> None:
     assert body["status"] == 429 and body["type"].endswith("/rate-limited")
     assert body["violated-policies"] == [policy]
     assert int(response.headers["Retry-After"]) >= 1
-    assert _field_items(response.headers["RateLimit"])[policy]["r"] == "0"
+    assert field_items(response.headers["RateLimit"])[policy]["r"] == "0"
 
 
 @pytest.fixture
@@ -138,7 +94,7 @@ def mission(carrier: Carrier) -> Mission:
 
 def test_a_concurrent_burst_over_the_client_limit_is_refused_beyond_it(app: LiveApp, issued: IssuedClient) -> None:
     token = _token(app, issued)
-    _inside_one_window(3600)
+    inside_one_window(3600)
     responses = burst(
         app, 3 * LIMIT, lambda http, _: http.get("/api/v1/capabilities", headers={"Authorization": f"Bearer {token}"})
     )
@@ -149,9 +105,9 @@ def test_a_concurrent_burst_over_the_client_limit_is_refused_beyond_it(app: Live
     for response in refused:
         assert_rate_limited(response, "partner")
     for response in responses:
-        assert _field_items(response.headers["RateLimit-Policy"]) == {"partner": {"q": str(LIMIT), "w": "3600"}}
+        assert field_items(response.headers["RateLimit-Policy"]) == {"partner": {"q": str(LIMIT), "w": "3600"}}
     # The admitted answers counted down from the limit, each unit once.
-    remaining = sorted(int(_field_items(r.headers["RateLimit"])["partner"]["r"]) for r in admitted)
+    remaining = sorted(int(field_items(r.headers["RateLimit"])["partner"]["r"]) for r in admitted)
     assert remaining == list(range(LIMIT))
 
 
@@ -185,7 +141,7 @@ def test_a_burst_of_webhook_deliveries_is_limited(app: LiveApp, carrier: Carrier
     secret = partner_services.webhook_secret_rotate(carrier_id=carrier.pk, actor=Actor.system("t")).secret
     deliveries = [_delivery(carrier, secret, mission) for _ in range(2 * LIMIT)]
     policy = "webhook" if app.kind == "gunicorn" else "address"
-    _inside_one_window(60)
+    inside_one_window(60)
     url = f"/api/v1/webhooks/{carrier.slug}"
     responses = burst(
         app, len(deliveries), lambda http, i: http.post(url, content=deliveries[i][0], headers=deliveries[i][1])
@@ -193,7 +149,7 @@ def test_a_burst_of_webhook_deliveries_is_limited(app: LiveApp, carrier: Carrier
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] * LIMIT + [429] * LIMIT, [r.text for r in responses if r.status_code not in (200, 429)]
     for response in responses:
-        assert policy in _field_items(response.headers["RateLimit-Policy"])
+        assert policy in field_items(response.headers["RateLimit-Policy"])
         if response.status_code == 429:
             assert_rate_limited(response, policy)
     assert TelemetryWindowEvent.objects.filter(mission=mission).count() == LIMIT
@@ -254,7 +210,7 @@ def test_metrics_need_the_token(app: LiveApp) -> None:
 
 @pytest.mark.parametrize("kind", ["daphne", "gunicorn"])
 def test_metrics_without_a_token_are_absent_in_production(kind: str, tmp_path: Path) -> None:
-    env = live_env(kind, tmp_path, METRICS_TOKEN="")
+    env = live_env(kind, tmp_path, **{**LIMITS_ENV, "METRICS_TOKEN": ""})
     with serve(kind, env, tmp_path / "server.log") as app, client_from(app) as http:
         assert http.get("/metrics").status_code == 404
         assert http.get("/metrics", headers={"Authorization": "Bearer anything"}).status_code == 404
@@ -272,7 +228,7 @@ def test_ingest_goes_on_when_the_limit_store_is_down(
     with socket.socket() as probe:  # a port where nothing listens
         probe.bind(("127.0.0.1", 0))
         dead = probe.getsockname()[1]
-    env = live_env(kind, tmp_path, RATELIMIT_REDIS_URL=f"redis://127.0.0.1:{dead}/0")
+    env = live_env(kind, tmp_path, **{**LIMITS_ENV, "RATELIMIT_REDIS_URL": f"redis://127.0.0.1:{dead}/0"})
     secret = partner_services.webhook_secret_rotate(carrier_id=carrier.pk, actor=Actor.system("t")).secret
     with serve(kind, env, tmp_path / "server.log") as app, client_from(app) as http:
         statuses = []
