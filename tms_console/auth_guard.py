@@ -109,6 +109,11 @@ def security_recorder_register(recorder: Callable[[SecurityEvent], None]) -> Non
         _recorders.append(recorder)
 
 
+def security_recorder_unregister(recorder: Callable[[SecurityEvent], None]) -> None:
+    if recorder in _recorders:
+        _recorders.remove(recorder)
+
+
 def security_failure_record(event: SecurityEvent) -> None:
     """Count, log and audit one failed credential."""
     AUTH_FAILURES.labels(event.kind.value).inc()
