@@ -39,13 +39,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from functools import lru_cache
+from typing import Any, Protocol
 
+import redis
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.http import HttpRequest
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tms_console.metrics import RATELIMIT_FALLBACK, RATELIMIT_LIMITED
 from tms_console.models import RateCounter
@@ -54,7 +58,12 @@ log = logging.getLogger(__name__)
 
 STORE_RETRY_SECONDS = 5.0
 KEY_PREFIX = "tms:rl:"
-_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+_UNITS = {
+    **dict.fromkeys(("s", "sec", "second"), 1),
+    **dict.fromkeys(("m", "min", "minute"), 60),
+    **dict.fromkeys(("h", "hour"), 3600),
+    **dict.fromkeys(("d", "day"), 86400),
+}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*$")
 
 
@@ -68,17 +77,23 @@ class Rate:
     @classmethod
     def parse(cls, text: str) -> Rate | None:
         """``"1200/min"``, ``"10/15min"``, ``"30/10s"``, ``"100/h"``, ``"5000/day"``; empty or ``"off"``: None."""
-        text = str(text or "").strip().lower()
-        if text in ("", "off", "none"):
-            return None
-        match = _RATE.match(text)
-        unit = match and (_UNITS.get(match[3]) or _UNITS.get(match[3].rstrip("s")))
-        if not match or not unit:
-            raise ValueError(f"Not a rate: {text!r} (expected e.g. '1200/min' or '10/15min').")
-        return cls(limit=int(match[1]), window_seconds=int(match[2] or 1) * unit)
+        return _parse_rate(str(text or ""))
 
     def __str__(self) -> str:
         return f"{self.limit}/{self.window_seconds}s"
+
+
+@lru_cache(maxsize=64)
+def _parse_rate(text: str) -> Rate | None:
+    # Cached: the settings are read at every request (tests change them), parsed once per value.
+    text = text.strip().lower()
+    if text in ("", "off", "none"):
+        return None
+    match = _RATE.match(text)
+    unit = match and (_UNITS.get(match[3]) or _UNITS.get(match[3].rstrip("s")))
+    if not match or not unit:
+        raise ValueError(f"Not a rate: {text!r} (expected e.g. '1200/min' or '10/15min').")
+    return Rate(limit=int(match[1]), window_seconds=int(match[2] or 1) * unit)
 
 
 @dataclass(frozen=True)
@@ -234,17 +249,34 @@ class RedisStore:
     """Counters as Redis keys, admitted by one Lua script (atomic on the server, one round trip)."""
 
     def __init__(self, url: str) -> None:
-        import redis
+        # Short timeouts and one immediate retry (a pooled connection that a restart broke), not
+        # redis-py's ten with back-off: a Redis that does not answer must cost a request little.
+        # A blocking pool: under a burst a request waits (briefly) for a connection instead of
+        # opening ever more of them or, past redis-py's 100, failing over to process memory.
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=64,
+            timeout=0.5,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self.client = redis.Redis(connection_pool=pool)
+        self._hit_sha = hashlib.sha1(_HIT_LUA.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
+        self._refund_sha = hashlib.sha1(_REFUND_LUA.encode()).hexdigest()  # noqa: S324
 
-        # Short timeouts: a Redis that does not answer must cost a request little before the fallback.
-        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        self._hit = self.client.register_script(_HIT_LUA)
-        self._refund = self.client.register_script(_REFUND_LUA)
+    def _script(self, sha: str, source: str, keys: list[str], args: list[Any]) -> Any:
+        # EVALSHA straight away (the script object of redis-py costs a request more); a Redis that
+        # restarted or never saw the script answers NOSCRIPT, and EVAL loads it for next time.
+        try:
+            return self.client.evalsha(sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return self.client.eval(source, len(keys), *keys, *args)
 
     def hit(self, bucket: str, window: Window, rate: Rate, cost: int) -> tuple[bool, int, int]:
         keys = [_key(bucket, window.index), _key(bucket, window.index - 1)]
-        ttl = 2 * rate.window_seconds + 1
-        admitted, previous, current = self._hit(keys=keys, args=[rate.limit, repr(window.weight), cost, ttl])
+        args = [rate.limit, repr(window.weight), cost, 2 * rate.window_seconds + 1]
+        admitted, previous, current = self._script(self._hit_sha, _HIT_LUA, keys, args)
         return bool(admitted), int(previous), int(current)
 
     def counts(self, bucket: str, window: Window) -> tuple[int, int]:
@@ -252,7 +284,7 @@ class RedisStore:
         return int(previous or 0), int(current or 0)
 
     def refund(self, bucket: str, window_index: int, cost: int) -> None:
-        self._refund(keys=[_key(bucket, window_index)], args=[cost])
+        self._script(self._refund_sha, _REFUND_LUA, [_key(bucket, window_index)], [cost])
 
     def clear(self) -> None:
         for key in self.client.scan_iter(f"{KEY_PREFIX}*", count=1000):
@@ -369,10 +401,8 @@ class LocalStore:
 # --- The limiter -----------------------------------------------------------------------------
 
 
-def _store_errors() -> tuple[type[BaseException], ...]:
-    import redis
-
-    return (redis.RedisError, DatabaseError, OSError)
+# What a store that does not answer raises: the limiter then decides in process memory.
+_STORE_ERRORS = (redis.RedisError, DatabaseError, OSError)
 
 
 @dataclass
@@ -392,13 +422,17 @@ class Limiter:
         window = Window.at(self.clock(), policy.rate.window_seconds)
         store, local = self._store()
         try:
-            admitted, previous, current = store.hit(bucket, window, policy.rate, cost)
-        except _store_errors() as exc:
+            counts = store.hit(bucket, window, policy.rate, cost)
+        except _STORE_ERRORS as exc:
             self._went_down(exc)
-            store, local = self.local, True
-            admitted, previous, current = store.hit(bucket, window, policy.rate, cost)
-        else:
-            self._answered(local)
+            return self._decision(policy, bucket, window, self.local.hit(bucket, window, policy.rate, cost), cost, True)
+        self._answered(local)
+        return self._decision(policy, bucket, window, counts, cost, local)
+
+    def _decision(
+        self, policy: Policy, bucket: str, window: Window, counts: tuple[bool, int, int], cost: int, local: bool
+    ) -> Decision:
+        admitted, previous, current = counts
         decision = _decide(policy, bucket, window, allowed=admitted, previous=previous, current=current, cost=cost)
         if not admitted:
             RATELIMIT_LIMITED.labels(policy.name).inc()
@@ -411,7 +445,7 @@ class Limiter:
         store, local = self._store()
         try:
             previous, current = store.counts(bucket, window)
-        except _store_errors() as exc:
+        except _STORE_ERRORS as exc:
             self._went_down(exc)
             store, local = self.local, True
             previous, current = store.counts(bucket, window)
@@ -426,7 +460,7 @@ class Limiter:
         store: Store = self.local if decision.local else self.shared
         try:
             store.refund(decision.bucket, decision.window_index, decision.cost)
-        except _store_errors() as exc:
+        except _STORE_ERRORS as exc:
             self._went_down(exc)
 
     def clear(self, *, shared: bool = True) -> None:
@@ -460,7 +494,9 @@ class Limiter:
         if was_local or not self._down:
             return
         with self._lock:
-            if not self._down:
+            # An answer to a question asked before the outage was noticed proves nothing: only a
+            # question asked after the retry delay (a probe) ends the outage.
+            if not self._down or self.clock() < self._down_until:
                 return
             self._down = False
         RATELIMIT_FALLBACK.set(0)

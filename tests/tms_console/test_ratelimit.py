@@ -8,10 +8,14 @@ configuration offers: the database (SQLite, or PostgreSQL when
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
+import subprocess
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -238,4 +242,55 @@ def test_a_store_that_is_away_is_not_asked_again_before_the_retry_delay() -> Non
     limiter.hit(Policy("p", Rate(100, 60)), "c")
     assert calls == 2
     limiter.clear(shared=False)
+    metrics.RATELIMIT_FALLBACK.set(0)
+
+
+REDIS_SERVER = shutil.which("redis-server")
+
+
+@contextmanager
+def redis_server(port: int) -> Iterator[None]:
+    """A throw-away redis-server on ``port`` (no persistence), stopped afterwards."""
+    require_service("redis-server", REDIS_SERVER is not None)
+    assert REDIS_SERVER is not None
+    process = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.services
+def test_redis_going_away_and_coming_back_with_an_empty_script_cache(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    clock = Clock()
+    limiter = Limiter(shared=RedisStore(f"redis://127.0.0.1:{port}/0"), clock=clock)
+    policy = Policy("restart", Rate(limit=1000, window_seconds=60))
+    caplog.set_level(logging.WARNING, logger="tms_console.ratelimit")
+    with redis_server(port):
+        # A fresh server has never seen the script: EVALSHA is refused, EVAL loads it.
+        assert not limiter.hit(policy, "c").local
+        assert not limiter.hit(policy, "c").local
+    # Gone: every request is still decided, in process memory.
+    assert all(limiter.hit(policy, "c").local for _ in range(5))
+    with redis_server(port):
+        clock.now += STORE_RETRY_SECONDS + 1
+        back = limiter.hit(policy, "c")
+        assert not back.local
+        assert back.remaining == 1000 - 1  # a restarted Redis starts from nothing
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("does not answer" in m for m in messages) == 1
+    assert sum("answers again" in m for m in messages) == 1
     metrics.RATELIMIT_FALLBACK.set(0)

@@ -22,6 +22,7 @@ from missions.models.partner import PARTNER_SCOPES
 from missions.partner.api.authentication import PartnerPrincipal
 from missions.partner.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from missions.partner.api.idempotency import idempotent
+from missions.partner.api.limits import RATELIMIT_DRAFT, published_budgets, published_policies
 from missions.partner.api.serializers import (
     AutonomyModeRequestSerializer,
     CapabilitiesSerializer,
@@ -36,7 +37,6 @@ from missions.partner.api.serializers import (
     TenderSerializer,
 )
 from missions.partner.api.telemetry_schema import TELEMETRY_FIELDS, TelemetryBatchSerializer, TelemetryEventSerializer
-from missions.partner.api.throttling import RATELIMIT_DRAFT, published_budgets, published_policies
 from missions.telemetry.ingest import ingest_events
 from missions.telemetry.replay import REPLAY_LIMIT_MAX, events_after
 from missions.tendering import dispatch

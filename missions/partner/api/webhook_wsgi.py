@@ -45,7 +45,7 @@ from django.utils import timezone
 
 from missions.models import Carrier
 from missions.models.partner import WebhookSecret
-from missions.partner.api.throttling import webhook_policy
+from missions.partner.api.limits import webhook_policy
 from missions.partner.api.webhooks import WebhookVerificationError, telemetry_delivery, webhook_verify
 from missions.telemetry.group_commit import GroupCommit
 from missions.telemetry.ingest import MissionCache
