@@ -1,4 +1,4 @@
-"""The guard on guessing, in process: budgets, refunds, the login form's error, the audit trail, /metrics.
+"""The guard on guessing, in process: budgets, refunds, the login form's error, the audit trail.
 
 The same behaviour against live daphne and gunicorn servers, with bursts, is
 in ``test_auth_guard_live.py``.
@@ -115,10 +115,3 @@ def test_an_empty_password_is_not_a_guess() -> None:
     for _ in range(5):
         assert _password(Client(), "guarded", "", "203.0.113.11").status_code == 200
     assert _password(Client(), "guarded", PASSWORD, "203.0.113.11").status_code == 200
-
-
-def test_metrics_are_absent_in_production_without_a_token(settings: Any) -> None:
-    settings.DEBUG, settings.TESTING, settings.METRICS_TOKEN = False, False, ""
-    assert Client().get("/metrics").status_code == 404
-    settings.DEBUG = True  # the embedded demo
-    assert Client().get("/metrics").status_code == 200
