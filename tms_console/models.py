@@ -33,6 +33,7 @@ class RateCounter(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["bucket", "window_index"], name="ratecounter_bucket_window")]
+        default_permissions = ()  # machinery, not something anyone is granted
 
     def __str__(self) -> str:
         return f"{self.bucket}@{self.window_index}: {self.hits}"
