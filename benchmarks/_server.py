@@ -104,11 +104,11 @@ def server_command(kind: str, port: int, workers: int = 2) -> list[str]:
 
 
 @contextmanager
-def served(kind: str, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def served(kind: str, port: int, env: dict[str, str], workers: int = 2) -> Iterator[subprocess.Popen[bytes]]:
     """Start the server, wait for ``/healthz``, stop it afterwards."""
     import httpx
 
-    proc = subprocess.Popen(server_command(kind, port), cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(server_command(kind, port, workers), cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL)
     try:
         for _ in range(150):
             if proc.poll() is not None:

@@ -29,6 +29,7 @@ DEFAULT_URL = "postgres://root@127.0.0.1:5432/tms_bench"
 SCRIPTS = [
     ("bench_ingest", 120),
     ("bench_webhook", 120),
+    ("bench_limiter", 240),
     ("bench_livemap", 150),
     ("bench_tender_api", 180),
     ("bench_sla", 180),

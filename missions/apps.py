@@ -8,12 +8,13 @@ class MissionsConfig(AppConfig):
     def ready(self) -> None:
         # The capabilities built on the core declare their checks and subscriptions here;
         # runbooks and sla declare theirs in their own AppConfig.ready.
-        from missions.events import event_broadcast, layer_is_shared
+        from missions.events import event_broadcast, layer_is_shared, security_event_audit
         from missions.evidence import checks
         from missions.evidence import subscribers as evidence_subscribers
         from missions.subscriptions import ALL_ACTIONS, event_subscribe
         from missions.telemetry.dead_letters import DeadLetterCollector
         from missions.tendering import subscribers as tendering_subscribers
+        from tms_console.auth_guard import security_recorder_register
         from tms_console.metrics import scrape_collector_register
 
         checks.register()
@@ -26,5 +27,6 @@ class MissionsConfig(AppConfig):
             when=layer_is_shared,
             retry=False,  # a late live update is worth nothing: the page catches up from the table
         )
+        security_recorder_register(security_event_audit)
         evidence_subscribers.register()
         tendering_subscribers.register()

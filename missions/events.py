@@ -26,6 +26,7 @@ from django.utils import timezone
 from missions.choices import ActorKind
 from missions.models import AuditEvent, Carrier, Mission, Shipment
 from missions.subscriptions import event_publish
+from tms_console.auth_guard import SecurityEvent
 
 log = logging.getLogger(__name__)
 
@@ -164,3 +165,23 @@ def layer_is_shared(_event: AuditEvent | None = None) -> bool:
 def _layer_is_in_process() -> bool:
     backend = str(settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", ""))
     return backend.endswith("InMemoryChannelLayer")
+
+
+def security_event_audit(event: SecurityEvent) -> None:
+    """Recorder for ``tms_console.auth_guard``: a failed credential that names a known user or client.
+
+    Registered from ``MissionsConfig.ready``. Credentials naming nobody (an
+    unknown token, user name or client id) stay in the security log only: an
+    audit event needs a subject.
+    """
+    if event.subject_type is None or event.subject_id is None:
+        return
+    with transaction.atomic():
+        event_record(
+            actor=Actor.system("auth-guard"),
+            action=f"security.{event.kind.value}_failed",
+            subject_type=event.subject_type,
+            subject_id=event.subject_id,
+            data={"client_address": event.address, "identity": event.identity[:150], "reason": event.reason},
+            carrier=Carrier.objects.filter(pk=event.carrier_id).first() if event.carrier_id else None,
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,35 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from missions.events import Actor
 from missions.models import Carrier
 from tests.factories import CarrierFactory
+from tms_console.ratelimit import limiter, store_url
 from tms_console.roles import ADMIN, DISPATCHER, ON_CALL, READ_ONLY, SLA_MANAGER, roles_sync
 
 REQUIRE_SERVICES = os.environ.get("TMS_REQUIRE_SERVICES") == "1"
 _sqlite_dir: Path | None = None
+
+
+_live_sqlite_dir: Path | None = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A SQLite test database in a file when a ``live`` test will share it with servers or threads."""
+    global _live_sqlite_dir
+    if not any(item.get_closest_marker("live") for item in session.items):
+        return
+    database = settings.DATABASES["default"]
+    if "sqlite" not in str(database.get("ENGINE", "")):
+        return
+    test_settings = database.setdefault("TEST", {})
+    name = str(test_settings.get("NAME") or "")
+    if name and name != ":memory:" and "mode=memory" not in name:
+        return  # already a file (the browser tests may have moved it)
+    _live_sqlite_dir = Path(tempfile.mkdtemp(prefix="tms-live-"))
+    test_settings["NAME"] = str(_live_sqlite_dir / "test.sqlite3")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _live_sqlite_dir is not None:
+        shutil.rmtree(_live_sqlite_dir, ignore_errors=True)
 
 
 def require_service(name: str, available: bool) -> None:
@@ -35,6 +61,18 @@ def require_service(name: str, available: bool) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{name} is required (TMS_REQUIRE_SERVICES=1) but not available")
     pytest.skip(f"{name} not configured")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """Every test starts with empty rate-limit counters.
+
+    Redis keys outlive a test (database rows do not: they are rolled back or
+    flushed with the test's data), and a partner client's id comes back in
+    the next test's fresh tables.
+    """
+    limiter().clear(shared=bool(store_url()))
+    yield
 
 
 def make_user(username: str, role: str | None, *, staff: bool = False) -> User:

@@ -7,9 +7,11 @@ class TmsConsoleConfig(AppConfig):
     verbose_name = "TMS console"
 
     def ready(self) -> None:
+        from tms_console import checks
         from tms_console.health import DependencyCollector
         from tms_console.metrics import scrape_collector_register
         from tms_console.roles import roles_sync
 
         post_migrate.connect(roles_sync, sender=self)
+        checks.register()
         scrape_collector_register(DependencyCollector())

@@ -10,7 +10,10 @@
 * Queue depth is read from the broker at scrape time: files waiting in the
   filesystem broker's folder, or ``LLEN`` of the Redis list.
 
-Set ``METRICS_TOKEN`` to require ``Authorization: Bearer <token>``.
+``METRICS_TOKEN`` is required when ``DEBUG`` is off: requests must carry
+``Authorization: Bearer <token>`` (Prometheus: ``authorization`` in the
+scrape config); without it, production answers 404 and ``manage.py check
+--deploy`` warns. The embedded demo serves it to anyone.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -50,6 +54,18 @@ HTTP_REQUESTS = Counter(
 )
 HTTP_ERRORS = Counter("tms_http_request_errors", "HTTP requests answered with a 5xx status, by URL route", ["endpoint"])
 TELEMETRY_INGESTED = Counter("tms_telemetry_events_ingested", "Telemetry events validated and stored")
+RATELIMIT_LIMITED = Counter("tms_ratelimit_limited", "Requests refused by a rate limit (429), by policy", ["policy"])
+RATELIMIT_FALLBACK = Gauge(
+    "tms_ratelimit_local_fallback",
+    "1 while the shared rate-limit store does not answer and each process limits on its own",
+    multiprocess_mode="livemax",
+)
+AUTH_FAILURES = Counter(
+    "tms_auth_failures", "Failed credentials, by kind (bearer_token, client_secret, password)", ["kind"]
+)
+AUTH_GUARD_REFUSALS = Counter(
+    "tms_auth_guard_refusals", "Attempts refused (429) because a failure budget was spent, by kind", ["kind"]
+)
 
 
 def telemetry_ingested(n: int = 1) -> None:
@@ -155,10 +171,21 @@ def metrics_text() -> bytes:
     return generate_latest(registry_for_scrape())
 
 
+def metrics_open_without_token() -> bool:
+    """Only the embedded demo and the tests (``DEBUG`` / ``TMS_TESTING``) serve /metrics to anyone."""
+    return bool(settings.DEBUG or getattr(settings, "TESTING", False))
+
+
 @require_http_methods(["GET", "HEAD"])
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """``GET /metrics`` in the Prometheus text format; bearer token when ``METRICS_TOKEN`` is set."""
+    """``GET /metrics`` in the Prometheus text format, for ``Authorization: Bearer <METRICS_TOKEN>``.
+
+    Without ``METRICS_TOKEN`` it is open on the embedded demo (``DEBUG``) and
+    absent (404) in production, where ``check --deploy`` says so.
+    """
     token: str = getattr(settings, "METRICS_TOKEN", "") or ""
+    if not token and not metrics_open_without_token():
+        return HttpResponse("Not Found\n", status=404, content_type="text/plain")
     if token:
         given = request.headers.get("Authorization", "")
         expected = f"Bearer {token}"

@@ -265,19 +265,33 @@ TENDER_EXPIRY_SECONDS_DEFAULT: int = env.int("TENDER_EXPIRY_SECONDS_DEFAULT", de
 MIDDLEWARE.insert(
     MIDDLEWARE.index("tms_console.middleware.RequestIdMiddleware") + 1, "tms_console.problem.ApiProblemMiddleware"
 )
+# Outside the problem middleware, so its own answers (413, 404) carry the RateLimit fields too.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("tms_console.problem.ApiProblemMiddleware"),
+    "missions.partner.api.throttling.RateLimitHeadersMiddleware",
+)
 # Inside the API middleware, so a lost database is answered 503 before it is called a 500.
 MIDDLEWARE.insert(
     MIDDLEWARE.index("tms_console.problem.ApiProblemMiddleware") + 1, "tms_console.health.DatabaseUnavailableMiddleware"
 )
 API_MAX_BODY_BYTES: int = env.int("API_MAX_BODY_BYTES", default=1_048_576)
 API_MAX_PAGE_SIZE: int = env.int("API_MAX_PAGE_SIZE", default=100)
+# Requests per OAuth client (and, before authentication, per client address) and window: "1200/min",
+# "100/10s"; empty turns the limit off. Counted atomically in RATELIMIT_REDIS_URL, else the database.
 API_RATE_LIMIT: str = env.str("API_RATE_LIMIT", default="1200/min")
+RATELIMIT_REDIS_URL: str = env.str("RATELIMIT_REDIS_URL", default=REDIS_URL)
+# The guard on guessing: failures allowed per (user name or client id, address) and per address,
+# then 429 until the window slides on (README "Security"). Bearer tokens are counted per address only.
+AUTH_GUARD_BEARER_PER_ADDRESS: str = env.str("AUTH_GUARD_BEARER_PER_ADDRESS", default="30/10min")
+AUTH_GUARD_SECRET_PER_CLIENT: str = env.str("AUTH_GUARD_SECRET_PER_CLIENT", default="10/15min")
+AUTH_GUARD_PASSWORD_PER_USER: str = env.str("AUTH_GUARD_PASSWORD_PER_USER", default="5/15min")
+AUTH_GUARD_PER_ADDRESS: str = env.str("AUTH_GUARD_PER_ADDRESS", default="50/15min")
 API_TELEMETRY_MAX_BATCH: int = env.int("API_TELEMETRY_MAX_BATCH", default=1000)
 IDEMPOTENCY_RETENTION_HOURS: int = env.int("IDEMPOTENCY_RETENTION_HOURS", default=24)
 # An in-flight record older than this is taken as abandoned (its worker died) and may be retried.
 IDEMPOTENCY_IN_FLIGHT_TIMEOUT_SECONDS: int = env.int("IDEMPOTENCY_IN_FLIGHT_TIMEOUT_SECONDS", default=120)
 WEBHOOK_TOLERANCE_SECONDS: int = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)
-# Signed telemetry deliveries per carrier and minute on the WSGI fast path (a 1,000-truck fleet at 1 Hz sends 60,000).
+# Verified telemetry deliveries per carrier and minute on the WSGI fast path (a 1,000-truck fleet at 1 Hz sends 60,000).
 WEBHOOK_RATE_LIMIT: int = env.int("WEBHOOK_RATE_LIMIT", default=120_000)
 WEBHOOK_ROTATION_OVERLAP_HOURS: int = env.int("WEBHOOK_ROTATION_OVERLAP_HOURS", default=24)
 WEBHOOK_RECEIPT_RETENTION_DAYS: int = env.int("WEBHOOK_RECEIPT_RETENTION_DAYS", default=7)
@@ -420,7 +434,7 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
 # Burn-rate alerts need at least this many events in their long window (minimum-traffic rule).
 SLA_BURN_MIN_EVENTS: int = env.int("SLA_BURN_MIN_EVENTS", default=10)
 SLA_EVALUATE_SECONDS: float = env.float("SLA_EVALUATE_SECONDS", default=60.0)
-# When set, /metrics answers only "Authorization: Bearer <METRICS_TOKEN>".
+# /metrics answers only "Authorization: Bearer <METRICS_TOKEN>"; without it, 404 unless DEBUG (the demo).
 METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
 MIDDLEWARE = [*MIDDLEWARE, "tms_console.metrics.MetricsMiddleware"]
 CELERY_BEAT_SCHEDULE = {

@@ -5,13 +5,21 @@ from django.urls import include, path
 from two_factor.urls import urlpatterns as two_factor_urls
 
 from tms_console import admin_site, health, views
+from tms_console.login import GuardedLoginView
 from tms_console.metrics import metrics_view
+
+# two_factor's own pages, with its password step behind the guard on guessing (same URL names).
+_two_factor_patterns, _two_factor_namespace = two_factor_urls
+two_factor_guarded = [
+    path("account/login/", GuardedLoginView.as_view(), name="login"),
+    *(p for p in _two_factor_patterns if getattr(p, "name", None) != "login"),
+]
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("", include(two_factor_urls)),
+    path("", include((two_factor_guarded, _two_factor_namespace))),
     path("account/logout/", LogoutView.as_view(), name="logout"),
     path("admin/", admin_site.site.urls),
     path("", include("missions.tendering.urls")),

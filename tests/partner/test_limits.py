@@ -6,7 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import time_machine
 from django.core.cache import cache
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from missions.choices import TenderStatus
@@ -24,13 +26,34 @@ def _clean_cache() -> None:
 
 def test_rate_limit_is_429_with_retry_after_per_client(api_a: APIClient, api_b: APIClient, settings: Any) -> None:
     settings.API_RATE_LIMIT = "3/min"
-    for _ in range(3):
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        for remaining in (2, 1, 0):
+            ok = api_a.get("/api/v1/capabilities")
+            assert ok.status_code == 200
+            assert ok["RateLimit-Policy"] == '"partner";q=3;w=60'
+            assert ok["RateLimit"].startswith(f'"partner";r={remaining};t=')
+        limited = api_a.get("/api/v1/capabilities")
+        body = assert_problem(limited, 429, "rate-limited")
+        assert body["violated-policies"] == ["partner"]
+        wait = int(limited["Retry-After"])
+        # A sliding window: the burst's minute fades out through the next one, so at most two windows.
+        assert 0 < wait <= 120
+        assert limited["RateLimit"] == f'"partner";r=0;t={wait}'
+        # Another client has its own budget.
+        assert api_b.get("/api/v1/capabilities").status_code == 200
+        # Retry-After is truthful: a second early is still refused, on time is served.
+        clock.shift(wait - 1)
+        assert api_a.get("/api/v1/capabilities").status_code == 429
+        clock.shift(1)
         assert api_a.get("/api/v1/capabilities").status_code == 200
-    limited = api_a.get("/api/v1/capabilities")
-    assert_problem(limited, 429, "rate-limited")
-    assert 0 < int(limited["Retry-After"]) <= 60
-    # Another client has its own budget.
-    assert api_b.get("/api/v1/capabilities").status_code == 200
+
+
+def test_an_empty_rate_turns_the_limit_off(api_a: APIClient, settings: Any) -> None:
+    settings.API_RATE_LIMIT = ""
+    for _ in range(5):
+        response = api_a.get("/api/v1/capabilities")
+        assert response.status_code == 200
+        assert "RateLimit" not in response
 
 
 def test_body_over_the_limit_is_413_and_nothing_is_stored(api_a: APIClient, tender_a: Tender, settings: Any) -> None:

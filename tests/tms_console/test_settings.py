@@ -209,6 +209,7 @@ PRODUCTION_ENV = {
     "ALLOWED_HOSTS": "tms.example.com",
     "CSRF_TRUSTED_ORIGINS": "https://tms.example.com",
     "SECURE_PROXY_SSL_HEADER": "1",
+    "METRICS_TOKEN": "prometheus-scrape-token-example-0123456789",
 }
 
 
@@ -254,6 +255,21 @@ def test_check_deploy_flags_debug_in_production(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "security.W018" in result.stdout + result.stderr
+
+
+def test_check_deploy_warns_when_metrics_have_no_token(tmp_path: Path) -> None:
+    """Without METRICS_TOKEN production serves no /metrics: the deploy check says so."""
+    env = {**PRODUCTION_ENV, "EVIDENCE_SIGNING_KEY_FILE": _evidence_key(tmp_path), "METRICS_TOKEN": ""}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=BASE_DIR,
+        env=_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "tms_console.W001" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("value", ["1", "0"])

@@ -9,12 +9,15 @@ from typing import NoReturn
 
 from oauth2_provider.models import AccessToken
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, ErrorDetail, Throttled
 from rest_framework.request import Request
 
 from missions.models import Carrier
 from missions.models.partner import PartnerClient
 from missions.partner.api.mtls import presented_thumbprint
+from tms_console.auth_guard import bearer_failure_record
+from tms_console.client_address import client_address
+from tms_console.ratelimit import Decision, decision_attach
 
 REALM = "tms-partner-api"
 
@@ -44,6 +47,20 @@ class InvalidToken(AuthenticationFailed):
     problem_code = "invalid-token"
 
 
+class TooManyFailures(Throttled):
+    """429 ``too-many-failures``: this address spent its budget of failed tokens (README "Security")."""
+
+    problem_code = "too-many-failures"
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(wait=decision.retry_after)
+        self.detail = ErrorDetail(
+            f"Too many failed access tokens from this address; retry after {decision.retry_after} s.",
+            code="throttled",
+        )
+        self.problem_extra = {"violated-policies": [decision.policy.name]}
+
+
 class PartnerTokenAuthentication(BaseAuthentication):
     """Authenticate ``Authorization: Bearer`` tokens issued by /oauth2/token to a partner client."""
 
@@ -63,11 +80,13 @@ class PartnerTokenAuthentication(BaseAuthentication):
         )
         if token is None or token.application is None:
             return self._fail(request, "The access token is unknown or revoked.")
-        if token.is_expired():
-            return self._fail(request, "The access token expired.")
         try:
-            partner = token.application.partner_client
+            partner: PartnerClient | None = token.application.partner_client  # fetched with the token
         except PartnerClient.DoesNotExist:
+            partner = None
+        if token.is_expired():
+            return self._fail(request, "The access token expired.", partner)
+        if partner is None:
             return self._fail(request, "The access token was not issued to a partner client.")
         self._check_certificate(request, token, partner)
         principal = PartnerPrincipal(
@@ -79,14 +98,26 @@ class PartnerTokenAuthentication(BaseAuthentication):
         binding = getattr(token, "certificate_binding", None)
         if binding is None:
             if partner.carrier.require_mtls:
-                self._fail(request, "This carrier requires certificate-bound tokens.")
+                self._fail(request, "This carrier requires certificate-bound tokens.", partner)
             return
         presented = presented_thumbprint(request.META)
         # RFC 8705 §3: the certificate of this connection must be the one the token was issued over.
         if presented is None or not hmac.compare_digest(presented, binding.x5t_s256):
-            self._fail(request, "The access token is bound to another client certificate.")
+            self._fail(request, "The access token is bound to another client certificate.", partner)
 
-    def _fail(self, request: Request, description: str) -> NoReturn:
+    def _fail(self, request: Request, description: str, partner: PartnerClient | None = None) -> NoReturn:
+        # The guard on guessing: each failure counts against the client's address; past the budget, 429.
+        decision = bearer_failure_record(
+            address=client_address(request.META),
+            reason=description,
+            subject_type="partner_client" if partner is not None else None,
+            subject_id=partner.pk if partner is not None else None,
+            carrier_id=partner.carrier_id if partner is not None else None,
+        )
+        if decision is not None:
+            decision_attach(request._request, decision)
+            if not decision.allowed:
+                raise TooManyFailures(decision)
         request._partner_auth_error = description  # type: ignore[attr-defined]
         raise InvalidToken(description)
 

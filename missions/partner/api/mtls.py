@@ -8,7 +8,6 @@ else it is ignored, as if no certificate had been presented.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -18,25 +17,12 @@ from django.conf import settings
 
 from missions.partner.certificates import certificate_thumbprint
 from missions.partner.certificates import x5t_s256 as x5t_s256  # re-exported for the API's callers
-
-
-def _from_trusted_proxy(remote_addr: str) -> bool:
-    try:
-        address = ipaddress.ip_address(remote_addr)
-    except ValueError:
-        return False
-    for entry in settings.PARTNER_TRUSTED_PROXIES:
-        try:
-            if address in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+from tms_console.client_address import from_trusted_proxy
 
 
 def presented_certificate(meta: Mapping[str, Any]) -> x509.Certificate | None:
     """The verified client certificate forwarded by a trusted proxy, else None."""
-    if not _from_trusted_proxy(str(meta.get("REMOTE_ADDR", ""))):
+    if not from_trusted_proxy(str(meta.get("REMOTE_ADDR", ""))):
         return None
     if str(meta.get(settings.PARTNER_CLIENT_VERIFY_HEADER, "")) != "SUCCESS":
         return None

@@ -3,8 +3,10 @@
 from django.urls import URLPattern, path
 
 from missions.partner.api import oauth_views
+from missions.partner.api.token import GuardedTokenView
 
-token = oauth_views.PartnerTokenView.as_view()
+# The token endpoint behind the guard on failed client secrets (tms_console.auth_guard).
+token = GuardedTokenView.as_view()
 revoke = oauth_views.PartnerRevokeTokenView.as_view()
 
 urlpatterns: list[URLPattern] = [

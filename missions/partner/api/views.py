@@ -22,6 +22,7 @@ from missions.models.partner import PARTNER_SCOPES
 from missions.partner.api.authentication import PartnerPrincipal
 from missions.partner.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from missions.partner.api.idempotency import idempotent
+from missions.partner.api.limits import RATELIMIT_DRAFT, published_budgets, published_policies
 from missions.partner.api.serializers import (
     AutonomyModeRequestSerializer,
     CapabilitiesSerializer,
@@ -128,6 +129,10 @@ class CapabilitiesView(PartnerView):
             },
             "limits": {
                 "rate_limit": settings.API_RATE_LIMIT,
+                # The RateLimit-Policy items answers carry (draft-ietf-httpapi-ratelimit-headers).
+                "rate_limit_fields": RATELIMIT_DRAFT,
+                "rate_limit_policies": published_policies(),
+                "failed_authentication_budgets": published_budgets(),
                 "max_body_bytes": settings.API_MAX_BODY_BYTES,
                 "max_page_size": settings.API_MAX_PAGE_SIZE,
                 "max_batch_events": settings.API_TELEMETRY_MAX_BATCH,

@@ -13,8 +13,10 @@ body it read, and answered there with the usual problem document.
 Per process it keeps, for ``FACTS_TTL_SECONDS``, each carrier's id and
 webhook secrets (a rotation or revocation takes effect within that time;
 a secret's own expiry is checked at every request) and the ingest's mission
-cache. The rate limit is a per-carrier fixed window, shared through Redis
-when it is configured (``WEBHOOK_RATE_LIMIT``, deliveries per minute).
+cache. Verified deliveries are limited per carrier (``WEBHOOK_RATE_LIMIT``
+per minute) by the atomic counters of ``tms_console.ratelimit``, in Redis when
+configured, so the limit holds across every worker; each answer carries the
+``RateLimit-Policy`` and ``RateLimit`` fields.
 
 Used by ``tms_console.wsgi`` (gunicorn); ``make run`` serves everything with
 daphne, where the same deliveries go through the view.
@@ -43,6 +45,7 @@ from django.utils import timezone
 
 from missions.models import Carrier
 from missions.models.partner import WebhookSecret
+from missions.partner.api.limits import webhook_policy
 from missions.partner.api.webhooks import (
     WebhookVerificationError,
     delivery_per_item,
@@ -53,6 +56,7 @@ from missions.telemetry.group_commit import GroupCommit
 from missions.telemetry.ingest import MissionCache
 from tms_console.logging import request_id_var
 from tms_console.problem import PROBLEM_CONTENT_TYPE, problem_body
+from tms_console.ratelimit import limiter, ratelimit_headers
 from tms_console.unstorable import may_hold_unstorable, unstorable_find
 
 log = logging.getLogger(__name__)
@@ -92,7 +96,6 @@ class WebhookFastPath:
         self.group = GroupCommit(self.missions) if group_commit else None
         self._facts: dict[str, CarrierFacts | None] = {}
         self._lock = threading.Lock()
-        self.rate = RateWindow()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         match = PATH.match(environ.get("PATH_INFO", ""))
@@ -127,7 +130,7 @@ class WebhookFastPath:
                 connection.close()
         if answer is None:
             return self.app(environ, start_response)
-        status, payload = answer
+        status, payload, limit_headers = answer
         content_type = "application/json" if status == 200 else PROBLEM_CONTENT_TYPE
         data = orjson.dumps(payload)
         start_response(
@@ -137,11 +140,14 @@ class WebhookFastPath:
                 ("Content-Length", str(len(data))),
                 ("X-Request-ID", request_id),
                 *_SECURITY_HEADERS,
+                *limit_headers.items(),
             ],
         )
         return [data]
 
-    def _serve(self, slug: str, environ: dict[str, Any], body: bytes) -> tuple[int, dict[str, Any]] | None:
+    def _serve(
+        self, slug: str, environ: dict[str, Any], body: bytes
+    ) -> tuple[int, dict[str, Any], dict[str, str]] | None:
 
         now = timezone.now()
         facts = self._carrier_facts(slug)
@@ -173,15 +179,25 @@ class WebhookFastPath:
         stamp = envelope.get("timestamp")
         if stamp is not None and not _is_timestamp(stamp):
             return None  # the view's envelope validation answers
-        if not self.rate.allow(facts.carrier.pk, now):
-            return 429, problem_body(
-                status=429,
-                code="rate-limited",
-                detail=f"More than {settings.WEBHOOK_RATE_LIMIT} deliveries in this minute.",
-                instance=environ.get("PATH_INFO", ""),
+        policy = webhook_policy()
+        decision = limiter().hit(policy, f"carrier:{facts.carrier.pk}") if policy is not None else None
+        limit_headers = ratelimit_headers([decision] if decision is not None else [])
+        if decision is not None and not decision.allowed:
+            limit_headers["Retry-After"] = str(decision.retry_after)
+            return (
+                429,
+                problem_body(
+                    status=429,
+                    code="rate-limited",
+                    detail=f"More than {decision.policy.rate.limit} deliveries in a minute from this carrier; "
+                    f"retry after {decision.retry_after} s.",
+                    instance=environ.get("PATH_INFO", ""),
+                    **_violated(decision.policy.name),
+                ),
+                limit_headers,
             )
         material = {"scheme": "standard-webhooks-v1", **headers, "body_sha256": hashlib.sha256(body).hexdigest()}
-        return telemetry_delivery(
+        status, payload = telemetry_delivery(
             carrier=facts.carrier,
             webhook_id=webhook_id,
             data=envelope.get("data"),
@@ -190,6 +206,7 @@ class WebhookFastPath:
             cache=self.missions,
             group=self.group,
         )
+        return status, payload, limit_headers
 
     def _carrier_facts(self, slug: str) -> CarrierFacts | None:
         facts = self._facts.get(slug)
@@ -228,52 +245,9 @@ def _request_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
-class RateWindow:
-    """A fixed one-minute window per carrier.
-
-    With ``REDIS_URL`` every process adds its deliveries to a shared count,
-    in one ``INCRBY`` per carrier every ``SYNC_SECONDS`` rather than one per
-    delivery (a round trip per delivery cost more than the rest of the
-    check); between syncs a process decides on the last shared total plus its
-    own count, so the processes together can overshoot the limit by what
-    they accept in one sync interval. Without Redis each process counts its own.
-    """
-
-    SYNC_SECONDS = 0.25
-
-    def __init__(self) -> None:
-        self._client: Any = None
-        self._lock = threading.Lock()
-        # carrier -> [window, shared total at last sync, local count since, last sync (monotonic)]
-        self._state: dict[int, list[Any]] = {}
-        if settings.REDIS_URL:
-            import redis
-
-            self._client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2.0)
-
-    def allow(self, carrier_id: int, now: datetime) -> bool:
-        limit = int(settings.WEBHOOK_RATE_LIMIT)
-        window = int(now.timestamp()) // 60
-        with self._lock:
-            state = self._state.get(carrier_id)
-            if state is None or state[0] != window:
-                state = self._state[carrier_id] = [window, 0, 0, 0.0]
-            state[2] += 1
-            total = state[1] + state[2]
-            due = self._client is not None and time.monotonic() - state[3] >= self.SYNC_SECONDS
-            if due:
-                delta, state[2], state[3] = state[2], 0, time.monotonic()
-        if due:
-            key = f"tms:webhook-rate:{carrier_id}:{window}"
-            pipe = self._client.pipeline(transaction=False)
-            pipe.incrby(key, delta)
-            pipe.expire(key, 120)
-            shared = int(pipe.execute()[0])
-            with self._lock:
-                if state[0] == window:
-                    state[1] = shared
-            total = shared
-        return bool(total <= limit)
+def _violated(policy: str) -> dict[str, Any]:
+    # The draft's problem member (section 5.1), whose name is no Python keyword.
+    return {"violated-policies": [policy]}
 
 
 def _is_timestamp(value: Any) -> bool:

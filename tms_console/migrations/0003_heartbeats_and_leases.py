@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tms_console', '0001_initial'),
+        ('tms_console', '0002_rate_counter'),
     ]
 
     operations = [

@@ -1,0 +1,296 @@
+"""The limiter: its sliding window, its three stores, concurrent bursts, and its fall-back when the store is away.
+
+The concurrency tests run bursts of threads against each store the
+configuration offers: the database (SQLite, or PostgreSQL when
+``DATABASE_URL`` names it) always, Redis when ``REDIS_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+
+from tests.conftest import require_service
+from tms_console import metrics
+from tms_console.models import RateCounter
+from tms_console.ratelimit import (
+    STORE_RETRY_SECONDS,
+    DatabaseStore,
+    Limiter,
+    LocalStore,
+    Policy,
+    Rate,
+    RedisStore,
+    Store,
+    ratelimit_headers,
+)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _redis_store() -> RedisStore:
+    require_service("redis", bool(settings.REDIS_URL))
+    store = RedisStore(str(settings.REDIS_URL))
+    store.clear()
+    return store
+
+
+def _dead_redis_url() -> str:
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        return f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+
+
+# --- Rates ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "window"),
+    [("1200/min", 1200, 60), ("10/15min", 10, 900), ("30/10s", 30, 10), ("100/h", 100, 3600), ("5/day", 5, 86400)],
+)
+def test_rates_parse(text: str, limit: int, window: int) -> None:
+    assert Rate.parse(text) == Rate(limit=limit, window_seconds=window)
+
+
+def test_an_empty_rate_is_no_limit_and_nonsense_is_refused() -> None:
+    assert Rate.parse("") is None and Rate.parse("off") is None
+    for bad in ("1200", "ten/min", "5/fortnight", "/min"):
+        with pytest.raises(ValueError, match="Not a rate"):
+            Rate.parse(bad)
+
+
+# --- The sliding window (process memory: the algorithm alone) --------------------------------
+
+
+def test_the_limit_holds_and_the_retry_after_is_truthful() -> None:
+    clock = Clock(1_800_000_000.0 + 17.0)  # 17 s into a minute window
+    limiter = Limiter(shared=LocalStore(), clock=clock)
+    policy = Policy("p", Rate(limit=5, window_seconds=60))
+    decisions = [limiter.hit(policy, "client") for _ in range(7)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False] * 2
+    assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
+    refused = decisions[-1]
+    # Not a second earlier than it says...
+    clock.now += refused.retry_after - 1
+    assert not limiter.hit(policy, "client").allowed
+    # ...and then it does.
+    clock.now += 1
+    assert limiter.hit(policy, "client").allowed
+
+
+def test_the_previous_window_fades_out_linearly() -> None:
+    clock = Clock(1_800_000_040.0)  # 40 s into its minute
+    limiter = Limiter(shared=LocalStore(), clock=clock)
+    policy = Policy("p", Rate(limit=10, window_seconds=60))
+    for _ in range(10):
+        assert limiter.hit(policy, "c").allowed
+    clock.now += 20 + 30  # half-way through the next window: 10 * 0.5 = 5 of the 10 still count
+    assert [limiter.hit(policy, "c").allowed for _ in range(6)] == [True] * 5 + [False]
+
+
+def test_partitions_and_policies_are_counted_apart() -> None:
+    limiter = Limiter(shared=LocalStore(), clock=Clock())
+    a, b = Policy("a", Rate(2, 60)), Policy("b", Rate(2, 60))
+    assert all(limiter.hit(a, "x").allowed for _ in range(2))
+    assert not limiter.hit(a, "x").allowed
+    assert limiter.hit(a, "y").allowed
+    assert limiter.hit(b, "x").allowed
+
+
+def test_a_refund_gives_the_unit_back() -> None:
+    limiter = Limiter(shared=LocalStore(), clock=Clock())
+    policy = Policy("p", Rate(1, 60))
+    first = limiter.hit(policy, "c")
+    assert not limiter.hit(policy, "c").allowed
+    limiter.refund(first)
+    assert limiter.hit(policy, "c").allowed
+
+
+def test_the_fields_follow_the_draft_syntax() -> None:
+    limiter = Limiter(shared=LocalStore(), clock=Clock(1_800_000_000.0 + 15.5))
+    decision = limiter.hit(Policy("partner", Rate(1200, 60)), "c")
+    assert ratelimit_headers([decision]) == {
+        "RateLimit-Policy": '"partner";q=1200;w=60',
+        "RateLimit": '"partner";r=1199;t=45',
+    }
+
+
+# --- Every store: the same answers, and atomic under a burst of threads ----------------------
+
+
+def _stores() -> list[Any]:
+    return [
+        pytest.param(LocalStore, id="memory"),
+        pytest.param(DatabaseStore, id="database", marks=[pytest.mark.live, pytest.mark.django_db(transaction=True)]),
+        pytest.param(_redis_store, id="redis", marks=pytest.mark.services),
+    ]
+
+
+@pytest.mark.parametrize("make", _stores())
+def test_each_store_admits_exactly_the_limit_under_a_concurrent_burst(make: Callable[[], Store]) -> None:
+    limiter = Limiter(shared=make())
+    policy = Policy("burst", Rate(limit=25, window_seconds=3600))
+    threads = 75
+    barrier = threading.Barrier(threads)
+
+    def one(_: int) -> bool:
+        barrier.wait(timeout=30)
+        try:
+            return limiter.hit(policy, "one-client").allowed
+        finally:
+            connection.close()  # each thread's own database connection
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        admitted = sum(pool.map(one, range(threads)))
+    assert admitted == 25
+    assert not any(d.local for d in [limiter.peek(policy, "one-client")])  # the shared store answered throughout
+
+
+@pytest.mark.parametrize("make", _stores())
+def test_each_store_reads_refunds_and_clears(make: Callable[[], Store]) -> None:
+    clock = Clock(1_800_000_000.0 + 5)
+    limiter = Limiter(shared=make(), clock=clock)
+    policy = Policy("rw", Rate(limit=3, window_seconds=60))
+    taken = [limiter.hit(policy, "c") for _ in range(3)]
+    assert limiter.peek(policy, "c").remaining == 0 and not limiter.peek(policy, "c").allowed
+    limiter.refund(taken[0])
+    assert limiter.peek(policy, "c").remaining == 1
+    assert limiter.hit(policy, "c").allowed
+    limiter.clear()
+    assert limiter.peek(policy, "c").remaining == 3
+
+
+@pytest.mark.django_db
+def test_the_database_store_works_inside_a_callers_transaction_and_purges_dead_rows() -> None:
+    store = DatabaseStore()
+    clock = Clock(1_800_000_000.0)
+    limiter = Limiter(shared=store, clock=clock)
+    policy = Policy("tx", Rate(limit=2, window_seconds=60))
+    assert limiter.hit(policy, "c").allowed  # the test runs inside a transaction: a savepoint is used
+    assert RateCounter.objects.get().hits == 1
+    RateCounter.objects.create(bucket="old", window_index=1, hits=5, expires_at=1)
+    store._purged_at = 0.0
+    assert limiter.hit(policy, "c").allowed
+    assert not RateCounter.objects.filter(bucket="old").exists()
+
+
+# --- The store away: fail open, say it once ----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_store_that_does_not_answer_falls_back_to_process_memory(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    limiter = Limiter(shared=RedisStore(_dead_redis_url()), clock=clock)
+    policy = Policy("fallback", Rate(limit=3, window_seconds=60))
+    caplog.set_level(logging.WARNING, logger="tms_console.ratelimit")
+    decisions = [limiter.hit(policy, "c") for _ in range(5)]
+    # The limit still holds, per process; nothing raised.
+    assert [d.allowed for d in decisions] == [True] * 3 + [False] * 2
+    assert all(d.local for d in decisions)
+    assert metrics.RATELIMIT_FALLBACK._value.get() == 1
+    assert "tms_ratelimit_local_fallback 1.0" in Client().get("/metrics").content.decode()
+    warnings = [r for r in caplog.records if "does not answer" in r.getMessage()]
+    assert len(warnings) == 1  # once, not per request
+
+    # The store comes back: after the retry delay it is used again, and that is said once too.
+    limiter.shared = LocalStore()
+    clock.now += STORE_RETRY_SECONDS + 1
+    for _ in range(3):
+        assert not limiter.hit(policy, "other").local
+    assert metrics.RATELIMIT_FALLBACK._value.get() == 0
+    assert len([r for r in caplog.records if "answers again" in r.getMessage()]) == 1
+
+
+def test_a_store_that_is_away_is_not_asked_again_before_the_retry_delay() -> None:
+    clock = Clock()
+    dead = RedisStore(_dead_redis_url())
+    limiter = Limiter(shared=dead, clock=clock)
+    calls = 0
+    original = dead.hit
+
+    def counting(*args: Any) -> tuple[bool, int, int]:
+        nonlocal calls
+        calls += 1
+        return original(*args)
+
+    dead.hit = counting  # type: ignore[method-assign]
+    for _ in range(10):
+        limiter.hit(Policy("p", Rate(100, 60)), "c")
+    assert calls == 1
+    clock.now += STORE_RETRY_SECONDS + 0.1
+    limiter.hit(Policy("p", Rate(100, 60)), "c")
+    assert calls == 2
+    limiter.clear(shared=False)
+    metrics.RATELIMIT_FALLBACK.set(0)
+
+
+REDIS_SERVER = shutil.which("redis-server")
+
+
+@contextmanager
+def redis_server(port: int) -> Iterator[None]:
+    """A throw-away redis-server on ``port`` (no persistence), stopped afterwards."""
+    require_service("redis-server", REDIS_SERVER is not None)
+    assert REDIS_SERVER is not None
+    process = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.services
+def test_redis_going_away_and_coming_back_with_an_empty_script_cache(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    clock = Clock()
+    limiter = Limiter(shared=RedisStore(f"redis://127.0.0.1:{port}/0"), clock=clock)
+    policy = Policy("restart", Rate(limit=1000, window_seconds=60))
+    caplog.set_level(logging.WARNING, logger="tms_console.ratelimit")
+    with redis_server(port):
+        # A fresh server has never seen the script: EVALSHA is refused, EVAL loads it.
+        assert not limiter.hit(policy, "c").local
+        assert not limiter.hit(policy, "c").local
+    # Gone: every request is still decided, in process memory.
+    assert all(limiter.hit(policy, "c").local for _ in range(5))
+    with redis_server(port):
+        clock.now += STORE_RETRY_SECONDS + 1
+        back = limiter.hit(policy, "c")
+        assert not back.local
+        assert back.remaining == 1000 - 1  # a restarted Redis starts from nothing
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("does not answer" in m for m in messages) == 1
+    assert sum("answers again" in m for m in messages) == 1
+    metrics.RATELIMIT_FALLBACK.set(0)
