@@ -30,30 +30,6 @@ REQUIRE_SERVICES = os.environ.get("TMS_REQUIRE_SERVICES") == "1"
 _sqlite_dir: Path | None = None
 
 
-_live_sqlite_dir: Path | None = None
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """A SQLite test database in a file when a ``live`` test will share it with servers or threads."""
-    global _live_sqlite_dir
-    if not any(item.get_closest_marker("live") for item in session.items):
-        return
-    database = settings.DATABASES["default"]
-    if "sqlite" not in str(database.get("ENGINE", "")):
-        return
-    test_settings = database.setdefault("TEST", {})
-    name = str(test_settings.get("NAME") or "")
-    if name and name != ":memory:" and "mode=memory" not in name:
-        return  # already a file (the browser tests may have moved it)
-    _live_sqlite_dir = Path(tempfile.mkdtemp(prefix="tms-live-"))
-    test_settings["NAME"] = str(_live_sqlite_dir / "test.sqlite3")
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    if _live_sqlite_dir is not None:
-        shutil.rmtree(_live_sqlite_dir, ignore_errors=True)
-
-
 def require_service(name: str, available: bool) -> None:
     """Skip a service-backed test locally; fail it when CI demands the services."""
     if available:
@@ -149,14 +125,13 @@ def system_actor() -> Actor:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Move the SQLite test database to a file when a test that shares it with another process will run.
 
-    Browser tests (a live server reads it) and tests marked ``shared_database`` (threads or
-    processes writing at once: an in-memory SQLite database is one connection's, and its shared
-    cache fails concurrent writers with "table is locked" instead of waiting).
+    Browser tests and ``live`` tests (a server process reads it) and tests marked
+    ``shared_database`` (threads or processes writing at once: an in-memory SQLite database is
+    one connection's, and its shared cache fails concurrent writers with "table is locked").
     """
     global _sqlite_dir
-    if not any(
-        item.get_closest_marker("browser") or item.get_closest_marker("shared_database") for item in session.items
-    ):
+    markers = ("browser", "live", "shared_database")
+    if not any(item.get_closest_marker(m) for item in session.items for m in markers):
         return
     # Settings only: the connection objects are left for the tests to create.
     database = settings.DATABASES["default"]
