@@ -8,6 +8,7 @@ Personas: dispatcher, on-call, admin, read-only and SLA-manager console users
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from missions.events import Actor
 from missions.models import Carrier
 from tests.factories import CarrierFactory
+from tests.server_process import sqlite_directory_remove, sqlite_test_database_to_file
 from tms_console.roles import ADMIN, DISPATCHER, ON_CALL, READ_ONLY, SLA_MANAGER, roles_sync
 
 REQUIRE_SERVICES = os.environ.get("TMS_REQUIRE_SERVICES") == "1"
@@ -98,3 +100,20 @@ def carrier_b(db: Any) -> Carrier:
 @pytest.fixture
 def system_actor() -> Actor:
     return Actor.system("test")
+
+
+# --- Tests that serve the project from a process of their own -----------------------------------
+
+_server_process_sqlite_dir: Path | None = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A server process cannot open an in-memory SQLite database: use a file when such a test runs."""
+    global _server_process_sqlite_dir
+    if _server_process_sqlite_dir is None and any(item.get_closest_marker("server_process") for item in session.items):
+        _server_process_sqlite_dir = sqlite_test_database_to_file()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Django deletes the database file; WAL side files and the directory are ours.
+    sqlite_directory_remove(_server_process_sqlite_dir)

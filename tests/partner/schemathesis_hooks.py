@@ -4,10 +4,12 @@
   real client sends one key per logical request: schemathesis draws short keys such as
   ``"0"`` again and again, and the same key with another body is (rightly) a 422. The
   validity of the case does not change; a key the schema forbids is sent as generated.
-- A webhook delivery whose generated ``webhook-id`` and ``webhook-timestamp`` are valid
-  is signed for real (Standard Webhooks, the carrier's secret from ``TMS_FUZZ_WEBHOOK_SECRET``)
-  with the current time, so the fuzzer reaches the delivery's body and not only the
-  signature check. Deliveries with a missing or malformed header go out as generated.
+- A webhook delivery whose generated slug and headers are valid goes to the seeded carrier
+  (``TMS_FUZZ_CARRIER_SLUG``) with a fresh ``webhook-id``, the current time and a real
+  Standard Webhooks signature (the carrier's secret from ``TMS_FUZZ_WEBHOOK_SECRET``), so
+  the fuzzer reaches the delivery's body and not only the signature check; a fresh id,
+  because a redelivered id is acknowledged without a look at the body. Deliveries with a
+  missing or malformed slug or header go out as generated.
 """
 
 from __future__ import annotations
@@ -73,8 +75,14 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         _set_header(case, IDEMPOTENCY_HEADER, str(uuid.uuid4()))
 
     secret = os.environ.get("TMS_FUZZ_WEBHOOK_SECRET")
-    if case.operation.path != WEBHOOK_PATH or not secret:
+    slug = os.environ.get("TMS_FUZZ_CARRIER_SLUG")
+    if case.operation.path != WEBHOOK_PATH or not secret or not slug:
         return
+    slug_pattern = re.compile(r"[-a-zA-Z0-9_]{1,60}")
+    generated_slug = str((case.path_parameters or {}).get("carrier_slug", ""))
+    if not slug_pattern.fullmatch(generated_slug):
+        return  # a malformed slug goes out as generated (404)
+    case.path_parameters["carrier_slug"] = slug
     webhook_id = _header(case, "webhook-id")
     timestamp = _header(case, "webhook-timestamp")
     signature = _header(case, "webhook-signature")
@@ -82,5 +90,6 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         return
     if not re.fullmatch(r"[0-9]+", timestamp):
         return
+    _set_header(case, "webhook-id", f"msg_{uuid.uuid4().hex}")
     _set_header(case, "webhook-timestamp", str(int(time.time())))
     kwargs["auth"] = WebhookSigner(secret)

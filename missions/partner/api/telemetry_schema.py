@@ -9,6 +9,7 @@ straight to it instead of running a serializer per event.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -56,14 +57,17 @@ TELEMETRY_FIELDS = [
 class StrictSerializer(serializers.Serializer[dict[str, Any]]):
     """Refuses unknown fields, as the pipeline does, so a typo is an error rather than silently dropped.
 
-    The schema says so too (``additionalProperties: false``, added by ``missions.partner.api.schema``).
+    Checked on the data each (nested) serializer receives: DRF keeps ``initial_data`` for the
+    outermost one only. The schema says so too (``additionalProperties: false``, added by
+    ``missions.partner.api.schema``).
     """
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(getattr(self, "initial_data", {}) or {}) - set(self.fields)
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
-        return attrs
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, Mapping):
+            unknown = set(data) - set(self.fields)
+            if unknown:
+                raise serializers.ValidationError({str(name): ["Unknown field."] for name in sorted(map(str, unknown))})
+        return super().to_internal_value(data)
 
 
 class PositionSerializer(StrictSerializer):
@@ -120,7 +124,8 @@ class TelemetryEventSerializer(StrictSerializer):
     {
         "anyOf": [{"$ref": "#/components/schemas/TelemetryEventRequest"}, {}],
         "description": "A TelemetryEvent; any other value is refused on its own in `rejected`.",
-    }
+    },
+    component_name="TelemetryBatchItem",
 )
 class BatchItemField(serializers.JSONField):
     """One item of a batch: meant to be a ``TelemetryEvent``, judged alone by the ingest pipeline."""
