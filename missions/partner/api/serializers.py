@@ -311,7 +311,7 @@ class ReplayedEventSerializer(serializers.Serializer[dict[str, Any]]):
     subject_id = serializers.IntegerField()
     before = serializers.JSONField(allow_null=True)
     after = serializers.JSONField(allow_null=True)
-    data = serializers.JSONField()
+    data = serializers.JSONField()  # type: ignore[assignment]
     correlation_id = serializers.UUIDField(allow_null=True)
     shipment_id = serializers.IntegerField(allow_null=True)
     mission_id = serializers.IntegerField(allow_null=True)

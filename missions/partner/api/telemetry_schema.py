@@ -67,7 +67,8 @@ class StrictSerializer(serializers.Serializer[dict[str, Any]]):
             unknown = set(data) - set(self.fields)
             if unknown:
                 raise serializers.ValidationError({str(name): ["Unknown field."] for name in sorted(map(str, unknown))})
-        return super().to_internal_value(data)
+        validated: dict[str, Any] = super().to_internal_value(data)
+        return validated
 
 
 class PositionSerializer(StrictSerializer):

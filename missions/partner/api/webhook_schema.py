@@ -87,21 +87,21 @@ class MissionStatusDeliverySerializer(DeliverySerializer):
     """A mission status report (as ``POST /missions/{id}/status``)."""
 
     type = StrictChoiceField(choices=[(MISSION_STATUS, MISSION_STATUS)])
-    data = MissionStatusDataSerializer()
+    data = MissionStatusDataSerializer()  # type: ignore[assignment]
 
 
 class MissionExceptionDeliverySerializer(DeliverySerializer):
     """A mission exception (as ``POST /missions/{id}/exceptions``)."""
 
     type = StrictChoiceField(choices=[(MISSION_EXCEPTION, MISSION_EXCEPTION)])
-    data = MissionExceptionDataSerializer()
+    data = MissionExceptionDataSerializer()  # type: ignore[assignment]
 
 
 class OfferDeliverySerializer(DeliverySerializer):
     """An answer to a tender (as ``POST /tenders/{id}/offers``)."""
 
     type = StrictChoiceField(choices=[(OFFER, OFFER)])
-    data = PolymorphicProxySerializer(
+    data = PolymorphicProxySerializer(  # type: ignore[assignment]
         component_name="OfferDeliveryData",
         serializers={
             "accept": OfferAnswerDataSerializer,
@@ -116,7 +116,7 @@ class TelemetryDeliverySerializer(DeliverySerializer):
     """Telemetry: one event or a batch (as ``POST /telemetry`` and ``POST /telemetry/batch``)."""
 
     type = StrictChoiceField(choices=[(TELEMETRY, TELEMETRY)])
-    data = TelemetryDataField()
+    data = TelemetryDataField()  # type: ignore[assignment]
 
 
 WEBHOOK_DELIVERY_SCHEMA = PolymorphicProxySerializer(
