@@ -31,8 +31,16 @@ from missions.events import Actor
 from missions.evidence import services as evidence_services
 from missions.models import Mission, Tender
 from missions.partner import services as partner_services
+from sla import services as sla_services
 from tests.evidence.test_persistence import key_in_environment, mission_with_evidence, noise
-from tests.factories import CarrierFactory, MissionFactory, ShipmentFactory, TenderFactory, VehicleFactory
+from tests.factories import (
+    CarrierFactory,
+    ContractFactory,
+    MissionFactory,
+    ShipmentFactory,
+    TenderFactory,
+    VehicleFactory,
+)
 from tests.partner.conftest import assert_problem, issue_client
 from tests.partner.test_isolation import telemetry_event
 from tests.server_process import daphne_start
@@ -123,6 +131,8 @@ def test_the_documented_bounds_are_the_enforced_ones(api_a: APIClient) -> None:
         {"kind": "counter", "price_usd": "0.00"},
         {"kind": "counter", "price_usd": "1e3"},
         {"kind": "counter", "price_usd": "-5.00"},
+        {"kind": "accept", "price_usd": ""},  # DRF would read it as null
+        {"kind": "accept", "price_usd": " "},
         {"kind": "counter"},  # a counter names its price
         {"kind": "accept", "eta": "2026-12-01"},  # a date is not a date-time
         {"kind": "accept", "eta": "2026-12-01T10:00:00"},  # no offset
@@ -185,9 +195,10 @@ def test_an_instant_the_server_cannot_hold_is_a_422_not_a_500(
 
 
 def _seed_partner() -> tuple[Any, str]:
-    """A carrier with open tenders, missions in several states, signed evidence and a webhook secret."""
+    """A carrier with open tenders, missions in several states, signed evidence, SLA figures and a webhook secret."""
     actor = Actor.system("schema-test")
     carrier = CarrierFactory(slug="fuzz-carrier")
+    ContractFactory(carrier=carrier)
     vehicle = VehicleFactory(carrier=carrier, external_id="TRK-FUZZ")
     for _ in range(4):
         TenderFactory(carrier=carrier, status=TenderStatus.SENT, shipment=ShipmentFactory())
@@ -198,6 +209,7 @@ def _seed_partner() -> tuple[Any, str]:
     noise(2)
     mission_with_evidence(carrier=carrier, vehicle=vehicle)
     evidence_services.checkpoint_issue()
+    sla_services.sla_evaluate(carrier_id=carrier.pk)
     secret = partner_services.webhook_secret_rotate(carrier_id=carrier.pk, actor=actor).secret
     return issue_client(carrier), secret
 

@@ -143,6 +143,10 @@ class MoneyField(serializers.DecimalField):
         kwargs.setdefault("decimal_places", 2)
         super().__init__(**kwargs)
 
+    def validate_empty_values(self, data: Any) -> tuple[bool, Any]:
+        # DRF's DecimalField reads "" (and blanks) as null when null is allowed; only null itself is.
+        return serializers.Field.validate_empty_values(self, data)  # type: ignore[no-any-return]
+
     def to_internal_value(self, data: Any) -> Decimal:
         if not isinstance(data, str) or not MONEY.fullmatch(data):
             raise serializers.ValidationError(

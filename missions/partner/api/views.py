@@ -153,6 +153,8 @@ class TenderListView(PartnerView, generics.ListAPIView[Tender]):
 
 
 class TenderDetailView(PartnerView, generics.RetrieveAPIView[Tender]):
+    """One tender addressed to the calling carrier."""
+
     serializer_class = TenderSerializer
     required_scopes = {"GET": "tender:read"}
 
@@ -217,6 +219,8 @@ class MissionListView(PartnerView, generics.ListAPIView[Mission]):
 
 
 class MissionDetailView(PartnerView, generics.RetrieveAPIView[Mission]):
+    """One of the calling carrier's missions."""
+
     serializer_class = MissionSerializer
     required_scopes = {"GET": "missions:read"}
 
