@@ -9,7 +9,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from missions.partner.api.views import COMMON_READ, PartnerView, problems
+from missions.partner.api.views import PartnerView, problems
 from sla.choices import BreachStatus, SLIName, WindowName
 from sla.selectors import carrier_sla_summary
 
@@ -76,6 +76,6 @@ class SlaSummaryView(PartnerView):
 
     required_scopes = {"GET": "missions:read"}
 
-    @extend_schema(responses={200: SlaSummarySerializer, **problems(*COMMON_READ)}, operation_id="sla_summary")
+    @extend_schema(responses={200: SlaSummarySerializer, **problems(401, 403, 429)}, operation_id="sla_summary")
     def get(self, request: Request) -> Response:
         return Response(carrier_sla_summary(self.carrier.pk))

@@ -5,8 +5,9 @@
   their serializers, like the ingest pipeline, refuse unknown fields.
 - ``answers_every_operation_can_give`` (postprocessing) adds the problem answers that do
   not depend on the operation (a malformed request, an unacceptable ``Accept``, a body
-  over the limit, the rate limit, and for token-protected operations 401 and 403), the
-  headers those answers carry, and the bounds of the ids in paths.
+  over the limit, the rate limit; 401 where a token is taken, 403 where a scope is
+  needed), the headers those answers carry, the bounds of the ids in paths and the
+  pattern of the Idempotency-Key, and marks request bodies required.
 """
 
 from __future__ import annotations
@@ -41,9 +42,13 @@ PROBLEM_DESCRIPTIONS = {
     "Idempotency-Key was already used for another request.",
     "429": "Rate limited: retry after `Retry-After` seconds.",
 }
-# Answers any operation can give, whatever it does.
+# A webhook delivery takes no token: its 401 is about the signature.
+WEBHOOK_401 = (
+    "The delivery does not verify: a missing or malformed header, a timestamp outside the tolerance or "
+    "no matching signature (`webhook-signature-invalid`)."
+)
+# Answers any operation can give, whatever it does (401 when it takes a token, 403 when it needs a scope).
 EVERY_OPERATION = ("400", "406", "413", "429")
-TOKEN_PROTECTED = ("401", "403")
 
 RETRY_AFTER = {
     "description": "Seconds to wait before retrying (RFC 9110 §10.2.3).",
@@ -51,6 +56,10 @@ RETRY_AFTER = {
 }
 WWW_AUTHENTICATE = {
     "description": "The bearer challenge, with `error` and `error_description` (RFC 6750 §3).",
+    "schema": {"type": "string"},
+}
+INSUFFICIENT_SCOPE = {
+    "description": 'On a missing scope: `Bearer error="insufficient_scope", scope=...` (RFC 6750 §3.1).',
     "schema": {"type": "string"},
 }
 IDEMPOTENT_REPLAYED = {
@@ -68,10 +77,6 @@ def only_partner_api(endpoints: list[tuple[str, str, str, Any]], **_: Any) -> li
     ]
 
 
-WEBHOOK_401 = "The delivery does not verify: a missing or malformed header, a timestamp outside the tolerance or "
-"no matching signature (`webhook-signature-invalid`)."
-
-
 def _problem(code: str) -> dict[str, Any]:
     return {
         "description": PROBLEM_DESCRIPTIONS[code],
@@ -87,10 +92,18 @@ def _token_protected(operation: dict[str, Any]) -> bool:
     return any("oauth2" in requirement for requirement in operation.get("security", []))
 
 
+def _scope_required(operation: dict[str, Any]) -> bool:
+    return any(requirement.get("oauth2") for requirement in operation.get("security", []))
+
+
 def _complete(operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation["responses"]
-    for code in EVERY_OPERATION + (TOKEN_PROTECTED if _token_protected(operation) else ()):
+    for code in EVERY_OPERATION:
         responses.setdefault(code, _problem(code))
+    if _token_protected(operation):
+        responses.setdefault("401", _problem("401"))
+    if _scope_required(operation):
+        responses.setdefault("403", _problem("403"))
     for code, response in responses.items():
         if _is_problem(response) and not response.get("description"):
             token_free_401 = code == "401" and not _token_protected(operation)
@@ -100,6 +113,8 @@ def _complete(operation: dict[str, Any]) -> None:
         responses["409"]["headers"] = {"Retry-After": RETRY_AFTER}
     if "401" in responses and _token_protected(operation):
         responses["401"]["headers"] = {"WWW-Authenticate": {**WWW_AUTHENTICATE, "required": True}}
+    if "403" in responses and _scope_required(operation):
+        responses["403"]["headers"] = {"WWW-Authenticate": INSUFFICIENT_SCOPE}
     if "requestBody" in operation:
         # Every write reads its body; an empty one is refused (400), so the body is never optional.
         operation["requestBody"]["required"] = True

@@ -360,7 +360,7 @@ class TelemetryBatchView(PartnerView):
     @extend_schema(
         request=TelemetryBatchSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={202: IngestResultSerializer, **problems(*COMMON_WRITE)},
+        responses={202: IngestResultSerializer, **problems(400, 401, 403, 409, 413, 415, 422, 429)},
     )
     @idempotent
     def post(self, request: Request) -> Response:
@@ -391,7 +391,7 @@ class EventReplayView(PartnerView):
 
     @extend_schema(
         parameters=[EVENTS_AFTER_QUERY.parameter(), EVENTS_LIMIT_QUERY.parameter()],
-        responses={200: EventReplaySerializer, **problems(400, *COMMON_READ)},
+        responses={200: EventReplaySerializer, **problems(400, 401, 403, 429)},
         operation_id="events_replay",
     )
     def get(self, request: Request) -> Response:
