@@ -1,4 +1,4 @@
-"""The project served by a real server process (daphne) against the test database, for tests marked ``server_process``.
+"""The project served by a server process of its own (daphne or gunicorn), for tests marked ``server_process``.
 
 The process reads the same database as the test: on PostgreSQL the
 ``test_<name>`` database, on SQLite a test database *file* (an in-memory
@@ -112,8 +112,31 @@ def _wait_until_serving(server: ServerProcess) -> None:
     pytest.fail(f"the server did not answer /healthz within {START_TIMEOUT_S:.0f} s:\n{server.log_tail()}")
 
 
-def daphne_start(*, log_path: Path, env: Mapping[str, str] | None = None) -> ServerProcess:
-    """daphne serving ``tms_console.asgi`` against the test database, with ``env`` over the test's environment."""
+def _command(server: str, fd: int) -> list[str]:
+    if server == "daphne":  # the ASGI entry point, as `make run` serves it
+        return [sys.executable, "-m", "daphne", "--fd", str(fd), "-v", "0", "tms_console.asgi:application"]
+    if server == "gunicorn":  # the WSGI entry point with the webhook fast path, as the README deploys it
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"fd://{fd}",
+            "--workers",
+            "1",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
+            "--log-level",
+            "warning",
+            "tms_console.wsgi:application",
+        ]
+    raise ValueError(f"unknown server {server!r}")
+
+
+def server_start(server: str, *, log_path: Path, env: Mapping[str, str] | None = None) -> ServerProcess:
+    """``daphne`` or ``gunicorn`` serving the project against the test database, ``env`` over the test's own."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
@@ -129,7 +152,7 @@ def daphne_start(*, log_path: Path, env: Mapping[str, str] | None = None) -> Ser
     environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "--fd", str(listener.fileno()), "-v", "0", "tms_console.asgi:application"],
+            _command(server, listener.fileno()),
             cwd=settings.BASE_DIR,
             env=environment,
             stdout=log,

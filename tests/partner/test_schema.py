@@ -1,8 +1,9 @@
 """The OpenAPI schema: committed copy matches the code, docs work offline, and it tells the truth.
 
 The truth is checked by schemathesis with every check and every phase (stateful included)
-against a live daphne, and by a few fast cases of its earlier findings: the server refuses
-exactly what the schema forbids and accepts what it allows.
+against live servers, daphne and gunicorn (where signed telemetry takes the WSGI fast path),
+and by a few fast cases of its earlier findings: the server refuses exactly what the schema
+forbids and accepts what it allows.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from tests.factories import (
 )
 from tests.partner.conftest import assert_problem, issue_client
 from tests.partner.test_isolation import telemetry_event
-from tests.server_process import daphne_start
+from tests.server_process import server_start
 
 COMMITTED = Path(settings.BASE_DIR) / "docs" / "openapi.yaml"
 SCHEMATHESIS_CONFIG = Path(settings.BASE_DIR) / "schemathesis.toml"
@@ -191,7 +192,7 @@ def test_an_instant_the_server_cannot_hold_is_a_422_not_a_500(
     assert problem["errors"][0]["pointer"] == "/occurred_at"
 
 
-# --- schemathesis: every check, every phase, against daphne --------------------------------------
+# --- schemathesis: every check, every phase, against daphne and gunicorn ---------------------------
 
 
 def _seed_partner() -> tuple[Any, str]:
@@ -217,13 +218,14 @@ def _seed_partner() -> tuple[Any, str]:
 @pytest.mark.slow
 @pytest.mark.server_process
 @pytest.mark.django_db(transaction=True)
-def test_schemathesis_every_check_and_the_stateful_phase_find_nothing_against_daphne(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("server_name", ["daphne", "gunicorn"])
+def test_schemathesis_every_check_and_the_stateful_phase_find_nothing(
+    server_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     key_in_environment(monkeypatch)  # the server signs evidence with the same key as this process
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # plain HTTP on loopback
     issued, webhook_secret = _seed_partner()
-    server = daphne_start(log_path=tmp_path / "daphne.log", env={"API_RATE_LIMIT": "1000000/min"})
+    server = server_start(server_name, log_path=tmp_path / "server.log", env={"API_RATE_LIMIT": "1000000/min"})
     report_path = tmp_path / "schemathesis.json"
     try:
         session = OAuth2Session(client=BackendApplicationClient(client_id=issued.client_id))
@@ -280,7 +282,7 @@ def test_schemathesis_every_check_and_the_stateful_phase_find_nothing_against_da
     errors = len(report["errors"])
     with capsys.disabled():  # printed whether the test passes or not, so CI's log carries the figures
         print(
-            f"\nschemathesis {report['schemathesis_version']} (seed {report['seed']}): "
+            f"\nschemathesis {report['schemathesis_version']} against {server_name} (seed {report['seed']}): "
             f"{operations['tested']}/{operations['total']} operations, {cases['generated']} cases, "
             f"{failures} failures, {errors} errors, phases "
             + ", ".join(f"{name} {phase['status']}" for name, phase in report["phases"].items())

@@ -40,6 +40,18 @@ MONEY = re.compile(MONEY_PATTERN, re.ASCII)
 ID_MAX = 2**63 - 1
 
 
+def rfc3339_parse(value: str) -> datetime:
+    """The instant an RFC 3339 ``date-time`` names, in UTC.
+
+    Raises ValueError when ``value`` is not one, OverflowError when it is one that
+    cannot be held (its UTC form falls outside the years 0001 to 9999).
+    """
+    if not RFC3339.fullmatch(value):
+        raise ValueError(f"not an RFC 3339 date-time: {value[:40]!r}")
+    parsed = datetime.fromisoformat(value.upper())  # Python reads only "T" and "Z"; ValueError for hour 24...
+    return parsed.astimezone(UTC)
+
+
 class StrictCharField(serializers.CharField):
     """A JSON string, stored as sent: no number coerced to text, no whitespace trimmed.
 
@@ -117,14 +129,10 @@ class Rfc3339DateTimeField(serializers.DateTimeField):
     """
 
     def to_internal_value(self, value: Any) -> datetime:
-        if not isinstance(value, str) or not RFC3339.fullmatch(value):
-            self.fail("invalid", format="RFC 3339 (YYYY-MM-DDThh:mm:ss[.fff]Z or ±hh:mm)")
         try:
-            parsed = datetime.fromisoformat(value.upper())  # Python reads only "T" and "Z"
-        except ValueError:  # month 13, hour 24, second 60, offset +24:00 ...
+            return rfc3339_parse(value if isinstance(value, str) else "")
+        except ValueError:  # not the grammar, or month 13, hour 24, second 60, offset +24:00 ...
             self.fail("invalid", format="RFC 3339 (YYYY-MM-DDThh:mm:ss[.fff]Z or ±hh:mm)")
-        try:
-            return parsed.astimezone(UTC)
         except OverflowError:
             raise DomainError(
                 "The instant is outside the years 0001 to 9999 in UTC.", field=self.field_name or ""

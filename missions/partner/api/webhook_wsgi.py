@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from missions.models import Carrier
 from missions.models.partner import WebhookSecret
+from missions.partner.api.fields import rfc3339_parse
 from missions.partner.api.webhooks import WebhookVerificationError, telemetry_delivery, webhook_verify
 from missions.telemetry.group_commit import GroupCommit
 from missions.telemetry.ingest import MissionCache
@@ -269,11 +270,12 @@ class RateWindow:
 
 
 def _is_timestamp(value: Any) -> bool:
+    # The envelope's `timestamp` as the view reads it (RFC 3339); anything else is the view's to refuse.
     if not isinstance(value, str) or len(value) > 40:
         return False
     try:
-        datetime.fromisoformat(value)
-    except ValueError:
+        rfc3339_parse(value)
+    except (ValueError, OverflowError):
         return False
     return True
 
