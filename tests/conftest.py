@@ -130,7 +130,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     one connection's, and its shared cache fails concurrent writers with "table is locked").
     """
     global _sqlite_dir
-    markers = ("browser", "live", "shared_database")
+    markers = ("browser", "live", "server_process", "shared_database")
     if not any(item.get_closest_marker(m) for item in session.items for m in markers):
         return
     # Settings only: the connection objects are left for the tests to create.

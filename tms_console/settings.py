@@ -320,6 +320,8 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_PAGINATION_CLASS": "missions.partner.api.pagination.CappedPageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "tms_console.problem.problem_exception_handler",
+    # No "?format=" override: the media type is chosen by Accept alone, as the schema says.
+    "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
@@ -365,8 +367,9 @@ globals().setdefault("CELERY_BEAT_SCHEDULE", {}).update(
 SPECTACULAR_SETTINGS: dict[str, Any] = {
     "TITLE": "TMS Console partner API",
     "DESCRIPTION": "The API carriers use to answer tenders, run missions and send telemetry. "
+    "The server enforces exactly the bounds, enums, formats and nullability stated here. "
     "See docs/api-versioning.md for the versioning and additive-change policy.",
-    "VERSION": "1.0.0",
+    "VERSION": "1.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
@@ -375,6 +378,10 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     # No validator badge: it would fetch an image from the internet.
     "SWAGGER_UI_SETTINGS": {"validatorUrl": None, "deepLinking": True},
     "PREPROCESSING_HOOKS": ["missions.partner.api.schema.only_partner_api"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "missions.partner.api.schema.answers_every_operation_can_give",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "OfferKindEnum": "missions.choices.OfferKind",
         "ExceptionKindEnum": "missions.choices.ExceptionKind",
@@ -383,6 +390,8 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
         "TenderStatusEnum": "missions.choices.TenderStatus",
         "AutonomyModeEnum": "missions.choices.AutonomyMode",
         "CarrierMissionStatusEnum": "missions.partner.api.serializers.CARRIER_MISSION_STATUS_CHOICES",
+        "OfferAnswerKindEnum": "missions.partner.api.serializers.OFFER_ANSWER_KIND_CHOICES",
+        "OfferCounterKindEnum": "missions.partner.api.serializers.OFFER_COUNTER_KIND_CHOICES",
     },
 }
 

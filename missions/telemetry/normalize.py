@@ -219,7 +219,10 @@ def _timestamp(value: Any, now: datetime, max_future: timedelta, max_age: timede
     try:
         ts = datetime.fromisoformat(value)
     except ValueError:
-        raise Invalid(f"ts: {_quote(value)} is not an ISO 8601 timestamp") from None
+        try:  # RFC 3339 admits a lower-case "z" offset, which Python does not read
+            ts = datetime.fromisoformat(value.upper())
+        except ValueError:
+            raise Invalid(f"ts: {_quote(value)} is not an ISO 8601 timestamp") from None
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise Invalid("ts: must carry a UTC offset (e.g. 'Z')")
     try:

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotAuthenticated, PermissionDenied
@@ -28,6 +28,7 @@ from missions.evidence.verify_core import checkpoint_parse
 from missions.models import Mission
 from missions.partner.api.authentication import PartnerPrincipal, PartnerTokenAuthentication
 from missions.partner.api.permissions import HasPartnerScope
+from missions.partner.api.query import IntegerQuery
 from missions.partner.api.views import problems
 from tms_console.permissions import is_verified
 from tms_console.problem import ProblemError
@@ -95,24 +96,21 @@ class ConsistencyProofSerializer(serializers.Serializer[Any]):
     consistency_proof = serializers.ListField(child=serializers.CharField())
 
 
-class InclusionQuerySerializer(serializers.Serializer[Any]):
-    index = serializers.IntegerField(min_value=0, max_value=2**62)
-    tree_size = serializers.IntegerField(min_value=1, max_value=2**62)
+# RFC 9162 sizes and indexes; the log's current size bounds them further (422 beyond it).
+LOG_BOUND = 2**62
+INCLUSION_INDEX = IntegerQuery("index", 0, LOG_BOUND, "0-based index of the leaf", required=True)
+INCLUSION_TREE_SIZE = IntegerQuery(
+    "tree_size", 1, LOG_BOUND, "Size of the tree the proof is for (at most the log size)", required=True
+)
+CONSISTENCY_FIRST = IntegerQuery("first", 1, LOG_BOUND, "The older tree size (at most `second`)", required=True)
+CONSISTENCY_SECOND = IntegerQuery("second", 1, LOG_BOUND, "The newer tree size (at most the log size)", required=True)
 
 
-class ConsistencyQuerySerializer(serializers.Serializer[Any]):
-    first = serializers.IntegerField(min_value=1, max_value=2**62)
-    second = serializers.IntegerField(min_value=1, max_value=2**62)
-
-
-def _query(serializer: serializers.Serializer[Any]) -> dict[str, Any]:
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
-def _proof_bad_request(exc: selectors.ProofRequestError) -> ProblemError:
-    errors = [{"pointer": "", "detail": str(exc), "code": "invalid"}]
-    return ProblemError(400, "validation-error", str(exc), errors=errors)
+def _proof_unavailable(exc: selectors.ProofRequestError) -> ProblemError:
+    # Well-formed sizes and indexes that this log cannot answer for (beyond its size, index past
+    # the tree, first after second): the schema cannot state them, so they are not a 400.
+    errors = [{"pointer": "", "detail": str(exc), "code": "out_of_range"}]
+    return ProblemError(422, "proof-unavailable", str(exc), errors=errors)
 
 
 class CheckpointView(EvidenceView):
@@ -154,24 +152,22 @@ class InclusionProofView(EvidenceView):
 
     @extend_schema(
         operation_id="evidence_inclusion_proof",
-        parameters=[
-            OpenApiParameter("index", OpenApiTypes.INT, OpenApiParameter.QUERY, required=True),
-            OpenApiParameter("tree_size", OpenApiTypes.INT, OpenApiParameter.QUERY, required=True),
-        ],
-        responses={200: InclusionProofSerializer, **problems(400, 401, 403, 429)},
+        parameters=[INCLUSION_INDEX.parameter(), INCLUSION_TREE_SIZE.parameter()],
+        responses={200: InclusionProofSerializer, **problems(400, 401, 403, 422, 429)},
     )
     def get(self, request: Request) -> Response:
-        query = _query(InclusionQuerySerializer(data=request.query_params))
+        index = INCLUSION_INDEX.parse(request)
+        tree_size = INCLUSION_TREE_SIZE.parse(request)
         try:
-            proof = selectors.inclusion_proof(index=query["index"], tree_size=query["tree_size"])
+            proof = selectors.inclusion_proof(index=index, tree_size=tree_size)
         except selectors.ProofRequestError as exc:
-            raise _proof_bad_request(exc) from None
-        leaf = selectors.leaf_hashes(query["index"], query["index"] + 1)[0]
+            raise _proof_unavailable(exc) from None
+        leaf = selectors.leaf_hashes(index, index + 1)[0]
         return Response(
             InclusionProofSerializer(
                 {
-                    "index": query["index"],
-                    "tree_size": query["tree_size"],
+                    "index": index,
+                    "tree_size": tree_size,
                     "leaf_hash": _b64(leaf),
                     "inclusion_proof": [_b64(h) for h in proof],
                 }
@@ -184,23 +180,21 @@ class ConsistencyProofView(EvidenceView):
 
     @extend_schema(
         operation_id="evidence_consistency_proof",
-        parameters=[
-            OpenApiParameter("first", OpenApiTypes.INT, OpenApiParameter.QUERY, required=True),
-            OpenApiParameter("second", OpenApiTypes.INT, OpenApiParameter.QUERY, required=True),
-        ],
-        responses={200: ConsistencyProofSerializer, **problems(400, 401, 403, 429)},
+        parameters=[CONSISTENCY_FIRST.parameter(), CONSISTENCY_SECOND.parameter()],
+        responses={200: ConsistencyProofSerializer, **problems(400, 401, 403, 422, 429)},
     )
     def get(self, request: Request) -> Response:
-        query = _query(ConsistencyQuerySerializer(data=request.query_params))
+        first = CONSISTENCY_FIRST.parse(request)
+        second = CONSISTENCY_SECOND.parse(request)
         try:
-            proof = selectors.consistency_proof(first=query["first"], second=query["second"])
+            proof = selectors.consistency_proof(first=first, second=second)
         except selectors.ProofRequestError as exc:
-            raise _proof_bad_request(exc) from None
+            raise _proof_unavailable(exc) from None
         return Response(
             ConsistencyProofSerializer(
                 {
-                    "first": query["first"],
-                    "second": query["second"],
+                    "first": first,
+                    "second": second,
                     "consistency_proof": [_b64(h) for h in proof],
                 }
             ).data

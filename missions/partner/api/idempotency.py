@@ -45,7 +45,9 @@ log = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 # The draft makes the key an sf-string; we accept it quoted or bare, printable ASCII, at most 255 characters.
-_KEY = re.compile(r'^"?([\x21\x23-\x7e][\x20\x21\x23-\x7e]{0,254})"?$')
+# The schema publishes the same pattern (missions.partner.api.schema).
+KEY_PATTERN = r'^"?([\x21\x23-\x7e][\x20\x21\x23-\x7e]{0,254})"?$'
+_KEY = re.compile(KEY_PATTERN)
 # What a replay repeats besides the status and the body (the draft: the first response, as it was).
 _REPLAYED_HEADERS = ("Content-Type", "Location")
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from missions.choices import AutonomyMode, ExceptionKind, MissionStatus, OfferKind
 from missions.models import Mission, MissionException, Offer, Tender
+from missions.partner.api.fields import MoneyField, Rfc3339DateTimeField, StrictCharField, StrictChoiceField
 
 # Statuses a carrier may report; cancelling and handing over are decisions taken on our side.
 CARRIER_MISSION_STATUSES = [
@@ -22,6 +22,9 @@ CARRIER_MISSION_STATUSES = [
     MissionStatus.FAILED,
 ]
 CARRIER_MISSION_STATUS_CHOICES = [(s.value, s.label) for s in CARRIER_MISSION_STATUSES]
+# An answer may name a price; a counter-offer must (the schema states it with one shape per kind).
+OFFER_ANSWER_KIND_CHOICES = [(k.value, k.label) for k in (OfferKind.ACCEPT, OfferKind.REJECT)]
+OFFER_COUNTER_KIND_CHOICES = [(OfferKind.COUNTER.value, OfferKind.COUNTER.label)]
 MAX_METADATA_BYTES = 8192
 
 
@@ -118,16 +121,16 @@ class TenderSerializer(serializers.ModelSerializer[Tender]):
 class OfferRequestSerializer(serializers.Serializer[dict[str, Any]]):
     """Accept, reject or counter a tender. A counter needs a price; an accept may name the vehicle."""
 
-    kind = serializers.ChoiceField(choices=OfferKind.choices)
-    price_usd = serializers.DecimalField(
-        max_digits=10, decimal_places=2, min_value=Decimal("0.01"), required=False, allow_null=True
+    kind = StrictChoiceField(choices=OfferKind.choices)
+    price_usd = MoneyField(required=False, allow_null=True)
+    vehicle_external_id = StrictCharField(max_length=100, required=False, allow_blank=True)
+    route_id = StrictCharField(max_length=100, required=False, allow_blank=True)
+    eta = Rfc3339DateTimeField(required=False, allow_null=True)
+    autonomy_mode = StrictChoiceField(choices=AutonomyMode.choices, required=False)
+    reason = StrictCharField(max_length=300, required=False, allow_blank=True)
+    metadata = serializers.DictField(
+        required=False, help_text=f"Any JSON object of at most {MAX_METADATA_BYTES} bytes once serialized."
     )
-    vehicle_external_id = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    route_id = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    eta = serializers.DateTimeField(required=False, allow_null=True)
-    autonomy_mode = serializers.ChoiceField(choices=AutonomyMode.choices, required=False)
-    reason = serializers.CharField(max_length=300, required=False, allow_blank=True)
-    metadata = serializers.DictField(required=False)
 
     def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
         return _small_json(value)
@@ -136,6 +139,32 @@ class OfferRequestSerializer(serializers.Serializer[dict[str, Any]]):
         if attrs["kind"] == OfferKind.COUNTER and attrs.get("price_usd") is None:
             raise serializers.ValidationError({"price_usd": "A counter-offer needs a price."})
         return attrs
+
+
+class OfferAnswerSerializer(OfferRequestSerializer):
+    """Accept or reject a tender; a price is optional."""
+
+    kind = StrictChoiceField(choices=OFFER_ANSWER_KIND_CHOICES)
+
+
+class OfferCounterSerializer(OfferRequestSerializer):
+    """Counter a tender with the price the carrier asks."""
+
+    kind = StrictChoiceField(choices=OFFER_COUNTER_KIND_CHOICES)
+    price_usd = MoneyField()
+
+
+# The request body as the schema documents it: the shape depends on ``kind`` (``OfferRequestSerializer``
+# parses all three and checks the same rule).
+OFFER_REQUEST_SCHEMA = PolymorphicProxySerializer(
+    component_name="OfferRequest",
+    serializers={
+        OfferKind.ACCEPT.value: OfferAnswerSerializer,
+        OfferKind.REJECT.value: OfferAnswerSerializer,
+        OfferKind.COUNTER.value: OfferCounterSerializer,
+    },
+    resource_type_field_name="kind",
+)
 
 
 class OfferSerializer(serializers.ModelSerializer[Offer]):
@@ -197,20 +226,22 @@ class MissionSerializer(serializers.ModelSerializer[Mission]):
 class MissionStatusRequestSerializer(serializers.Serializer[dict[str, Any]]):
     """A status the carrier reports; failed and suspended need a reason."""
 
-    status = serializers.ChoiceField(choices=CARRIER_MISSION_STATUS_CHOICES)
-    reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    status = StrictChoiceField(choices=CARRIER_MISSION_STATUS_CHOICES)
+    reason = StrictCharField(max_length=300, required=False, allow_blank=True, default="")
 
 
 class AutonomyModeRequestSerializer(serializers.Serializer[dict[str, Any]]):
-    mode = serializers.ChoiceField(choices=AutonomyMode.choices)
-    reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    mode = StrictChoiceField(choices=AutonomyMode.choices)
+    reason = StrictCharField(max_length=300, required=False, allow_blank=True, default="")
 
 
 class ExceptionRequestSerializer(serializers.Serializer[dict[str, Any]]):
-    kind = serializers.ChoiceField(choices=ExceptionKind.choices)
-    detail = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
-    data = serializers.DictField(required=False)  # type: ignore[assignment]
-    occurred_at = serializers.DateTimeField(required=False, allow_null=True)
+    kind = StrictChoiceField(choices=ExceptionKind.choices)
+    detail = StrictCharField(max_length=5000, required=False, allow_blank=True, default="")
+    data = serializers.DictField(  # type: ignore[assignment]
+        required=False, help_text=f"Any JSON object of at most {MAX_METADATA_BYTES} bytes once serialized."
+    )
+    occurred_at = Rfc3339DateTimeField(required=False, allow_null=True)
 
     def validate_data(self, value: dict[str, Any]) -> dict[str, Any]:
         return _small_json(value)
@@ -266,3 +297,30 @@ class CapabilitiesSerializer(serializers.Serializer[dict[str, Any]]):
     limits = serializers.DictField()
     idempotency = serializers.DictField()
     authentication = serializers.DictField()
+
+
+class ReplayedEventSerializer(serializers.Serializer[dict[str, Any]]):
+    """One entry of the durable event log (``missions.events.event_message``, console internals removed)."""
+
+    id = serializers.IntegerField()
+    occurred_at = serializers.DateTimeField()
+    actor = serializers.CharField(help_text="Who acted; console users appear as `console`")
+    actor_kind = serializers.CharField()
+    action = serializers.CharField()
+    subject_type = serializers.CharField()
+    subject_id = serializers.IntegerField()
+    before = serializers.JSONField(allow_null=True)
+    after = serializers.JSONField(allow_null=True)
+    data = serializers.JSONField()  # type: ignore[assignment]
+    correlation_id = serializers.UUIDField(allow_null=True)
+    shipment_id = serializers.IntegerField(allow_null=True)
+    mission_id = serializers.IntegerField(allow_null=True)
+    carrier_id = serializers.IntegerField(allow_null=True)
+
+
+class EventReplaySerializer(serializers.Serializer[dict[str, Any]]):
+    """A page of the event log after a cursor; call again with ``after=next_cursor`` while ``has_more``."""
+
+    events = ReplayedEventSerializer(many=True)
+    next_cursor = serializers.IntegerField(help_text="The id of the last event returned (the cursor if none)")
+    has_more = serializers.BooleanField()

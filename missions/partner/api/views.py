@@ -23,9 +23,12 @@ from missions.partner.api.authentication import PartnerPrincipal
 from missions.partner.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from missions.partner.api.idempotency import idempotent
 from missions.partner.api.limits import RATELIMIT_DRAFT, published_budgets, published_policies
+from missions.partner.api.query import ChoiceQuery, IntegerQuery
 from missions.partner.api.serializers import (
+    OFFER_REQUEST_SCHEMA,
     AutonomyModeRequestSerializer,
     CapabilitiesSerializer,
+    EventReplaySerializer,
     ExceptionRequestSerializer,
     IngestResultSerializer,
     MissionExceptionSerializer,
@@ -82,23 +85,10 @@ class PartnerView(APIView):
         return Actor.for_carrier(self.carrier)
 
 
-def _status_filter(request: Request, allowed: list[str]) -> str | None:
-    value = request.query_params.get("status")
-    if value and value not in allowed:
-        raise ProblemError(
-            400,
-            "validation-error",
-            "Unknown status filter.",
-            errors=[
-                {
-                    "pointer": "",
-                    "detail": f"status must be one of {', '.join(allowed)}",
-                    "code": "invalid_choice",
-                    "parameter": "status",
-                }
-            ],
-        )
-    return value or None
+TENDER_STATUS_QUERY = ChoiceQuery("status", list(TenderStatus.values), "Only tenders in this status.")
+MISSION_STATUS_QUERY = ChoiceQuery("status", list(MissionStatus.values), "Only missions in this status.")
+EVENTS_AFTER_QUERY = IntegerQuery("after", 0, 2**62, "Cursor: the id of the last event seen (0: from the start).")
+EVENTS_LIMIT_QUERY = IntegerQuery("limit", 1, REPLAY_LIMIT_MAX, "At most this many events (default 100).")
 
 
 class CapabilitiesView(PartnerView):
@@ -148,9 +138,6 @@ class CapabilitiesView(PartnerView):
         return Response(CapabilitiesSerializer(body).data)
 
 
-STATUS_PARAMETER = OpenApiParameter("status", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False)
-
-
 class TenderListView(PartnerView, generics.ListAPIView[Tender]):
     """Tenders addressed to the calling carrier, newest first."""
 
@@ -159,17 +146,20 @@ class TenderListView(PartnerView, generics.ListAPIView[Tender]):
 
     def get_queryset(self) -> QuerySet[Tender]:
         qs = Tender.objects.filter(carrier=self.carrier).select_related("shipment").order_by("-created_at", "-id")
-        wanted = _status_filter(self.request, list(TenderStatus.values))
+        wanted = TENDER_STATUS_QUERY.parse(self.request)
         return qs.filter(status=wanted) if wanted else qs
 
     @extend_schema(
-        parameters=[STATUS_PARAMETER], responses={200: TenderSerializer(many=True), **problems(400, *COMMON_READ)}
+        parameters=[TENDER_STATUS_QUERY.parameter()],
+        responses={200: TenderSerializer(many=True), **problems(400, *COMMON_READ)},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
 
 class TenderDetailView(PartnerView, generics.RetrieveAPIView[Tender]):
+    """One tender addressed to the calling carrier."""
+
     serializer_class = TenderSerializer
     required_scopes = {"GET": "tender:read"}
 
@@ -187,7 +177,7 @@ class TenderOfferView(PartnerView):
     required_scopes = {"POST": "tender:write"}
 
     @extend_schema(
-        request=OfferRequestSerializer,
+        request=OFFER_REQUEST_SCHEMA,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: OfferSerializer, **problems(*COMMON_WRITE)},
     )
@@ -222,17 +212,20 @@ class MissionListView(PartnerView, generics.ListAPIView[Mission]):
 
     def get_queryset(self) -> QuerySet[Mission]:
         qs = Mission.objects.filter(carrier=self.carrier).select_related("shipment", "vehicle")
-        wanted = _status_filter(self.request, list(MissionStatus.values))
+        wanted = MISSION_STATUS_QUERY.parse(self.request)
         return qs.filter(status=wanted).order_by("-created_at", "-id") if wanted else qs.order_by("-created_at", "-id")
 
     @extend_schema(
-        parameters=[STATUS_PARAMETER], responses={200: MissionSerializer(many=True), **problems(400, *COMMON_READ)}
+        parameters=[MISSION_STATUS_QUERY.parameter()],
+        responses={200: MissionSerializer(many=True), **problems(400, *COMMON_READ)},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
 
 class MissionDetailView(PartnerView, generics.RetrieveAPIView[Mission]):
+    """One of the calling carrier's missions."""
+
     serializer_class = MissionSerializer
     required_scopes = {"GET": "missions:read"}
 
@@ -374,7 +367,7 @@ class TelemetryBatchView(PartnerView):
     @extend_schema(
         request=TelemetryBatchSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={202: IngestResultSerializer, **problems(*COMMON_WRITE)},
+        responses={202: IngestResultSerializer, **problems(400, 401, 403, 409, 413, 415, 422, 429)},
     )
     @idempotent
     def post(self, request: Request) -> Response:
@@ -398,48 +391,20 @@ class TelemetryBatchView(PartnerView):
         return Response(IngestResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
 
 
-def _int_param(request: Request, name: str, default: int, *, minimum: int, maximum: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if not minimum <= value <= maximum:
-        raise ProblemError(
-            400,
-            "validation-error",
-            f"Invalid '{name}' parameter.",
-            errors=[
-                {
-                    "pointer": "",
-                    "detail": f"{name} must be an integer from {minimum} to {maximum}",
-                    "code": "invalid",
-                    "parameter": name,
-                }
-            ],
-        )
-    return value
-
-
 class EventReplayView(PartnerView):
     """The durable event log of the caller's missions after a cursor (the last event id seen)."""
 
     required_scopes = {"GET": "missions:read"}
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("after", OpenApiTypes.INT, OpenApiParameter.QUERY, description="Cursor: last id seen"),
-            OpenApiParameter("limit", OpenApiTypes.INT, OpenApiParameter.QUERY, description="At most 1000"),
-        ],
-        responses={200: OpenApiTypes.OBJECT, **problems(400, *COMMON_READ)},
+        parameters=[EVENTS_AFTER_QUERY.parameter(), EVENTS_LIMIT_QUERY.parameter()],
+        responses={200: EventReplaySerializer, **problems(400, 401, 403, 429)},
         operation_id="events_replay",
     )
     def get(self, request: Request) -> Response:
 
-        after = _int_param(request, "after", 0, minimum=0, maximum=2**62)
-        limit = _int_param(request, "limit", 100, minimum=1, maximum=REPLAY_LIMIT_MAX)
+        after = EVENTS_AFTER_QUERY.parse(request, default=0)
+        limit = EVENTS_LIMIT_QUERY.parse(request, default=100)
         rows = list(events_after(carrier_id=self.carrier.pk, after=after, limit=limit))
         events = [event_message(e) for e in rows]
         for event in events:  # a partner has no use for console internals

@@ -24,8 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -37,6 +36,7 @@ from missions.events import Actor
 from missions.evidence.services import carrier_signed
 from missions.models import Carrier, Mission, Tender
 from missions.models.partner import WebhookReceipt, WebhookSecret
+from missions.partner.api.fields import ID_MAX, Rfc3339DateTimeField, StrictChoiceField
 from missions.partner.api.serializers import (
     ExceptionRequestSerializer,
     MissionStatusRequestSerializer,
@@ -45,6 +45,7 @@ from missions.partner.api.serializers import (
 )
 from missions.partner.api.throttling import PartnerClientRateThrottle
 from missions.partner.api.views import problems
+from missions.partner.api.webhook_schema import WEBHOOK_DELIVERY_SCHEMA, WEBHOOK_PARAMETERS
 from missions.telemetry.group_commit import GroupCommitUnavailable
 from missions.telemetry.ingest import BatchTooLarge, ingest_events, telemetry_batch_max
 from missions.tendering import dispatch
@@ -115,8 +116,8 @@ def carrier_webhook_secrets(carrier: Carrier, now: datetime) -> list[str]:
 class WebhookEnvelopeSerializer(serializers.Serializer[dict[str, Any]]):
     """The Standard Webhooks payload: ``type``, ``timestamp`` and ``data``."""
 
-    type = serializers.ChoiceField(choices=[(t, t) for t in EVENT_TYPES])
-    timestamp = serializers.DateTimeField(required=False)
+    type = StrictChoiceField(choices=[(t, t) for t in EVENT_TYPES])
+    timestamp = Rfc3339DateTimeField(required=False)
     data = serializers.JSONField()  # type: ignore[assignment]
 
 
@@ -125,11 +126,16 @@ def _valid(serializer: serializers.Serializer[dict[str, Any]]) -> dict[str, Any]
     return dict(serializer.validated_data)
 
 
-def _mission_id(data: Any) -> int:
-    try:
-        return int(data["mission_id"])
-    except (KeyError, TypeError, ValueError):
-        raise serializers.ValidationError({"data": {"mission_id": ["A mission id is required."]}}) from None
+def _object_id(data: dict[str, Any], name: str) -> int:
+    # A JSON integer, as the schema says: "7", 7.0 or true are not ids.
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= ID_MAX:
+        raise serializers.ValidationError({"data": {name: [f"An integer id from 1 to {ID_MAX} is required."]}})
+    return value
+
+
+def _mission_id(data: dict[str, Any]) -> int:
+    return _object_id(data, "mission_id")
 
 
 def _apply(carrier: Carrier, event_type: str, data: Any) -> None:
@@ -153,11 +159,7 @@ def _apply(carrier: Carrier, event_type: str, data: Any) -> None:
             occurred_at=body.get("occurred_at"),
         )
     elif event_type == "offer":
-        try:
-            tender_id = int(data["tender_id"])
-        except (KeyError, TypeError, ValueError):
-            raise serializers.ValidationError({"data": {"tender_id": ["A tender id is required."]}}) from None
-        tender = get_object_or_404(Tender, pk=tender_id, carrier=carrier)
+        tender = get_object_or_404(Tender, pk=_object_id(data, "tender_id"), carrier=carrier)
         body = _valid(OfferRequestSerializer(data=data))
         dispatch.offer_receive(
             tender_id=tender.pk,
@@ -260,12 +262,8 @@ class CarrierWebhookView(APIView):
     throttle_classes = [PartnerClientRateThrottle]
 
     @extend_schema(
-        request=WebhookEnvelopeSerializer,
-        parameters=[
-            OpenApiParameter("webhook-id", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True),
-            OpenApiParameter("webhook-timestamp", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True),
-            OpenApiParameter("webhook-signature", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True),
-        ],
+        request=WEBHOOK_DELIVERY_SCHEMA,
+        parameters=WEBHOOK_PARAMETERS,
         responses={200: WebhookAckSerializer, **problems(400, 401, 404, 409, 413, 415, 422, 429)},
         auth=[],
         operation_id="webhook_deliver",
