@@ -5,7 +5,7 @@
   their serializers, like the ingest pipeline, refuse unknown fields.
 - ``answers_every_operation_can_give`` (postprocessing) adds the problem answers that do
   not depend on the operation (a malformed request, an unacceptable ``Accept``, a body
-  over the limit, the rate limit; 401 where a token is taken, 403 where a scope is
+  or request line over the limit, the rate limit; 401 where a token is taken, 403 where a scope is
   needed), the headers those answers carry, the bounds of the ids in paths and the
   pattern of the Idempotency-Key, and marks request bodies required.
 """
@@ -37,6 +37,8 @@ PROBLEM_DESCRIPTIONS = {
     "409": "The object's current state refuses the request, or a request with the same Idempotency-Key is "
     "still running (then `Retry-After`).",
     "413": "The body is over `limits.max_body_bytes`, or a batch over `limits.max_batch_events`.",
+    "414": "The request line (method, path and query) is longer than the server takes: 8190 bytes under "
+    "gunicorn and nginx as deployed (`uri-too-long`).",
     "415": "The body is not `application/json`.",
     "422": "Well-formed, but refused by a business rule (`domain-rule`, `telemetry-rejected`), or the "
     "Idempotency-Key was already used for another request.",
@@ -48,7 +50,7 @@ WEBHOOK_401 = (
     "no matching signature (`webhook-signature-invalid`)."
 )
 # Answers any operation can give, whatever it does (401 when it takes a token, 403 when it needs a scope).
-EVERY_OPERATION = ("400", "406", "413", "429")
+EVERY_OPERATION = ("400", "406", "413", "414", "429")
 
 RETRY_AFTER = {
     "description": "Seconds to wait before retrying (RFC 9110 §10.2.3).",
