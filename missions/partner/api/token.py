@@ -26,6 +26,7 @@ from tms_console.auth_guard import GuardKind, GuessRefused, attempt_begin
 from tms_console.client_address import client_address
 from tms_console.problem import problem_response
 from tms_console.ratelimit import ratelimit_headers
+from tms_console.unstorable import has_unstorable
 
 
 def client_id_of(request: HttpRequest) -> str:
@@ -59,6 +60,12 @@ class GuardedTokenView(PartnerTokenView):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         client_id = client_id_of(request)
+        # A client id no column can hold (U+0000, a lone surrogate) names no client; it is still
+        # counted, under a form the stores can keep.
+        storable = not has_unstorable(client_id)
+        if not storable:
+            client_id = client_id.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+            client_id = client_id.replace("\x00", "\\x00")
         address = client_address(request.META)
         try:
             attempt = attempt_begin(kind=GuardKind.CLIENT_SECRET, identity=client_id, address=address)
@@ -80,7 +87,11 @@ class GuardedTokenView(PartnerTokenView):
         if not _is_invalid_client(response):
             attempt.succeeded()
             return response
-        partner = PartnerClient.objects.filter(application__client_id=client_id).only("pk", "carrier_id").first()
+        partner = (
+            PartnerClient.objects.filter(application__client_id=client_id).only("pk", "carrier_id").first()
+            if storable
+            else None
+        )
         attempt.failed(
             reason="client authentication failed" if partner is not None else "unknown client id",
             subject_type="partner_client" if partner is not None else None,
