@@ -17,7 +17,9 @@ from django.utils import timezone
 from missions.events import Actor, event_record
 from missions.models import Carrier
 from runbooks.engine import runbook_start
-from runbooks.services import incident_alerts_cleared, incident_open, incident_severity_change
+from runbooks.models import Incident
+from runbooks.services import incident_alerts_cleared, incident_note_add, incident_open, incident_severity_change
+from runbooks.transitions import INCIDENT_OPEN
 from sla.choices import INCIDENT_SEVERITY_OF_ALERT, AlertSeverity, BreachStatus, SLIName
 from sla.models import (
     Breach,
@@ -249,6 +251,10 @@ def burn_rate_label(rate: Decimal | None) -> str:
     return f"{rate.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}x"
 
 
+# Burns that an open incident of these kinds explains (the incident pages; the burn joins it).
+CAUSE_INCIDENT_KINDS: dict[SLIName, tuple[str, ...]] = {SLIName.TELEMETRY_INTEGRITY: ("lost_comms",)}
+
+
 def _incident_follow_alerts(incident_id: int) -> None:
     """After alerts of an incident resolved: the incident follows what still burns (stated policy).
 
@@ -257,6 +263,8 @@ def _incident_follow_alerts(incident_id: int) -> None:
     breach may still need confirming or disputing (the SLA-breach runbook),
     and on-call resolves and closes it with a review.
     """
+    if not Incident.objects.filter(pk=incident_id, kind="sla_breach").exists():
+        return  # a burn that joined its cause's incident: that incident follows its own runbook
     still_open = set(
         BurnRateAlert.objects.filter(incident_id=incident_id, resolved_at__isnull=True).values_list(
             "severity", flat=True
@@ -329,8 +337,26 @@ def _incident_for_page(
     short_rate: Decimal | None,
     alert: BurnRateAlert,
 ) -> int:
-    """Open (or join) the carrier's SLA-breach incident, critical, with its runbook started."""
+    """Open (or join) the carrier's SLA-breach incident, critical, with its runbook started.
+
+    Inhibition (as Alertmanager's inhibit rules): a burn whose cause already
+    has an open incident for this carrier (``CAUSE_INCIDENT_KINDS``) joins that
+    incident as a note instead of paging a second time.
+    """
     actor = Actor.system("sla")
+    cause = Incident.objects.filter(
+        carrier=carrier, kind__in=CAUSE_INCIDENT_KINDS.get(SLIName(sli), ()), status__in=INCIDENT_OPEN
+    ).first()
+    if cause is not None:
+        incident_note_add(
+            incident_id=cause.pk,
+            actor=actor,
+            text=(
+                f"{SLIName(sli).label} is burning its error budget at {burn_rate_label(long_rate)} "
+                f"({rule.long_window}), a consequence of this incident: no separate page."
+            ),
+        )
+        return cause.pk
     incident, created = incident_open(
         actor=actor,
         kind="sla_breach",

@@ -451,6 +451,13 @@ CELERY_BEAT_SCHEDULE = {
     "sla-evaluate-all": {"task": "sla.evaluate_all", "schedule": SLA_EVALUATE_SECONDS},
 }
 
+# --- The demo's scripted incident (`make run`) ----------------------------------
+# The fleet simulator (`simulate_fleet --demo`) cuts one truck's comms this many seconds after
+# it starts, so the lost-comms runbook runs in front of a newcomer; "off" turns it off.
+DEMO_SCENARIO: str = env.str("DEMO_SCENARIO", default="lost-comms")
+DEMO_INCIDENT_VEHICLE: str = env.str("DEMO_INCIDENT_VEHICLE", default="LSA-101")
+DEMO_INCIDENT_AFTER_SECONDS: float = env.float("DEMO_INCIDENT_AFTER_SECONDS", default=180.0)
+
 # --- Paging (PagerDuty Events API v2) -------------------------------------------
 PAGERDUTY_EVENTS_URL: str = env.str("PAGERDUTY_EVENTS_URL", default="")
 PAGERDUTY_ROUTING_KEY: str = env.str("PAGERDUTY_ROUTING_KEY", default="")

@@ -11,8 +11,10 @@ import pytest
 import time_machine
 
 from missions.choices import MissionStatus
+from missions.events import Actor
 from missions.models import AuditEvent, Carrier
 from runbooks.models import Incident
+from runbooks.services import incident_open
 from sla.choices import AlertSeverity, SLIName
 from sla.models import BurnRateAlert, SLIMeasurement
 from sla.services import (
@@ -219,3 +221,34 @@ def test_a_page_opens_an_incident_with_its_runbook_and_the_incident_follows_its_
     incident.refresh_from_db()
     assert incident.severity == "critical"
     assert Incident.objects.filter(kind="sla_breach", carrier=carrier_a).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_telemetry_burn_caused_by_open_lost_comms_joins_that_incident_instead_of_paging_again(
+    carrier_a: Carrier, settings: Any
+) -> None:
+    settings.SLA_BURN_MIN_EVENTS = 10
+    ContractFactory(carrier=carrier_a, effective_from=date(2026, 1, 1))
+    silent = mission(carrier_a, status=MissionStatus.EN_ROUTE, started_at=at(-90))  # never reports
+    lost, _ = incident_open(
+        actor=Actor.system("detector"), kind="lost_comms", title="Lost communications", mission=silent
+    )
+    with time_machine.travel(T0, tick=False):
+        sla_evaluate(carrier_id=carrier_a.pk, now=T0)
+    page = BurnRateAlert.objects.get(sli=SLIName.TELEMETRY_INTEGRITY, severity=AlertSeverity.PAGE)
+    assert page.incident_id == lost.pk
+    assert not Incident.objects.filter(kind="sla_breach").exists()  # one incident, one page
+    note = AuditEvent.objects.get(subject_type="incident", subject_id=lost.pk, action="incident.note")
+    assert "Telemetry integrity is burning its error budget" in note.data["text"]
+
+    # The burn ending does not move the lost-comms incident: it follows its own runbook.
+    quiet = T0 + timedelta(days=4)
+    with time_machine.travel(quiet, tick=False):
+        silent.status = MissionStatus.COMPLETED
+        silent.completed_at = T0
+        silent.save(update_fields=["status", "completed_at"])
+        sla_evaluate(carrier_id=carrier_a.pk, now=quiet)
+    page.refresh_from_db()
+    lost.refresh_from_db()
+    assert page.resolved_at is not None
+    assert (lost.status, lost.severity) == ("triggered", "error")
