@@ -462,6 +462,7 @@ class LocalStore:
 @dataclass
 class _Lease:
     window_index: int
+    limit: int  # the policy's limit when granted: a changed limit voids the lease
     left: int  # units taken from the store and not yet spent
     previous: int  # the store's counts at the last grant (``current`` includes the lease)
     current: int
@@ -481,17 +482,18 @@ class Leases:
         self._asking: dict[str, set[int]] = {}
         self._asks = itertools.count()
 
-    def take(self, bucket: str, window_index: int, cost: int) -> tuple[int, int] | None:
+    def take(self, bucket: str, window_index: int, cost: int, limit: int) -> tuple[int, int] | None:
         """Spend ``cost`` leased units: (previous, current as this process knows them), or None."""
         with self._changed:
-            return self._take(bucket, window_index, cost)
+            return self._take(bucket, window_index, cost, limit)
 
-    def _take(self, bucket: str, window_index: int, cost: int) -> tuple[int, int] | None:
+    def _take(self, bucket: str, window_index: int, cost: int, limit: int) -> tuple[int, int] | None:
         lease = self._held.get(bucket)
         if lease is None or lease.left < cost:
             return None
-        if lease.window_index != window_index:
-            # Counted in an earlier window, where they stay (as if spent then: the safe side).
+        if lease.window_index != window_index or lease.limit != limit:
+            # Counted in an earlier window (where they stay, as if spent then: the safe side), or under
+            # a limit that has changed since.
             del self._held[bucket]
             return None
         lease.left -= cost
@@ -513,7 +515,7 @@ class Leases:
                     del self._asking[bucket]
                 self._changed.notify_all()
 
-    def take_when_settled(self, bucket: str, window_index: int, cost: int) -> tuple[int, int] | None:
+    def take_when_settled(self, bucket: str, window_index: int, cost: int, limit: int) -> tuple[int, int] | None:
         """After a refusal: wait for this process's questions in flight, then try the lease again."""
         with self._changed:
             pending = set(self._asking.get(bucket, ()))
@@ -521,16 +523,16 @@ class Leases:
                 self._changed.wait_for(
                     lambda: not pending & self._asking.get(bucket, set()), timeout=LEASE_SETTLE_SECONDS
                 )
-            return self._take(bucket, window_index, cost)
+            return self._take(bucket, window_index, cost, limit)
 
-    def add(self, bucket: str, window_index: int, units: int, previous: int, current: int) -> int:
+    def add(self, bucket: str, window_index: int, limit: int, units: int, previous: int, current: int) -> int:
         """Keep ``units`` granted ahead; return how many this process now holds for the bucket."""
         with self._changed:
             if len(self._held) > 10_000:
                 self._held.clear()  # many partitions at once: leases are an optimisation, not state
             lease = self._held.get(bucket)
-            if lease is None or lease.window_index != window_index:
-                lease = self._held[bucket] = _Lease(window_index, 0, previous, current)
+            if lease is None or lease.window_index != window_index or lease.limit != limit:
+                lease = self._held[bucket] = _Lease(window_index, limit, 0, previous, current)
             lease.left += units
             lease.previous, lease.current = previous, max(lease.current, current)
             return lease.left
@@ -575,7 +577,7 @@ class Limiter:
         store, local = self._store()
         leasing = policy.leased and not local
         if leasing:
-            seen = self.leases.take(bucket, window.index, cost)
+            seen = self.leases.take(bucket, window.index, cost, policy.rate.limit)
             if seen is not None:
                 decision = _decide(policy, bucket, window, allowed=True, previous=seen[0], current=seen[1], cost=cost)
                 return replace(decision, leased=True)
@@ -583,7 +585,7 @@ class Limiter:
             with self.leases.asking(bucket) if leasing else nullcontext():
                 granted, previous, current = store.hit(bucket, window, policy.rate, cost, LEASE_MAX_UNITS * leasing)
                 if granted > cost:
-                    held = self.leases.add(bucket, window.index, granted - cost, previous, current)
+                    held = self.leases.add(bucket, window.index, policy.rate.limit, granted - cost, previous, current)
                     current -= held  # what this process knows to be spent: its lease is not
         except _STORE_ERRORS as exc:
             self._went_down(exc)
@@ -591,7 +593,7 @@ class Limiter:
             return self._decision(policy, bucket, window, granted > 0, previous, current, cost, True)
         self._answered(local)
         if not granted and leasing:
-            seen = self.leases.take_when_settled(bucket, window.index, cost)
+            seen = self.leases.take_when_settled(bucket, window.index, cost, policy.rate.limit)
             if seen is not None:
                 decision = _decide(policy, bucket, window, allowed=True, previous=seen[0], current=seen[1], cost=cost)
                 return replace(decision, leased=True)

@@ -426,3 +426,11 @@ def test_redis_going_away_and_coming_back_with_an_empty_script_cache(caplog: pyt
     assert sum("does not answer" in m for m in messages) == 1
     assert sum("answers again" in m for m in messages) == 1
     metrics.RATELIMIT_FALLBACK.set(0)
+
+
+def test_a_changed_limit_voids_the_lease_taken_under_the_old_one() -> None:
+    limiter = Limiter(shared=LocalStore(), clock=Clock(1_800_000_000.0))
+    assert limiter.hit(Policy("partner", Rate(1200, 60), leased=True), "c").allowed  # leases 16 more units
+    lowered = Policy("partner", Rate(2, 60), leased=True)
+    # The store already counts 17 units in this window: under the new limit of 2, nothing is left.
+    assert not limiter.hit(lowered, "c").allowed
