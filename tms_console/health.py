@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import psycopg
 import redis
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
@@ -129,6 +130,13 @@ def _timed(name: str, required: bool, probe: Callable[[], str]) -> Check:
 
 
 def _database() -> str:
+    pool = getattr(connection, "pool", None)  # psycopg's pool (PostgreSQL with DB_POOL)
+    if pool is not None:
+        # Within the check's own time limit, not the pool's (DB_POOL_TIMEOUT): a probe must answer fast.
+        pool.open()
+        with pool.connection(timeout=CHECK_TIMEOUT_SECONDS) as pooled:
+            pooled.execute("SELECT 1")
+        return ""
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return ""
@@ -238,9 +246,18 @@ _UNAVAILABLE = {
 }
 
 
+# Django's wrapped errors, and the driver's own from code that uses a raw psycopg cursor (COPY).
+_DATABASE_LOST = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def database_connection_lost(exc: BaseException) -> bool:
+    """True when ``exc`` says the database connection is gone (or the server refused or ended it)."""
+    return isinstance(exc, _DATABASE_LOST)
+
+
 def _dependency_lost(exc: BaseException) -> str | None:
     """The dependency whose connection ``exc`` says is lost (``database`` or ``redis``), else None."""
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    if database_connection_lost(exc):
         return "database"
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return "redis"

@@ -20,32 +20,43 @@ Each test runs its own ``redis-server``; the machine's shared Redis is never tou
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from django.contrib.auth.models import User
+from django.utils import timezone
 
-from missions.choices import MissionStatus
+from missions.choices import ExceptionKind, MissionStatus
 from missions.evidence.services import AttestationSubject, attestation_create, checkpoint_issue
 from missions.models import Carrier, EventDelivery, Mission, MissionException
 from missions.models.telemetry import TelemetryWindowEvent
+from missions.telemetry.ingest import ingest_events
+from runbooks.choices import IncidentKind, IncidentStatus
+from runbooks.models import Incident
 from tests.conftest import verified_client
 from tests.factories import MissionFactory, VehicleFactory
 from tests.faults.dependencies import (
+    TIMEOUT,
     Sender,
     app_server,
     assert_unavailable_problem,
+    base_env,
     metric,
     metrics,
     own_redis,
+    processes,
     readyz,
     redis_url,
     require_postgres,
     telemetry_event,
     wait_until,
 )
+from tests.runbooks.pager import PagerReceiver
 from tests.server_process import ServerProcess
+from tms_console.health import heartbeat_ages
 
 pytestmark = [
     pytest.mark.services,
@@ -197,3 +208,123 @@ def test_redis_killed_telemetry_is_stored_limits_fail_open_and_readyz_tells(
             assert server.process.poll() is None
     # Acknowledged == stored, each once (the window's key is the event id).
     assert stored_ids(mission) == acknowledged
+
+
+# --- The safety loops while the broker (the same Redis) is down ------------------------------------
+
+HEARTBEAT_SECONDS = 1  # beat's heartbeat task (through the broker) and its own
+STALE_SECONDS = 3  # a heartbeat older than this is down (production: 30 s)
+GAP_SECONDS = 4  # silence before lost comms (production: 60 s, or the contract's)
+REPORT_EVERY = 0.5
+
+
+def report(missions: list[Mission]) -> None:
+    """One telemetry event per vehicle, through the ingest path, now."""
+    for mission in missions:
+        result = ingest_events(carrier=mission.carrier, events=[telemetry_event(mission)], source="test")
+        assert result.accepted == 1, result.rejected
+
+
+def report_until(missions: list[Mission], done: Callable[[], Any], what: str, seconds: float = TIMEOUT) -> Any:
+    """Keep ``missions`` reporting (every half second) until ``done()`` is true."""
+
+    def check() -> Any:
+        report(missions)
+        return done()
+
+    return wait_until(check, what, seconds, every=REPORT_EVERY)
+
+
+def lost_comms(mission: Mission) -> int:
+    return MissionException.objects.filter(mission=mission, kind=ExceptionKind.LOST_COMMS).count()
+
+
+def fresh(name: str) -> bool:
+    return heartbeat_ages().get(name, 1e9) < STALE_SECONDS
+
+
+def test_broker_down_the_safety_ticker_alarms_each_silent_vehicle_once_and_hands_back(
+    tmp_path: Path, carrier_a: Carrier
+) -> None:
+    require_postgres()
+    pager = PagerReceiver()
+    silent = [en_route_mission(carrier_a) for _ in range(2)]  # fall silent during the outage
+    steady = en_route_mission(carrier_a)  # reports throughout: never alarmed
+    later = en_route_mission(carrier_a)  # falls silent after the recovery: beat's own check must see it
+    everyone = [*silent, steady, later]
+    with own_redis(tmp_path) as redis:
+        url = redis_url(redis)
+        env = base_env(
+            REDIS_URL=url,
+            CELERY_BROKER_URL=url,
+            RATELIMIT_REDIS_URL=url,
+            CELERY_TASK_ALWAYS_EAGER="0",
+            CELERY_HEARTBEAT_SECONDS=str(HEARTBEAT_SECONDS),
+            SAFETY_STALE_SECONDS=str(STALE_SECONDS),
+            SAFETY_TICK_SECONDS="0.5",
+            TELEMETRY_GAP_SECONDS_DEFAULT=str(GAP_SECONDS),
+            PAGERDUTY_EVENTS_URL=pager.url,
+            PAGERDUTY_ROUTING_KEY="faults",
+            MQTT_URL="",
+        )
+        with processes(tmp_path, env) as procs:
+            try:
+                procs.worker()
+                procs.beat()
+                report_until(everyone, lambda: fresh("worker") and fresh("beat"), "beat and the worker to report")
+                with app_server("daphne", tmp_path, **{**env, "SAFETY_TICKER": "1"}) as server:
+                    report_until(everyone, lambda: readyz(server)[1]["checks"]["worker"]["state"] == "ok", "/readyz")
+
+                    killed_at = timezone.now()
+                    redis.kill()
+
+                    # Beat records its own heartbeat; the worker's comes through the broker and goes stale.
+                    monitoring = report_until(
+                        [steady, later],
+                        lambda: Incident.objects.filter(kind=IncidentKind.MONITORING_DEGRADED).first(),
+                        "the monitoring degraded incident",
+                    )
+                    assert monitoring.severity == "critical"
+                    report_until(
+                        [steady, later],
+                        lambda: all(lost_comms(m) == 1 for m in silent),
+                        "lost comms for each vehicle silent during the outage",
+                    )
+                    status, body, _ = readyz(server)
+                    assert status == 503 and body["checks"]["redis"]["state"] == "down", body
+                    assert body["checks"]["worker"]["state"] == "stale"
+                    assert body["checks"]["beat"]["state"] == "ok"  # beat is alive; its path to the worker is not
+                    # Paged directly over HTTP, without the broker.
+                    assert any(
+                        c["event_action"] == "trigger" and c["dedup_key"] == f"tms-incident-{monitoring.pk}"
+                        for c in pager.calls
+                    ), pager.calls
+
+                    restarted_at = timezone.now()
+                    redis.start()  # the same port, empty
+
+                    report_until(
+                        [steady, later],
+                        lambda: Incident.objects.get(pk=monitoring.pk).status == IncidentStatus.RESOLVED,
+                        "beat and the worker to be back and the monitoring incident resolved",
+                        seconds=60,
+                    )
+                    # A vehicle falling silent now is found by beat and the worker again.
+                    report_until([steady], lambda: lost_comms(later) == 1, "beat's gap check to see a new silence")
+                    report([steady])
+                    assert [lost_comms(m) for m in silent] == [1, 1]  # alarmed once, not again after the recovery
+                    # ...and by the safety ticker, while the broker was down.
+                    for exception in MissionException.objects.filter(mission__in=silent):
+                        assert killed_at < exception.created_at < restarted_at
+                    assert lost_comms(steady) == 0
+                    assert Incident.objects.filter(kind="lost_comms", mission__in=silent).count() == 2
+                    assert Incident.objects.filter(kind=IncidentKind.MONITORING_DEGRADED).count() == 1
+                    assert readyz(server)[0] == 200
+                    assert server.process.poll() is None
+                    assert procs.alive("worker"), procs.log_tail("worker")
+                    assert procs.alive("beat"), procs.log_tail("beat")
+            except BaseException:
+                print(procs.logs())
+                raise
+            finally:
+                pager.close()
