@@ -15,7 +15,10 @@ expired ones).
 The in-flight row is committed before the handler runs, so a concurrent
 retry sees it (on PostgreSQL the unique index makes the second insert wait
 for the first and then fail). The handler's effect and the completed record
-are committed together, so an outcome is never lost after its effect.
+are committed together, so an outcome is never lost after its effect. When
+the database connection is lost mid-way (answered 503), the in-flight row is
+deleted on a new connection, so the client's retry runs at once instead of
+meeting a 409 until the row counts as abandoned.
 """
 
 from __future__ import annotations
