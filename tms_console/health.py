@@ -287,7 +287,7 @@ def unavailable_response(request: HttpRequest, dependency: str = "database") -> 
 
 
 class DatabaseUnavailableMiddleware:
-    """A view that lost its database (or Redis) connection answers 503, not 500 (see ``server_error`` for the rest)."""
+    """A view that lost its database connection answers 503, not 500 (see ``server_error`` for the rest)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -296,6 +296,7 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        # A lost Redis connection too: what cannot be served without it is a 503 as well.
         dependency = _dependency_lost(exception)
         if dependency is None:
             return None
