@@ -133,9 +133,13 @@ elif IS_POSTGRES and env.bool("DB_POOL", default=True):
     _db_options["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=2),
         "max_size": env.int("DB_POOL_MAX", default=20),
-        "timeout": 10,
+        # How long a request waits for a connection (all busy, or the database away) before its 503.
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # The pool checks a connection when it hands it out: one the server ended while it sat in the
+    # pool (a restart, a failover, pg_terminate_backend) is replaced, not answered with a 503.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, channel layer, Celery --------------------------------------
