@@ -361,6 +361,8 @@ CELERY_IMPORTS = [
 # back-off from EVENT_RETRY_SECONDS (capped at 10 min), EVENT_RETRY_ATTEMPTS times in all.
 EVENT_RETRY_SECONDS: float = env.float("EVENT_RETRY_SECONDS", default=10.0)
 EVENT_RETRY_ATTEMPTS: int = env.int("EVENT_RETRY_ATTEMPTS", default=10)
+# A task delivery not done this long after its event committed (the broker lost the task) is retried.
+EVENT_TASK_GRACE_SECONDS: float = env.float("EVENT_TASK_GRACE_SECONDS", default=120.0)
 globals().setdefault("CELERY_BEAT_SCHEDULE", {}).update(
     {
         "events-retry": {"task": "missions.events.retry", "schedule": EVENT_RETRY_SECONDS},
