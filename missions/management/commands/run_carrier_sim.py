@@ -95,6 +95,8 @@ class Command(BaseCommand):
         if not options["no_demo_carriers"]:
             config.secret_for, config.tenant_vehicles = _demo_carriers()
         sim = CarrierSimulator(config, host=options["host"], port=options["port"])
+        if config.tenant_vehicles:
+            self._books_restore(sim, list(config.tenant_vehicles))
         demo = ", ".join(f"/carriers/{slug}" for slug in config.tenant_vehicles) or "none"
         self.stdout.write(
             f"carrier simulator on {sim.url} (policy {options['policy']}, answers {config.answer}; "
@@ -106,6 +108,30 @@ class Command(BaseCommand):
             pass
         finally:
             sim.stop()
+
+    def _books_restore(self, sim: CarrierSimulator, slugs: list[str]) -> None:
+        """Before serving: put the console's open tenders at the demo carriers back in the books.
+
+        An in-memory carrier forgets everything when it restarts, while the console's database
+        keeps the tenders it sent (the demo seed's among them); without this every status poll
+        would find them unknown (docs/decisions/0018). Reported on stderr: the first line of
+        stdout announces the address.
+        """
+        from django.db import DatabaseError, connections
+
+        try:
+            from missions.management.commands.seed_demo import carrier_books
+        except ImportError:  # the demo seed is optional
+            return
+        try:
+            books = carrier_books(slugs)
+        except DatabaseError as exc:  # no console database (yet): nothing to restore
+            self.stderr.write(f"carrier simulator: no tenders restored ({type(exc).__name__})")
+            return
+        finally:
+            connections.close_all()
+        restored = sum(sim.tenders_restore(entries, tenant=slug) for slug, entries in books.items())
+        self.stderr.write(f"carrier simulator: restored {restored} open tenders of the demo carriers")
 
 
 def _demo_carriers() -> tuple[Callable[[str], str], dict[str, list[str]]]:
