@@ -175,7 +175,12 @@ def _tender_resend(*, tender_id: int) -> str:
         _tender_event(
             tender,
             "tender.resend_answered",
-            {"external_ref": ref, "previous_ref": previous, "remote_status": state.get("status"), "why": "known again"},
+            {
+                "external_ref": ref,
+                "previous_ref": previous,
+                "remote_status": state.get("status"),
+                "why": f"{tender.carrier.name} holds the tender again as {ref}",
+            },
         )
     return f"resent: {dispatch.tender_apply_remote_state(tender_id=tender_id, state=state, source='api-resend')}"
 

@@ -321,6 +321,8 @@ def test_the_simulator_takes_restored_tenders_over_its_admin_endpoint(make_sim: 
     entry = {"ref": "SEEDED-1", "idempotency_key": str(tender.idempotency_key), "request": tender_submit_body(tender)}
 
     assert httpx.post(f"{sim.url}/_tenders", json={"tenders": "no"}).status_code == 400
+    assert httpx.post(f"{sim.url}/_tenders", json={"tenders": [{**entry, "ref": ""}]}).status_code == 400
+    assert httpx.post(f"{sim.url}/_tenders", json={"tenders": ["SEEDED-1"]}).status_code == 400
     refused = httpx.post(f"{sim.url}/_tenders", json={"tenders": [{**entry, "request": {"tender_id": 0}}]})
     assert refused.status_code == 400 and refused.headers["content-type"] == "application/problem+json"
     assert httpx.post(f"{sim.url}/_tenders", json={"tenders": [entry]}).json() == {"restored": 1, "tenders": 1}

@@ -345,6 +345,10 @@ class _Handler(BaseHTTPRequestHandler):
                 if not isinstance(entries, list):
                     raise ValueError('Send {"tenders": [{"ref", "idempotency_key", "request"}, ...]}.')
                 for entry in entries:
+                    if not all(
+                        isinstance(entry.get(k), str) and 0 < len(entry[k]) <= 120 for k in ("ref", "idempotency_key")
+                    ):
+                        raise ValueError("Each tender needs a ref and an idempotency_key (1 to 120 characters).")
                     errors = contract_schema_errors(schema="TenderSubmit", body=entry.get("request"))
                     if errors:
                         raise ValueError("; ".join(errors)[:500])
