@@ -52,7 +52,7 @@ POLICY: Final[dict[str, tuple[str, ...]]] = {
     "default-src": ("'self'",),
     "script-src": ("'self'",),
     "style-src": ("'self'", EMPTY_STYLE_HASH, PLOTLY_MAPLIBRE_STYLE_HASH),
-    "img-src": ("'self'",),
+    "img-src": ("'self'", "data:"),
     "font-src": ("'self'",),
     "connect-src": ("'self'",),
     "object-src": ("'none'",),
