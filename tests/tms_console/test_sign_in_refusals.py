@@ -9,8 +9,8 @@ from __future__ import annotations
 import html
 import re
 import time
-from datetime import UTC, datetime, timedelta
 from binascii import unhexlify
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
