@@ -1,9 +1,11 @@
 """The Content-Security-Policy header on every response the console sends.
 
 The policy allows scripts, styles, images, fonts and fetch/WebSocket
-connections from the console's own origin only, and no inline code: the
-templates keep their scripts and styles in ``static/`` (decision record
-0019 gives each directive and its reason). Three narrow exceptions:
+connections from the console's own origin only (images also as ``data:``
+URLs, which Swagger UI draws its icons with and which cannot run script), and
+no inline code: the templates keep their scripts and styles in ``static/``
+(decision record 0019 gives each directive and its reason). Three narrow
+exceptions:
 
 * ``style-src`` allows the hash of the *empty* style sheet. Plotly adds an
   empty ``<style>`` element to the page and fills it through the CSSOM
