@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import LiveServer
 from tests.browser.pages import CONSOLE_PAGES, NOT_FOUND_PATH, PUBLIC_PAGES, ConsoleData, console_data
@@ -154,3 +154,16 @@ def test_a_page_that_breaks_the_policy_fails_the_sweep(
     # Seen and asserted: let the fixture's own check pass.
     network.csp_violations.clear()
     network.console_errors.clear()
+
+
+def test_the_pickers_that_lost_their_inline_handler_still_submit_on_change(
+    page: Page, live_url: str, sla_manager: User
+) -> None:
+    """``onchange="this.form.submit()"`` became ``data-autosubmit`` (static/js/console.js)."""
+    login(page, live_url, sla_manager, next_path="/sla/dashboard/")
+    page.get_by_label("Window").select_option("7d")
+    page.wait_for_url(f"{live_url}/sla/dashboard/?window=7d")
+    expect(page.get_by_label("Window")).to_have_value("7d")
+    page.goto(f"{live_url}/sla/dashboard/breaches/")
+    page.get_by_label("Status").select_option(index=1)
+    page.wait_for_url(lambda url: "/sla/dashboard/breaches/?status=" in url)
