@@ -24,6 +24,8 @@ import os
 import sys
 import threading
 import time
+import traceback
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,14 @@ def exit_deadline(seconds: float, *, process: str) -> float:
 def _expire(deadline: float, seconds: float, process: str) -> None:
     while (left := deadline - time.monotonic()) > 0:
         time.sleep(left)
-    still = sorted(t.name for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive())
     log.warning(
         "drain time over; exiting now",
-        extra={"event": "shutdown.deadline", "component": process, "drain_seconds": seconds, "threads": still},
+        extra={
+            "event": "shutdown.deadline",
+            "component": process,
+            "drain_seconds": seconds,
+            "threads": _where_threads_are(),
+        },
     )
     # Nothing more can be done about a broken log stream at exit.
     for handler in logging.getLogger().handlers:
@@ -74,6 +80,21 @@ def _expire(deadline: float, seconds: float, process: str) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
     os._exit(EXIT_DRAIN_EXPIRED)
+
+
+def _where_threads_are() -> dict[str, str]:
+    """Each other live thread's name and the innermost frames it is in (which one holds the process)."""
+    frames = sys._current_frames()
+    where = {}
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.ident is None:
+            continue
+        stack = traceback.extract_stack(frames[thread.ident]) if thread.ident in frames else []
+        kind = "daemon" if thread.daemon else "joined at exit"
+        where[thread.name] = f"{kind}: " + " < ".join(
+            f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(stack[-4:])
+        )
+    return where
 
 
 def drain_left(deadline: float) -> float:

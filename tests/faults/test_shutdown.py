@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 import requests
 from django.conf import settings
+from django.db import connections, transaction
 from django.utils import timezone
 
 from missions.events import Actor
@@ -40,6 +41,7 @@ from tests.conftest import require_service
 from tests.factories import CarrierFactory, MissionFactory
 from tests.server_process import ServerProcess, server_database_url, server_start
 from tests.workers import beat_start, worker_env, worker_start
+from tms_console.shutdown import EXIT_DRAIN_EXPIRED
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -92,30 +94,20 @@ class Load:
 
     def start(self) -> None:
         for mission in self.missions:
-            thread = threading.Thread(target=self._send, args=(mission.pk, mission.vehicle.external_id), daemon=True)
+            thread = threading.Thread(target=self._send, args=(mission,), daemon=True)
             thread.start()
             self.threads.append(thread)
 
-    def _send(self, mission_id: int, vehicle_id: str) -> None:
+    def _send(self, mission: Mission) -> None:
         session = requests.Session()
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         while not self.stop.is_set():
-            now = timezone.now()
-            events = [
-                {
-                    "event_id": str(uuid.uuid4()),
-                    "mission_id": mission_id,
-                    "vehicle_id": vehicle_id,
-                    "ts": (now - timezone.timedelta(milliseconds=index)).isoformat(),
-                    "position": {"lat": 32.5, "lon": -96.5, "speed_kph": 88.0, "heading_deg": 170.0},
-                }
-                for index in range(BATCH_EVENTS)
-            ]
-            batch = Batch(event_ids=[e["event_id"] for e in events], started=time.monotonic())
+            event_ids, body = batch_body(mission, BATCH_EVENTS)
+            batch = Batch(event_ids=event_ids, started=time.monotonic())
             try:
                 response = session.post(
                     f"{self.url}/api/v1/telemetry/batch",
-                    data=json.dumps({"events": events}),
+                    data=body,
                     headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
                     timeout=60,
                 )
@@ -147,15 +139,9 @@ def connect_refused(url: str) -> bool:
     return False
 
 
-def slow_upload(
-    server: ServerProcess, token: str, mission: Mission, *, halfway: threading.Event, refused: list[bool]
-) -> Batch:
-    """A batch whose body is half sent, then (once ``halfway`` is set: SIGTERM) finished.
-
-    Between the two, a new connection is tried: ``refused`` says whether it was.
-    """
+def batch_body(mission: Mission, events: int) -> tuple[list[str], bytes]:
     now = timezone.now()
-    events = [
+    batch = [
         {
             "event_id": str(uuid.uuid4()),
             "mission_id": mission.pk,
@@ -163,22 +149,31 @@ def slow_upload(
             "ts": (now - timezone.timedelta(milliseconds=index)).isoformat(),
             "position": {"lat": 32.5, "lon": -96.5},
         }
-        for index in range(10)
+        for index in range(events)
     ]
-    body = json.dumps({"events": events}).encode()
+    return [e["event_id"] for e in batch], json.dumps({"events": batch}).encode()
+
+
+def slow_upload(
+    server: ServerProcess, token: str, mission: Mission, *, halfway: threading.Event, during: Callable[[], None]
+) -> Batch:
+    """A batch whose body is half sent, then (once ``halfway`` is set: SIGTERM) finished.
+
+    Between the two, while the server drains, ``during`` runs.
+    """
+    event_ids, body = batch_body(mission, 10)
     host, port = server.url.removeprefix("http://").split(":")
     head = (
         f"POST /api/v1/telemetry/batch HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
         f"Content-Type: application/json\r\nIdempotency-Key: {uuid.uuid4()}\r\nContent-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
     ).encode()
-    batch = Batch(event_ids=[e["event_id"] for e in events], started=time.monotonic())
+    batch = Batch(event_ids=event_ids, started=time.monotonic())
     with socket.create_connection((host, int(port)), timeout=60) as sock:
         sock.sendall(head + body[: len(body) // 2])
         halfway.wait(timeout=60)
         time.sleep(0.25)  # the server has had the SIGTERM for a moment, and is draining this request
-        refused.append(connect_refused(server.url))
-        time.sleep(0.25)
+        during()
         sock.sendall(body[len(body) // 2 :])
         received = b""
         while chunk := sock.recv(65536):
@@ -200,7 +195,10 @@ def fleet(db: Any) -> tuple[Carrier, list[Mission], str, str]:
     carrier = CarrierFactory(slug=f"shutdown-{uuid.uuid4().hex[:6]}")
     missions = [MissionFactory(carrier=carrier) for _ in range(SENDERS + 1)]
     issued = partner_services.partner_client_create(
-        carrier_id=carrier.pk, name="shutdown test", scopes=["telemetry:write"], actor=Actor.system("test")
+        carrier_id=carrier.pk,
+        name="shutdown test",
+        scopes=["telemetry:write", "missions:write"],
+        actor=Actor.system("test"),
     )
     return carrier, missions, issued.client_id, issued.client_secret
 
@@ -229,8 +227,31 @@ def test_sigterm_under_load_drains_requests_in_flight_and_loses_no_acknowledged_
         halfway = threading.Event()
         uploads: list[Batch] = []
         refused: list[bool] = []
+        # A connection kept alive from before the SIGTERM, used again while the server drains.
+        kept = requests.Session()
+        assert kept.get(f"{server.url}/healthz", timeout=30).status_code == 200
+        kept_ids, kept_body = batch_body(missions[-1], 10)
+        kept_answers: list[requests.Response] = []
+
+        def during_drain() -> None:
+            refused.append(connect_refused(server.url))
+            kept_answers.append(
+                kept.post(
+                    f"{server.url}/api/v1/telemetry/batch",
+                    data=kept_body,
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "Content-Type": "application/json",
+                        "Idempotency-Key": str(uuid.uuid4()),
+                    },
+                    timeout=60,
+                )
+            )
+
         uploader = threading.Thread(
-            target=lambda: uploads.append(slow_upload(server, token, missions[-1], halfway=halfway, refused=refused)),
+            target=lambda: uploads.append(
+                slow_upload(server, token, missions[-1], halfway=halfway, during=during_drain)
+            ),
             daemon=True,
         )
         uploader.start()
@@ -249,9 +270,19 @@ def test_sigterm_under_load_drains_requests_in_flight_and_loses_no_acknowledged_
 
     assert took <= DRAIN_SECONDS + EXIT_SLACK_SECONDS, (took, log)
     assert server.process.returncode == 0, log
-    # While it drained, a new connection was refused (not left in a backlog to be reset at the exit) ...
+    # While it drained, a new connection was refused (not left in a backlog to be reset at the exit),
+    # and a request on a connection kept alive from before was answered, with "Connection: close":
+    # daphne refuses it (503 shutting-down, nothing stored), gunicorn serves it.
     assert refused == [True], log
-    # ... and the request whose body was still arriving at SIGTERM was served to the end.
+    (kept_answer,) = kept_answers
+    assert kept_answer.headers["Connection"].lower() == "close", kept_answer.headers
+    if kind == "daphne":
+        assert kept_answer.status_code == 503, kept_answer.text
+        assert kept_answer.json()["type"].endswith("/shutting-down") and kept_answer.headers["Retry-After"]
+        assert stored(kept_ids) == 0
+    else:
+        assert kept_answer.status_code == 202 and stored(kept_ids) == len(kept_ids), kept_answer.text
+    # The request whose body was still arriving at SIGTERM was served to the end.
     assert uploads and uploads[0].status == 202, (uploads, log)
     assert stored(uploads[0].event_ids) == len(uploads[0].event_ids)
     answered = [b for b in load.batches if b.status is not None]
@@ -268,13 +299,118 @@ def test_sigterm_under_load_drains_requests_in_flight_and_loses_no_acknowledged_
                 assert batch.body["type"].endswith("/shutting-down") and count == 0, batch
     refused = [b for b in load.batches if b.status != 202]
     assert refused, "the load never met the stopped server"
+    # Nothing was cut off: answers during the drain said "Connection: close", so no client sent a
+    # request on a connection about to go; the next one found nothing listening.
+    assert not [b for b in refused if b.status is None and b.error != "refused"], refused
     print(
         f"{kind}: exited {took:.2f} s after SIGTERM (drain time {DRAIN_SECONDS:g} s); "
         f"{sum(b.status == 202 for b in load.batches)} batches acknowledged and stored, "
-        f"{sum(b.status == 503 for b in load.batches)} refused with 503, "
+        f"{sum(b.status == 503 for b in load.batches)} refused with 503 (a kept-alive connection's), "
         f"{sum(b.error == 'refused' for b in load.batches)} connections refused, "
         f"{sum(b.status is None and b.error != 'refused' for b in load.batches)} cut off without an answer"
     )
+
+
+def partner_token(server: ServerProcess, client_id: str, client_secret: str, scope: str) -> str:
+    answer = requests.post(
+        f"{server.url}/oauth2/token",
+        data={"grant_type": "client_credentials", "scope": scope},
+        auth=(client_id, client_secret),
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+@pytest.mark.server_process
+def test_sigterm_closes_websockets_as_going_away(
+    fleet: tuple[Carrier, list[Mission], str, str], tmp_path: Path
+) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    _, missions, client_id, client_secret = fleet
+    server = server_start("daphne", log_path=tmp_path / "daphne.log", env={"WEB_DRAIN_SECONDS": str(DRAIN_SECONDS)})
+    try:
+        token = partner_token(server, client_id, client_secret, "telemetry:write")
+        mission = missions[0]
+        ws_url = server.url.replace("http://", "ws://") + "/ws/ingest/"
+        with connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=30) as socket_:
+            assert json.loads(socket_.recv(timeout=30))["type"] == "ready"
+            event = {
+                "event_id": str(uuid.uuid4()),
+                "mission_id": mission.pk,
+                "vehicle_id": mission.vehicle.external_id,
+                "ts": timezone.now().isoformat(),
+                "position": {"lat": 32.5, "lon": -96.5},
+            }
+            socket_.send(json.dumps({"seq": 1, "events": [event]}))
+            assert json.loads(socket_.recv(timeout=30))["accepted"] == 1
+            server.process.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                socket_.recv(timeout=DRAIN_SECONDS + 10)
+        server.process.wait(timeout=DRAIN_SECONDS + 30)
+    finally:
+        server.stop()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001  # going away
+    assert server.process.returncode == 0, server.log_tail()
+
+
+@pytest.mark.server_process
+def test_a_request_stuck_past_the_drain_time_is_answered_and_daphne_still_exits_on_time(
+    fleet: tuple[Carrier, list[Mission], str, str], tmp_path: Path
+) -> None:
+    """A view blocked on a row lock: the client gets 503 shutdown-interrupted, and daphne ends itself at its
+    drain time (the thread that waits on the lock would otherwise keep the interpreter from exiting)."""
+    require_service("PostgreSQL (a row lock to wait on)", settings.IS_POSTGRES)
+    _, missions, client_id, client_secret = fleet
+    mission = missions[0]
+    drain = 4.0
+    server = server_start("daphne", log_path=tmp_path / "daphne.log", env={"WEB_DRAIN_SECONDS": str(drain)})
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        try:
+            with transaction.atomic():
+                Mission.objects.select_for_update().get(pk=mission.pk)
+                locked.set()
+                release.wait(timeout=120)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_row, daemon=True)
+    answers: list[requests.Response] = []
+    try:
+        token = partner_token(server, client_id, client_secret, "missions:write")
+        holder.start()
+        assert locked.wait(timeout=30)
+        request = threading.Thread(
+            target=lambda: answers.append(
+                requests.post(
+                    f"{server.url}/api/v1/missions/{mission.pk}/status",
+                    json={"status": "en_route", "reason": "left the yard"},
+                    headers={"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())},
+                    timeout=60,
+                )
+            ),
+            daemon=True,
+        )
+        request.start()
+        time.sleep(1.5)  # the view waits for the row
+        took = exit_seconds(server.process, limit=drain)
+        request.join(timeout=30)
+    finally:
+        release.set()
+        if holder.is_alive():
+            holder.join(timeout=30)
+        server.stop()
+    log = server.log_tail(30)
+    assert took <= drain + EXIT_SLACK_SECONDS, (took, log)
+    assert server.process.returncode == EXIT_DRAIN_EXPIRED, log  # ended by its deadline, the thread still waiting
+    assert answers and answers[0].status_code == 503, (answers, log)
+    assert answers[0].json()["type"].endswith("/shutdown-interrupted")
+    mission.refresh_from_db()
+    assert mission.status == "assigned"  # the process died in the middle of the transaction: rolled back
 
 
 # --- The MQTT bridge, against a Mosquitto of the test's own -----------------------------------------
