@@ -65,6 +65,29 @@ def exit_seconds(process: subprocess.Popen[Any], *, limit: float) -> float:
     return time.monotonic() - started
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def log_events(path: Path, event: str) -> list[dict[str, Any]]:
+    found = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{") and f'"{event}"' in line:
+            found.append(json.loads(line))
+    return found
+
+
+def wait_for(check: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
 # --- daphne and gunicorn under load -------------------------------------------------------------------
 
 
@@ -190,6 +213,17 @@ def stored(event_ids: list[str]) -> int:
     return TelemetryWindowEvent.objects.filter(event_id__in=event_ids).count()
 
 
+def partner_token(server: ServerProcess, client_id: str, client_secret: str, scope: str) -> str:
+    answer = requests.post(
+        f"{server.url}/oauth2/token",
+        data={"grant_type": "client_credentials", "scope": scope},
+        auth=(client_id, client_secret),
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
 @pytest.fixture
 def fleet(db: Any) -> tuple[Carrier, list[Mission], str, str]:
     carrier = CarrierFactory(slug=f"shutdown-{uuid.uuid4().hex[:6]}")
@@ -214,14 +248,7 @@ def test_sigterm_under_load_drains_requests_in_flight_and_loses_no_acknowledged_
         env["GUNICORN_CMD_ARGS"] = f"--graceful-timeout {DRAIN_SECONDS:g}"  # gunicorn's own drain time
     server = server_start(kind, log_path=tmp_path / f"{kind}.log", env=env)
     try:
-        token_answer = requests.post(
-            f"{server.url}/oauth2/token",
-            data={"grant_type": "client_credentials", "scope": "telemetry:write"},
-            auth=(client_id, client_secret),
-            timeout=30,
-        )
-        assert token_answer.status_code == 200, token_answer.text
-        token = token_answer.json()["access_token"]
+        token = partner_token(server, client_id, client_secret, "telemetry:write")
         load = Load(url=server.url, token=token, missions=missions[:SENDERS])
         load.start()
         halfway = threading.Event()
@@ -311,17 +338,6 @@ def test_sigterm_under_load_drains_requests_in_flight_and_loses_no_acknowledged_
     )
 
 
-def partner_token(server: ServerProcess, client_id: str, client_secret: str, scope: str) -> str:
-    answer = requests.post(
-        f"{server.url}/oauth2/token",
-        data={"grant_type": "client_credentials", "scope": scope},
-        auth=(client_id, client_secret),
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["access_token"])
-
-
 @pytest.mark.server_process
 def test_sigterm_closes_websockets_as_going_away(
     fleet: tuple[Carrier, list[Mission], str, str], tmp_path: Path
@@ -330,10 +346,20 @@ def test_sigterm_closes_websockets_as_going_away(
     from websockets.sync.client import connect
 
     _, missions, client_id, client_secret = fleet
-    server = server_start("daphne", log_path=tmp_path / "daphne.log", env={"WEB_DRAIN_SECONDS": str(DRAIN_SECONDS)})
+    # The safety ticker runs too (no heartbeats here, so it runs the safety loops): the drain lets it
+    # finish its round.
+    env = {
+        "WEB_DRAIN_SECONDS": str(DRAIN_SECONDS),
+        "SAFETY_TICKER": "1",
+        "SAFETY_STALE_SECONDS": "1",
+        "SAFETY_TICK_SECONDS": "0.5",
+        "LOG_LEVEL": "INFO",
+    }
+    server = server_start("daphne", log_path=tmp_path / "daphne.log", env=env)
     try:
         token = partner_token(server, client_id, client_secret, "telemetry:write")
         mission = missions[0]
+        wait_for(lambda: "safety.degraded" in server.log_path.read_text(errors="replace"), 60, "the safety ticker")
         ws_url = server.url.replace("http://", "ws://") + "/ws/ingest/"
         with connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=30) as socket_:
             assert json.loads(socket_.recv(timeout=30))["type"] == "ready"
@@ -354,6 +380,10 @@ def test_sigterm_closes_websockets_as_going_away(
         server.stop()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001  # going away
     assert server.process.returncode == 0, server.log_tail()
+    (drain,) = log_events(server.log_path, "shutdown.drain")
+    (drained,) = log_events(server.log_path, "shutdown.drained")
+    assert drain["websockets_closed"] == 1
+    assert drained["cancelled"] == 0 and drained["still_running"] == "[]", drained  # the ticker stopped in time
 
 
 @pytest.mark.server_process
@@ -419,12 +449,6 @@ MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sb
 MESSAGES = 1500
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[str]:
     """A throw-away Mosquitto on a free loopback port (never the shared one), killed afterwards; its URL."""
@@ -471,23 +495,6 @@ def bridge_start(url: str, *, prefix: str, client_id: str, log_path: Path) -> su
     argv += ["--client-id", client_id, "--flush-ms", "1000"]
     with log_path.open("ab") as log:
         return subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def log_events(path: Path, event: str) -> list[dict[str, Any]]:
-    found = []
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("{") and f'"{event}"' in line:
-            found.append(json.loads(line))
-    return found
-
-
-def wait_for(check: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.mark.shared_database
