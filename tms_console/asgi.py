@@ -6,10 +6,15 @@ SIGTERM drains the requests in flight before the process exits (``tms_console.da
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tms_console.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application does first
+
+from tms_console.asgi_http import OneThreadASGIHandler  # noqa: E402
+
+# HTTP: each request's middleware chain and view run in one worker thread (tms_console.asgi_http).
+django_asgi_app = OneThreadASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

