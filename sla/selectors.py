@@ -51,7 +51,7 @@ import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -313,8 +313,14 @@ def telemetry_slis(carrier_id: int, windows: Sequence[Window], *, gap_seconds: i
     the samples grouped per (mission, bucket) and the latest sample kept, that
     is ``last sample >= window start`` for every window ending at the same
     instant (all the rolling windows of an evaluation end at ``now``).
+
+    Only whole buckets are judged: the one still in progress when a window
+    ends is left to the next evaluation (a truck cannot have missed a bucket
+    that has not ended; counting it paged on a truck silent for less than the
+    gap threshold).
     """
     g = max(int(gap_seconds), 1)
+    judged = {w.end: datetime.fromtimestamp(math.floor(w.end.timestamp() / g) * g, tz=UTC) for w in windows}
     span_start, span_end = _span(windows)
     exclusions = exclusions_for(carrier_id, span_start, span_end)
     missions = (
@@ -326,9 +332,10 @@ def telemetry_slis(carrier_id: int, windows: Sequence[Window], *, gap_seconds: i
     )
     expected_aggregates: dict[str, Any] = {}
     for n, w in enumerate(windows):
+        end = judged[w.end]
         clip_start = Greatest(F("started_at"), Value(w.start), output_field=DateTimeField())
-        clip_end = Least(Coalesce(F("completed_at"), Value(w.end)), Value(w.end), output_field=DateTimeField())
-        in_w = Q(started_at__lt=w.end) & (Q(completed_at__isnull=True) | Q(completed_at__gt=w.start))
+        clip_end = Least(Coalesce(F("completed_at"), Value(end)), Value(end), output_field=DateTimeField())
+        in_w = Q(started_at__lt=end) & (Q(completed_at__isnull=True) | Q(completed_at__gt=w.start))
         buckets = Ceil(Epoch(clip_end) / g) - Floor(Epoch(clip_start) / g)
         expected_aggregates[f"b{n}"] = Sum(buckets, filter=in_w, output_field=FloatField())
         expected_aggregates[f"m{n}"] = Count("id", filter=in_w)
@@ -344,7 +351,7 @@ def telemetry_slis(carrier_id: int, windows: Sequence[Window], *, gap_seconds: i
                 mission__carrier_id=carrier_id,
                 mission__started_at__isnull=False,
                 recorded_at__gte=first,
-                recorded_at__lt=end,
+                recorded_at__lt=judged[end],
             )
             .exclude(mission__status=MissionStatus.CANCELLED)
             .exclude(_mission_overlaps(exclusions, prefix="mission__"))

@@ -284,3 +284,18 @@ def test_targets_as_good_event_ratios() -> None:
     assert targets.good_ratio_target(SLIName.API_LATENCY) == Decimal("0.99")
     assert targets.good_ratio_target(SLIName.ON_TIME) == Decimal("0.95")
     assert WindowName.MONTH == "month"
+
+
+def test_telemetry_integrity_judges_only_buckets_that_have_ended(carrier_a: Carrier) -> None:
+    # Running since -10 min, reporting every 10 s until 30 s past T0; the window ends 50 s past T0.
+    m = mission(carrier_a, status=MissionStatus.EN_ROUTE, started_at=at(-10))
+    samples(m, [at(-10) + timedelta(seconds=10 * k) for k in range(64)])  # -10:00 .. +0:30
+    window = Window("1h", at(-60) + timedelta(seconds=50), at(0) + timedelta(seconds=50))
+    result = telemetry_integrity(carrier_a.pk, window, gap_seconds=60)
+    # The 10 minutes -10..0 are whole and covered; the minute 0..+1 has not ended: not judged yet.
+    assert (result.good, result.total) == (10, 10)
+    # A minute later that bucket has ended without the samples it needed after +0:30: still covered
+    # (one sample at 0:00..0:30 is enough), and the next one, silent, is judged bad.
+    later = Window("1h", at(-59) + timedelta(seconds=70), at(2) + timedelta(seconds=10))
+    result = telemetry_integrity(carrier_a.pk, later, gap_seconds=60)
+    assert (result.good, result.total) == (11, 12)
