@@ -11,6 +11,15 @@ fits is handed to the application with the ``Content-Length`` it turned out
 to have, which Django and DRF need to read it. Limits and the answer come
 from ``tms_console.request_body``.
 
+A streamed path (``tms_console.body_limits``: the telemetry backfill) gets
+its own limit, and its body is not copied into the application's queue:
+daphne would put the whole body there at once, in memory. The application
+receives an empty body and, in its scope (``SCOPE_BODY_KEY``), the file
+Twisted wrote the body to as it arrived (a temporary file on disk for any
+body of 100 kB or more, or of unknown length), which the view reads
+incrementally (``request_body.body_stream``); the file is closed when the
+answer is finished.
+
 ``install()`` makes daphne build its requests from this class; the ASGI
 entry point calls it, so every way of starting daphne on
 ``tms_console.asgi:application`` gets it.
@@ -18,12 +27,14 @@ entry point calls it, so every way of starting daphne on
 
 from __future__ import annotations
 
+import io
 from http import HTTPStatus
-from typing import Any
+from typing import IO, Any
 
 from daphne import http_protocol
 
-from tms_console.request_body import body_limit, path_of_target, too_large
+from tms_console.body_limits import streamed_limit
+from tms_console.request_body import SCOPE_BODY_KEY, body_limit, path_of_target, too_large
 
 
 class LimitedWebRequest(http_protocol.WebRequest):
@@ -32,11 +43,14 @@ class LimitedWebRequest(http_protocol.WebRequest):
     body_received = 0
     limit_bytes = 0
     body_refused = False
+    body_streamed = False
+    body_handed_over: IO[bytes] | None = None
 
     def gotLength(self, length: int | None) -> None:
         # Called once the headers are in; the request line is still the channel's.
         path = path_of_target(getattr(self.channel, "_path", b"/"))
         self.limit_bytes = body_limit(path)
+        self.body_streamed = streamed_limit(path) is not None
         if length is not None and length > self.limit_bytes:
             # No "100 Continue" for a body that is refused before it is sent.
             self.requestHeaders.removeHeader(b"expect")
@@ -61,6 +75,21 @@ class LimitedWebRequest(http_protocol.WebRequest):
             self.requestHeaders.setRawHeaders(b"content-length", [str(self.body_received).encode("ascii")])
         super().requestReceived(command, path, version)
 
+    def process(self) -> Any:
+        if self.body_streamed and not self.body_refused:
+            # The application gets an empty body in its queue and the file in its scope.
+            body: IO[bytes] = self.content  # type: ignore[has-type]  # Twisted's request, untyped
+            self.body_handed_over, self.content = body, io.BytesIO()
+            self.server = _HandOver(self.server, body)  # type: ignore[has-type]
+        return super().process()
+
+    def finish(self) -> Any:
+        try:
+            return super().finish()
+        finally:
+            if self.body_handed_over is not None:
+                self.body_handed_over.close()  # the answer is complete: nobody reads the body any more
+
     def _refuse(self, path: str, *, declared: int | None = None) -> None:
         self.body_refused = True
         status, headers, body = too_large(path=path, limit=self.limit_bytes, declared=declared)
@@ -71,6 +100,22 @@ class LimitedWebRequest(http_protocol.WebRequest):
         channel: Any = self.channel
         channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
         channel.loseConnection()
+
+
+class _HandOver:
+    """daphne's server, seen by one request: the application it creates finds the body file in its scope."""
+
+    def __init__(self, server: Any, body: IO[bytes]) -> None:
+        self._server = server
+        self._body = body
+
+    def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
+        self._body.seek(0)
+        scope[SCOPE_BODY_KEY] = self._body
+        return self._server.create_application(protocol, scope)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
 
 
 def install() -> None:
