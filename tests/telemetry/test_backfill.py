@@ -92,8 +92,8 @@ def test_every_line_is_answered_in_order_and_a_bad_line_never_takes_good_ones_wi
     nul_escape = make_event(mission, ts=start + timedelta(seconds=10), vehicle_id="TRK\u0000")
     raw_nul = json.dumps(make_event(mission)).replace('"en_route"', '"en_\x00route"').encode()  # a raw NUL byte
     lone_escape = json.dumps(make_event(mission, vehicle_id="\ud800"))  # json.dumps writes it as \ud800
-    raw_surrogate = json.dumps(make_event(mission, vehicle_id="XX")).replace('"XX"', '"\udc00"').encode(
-        "utf-8", "surrogatepass"
+    raw_surrogate = (
+        json.dumps(make_event(mission, vehicle_id="XX")).replace('"XX"', '"\udc00"').encode("utf-8", "surrogatepass")
     )  # the bytes ED B0 80
     too_long = json.dumps(make_event(mission, vehicle_id="x" * 10)).replace("x" * 10, "x" * (MAX_LINE_BYTES + 10))
     body = ndjson(
@@ -322,3 +322,93 @@ async def test_under_asgi_the_answer_streams_from_an_asynchronous_iterator(carri
     answer = json.loads(body)
     assert statuses(answer) == [(1, "accepted"), (2, "accepted"), (3, "accepted"), (4, "refused")]
     assert await TelemetryWindowEvent.objects.acount() == 3
+
+
+# --- daphne: the body stays in the file it was received into -----------------------------------------
+
+
+def test_daphne_hands_the_received_body_file_to_the_application(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import tempfile
+
+    from daphne import http_protocol
+
+    from tms_console.daphne_bodies import LimitedWebRequest
+    from tms_console.request_body import SCOPE_BODY_KEY
+
+    seen: dict[str, Any] = {}
+
+    class Server:
+        def create_application(self, protocol: Any, scope: dict[str, Any]) -> str:
+            seen["scope"] = scope
+            return "queue"
+
+        def protocol_disconnected(self, protocol: Any) -> None:
+            seen["disconnected"] = True
+
+    def process(request: Any) -> None:  # what daphne's own process() does with the two
+        seen["queued"] = request.content.read()
+        seen["queue"] = request.server.create_application(request, {"type": "http"})
+
+    monkeypatch.setattr(http_protocol.WebRequest, "process", process)
+    monkeypatch.setattr(http_protocol.WebRequest, "finish", lambda request: None)
+    received = tempfile.TemporaryFile()  # noqa: SIM115  (closed by the code under test)
+    received.write(b'{"line": 1}\n{"line": 2}\n')
+    request = LimitedWebRequest.__new__(LimitedWebRequest)
+    request.body_streamed, request.content, request.server = True, received, Server()
+    request.process()
+    assert seen["queued"] == b""  # nothing of the body goes through daphne's in-memory queue
+    assert seen["queue"] == "queue"
+    handed = seen["scope"][SCOPE_BODY_KEY]
+    assert handed is received and handed.read() == b'{"line": 1}\n{"line": 2}\n'
+    assert isinstance(request.content, io.BytesIO)
+    request.finish()
+    assert received.closed  # the answer is complete: the file goes
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_view_reads_a_body_handed_over_in_the_scope(carrier_a: Carrier) -> None:
+    import tempfile
+
+    from asgiref.sync import sync_to_async
+    from asgiref.testing import ApplicationCommunicator
+    from django.core.asgi import get_asgi_application
+
+    from tms_console.request_body import SCOPE_BODY_KEY
+
+    @sync_to_async
+    def setup() -> tuple[str, list[dict[str, Any]]]:
+        mission = MissionFactory(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+        token = fetch_token(issue_client(carrier_a))["access_token"]
+        return token, second_by_second(mission, datetime.now(UTC) - timedelta(minutes=10), 2)
+
+    token, events = await setup()
+    handed = tempfile.TemporaryFile()  # noqa: SIM115  (daphne closes it when the answer is done)
+    handed.write(ndjson(*events))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": BACKFILL_PATH,
+        "raw_path": BACKFILL_PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", f"Bearer {token}".encode()), (b"content-type", NDJSON.encode())],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+        SCOPE_BODY_KEY: handed,
+    }
+    communicator = ApplicationCommunicator(get_asgi_application(), scope)
+    await communicator.send_input({"type": "http.request", "body": b"", "more_body": False})
+    start = await communicator.receive_output(timeout=30)
+    assert start["status"] == 200
+    body = b""
+    while True:
+        message = await communicator.receive_output(timeout=30)
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    assert statuses(json.loads(body)) == [(1, "accepted"), (2, "accepted")]
+    assert await TelemetryWindowEvent.objects.acount() == 2
