@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
-Under daphne, request bodies are limited while they arrive (``tms_console.daphne_bodies``).
+Under daphne, request bodies are limited while they arrive, and a streamed path's answer is paced
+by the socket (``tms_console.daphne_bodies``).
 """
 
 import os
@@ -24,7 +25,7 @@ daphne_bodies.install()
 console_ws = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": daphne_bodies.paced(django_asgi_app),
         "websocket": URLRouter([*partner_websocket_urlpatterns, re_path(r"", console_ws)]),
     }
 )

@@ -333,7 +333,7 @@ def test_daphne_hands_the_received_body_file_to_the_application(monkeypatch: pyt
 
     from daphne import http_protocol
 
-    from tms_console.daphne_bodies import LimitedWebRequest
+    from tms_console.daphne_bodies import SCOPE_DRAINED_KEY, LimitedWebRequest
     from tms_console.request_body import SCOPE_BODY_KEY
 
     seen: dict[str, Any] = {}
@@ -350,20 +350,61 @@ def test_daphne_hands_the_received_body_file_to_the_application(monkeypatch: pyt
         seen["queued"] = request.content.read()
         seen["queue"] = request.server.create_application(request, {"type": "http"})
 
+    class Channel:
+        producer: Any = None
+
+        def registerProducer(self, producer: Any, streaming: bool) -> None:
+            assert streaming and self.producer is None
+            self.producer = producer
+
+        def unregisterProducer(self) -> None:
+            self.producer = None
+
     monkeypatch.setattr(http_protocol.WebRequest, "process", process)
     monkeypatch.setattr(http_protocol.WebRequest, "finish", lambda request: None)
     received = tempfile.TemporaryFile()  # noqa: SIM115  (closed by the code under test)
     received.write(b'{"line": 1}\n{"line": 2}\n')
     request = LimitedWebRequest.__new__(LimitedWebRequest)
     request.body_streamed, request.content, request.server = True, received, Server()
+    request.producer, request.channel = None, Channel()
     request.process()
     assert seen["queued"] == b""  # nothing of the body goes through daphne's in-memory queue
     assert seen["queue"] == "queue"
     handed = seen["scope"][SCOPE_BODY_KEY]
     assert handed is received and handed.read() == b'{"line": 1}\n{"line": 2}\n'
     assert isinstance(request.content, io.BytesIO)
+    # The answer's pace: Twisted pauses the request's producer while the socket's buffer is full.
+    assert request.channel.producer is request.write_window
+    assert seen["scope"][SCOPE_DRAINED_KEY] == request.write_window.wait
     request.finish()
     assert received.closed  # the answer is complete: the file goes
+    assert request.channel.producer is None
+
+
+async def test_a_paced_answer_waits_for_the_socket_between_pieces() -> None:
+    import asyncio
+
+    from tms_console.daphne_bodies import SCOPE_DRAINED_KEY, WriteWindow, paced
+
+    window = WriteWindow()
+    sent: list[bytes] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        for piece in (b"a", b"b", b"c"):
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["body"])
+        if message["body"] == b"a":
+            window.pauseProducing()  # the socket's buffer is full after the first piece
+
+    answering = asyncio.ensure_future(paced(app)({"type": "http", SCOPE_DRAINED_KEY: window.wait}, None, send))
+    await asyncio.sleep(0.05)
+    assert sent == [b"a"] and not answering.done()  # held until the socket has room
+    window.resumeProducing()
+    await asyncio.wait_for(answering, 5)
+    assert sent == [b"a", b"b", b"c", b""]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -383,7 +424,7 @@ async def test_the_view_reads_a_body_handed_over_in_the_scope(carrier_a: Carrier
         return token, second_by_second(mission, datetime.now(UTC) - timedelta(minutes=10), 2)
 
     token, events = await setup()
-    handed = tempfile.TemporaryFile()  # noqa: SIM115  (daphne closes it when the answer is done)
+    handed = tempfile.TemporaryFile()  # noqa: SIM115  (closed when collected)
     handed.write(ndjson(*events))
     scope = {
         "type": "http",
