@@ -360,8 +360,11 @@ def test_daphne_hands_the_received_body_file_to_the_application(monkeypatch: pyt
         def unregisterProducer(self) -> None:
             self.producer = None
 
-    monkeypatch.setattr(http_protocol.WebRequest, "process", process)
-    monkeypatch.setattr(http_protocol.WebRequest, "finish", lambda request: None)
+    # daphne's own request class (``install()`` may have put ours in its module's place already).
+    daphne_request = LimitedWebRequest.__mro__[1]
+    assert daphne_request.__module__ == http_protocol.__name__
+    monkeypatch.setattr(daphne_request, "process", process)
+    monkeypatch.setattr(daphne_request, "finish", lambda request: None)
     received = tempfile.TemporaryFile()  # noqa: SIM115  (closed by the code under test)
     received.write(b'{"line": 1}\n{"line": 2}\n')
     request = LimitedWebRequest.__new__(LimitedWebRequest)
