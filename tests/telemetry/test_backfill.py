@@ -17,6 +17,9 @@ import pytest
 from django.test import AsyncClient
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from missions.choices import MissionStatus
@@ -456,3 +459,59 @@ async def test_the_view_reads_a_body_handed_over_in_the_scope(carrier_a: Carrier
             break
     assert statuses(json.loads(body)) == [(1, "accepted"), (2, "accepted")]
     assert await TelemetryWindowEvent.objects.acount() == 2
+
+
+# --- Property: whatever the lines hold, each gets one answer and the good ones are stored ------------
+
+_LINE = st.one_of(
+    st.just(("event", None)),
+    st.booleans().map(lambda raw: ("unstorable", raw)),
+    st.binary(max_size=120).filter(lambda b: b"\n" not in b).map(lambda b: ("bytes", b)),
+)
+
+
+@hypothesis_settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,  # the same examples on every run and in CI
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(kinds=st.lists(_LINE, min_size=1, max_size=8), crlf=st.booleans(), data=st.data())
+def test_every_line_gets_one_answer_and_bad_ones_take_nothing_with_them(
+    mission: Mission, kinds: list[tuple[str, Any]], crlf: bool, data: st.DataObject
+) -> None:
+    import io
+
+    from missions.telemetry.backfill import telemetry_backfill
+    from tests.unstorable import encode, injected
+
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    lines: list[bytes] = []
+    expected: list[tuple[int, str | None]] = []  # (line number, "accepted" / "refused" / None: either)
+    good: set[str] = set()
+    for number, (kind, extra) in enumerate(kinds, start=1):
+        event = make_event(mission, ts=start + timedelta(seconds=number))
+        if kind == "event":
+            lines.append(json.dumps(event).encode())
+            good.add(event["event_id"])
+            expected.append((number, "accepted"))
+        elif kind == "unstorable":
+            lines.append(encode(data.draw(injected(event)).body, raw=extra))
+            expected.append((number, "refused"))
+        else:
+            lines.append(extra)
+            if extra.strip():
+                expected.append((number, None))
+    results: list[dict[str, Any]] = []
+    body = (b"\r\n" if crlf else b"\n").join(lines)
+    outcome = telemetry_backfill(carrier=mission.carrier, stream=io.BytesIO(body), on_result=results.append)
+    assert [r["line"] for r in results] == [number for number, _ in expected]
+    for result, (_, status) in zip(results, expected, strict=True):
+        if status is not None:
+            assert result["status"] == status, result
+        if result["status"] == "refused":
+            assert result["problem"]["status"] in (400, 413, 422) and result["problem"]["detail"]
+    accepted = {r["event_id"] for r in results if r["status"] == "accepted"}
+    assert accepted == good  # bytes never make an event
+    assert outcome.accepted == len(good) and outcome.lines == len(results)
+    assert good <= set(map(str, TelemetryWindowEvent.objects.values_list("event_id", flat=True)))
