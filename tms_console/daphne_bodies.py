@@ -114,7 +114,7 @@ class LimitedWebRequest(http_protocol.WebRequest):
     def _window_close(self) -> None:
         if self.write_window is not None:
             self.write_window.stopProducing()
-            if self.producer is not None:
+            if self.producer is not None and self.channel is not None:
                 self.unregisterProducer()
             self.write_window = None
 
