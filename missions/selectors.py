@@ -39,7 +39,7 @@ def carrier_fit(*, carrier: Carrier, shipment: Shipment) -> CarrierFit:
         reasons.append(f"autonomy level {carrier.max_autonomy_level} above the shipment's limit {limit}")
     regions = set(carrier.operating_regions or [])
     if regions:
-        outside = [r for r in (shipment.origin_region, shipment.destination_region) if r not in regions]
+        outside = [r for r in (shipment.origin_region, shipment.destination_region) if r and r not in regions]
         if outside:
             reasons.append(f"outside operating regions ({', '.join(sorted(set(outside)))})")
     circuit = getattr(carrier, "circuit", None)

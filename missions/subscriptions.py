@@ -18,10 +18,16 @@ Delivery rules:
 * ``via="task"`` runs the handler in a Celery worker (``acks_late``: a worker
   killed mid-handler hands it to another); ``via="inline"`` runs it in the
   committing process, for cheap reactions such as enqueueing.
+* A ``via="task"`` delivery is owed from the moment the event commits: its
+  ``EventDelivery`` row is written in the publishing transaction (an outbox
+  row) and deleted when the handler succeeds, so a task the broker lost (a
+  Redis without persistence that restarted, a queue purged) is still run,
+  ``EVENT_TASK_GRACE_SECONDS`` later, by the retry below.
 * A handler that raises, or a task that cannot be enqueued (broker down), leaves
-  an ``EventDelivery`` row; ``deliveries_retry`` (beat, every
-  ``EVENT_RETRY_SECONDS``) runs it again from the stored event with a growing
-  back-off, up to ``EVENT_RETRY_ATTEMPTS``, then marks it dead for an operator.
+  its ``EventDelivery`` row pending; ``deliveries_retry`` (beat, every
+  ``EVENT_RETRY_SECONDS``, or the safety ticker while the broker is down) runs
+  it again from the stored event with a growing back-off, up to
+  ``EVENT_RETRY_ATTEMPTS``, then marks it dead for an operator.
   Handlers must therefore be idempotent (each one here is: attestations are
   unique per causing event, an exception opens at most one incident, an SLA
   evaluation is a recomputation).
@@ -142,8 +148,28 @@ def event_publish(event: AuditEvent) -> None:
             continue
         captured = subscriber.capture() if subscriber.capture is not None else None
         context = dict(captured) if captured else None
+        if subscriber.via == "task" and subscriber.retry:
+            _owed(subscriber, event, context)
         # robust: one subscriber's failure to start never stops the others, nor the caller.
         transaction.on_commit(partial(_dispatch, subscriber, event, context), robust=True)
+
+
+def _owed(subscriber: Subscriber, event: AuditEvent, context: Context) -> None:
+    """The outbox row of a task delivery, in the publishing transaction (deleted when it succeeds)."""
+    grace = timedelta(seconds=float(settings.EVENT_TASK_GRACE_SECONDS))
+    with transaction.atomic():  # a savepoint: a duplicate (the same event published twice) changes nothing
+        EventDelivery.objects.get_or_create(
+            event_id=event.pk,
+            subscriber=subscriber.name,
+            defaults={"context": context, "next_attempt_at": timezone.now() + grace},
+        )
+
+
+def _settled(subscriber: Subscriber, event_id: int) -> None:
+    if subscriber.via == "task" and subscriber.retry:
+        EventDelivery.objects.filter(
+            event_id=event_id, subscriber=subscriber.name, status=EventDeliveryStatus.PENDING
+        ).delete()
 
 
 # Set while the broker cannot be relied on (the safety ticker): worker subscribers run in-process.
@@ -166,9 +192,8 @@ def _dispatch(subscriber: Subscriber, event: AuditEvent, context: Context) -> No
         return
     try:
         event_deliver.delay(event.pk, subscriber.name, context)
-    except Exception as exc:  # broker down, or an eager task's own failure already recorded
-        if not EventDelivery.objects.filter(event_id=event.pk, subscriber=subscriber.name).exists():
-            _failed(subscriber, event.pk, context, exc)
+    except Exception as exc:  # broker down: the outbox row stays owed and says why
+        _failed(subscriber, event.pk, context, exc)
 
 
 def _run(subscriber: Subscriber, event: AuditEvent, context: Context) -> bool:
@@ -177,6 +202,7 @@ def _run(subscriber: Subscriber, event: AuditEvent, context: Context) -> bool:
     except Exception as exc:
         _failed(subscriber, event.pk, context, exc)
         return False
+    _settled(subscriber, event.pk)
     return True
 
 

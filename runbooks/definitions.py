@@ -115,6 +115,7 @@ RUNBOOKS: list[dict[str, Any]] = [
         "incident_kind": "sla_breach",
         "description": "An SLO burned its error budget fast enough to page, or a breach was recorded.",
         "steps": [
+            {"title": "Page on-call", "kind": "automated", "action": "page_oncall"},
             {"title": "Gather the evidence (SLI inputs, snapshots)", "kind": "automated", "action": "gather_evidence"},
             {
                 "title": "Verify the breach evidence",

@@ -138,6 +138,37 @@ def _page_after_commit(*, incident_id: int, event_action: str, actor: Actor) -> 
 
 
 @transaction.atomic
+def incident_severity_change(*, incident_id: int, severity: str, actor: Actor, note: str = "") -> Incident:
+    """Set an open incident's severity (nothing when it already has it, or is no longer open)."""
+    incident = Incident.objects.select_for_update(of=("self",)).get(pk=incident_id)
+    severity = IncidentSeverity(severity)
+    if incident.severity == severity or incident.status not in INCIDENT_OPEN:
+        return incident
+    before = incident.severity
+    incident.severity = severity
+    incident.save(update_fields=["severity"])
+    incident_event(
+        incident,
+        actor=actor,
+        action="incident.severity_changed",
+        before={"severity": before},
+        after={"severity": severity},
+        data={"note": note} if note else None,
+    )
+    return incident
+
+
+def incident_alerts_cleared(*, incident_id: int, actor: Actor, note: str) -> Incident:
+    """The alerts that opened an incident have resolved: mark it mitigated, for review (once)."""
+    with transaction.atomic():
+        incident = Incident.objects.select_for_update(of=("self",)).get(pk=incident_id)
+        if incident.status not in (IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED):
+            incident_event(incident, actor=actor, action="incident.alerts_cleared", data={"note": note})
+            return incident
+    return incident_transition(incident_id=incident_id, to_status=IncidentStatus.MITIGATED, actor=actor, note=note)
+
+
+@transaction.atomic
 def incident_note_add(*, incident_id: int, actor: Actor, text: str) -> Incident:
     if not text.strip():
         raise DomainError("A note cannot be empty.", field="text")

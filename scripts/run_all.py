@@ -80,12 +80,32 @@ OPTIONAL_PROCESSES: list[OptionalProcess] = [
         after_web=True,
     ),
     OptionalProcess(
+        # The demo's on-call pager: started when the console pages it (see demo_pager_default).
+        name="pager",
+        command="run_pager_sim",
+        args=lambda host, port: ["--port", _env("PAGER_SIM_PORT", "8101")],
+        enabled=lambda: os.environ.get("PAGERDUTY_EVENTS_URL", "") == _demo_pager_url(),
+    ),
+    OptionalProcess(
         name="mqtt",
         command="mqtt_ingest",
         enabled=lambda: bool(os.environ.get("MQTT_URL")),
         log_level="INFO",
     ),
 ]
+
+
+def _demo_pager_url() -> str:
+    return f"http://127.0.0.1:{_env('PAGER_SIM_PORT', '8101')}/v2/enqueue"
+
+
+def demo_pager_default(commands: set[str]) -> str | None:
+    """With no PagerDuty configured, page the local pager (every child inherits the setting)."""
+    if os.environ.get("PAGERDUTY_EVENTS_URL") or "run_pager_sim" not in commands:
+        return None
+    os.environ["PAGERDUTY_EVENTS_URL"] = _demo_pager_url()
+    os.environ.setdefault("PAGERDUTY_ROUTING_KEY", "demo-routing-key")
+    return _demo_pager_url().removesuffix("/v2/enqueue") + "/pages"
 
 
 def access_log() -> str:
@@ -242,8 +262,10 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def banner(url: str, access_log_path: str | None = None) -> str:
+def banner(url: str, access_log_path: str | None = None, pages_url: str | None = None) -> str:
     lines = [f"  Web access log: {access_log_path}"] if access_log_path else []
+    if pages_url:
+        lines.append(f"  Pages to on-call (local pager): {pages_url}")
     return "\n".join(
         [
             "",
@@ -268,11 +290,20 @@ def main() -> int:
     if not port_is_free(host, port):
         print(f"run: port {port} on {host} is already in use; set PORT=<free port> and try again.", file=sys.stderr)
         return 2
-    specs = build_specs(host=host, port=port, commands=available_commands())
-    return run(specs, host=host, port=port, access_log_path=access_log())
+    commands = available_commands()
+    pages_url = demo_pager_default(commands)
+    specs = build_specs(host=host, port=port, commands=commands)
+    return run(specs, host=host, port=port, access_log_path=access_log(), pages_url=pages_url)
 
 
-def run(specs: Sequence[ProcessSpec], *, host: str, port: int, access_log_path: str | None = None) -> int:
+def run(
+    specs: Sequence[ProcessSpec],
+    *,
+    host: str,
+    port: int,
+    access_log_path: str | None = None,
+    pages_url: str | None = None,
+) -> int:
     """Start the children, announce the URL once "web" listens, stop all on a signal or a death."""
     started = time.monotonic()
     supervisor = Supervisor(specs)
@@ -292,7 +323,7 @@ def run(specs: Sequence[ProcessSpec], *, host: str, port: int, access_log_path: 
     try:
         while not stop_reason:
             if not announced and wait_for_port(host, port, timeout=0.5, alive=lambda: web.poll() is None):
-                supervisor.say("run", banner(url, access_log_path))
+                supervisor.say("run", banner(url, access_log_path, pages_url))
                 announced = True
                 supervisor.start(after_web=True)
             exited = supervisor.first_exited()

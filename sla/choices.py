@@ -35,3 +35,7 @@ class BreachStatus(models.TextChoices):
 class AlertSeverity(models.TextChoices):
     PAGE = "page", "Page"
     TICKET = "ticket", "Ticket"
+
+
+# The severity an SLA-breach incident has while alerts of that severity burn (PagerDuty's words).
+INCIDENT_SEVERITY_OF_ALERT = {AlertSeverity.PAGE: "critical", AlertSeverity.TICKET: "warning"}

@@ -15,7 +15,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from missions.models import Carrier
-from sla.choices import AlertSeverity, BreachStatus, ExclusionKind, SLIName, WindowName
+from sla.choices import INCIDENT_SEVERITY_OF_ALERT, AlertSeverity, BreachStatus, ExclusionKind, SLIName, WindowName
 
 PCT = [MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))]
 
@@ -400,6 +400,11 @@ class BurnRateAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.severity} {self.sli} carrier {self.carrier_id} x{self.long_burn_rate}"
+
+    @property
+    def severity_label(self) -> str:
+        """The alert's severity and the incident severity it stands for: "Page · critical"."""
+        return f"{self.get_severity_display()} · {INCIDENT_SEVERITY_OF_ALERT[AlertSeverity(self.severity)]}"
 
     @staticmethod
     def _label(seconds: int) -> str:

@@ -16,8 +16,11 @@ from django.utils import timezone
 
 from missions.events import Actor, event_record
 from missions.models import Carrier
-from runbooks.services import incident_open
-from sla.choices import AlertSeverity, BreachStatus, SLIName, WindowName
+from runbooks.engine import runbook_start
+from runbooks.models import Incident
+from runbooks.services import incident_alerts_cleared, incident_note_add, incident_open, incident_severity_change
+from runbooks.transitions import INCIDENT_OPEN
+from sla.choices import INCIDENT_SEVERITY_OF_ALERT, AlertSeverity, BreachStatus, SLIName, WindowName
 from sla.models import (
     Breach,
     BurnRateAlert,
@@ -197,6 +200,7 @@ def _alerts_update(
     evaluation: Evaluation,
 ) -> None:
     min_events = _min_events()
+    cleared_incidents: set[int] = set()
     open_alerts = {
         (a.sli, a.severity): a
         for a in BurnRateAlert.objects.select_for_update().filter(carrier=carrier, resolved_at__isnull=True)
@@ -218,6 +222,8 @@ def _alerts_update(
                     existing.resolved_at = now
                     existing.save(update_fields=["resolved_at"])
                     evaluation.alerts_resolved.append(existing.pk)
+                    if existing.incident_id is not None:
+                        cleared_incidents.add(existing.incident_id)
                     event_record(
                         actor=Actor.system("sla"),
                         action="sla.burn_alert_resolved",
@@ -232,6 +238,54 @@ def _alerts_update(
             fired = _alert_fire(carrier, contract, sli, firing[0], results, target, now)
             if fired is not None:
                 evaluation.alerts_fired.append(fired)
+    for incident_id in sorted(cleared_incidents):
+        _incident_follow_alerts(incident_id)
+
+
+def burn_rate_label(rate: Decimal | None) -> str:
+    """A burn rate as people read it: "90.9x" (one decimal), "no traffic" without one."""
+    if rate is None:
+        return "no traffic"
+    if rate.is_infinite():
+        return "unbounded (target 100 %)"
+    return f"{rate.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}x"
+
+
+# Burns that an open incident of these kinds explains (the incident pages; the burn joins it).
+CAUSE_INCIDENT_KINDS: dict[SLIName, tuple[str, ...]] = {SLIName.TELEMETRY_INTEGRITY: ("lost_comms",)}
+
+
+def _incident_follow_alerts(incident_id: int) -> None:
+    """After alerts of an incident resolved: the incident follows what still burns (stated policy).
+
+    A page still open keeps it critical; only tickets left make it a warning;
+    nothing left marks it mitigated. It is never resolved by itself: the
+    breach may still need confirming or disputing (the SLA-breach runbook),
+    and on-call resolves and closes it with a review.
+    """
+    if not Incident.objects.filter(pk=incident_id, kind="sla_breach").exists():
+        return  # a burn that joined its cause's incident: that incident follows its own runbook
+    still_open = set(
+        BurnRateAlert.objects.filter(incident_id=incident_id, resolved_at__isnull=True).values_list(
+            "severity", flat=True
+        )
+    )
+    actor = Actor.system("sla")
+    if AlertSeverity.PAGE in still_open:
+        return
+    if AlertSeverity.TICKET in still_open:
+        incident_severity_change(
+            incident_id=incident_id,
+            severity=INCIDENT_SEVERITY_OF_ALERT[AlertSeverity.TICKET],
+            actor=actor,
+            note="The page-level burn has stopped; a ticket-level burn-rate alert is still open.",
+        )
+        return
+    incident_alerts_cleared(
+        incident_id=incident_id,
+        actor=actor,
+        note="Every burn-rate alert of this incident has resolved; it stays open for review.",
+    )
 
 
 def _alert_fire(
@@ -252,20 +306,16 @@ def _alert_fire(
     except IntegrityError:
         return None  # the partial unique index: that alert is already open
     if rule.severity == AlertSeverity.PAGE:
-        incident, _ = incident_open(
-            actor=Actor.system("sla"),
-            kind="sla_breach",
-            title=f"{carrier.name}: {SLIName(sli).label} burning error budget at {long_rate}x",
-            severity="critical",
-            carrier=carrier,
-            summary=(
-                f"{rule.long_window} burn rate {long_rate}x and {rule.short_window} burn rate {short_rate}x "
-                f"exceed {rule.threshold}x ({long.good}/{long.total} good over {rule.long_window})."
-            ),
-            data={"burn_rate_alert_id": alert.pk, "sli": sli},
-        )
-        alert.incident_id = incident.pk
+        alert.incident_id = _incident_for_page(carrier, sli, rule, long, long_rate, short_rate, alert)
         alert.save(update_fields=["incident_id"])
+    else:
+        # The same burn seen over longer windows: it belongs to the incident its page opened, if open.
+        page = BurnRateAlert.objects.filter(
+            carrier=carrier, sli=sli, severity=AlertSeverity.PAGE, resolved_at__isnull=True, incident_id__isnull=False
+        ).first()
+        if page is not None:
+            alert.incident_id = page.incident_id
+            alert.save(update_fields=["incident_id"])
     event_record(
         actor=Actor.system("sla"),
         action="sla.burn_alert_fired",
@@ -276,6 +326,61 @@ def _alert_fire(
         after={"severity": rule.severity, "sli": sli, "long_burn_rate": long_rate, "short_burn_rate": short_rate},
     )
     return alert
+
+
+def _incident_for_page(
+    carrier: Carrier,
+    sli: str,
+    rule: BurnRule,
+    long: SLIResult,
+    long_rate: Decimal | None,
+    short_rate: Decimal | None,
+    alert: BurnRateAlert,
+) -> int:
+    """Open (or join) the carrier's SLA-breach incident, critical, with its runbook started.
+
+    Inhibition (as Alertmanager's inhibit rules): a burn whose cause already
+    has an open incident for this carrier (``CAUSE_INCIDENT_KINDS``) joins that
+    incident as a note instead of paging a second time.
+    """
+    actor = Actor.system("sla")
+    cause = Incident.objects.filter(
+        carrier=carrier, kind__in=CAUSE_INCIDENT_KINDS.get(SLIName(sli), ()), status__in=INCIDENT_OPEN
+    ).first()
+    if cause is not None:
+        incident_note_add(
+            incident_id=cause.pk,
+            actor=actor,
+            text=(
+                f"{SLIName(sli).label} is burning its error budget at {burn_rate_label(long_rate)} "
+                f"({rule.long_window}), a consequence of this incident: no separate page."
+            ),
+        )
+        return cause.pk
+    incident, created = incident_open(
+        actor=actor,
+        kind="sla_breach",
+        title=f"{carrier.name}: {SLIName(sli).label} burning error budget at {burn_rate_label(long_rate)}",
+        severity=INCIDENT_SEVERITY_OF_ALERT[AlertSeverity.PAGE],
+        carrier=carrier,
+        summary=(
+            f"{rule.long_window} burn rate {burn_rate_label(long_rate)} and {rule.short_window} burn rate "
+            f"{burn_rate_label(short_rate)} exceed {rule.threshold:g}x "
+            f"({long.good}/{long.total} good over {rule.long_window})."
+        ),
+        data={"burn_rate_alert_id": alert.pk, "sli": sli},
+    )
+    if created:
+        with transaction.atomic():
+            runbook_start(incident_id=incident.pk, actor=actor)
+    else:
+        incident_severity_change(
+            incident_id=incident.pk,
+            severity=INCIDENT_SEVERITY_OF_ALERT[AlertSeverity.PAGE],
+            actor=actor,
+            note=f"{SLIName(sli).label} burns at page level ({burn_rate_label(long_rate)}).",
+        )
+    return incident.pk
 
 
 def _alert_create(

@@ -176,3 +176,10 @@ def start_app_server(kind: str, *, log_path: Path, env: Mapping[str, str] | None
     server = AppServer(kind=kind, url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     _wait_until_serving(server)
     return server
+
+
+def free_port() -> int:
+    """A loopback port free right now, for a process that binds it by number (a small race is accepted)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -5,8 +5,8 @@
   the database and Redis decide readiness (a web process cannot serve without
   them); the broker, MQTT, beat and the worker pipeline are reported and turn the
   answer's ``status`` to ``degraded`` without taking the web process out of rotation.
-* A lost database connection is a 503 with ``Retry-After``: problem+json on the
-  API, a calm "temporarily unavailable" page in the console (never a 500 page).
+* A lost database or Redis connection is a 503 with ``Retry-After``: problem+json
+  on the API, a calm "temporarily unavailable" page in the console (never a 500 page).
 * ``lease_acquire`` gives one holder at a time a named lease with an expiry, with
   one conditional UPDATE (or INSERT) so that two processes cannot both win.
 """
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import psycopg
+import redis
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
@@ -128,14 +130,19 @@ def _timed(name: str, required: bool, probe: Callable[[], str]) -> Check:
 
 
 def _database() -> str:
+    pool = getattr(connection, "pool", None)  # psycopg's pool (PostgreSQL with DB_POOL)
+    if pool is not None:
+        # Within the check's own time limit, not the pool's (DB_POOL_TIMEOUT): a probe must answer fast.
+        pool.open()
+        with pool.connection(timeout=CHECK_TIMEOUT_SECONDS) as pooled:
+            pooled.execute("SELECT 1")
+        return ""
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return ""
 
 
 def _redis_ping(url: str) -> str:
-    import redis  # only when a Redis URL is configured
-
     client = redis.Redis.from_url(
         url, socket_timeout=CHECK_TIMEOUT_SECONDS, socket_connect_timeout=CHECK_TIMEOUT_SECONDS
     )
@@ -231,27 +238,48 @@ class DependencyCollector(Collector):
         yield age
 
 
-# --- A lost database is a 503, not a 500 ------------------------------------------------
+# --- A lost database (or Redis) is a 503, not a 500 -------------------------------------
+
+_UNAVAILABLE = {
+    "database": "The database is unreachable; nothing was changed. Try again shortly.",
+    "redis": "Redis (cache and messaging) is unreachable, and this request needs it. Try again shortly.",
+}
 
 
-def _connection_lost(exc: BaseException) -> bool:
-    return isinstance(exc, (OperationalError, InterfaceError))
+# Django's wrapped errors, and the driver's own from code that uses a raw psycopg cursor (COPY).
+_DATABASE_LOST = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
-def unavailable_response(request: HttpRequest) -> HttpResponse:
+def database_connection_lost(exc: BaseException) -> bool:
+    """True when ``exc`` says the database connection is gone (or the server refused or ended it)."""
+    return isinstance(exc, _DATABASE_LOST)
+
+
+def _dependency_lost(exc: BaseException) -> str | None:
+    """The dependency whose connection ``exc`` says is lost (``database`` or ``redis``), else None."""
+    if database_connection_lost(exc):
+        return "database"
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return "redis"
+    return None
+
+
+def unavailable_response(request: HttpRequest, dependency: str = "database") -> HttpResponse:
     """503 with Retry-After: problem+json under /api/ and /oauth2/, a calm page in the console."""
     response: HttpResponse
     if request.path.startswith(("/api/", "/oauth2/")):
         body = problem_body(
             status=503,
-            code="database-unavailable",
-            detail="The database is unreachable; nothing was changed. Try again shortly.",
+            code=f"{dependency}-unavailable",
+            detail=_UNAVAILABLE[dependency],
             instance=request.path,
         )
         response = JsonResponse(body, status=503, content_type=PROBLEM_CONTENT_TYPE)
     else:
         # Rendered without the request's context: the user and roles would need the database.
-        page = render_to_string("unavailable.html", {"retry_after": RETRY_AFTER_SECONDS, "path": request.path})
+        page = render_to_string(
+            "unavailable.html", {"retry_after": RETRY_AFTER_SECONDS, "path": request.path, "dependency": dependency}
+        )
         response = HttpResponse(page, status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     response["Cache-Control"] = "no-store"
@@ -268,18 +296,24 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not _connection_lost(exception):
+        # A lost Redis connection too: what cannot be served without it is a 503 as well.
+        dependency = _dependency_lost(exception)
+        if dependency is None:
             return None
         log.error(
-            "database unavailable", exc_info=exception, extra={"event": "database.unavailable", "path": request.path}
+            "%s unavailable",
+            dependency,
+            exc_info=exception,
+            extra={"event": f"{dependency}.unavailable", "path": request.path},
         )
-        return unavailable_response(request)
+        return unavailable_response(request, dependency)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     """``handler500``: an error raised in a middleware (the session or user lookup) never reaches
     ``process_exception``; Django calls this inside its except clause, so the exception is at hand."""
     exception = sys.exc_info()[1]
-    if exception is not None and _connection_lost(exception):
-        return unavailable_response(request)
+    dependency = _dependency_lost(exception) if exception is not None else None
+    if dependency is not None:
+        return unavailable_response(request, dependency)
     return defaults.server_error(request)

@@ -16,6 +16,22 @@ writes a list, and concurrent requests overwrite each other):
   on ``tms_console.RateCounter`` (PostgreSQL and SQLite alike), after reading
   the previous window's count, which no longer changes.
 
+A busy partition need not ask the shared store every time: for a policy
+that allows it (``Policy.leased``: the high-volume partner, address and
+webhook limits, never the guard's small budgets), an admitted request may
+take a few units more than it needs, at most ``LEASE_MAX_UNITS`` and at most
+one ``LEASE_ROOM_DIVISOR``-th of the room left, and the process spends them
+on its next requests without a round trip (a *lease*). Leased units are
+counted in the store when they are taken, so the limit is never exceeded;
+no lease is granted once fewer than ``LEASE_MIN_ROOM`` units are left, so
+the last units of a window are taken one by one, and a request the store
+refuses first waits for the grants its own process has in flight and takes
+a unit they leased, if any. The price: units a process leased and never got
+to spend (it received no further request of that partition in the window)
+are lost to the others, at most ``LEASE_MAX_UNITS`` per process and window,
+and the ``RateLimit`` field a process reports does not see the other
+processes' spending until its next round trip.
+
 When the shared store does not answer, decisions fall back to the same
 counters in process memory (each process then allows the full limit: the
 limit fails open rather than failing the request), the
@@ -31,13 +47,14 @@ current window closes, or until a refused request may be retried.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Protocol
@@ -57,6 +74,10 @@ from tms_console.models import RateCounter
 log = logging.getLogger(__name__)
 
 STORE_RETRY_SECONDS = 5.0
+LEASE_MAX_UNITS = 16
+LEASE_ROOM_DIVISOR = 16
+LEASE_MIN_ROOM = 64
+LEASE_SETTLE_SECONDS = 0.5
 KEY_PREFIX = "tms:rl:"
 _UNITS = {
     **dict.fromkeys(("s", "sec", "second"), 1),
@@ -102,6 +123,7 @@ class Policy:
 
     name: str
     rate: Rate
+    leased: bool = False  # a process may take a few units ahead (see the module's docstring)
 
     def field(self) -> str:
         return f'"{self.name}";q={self.rate.limit};w={self.rate.window_seconds}'
@@ -120,6 +142,7 @@ class Decision:
     window_index: int = 0
     cost: int = 1
     local: bool = False  # decided in process memory (shared store unreachable)
+    leased: bool = False  # spent from this process's lease, not asked of the store
 
     def ratelimit_field(self) -> str:
         return f'"{self.policy.name}";r={self.remaining};t={self.reset_seconds}'
@@ -206,8 +229,11 @@ def _decide(
 
 
 class Store(Protocol):
-    def hit(self, bucket: str, window: Window, rate: Rate, cost: int) -> tuple[bool, int, int]:
-        """Atomically admit ``cost`` units if they fit; return (admitted, previous count, current count)."""
+    def hit(self, bucket: str, window: Window, rate: Rate, cost: int, extra: int = 0) -> tuple[int, int, int]:
+        """Atomically admit ``cost`` units if they fit, and up to ``extra`` more within the lease rule.
+
+        Returns (units granted, 0 when refused; previous count; current count after the grant).
+        """
 
     def counts(self, bucket: str, window: Window) -> tuple[int, int]:
         """(previous, current) counts, read without changing them."""
@@ -223,20 +249,36 @@ def _key(bucket: str, index: int) -> str:
     return f"{KEY_PREFIX}{bucket}:{index}"
 
 
-# KEYS: this window's counter, the previous window's. ARGV: limit, previous weight, cost, TTL seconds.
+def _grant(room: int, cost: int, extra: int) -> int:
+    """Units to take when ``room`` whole units fit: ``cost``, plus a lease that shrinks with the room."""
+    if room < cost:
+        return 0
+    if room - cost < LEASE_MIN_ROOM:
+        return cost
+    return cost + max(0, min(extra, (room - cost) // LEASE_ROOM_DIVISOR))
+
+
+# KEYS: this window's counter, the previous window's.
+# ARGV: limit, previous weight, cost, TTL seconds, extra units wanted, lease divisor, lease minimum room.
+# The same rule as ``_grant``; the tiny margin keeps float rounding from refusing what exactly fits.
 _HIT_LUA = """
 local counts = redis.call('MGET', KEYS[1], KEYS[2])
 local current = tonumber(counts[1] or '0')
 local previous = tonumber(counts[2] or '0')
 local cost = tonumber(ARGV[3])
-if previous * tonumber(ARGV[2]) + current + cost > tonumber(ARGV[1]) + 1e-9 then
+local room = math.floor(tonumber(ARGV[1]) - previous * tonumber(ARGV[2]) - current + 1e-9)
+if room < cost then
   return {0, previous, current}
 end
-current = redis.call('INCRBY', KEYS[1], cost)
-if current == cost then
+local grant = cost
+if room - cost >= tonumber(ARGV[7]) then
+  grant = cost + math.max(0, math.min(tonumber(ARGV[5]), math.floor((room - cost) / tonumber(ARGV[6]))))
+end
+current = redis.call('INCRBY', KEYS[1], grant)
+if current == grant then
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 end
-return {1, previous, current}
+return {grant, previous, current}
 """
 _REFUND_LUA = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -274,11 +316,19 @@ class RedisStore:
         except redis.exceptions.NoScriptError:
             return self.client.eval(source, len(keys), *keys, *args)
 
-    def hit(self, bucket: str, window: Window, rate: Rate, cost: int) -> tuple[bool, int, int]:
+    def hit(self, bucket: str, window: Window, rate: Rate, cost: int, extra: int = 0) -> tuple[int, int, int]:
         keys = [_key(bucket, window.index), _key(bucket, window.index - 1)]
-        args = [rate.limit, repr(window.weight), cost, 2 * rate.window_seconds + 1]
-        admitted, previous, current = self._script(self._hit_sha, _HIT_LUA, keys, args)
-        return bool(admitted), int(previous), int(current)
+        args = [
+            rate.limit,
+            repr(window.weight),
+            cost,
+            2 * rate.window_seconds + 1,
+            extra,
+            LEASE_ROOM_DIVISOR,
+            LEASE_MIN_ROOM,
+        ]
+        granted, previous, current = self._script(self._hit_sha, _HIT_LUA, keys, args)
+        return int(granted), int(previous), int(current)
 
     def counts(self, bucket: str, window: Window) -> tuple[int, int]:
         current, previous = self.client.mget(_key(bucket, window.index), _key(bucket, window.index - 1))
@@ -322,20 +372,25 @@ class DatabaseStore:
         else:
             yield
 
-    def hit(self, bucket: str, window: Window, rate: Rate, cost: int) -> tuple[bool, int, int]:
+    def hit(self, bucket: str, window: Window, rate: Rate, cost: int, extra: int = 0) -> tuple[int, int, int]:
         previous, current = self.counts(bucket, window)
         # Whole units this window may still hold given the previous window's falling share.
         cap = math.floor(rate.limit - previous * window.weight + 1e-9)
-        if current + cost > cap:
-            return False, previous, current
+        grant = _grant(cap - current, cost, extra)
+        if not grant:
+            return 0, previous, current
         expires_at = (window.index + 2) * rate.window_seconds + 1
         with self._statement(), connection.cursor() as cursor:
-            cursor.execute(_UPSERT, [bucket, window.index, cost, expires_at, cost, cost, cap])
+            cursor.execute(_UPSERT, [bucket, window.index, grant, expires_at, grant, grant, cap])
             row = cursor.fetchone()
+            if row is None and grant > cost:  # others took room meanwhile: the lease goes first
+                grant = cost
+                cursor.execute(_UPSERT, [bucket, window.index, grant, expires_at, grant, grant, cap])
+                row = cursor.fetchone()
         self._purge_now_and_then()
         if row is None:  # another request took the room between our read and our write
-            return False, previous, cap
-        return True, previous, int(row[0])
+            return 0, previous, cap
+        return grant, previous, int(row[0])
 
     def counts(self, bucket: str, window: Window) -> tuple[int, int]:
         with self._statement():
@@ -369,16 +424,18 @@ class LocalStore:
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, int], int] = {}
 
-    def hit(self, bucket: str, window: Window, rate: Rate, cost: int) -> tuple[bool, int, int]:
+    def hit(self, bucket: str, window: Window, rate: Rate, cost: int, extra: int = 0) -> tuple[int, int, int]:
+        # The limiter asks for no lease here while it falls back (no round trip to save), but a
+        # store built on this class for tests is asked like any shared store.
         with self._lock:
             if len(self._counts) > 100_000:
                 self._forget_before(window.index - 1)
             previous = self._counts.get((bucket, window.index - 1), 0)
             current = self._counts.get((bucket, window.index), 0)
-            if not _admits(limit=rate.limit, previous=previous, current=current, weight=window.weight, cost=cost):
-                return False, previous, current
-            self._counts[(bucket, window.index)] = current + cost
-            return True, previous, current + cost
+            grant = _grant(math.floor(rate.limit - previous * window.weight - current + 1e-9), cost, extra)
+            if grant:
+                current = self._counts[(bucket, window.index)] = current + grant
+            return grant, previous, current
 
     def counts(self, bucket: str, window: Window) -> tuple[int, int]:
         with self._lock:
@@ -399,6 +456,101 @@ class LocalStore:
             self._counts.clear()
 
 
+# --- Leases ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Lease:
+    window_index: int
+    limit: int  # the policy's limit when granted: a changed limit voids the lease
+    left: int  # units taken from the store and not yet spent
+    previous: int  # the store's counts at the last grant (``current`` includes the lease)
+    current: int
+
+
+class Leases:
+    """Units this process took ahead from the shared store, per bucket, for the window they count in.
+
+    It also knows which of its threads are asking the store about a bucket
+    right now: a request the store refused waits for those answers (one round
+    trip at most), since one of them may bring a lease that has room for it.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._held: dict[str, _Lease] = {}
+        self._asking: dict[str, set[int]] = {}
+        self._asks = itertools.count()
+
+    def take(self, bucket: str, window_index: int, cost: int, limit: int) -> tuple[int, int] | None:
+        """Spend ``cost`` leased units: (previous, current as this process knows them), or None."""
+        with self._changed:
+            return self._take(bucket, window_index, cost, limit)
+
+    def _take(self, bucket: str, window_index: int, cost: int, limit: int) -> tuple[int, int] | None:
+        lease = self._held.get(bucket)
+        if lease is None or lease.left < cost:
+            return None
+        if lease.window_index != window_index or lease.limit != limit:
+            # Counted in an earlier window (where they stay, as if spent then: the safe side), or under
+            # a limit that has changed since.
+            del self._held[bucket]
+            return None
+        lease.left -= cost
+        return lease.previous, lease.current - lease.left
+
+    @contextmanager
+    def asking(self, bucket: str) -> Iterator[None]:
+        """Around a question to the store about ``bucket`` that may bring a lease."""
+        with self._changed:
+            ask = next(self._asks)
+            self._asking.setdefault(bucket, set()).add(ask)
+        try:
+            yield
+        finally:
+            with self._changed:
+                asks = self._asking[bucket]
+                asks.discard(ask)
+                if not asks:
+                    del self._asking[bucket]
+                self._changed.notify_all()
+
+    def take_when_settled(self, bucket: str, window_index: int, cost: int, limit: int) -> tuple[int, int] | None:
+        """After a refusal: wait for this process's questions in flight, then try the lease again."""
+        with self._changed:
+            pending = set(self._asking.get(bucket, ()))
+            if pending:
+                self._changed.wait_for(
+                    lambda: not pending & self._asking.get(bucket, set()), timeout=LEASE_SETTLE_SECONDS
+                )
+            return self._take(bucket, window_index, cost, limit)
+
+    def add(self, bucket: str, window_index: int, limit: int, units: int, previous: int, current: int) -> int:
+        """Keep ``units`` granted ahead; return how many this process now holds for the bucket."""
+        with self._changed:
+            if len(self._held) > 10_000:
+                self._held.clear()  # many partitions at once: leases are an optimisation, not state
+            lease = self._held.get(bucket)
+            if lease is None or lease.window_index != window_index or lease.limit != limit:
+                lease = self._held[bucket] = _Lease(window_index, limit, 0, previous, current)
+            lease.left += units
+            lease.previous, lease.current = previous, max(lease.current, current)
+            return lease.left
+
+    def give_back(self, bucket: str, window_index: int, cost: int) -> bool:
+        """Return refunded units to the lease they came from, while it is current."""
+        with self._changed:
+            lease = self._held.get(bucket)
+            if lease is None or lease.window_index != window_index:
+                return False
+            lease.left += cost
+            return True
+
+    def clear(self) -> None:
+        with self._changed:
+            self._held.clear()
+
+
 # --- The limiter -----------------------------------------------------------------------------
 
 
@@ -412,6 +564,7 @@ class Limiter:
 
     shared: Store
     local: LocalStore = field(default_factory=LocalStore)
+    leases: Leases = field(default_factory=Leases)
     clock: Callable[[], float] = time.time
     _down_until: float = 0.0
     _down: bool = False
@@ -422,18 +575,41 @@ class Limiter:
         bucket = _bucket(policy, partition)
         window = Window.at(self.clock(), policy.rate.window_seconds)
         store, local = self._store()
+        leasing = policy.leased and not local
+        if leasing:
+            seen = self.leases.take(bucket, window.index, cost, policy.rate.limit)
+            if seen is not None:
+                decision = _decide(policy, bucket, window, allowed=True, previous=seen[0], current=seen[1], cost=cost)
+                return replace(decision, leased=True)
         try:
-            counts = store.hit(bucket, window, policy.rate, cost)
+            with self.leases.asking(bucket) if leasing else nullcontext():
+                granted, previous, current = store.hit(bucket, window, policy.rate, cost, LEASE_MAX_UNITS * leasing)
+                if granted > cost:
+                    held = self.leases.add(bucket, window.index, policy.rate.limit, granted - cost, previous, current)
+                    current -= held  # what this process knows to be spent: its lease is not
         except _STORE_ERRORS as exc:
             self._went_down(exc)
-            return self._decision(policy, bucket, window, self.local.hit(bucket, window, policy.rate, cost), cost, True)
+            granted, previous, current = self.local.hit(bucket, window, policy.rate, cost)
+            return self._decision(policy, bucket, window, granted > 0, previous, current, cost, True)
         self._answered(local)
-        return self._decision(policy, bucket, window, counts, cost, local)
+        if not granted and leasing:
+            seen = self.leases.take_when_settled(bucket, window.index, cost, policy.rate.limit)
+            if seen is not None:
+                decision = _decide(policy, bucket, window, allowed=True, previous=seen[0], current=seen[1], cost=cost)
+                return replace(decision, leased=True)
+        return self._decision(policy, bucket, window, granted > 0, previous, current, cost, local)
 
     def _decision(
-        self, policy: Policy, bucket: str, window: Window, counts: tuple[bool, int, int], cost: int, local: bool
+        self,
+        policy: Policy,
+        bucket: str,
+        window: Window,
+        admitted: bool,
+        previous: int,
+        current: int,
+        cost: int,
+        local: bool,
     ) -> Decision:
-        admitted, previous, current = counts
         decision = _decide(policy, bucket, window, allowed=admitted, previous=previous, current=current, cost=cost)
         if not admitted:
             RATELIMIT_LIMITED.labels(policy.name).inc()
@@ -458,6 +634,8 @@ class Limiter:
         """Give back what an admitted decision spent (a guess that turned out right)."""
         if not decision.allowed or not decision.bucket:
             return
+        if decision.leased and self.leases.give_back(decision.bucket, decision.window_index, decision.cost):
+            return
         store: Store = self.local if decision.local else self.shared
         try:
             store.refund(decision.bucket, decision.window_index, decision.cost)
@@ -467,6 +645,7 @@ class Limiter:
     def clear(self, *, shared: bool = True) -> None:
         """Forget every count and any outage (tests and benchmarks only)."""
         self.local.clear()
+        self.leases.clear()
         with self._lock:
             self._down, self._down_until = False, 0.0
         if shared:

@@ -133,9 +133,13 @@ elif IS_POSTGRES and env.bool("DB_POOL", default=True):
     _db_options["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=2),
         "max_size": env.int("DB_POOL_MAX", default=20),
-        "timeout": 10,
+        # How long a request waits for a connection (all busy, or the database away) before its 503.
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # The pool checks a connection when it hands it out: one the server ended while it sat in the
+    # pool (a restart, a failover, pg_terminate_backend) is replaced, not answered with a 503.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, channel layer, Celery --------------------------------------
@@ -357,6 +361,8 @@ CELERY_IMPORTS = [
 # back-off from EVENT_RETRY_SECONDS (capped at 10 min), EVENT_RETRY_ATTEMPTS times in all.
 EVENT_RETRY_SECONDS: float = env.float("EVENT_RETRY_SECONDS", default=10.0)
 EVENT_RETRY_ATTEMPTS: int = env.int("EVENT_RETRY_ATTEMPTS", default=10)
+# A task delivery not done this long after its event committed (the broker lost the task) is retried.
+EVENT_TASK_GRACE_SECONDS: float = env.float("EVENT_TASK_GRACE_SECONDS", default=120.0)
 globals().setdefault("CELERY_BEAT_SCHEDULE", {}).update(
     {
         "events-retry": {"task": "missions.events.retry", "schedule": EVENT_RETRY_SECONDS},
@@ -454,6 +460,13 @@ CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "sla-evaluate-all": {"task": "sla.evaluate_all", "schedule": SLA_EVALUATE_SECONDS},
 }
+
+# --- The demo's scripted incident (`make run`) ----------------------------------
+# The fleet simulator (`simulate_fleet --demo`) cuts one truck's comms this many seconds after
+# it starts, so the lost-comms runbook runs in front of a newcomer; "off" turns it off.
+DEMO_SCENARIO: str = env.str("DEMO_SCENARIO", default="lost-comms")
+DEMO_INCIDENT_VEHICLE: str = env.str("DEMO_INCIDENT_VEHICLE", default="LSA-101")
+DEMO_INCIDENT_AFTER_SECONDS: float = env.float("DEMO_INCIDENT_AFTER_SECONDS", default=180.0)
 
 # --- Paging (PagerDuty Events API v2) -------------------------------------------
 PAGERDUTY_EVENTS_URL: str = env.str("PAGERDUTY_EVENTS_URL", default="")

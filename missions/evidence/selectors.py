@@ -8,6 +8,7 @@ through ``plain`` so the canonical JSON is the same in any process.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from missions.models.evidence import (
 from missions.models.telemetry import TelemetrySnapshot
 
 URN = "urn:tms-console"
+
+log = logging.getLogger(__name__)
 
 
 class ProofRequestError(ValueError):
@@ -260,11 +263,18 @@ def _cached(key: str, roots: Sequence[str | None], compute: Callable[[], list[by
     if any(root is None for root in roots):
         return compute()
     key = f"{key}:{':'.join(str(r) for r in roots)}"
-    hit = cache.get(key)
+    try:
+        hit = cache.get(key)
+    except Exception:  # the cache (Redis) does not answer: a miss, the proof is computed from the log
+        log.warning("proof cache unavailable", exc_info=True, extra={"event": "evidence.cache_unavailable"})
+        return compute()
     if isinstance(hit, list) and all(isinstance(h, bytes) for h in hit):
         return hit
     proof = compute()
-    cache.set(key, proof, PROOF_CACHE_SECONDS)
+    try:
+        cache.set(key, proof, PROOF_CACHE_SECONDS)
+    except Exception:
+        log.warning("proof cache unavailable", exc_info=True, extra={"event": "evidence.cache_unavailable"})
     return proof
 
 

@@ -173,6 +173,7 @@ class MqttBridge:
     def run(self, stop: threading.Event, *, stats_every_seconds: float = 30.0) -> None:
         """Pump until ``stop`` is set, then flush what is queued and disconnect."""
         self.start()
+        self.heartbeat()  # /readyz knows the bridge from its start, not only after the first period
         last_stats = last_beat = time.monotonic()
         try:
             while not stop.is_set():

@@ -170,3 +170,40 @@ class CounterDecisionForm(forms.Form):
 
     decision = forms.ChoiceField(choices=[("accept", "Accept"), ("decline", "Decline")])
     reason = forms.CharField(max_length=300, required=False, strip=True)
+
+
+class EligibilityForm(forms.Form):
+    """What is typed so far on the new-shipment form; every field optional (a partial load)."""
+
+    origin_region = forms.CharField(required=False, max_length=8, label="origin state")
+    destination_region = forms.CharField(required=False, max_length=8, label="destination state")
+    weight_kg = forms.IntegerField(required=False, min_value=1, max_value=60000, label="weight")
+    hazmat = forms.BooleanField(required=False, label="hazmat")
+    max_autonomy_level = forms.IntegerField(required=False, min_value=0, max_value=5, label="max autonomy level")
+
+    def invalid_labels(self) -> list[str]:
+        """The fields typed so far that are not valid yet (the form itself says why, field by field)."""
+        return [str(self.fields[name].label) for name in self.errors if name in self.fields]
+
+    def clean_origin_region(self) -> str:
+        value = self.cleaned_data.get("origin_region", "")
+        return _region_clean(value) if value.strip() else ""
+
+    def clean_destination_region(self) -> str:
+        value = self.cleaned_data.get("destination_region", "")
+        return _region_clean(value) if value.strip() else ""
+
+    def draft(self) -> Shipment:
+        """An unsaved shipment holding the valid parts of the input, for ``carrier_fit``."""
+        data = {k: v for k, v in self.cleaned_data.items() if k not in self.errors}
+        return Shipment(
+            origin_region=data.get("origin_region") or "",
+            destination_region=data.get("destination_region") or "",
+            weight_kg=data.get("weight_kg") or 0,
+            hazmat=bool(data.get("hazmat")),
+            max_autonomy_level=data.get("max_autonomy_level"),
+        )
+
+    def asked(self) -> bool:
+        """Enough to judge a lane: both states, valid."""
+        return bool(self.cleaned_data.get("origin_region") and self.cleaned_data.get("destination_region"))

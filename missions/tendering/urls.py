@@ -11,6 +11,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("carriers/<int:pk>/", views.carrier_detail, name="carrier_detail"),
     path("shipments/", views.shipment_list, name="shipment_list"),
     path("shipments/new/", views.shipment_create, name="shipment_create"),
+    path("shipments/eligibility/", views.shipment_eligibility, name="shipment_eligibility"),
     path("shipments/<int:pk>/", views.shipment_detail, name="shipment_detail"),
     path("shipments/<int:pk>/tender/", views.shipment_tender, name="shipment_tender"),
     path("shipments/<int:pk>/waterfall/", views.shipment_waterfall, name="shipment_waterfall"),

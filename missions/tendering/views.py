@@ -27,6 +27,7 @@ from missions.models import Carrier, CarrierCircuit, Mission, Offer, Shipment, T
 from missions.tendering import dispatch
 from missions.tendering.forms import (
     CounterDecisionForm,
+    EligibilityForm,
     ReasonForm,
     ShipmentCreateForm,
     TenderCreateForm,
@@ -122,7 +123,30 @@ def shipment_create(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Shipment {shipment.reference} created.")
             return redirect("missions:shipment_detail", pk=shipment.pk)
     status = 400 if request.method == "POST" else 200
-    return render(request, "missions/shipment_form.html", {"nav": "shipments", "form": form}, status=status)
+    context = {"nav": "shipments", "form": form, **_eligibility(request.POST or None)}
+    return render(request, "missions/shipment_form.html", context, status=status)
+
+
+def _eligibility(data: Any) -> dict[str, Any]:
+    """Which carriers could take the load typed so far, and why the others cannot."""
+    form = EligibilityForm(data)
+    if form.is_bound:
+        form.is_valid()  # keeps the valid fields in cleaned_data; the panel names the others
+    asked = form.is_bound and form.asked()
+    fits = selectors.carrier_ranking(shipment=form.draft()) if asked else []
+    return {
+        "eligibility_form": form,
+        "eligibility_asked": asked,
+        "eligibility_fits": fits,
+        "eligibility_count": sum(1 for fit in fits if fit.eligible),
+        "eligibility_invalid": form.invalid_labels() if form.is_bound else [],
+    }
+
+
+@dispatch_required
+def shipment_eligibility(request: HttpRequest) -> HttpResponse:
+    """The eligibility panel of the new-shipment form, for what is typed so far (GET, no change)."""
+    return render(request, "missions/_eligibility.html", _eligibility(request.GET))
 
 
 @view_required

@@ -64,7 +64,7 @@ def test_seed_twice_changes_nothing(demo_env: None) -> None:
 def test_seed_creates_the_described_carriers(demo_env: None) -> None:
     seed()
     autonomous = Carrier.objects.filter(kind=CarrierKind.AUTONOMOUS)
-    assert autonomous.count() == 2
+    assert autonomous.count() == 3  # one of them covers the Chicago - Los Angeles lane
     for carrier in autonomous:
         assert carrier.api_base_url.startswith("http://127.0.0.1:8100")
         assert carrier.api_token_url and carrier.api_client_id and carrier.api_client_secret

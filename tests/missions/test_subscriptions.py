@@ -188,3 +188,34 @@ def test_a_mission_exception_opens_its_incident_through_the_registry(carrier_a: 
     assert RunbookRun.objects.filter(incident=incident).exists()
     assert AuditEvent.objects.filter(incident_id=incident.pk, action="incident.triggered").exists()
     assert exc.correlation_id == incident.correlation_id
+
+
+def test_a_task_the_broker_lost_is_still_delivered_from_its_outbox_row(
+    carrier_a: Carrier, temporary: list[str], monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """The task is accepted by the broker and then lost (a Redis without persistence restarted)."""
+    from missions import subscriptions
+
+    settings.EVENT_TASK_GRACE_SECONDS = 120
+    handler = Recorder()
+    subscribe(temporary, "test.lost_task", handler, via="task")
+    lost: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(subscriptions.event_deliver, "delay", lambda *args: lost.append(args))
+    event = happen(carrier_a)
+    assert lost == [(event.pk, "test.lost_task", None)] and handler.seen == []
+    owed = EventDelivery.objects.get(event=event, subscriber="test.lost_task")
+    assert (owed.status, owed.attempts) == (EventDeliveryStatus.PENDING, 0)
+
+    assert deliveries_retry() == 0  # within the grace the queued task may still come
+    with time_machine.travel(timezone.now() + timedelta(seconds=121)):
+        assert deliveries_retry() == 1
+    assert handler.seen == [(event.pk, "test.happened", None)]
+    assert not EventDelivery.objects.exists()
+
+
+def test_a_task_that_ran_leaves_no_outbox_row(carrier_a: Carrier, temporary: list[str]) -> None:
+    handler = Recorder()
+    subscribe(temporary, "test.ran_task", handler, via="task")
+    event = happen(carrier_a)
+    assert handler.seen == [(event.pk, "test.happened", None)]
+    assert not EventDelivery.objects.filter(event=event).exists()

@@ -299,8 +299,9 @@ def test_sla_breach_runbook_gathers_evidence() -> None:
     assert run is not None and run.runbook.slug == "sla-breach"
     engine.runbook_advance(run_id=run.pk)
     s = steps(incident)
-    assert s[1].status == StepStatus.DONE and "breaches" in s[1].result
-    assert s[2].status == StepStatus.WAITING
+    assert s[1].step.action == "page_oncall" and s[1].status == StepStatus.DONE
+    assert s[2].status == StepStatus.DONE and "breaches" in s[2].result
+    assert s[3].status == StepStatus.WAITING
 
 
 def test_actions_refused_on_closed_incident(pager: PagerReceiver, fallback: Carrier) -> None:

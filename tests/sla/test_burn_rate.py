@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -10,11 +11,20 @@ import pytest
 import time_machine
 
 from missions.choices import MissionStatus
+from missions.events import Actor
 from missions.models import AuditEvent, Carrier
 from runbooks.models import Incident
+from runbooks.services import incident_open
 from sla.choices import AlertSeverity, SLIName
 from sla.models import BurnRateAlert, SLIMeasurement
-from sla.services import BURN_RULES, budget_remaining_pct, burn_rate, burn_rule_fires, sla_evaluate
+from sla.services import (
+    BURN_RULES,
+    budget_remaining_pct,
+    burn_rate,
+    burn_rate_label,
+    burn_rule_fires,
+    sla_evaluate,
+)
 from sla.sli import SLIResult
 from tests.factories import ContractFactory
 from tests.sla.fixtures import T0, at, mission
@@ -99,7 +109,9 @@ def test_evaluation_pages_once_opens_an_incident_then_resolves(carrier_a: Carrie
     assert page.long_burn_rate == Decimal("50")
     incident = Incident.objects.get(pk=page.incident_id)
     assert incident.kind == "sla_breach" and incident.carrier_id == carrier_a.pk
-    assert BurnRateAlert.objects.get(sli=SLIName.MISSION_SUCCESS, severity=AlertSeverity.TICKET).incident_id is None
+    # The same burn over the 3 d / 6 h windows belongs to the incident its page opened.
+    ticket = BurnRateAlert.objects.get(sli=SLIName.MISSION_SUCCESS, severity=AlertSeverity.TICKET)
+    assert ticket.incident_id == page.incident_id
     # 5 reporting windows x 7 SLIs stored, with budgets.
     assert SLIMeasurement.objects.filter(carrier=carrier_a, computed_at=T0).count() == 35
     month = SLIMeasurement.objects.get(carrier=carrier_a, computed_at=T0, sli=SLIName.MISSION_SUCCESS, window="month")
@@ -154,3 +166,89 @@ def test_alert_windows_read_as_people_say_them() -> None:
     alert = BurnRateAlert(long_window_seconds=259200, short_window_seconds=21600)
     assert alert.windows_label == "3 d / 6 h"
     assert BurnRateAlert(long_window_seconds=3600, short_window_seconds=300).windows_label == "1 h / 5 min"
+
+
+def test_burn_rates_read_as_people_say_them() -> None:
+    assert burn_rate_label(Decimal("90.9091")) == "90.9x"
+    assert burn_rate_label(Decimal("14.45")) == "14.5x"
+    assert burn_rate_label(Decimal("0")) == "0.0x"
+    assert burn_rate_label(None) == "no traffic"
+
+
+@pytest.mark.django_db
+def test_a_page_opens_an_incident_with_its_runbook_and_the_incident_follows_its_alerts(
+    carrier_a: Carrier, settings: Any
+) -> None:
+    settings.SLA_BURN_MIN_EVENTS = 10
+    ContractFactory(carrier=carrier_a, effective_from=date(2026, 1, 1), mission_success_target_pct=Decimal("98"))
+    with time_machine.travel(T0, tick=False):
+        for k in range(12):
+            mission(carrier_a, status=MissionStatus.FAILED, completed_at=at(-4) + timedelta(seconds=k))
+        sla_evaluate(carrier_id=carrier_a.pk, now=T0)
+    incident = Incident.objects.get(kind="sla_breach", carrier=carrier_a)
+    # A page is critical on the incident, the SLA-breach runbook is attached, and figures are rounded.
+    assert incident.severity == "critical"
+    assert incident.run.runbook.slug == "sla-breach"
+    assert re.search(r"burning error budget at \d+\.\dx$", incident.title), incident.title
+    assert re.search(r"burn rate \d+\.\dx and 5m burn rate \d+\.\dx exceed 14\.4x", incident.summary), incident.summary
+    linked = BurnRateAlert.objects.filter(incident_id=incident.pk, resolved_at__isnull=True)
+    assert {a.severity for a in linked} == {AlertSeverity.PAGE, AlertSeverity.TICKET}
+
+    # Five hours later only the tickets burn: the incident is a warning, still open, and says why.
+    quiet = T0 + timedelta(hours=5)
+    with time_machine.travel(quiet, tick=False):
+        sla_evaluate(carrier_id=carrier_a.pk, now=quiet)
+    incident.refresh_from_db()
+    assert (incident.severity, incident.status) == ("warning", "triggered")
+    change = AuditEvent.objects.get(subject_type="incident", subject_id=incident.pk, action="incident.severity_changed")
+    assert change.before == {"severity": "critical"} and change.after == {"severity": "warning"}
+
+    # Seven hours later nothing burns: mitigated, kept open for review, never resolved by itself.
+    calm = T0 + timedelta(hours=7)
+    with time_machine.travel(calm, tick=False):
+        sla_evaluate(carrier_id=carrier_a.pk, now=calm)
+    incident.refresh_from_db()
+    assert incident.status == "mitigated" and incident.resolved_at is None
+    moved = AuditEvent.objects.get(subject_type="incident", subject_id=incident.pk, action="incident.status_changed")
+    assert "stays open for review" in moved.data["note"]
+
+    # A new page-level burn while it is under review makes it critical again (one incident, not two).
+    again = T0 + timedelta(hours=8)
+    with time_machine.travel(again, tick=False):
+        for k in range(12):
+            mission(carrier_a, status=MissionStatus.FAILED, completed_at=again - timedelta(minutes=2, seconds=k))
+        sla_evaluate(carrier_id=carrier_a.pk, now=again)
+    incident.refresh_from_db()
+    assert incident.severity == "critical"
+    assert Incident.objects.filter(kind="sla_breach", carrier=carrier_a).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_telemetry_burn_caused_by_open_lost_comms_joins_that_incident_instead_of_paging_again(
+    carrier_a: Carrier, settings: Any
+) -> None:
+    settings.SLA_BURN_MIN_EVENTS = 10
+    ContractFactory(carrier=carrier_a, effective_from=date(2026, 1, 1))
+    silent = mission(carrier_a, status=MissionStatus.EN_ROUTE, started_at=at(-90))  # never reports
+    lost, _ = incident_open(
+        actor=Actor.system("detector"), kind="lost_comms", title="Lost communications", mission=silent
+    )
+    with time_machine.travel(T0, tick=False):
+        sla_evaluate(carrier_id=carrier_a.pk, now=T0)
+    page = BurnRateAlert.objects.get(sli=SLIName.TELEMETRY_INTEGRITY, severity=AlertSeverity.PAGE)
+    assert page.incident_id == lost.pk
+    assert not Incident.objects.filter(kind="sla_breach").exists()  # one incident, one page
+    note = AuditEvent.objects.get(subject_type="incident", subject_id=lost.pk, action="incident.note")
+    assert "Telemetry integrity is burning its error budget" in note.data["text"]
+
+    # The burn ending does not move the lost-comms incident: it follows its own runbook.
+    quiet = T0 + timedelta(days=4)
+    with time_machine.travel(quiet, tick=False):
+        silent.status = MissionStatus.COMPLETED
+        silent.completed_at = T0
+        silent.save(update_fields=["status", "completed_at"])
+        sla_evaluate(carrier_id=carrier_a.pk, now=quiet)
+    page.refresh_from_db()
+    lost.refresh_from_db()
+    assert page.resolved_at is not None
+    assert (lost.status, lost.severity) == ("triggered", "error")

@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 import time_machine
 from django.contrib.auth.models import User
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from missions.choices import MissionStatus
 from missions.events import Actor
 from missions.models import Carrier
+from runbooks.models import Incident
 from sla.choices import BreachStatus, SLIName
 from sla.models import Breach, CreditEntry, SLIMeasurement
 from sla.services import breach_record, sla_evaluate
@@ -213,3 +214,19 @@ def test_queue_depth_from_redis(settings: Any) -> None:
     finally:
         client.delete(key)
         client.close()
+
+
+def test_burn_rate_alerts_show_the_incident_severity_they_stand_for(carrier_a: Carrier, readonly: User) -> None:
+    ContractFactory(carrier=carrier_a, effective_from=date(2020, 1, 1))
+    now = timezone.now()
+    for k in range(12):
+        mission(carrier_a, status=MissionStatus.FAILED, completed_at=now - timedelta(minutes=3, seconds=k))
+    with override_settings(SLA_BURN_MIN_EVENTS=10):
+        sla_evaluate(carrier_id=carrier_a.pk, now=now)
+    incident = Incident.objects.get(kind="sla_breach", carrier=carrier_a)
+    client = verified_client(readonly)
+    for url in ("/sla/dashboard/", f"/sla/dashboard/carriers/{carrier_a.pk}/"):
+        body = client.get(url).content.decode()
+        assert "Page · critical" in body and "Ticket · warning" in body, url
+        assert f"/incidents/{incident.pk}/" in body
+    assert incident.severity == "critical"

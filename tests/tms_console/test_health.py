@@ -120,3 +120,30 @@ def test_a_lost_database_in_a_middleware_is_a_calm_console_page(monkeypatch: pyt
     assert b"Temporarily unavailable" in response.content
     assert b"Traceback" not in response.content
     assert response["Retry-After"] == str(health.RETRY_AFTER_SECONDS)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/tenders", "/shipments/"])
+def test_a_lost_redis_connection_is_a_503_not_a_500(
+    path: str, monkeypatch: pytest.MonkeyPatch, dispatcher: Any
+) -> None:
+    """What cannot be served without Redis is a 503 with Retry-After (tests/faults/test_redis_down.py live)."""
+    import redis
+    from django.core.handlers import base
+
+    from tests.conftest import verified_client
+
+    client = verified_client(dispatcher)
+    client.raise_request_exception = False
+
+    def lost(*args: Any, **kwargs: Any) -> Any:
+        raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(base.BaseHandler, "resolve_request", lambda self, request: (lost, (), {}))
+    response = client.get(path)
+    assert response.status_code == 503
+    assert response["Retry-After"] == str(health.RETRY_AFTER_SECONDS)
+    if path.startswith("/api/"):
+        assert response["Content-Type"].startswith("application/problem+json")
+        assert response.json()["type"].endswith("redis-unavailable")
+    else:
+        assert b"Temporarily unavailable" in response.content and b"Redis" in response.content

@@ -27,6 +27,9 @@ from tests.conftest import require_service
 from tms_console import metrics
 from tms_console.models import RateCounter
 from tms_console.ratelimit import (
+    LEASE_MAX_UNITS,
+    LEASE_MIN_ROOM,
+    LEASE_ROOM_DIVISOR,
     STORE_RETRY_SECONDS,
     DatabaseStore,
     Limiter,
@@ -35,6 +38,8 @@ from tms_console.ratelimit import (
     Rate,
     RedisStore,
     Store,
+    Window,
+    _bucket,
     ratelimit_headers,
 )
 
@@ -195,6 +200,133 @@ def test_the_database_store_works_inside_a_callers_transaction_and_purges_dead_r
     assert not RateCounter.objects.filter(bucket="old").exists()
 
 
+# --- Leases: a busy partition asks the store once in a while, and the limit still holds ------------
+
+
+class CountingStore(LocalStore):
+    """A shared store in memory that counts the round trips the limiter makes to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def hit(self, bucket: str, window: Window, rate: Rate, cost: int, extra: int = 0) -> tuple[int, int, int]:
+        self.calls += 1
+        return super().hit(bucket, window, rate, cost, extra)
+
+
+def test_a_leased_policy_asks_the_store_once_per_lease_and_an_unleased_one_every_time() -> None:
+    store = CountingStore()
+    limiter = Limiter(shared=store, clock=Clock(1_800_000_000.0))
+    leased = Policy("partner", Rate(limit=100_000, window_seconds=60), leased=True)
+    assert all(limiter.hit(leased, "c").allowed for _ in range(170))
+    assert store.calls == 10  # each round trip takes the request's unit and LEASE_MAX_UNITS more
+    assert store.counts(_bucket(leased, "c"), Window.at(1_800_000_000.0, 60))[1] == 10 * (1 + LEASE_MAX_UNITS)
+    store.calls = 0
+    plain = Policy("guard", Rate(limit=100_000, window_seconds=60))
+    assert all(limiter.hit(plain, "c").allowed for _ in range(20))
+    assert store.calls == 20
+
+
+def test_leases_shrink_with_the_room_so_one_process_still_takes_exactly_the_limit() -> None:
+    store = CountingStore()
+    limiter = Limiter(shared=store, clock=Clock(1_800_000_000.0))
+    policy = Policy("partner", Rate(limit=200, window_seconds=60), leased=True)
+    answers = [limiter.hit(policy, "c") for _ in range(205)]
+    assert [a.allowed for a in answers] == [True] * 200 + [False] * 5
+    # The room left is told as this process knows it: its own lease is not spent.
+    assert [a.remaining for a in answers[:200]] == list(range(199, -1, -1))
+    # Leases while the room is large (200 leases 12 more units), none for the last LEASE_MIN_ROOM units.
+    assert answers[1].leased and not any(a.leased for a in answers[-(LEASE_MIN_ROOM - LEASE_MAX_UNITS) - 5 :])
+    assert store.calls < 205 - 50
+
+
+def test_processes_sharing_a_store_never_pass_the_limit_and_spend_all_of_it_when_busy() -> None:
+    store = LocalStore()  # the shared store; each Limiter is one process with its own leases
+    processes = [Limiter(shared=store, clock=Clock(1_800_000_000.0)) for _ in range(4)]
+    policy = Policy("partner", Rate(limit=1_000, window_seconds=60), leased=True)
+    threads = 64
+    barrier = threading.Barrier(threads)
+
+    def one(n: int) -> int:
+        barrier.wait(timeout=30)
+        limiter = processes[n % len(processes)]
+        return sum(limiter.hit(policy, "one-client").allowed for _ in range(40))  # 2,560 requests in all
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        admitted = sum(pool.map(one, range(threads)))
+    assert admitted == 1_000
+
+
+def test_a_refund_of_leased_units_goes_back_to_the_lease_and_a_new_window_drops_it() -> None:
+    clock = Clock(1_800_000_000.0 + 5)
+    store = CountingStore()
+    limiter = Limiter(shared=store, clock=clock)
+    policy = Policy("partner", Rate(limit=10_000, window_seconds=60), leased=True)
+    first, second = limiter.hit(policy, "c"), limiter.hit(policy, "c")
+    assert not first.leased and second.leased and store.calls == 1
+    limiter.refund(second)
+    assert [limiter.hit(policy, "c").leased for _ in range(LEASE_MAX_UNITS)] == [True] * LEASE_MAX_UNITS
+    assert store.calls == 1 and not limiter.hit(policy, "c").leased  # the lease ran out: a round trip
+    clock.now += 60  # the next window: what was left of the lease stays counted in the old one
+    assert not limiter.hit(policy, "c").leased and store.calls == 3
+
+
+class SlowLeaseStore(LocalStore):
+    """The first question is granted five units but answered late; later ones find the room gone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = threading.Event()
+
+    def hit(self, bucket: str, window: Window, rate: Rate, cost: int, extra: int = 0) -> tuple[int, int, int]:
+        if not self.first.is_set():
+            self.first.set()
+            time.sleep(0.2)  # granted in the store, still on its way back to the process
+            return 5, 0, 5
+        return 0, 0, 5
+
+
+def test_a_refused_request_waits_for_its_process_grants_in_flight_and_takes_their_lease() -> None:
+    limiter = Limiter(shared=SlowLeaseStore(), clock=Clock(1_800_000_000.0))
+    policy = Policy("partner", Rate(limit=5, window_seconds=60), leased=True)
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        first = pool.submit(limiter.hit, policy, "c")
+        limiter.shared.first.wait(5)  # type: ignore[attr-defined]
+        others = [pool.submit(limiter.hit, policy, "c") for _ in range(5)]
+        answers = [first.result(5)] + [f.result(5) for f in others]
+    # The five units the store counted are all spent: none left unused while a request was refused.
+    assert [a.allowed for a in answers].count(True) == 5
+    assert sum(a.leased for a in answers) == 4
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(DatabaseStore, id="database", marks=[pytest.mark.live, pytest.mark.django_db(transaction=True)]),
+        pytest.param(_redis_store, id="redis", marks=pytest.mark.services),
+    ],
+)
+def test_each_shared_store_grants_leases_by_the_same_rule(make: Callable[[], Store]) -> None:
+    store = make()
+    window = Window.at(1_800_000_000.0, 60)
+    rate = Rate(limit=100, window_seconds=60)
+    granted = [store.hit("lease-rule", window, rate, 1, LEASE_MAX_UNITS)[0] for _ in range(80)]
+    # Room 100: 1 + min(16, 99 // 16) = 7; the lease shrinks with the room, and none below LEASE_MIN_ROOM.
+    expected, rooms, room = [], [], 100
+    for _ in range(80):
+        rooms.append(room)
+        grant = 0 if room < 1 else 1 if room - 1 < LEASE_MIN_ROOM else 1 + (room - 1) // LEASE_ROOM_DIVISOR
+        expected.append(grant)
+        room -= grant
+    assert granted == expected
+    assert granted[0] == 7 and sum(granted) == 100  # the whole room, never more
+    assert all(g == 1 for g, r in zip(granted, rooms, strict=True) if 1 <= r <= LEASE_MIN_ROOM)  # one by one
+    assert granted[-5:] == [0] * 5
+    other = Window.at(1_800_000_000.0 + 3600, 60)
+    assert store.hit("lease-rule", other, rate, 1, 0)[0] == 1  # no lease asked: one unit
+
+
 # --- The store away: fail open, say it once ----------------------------------------------------
 
 
@@ -294,3 +426,11 @@ def test_redis_going_away_and_coming_back_with_an_empty_script_cache(caplog: pyt
     assert sum("does not answer" in m for m in messages) == 1
     assert sum("answers again" in m for m in messages) == 1
     metrics.RATELIMIT_FALLBACK.set(0)
+
+
+def test_a_changed_limit_voids_the_lease_taken_under_the_old_one() -> None:
+    limiter = Limiter(shared=LocalStore(), clock=Clock(1_800_000_000.0))
+    assert limiter.hit(Policy("partner", Rate(1200, 60), leased=True), "c").allowed  # leases 16 more units
+    lowered = Policy("partner", Rate(2, 60), leased=True)
+    # The store already counts 17 units in this window: under the new limit of 2, nothing is left.
+    assert not limiter.hit(lowered, "c").allowed

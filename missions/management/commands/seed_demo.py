@@ -76,6 +76,7 @@ class DemoCarrier:
 LONESTAR = "lonestar-autonomous"
 SUNBELT = "sunbelt-driverless"
 RED_RIVER = "red-river-freight"
+TRANSCON = "transcon-autonomous"
 
 DEMO_CARRIERS = (
     DemoCarrier(
@@ -95,6 +96,16 @@ DEMO_CARRIERS = (
         regions=("TX", "NM", "AZ"),
         vehicles=("SBD-201", "SBD-202", "SBD-203"),
         contract={"monthly_fee_usd": Decimal("36500"), "on_time_target_pct": Decimal("96")},
+    ),
+    DemoCarrier(
+        # The playbook's example lane, Chicago -> Los Angeles, along I-55 / I-44 / I-40 / I-15.
+        name="Transcon Autonomous Lines",
+        slug=TRANSCON,
+        kind=CarrierKind.AUTONOMOUS,
+        max_autonomy_level=4,
+        regions=("IL", "MO", "OK", "TX", "NM", "AZ", "NV", "CA"),
+        vehicles=("TAL-401", "TAL-402"),
+        contract={"monthly_fee_usd": Decimal("48000"), "on_time_target_pct": Decimal("95")},
     ),
     DemoCarrier(
         name="Red River Freight Lines",

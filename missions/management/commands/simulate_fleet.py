@@ -48,6 +48,19 @@ def demo_credentials(slugs: set[str]) -> dict[str, Credentials]:
     return out
 
 
+def demo_fault(*, enabled: bool) -> Fault | None:
+    """The demo's scripted incident (settings ``DEMO_SCENARIO``), when the simulator runs ``--demo``."""
+    scenario = str(settings.DEMO_SCENARIO).strip().lower()
+    if not enabled or scenario in ("", "off", "none"):
+        return None
+    if scenario != "lost-comms":
+        raise CommandError(f"DEMO_SCENARIO={settings.DEMO_SCENARIO!r}: use 'lost-comms' or 'off'.")
+    after = float(settings.DEMO_INCIDENT_AFTER_SECONDS)
+    if after < 0:
+        raise CommandError("DEMO_INCIDENT_AFTER_SECONDS must be 0 or more.")
+    return Fault(kind="comms_loss", vehicle=str(settings.DEMO_INCIDENT_VEHICLE), at_s=after)
+
+
 class Command(BaseCommand):
     help = "Simulate a fleet of trucks on real US interstate corridors, sending telemetry over http, ws or mqtt."
 
@@ -72,6 +85,13 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if options["rate"] <= 0 or options["rate"] > 50:
             raise CommandError("--rate must be in (0, 50] events per second per vehicle.")
+        scripted = demo_fault(enabled=options["demo"])
+        if scripted is not None:
+            faults.append(scripted)
+            self.stdout.write(
+                f"Demo scenario: {scripted.vehicle} loses comms {scripted.at_s:.0f} s from now "
+                "(lost-comms runbook; DEMO_SCENARIO=off turns it off)"
+            )
 
         def active_missions() -> list[Mission]:
             qs = Mission.objects.filter(status__in=DRIVING, vehicle__isnull=False).select_related(

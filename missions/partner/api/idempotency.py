@@ -15,7 +15,10 @@ expired ones).
 The in-flight row is committed before the handler runs, so a concurrent
 retry sees it (on PostgreSQL the unique index makes the second insert wait
 for the first and then fail). The handler's effect and the completed record
-are committed together, so an outcome is never lost after its effect.
+are committed together, so an outcome is never lost after its effect. When
+the database connection is lost mid-way (answered 503), the in-flight row is
+deleted on a new connection, so the client's retry runs at once instead of
+meeting a 409 until the row counts as abandoned.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.http import HttpResponse
 from django.http.response import HttpResponseBase
 from django.template.response import SimpleTemplateResponse
@@ -38,6 +41,7 @@ from rest_framework.request import Request
 
 from missions.models.partner import IdempotencyRecord, IdempotencyStatus
 from missions.partner.api.authentication import PartnerPrincipal
+from tms_console.health import database_connection_lost
 from tms_console.problem import ProblemError
 
 log = logging.getLogger(__name__)
@@ -149,6 +153,21 @@ def _store(record_pk: int, response: HttpResponseBase) -> None:
     )
 
 
+def _release_after_connection_loss(record_pk: int) -> None:
+    """Delete the in-flight record of a request whose connection died, if it is still in flight."""
+    if connection.in_atomic_block:
+        return  # an outer transaction (a test) owns the connection
+    for _attempt in range(3):
+        try:
+            connection.close()  # the broken connection; the next query opens (or borrows) a new one
+            IdempotencyRecord.objects.filter(pk=record_pk, status=IdempotencyStatus.IN_FLIGHT).delete()
+            return
+        except DatabaseError:
+            continue
+    # Still unreachable: the key is taken as abandoned after IDEMPOTENCY_IN_FLIGHT_TIMEOUT_SECONDS.
+    log.warning("idempotency key left in flight: the database is unreachable", extra={"record": record_pk})
+
+
 def idempotent(handler: Handler) -> Handler:
     """Decorate a DRF view method (after authentication) to apply the Idempotency-Key rules."""
 
@@ -168,6 +187,12 @@ def idempotent(handler: Handler) -> Handler:
                 if response.status_code < 500:
                     _store(claimed.pk, response)
         except Exception as exc:
+            if database_connection_lost(exc):
+                # The effect did not commit (or, if the commit itself lost its answer, the record says
+                # COMPLETED and a retry replays it). Free the key on a new connection so the client's
+                # retry runs; the answer is a 503 (tms_console.health.DatabaseUnavailableMiddleware).
+                _release_after_connection_loss(claimed.pk)
+                raise
             if (
                 response is not None
                 and IdempotencyRecord.objects.filter(pk=claimed.pk, status=IdempotencyStatus.COMPLETED).exists()

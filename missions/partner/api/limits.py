@@ -21,17 +21,17 @@ RATELIMIT_DRAFT = "draft-ietf-httpapi-ratelimit-headers-11"
 
 def client_policy() -> Policy | None:
     rate = Rate.parse(str(settings.API_RATE_LIMIT))
-    return Policy("partner", rate) if rate else None
+    return Policy("partner", rate, leased=True) if rate else None
 
 
 def address_policy() -> Policy | None:
     rate = Rate.parse(str(settings.API_RATE_LIMIT))
-    return Policy("address", rate) if rate else None
+    return Policy("address", rate, leased=True) if rate else None
 
 
 def webhook_policy() -> Policy | None:
     limit = int(settings.WEBHOOK_RATE_LIMIT)
-    return Policy("webhook", Rate(limit=limit, window_seconds=60)) if limit > 0 else None
+    return Policy("webhook", Rate(limit=limit, window_seconds=60), leased=True) if limit > 0 else None
 
 
 def published_policies() -> list[dict[str, Any]]:

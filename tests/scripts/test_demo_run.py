@@ -1,0 +1,139 @@
+"""A fresh demo, as `make run` starts it, raises exactly its scripted incident, which runs its runbook.
+
+Every process of `make run` runs for real (daphne, the Celery worker and beat,
+the carrier simulator, the fleet simulator, the local pager) on the embedded
+defaults in a directory of its own. Time is shortened where the demo waits on
+purpose: the truck loses comms 15 s after the fleet starts instead of 180 s,
+and the Lonestar contract's gap threshold and recovery timeout are 10 s and
+15 s instead of 60 s and 300 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import free_port
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="the demo runs on the embedded defaults"),
+]
+SHORTEN = (
+    "from sla.models import Contract; "
+    "Contract.objects.filter(carrier__slug='lonestar-autonomous')"
+    ".update(telemetry_gap_seconds=10, recovery_timeout_seconds=15)"
+)
+
+
+@pytest.fixture
+def demo_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_", "MQTT_"))}
+    env.pop("PAGERDUTY_EVENTS_URL", None)
+    port, sim, pager = free_port(), free_port(), free_port()
+    env.update(
+        DEBUG="1",
+        TMS_VAR_DIR=str(tmp_path / "var"),
+        DEMO_PASSWORD="demo-run-password-2026",
+        PORT=str(port),
+        CARRIER_SIM_PORT=str(sim),
+        CARRIER_SIM_URL=f"http://127.0.0.1:{sim}",
+        PAGER_SIM_PORT=str(pager),
+        DEMO_SCENARIO="lost-comms",
+        DEMO_INCIDENT_AFTER_SECONDS="15",
+        PYTHONUNBUFFERED="1",
+    )
+    manage = [sys.executable, str(BASE_DIR / "manage.py")]
+    for argv in (
+        ["migrate", "--noinput"],
+        ["createcachetable"],
+        ["seed_demo", "--quiet-logins"],
+        ["shell", "-c", SHORTEN],
+    ):
+        subprocess.run([*manage, *argv], cwd=BASE_DIR, env=env, check=True, capture_output=True, timeout=300)
+    return env
+
+
+@pytest.fixture
+def demo(demo_env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
+    log = (tmp_path / "run.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, str(BASE_DIR / "scripts" / "run_all.py")],
+        cwd=BASE_DIR,
+        env=demo_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield tmp_path
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            code = proc.wait()
+        log.close()
+        assert code == 0, (tmp_path / "run.log").read_text()[-4000:]
+
+
+def _query(db: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        return list(conn.execute(sql))
+
+
+def test_the_demo_raises_its_scripted_incident_and_nothing_else(demo: Path, demo_env: dict[str, str]) -> None:
+    db = demo / "var" / "tms.sqlite3"
+    deadline = time.monotonic() + 240
+    failover: list[tuple[object, ...]] = []
+    while time.monotonic() < deadline and not failover:
+        time.sleep(3)
+        failover = _query(
+            db,
+            "SELECT s.status FROM runbooks_steprun s JOIN runbooks_runbookstep r ON r.id = s.step_id "
+            "WHERE r.action = 'failover' AND s.status = 'done'",
+        )
+    log = (demo / "run.log").read_text()
+    assert failover, f"the failover step did not complete in time:\n{log[-6000:]}"
+
+    incidents = _query(db, "SELECT kind, title FROM runbooks_incident ORDER BY id")
+    assert len(incidents) == 1 and incidents[0][0] == "lost_comms", incidents
+    mission = _query(
+        db,
+        "SELECT v.external_id FROM runbooks_incident i JOIN missions_mission m ON m.id = i.mission_id "
+        "JOIN missions_vehicle v ON v.id = m.vehicle_id",
+    )
+    assert mission == [("LSA-101",)]
+    steps = dict(
+        _query(
+            db,
+            "SELECT r.action, s.status FROM runbooks_steprun s JOIN runbooks_runbookstep r ON r.id = s.step_id "
+            "WHERE r.kind = 'automated'",
+        )
+    )
+    for action in ("record_last_known", "ping_vehicle", "contain_lost_comms", "page_oncall", "await_recovery"):
+        assert steps[action] == "done", steps
+    fallback = _query(
+        db,
+        "SELECT c.slug FROM missions_tender t JOIN missions_carrier c ON c.id = t.carrier_id WHERE t.is_fallback",
+    )
+    assert fallback == [("red-river-freight",)]
+
+    # The page reached the local pager, about this incident.
+    with urllib.request.urlopen(f"http://127.0.0.1:{demo_env['PAGER_SIM_PORT']}/pages", timeout=10) as answer:
+        pages = json.load(answer)["pages"]
+    triggers = [p for p in pages if p["event_action"] == "trigger"]
+    assert (len(triggers) == 1 and "LSA-101" in json.dumps(triggers[0])) or "Lost" in triggers[0]["summary"], pages
+    assert "PAGE tms-incident-" in log
