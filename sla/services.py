@@ -21,7 +21,7 @@ from runbooks.engine import runbook_start
 from runbooks.models import Incident
 from runbooks.services import incident_alerts_cleared, incident_note_add, incident_open, incident_severity_change
 from runbooks.transitions import INCIDENT_OPEN
-from sla.choices import INCIDENT_SEVERITY_OF_ALERT, AlertSeverity, BreachStatus, SLIName
+from sla.choices import INCIDENT_SEVERITY_OF_ALERT, AlertSeverity, BreachStatus, SLIName, WindowName
 from sla.models import (
     Breach,
     BurnRateAlert,
@@ -31,7 +31,7 @@ from sla.models import (
     SLIMeasurement,
     credit_tier_for,
 )
-from sla.selectors import contract_in_force, sli_all, sli_evidence_ids, telemetry_snapshot_ids
+from sla.selectors import contract_in_force, sli_all, sli_compute, sli_evidence_ids, telemetry_snapshot_ids
 from sla.sli import (
     SLIResult,
     Targets,
@@ -482,6 +482,92 @@ def sla_month_close(*, carrier_id: int, month: date, now: datetime | None = None
             )
         )
     return breaches
+
+
+def sla_recompute_after_backfill(
+    *,
+    carrier_id: int,
+    silence_start: datetime,
+    silence_end: datetime,
+    cause_event_id: int,
+    now: datetime | None = None,
+) -> Evaluation:
+    """Telemetry for a lost-comms gap arrived late: measure again every window that holds the gap.
+
+    The rolling windows and the month so far are measured again by a full evaluation (its
+    measurements become the carrier's latest, which the dashboards read; a burn-rate alert
+    the gap set off clears when the windows no longer burn). A calendar month that closed
+    before the upload is measured again too, and a breach still proposed for it is refreshed
+    (``sla_month_close``). The audit event ``sla.telemetry_recomputed`` keeps, for each window
+    holding the gap, the telemetry-integrity figure before and after, and the figure over the
+    silence itself. Idempotent as a recomputation: running it again measures the same data.
+    """
+    now = now or timezone.now()
+    carrier = Carrier.objects.get(pk=carrier_id)
+    sli = SLIName.TELEMETRY_INTEGRITY
+    holds_gap = [w for w in windows_at(now) if w.start < silence_end and w.end > silence_start]
+    before = {w.name: _figure_stored(carrier_id, w.name, None) for w in holds_gap}
+    evaluation = sla_evaluate(carrier_id=carrier_id, now=now)
+    after: dict[str, dict[str, Any] | None] = {w.name: _figure(evaluation.results[(sli, w.name)]) for w in holds_gap}
+    month = month_start(silence_start.date())
+    while month < month_start(now.date()) and month <= silence_end.date():
+        closed = month_window(month)
+        key = f"month {month:%Y-%m}"
+        before[key] = _figure_stored(carrier_id, WindowName.MONTH, closed.start)
+        already = SLIMeasurement.objects.filter(
+            carrier_id=carrier_id, window=WindowName.MONTH, window_start=closed.start, computed_at=now
+        ).exists()  # sla_evaluate closes last month on the 1st, with this same ``now``
+        if not already:
+            sla_month_close(carrier_id=carrier_id, month=month, now=now)
+        after[key] = _figure_stored(carrier_id, WindowName.MONTH, closed.start)
+        month = month_next(month)
+    silence = sli_compute(carrier_id, sli, silence_start, silence_end)
+    with transaction.atomic():
+        event_record(
+            actor=Actor.system("sla"),
+            action="sla.telemetry_recomputed",
+            subject_type="carrier",
+            subject_id=carrier_id,
+            carrier=carrier,
+            before=before,
+            after=after,
+            data={
+                "sli": sli.value,
+                "cause_event_id": cause_event_id,
+                "silence_start": silence_start,
+                "silence_end": silence_end,
+                "silence_window": _figure(silence),
+            },
+        )
+    return evaluation
+
+
+def _figure(result: SLIResult) -> dict[str, Any]:
+    return {
+        "window_start": result.start,
+        "window_end": result.end,
+        "good": result.good,
+        "total": result.total,
+        "value": None if result.value is None else str(result.value),
+    }
+
+
+def _figure_stored(carrier_id: int, window: str, window_start: datetime | None) -> dict[str, Any] | None:
+    """The latest stored telemetry-integrity measurement of a window (of a given start, for a month)."""
+    rows = SLIMeasurement.objects.filter(carrier_id=carrier_id, sli=SLIName.TELEMETRY_INTEGRITY, window=window)
+    if window_start is not None:
+        rows = rows.filter(window_start=window_start)
+    m = rows.order_by("-computed_at", "-id").first()
+    if m is None:
+        return None
+    return {
+        "window_start": m.window_start,
+        "window_end": m.window_end,
+        "good": m.good,
+        "total": m.total,
+        "value": None if m.value is None else str(m.value),
+        "computed_at": m.computed_at,
+    }
 
 
 @transaction.atomic

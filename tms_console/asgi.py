@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
-Under daphne, request bodies are limited while they arrive (``tms_console.daphne_bodies``), and
-SIGTERM drains the requests in flight before the process exits (``tms_console.daphne_drain``).
+Under daphne, request bodies are limited while they arrive and a streamed path's answer is paced
+by the socket (``tms_console.daphne_bodies``), and SIGTERM drains the requests in flight before
+the process exits (``tms_console.daphne_drain``).
 """
 
 import os
@@ -31,7 +32,7 @@ daphne_drain.install()
 console_ws = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": daphne_bodies.paced(django_asgi_app),
         "websocket": URLRouter([*partner_websocket_urlpatterns, re_path(r"", console_ws)]),
     }
 )

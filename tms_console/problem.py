@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db.models import ObjectDoesNotExist
@@ -29,6 +28,7 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from tms_console.body_limits import body_limit
 from tms_console.domain import Conflict, DomainError, IllegalTransition, NotFound
 from tms_console.dual_middleware import DualModeMiddleware
 
@@ -237,7 +237,7 @@ class ApiProblemMiddleware(DualModeMiddleware):
     @staticmethod
     def _refusal(request: HttpRequest) -> HttpResponse | None:
         """A body refused by its declared length, before the view reads it."""
-        limit = int(getattr(settings, "API_MAX_BODY_BYTES", 1_048_576))
+        limit = body_limit(request.path)  # API_MAX_BODY_BYTES, or a streamed path's own limit
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

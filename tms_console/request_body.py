@@ -19,6 +19,13 @@ are ever held, and refused the moment it passes. Either way the answer is
 (gunicorn: ``tms_console.wsgi`` puts it in front of everything, the webhook
 fast path included); ``tms_console.daphne_bodies`` does it inside daphne,
 which otherwise buffers a whole body before the application sees any of it.
+
+A *streamed* path (``tms_console.body_limits``: the telemetry backfill) has
+its own limit and is never held in memory: ``BodyLimitWSGI`` refuses a
+declared length over it and otherwise hands the input on untouched, daphne
+keeps the body in its temporary file and hands that file to the application
+(``SCOPE_BODY_KEY``), and the view reads whichever it gets through
+``body_stream``, enforcing the limit as it reads.
 """
 
 from __future__ import annotations
@@ -27,24 +34,32 @@ import io
 import json
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol, cast
 from urllib.parse import unquote
 
-from django.conf import settings
+from django.http import HttpRequest
 
-from tms_console.problem import API_PREFIXES, PROBLEM_CONTENT_TYPE, problem_body
+from tms_console.body_limits import body_limit, streamed_limit
+from tms_console.problem import PROBLEM_CONTENT_TYPE, problem_body
+
+__all__ = [
+    "READ_CHUNK_BYTES",
+    "SCOPE_BODY_KEY",
+    "BodyLimitWSGI",
+    "BodyReader",
+    "body_limit",
+    "body_stream",
+    "is_chunked",
+    "path_of_target",
+    "read_limited",
+    "too_large",
+]
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 READ_CHUNK_BYTES = 65_536
-_LIMITED_PREFIXES = (*API_PREFIXES, "/oauth2/")
-
-
-def body_limit(path: str) -> int:
-    """The most body bytes a request to ``path`` may carry."""
-    if path.startswith(_LIMITED_PREFIXES) or path == "/oauth2/token":
-        return int(settings.API_MAX_BODY_BYTES)
-    return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or settings.API_MAX_BODY_BYTES)
+# The ASGI scope key under which daphne hands a streamed path's body file to the application.
+SCOPE_BODY_KEY = "tms_console.body_file"
 
 
 def path_of_target(target: bytes) -> str:
@@ -120,6 +135,8 @@ class BodyLimitWSGI:
             return self.app(environ, start_response)
         if not is_chunked(environ.get("HTTP_TRANSFER_ENCODING", "")) or not environ.get("wsgi.input_terminated"):
             return self.app(environ, start_response)
+        if streamed_limit(path) is not None:
+            return self.app(environ, start_response)  # read, under its limit, by the view (``body_stream``)
         limit = body_limit(path)
         body = read_limited(environ["wsgi.input"], limit)
         if body is None:
@@ -134,3 +151,34 @@ def _answer(start_response: Callable[..., Any], answer: tuple[int, list[tuple[st
     # The server owns the connection headers; gunicorn closes a connection whose body was left unread.
     start_response(f"{status} {HTTPStatus(status).phrase}", [h for h in headers if h[0] != "Connection"])
     return [body]
+
+
+class BodyReader(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def body_stream(request: HttpRequest) -> BodyReader:
+    """The whole body of a request to a streamed path, to be read incrementally, whatever served it.
+
+    - daphne: the temporary file daphne received the body into (``SCOPE_BODY_KEY``);
+    - another ASGI server: the request itself (Django spooled the body to a temporary file);
+    - gunicorn, chunked: the server's terminated input, read as the body arrives;
+    - WSGI with ``Content-Length``: the request itself (Django reads the input up to that length).
+
+    The caller enforces the path's limit while reading (``streamed_limit``).
+    """
+    scope = getattr(request, "scope", None)
+    if isinstance(scope, dict):
+        handed = scope.get(SCOPE_BODY_KEY)
+        if handed is not None:
+            handed.seek(0)
+            return cast(BodyReader, handed)
+        return request
+    environ = request.META
+    if (
+        not environ.get("CONTENT_LENGTH")
+        and is_chunked(environ.get("HTTP_TRANSFER_ENCODING", ""))
+        and environ.get("wsgi.input_terminated")
+    ):
+        return cast(BodyReader, environ["wsgi.input"])
+    return request

@@ -386,7 +386,7 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "DESCRIPTION": "The API carriers use to answer tenders, run missions and send telemetry. "
     "The server enforces exactly the bounds, enums, formats and nullability stated here. "
     "See docs/api-versioning.md for the versioning and additive-change policy.",
-    "VERSION": "1.1.0",
+    "VERSION": "1.2.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
@@ -440,6 +440,10 @@ TELEMETRY_DEDUPE_SECONDS: int = max(env.int("TELEMETRY_DEDUPE_SECONDS", default=
 TELEMETRY_RETENTION_DAYS: int = env.int("TELEMETRY_RETENTION_DAYS", default=30)
 TELEMETRY_THIN_AFTER_DAYS: int = env.int("TELEMETRY_THIN_AFTER_DAYS", default=7)
 TELEMETRY_THIN_SECONDS: int = env.int("TELEMETRY_THIN_SECONDS", default=10)
+# Store-and-forward uploads (POST /api/v1/telemetry/backfill, NDJSON): most bytes and lines in one
+# body, read incrementally and never held in memory (docs/decisions/0017-telemetry-backfill.md).
+TELEMETRY_BACKFILL_MAX_BODY_BYTES: int = env.int("TELEMETRY_BACKFILL_MAX_BODY_BYTES", default=134_217_728)
+TELEMETRY_BACKFILL_MAX_LINES: int = env.int("TELEMETRY_BACKFILL_MAX_LINES", default=100_000)
 # Live map: at most one frame per client per this many seconds (5 a second: "a few", and a position
 # waits at most this long for its frame; docs/decisions/0011-live-map-frames.md).
 LIVEMAP_FRAME_SECONDS: float = env.float("LIVEMAP_FRAME_SECONDS", default=0.2)

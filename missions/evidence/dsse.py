@@ -61,6 +61,7 @@ __all__ = [
     "statement_digest",
     "statement_parse",
     "statement_sign",
+    "telemetry_backfill_statement",
     "telemetry_snapshot_statement",
 ]
 
@@ -74,6 +75,7 @@ class StatementKind(StrEnum):
     TELEMETRY_SNAPSHOT = "telemetry-snapshot"
     INCIDENT_REVIEW = "incident-review"
     SLA_BREACH_VERDICT = "sla-breach-verdict"
+    TELEMETRY_BACKFILL = "telemetry-backfill"  # a lost-comms gap filled by a store-and-forward upload
 
 
 def predicate_type(kind: StatementKind) -> str:
@@ -222,6 +224,15 @@ def mission_outcome_statement(
         record,
         {"outcome": outcome},
         carrier_signature,
+    )
+
+
+def telemetry_backfill_statement(
+    *, mission_ref: str, record: Mapping[str, Any], carrier_signature: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A lost-comms gap filled afterwards: the silence, its threshold and the digest of the samples that fill it."""
+    return _record_statement(
+        StatementKind.TELEMETRY_BACKFILL, f"urn:tms-console:mission:{mission_ref}", record, None, carrier_signature
     )
 
 

@@ -139,6 +139,7 @@ def statement_for(
         AttestationKind.MISSION_ASSIGNMENT,
         AttestationKind.AUTONOMY_MODE_CHANGE,
         AttestationKind.MISSION_OUTCOME,
+        AttestationKind.TELEMETRY_BACKFILL,
     )
     if kind in mission_kinds:
         if subject_type != AttestationSubjectType.MISSION:
@@ -147,6 +148,11 @@ def statement_for(
         record = plain(_mission_record(mission, event))
         if kind == AttestationKind.MISSION_ASSIGNMENT:
             statement = dsse.mission_assignment_statement(
+                mission_ref=str(mission.pk), record=record, carrier_signature=carrier_signature
+            )
+        elif kind == AttestationKind.TELEMETRY_BACKFILL:
+            # The record's event data: the gap, its silence, threshold and the digest of the samples filling it.
+            statement = dsse.telemetry_backfill_statement(
                 mission_ref=str(mission.pk), record=record, carrier_signature=carrier_signature
             )
         elif kind == AttestationKind.AUTONOMY_MODE_CHANGE:
@@ -200,6 +206,7 @@ KIND_ACTIONS: dict[str, tuple[str, ...]] = {
     AttestationKind.TELEMETRY_SNAPSHOT: ("telemetry.snapshot_frozen",),
     AttestationKind.INCIDENT_REVIEW: ("incident.status_changed",),
     AttestationKind.SLA_BREACH_VERDICT: ("sla.breach_decided",),
+    AttestationKind.TELEMETRY_BACKFILL: ("mission.telemetry_backfilled",),
 }
 
 

@@ -25,6 +25,7 @@ class AttestationKind(models.TextChoices):
     TELEMETRY_SNAPSHOT = "telemetry-snapshot", "Telemetry snapshot"
     INCIDENT_REVIEW = "incident-review", "Incident review"
     SLA_BREACH_VERDICT = "sla-breach-verdict", "SLA breach verdict"
+    TELEMETRY_BACKFILL = "telemetry-backfill", "Telemetry gap backfilled"
 
 
 class AttestationSubjectType(models.TextChoices):

@@ -81,6 +81,12 @@ class TelemetryGap(models.Model):
     Keyed by the mission's ``last_seen_at`` when the silence was found: the
     same silence can never raise twice, and a new one starts only after
     telemetry resumed (``last_seen_at`` moved) and stopped again.
+
+    States: open (no ``resumed_at``), resumed (telemetry came back; the silence
+    ran from ``last_seen_at`` to ``resumed_seen_at`` on the vehicle's clock) and
+    backfilled (``backfilled_at``: the events the vehicle buffered through the
+    silence were uploaded afterwards and no silence as long as ``gap_seconds``
+    is left in it; ``missions.telemetry.gaps.telemetry_gaps_backfill``).
     """
 
     mission = models.ForeignKey(Mission, on_delete=models.CASCADE, related_name="telemetry_gaps")
@@ -91,6 +97,9 @@ class TelemetryGap(models.Model):
         MissionException, null=True, blank=True, on_delete=models.SET_NULL, related_name="telemetry_gaps"
     )
     resumed_at = models.DateTimeField(null=True, blank=True)
+    # The timestamp (vehicle clock) of the event that ended the silence; empty on gaps closed before it was kept.
+    resumed_seen_at = models.DateTimeField(null=True, blank=True)
+    backfilled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-detected_at", "-id"]
@@ -101,6 +110,12 @@ class TelemetryGap(models.Model):
 
     def __str__(self) -> str:
         return f"gap on mission {self.mission_id} since {self.last_seen_at:%Y-%m-%dT%H:%M:%SZ}"
+
+    @property
+    def state(self) -> str:
+        if self.backfilled_at is not None:
+            return "backfilled"
+        return "open" if self.resumed_at is None else "resumed"
 
 
 class DeadLetterStatus(models.TextChoices):

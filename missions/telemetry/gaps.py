@@ -5,24 +5,36 @@ force today, else ``TELEMETRY_GAP_SECONDS_DEFAULT``. A gap is keyed by the
 mission's ``last_seen_at`` at detection (``TelemetryGap``), so the same silence
 never raises twice; ingest closes the gap when telemetry comes back, and a new
 silence after that has a new ``last_seen_at`` and raises again.
+
+A vehicle that buffered its telemetry through the silence uploads it later
+(``POST /api/v1/telemetry/backfill``); ``telemetry_gaps_backfill`` then marks
+each resumed gap the upload filled (no silence of ``gap_seconds`` left between
+``last_seen_at`` and ``resumed_seen_at``) and records
+``mission.telemetry_backfilled``, to which the SLA engine (recomputing the
+telemetry-integrity SLI over the windows that hold the gap) and the evidence
+log subscribe.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import orjson
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from missions.choices import ExceptionKind
-from missions.events import Actor
-from missions.models import Mission
+from missions.events import Actor, event_record
+from missions.models import Carrier, Mission, TelemetrySample
 from missions.models.telemetry import TelemetryGap
 from missions.services import mission_exception_report
+from missions.telemetry.normalize import ts_format
 from missions.telemetry.snapshots import telemetry_snapshot_freeze
 from missions.terms import gap_threshold
 from missions.transitions import MISSION_ACTIVE
@@ -116,3 +128,115 @@ def telemetry_gaps_check(*, now: datetime | None = None) -> int:
                 "telemetry gap", extra={"mission_id": candidate.mission_id, "gap_seconds": candidate.gap_seconds}
             )
     return raised
+
+
+# --- Backfill: a silence filled afterwards by the events the vehicle buffered ------------------------
+
+BACKFILLED_ACTION = "mission.telemetry_backfilled"
+
+
+@dataclass(frozen=True)
+class GapCoverage:
+    """What the stored samples say about a silence now: how many fill it and the longest hole left."""
+
+    samples: int
+    longest_silence_seconds: float
+    # SHA-256 of the samples inside the silence as JSON lines (``coverage_line``), oldest first.
+    samples_sha256: str
+
+
+def coverage_line(event_id: object, recorded_at: datetime, lat: float, lon: float) -> bytes:
+    """One sample as a line of the coverage digest: a JSON object with sorted keys, no spaces, newline-terminated."""
+    record = {"event_id": str(event_id), "lat": lat, "lon": lon, "ts": ts_format(recorded_at)}
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def gap_coverage(gap: TelemetryGap) -> GapCoverage:
+    """The samples strictly inside the silence ``(last_seen_at, resumed_seen_at)`` and the longest hole among them.
+
+    The silence's own ends count as samples (the last event before it and the one that ended it),
+    so a gap with nothing inside has its whole length as its longest hole.
+    """
+    end = gap.resumed_seen_at or gap.last_seen_at
+    rows = (
+        TelemetrySample.objects.filter(mission_id=gap.mission_id, recorded_at__gt=gap.last_seen_at, recorded_at__lt=end)
+        .order_by("recorded_at")
+        .values_list("event_id", "recorded_at", "lat", "lon")
+    )
+    digest = hashlib.sha256()
+    previous = gap.last_seen_at
+    longest = 0.0
+    count = 0
+    for event_id, recorded_at, lat, lon in rows.iterator(chunk_size=5000):
+        longest = max(longest, (recorded_at - previous).total_seconds())
+        previous = recorded_at
+        digest.update(coverage_line(event_id, recorded_at, lat, lon))
+        count += 1
+    longest = max(longest, (end - previous).total_seconds())
+    return GapCoverage(samples=count, longest_silence_seconds=longest, samples_sha256=digest.hexdigest())
+
+
+def telemetry_gaps_backfill(
+    *, carrier: Carrier, spans: Mapping[int, tuple[datetime, datetime]], now: datetime | None = None
+) -> list[TelemetryGap]:
+    """Mark the resumed gaps that uploaded events fall into and now fill; return those marked.
+
+    ``spans`` maps each mission of ``carrier`` to the earliest and latest timestamp of the
+    uploaded events that are stored (new or already there). A gap is looked at only when one
+    of them falls inside its silence; it is marked when no hole of ``gap_seconds`` is left.
+    A gap still open cannot be filled yet: its silence has no end.
+    """
+    if not spans:
+        return []
+    candidates = TelemetryGap.objects.filter(
+        mission_id__in=list(spans), mission__carrier=carrier, backfilled_at__isnull=True, resumed_seen_at__isnull=False
+    ).values_list("pk", "mission_id", "last_seen_at", "resumed_seen_at")
+    marked: list[TelemetryGap] = []
+    for pk, mission_id, start, end in candidates:
+        earliest, latest = spans[mission_id]
+        if end is None or latest <= start or earliest >= end:
+            continue  # no uploaded event inside this silence
+        gap = telemetry_gap_backfill(gap_id=pk, actor=Actor.for_carrier(carrier), now=now)
+        if gap is not None:
+            marked.append(gap)
+    return marked
+
+
+@transaction.atomic
+def telemetry_gap_backfill(*, gap_id: int, actor: Actor, now: datetime | None = None) -> TelemetryGap | None:
+    """Mark one resumed gap backfilled if its silence is filled now; None if it is not (or already was)."""
+    # Only the gap row is locked: the carrier row is the SLA evaluation's lock.
+    locked = TelemetryGap.objects.select_for_update(of=("self",))
+    gap = locked.select_related("mission__shipment", "mission__carrier").get(pk=gap_id)
+    if gap.backfilled_at is not None or gap.resumed_seen_at is None:
+        return None
+    coverage = gap_coverage(gap)
+    if coverage.longest_silence_seconds >= gap.gap_seconds:
+        return None
+    gap.backfilled_at = now or timezone.now()
+    gap.save(update_fields=["backfilled_at"])
+    mission = gap.mission
+    event_record(
+        actor=actor,
+        action=BACKFILLED_ACTION,
+        subject_type="mission",
+        subject_id=mission.pk,
+        before={"gap_state": "resumed"},
+        after={"gap_state": "backfilled"},
+        data={
+            "gap_id": gap.pk,
+            "exception_id": gap.exception_id,
+            "silence_start": gap.last_seen_at,
+            "silence_end": gap.resumed_seen_at,
+            "gap_seconds": gap.gap_seconds,
+            "samples": coverage.samples,
+            "longest_silence_seconds": round(coverage.longest_silence_seconds, 3),
+            "samples_sha256": coverage.samples_sha256,
+        },
+        correlation_id=mission.correlation_id,
+        shipment=mission.shipment,
+        mission=mission,
+        carrier=mission.carrier,
+    )
+    log.info("telemetry gap backfilled", extra={"mission_id": mission.pk, "gap_id": gap.pk})
+    return gap

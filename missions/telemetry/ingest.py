@@ -43,7 +43,15 @@ from missions.services import mission_autonomy_change, mission_exception_report
 from missions.telemetry.broadcast import FLEET_GROUP, fleet_broadcast, position_message
 from missions.telemetry.normalize import TelemetryEvent, event_validate
 from missions.telemetry.snapshots import telemetry_snapshot_freeze
-from missions.telemetry.storage import Accepted, MissionInfo, array_literal, array_number, persist, pg_rows
+from missions.telemetry.storage import (
+    Accepted,
+    MissionInfo,
+    array_literal,
+    array_number,
+    persist,
+    pg_rows,
+    stored_as_samples,
+)
 from tms_console.domain import DomainError
 from tms_console.metrics import telemetry_ingested
 
@@ -169,13 +177,26 @@ def ingest_events(
     source: str,
     cache: MissionCache | None = None,
     now: datetime | None = None,
+    samples_dedupe: bool = False,
 ) -> IngestResult:
-    """Validate, dedupe, downsample and store a batch from one carrier; never raises on bad events."""
+    """Validate, dedupe, downsample and store a batch from one carrier; never raises on bad events.
+
+    ``samples_dedupe`` also counts as duplicates the events stored as long-term samples,
+    past the window's dedupe horizon (``storage.stored_as_samples``): the store-and-forward
+    backfill, whose events are old and may be sent again long after the first upload.
+    """
     limit = telemetry_batch_max()
     if len(events) > limit:
         raise BatchTooLarge(f"A batch holds at most {limit} events; this one has {len(events)}.")
     with _cycle_collector_paused():
-        return _ingest(carrier=carrier, events=events, source=source, cache=cache, now=now or timezone.now())
+        return _ingest(
+            carrier=carrier,
+            events=events,
+            source=source,
+            cache=cache,
+            now=now or timezone.now(),
+            samples_dedupe=samples_dedupe,
+        )
 
 
 @contextmanager
@@ -197,7 +218,13 @@ def _cycle_collector_paused() -> Iterator[None]:
 
 
 def _ingest(
-    *, carrier: Carrier, events: list[Any], source: str, cache: MissionCache | None, now: datetime
+    *,
+    carrier: Carrier,
+    events: list[Any],
+    source: str,
+    cache: MissionCache | None,
+    now: datetime,
+    samples_dedupe: bool = False,
 ) -> IngestResult:
     result = IngestResult()
 
@@ -235,7 +262,12 @@ def _ingest(
         return result
 
     with transaction.atomic():
-        new_ids = persist(accepted, received_at=now)
+        if samples_dedupe:
+            kept = stored_as_samples(accepted)
+            if kept:
+                result.duplicates += len(kept)
+                accepted = [a for a in accepted if a.event.event_id not in kept]
+        new_ids = persist(accepted, received_at=now) if accepted else set()
         fresh = [a for a in accepted if a.event.event_id in new_ids]
         result.duplicates += len(accepted) - len(fresh)
         result.accepted = len(fresh)
@@ -353,7 +385,9 @@ def _gaps_close(moved: dict[int, Accepted], *, carrier: Carrier, now: datetime) 
     open_gaps = list(TelemetryGap.objects.filter(pk__in=gap_ids).select_related("mission__shipment"))
     for gap in open_gaps:
         gap.resumed_at = now
-        gap.save(update_fields=["resumed_at"])
+        # On the vehicle's clock: the silence ran from last_seen_at to this event (gaps.telemetry_gaps_backfill).
+        gap.resumed_seen_at = moved[gap.mission_id].event.ts
+        gap.save(update_fields=["resumed_at", "resumed_seen_at"])
         mission = gap.mission
         event_record(
             actor=Actor.for_carrier(carrier),

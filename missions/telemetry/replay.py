@@ -11,7 +11,7 @@ from django.db.models import Q, QuerySet
 
 from missions.models import AuditEvent
 
-# Mission state, autonomy mode, safety and exception records, and telemetry gaps closing.
+# Mission state, autonomy mode, safety and exception records, and telemetry gaps closing and backfilled.
 REPLAY_ACTIONS = (
     "mission.created",
     "mission.status_changed",
@@ -19,6 +19,7 @@ REPLAY_ACTIONS = (
     "mission.exception",
     "mission.exception_resolved",
     "mission.telemetry_resumed",
+    "mission.telemetry_backfilled",
 )
 REPLAY_LIMIT_MAX = 1000
 

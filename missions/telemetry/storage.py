@@ -341,6 +341,57 @@ def _window_payloads(events: list[TelemetryEvent]) -> None:
     )
 
 
+# Events stored as their second's sample: the (vehicle, second) index finds the sample, the id decides.
+_STORED_AS_SAMPLES = """
+SELECT s.event_id
+FROM missions_telemetrysample s
+JOIN unnest(%s::bigint[], %s::bigint[], %s::uuid[]) AS c(vehicle_id, bucket_s, event_id)
+  ON s.vehicle_id = c.vehicle_id AND s.bucket_s = c.bucket_s AND s.event_id = c.event_id
+"""
+
+
+def stored_as_samples(accepted: list[Accepted]) -> set[uuid.UUID]:
+    """Ids among ``accepted`` that are stored as long-term samples, found by their (vehicle, second).
+
+    The window's dedupe record lives ``TELEMETRY_DEDUPE_SECONDS``; a sample lives
+    the retention period. A store-and-forward upload sent again hours later
+    (the vehicle did not get the first answer) is recognised this way for every
+    event that became its second's sample. Only events up to their mission's
+    last-seen second are looked up: a later one cannot have been stored.
+    """
+    # By whole seconds: last seen is stored to the millisecond, an event's time may be finer.
+    older = [
+        a
+        for a in accepted
+        if a.mission.vehicle_pk is not None
+        and a.mission.last_seen_at is not None
+        and int(a.event.ts.timestamp()) <= int(a.mission.last_seen_at.timestamp())
+    ]
+    if not older:
+        return set()
+    if connection.vendor == "postgresql":
+        rows = pg_rows(
+            _STORED_AS_SAMPLES,
+            [
+                array_literal(str(a.mission.vehicle_pk) for a in older),
+                array_literal(str(int(a.event.ts.timestamp() // 1)) for a in older),
+                array_literal(str(a.event.event_id) for a in older),
+            ],
+        )
+        return {row[0] for row in rows}
+    from django.db.models import Q
+
+    wanted = {(a.mission.vehicle_pk, int(a.event.ts.timestamp() // 1), a.event.event_id) for a in older}
+    by_vehicle: dict[int | None, list[int]] = {}
+    for vehicle_pk, second, _ in wanted:
+        by_vehicle.setdefault(vehicle_pk, []).append(second)
+    query = Q()
+    for vehicle_pk, seconds in by_vehicle.items():
+        query |= Q(vehicle_id=vehicle_pk, bucket_s__in=seconds)
+    found = TelemetrySample.objects.filter(query).values_list("vehicle_id", "bucket_s", "event_id")
+    return {event_id for vehicle_pk, second, event_id in found if event_id and (vehicle_pk, second, event_id) in wanted}
+
+
 def _persist_generic(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID]:
     # SQLite takes the write lock when the transaction starts (IMMEDIATE), so the
     # look-ups below cannot race another writer between SELECT and INSERT.

@@ -10,6 +10,9 @@
   the fuzzer reaches the delivery's body and not only the signature check; a fresh id,
   because a redelivered id is acknowledged without a look at the body. Deliveries with a
   missing or malformed slug or header go out as generated.
+- ``application/x-ndjson`` (the telemetry backfill): each item of a generated list goes out as
+  one JSON line. A value that is not a list has no NDJSON form; it goes out as a body without
+  lines, the one shape the server refuses as a whole (400).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import re
 import time
@@ -28,6 +32,13 @@ import schemathesis
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 WEBHOOK_PATH = "/api/v1/webhooks/{carrier_slug}"
+
+
+@schemathesis.serializer("application/x-ndjson")
+def ndjson_serializer(context: Any, value: Any) -> bytes:
+    if not isinstance(value, list):
+        return b""
+    return b"".join(json.dumps(item).encode("utf-8") + b"\n" for item in value)
 
 
 def _schema_pattern(case: Any, location: str, name: str) -> re.Pattern[str] | None:

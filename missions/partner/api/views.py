@@ -40,6 +40,7 @@ from missions.partner.api.serializers import (
     TenderSerializer,
 )
 from missions.partner.api.telemetry_schema import TELEMETRY_FIELDS, TelemetryBatchSerializer, TelemetryEventSerializer
+from missions.telemetry.backfill import MAX_LINE_BYTES as BACKFILL_MAX_LINE_BYTES
 from missions.telemetry.ingest import ingest_events
 from missions.telemetry.replay import REPLAY_LIMIT_MAX, events_after
 from missions.tendering import dispatch
@@ -104,8 +105,17 @@ class CapabilitiesView(PartnerView):
             "carrier": {"slug": self.carrier.slug, "require_mtls": self.carrier.require_mtls},
             "telemetry": {
                 "fields": TELEMETRY_FIELDS,
-                "transports": ["rest", "rest-batch", "webhook", "mqtt", "websocket"],
+                "transports": ["rest", "rest-batch", "rest-backfill", "webhook", "mqtt", "websocket"],
                 "max_batch_events": settings.API_TELEMETRY_MAX_BATCH,
+                # Store-and-forward uploads (missions.partner.api.backfill).
+                "backfill": {
+                    "path": "/api/v1/telemetry/backfill",
+                    "media_type": "application/x-ndjson",
+                    "max_lines": settings.TELEMETRY_BACKFILL_MAX_LINES,
+                    "max_body_bytes": settings.TELEMETRY_BACKFILL_MAX_BODY_BYTES,
+                    "max_line_bytes": BACKFILL_MAX_LINE_BYTES,
+                    "max_event_age_seconds": settings.TELEMETRY_MAX_AGE_SECONDS,
+                },
             },
             "autonomy": {
                 "modes": list(AutonomyMode.values),
@@ -126,6 +136,8 @@ class CapabilitiesView(PartnerView):
                 "max_body_bytes": settings.API_MAX_BODY_BYTES,
                 "max_page_size": settings.API_MAX_PAGE_SIZE,
                 "max_batch_events": settings.API_TELEMETRY_MAX_BATCH,
+                "max_backfill_lines": settings.TELEMETRY_BACKFILL_MAX_LINES,
+                "max_backfill_body_bytes": settings.TELEMETRY_BACKFILL_MAX_BODY_BYTES,
             },
             "idempotency": {"header": IDEMPOTENCY_HEADER, "retention_hours": settings.IDEMPOTENCY_RETENTION_HOURS},
             "authentication": {
