@@ -203,3 +203,16 @@ def test_demo_dispatcher_signs_in_with_password_and_demo_otp_code(demo_env: None
     assert dashboard.status_code == 200
     # The seeded missions show up on the dashboard.
     assert Mission.objects.first().shipment.reference in dashboard.content.decode()  # type: ignore[union-attr]
+
+
+def test_trucks_on_the_road_have_reported_their_position_as_of_the_seed(demo_env: None) -> None:
+    from missions.choices import MissionStatus
+    from missions.models import Mission, TelemetrySample
+
+    seed()
+    on_the_road = Mission.objects.filter(status=MissionStatus.EN_ROUTE)
+    assert on_the_road.count() == 2
+    for mission in on_the_road:
+        # Without it the minute before the fleet simulator's first report burns the telemetry budget.
+        assert mission.last_seen_at is not None
+        assert TelemetrySample.objects.filter(mission=mission, recorded_at=mission.last_seen_at).count() == 1

@@ -31,7 +31,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from missions.choices import AutonomyMode, CarrierKind, MissionStatus, OfferKind, TenderStatus
 from missions.events import Actor, event_record
-from missions.models import Carrier, Mission, Shipment, Tender, Vehicle
+from missions.models import Carrier, Mission, Shipment, TelemetrySample, Tender, Vehicle
 from missions.models.core import haversine_km
 from missions.services import mission_transition, offer_record, shipment_create, tender_create, tender_mark_sent
 from missions.tendering.carrier_client import tender_submit_body
@@ -400,9 +400,31 @@ class Command(BaseCommand):
         carrier_actor = Actor.for_carrier(carrier)
         mission_transition(mission_id=mission.pk, to_status=MissionStatus.EN_ROUTE, actor=carrier_actor)
         if spec.state == IN_TRANSIT:
+            self._position_report(mission, spec)
             return
         mission_transition(mission_id=mission.pk, to_status=MissionStatus.ARRIVING, actor=carrier_actor)
         mission_transition(mission_id=mission.pk, to_status=MissionStatus.COMPLETED, actor=carrier_actor)
+
+    def _position_report(self, mission: Mission, spec: DemoShipment) -> None:
+        """The truck's position as of the seed: a truck on the road has reported, until the fleet takes over.
+
+        Without it, the minute between the seed and the fleet simulator's first
+        report would count as missing telemetry and burn the carrier's budget.
+        """
+        now = timezone.now()
+        TelemetrySample.objects.create(
+            mission=mission,
+            vehicle=mission.vehicle,
+            recorded_at=now,
+            lat=spec.origin.lat,
+            lon=spec.origin.lon,
+            speed_kph=0.0,
+            autonomy_mode="autonomous",
+            bucket_s=int(now.timestamp()),
+        )
+        Mission.objects.filter(pk=mission.pk).update(
+            last_seen_at=now, last_lat=spec.origin.lat, last_lon=spec.origin.lon
+        )
 
     # --- the carrier simulator's books -----------------------------------------
 
