@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from missions.partner.api.views import PartnerView, problems
 from sla.choices import BreachStatus, SLIName, WindowName
-from sla.overview import MET, MISSED, NO_TARGET, NO_TRAFFIC, summary_explained
+from sla.overview import LOW_TRAFFIC, MET, MISSED, NO_TARGET, NO_TRAFFIC, summary_explained
 from sla.selectors import carrier_sla_summary
 
 # Decimals travel as strings (``str(Decimal)``), so no precision is lost on the way.
@@ -35,9 +35,11 @@ class SlaMeasurementSerializer(serializers.Serializer[dict[str, Any]]):
             (MET, "meets its target"),
             (MISSED, "misses its target"),
             (NO_TARGET, "measured, no contract target to judge it against"),
+            (LOW_TRAFFIC, "too few events to judge (fewer than the minimum-traffic rule's SLA_BURN_MIN_EVENTS)"),
             (NO_TRAFFIC, "no events in the window: no value"),
         ],
-        help_text="met, missed, no_target (no contract in force) or no_traffic (no events in the window)",
+        help_text="met, missed, no_target (no contract in force), low_traffic (too few events to judge: no "
+        "burn-rate alert, no breach) or no_traffic (no events in the window)",
     )
     no_data_reason = serializers.CharField(
         allow_null=True, help_text="Why value is null (e.g. no mission finished in the window); null with a value"

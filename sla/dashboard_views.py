@@ -24,7 +24,17 @@ from missions.models import Carrier
 from sla import export
 from sla.choices import BreachStatus, SLIName, WindowName
 from sla.models import Breach, BurnRateAlert
-from sla.overview import UNIT_LABELS, AlertView, carriers_sla, cell_state, summary_explained, windows_menu
+from sla.overview import (
+    LOW_TRAFFIC,
+    NO_TRAFFIC,
+    UNIT_LABELS,
+    AlertView,
+    carriers_sla,
+    cell_state,
+    min_events,
+    summary_explained,
+    windows_menu,
+)
 from sla.selectors import (
     breaches_list,
     carrier_sla_summary,
@@ -107,17 +117,32 @@ def carrier_series(request: HttpRequest, carrier_id: int) -> JsonResponse:
         # No events in the window: null (drawn as a gap marked "no traffic"), never 0.
         s["value"].append(None if m.value is None else float(m.value))
         s["target"].append(None if m.target is None else float(m.target))
-        s["budget"].append(None if m.budget_remaining_pct is None or not m.total else float(m.budget_remaining_pct))
+        state = cell_state(m.sli, m.value, m.target, m.total)
+        # A budget is only drawn once the SLI is judged (enough events): one late mission is not a spent budget.
+        judged = m.budget_remaining_pct is not None and state not in (NO_TRAFFIC, LOW_TRAFFIC)
+        s["budget"].append(float(m.budget_remaining_pct) if judged and m.budget_remaining_pct is not None else None)
         s["total"].append(m.total)
-        s["state"].append(cell_state(m.sli, m.value, m.target, m.total))
+        s["state"].append(state)
     burn: dict[str, dict[str, list[Any]]] = {}
+    least = min_events()
     month_since = timezone.now() - HISTORY[WindowName.MONTH]
     for m in measurements_series(carrier.pk, window=WindowName.MONTH, since=month_since):
-        b = burn.setdefault(m.sli, {"t": [], "budget": []})
+        b = burn.setdefault(m.sli, {"t": [], "budget": [], "total": []})
         b["t"].append(m.computed_at.isoformat())
-        b["budget"].append(None if m.budget_remaining_pct is None else float(m.budget_remaining_pct))
+        judged = m.budget_remaining_pct is not None and m.total >= least
+        b["budget"].append(float(m.budget_remaining_pct) if judged and m.budget_remaining_pct is not None else None)
+        b["total"].append(m.total)
     labels = dict(SLIName.choices)
-    return JsonResponse({"window": window, "labels": labels, "units": UNIT_LABELS, "series": series, "burn_down": burn})
+    return JsonResponse(
+        {
+            "window": window,
+            "labels": labels,
+            "units": UNIT_LABELS,
+            "min_events": least,
+            "series": series,
+            "burn_down": burn,
+        }
+    )
 
 
 @view_required

@@ -9,7 +9,10 @@ JSON and the partner API's summary all word a measurement through
 No data is never failure: an SLI with no events in its window is "no
 traffic" (no value, no colour, no budget), a carrier the engine never
 evaluated says so, and a carrier without a contract is measured with no
-target (nothing is judged).
+target (nothing is judged). An SLI measured on fewer events than
+``SLA_BURN_MIN_EVENTS`` shows its value but is "too few to judge", as the
+engine itself treats it (no burn-rate alert, no breach at month close): one
+late mission is not a red 0 %.
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ MET = "met"
 MISSED = "missed"
 NO_TARGET = "no_target"  # measured, but no contract was in force: nothing to judge it against
 NO_TRAFFIC = "no_traffic"  # no events in the window: no value, never 0 % and never 100 %
+LOW_TRAFFIC = "low_traffic"  # measured on fewer events than the engine judges (SLA_BURN_MIN_EVENTS)
 NOT_EVALUATED = "not_evaluated"  # the engine has not measured this carrier (yet)
 CELL_STATES = {
     MET: "Meets its target",
     MISSED: "Misses its target",
     NO_TARGET: "Measured, no target (no contract)",
     NO_TRAFFIC: "No traffic in the window",
+    LOW_TRAFFIC: "Too few events to judge",
     NOT_EVALUATED: "Not evaluated yet",
 }
 
@@ -71,6 +76,23 @@ WINDOW_SHORT = {WindowName.H1: "1 h", WindowName.H24: "24 h", WindowName.D7: "7 
 def windows_menu() -> list[tuple[str, str, str]]:
     """``(value, short label, long label)`` for every reporting window."""
     return [(value, WINDOW_SHORT.get(WindowName(value), value), label) for value, label in WindowName.choices]
+
+
+# Column headings where seven SLIs share a row (the full label is their title).
+SLI_SHORT = {
+    SLIName.ON_TIME: "On time",
+    SLIName.MISSION_SUCCESS: "Success",
+    SLIName.TELEMETRY_INTEGRITY: "Telemetry",
+    SLIName.FAILOVER_TIME: "Failover (median)",
+    SLIName.MTTR: "MTTR",
+    SLIName.API_LATENCY: "API p99",
+    SLIName.API_ERROR_RATE: "API errors",
+}
+
+
+def sli_columns() -> list[tuple[str, str, str]]:
+    """``(value, short label, full label)`` for every SLI, in the engine's order."""
+    return [(value, SLI_SHORT.get(SLIName(value), label), label) for value, label in SLIName.choices]
 
 
 # Charts and short labels: the unit as it reads after a number.
@@ -123,8 +145,14 @@ def budget_text(budget_remaining_pct: Decimal | None) -> str:
     return f"overspent {_trim(spent)}x"
 
 
+def min_events() -> int:
+    """The fewest events an objective is judged on (the engine's minimum-traffic rule)."""
+    return int(getattr(settings, "SLA_BURN_MIN_EVENTS", 10))
+
+
 def cell_state(sli: str, value: Decimal | None, target: Decimal | None, total: int) -> str:
-    """How a measurement reads: no traffic, measured without a target, meets or misses its target.
+    """How a measurement reads: no traffic, measured without a target, too few events to judge, meets or
+    misses its target.
 
     A failover SLI whose incidents were none of them failed over has events but
     no median: with a target, that misses it (no failover is the worst failover).
@@ -133,6 +161,8 @@ def cell_state(sli: str, value: Decimal | None, target: Decimal | None, total: i
         return NO_TRAFFIC
     if target is None:
         return NO_TARGET
+    if total < min_events():
+        return LOW_TRAFFIC
     if value is None:
         return MISSED if sli == SLIName.FAILOVER_TIME else NO_TARGET
     return MET if sli_meets(sli, value, target) else MISSED
@@ -171,7 +201,8 @@ class SLICell:
 
     @property
     def budget_text(self) -> str:
-        return budget_text(self.budget_remaining_pct)
+        # A budget spent by one event of one is arithmetic, not news: shown once the SLI is judged.
+        return "" if self.state == LOW_TRAFFIC else budget_text(self.budget_remaining_pct)
 
     @property
     def events_text(self) -> str:
@@ -198,6 +229,11 @@ class SLICell:
             return f"None of the {self.total:,} lost-comms incidents was failed over."
         if self.state == NO_TARGET:
             return "No contract was in force: measured, not judged."
+        if self.state == LOW_TRAFFIC:
+            return (
+                f"Only {events_text(self.sli, self.total)}: fewer than {min_events()} events are not judged "
+                "(no burn-rate alert, no breach)."
+            )
         return ""
 
     @property
@@ -277,6 +313,7 @@ BURN_STATES = {
     BURNING_TICKET: "Burning · ticket",
     NOT_BURNING: "Not burning",
     NO_TRAFFIC: "No traffic",
+    LOW_TRAFFIC: "Too few events",
     CARRIER_NO_CONTRACT: "No contract",
     NOT_EVALUATED: "Not evaluated yet",
 }
@@ -285,6 +322,7 @@ BURN_HINTS = {
     BURNING_TICKET: "An error budget burns fast enough for a ticket (1x over 3 days).",
     NOT_BURNING: "No error budget is burning faster than allowed.",
     NO_TRAFFIC: "Nothing to measure in this window: no missions, incidents or API calls.",
+    LOW_TRAFFIC: "Every SLI with events has fewer than the minimum the engine judges (SLA_BURN_MIN_EVENTS).",
     CARRIER_NO_CONTRACT: "No contract is in force: SLIs are measured, with no targets and no budgets.",
     NOT_EVALUATED: "The SLA engine has not measured this carrier yet.",
 }
@@ -337,6 +375,8 @@ class CarrierSLA:
             return CARRIER_NO_CONTRACT
         if all(c.state == NO_TRAFFIC for c in self.cells):
             return NO_TRAFFIC
+        if all(c.state in (NO_TRAFFIC, LOW_TRAFFIC) for c in self.cells):
+            return LOW_TRAFFIC  # nothing judged yet: neither burning nor fine
         return NOT_BURNING
 
     @property
@@ -350,7 +390,7 @@ class CarrierSLA:
     @property
     def lowest_budget(self) -> SLICell | None:
         """The SLI with the least error budget left in the window (None: no budget to tell)."""
-        with_budget = [c for c in self.cells if c.budget_remaining_pct is not None]
+        with_budget = [c for c in self.cells if c.budget_remaining_pct is not None and c.state != LOW_TRAFFIC]
         return min(with_budget, key=lambda c: c.budget_remaining_pct or Decimal(0)) if with_budget else None
 
     def as_json(self) -> dict[str, Any]:

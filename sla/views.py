@@ -6,9 +6,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 
-from sla.choices import BreachStatus, SLIName, WindowName
+from sla.choices import BreachStatus, WindowName
 from sla.models import Breach, Contract
-from sla.overview import BURN_STATES, CELL_STATES, carriers_sla, windows_menu
+from sla.overview import BURN_STATES, CELL_STATES, carriers_sla, min_events, sli_columns, windows_menu
 from tms_console.pages import paginate
 from tms_console.permissions import console_permission_required
 from tms_console.roles import VIEW_CONSOLE
@@ -41,11 +41,12 @@ def overview(request: HttpRequest) -> HttpResponse:
             "window_label": WindowName(window).label,
             "windows": windows_menu(),
             "rows": rows,
-            "slis": SLIName.choices,
+            "slis": sli_columns(),
             "alerts": [a for row in rows for a in row.alerts],
             "evaluated": any(row.evaluated_at for row in rows),
             "burn_states": BURN_STATES,
             "cell_states": CELL_STATES,
+            "min_events": min_events(),
             "proposed": Breach.objects.filter(status=BreachStatus.PROPOSED).count(),
         },
     )

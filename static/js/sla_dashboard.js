@@ -14,6 +14,10 @@
   };
   var COLORS = { on_time: "#1f77b4", mission_success: "#2ca02c", telemetry_integrity: "#9467bd" };
   var NO_DATA_TEXT = { no_traffic: "no traffic", not_evaluated: "not evaluated" };
+  var STATE_TEXT = {
+    met: "meets its target", missed: "misses its target", no_target: "no contract: not judged",
+    low_traffic: "too few events to judge", no_traffic: "no traffic", not_evaluated: "not evaluated"
+  };
   var CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["sendDataToCloud"] };
   var MUTED = "#5f6b7a";
   var TARGET_COLOR = "#1c2430";
@@ -66,6 +70,14 @@
             x: slot.centre, y: 0, xref: "x", yref: "y", yanchor: "bottom", textangle: -90, showarrow: false,
             text: NO_DATA_TEXT[c.state] || "no value", font: { size: 11, color: MUTED }
           });
+        } else if (c.state === "low_traffic") {
+          // On the (faint, hatched) bar: above a short one, so even a 0 % measured on one event is seen
+          // and read as such; inside the top of a tall one, where there is no room above.
+          var tall = c.value > 60;
+          annotations.push({
+            x: slot.centre, y: c.value, xref: "x", yref: "y", yanchor: tall ? "top" : "bottom", yshift: tall ? -4 : 2,
+            textangle: -90, showarrow: false, text: "too few (" + c.total + ")", font: { size: 11, color: MUTED }
+          });
         }
         if (c.target !== null && c.target !== undefined) {
           shapes.push({
@@ -77,12 +89,19 @@
       return {
         type: "bar", name: LABELS[sli], x: rows.map(function (r, i) { return barSlot(i, j, PCT_SLIS.length).left; }),
         y: cells.map(function (c) { return c.value === undefined ? null : c.value; }),
-        width: GROUP_WIDTH / PCT_SLIS.length, offset: 0, marker: { color: COLORS[sli] },
+        width: GROUP_WIDTH / PCT_SLIS.length, offset: 0,
+        // Too few events to judge: the measured value, drawn faint and hatched, in no judging colour.
+        marker: {
+          color: COLORS[sli],
+          opacity: cells.map(function (c) { return c.state === "low_traffic" ? 0.45 : 1; }),
+          pattern: { shape: cells.map(function (c) { return c.state === "low_traffic" ? "/" : ""; }) }
+        },
         customdata: cells.map(function (c, i) {
-          return [carriers[i], c.target_text || "no target", c.total || 0, c.budget_text || "—"];
+          return [carriers[i], c.target_text || "no target", c.total || 0, c.budget_text || "—",
+            STATE_TEXT[c.state] || ""];
         }),
-        hovertemplate: "%{customdata[0]}<br>" + LABELS[sli] + ": %{y:.2f} %<br>target %{customdata[1]}" +
-          "<br>%{customdata[2]} events · budget %{customdata[3]}<extra></extra>"
+        hovertemplate: "%{customdata[0]}<br>" + LABELS[sli] + ": %{y:.2f} % (%{customdata[4]})" +
+          "<br>target %{customdata[1]}<br>%{customdata[2]} events · budget %{customdata[3]}<extra></extra>"
       };
     });
     // A legend entry for the target dashes (a shape has none).
@@ -183,9 +202,13 @@
 
   function seriesFigure(s, label, data) {
     var unit = (data.units && data.units[s.unit[0]]) || s.unit[0] || "";
+    var states = s.state || [];
     var traces = [
       { type: "scatter", mode: "lines+markers", name: "measured", x: s.t, y: s.value, connectgaps: false,
-        customdata: s.total, hovertemplate: "%{y:,.2f} " + unit + " over %{customdata} events<extra>measured</extra>" }
+        // An open marker: measured on too few events to judge (the engine's minimum-traffic rule).
+        marker: { size: 7, symbol: states.map(function (st) { return st === "low_traffic" ? "circle-open" : "circle"; }) },
+        customdata: s.total.map(function (n, i) { return [n, STATE_TEXT[states[i]] || ""]; }),
+        hovertemplate: "%{y:,.2f} " + unit + " over %{customdata[0]} events (%{customdata[1]})<extra>measured</extra>" }
     ];
     if (hasData(s.target)) {
       traces.push({ type: "scatter", mode: "lines", name: "target", x: s.t, y: s.target,
@@ -196,6 +219,7 @@
       traces: traces,
       layout: layout({
         title: { text: label + " (" + data.window + ")", x: 0, xanchor: "left", font: { size: 14 } },
+        showlegend: true,  // even alone, the line says what it is ("measured"; no contract: no target)
         xaxis: TIME_AXIS,
         yaxis: { title: axisTitle(UNIT_NAMES[unit] || unit), rangemode: unit === "%" ? "normal" : "tozero" },
         shapes: noTrafficBands(s.t, s.state || [])
@@ -226,7 +250,8 @@
       Plotly.purge(burn);
       burn.classList.remove("sla-chart");
       burn.classList.add("sla-chart-empty");
-      burn.textContent = "No traffic this month: there is no error budget to burn yet.";
+      burn.textContent = "No error budget to draw this month: no traffic yet, or fewer than " +
+        data.min_events + " events (too few to judge).";
       if (note) { note.hidden = true; }
       return;
     }

@@ -50,13 +50,18 @@ def text(html: str) -> str:
 
 @pytest.fixture
 def steady(carrier_a: Carrier) -> Carrier:
-    """A carrier with a contract and traffic: 3 of 4 missions on time in the last hour, one more 3 days ago."""
+    """A carrier with a contract and traffic: 12 missions on time in the last hour, 3 late ones two days ago.
+
+    Over 1 h it meets the on-time target; over 7 days (12 of 15) it misses it, yet nothing burns: the
+    late missions are outside the burn rules' short windows.
+    """
     ContractFactory(carrier=carrier_a, effective_from=date(2020, 1, 1), on_time_target_pct=Decimal("95"))
     now = timezone.now()
-    for k in range(3):
+    for k in range(12):
         mission(carrier_a, completed_at=now - timedelta(minutes=10 + k), due=now)
-    mission(carrier_a, completed_at=now - timedelta(minutes=20), due=now - timedelta(minutes=30))  # late
-    mission(carrier_a, completed_at=now - timedelta(days=3), due=now - timedelta(days=2))
+    for k in range(3):
+        late = now - timedelta(days=2, minutes=k)
+        mission(carrier_a, completed_at=late, due=late - timedelta(hours=1))
     sla_evaluate(carrier_id=carrier_a.pk, now=now)
     return carrier_a
 
@@ -74,31 +79,62 @@ def idle_human() -> Carrier:
 
 
 def test_landing_shows_each_carriers_slis_against_target(steady: Carrier, readonly: User) -> None:
-    body = verified_client(readonly).get("/sla/?window=1h").content.decode()
+    body = verified_client(readonly).get("/sla/?window=7d").content.decode()
     row = row_of(body, steady.slug)
     # The carrier links to its dashboard, keeping the window.
-    assert f'href="/sla/dashboard/carriers/{steady.pk}/?window=1h"' in row
+    assert f'href="/sla/dashboard/carriers/{steady.pk}/?window=7d"' in row
     on_time = cell_of(row, SLIName.ON_TIME)
-    assert 'data-state="missed"' in on_time
-    assert "75.00 %" in text(on_time) and "target 95.00 %" in text(on_time) and "4 missions" in text(on_time)
+    assert 'data-state="missed"' in on_time and "sla-missed" in on_time
+    assert "80.00 %" in text(on_time) and "target 95.00 %" in text(on_time) and "15 missions" in text(on_time)
     success = cell_of(row, SLIName.MISSION_SUCCESS)
     assert 'data-state="met"' in success and "100.00 %" in text(success) and "target 98.00 %" in text(success)
-    # Budget: 1 late of 4 against an allowance of 5 % (0.2 missions) is overspent 5x; success keeps all of it.
-    assert "budget overspent 5x" in text(on_time)
+    # Budget: 3 late of 15 against an allowance of 5 % (0.75 missions) is overspent 4x; success keeps it all.
+    assert "budget overspent 4x" in text(on_time)
     assert "budget 100 % left" in text(success)
-    assert "overspent 5x least left: On-time delivery rate" in text(row)
-    # Nothing burns without traffic enough for the minimum-traffic rule: the carrier is not burning.
+    assert "Budget overspent 4x least left: On-time delivery rate" in text(row)
+    # No open burn-rate alert: the carrier is not burning.
     assert 'data-burn-state="ok"' in row and "Not burning" in text(row)
     # An SLI with no events in the window (no API calls to this carrier) reads "no traffic".
     assert "no traffic" in text(cell_of(row, SLIName.API_ERROR_RATE))
+
+
+def test_too_few_events_are_shown_but_not_judged(carrier_b: Carrier, readonly: User, settings: Any) -> None:
+    """One late mission of one is 0 % on time, measured; the engine judges nothing under SLA_BURN_MIN_EVENTS,
+    and neither does the page: no red, no spent budget."""
+    settings.SLA_BURN_MIN_EVENTS = 10
+    ContractFactory(carrier=carrier_b, effective_from=date(2020, 1, 1))
+    now = timezone.now()
+    mission(carrier_b, completed_at=now - timedelta(minutes=5), due=now - timedelta(hours=1))
+    sla_evaluate(carrier_id=carrier_b.pk, now=now)
+    client = verified_client(readonly)
+    row = row_of(client.get("/sla/?window=1h").content.decode(), carrier_b.slug)
+    on_time = cell_of(row, SLIName.ON_TIME)
+    assert 'data-state="low_traffic"' in on_time and "sla-missed" not in on_time
+    assert "0.00 %" in text(on_time) and "1 mission: too few to judge" in text(on_time)
+    assert "budget" not in text(on_time) and "Budget" not in text(row)
+    assert "fewer than 10 events are not judged" in on_time
+    # Nothing judged, nothing burning: the carrier is neither green nor red.
+    assert 'data-burn-state="low_traffic"' in row and "Too few events" in text(row) and "Not burning" not in row
+    cell = client.get("/sla/dashboard/comparison.json?window=1h").json()["rows"][0]["slis"][SLIName.ON_TIME]
+    assert cell["value"] == 0.0 and cell["state"] == "low_traffic" and cell["met"] is None
+    series = client.get(f"/sla/dashboard/carriers/{carrier_b.pk}/series.json?window=1h").json()
+    assert series["series"][SLIName.ON_TIME]["value"] == [0.0] and series["series"][SLIName.ON_TIME]["budget"] == [None]
+    assert series["burn_down"][SLIName.ON_TIME]["budget"] == [None] and series["min_events"] == 10
+    # With the rule at one event, the same figure is judged: a miss, in red, with its budget.
+    settings.SLA_BURN_MIN_EVENTS = 1
+    row = row_of(client.get("/sla/?window=1h").content.decode(), carrier_b.slug)
+    assert 'data-state="missed"' in cell_of(row, SLIName.ON_TIME) and "budget overspent 20x" in text(row)
+    assert 'data-burn-state="ok"' in row
 
 
 def test_the_window_picks_the_measurement(steady: Carrier, readonly: User) -> None:
     client = verified_client(readonly)
     one_hour = client.get("/sla/?window=1h").content.decode()
     seven_days = client.get("/sla/?window=7d").content.decode()
-    assert "4 missions" in text(cell_of(row_of(one_hour, steady.slug), SLIName.ON_TIME))
-    assert "5 missions" in text(cell_of(row_of(seven_days, steady.slug), SLIName.ON_TIME))
+    assert "12 missions" in text(cell_of(row_of(one_hour, steady.slug), SLIName.ON_TIME))
+    assert "100.00 %" in text(cell_of(row_of(one_hour, steady.slug), SLIName.ON_TIME))
+    assert 'data-state="met"' in cell_of(row_of(one_hour, steady.slug), SLIName.ON_TIME)
+    assert "15 missions" in text(cell_of(row_of(seven_days, steady.slug), SLIName.ON_TIME))
     assert "80.00 %" in text(cell_of(row_of(seven_days, steady.slug), SLIName.ON_TIME))
     # Every window the engine computes is offered, the chosen one marked.
     for window in ("1h", "24h", "7d", "30d", "month"):
@@ -141,10 +177,11 @@ def test_burn_state_at_a_glance_from_the_open_alerts(steady: Carrier, carrier_b:
     body = verified_client(readonly).get("/sla/").content.decode()
     paging = row_of(body, steady.slug)
     assert 'data-burn-state="page"' in paging and "Burning · page" in text(paging)
-    assert "On-time delivery rate: 90.9x" in text(paging)  # one decimal, as people read a burn rate
+    assert "Page · On-time delivery rate: 90.9x" in text(paging)  # one decimal, as people read a burn rate
+    assert "Ticket · On-time delivery rate: 2.3x" in text(paging)
     ticket = row_of(body, carrier_b.slug)
     assert 'data-burn-state="ticket"' in ticket and "Burning · ticket" in text(ticket)
-    assert "Telemetry integrity: 1.0x" in text(ticket)
+    assert "Ticket · Telemetry integrity: 1.0x" in text(ticket)
     assert "30.0x" not in ticket  # a resolved alert no longer burns
     # The alert list above the table: severity with the incident severity it stands for, rates rounded.
     burning = text(body.split('id="sla-burning"')[1].split("</section>")[0])
@@ -285,9 +322,9 @@ def test_no_traffic_in_the_chart_json(steady: Carrier, idle_human: Carrier, read
         cell = idle["slis"][sli]
         assert cell["value"] is None and cell["met"] is None and cell["state"] == "no_traffic", sli
         assert cell["budget_remaining_pct"] is None and cell["reason"], sli
-    busy = rows[steady.pk]["slis"][SLIName.ON_TIME]
-    assert busy["value"] == 75.0 and busy["met"] is False and busy["state"] == "missed"
-    assert busy["target"] == 95.0 and busy["value_text"] == "75.00 %"
+    busy = client.get("/sla/dashboard/comparison.json?window=7d").json()["rows"][0]["slis"][SLIName.ON_TIME]
+    assert busy["value"] == 80.0 and busy["met"] is False and busy["state"] == "missed"
+    assert busy["target"] == 95.0 and busy["value_text"] == "80.00 %" and busy["reason"] is None
 
 
 def test_never_evaluated_carrier_in_the_comparison_json(readonly: User) -> None:
@@ -313,7 +350,7 @@ def test_no_traffic_on_metrics_is_absent_not_zero(steady: Carrier, idle_human: C
     assert len(metric_lines(body, "tms_sla_sli_target", idle_human)) == 7  # it has a contract
     # The busy carrier has values, and none for the SLIs it had no traffic for (no API calls).
     values = metric_lines(body, "tms_sla_sli_value", steady)
-    assert 'tms_sla_sli_value{carrier="carrier-a",sli="on_time",unit="pct",window="1h"} 75.0' in values
+    assert 'tms_sla_sli_value{carrier="carrier-a",sli="on_time",unit="pct",window="7d"} 80.0' in values
     assert not [line for line in values if 'sli="api_error_rate"' in line]
     assert not [line for line in values if 'sli="failover_time"' in line]
     # A carrier never evaluated has no SLA series whatsoever.
@@ -356,8 +393,9 @@ def test_no_traffic_in_the_api_summary_is_null_with_a_reason(
     assert idle["slis"]["on_time"]["1h"]["no_data_reason"] == "No mission finished in this window."
 
     busy = partner_api(steady).get("/api/v1/sla").json()
-    on_time = busy["slis"]["on_time"]["1h"]
-    assert on_time["value"] == "75.0000" and on_time["state"] == "missed" and on_time["no_data_reason"] is None
+    on_time = busy["slis"]["on_time"]["7d"]
+    assert on_time["value"] == "80.0000" and on_time["state"] == "missed" and on_time["no_data_reason"] is None
+    assert busy["slis"]["on_time"]["1h"]["state"] == "met"
     assert busy["slis"]["api_error_rate"]["1h"]["state"] == "no_traffic"
     # The console's JSON copy of the summary says the same.
     console = verified_client(readonly).get(f"/sla/dashboard/carriers/{idle_human.pk}/summary.json").json()
@@ -365,12 +403,13 @@ def test_no_traffic_in_the_api_summary_is_null_with_a_reason(
 
 
 def test_failover_without_any_failover_misses_rather_than_reads_no_traffic() -> None:
-    assert cell_state(SLIName.FAILOVER_TIME, None, Decimal(900), 2) == "missed"
+    assert cell_state(SLIName.FAILOVER_TIME, None, Decimal(900), 12) == "missed"
     assert cell_state(SLIName.FAILOVER_TIME, None, Decimal(900), 0) == "no_traffic"
-    assert cell_state(SLIName.FAILOVER_TIME, None, None, 2) == "no_target"
-    cell = SLICell(SLIName.FAILOVER_TIME, "seconds", None, Decimal(900), 0, 2, None, "missed")
+    assert cell_state(SLIName.FAILOVER_TIME, None, None, 12) == "no_target"
+    assert cell_state(SLIName.FAILOVER_TIME, None, Decimal(900), 2) == "low_traffic"  # SLA_BURN_MIN_EVENTS = 10
+    cell = SLICell(SLIName.FAILOVER_TIME, "seconds", None, Decimal(900), 0, 12, None, "missed")
     assert cell.value_text == "none failed over"
-    assert cell.reason == "None of the 2 lost-comms incidents was failed over."
+    assert cell.reason == "None of the 12 lost-comms incidents was failed over."
 
 
 def test_wording_of_values_budgets_and_durations() -> None:
