@@ -35,7 +35,7 @@ from sla.overview import (
     summary_explained,
     windows_menu,
 )
-from sla.selectors import (
+from sla.reports import (
     breaches_list,
     carrier_sla_summary,
     ledger_entries,

@@ -95,6 +95,9 @@ class Command(BaseCommand):
         if not options["no_demo_carriers"]:
             config.secret_for, config.tenant_vehicles = _demo_carriers()
         sim = CarrierSimulator(config, host=options["host"], port=options["port"])
+        if config.tenant_vehicles:
+            # Reported on stderr: the first line on stdout announces the address.
+            self.stderr.write(f"carrier simulator: {_books_restore(sim, list(config.tenant_vehicles))}")
         demo = ", ".join(f"/carriers/{slug}" for slug in config.tenant_vehicles) or "none"
         self.stdout.write(
             f"carrier simulator on {sim.url} (policy {options['policy']}, answers {config.answer}; "
@@ -125,3 +128,29 @@ def _demo_carriers() -> tuple[Callable[[str], str], dict[str, list[str]]]:
         if spec.has_api:
             vehicles[spec.slug] = list(spec.vehicles)
     return carrier_sim_client_secret, vehicles
+
+
+def demo_books_restore(sim: CarrierSimulator, slugs: list[str]) -> int:
+    """Before serving: put the console's open tenders at the demo carriers back in the books.
+
+    An in-memory carrier forgets everything when it restarts, while the console's database keeps
+    the tenders it sent (the demo seed's among them); without this every status poll would find
+    them unknown (docs/decisions/0018). Returns how many were restored.
+    """
+    try:
+        from missions.management.commands.seed_demo import carrier_books
+    except ImportError:  # the demo seed is optional
+        return 0
+    books = carrier_books(slugs)
+    return sum(sim.tenders_restore(entries, tenant=slug) for slug, entries in books.items())
+
+
+def _books_restore(sim: CarrierSimulator, slugs: list[str]) -> str:
+    from django.db import DatabaseError, connections
+
+    try:
+        return f"restored {demo_books_restore(sim, slugs)} open tenders of the demo carriers"
+    except DatabaseError as exc:  # no console database (yet): nothing to restore
+        return f"no tenders restored ({type(exc).__name__})"
+    finally:
+        connections.close_all()  # the simulator has no further use for the database

@@ -6,6 +6,8 @@ OAuth2 client-credentials tokens, dedupes ``POST /tenders`` on the
 Idempotency-Key, answers by policy (synchronously in the submit response or
 later through the console's partner API or a signed Standard Webhook), and
 takes injected faults at run time through ``POST /_faults`` or ``faults_set()``.
+``POST /_tenders`` (or ``tenders_restore()``) puts tenders back in its books, so
+the demo seed and a restarted simulator agree with the console (decision 0018).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.tenant, path = tenant_match["slug"], tenant_match["rest"]
         try:
             body = self._read_body()
-            if path in ("/_faults", "/_stats"):
+            if path in ("/_faults", "/_stats", "/_tenders"):
                 self._admin(method, path, body)
                 return
             sim.log_request(method=method, path=path, headers=self.headers, tenant=self.tenant)
@@ -89,6 +91,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if sim.state.faults_for(self.tenant).malformed:
                 self._send(200, {"ref": 42, "status": "maybe", "offer": "yes"})
+                return
+            if sim.state.faults_for(self.tenant).not_json:
+                self._send(200, b"<html><body>502 Bad Gateway</body></html>", content_type="application/json")
                 return
             self._route(method, path, body)
         except _Drop:
@@ -125,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, body: Any, *, content_type: str = "application/json", headers: dict[str, str] | None = None
     ) -> None:
-        raw = json.dumps(body).encode()
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(raw)))
@@ -202,6 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
             tender = self.server.sim.state.tenders.get(unquote(match["ref"]))
             if tender is None or tender.tenant != self.tenant:
                 self._problem(404, "Not Found", "No such tender.")
+            elif tender.gone:
+                self._problem(410, "Gone", "The carrier withdrew this tender; it will not be answered.")
             else:
                 self._send(200, tender.public())
             return
@@ -256,9 +263,14 @@ class _Handler(BaseHTTPRequestHandler):
                 tender.status, tender.offer = STATUS_FOR[offer["kind"]], offer
             else:
                 tender.decided = offer
+            public = tender.public()
+            if state.faults_for(self.tenant).lose_tenders:
+                # Acknowledged, then lost: neither the tender nor its key is kept.
+                del state.keys[scope]
+                self._send(201, public, headers={"Location": f"/tenders/{ref}"})
+                return
             state.tenders[ref] = tender
             state.keys[scope] = (fingerprint, ref)
-            public = tender.public()
         if tender.decided is not None:
             sim.schedule_answer(ref)
         self._send(201, public, headers={"Location": f"/tenders/{ref}"})
@@ -324,6 +336,27 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path == "/_faults" and method == "GET":
             self._send(200, state.faults_public(self.tenant))
+            return
+        if path == "/_tenders" and method == "POST":
+            # Restore the books (the demo seed hands over the tenders it marked sent).
+            body = self._json(raw)
+            entries = body.get("tenders") if isinstance(body, dict) else None
+            try:
+                if not isinstance(entries, list):
+                    raise ValueError('Send {"tenders": [{"ref", "idempotency_key", "request"}, ...]}.')
+                for entry in entries:
+                    if not all(
+                        isinstance(entry.get(k), str) and 0 < len(entry[k]) <= 120 for k in ("ref", "idempotency_key")
+                    ):
+                        raise ValueError("Each tender needs a ref and an idempotency_key (1 to 120 characters).")
+                    errors = contract_schema_errors(schema="TenderSubmit", body=entry.get("request"))
+                    if errors:
+                        raise ValueError("; ".join(errors)[:500])
+                restored = state.tenders_restore(entries, tenant=self.tenant)
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                self._problem(400, "Bad Request", str(exc) or "Malformed tender entry.")
+                return
+            self._send(200, {"restored": restored, "tenders": state.tender_count()})
             return
         if path == "/_faults" and method == "POST":
             body = self._json(raw)
@@ -413,7 +446,15 @@ class CarrierSimulator:
     def faults_clear(self, tenant: str | None = None) -> None:
         with self.state.lock:
             self.state.faults_for(tenant or self.state.config.client_id).update(
-                {"latency_ms": 0, "timeout": False, "error_burst": 0, "malformed": False, "refuse": False}
+                {
+                    "latency_ms": 0,
+                    "timeout": False,
+                    "error_burst": 0,
+                    "malformed": False,
+                    "not_json": False,
+                    "refuse": False,
+                    "lose_tenders": False,
+                }
             )
 
     def policy_set(self, policy: dict[str, float]) -> None:
@@ -425,6 +466,15 @@ class CarrierSimulator:
 
     def tender_by_id(self, tender_id: int) -> SimTender | None:
         return self.state.tender_by_id(tender_id)
+
+    def tenders_restore(self, entries: list[dict[str, Any]], *, tenant: str | None = None) -> int:
+        return self.state.tenders_restore(entries, tenant=tenant or self.state.config.client_id)
+
+    def tenders_forget(self) -> None:
+        self.state.tenders_forget()
+
+    def tender_withdraw(self, ref: str) -> None:
+        self.state.tender_withdraw(ref)
 
     @property
     def requests(self) -> list[dict[str, Any]]:
