@@ -1,7 +1,7 @@
 """Reads of what the SLA engine stored: measurements, summaries, breaches, the credit ledger.
 
-The SLIs themselves are computed in ``sla.selectors``; these functions only read their results (the SLA
-pages read them through ``sla.overview``, which words each figure).
+The SLIs themselves are computed in ``sla.selectors``; these functions only read their results. The SLA
+pages word each figure (no traffic, too few to judge, met or missed) with ``sla.overview``.
 """
 
 from __future__ import annotations
