@@ -444,9 +444,8 @@ def carriers_sla(window: str, *, carrier_id: int | None = None, now: datetime | 
             measured.setdefault(m.carrier_id, {})[m.sli] = m
     contracts = contracts_in_force([c.pk for c in rows], now)
     alerts: dict[int, list[AlertView]] = {}
-    for alert in BurnRateAlert.objects.filter(carrier_id__in=[c.pk for c in rows], resolved_at__isnull=True).order_by(
-        "carrier_id", "severity", "sli"
-    ):
+    open_alerts = BurnRateAlert.objects.filter(carrier_id__in=[c.pk for c in rows], resolved_at__isnull=True)
+    for alert in open_alerts.select_related("carrier").order_by("carrier_id", "severity", "sli"):
         alerts.setdefault(alert.carrier_id, []).append(AlertView(alert))
     out: list[CarrierSLA] = []
     for carrier in rows:

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from sla.choices import BreachStatus, WindowName
 from sla.models import Breach, Contract
-from sla.overview import BURN_STATES, CELL_STATES, carriers_sla, min_events, sli_columns, windows_menu
+from sla.overview import carriers_sla, min_events, sli_columns, windows_menu
 from tms_console.pages import paginate
 from tms_console.permissions import console_permission_required
 from tms_console.roles import VIEW_CONSOLE
@@ -36,7 +36,6 @@ def overview(request: HttpRequest) -> HttpResponse:
         "sla/overview.html",
         {
             "nav": "sla",
-            "tab": "overview",
             "window": window,
             "window_label": WindowName(window).label,
             "windows": windows_menu(),
@@ -44,8 +43,6 @@ def overview(request: HttpRequest) -> HttpResponse:
             "slis": sli_columns(),
             "alerts": [a for row in rows for a in row.alerts],
             "evaluated": any(row.evaluated_at for row in rows),
-            "burn_states": BURN_STATES,
-            "cell_states": CELL_STATES,
             "min_events": min_events(),
             "proposed": Breach.objects.filter(status=BreachStatus.PROPOSED).count(),
         },
@@ -56,6 +53,4 @@ def overview(request: HttpRequest) -> HttpResponse:
 def contract_list(request: HttpRequest) -> HttpResponse:
     """The contract terms: every version of every carrier's contract, with its targets and credit schedule."""
     contracts = Contract.objects.select_related("carrier").order_by("carrier__name", "-version")
-    return render(
-        request, "sla/contract_list.html", {"nav": "sla", "tab": "contracts", "page": paginate(request, contracts)}
-    )
+    return render(request, "sla/contract_list.html", {"nav": "sla", "page": paginate(request, contracts)})

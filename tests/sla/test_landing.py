@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -264,6 +266,30 @@ def test_no_role_no_sla(steady: Carrier, outsider: User) -> None:
         assert verified_client(outsider).get(url).status_code == 403, url
         anonymous = Client().get(url)
         assert anonymous.status_code == 302 and "/account/login/" in anonymous["Location"], url
+
+
+def test_the_landing_page_reads_a_fixed_number_of_queries(readonly: User) -> None:
+    """Carriers, their last evaluation, measurements, contracts and alerts: the count does not grow per carrier."""
+    client = verified_client(readonly)
+
+    def carriers(n: int) -> None:
+        for _ in range(n):
+            carrier = CarrierFactory()
+            ContractFactory(carrier=carrier, effective_from=date(2020, 1, 1))
+            mission(carrier, completed_at=timezone.now() - timedelta(minutes=5))
+            sla_evaluate(carrier_id=carrier.pk, now=timezone.now())
+            burn_alert(carrier, severity=AlertSeverity.TICKET, sli=SLIName.ON_TIME, rate="3")
+
+    def queries() -> int:
+        client.get("/sla/")  # the session and permission caches warm up first
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/sla/").status_code == 200
+        return len(captured)
+
+    carriers(2)
+    two = queries()
+    carriers(6)
+    assert queries() == two
 
 
 def test_stale_evaluation_is_flagged(carrier_a: Carrier, readonly: User, settings: Any) -> None:
