@@ -4,7 +4,9 @@ No data is absent, never 0: an SLI with no events in its window has no value
 and no budget series (``tms_sla_sli_events`` says 0 events: "no traffic"), a
 carrier without a contract has no target, and a carrier the engine never
 evaluated has no series at all. A 0 on a dashboard or in an alert rule is
-therefore always a measured 0.
+therefore always a measured 0. The budget is left out below
+``SLA_BURN_MIN_EVENTS`` events too, where the engine judges nothing: one late
+mission of one must not read as a budget overspent twenty times.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from missions.models import Carrier
 from sla.models import BurnRateAlert, SLIMeasurement
+from sla.overview import min_events
 from tms_console.metrics import scrape_collector_register
 
 
@@ -39,7 +42,7 @@ class SLICollector(Collector):
         )
         budget = GaugeMetricFamily(
             "tms_sla_error_budget_remaining_ratio",
-            "Error budget left (1 untouched, 0 spent, negative overspent); absent with no events or no target",
+            "Error budget left (1 untouched, 0 spent, negative overspent); absent without a target or enough events",
             labels=["carrier", "sli", "window"],
         )
         alerts = GaugeMetricFamily(
@@ -57,6 +60,7 @@ class SLICollector(Collector):
             "carrier_id", "sli", "window", "unit", "value", "target", "good", "total", "budget_remaining_pct"
         )
         targets_seen: set[tuple[str, str]] = set()
+        least = max(min_events(), 1)
         for carrier_id, sli, window, unit, v, t, g, n, b in rows:
             carrier = slugs.get(carrier_id, str(carrier_id))
             if v is not None:
@@ -67,7 +71,7 @@ class SLICollector(Collector):
             if g is not None:
                 good.add_metric([carrier, sli, window], float(g))
             events.add_metric([carrier, sli, window], float(n))
-            if b is not None and n:
+            if b is not None and n >= least:
                 budget.add_metric([carrier, sli, window], float(b) / 100)
         for carrier_id, sli, severity in BurnRateAlert.objects.filter(resolved_at__isnull=True).values_list(
             "carrier_id", "sli", "severity"

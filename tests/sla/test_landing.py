@@ -394,6 +394,20 @@ def test_measured_without_a_contract_has_no_target_or_budget_on_metrics(carrier_
     assert 'tms_sla_sli_value{carrier="carrier-b",sli="on_time",unit="pct",window="1h"} 100.0' in body
 
 
+def test_too_few_events_have_a_value_but_no_budget_on_metrics(carrier_b: Carrier, settings: Any) -> None:
+    settings.SLA_BURN_MIN_EVENTS = 10
+    ContractFactory(carrier=carrier_b, effective_from=date(2020, 1, 1))
+    mission(carrier_b, completed_at=timezone.now() - timedelta(minutes=5), due=timezone.now() - timedelta(hours=1))
+    sla_evaluate(carrier_id=carrier_b.pk, now=timezone.now())
+    body = Client().get("/metrics").content.decode()
+    assert 'tms_sla_sli_value{carrier="carrier-b",sli="on_time",unit="pct",window="1h"} 0.0' in body
+    assert 'tms_sla_sli_events{carrier="carrier-b",sli="on_time",window="1h"} 1.0' in body
+    assert metric_lines(body, "tms_sla_error_budget_remaining_ratio", carrier_b) == []
+    settings.SLA_BURN_MIN_EVENTS = 1
+    body = Client().get("/metrics").content.decode()
+    assert 'tms_sla_error_budget_remaining_ratio{carrier="carrier-b",sli="on_time",window="1h"} -19.0' in body
+
+
 def partner_api(carrier: Carrier) -> APIClient:
     issued = partner_client_create(
         carrier_id=carrier.pk, name=f"{carrier.slug} api", scopes=["missions:read"], actor=Actor.system("test")
