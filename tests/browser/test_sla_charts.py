@@ -250,3 +250,29 @@ def test_sla_landing_shows_carriers_against_targets_and_no_traffic_as_no_traffic
     network.assert_loopback_only()
     assert network.page_errors == []
     assert console_errors == []
+
+
+def test_the_comparison_reads_with_a_single_carrier(
+    page: Page, live_url: str, readonly: User, network: NetworkLog
+) -> None:
+    """One carrier: one tick, three bars of sensible width beside their target dashes (not one bar across)."""
+    now = timezone.now()
+    only = CarrierFactory(name="Lone Star Autonomous", slug="lone-star")
+    ContractFactory(carrier=only)
+    for n in range(12):
+        delivered(only, completed_at=now - timedelta(hours=1 + n), late=n == 3)
+    off_loop(evaluate_history, [only], now)
+
+    login(page, live_url, readonly, next_path="/sla/?window=24h")
+    comparison = page.locator("#sla-comparison")
+    expect(comparison).to_have_attribute("data-drawn", "1", timeout=CHART_TIMEOUT_MS)
+    expect(comparison.locator(".xtick text")).to_have_text(["Lone Star Autonomous"])
+    expect(comparison.locator(".barlayer .point")).to_have_count(3)
+    plot_width = comparison.locator(".nsewdrag").first.bounding_box()
+    bars = [comparison.locator(".barlayer .point path").nth(k).bounding_box() for k in range(3)]
+    assert plot_width is not None and all(b is not None for b in bars)
+    # The axis keeps room for three carriers: each bar is about 8 % of the plot, not a quarter of it.
+    assert all(b is not None and 0 < b["width"] < plot_width["width"] / 6 for b in bars), (bars, plot_width)
+    assert comparison.locator(".shapelayer path").count() == 3  # a target dash per bar
+    expect(comparison.locator(".annotation-text")).to_have_count(0)  # nothing missing, nothing labelled
+    assert network.page_errors == []
