@@ -61,7 +61,7 @@ def test_sla_dashboards_render_their_charts_offline(
             delivered(carrier, completed_at=now - timedelta(days=2, hours=n * 3), late=n % late_every == late_every - 1)
     off_loop(evaluate_history, [steady, shaky], now)
 
-    login(page, live_url, sla_manager, next_path="/sla/dashboard/")
+    login(page, live_url, sla_manager, next_path="/sla/dashboard/")  # the old address of the overview
     # The old overview address lands on the SLA landing page.
     expect(page).to_have_url(f"{live_url}/sla/")
     expect(page.get_by_role("heading", name="SLA", exact=True)).to_be_visible()

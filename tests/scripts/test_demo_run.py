@@ -4,7 +4,7 @@ Every process of `make run` runs for real (daphne, the Celery worker and beat,
 the carrier simulator, the fleet simulator, the local pager) on the embedded
 defaults in a directory of its own. Time is shortened where the demo waits on
 purpose: the truck loses comms 15 s after the fleet starts instead of 180 s,
-and the Lonestar contract's gap threshold and recovery timeout are 10 s and
+and the Lonestar contract's gap threshold and recovery timeout are 30 s and
 15 s instead of 60 s and 300 s. The run is watched for 3.5 minutes with the SLA
 engine evaluating every 15 s: no other incident may appear.
 """
@@ -34,7 +34,7 @@ OBSERVE_SECONDS = 210
 SHORTEN = (
     "from sla.models import Contract; "
     "Contract.objects.filter(carrier__slug='lonestar-autonomous')"
-    ".update(telemetry_gap_seconds=10, recovery_timeout_seconds=15)"
+    ".update(telemetry_gap_seconds=30, recovery_timeout_seconds=15)"
 )
 
 

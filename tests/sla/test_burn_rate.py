@@ -280,3 +280,18 @@ def test_a_handful_of_failed_api_calls_pages_no_one_and_404s_for_unknown_tenders
     assert SLIName.API_LATENCY not in {sli for sli, _ in fired}
     title = Incident.objects.get(kind="sla_breach").title
     assert title.endswith("Carrier API error rate burning error budget at 100.0x")
+
+
+@pytest.mark.django_db
+def test_a_telemetry_burn_while_a_truck_is_silent_does_not_page_before_lost_comms_is_raised(
+    carrier_a: Carrier, settings: Any
+) -> None:
+    settings.SLA_BURN_MIN_EVENTS = 10
+    ContractFactory(carrier=carrier_a, effective_from=date(2026, 1, 1), telemetry_gap_seconds=60)
+    silent = mission(carrier_a, status=MissionStatus.EN_ROUTE, started_at=at(-90))  # never reports
+    with time_machine.travel(T0, tick=False):
+        sla_evaluate(carrier_id=carrier_a.pk, now=T0)
+    page = BurnRateAlert.objects.get(sli=SLIName.TELEMETRY_INTEGRITY, severity=AlertSeverity.PAGE)
+    assert page.incident_id is None and not Incident.objects.exists()  # lost comms will page, once
+    fired = AuditEvent.objects.get(action="sla.burn_alert_fired", subject_id=page.pk)
+    assert fired.after["inhibited"] == f"{silent.vehicle.external_id} silent past the 60 s gap threshold (lost comms)"

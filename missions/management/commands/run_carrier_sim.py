@@ -1,14 +1,30 @@
-"""``manage.py run_carrier_sim``: serve the simulated autonomous carrier (docs/carrier-api.yaml)."""
+"""``manage.py run_carrier_sim``: serve the simulated autonomous carrier (docs/carrier-api.yaml).
+
+SIGTERM (or Ctrl-C): no new connections; the requests being handled are answered, and the
+process exits within ``SIMULATOR_DRAIN_SECONDS``.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from missions.simulators.carrier import CarrierSimulator, SimConfig, policy_parse
+from tms_console.shutdown import EXIT_MARGIN_SECONDS, SIMULATOR_DRAIN_SECONDS, exit_deadline
+
+
+class _Stop(Exception):
+    """SIGTERM: leave ``serve_forever`` and drain."""
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    exit_deadline(SIMULATOR_DRAIN_SECONDS, process="carrier-sim")
+    raise _Stop
 
 
 class Command(BaseCommand):
@@ -103,12 +119,15 @@ class Command(BaseCommand):
             f"carrier simulator on {sim.url} (policy {options['policy']}, answers {config.answer}; "
             f"demo carriers: {demo})"
         )
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
         try:
             sim.serve_forever()
-        except KeyboardInterrupt:
+        except (_Stop, KeyboardInterrupt):
             pass
         finally:
-            sim.stop()
+            left = sim.stop(drain_seconds=SIMULATOR_DRAIN_SECONDS - EXIT_MARGIN_SECONDS)
+            self.stdout.write(f"carrier simulator stopped ({left} requests unanswered)")
 
 
 def _demo_carriers() -> tuple[Callable[[str], str], dict[str, list[str]]]:

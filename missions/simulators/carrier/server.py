@@ -13,6 +13,7 @@ the demo seed and a restarted simulator agree with the console (decision 0018).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import re
@@ -22,6 +23,7 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -61,6 +63,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
+        with self.server.handling():
+            self._dispatch_one(method)
+
+    def _dispatch_one(self, method: str) -> None:
         sim = self.server.sim
         path = self.path.split("?", 1)[0]
         # /carriers/<slug>/... addresses one of several carriers served by this process.
@@ -382,7 +388,27 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], sim: CarrierSimulator) -> None:
         self.sim = sim
         self.stopping = threading.Event()
+        # Requests between their request line and their answer (an idle kept-alive connection is not one).
+        self.busy = 0
+        self.idle = threading.Condition()
         super().__init__(address, _Handler)
+
+    @contextlib.contextmanager
+    def handling(self) -> Iterator[None]:
+        with self.idle:
+            self.busy += 1
+        try:
+            yield
+        finally:
+            with self.idle:
+                self.busy -= 1
+                self.idle.notify_all()
+
+    def wait_idle(self, seconds: float) -> int:
+        """Wait up to ``seconds`` for the requests being handled to be answered; return how many are left."""
+        with self.idle:
+            self.idle.wait_for(lambda: self.busy == 0, timeout=seconds)
+            return self.busy
 
 
 class CarrierSimulator:
@@ -422,14 +448,22 @@ class CarrierSimulator:
     def serve_forever(self) -> None:
         self._server.serve_forever()
 
-    def stop(self) -> None:
+    def stop(self, *, drain_seconds: float = 0.0) -> int:
+        """Stop serving: no new connections, pending async answers cancelled, injected delays cut short.
+
+        With ``drain_seconds`` the requests being handled get that long to be answered first;
+        returns how many were still unanswered.
+        """
         self._server.stopping.set()
         for timer in self._timers:
             timer.cancel()
         self._server.shutdown()
+        self._server.socket.close()  # new connections are refused from here on
+        left = self._server.wait_idle(drain_seconds) if drain_seconds > 0 else 0
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        return left
 
     def __enter__(self) -> CarrierSimulator:
         return self.start()
