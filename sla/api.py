@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from missions.partner.api.views import PartnerView, problems
 from sla.choices import BreachStatus, SLIName, WindowName
+from sla.overview import LOW_TRAFFIC, MET, MISSED, NO_TARGET, NO_TRAFFIC, summary_explained
 from sla.reports import carrier_sla_summary
 
 # Decimals travel as strings (``str(Decimal)``), so no precision is lost on the way.
@@ -22,9 +23,27 @@ def _decimal(**kwargs: Any) -> serializers.RegexField:
 
 
 class SlaMeasurementSerializer(serializers.Serializer[dict[str, Any]]):
-    """One SLI over one window, from the latest evaluation."""
+    """One SLI over one window, from the latest evaluation.
+
+    ``value`` is null when there is nothing to measure (no traffic in the window), never 0 or 100;
+    ``no_data_reason`` then says why, and ``state`` says how the value compares with its target.
+    """
 
     value = _decimal(allow_null=True)
+    state = serializers.ChoiceField(
+        choices=[
+            (MET, "meets its target"),
+            (MISSED, "misses its target"),
+            (NO_TARGET, "measured, no contract target to judge it against"),
+            (LOW_TRAFFIC, "too few events to judge (fewer than the minimum-traffic rule's SLA_BURN_MIN_EVENTS)"),
+            (NO_TRAFFIC, "no events in the window: no value"),
+        ],
+        help_text="met, missed, no_target (no contract in force), low_traffic (too few events to judge: no "
+        "burn-rate alert, no breach) or no_traffic (no events in the window)",
+    )
+    no_data_reason = serializers.CharField(
+        allow_null=True, help_text="Why value is null (e.g. no mission finished in the window); null with a value"
+    )
     unit = serializers.CharField()
     target = _decimal(allow_null=True)
     good = serializers.IntegerField(allow_null=True)
@@ -78,4 +97,4 @@ class SlaSummaryView(PartnerView):
 
     @extend_schema(responses={200: SlaSummarySerializer, **problems(401, 403, 429)}, operation_id="sla_summary")
     def get(self, request: Request) -> Response:
-        return Response(carrier_sla_summary(self.carrier.pk))
+        return Response(summary_explained(carrier_sla_summary(self.carrier.pk)))

@@ -1,5 +1,6 @@
 """SLA dashboards: SLI against target over time, error-budget burn-down, carrier comparison,
-breaches (confirm / dispute) and the credit ledger with its CSV and JSON downloads.
+breaches (confirm / dispute) and the credit ledger with its CSV and JSON downloads. The overview
+is the SLA landing page (``sla.views.overview``, /sla/); /sla/dashboard/ redirects there.
 
 Thin views: selectors read, ``sla.services.breach_decide`` writes. Charts are
 drawn by plotly.js (vendored) from the JSON endpoints, which the page polls
@@ -12,8 +13,9 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -22,15 +24,23 @@ from missions.models import Carrier
 from sla import export
 from sla.choices import BreachStatus, SLIName, WindowName
 from sla.models import Breach, BurnRateAlert
+from sla.overview import (
+    LOW_TRAFFIC,
+    NO_TRAFFIC,
+    UNIT_LABELS,
+    AlertView,
+    carriers_sla,
+    cell_state,
+    min_events,
+    summary_explained,
+    windows_menu,
+)
 from sla.reports import (
     breaches_list,
     carrier_sla_summary,
     ledger_entries,
-    measurements_latest,
     measurements_series,
-    sli_comparison,
 )
-from sla.selectors import contract_in_force
 from sla.services import breach_decide
 from tms_console.pages import paginate, run_action
 from tms_console.permissions import console_permission_required
@@ -56,44 +66,37 @@ def _window(request: HttpRequest, default: str = WindowName.D30) -> str:
 
 @view_required
 def overview(request: HttpRequest) -> HttpResponse:
-    window = _window(request)
-    return render(
-        request,
-        "sla/dashboard.html",
-        {
-            "nav": "sla",
-            "window": window,
-            "windows": WindowName.choices,
-            "rows": [
-                {**row, "cells": [row["slis"].get(value) for value in SLIName.values]} for row in sli_comparison(window)
-            ],
-            "slis": SLIName.choices,
-            "proposed": Breach.objects.filter(status=BreachStatus.PROPOSED).count(),
-            "alerts": BurnRateAlert.objects.filter(resolved_at__isnull=True).select_related("carrier")[:20],
-        },
-    )
+    """The overview moved to the SLA landing page (/sla/); old links and bookmarks follow it."""
+    query = request.GET.urlencode()
+    return HttpResponsePermanentRedirect(reverse("sla:overview") + (f"?{query}" if query else ""))
 
 
 @view_required
 def comparison_json(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"window": _window(request), "rows": sli_comparison(_window(request))})
+    """Every carrier's latest SLIs over the window, with each one's state (no traffic is null, never 0)."""
+    window = _window(request)
+    return JsonResponse({"window": window, "rows": [row.as_json() for row in carriers_sla(window)]})
 
 
 @view_required
 def carrier_dashboard(request: HttpRequest, carrier_id: int) -> HttpResponse:
     carrier = get_object_or_404(Carrier, pk=carrier_id)
     window = _window(request)
+    row = carriers_sla(window, carrier_id=carrier.pk)[0]
+    history = BurnRateAlert.objects.filter(carrier=carrier).order_by("-fired_at")[:10]
     return render(
         request,
         "sla/dashboard_carrier.html",
         {
             "nav": "sla",
             "carrier": carrier,
+            "row": row,
             "window": window,
-            "windows": WindowName.choices,
-            "contract": contract_in_force(carrier.pk, timezone.now().date()),
-            "latest": measurements_latest(carrier.pk).filter(window=window),
-            "alerts": BurnRateAlert.objects.filter(carrier=carrier).order_by("-fired_at")[:10],
+            "window_label": WindowName(window).label,
+            "windows": windows_menu(),
+            "contract": row.contract,
+            "cells": row.cells if row.evaluated_at else [],
+            "alerts": [AlertView(a) for a in history],
             "breaches": breaches_list(carrier_id=carrier.pk)[:10],
         },
     )
@@ -107,25 +110,45 @@ def carrier_series(request: HttpRequest, carrier_id: int) -> JsonResponse:
     since = timezone.now() - HISTORY[WindowName(window)]
     series: dict[str, dict[str, list[Any]]] = {}
     for m in measurements_series(carrier.pk, window=window, since=since):
-        s = series.setdefault(m.sli, {"t": [], "value": [], "target": [], "budget": [], "unit": [m.unit]})
+        s = series.setdefault(
+            m.sli, {"t": [], "value": [], "target": [], "budget": [], "total": [], "state": [], "unit": [m.unit]}
+        )
         s["t"].append(m.computed_at.isoformat())
+        # No events in the window: null (drawn as a gap marked "no traffic"), never 0.
         s["value"].append(None if m.value is None else float(m.value))
         s["target"].append(None if m.target is None else float(m.target))
-        s["budget"].append(None if m.budget_remaining_pct is None else float(m.budget_remaining_pct))
+        state = cell_state(m.sli, m.value, m.target, m.total)
+        # A budget is only drawn once the SLI is judged (enough events): one late mission is not a spent budget.
+        judged = m.budget_remaining_pct is not None and state not in (NO_TRAFFIC, LOW_TRAFFIC)
+        s["budget"].append(float(m.budget_remaining_pct) if judged and m.budget_remaining_pct is not None else None)
+        s["total"].append(m.total)
+        s["state"].append(state)
     burn: dict[str, dict[str, list[Any]]] = {}
+    least = min_events()
     month_since = timezone.now() - HISTORY[WindowName.MONTH]
     for m in measurements_series(carrier.pk, window=WindowName.MONTH, since=month_since):
-        b = burn.setdefault(m.sli, {"t": [], "budget": []})
+        b = burn.setdefault(m.sli, {"t": [], "budget": [], "total": []})
         b["t"].append(m.computed_at.isoformat())
-        b["budget"].append(None if m.budget_remaining_pct is None else float(m.budget_remaining_pct))
+        judged = m.budget_remaining_pct is not None and m.total >= least
+        b["budget"].append(float(m.budget_remaining_pct) if judged and m.budget_remaining_pct is not None else None)
+        b["total"].append(m.total)
     labels = dict(SLIName.choices)
-    return JsonResponse({"window": window, "labels": labels, "series": series, "burn_down": burn})
+    return JsonResponse(
+        {
+            "window": window,
+            "labels": labels,
+            "units": UNIT_LABELS,
+            "min_events": least,
+            "series": series,
+            "burn_down": burn,
+        }
+    )
 
 
 @view_required
 def carrier_summary_json(request: HttpRequest, carrier_id: int) -> JsonResponse:
     carrier = get_object_or_404(Carrier, pk=carrier_id)
-    return JsonResponse(carrier_sla_summary(carrier.pk))
+    return JsonResponse(summary_explained(carrier_sla_summary(carrier.pk)))
 
 
 @view_required

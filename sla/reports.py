@@ -1,6 +1,7 @@
-"""Reads of what the SLA engine stored: measurements, comparisons, summaries, breaches, the credit ledger.
+"""Reads of what the SLA engine stored: measurements, summaries, breaches, the credit ledger.
 
-The SLIs themselves are computed in ``sla.selectors``; these functions only read their results.
+The SLIs themselves are computed in ``sla.selectors``; these functions only read their results. The SLA
+pages word each figure (no traffic, too few to judge, met or missed) with ``sla.overview``.
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from django.db.models import Count, Max, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import Count, Max, QuerySet, Sum
 
 from sla.choices import BreachStatus
 from sla.models import Breach, CreditEntry, SLIMeasurement
 from sla.selectors import contract_in_force
-from sla.sli import month_start, sli_meets
+from sla.sli import month_start
 
 
 def measurements_latest(carrier_id: int) -> QuerySet[SLIMeasurement]:
@@ -30,33 +31,6 @@ def measurements_series(
     if slis is not None:
         qs = qs.filter(sli__in=list(slis))
     return qs.order_by("computed_at", "id")
-
-
-def sli_comparison(window: str) -> list[dict[str, Any]]:
-    """Every carrier's latest value of every SLI over ``window``, one row per carrier (two queries)."""
-    latest = (
-        SLIMeasurement.objects.filter(carrier_id=OuterRef("carrier_id"))
-        .order_by()
-        .values("carrier_id")
-        .annotate(m=Max("computed_at"))
-        .values("m")
-    )
-    rows: dict[int, dict[str, Any]] = {}
-    for m in (
-        SLIMeasurement.objects.filter(window=window, computed_at=Subquery(latest))
-        .select_related("carrier")
-        .order_by("carrier__name", "sli")
-    ):
-        row = rows.setdefault(m.carrier_id, {"carrier_id": m.carrier_id, "carrier": m.carrier.name, "slis": {}})
-        row["slis"][m.sli] = {
-            "value": None if m.value is None else float(m.value),
-            "target": None if m.target is None else float(m.target),
-            "unit": m.unit,
-            "total": m.total,
-            "met": None if m.target is None else sli_meets(m.sli, m.value, m.target),
-            "budget_remaining_pct": None if m.budget_remaining_pct is None else float(m.budget_remaining_pct),
-        }
-    return list(rows.values())
 
 
 def carrier_sla_summary(carrier_id: int) -> dict[str, Any]:

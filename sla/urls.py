@@ -1,4 +1,4 @@
-"""SLA pages (mounted under /sla/)."""
+"""SLA pages (mounted under /sla/): the landing page and the contracts tab; dashboards live in dashboard_urls."""
 
 from django.urls import URLPattern, URLResolver, path
 
@@ -7,5 +7,6 @@ from sla import views
 app_name = "sla"
 
 urlpatterns: list[URLPattern | URLResolver] = [
-    path("", views.contract_list, name="contract_list"),
+    path("", views.overview, name="overview"),
+    path("contracts/", views.contract_list, name="contract_list"),
 ]

@@ -174,8 +174,9 @@ CONSOLE_PAGES: list[ConsolePage] = [
     ConsolePage("/telemetry/dead-letters/{dead_letter}/"),
     ConsolePage("/incidents/", ready=live_updates),
     ConsolePage("/incidents/{incident}/", ready=live_updates),
-    ConsolePage("/sla/"),
-    ConsolePage("/sla/dashboard/", ready=both(sla_overview, plotly_styles_applied)),
+    ConsolePage("/sla/", ready=both(sla_overview, plotly_styles_applied)),
+    ConsolePage("/sla/contracts/"),
+    ConsolePage("/sla/dashboard/"),  # the old overview address: redirects to /sla/
     ConsolePage("/sla/dashboard/carriers/{carrier}/", ready=sla_carrier),
     ConsolePage("/sla/dashboard/breaches/"),
     ConsolePage("/sla/dashboard/breaches/{breach}/"),

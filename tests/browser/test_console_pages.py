@@ -159,11 +159,14 @@ def test_a_page_that_breaks_the_policy_fails_the_sweep(
 def test_the_pickers_that_lost_their_inline_handler_still_submit_on_change(
     page: Page, live_url: str, sla_manager: User
 ) -> None:
-    """``onchange="this.form.submit()"`` became ``data-autosubmit`` (static/js/console.js)."""
-    login(page, live_url, sla_manager, next_path="/sla/dashboard/")
-    page.get_by_label("Window").select_option("7d")
-    page.wait_for_url(f"{live_url}/sla/dashboard/?window=7d")
-    expect(page.get_by_label("Window")).to_have_value("7d")
+    """``onchange="this.form.submit()"`` became ``data-autosubmit`` (static/js/console.js); the SLA window
+    picker became plain links (no script at all)."""
+    login(page, live_url, sla_manager, next_path="/sla/")
+    page.get_by_role("navigation", name="Window").get_by_role("link", name="7 d").click()
+    page.wait_for_url(f"{live_url}/sla/?window=7d")
+    expect(page.get_by_role("navigation", name="Window").get_by_role("link", name="7 d")).to_have_attribute(
+        "aria-current", "true"
+    )
     page.goto(f"{live_url}/sla/dashboard/breaches/")
     page.get_by_label("Status").select_option(index=1)
     page.wait_for_url(lambda url: "/sla/dashboard/breaches/?status=" in url)

@@ -123,7 +123,7 @@ def never_a_500(server: ServerProcess, sender: Sender, mission: Mission, console
             assert_unavailable_problem(response)
         else:
             assert response.status_code == 200, (path, response.status_code, response.text[:300])
-    for path in ["/", "/shipments/", "/incidents/", f"/missions/{mission.pk}/", "/sla/dashboard/"]:
+    for path in ["/", "/shipments/", "/incidents/", f"/missions/{mission.pk}/", "/sla/"]:
         response = console.get(f"{server.url}{path}", timeout=30, allow_redirects=False)
         assert response.status_code in (200, 503), (path, response.status_code, response.text[:300])
         if response.status_code == 503:
