@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,8 @@ from django.utils import timezone
 
 from missions.choices import ExceptionStatus
 from missions.models import Mission, MissionException, TelemetrySample
+from missions.routes import Polyline, route_plan
+from missions.telemetry.map_eta import MissionRoute
 from missions.telemetry.normalize import ts_format
 from missions.terms import gap_threshold
 from missions.transitions import MISSION_ACTIVE
@@ -34,9 +37,29 @@ _FLEET_COLUMNS = (
 )
 
 
+def comms_thresholds(gap_s: int | float) -> tuple[float, float]:
+    """(stale after, lost after) in seconds of silence, from the contract's telemetry-gap threshold.
+
+    Lost is the gap itself: past it gap detection raises a lost-comms exception. Stale is half of it:
+    the dispatcher sees a truck going quiet before the alarm.
+    """
+    lost_after = float(gap_s)
+    return lost_after / 2, lost_after
+
+
+def comms_state(last_seen_at: datetime | None, *, gap_s: int | float, now: datetime) -> str:
+    """``live``, ``stale`` or ``lost``: how long the truck has been silent against its thresholds."""
+    stale_after, lost_after = comms_thresholds(gap_s)
+    if last_seen_at is None:
+        return "lost"
+    silent = (now - last_seen_at).total_seconds()
+    return "lost" if silent > lost_after else ("stale" if silent > stale_after else "live")
+
+
 def _row(values: tuple[Any, ...] | list[Any], *, open_exceptions: int, now: datetime) -> dict[str, Any]:
     mission_id, vehicle_id, carrier, shipment, status, mode, lat, lon, speed, last_seen_at, gap_s = values
-    stale_after = int(gap_s)
+    stale_after, lost_after = comms_thresholds(gap_s)
+    comms = comms_state(last_seen_at, gap_s=gap_s, now=now)
     return {
         "mission_id": mission_id,
         "vehicle_id": vehicle_id,
@@ -49,7 +72,9 @@ def _row(values: tuple[Any, ...] | list[Any], *, open_exceptions: int, now: date
         "speed_kph": speed,
         "last_seen_at": ts_format(last_seen_at) if last_seen_at else None,
         "stale_after_s": stale_after,
-        "stale": last_seen_at is None or (now - last_seen_at).total_seconds() > stale_after,
+        "lost_after_s": lost_after,
+        "comms": comms,
+        "stale": comms != "live",  # stale or lost
         "open_exceptions": open_exceptions,
     }
 
@@ -75,6 +100,92 @@ def fleet_state(*, now: datetime | None = None) -> list[dict[str, Any]]:
 def fleet_changed_since(*, since: datetime, now: datetime | None = None) -> list[dict[str, Any]]:
     """Missions changed after ``since`` (our clock): the map's fallback when no shared channel layer exists."""
     return _fleet_rows(now=now or timezone.now(), since=since)
+
+
+# What the browser and the ETA need of each mission once: its planned route, lane and delivery window.
+_ROUTE_COLUMNS = (
+    "pk",
+    "planned_route",
+    "planned_route_km",
+    "planned_route_basis",
+    "shipment__origin_address",
+    "shipment__origin_lat",
+    "shipment__origin_lon",
+    "shipment__destination_address",
+    "shipment__destination_lat",
+    "shipment__destination_lon",
+    "shipment__delivery_window_start",
+    "shipment__delivery_window_end",
+    "eta",
+    "carrier__name",
+    "shipment__reference",
+    "gap_s",
+)
+
+
+def _mission_route(values: tuple[Any, ...]) -> MissionRoute:
+    (
+        mission_id,
+        stored,
+        stored_km,
+        stored_basis,
+        origin_address,
+        origin_lat,
+        origin_lon,
+        destination_address,
+        destination_lat,
+        destination_lon,
+        window_start,
+        window_end,
+        carrier_eta,
+        carrier,
+        shipment,
+        gap_s,
+    ) = values
+    if stored and len(stored) >= 2:
+        points: list[tuple[float, float]] = [(p[0], p[1]) for p in stored]
+        km, basis = stored_km, stored_basis
+    else:
+        # Missions written around the services (bulk loads, older rows): planned now, the same way.
+        planned = route_plan((origin_lat, origin_lon), (destination_lat, destination_lon))
+        points, km, basis = list(planned.points), planned.km, planned.basis
+    line = Polyline(points)
+    stale_after, lost_after = comms_thresholds(gap_s)
+    wire = {
+        "mission_id": mission_id,
+        "points": [[lat, lon] for lat, lon in points],
+        "km": km if km is not None else round(line.length_km, 1),
+        "basis": basis,
+        "carrier": carrier,
+        "shipment": shipment,
+        "origin": {"address": origin_address, "lat": origin_lat, "lon": origin_lon},
+        "destination": {"address": destination_address, "lat": destination_lat, "lon": destination_lon},
+        "delivery_window_start": ts_format(window_start),
+        "delivery_window_end": ts_format(window_end),
+        "carrier_eta": ts_format(carrier_eta) if carrier_eta else None,
+        "stale_after_s": stale_after,
+        "lost_after_s": lost_after,
+    }
+    return MissionRoute(
+        mission_id=mission_id,
+        line=line,
+        destination=(destination_lat, destination_lon),
+        window_end_s=window_end.timestamp(),
+        carrier_eta_s=carrier_eta.timestamp() if carrier_eta else None,
+        wire=wire,
+    )
+
+
+def mission_routes(*, mission_ids: Iterable[int] | None = None, now: datetime | None = None) -> list[MissionRoute]:
+    """Planned routes with their lane and delivery window: of ``mission_ids``, or of every truck on the map."""
+    now = now or timezone.now()
+    missions = Mission.objects.all()
+    if mission_ids is None:
+        missions = missions.filter(status__in=MISSION_ACTIVE, last_lat__isnull=False)
+    else:
+        missions = missions.filter(pk__in=list(mission_ids))
+    rows = missions.annotate(gap_s=gap_threshold(today=now.date())).order_by("pk").values_list(*_ROUTE_COLUMNS)
+    return [_mission_route(r) for r in rows]
 
 
 def mission_map_detail(*, mission_id: int, now: datetime | None = None) -> dict[str, Any] | None:
