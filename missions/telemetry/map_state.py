@@ -10,7 +10,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from missions.choices import ExceptionStatus
-from missions.models import Mission, MissionException, TelemetrySample
+from missions.models import Carrier, Mission, MissionException, TelemetrySample
 from missions.routes import Polyline, route_plan
 from missions.telemetry.map_eta import MissionRoute
 from missions.telemetry.normalize import ts_format
@@ -223,6 +223,11 @@ def mission_map_detail(*, mission_id: int, now: datetime | None = None) -> dict[
     ]
     row["url"] = f"/missions/{mission_id}/"
     return row
+
+
+def carrier_names() -> list[str]:
+    """Every carrier's name, for the map's carrier filter."""
+    return list(Carrier.objects.order_by("name").values_list("name", flat=True))
 
 
 def mission_telemetry_series(*, mission_id: int, since: datetime | None = None) -> dict[str, Any]:
