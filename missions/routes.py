@@ -40,6 +40,7 @@ GREAT_CIRCLE_BASIS = "great circle (no known corridor)"
 
 # A point this close to the segments around a hint is taken to be on them (no search of the whole line).
 ON_LINE_KM = 2.0
+EARTH_RADIUS_KM = 6371.0  # the sphere of missions.models.haversine_km
 KM_PER_DEG_LAT = 110.574
 KM_PER_DEG_LON_EQUATOR = 111.320
 
@@ -257,13 +258,21 @@ class Polyline:
         self.cum_km = [0.0]
         # Per segment: start lat, start lon, km per degree of longitude there, end (x, y) in km, 1/|end|^2.
         self._frames: list[tuple[float, float, float, float, float, float]] = []
+        # The great-circle distance of each segment as haversine_km computes it, inlined: the live map
+        # builds a polyline for every truck it tracks.
+        radians, sin, cos, asin, sqrt = math.radians, math.sin, math.cos, math.asin, math.sqrt
+        total = 0.0
         for (a_lat, a_lon), (b_lat, b_lon) in itertools.pairwise(self.points):
-            self.cum_km.append(self.cum_km[-1] + haversine_km(a_lat, a_lon, b_lat, b_lon))
-            kx = KM_PER_DEG_LON_EQUATOR * math.cos(math.radians(a_lat))
+            p1, p2 = radians(a_lat), radians(b_lat)
+            cos_p1 = cos(p1)
+            h = sin((p2 - p1) / 2) ** 2 + cos_p1 * cos(p2) * sin(radians(b_lon - a_lon) / 2) ** 2
+            total += 2 * EARTH_RADIUS_KM * asin(sqrt(h))
+            self.cum_km.append(total)
+            kx = KM_PER_DEG_LON_EQUATOR * cos_p1
             bx, by = (b_lon - a_lon) * kx, (b_lat - a_lat) * KM_PER_DEG_LAT
             seg2 = bx * bx + by * by
             self._frames.append((a_lat, a_lon, kx, bx, by, 1.0 / seg2 if seg2 else 0.0))
-        self.length_km = self.cum_km[-1]
+        self.length_km = total
 
     def at(self, km: float) -> LatLon:
         """The point ``km`` from the start (clamped to the ends), interpolated within its segment."""

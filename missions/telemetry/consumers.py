@@ -362,8 +362,10 @@ class FleetFrames:
         # From here on this read may have begun: later callers wait for the next one.
         self.snapshot_reading, self.snapshot_next = self.snapshot_next, None
         now = timezone.now()
-        vehicles, routes = await database_sync_to_async(_snapshot_read)(now=now, known=frozenset(self.eta.routes))
-        self.eta.routes_add(routes)
+        vehicles = await database_sync_to_async(fleet_state)(now=now)
+        missing = [row["mission_id"] for row in vehicles if row["mission_id"] not in self.eta.routes]
+        if missing:
+            self.eta.routes_add(await _routes_read(mission_ids=missing, now=now, lines=True))
         margin_s = at_risk_margin_seconds()
         for row in vehicles:
             self.eta.observe(row, margin_s=margin_s)
@@ -398,7 +400,11 @@ class FleetFrames:
         try:
             while self.routes_wanted:
                 ids, self.routes_wanted = sorted(self.routes_wanted), set()
-                self.eta.routes_add(await database_sync_to_async(mission_routes)(mission_ids=ids))
+                self.eta.routes_add(await _routes_read(mission_ids=ids, lines=True))
+                # Their latest reports went out without an estimate: again, with it (a truck may not report again).
+                again = [p for p in map(self.eta.latest_position, ids) if p is not None]
+                if again:
+                    self.add(again)
         except Exception:  # the next position of those trucks asks again
             log.warning("live map: routes not read", exc_info=True)
         finally:
@@ -410,7 +416,7 @@ class FleetFrames:
         missing = [i for i in mission_ids if i not in known]
         read: dict[int, MissionRoute] = {}
         if missing:
-            read = {r.mission_id: r for r in await database_sync_to_async(mission_routes)(mission_ids=missing)}
+            read = {r.mission_id: r for r in await _routes_read(mission_ids=missing)}
         # Kept for the ETA only when the truck is on the map; any other mission a map asks for is not remembered.
         self.eta.routes_add(r for i, r in read.items() if self.eta.tracking(i))
         out = []
@@ -496,8 +502,6 @@ def at_risk_margin_seconds() -> float:
     return max(0.0, float(settings.LIVEMAP_AT_RISK_MARGIN_MINUTES) * 60.0)
 
 
-def _snapshot_read(*, now: datetime, known: frozenset[int]) -> tuple[list[dict[str, Any]], list[MissionRoute]]:
-    """The fleet, and the routes of its missions this process does not hold yet (one sync-thread hop)."""
-    vehicles = fleet_state(now=now)
-    missing = [row["mission_id"] for row in vehicles if row["mission_id"] not in known]
-    return vehicles, mission_routes(mission_ids=missing, now=now) if missing else []
+# Routes are read on a thread of their own, not on the one sync thread that ingest's batches wait for: the
+# first map of a process reads a route per truck (1,000 routes: a few hundred ms).
+_routes_read = database_sync_to_async(mission_routes, thread_sensitive=False)

@@ -9,7 +9,8 @@ ETA of a truck, from its latest position report:
   its recent speed.
 
 The first report of a mission the process has no route for yet goes out
-without an estimate while the route is read; the next one has it.
+without an estimate while the route is read; the report goes out again with
+its estimate once the route is there.
 
 Recent speed is an exponentially weighted average of the reported speeds
 (time constant ``SPEED_TAU_SECONDS``, weighted by the time between reports),
@@ -30,6 +31,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from missions.models import haversine_km
@@ -52,11 +54,16 @@ class MissionRoute:
     """What the ETA needs of a mission (its planned route and delivery window) and what the browser is sent once."""
 
     mission_id: int
-    line: Polyline
+    points: tuple[LatLon, ...]
     destination: LatLon
     window_end_s: float  # epoch seconds
     carrier_eta_s: float | None
     wire: dict[str, Any]
+
+    @cached_property
+    def line(self) -> Polyline:
+        """The route as a polyline, built on first use: a route only sent to a browser never needs one."""
+        return Polyline(self.points)
 
 
 @dataclass
@@ -65,6 +72,7 @@ class _Progress:
     at_s: float
     segment: int | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    position: dict[str, Any] = field(default_factory=dict)  # the latest report
 
 
 def epoch_s(text: str) -> float:
@@ -90,6 +98,11 @@ class EtaTracker:
     def tracking(self, mission_id: int) -> bool:
         """True when a position of the mission has been seen (the truck is on the maps)."""
         return mission_id in self._progress
+
+    def latest_position(self, mission_id: int) -> dict[str, Any] | None:
+        """A copy of the mission's latest report (to send again once its route is known), or None."""
+        progress = self._progress.get(mission_id)
+        return dict(progress.position) if progress is not None and progress.position else None
 
     def latest(self, mission_id: int) -> dict[str, Any]:
         """The ETA fields last computed for the mission (empty when none was)."""
@@ -127,10 +140,13 @@ class EtaTracker:
                 weight = 1.0 - math.exp(-(at_s - progress.at_s) / SPEED_TAU_SECONDS)
                 progress.speed_kph += weight * (float(speed) - progress.speed_kph)
             progress.at_s = at_s
+        newest = at_s >= progress.at_s  # an older report (out of order) does not replace the latest
+        if newest:
+            progress.position = position
         if route is None:
             return False
         fields = self._estimate(route, progress, lat=float(lat), lon=float(lon), at_s=at_s, margin_s=margin_s)
-        if at_s >= progress.at_s:  # an older report (out of order) does not replace the latest estimate
+        if newest:
             progress.fields = fields
         position.update(fields)
         return True

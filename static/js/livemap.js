@@ -5,8 +5,14 @@
  * that moved and their ETA against the delivery window (computed by the
  * server). Planned routes are not in the frames: the page asks for the routes
  * of missions it has not seen ("routes") and keeps them, so each crosses the
- * socket once. Drawing is coalesced to one Plotly.react per animation frame;
- * the route traces are rebuilt only when what they show changes.
+ * socket once.
+ *
+ * Two plots share one projection: the states and the routes underneath
+ * (#livemap-routes, static), the trucks on top (#livemap, transparent, where
+ * the pointer goes). plotly redraws a whole geo plot on any change, and a
+ * thousand routes cost three times what a thousand trucks do, so the trucks
+ * redraw with every frame (one Plotly.react per animation frame) while the
+ * routes redraw only when what they show or the view changes.
  * Map geometry comes from /static/vendor/topojson/ (no tile server, no CDN).
  */
 (function () {
@@ -38,7 +44,8 @@
   function shortModeLabel(value) { return modeLabel(value).replace(/\s*\(.*\)$/, ""); }
 
   var el = document.getElementById("livemap");
-  if (!el || typeof Plotly === "undefined") { return; }
+  var routesEl = document.getElementById("livemap-routes");
+  if (!el || !routesEl || typeof Plotly === "undefined") { return; }
   var statusEl = document.getElementById("livemap-status");
   var detailEl = document.getElementById("livemap-detail");
   var rowsEl = document.getElementById("livemap-rows");
@@ -69,6 +76,7 @@
   var riskSort = { key: "late", descending: true };
   var drawPending = false;
   var routeCache = { key: null, traces: null };
+  var routesDrawn = { key: null, view: null, busy: false, again: false };
   var socket = null;
   var retryMs = 1000;
 
@@ -144,8 +152,10 @@
     return lines.join("<br>");
   }
 
-  function trucksTrace(shown) {
-    var lat = [], lon = [], color = [], symbol = [], text = [], hover = [], ids = [], size = [];
+  // The trucks (markers) and, apart, the labels of lost ones: text on a thousand markers costs a redraw.
+  function trucksTraces(shown) {
+    var lat = [], lon = [], color = [], symbol = [], hover = [], ids = [], size = [];
+    var labelLat = [], labelLon = [], labels = [];
     var lineColour = [], lineWidth = [], opacity = [];
     shown.forEach(function (v) {
       var state = comms(v);
@@ -155,24 +165,27 @@
       var big = v.mission_id === selected || v.mission_id === following;
       if (state === "lost") {
         color.push(LOST_COLOUR); symbol.push(LOST_SYMBOL); lineColour.push(LOST_LINE); lineWidth.push(1.5);
-        opacity.push(0.95); size.push(big ? 16 : 12); text.push("LOST " + (v.vehicle_id || ""));
+        opacity.push(0.95); size.push(big ? 16 : 12);
+        labelLat.push(v.lat); labelLon.push(v.lon); labels.push("LOST " + (v.vehicle_id || ""));
       } else if (state === "stale") {
         color.push(STALE_COLOUR); symbol.push(mode + "-open"); lineColour.push(STALE_COLOUR); lineWidth.push(2.5);
-        opacity.push(1); size.push(big ? 15 : 11); text.push("");
+        opacity.push(1); size.push(big ? 15 : 11);
       } else {
         color.push(STATUS_COLOURS[v.status] || "#444"); symbol.push(mode); lineColour.push("#222"); lineWidth.push(1);
-        opacity.push(0.95); size.push(big ? 14 : 9); text.push("");
+        opacity.push(0.95); size.push(big ? 14 : 9);
       }
     });
-    return {
-      type: "scattergeo", name: "trucks", mode: "markers+text", lat: lat, lon: lon, customdata: ids,
-      text: text, textposition: "top center", textfont: { size: 10, color: LOST_LINE },
+    return [{
+      type: "scattergeo", name: "trucks", mode: "markers", lat: lat, lon: lon, customdata: ids,
       hovertext: hover, hovertemplate: "%{hovertext}<extra></extra>",
       marker: {
         color: color, symbol: symbol, opacity: opacity, size: size,
         line: { width: lineWidth, color: lineColour }
       }
-    };
+    }, {
+      type: "scattergeo", name: "lost-labels", mode: "text", lat: labelLat, lon: labelLon, text: labels,
+      textposition: "top center", textfont: { size: 10, color: LOST_LINE }, hoverinfo: "skip"
+    }];
   }
 
   function lineTrace(name, list, colour, width, dash) {
@@ -188,17 +201,13 @@
   }
 
   function endsTrace(list) {
-    var lat = [], lon = [], symbol = [], color = [], hover = [];
+    var lat = [], lon = [], symbol = [], color = [];
     list.forEach(function (r) {
       lat.push(r.origin.lat); lon.push(r.origin.lon); symbol.push("triangle-up"); color.push("#37474f");
-      hover.push("Origin of mission " + r.mission_id + ": " + r.origin.address);
       lat.push(r.destination.lat); lon.push(r.destination.lon); symbol.push("star"); color.push(SELECTED_ROUTE_COLOUR);
-      hover.push("Destination of mission " + r.mission_id + ": " + r.destination.address +
-        "<br>window ends " + when(r.delivery_window_end) + " UTC");
     });
     return {
-      type: "scattergeo", name: "route-ends", mode: "markers", lat: lat, lon: lon, hovertext: hover,
-      hovertemplate: "%{hovertext}<extra></extra>",
+      type: "scattergeo", name: "route-ends", mode: "markers", lat: lat, lon: lon, hoverinfo: "skip",
       marker: { symbol: symbol, color: color, size: 9, line: { width: 1, color: "#fff" } }
     };
   }
@@ -229,17 +238,29 @@
     return routeCache.traces;
   }
 
+  var CLEAR = "rgba(0,0,0,0)";
+  // The trucks' plot: the same projection as the map underneath, nothing drawn but the trucks.
   var layout = {
     margin: { l: 0, r: 0, t: 0, b: 0 }, showlegend: false, dragmode: "pan", hovermode: "closest",
+    paper_bgcolor: CLEAR, plot_bgcolor: CLEAR,
     geo: {
-      scope: "usa", projection: { type: "albers usa", scale: 1 }, showland: true, landcolor: "#f3f1ea",
-      subunitcolor: "#b9b5a8", countrycolor: "#8c887c", showlakes: false, bgcolor: "rgba(0,0,0,0)"
+      scope: "usa", projection: { type: "albers usa", scale: 1 }, bgcolor: CLEAR, showland: false,
+      showsubunits: false, showcountries: false, showcoastlines: false, showlakes: false, showframe: false
     }
   };
   var config = {
     topojsonURL: el.dataset.topojsonUrl, responsive: true, displaylogo: false,
     modeBarButtonsToRemove: ["toImage", "sendDataToCloud"]
   };
+  // The map underneath: states and routes, no interaction of its own (it follows the trucks' view).
+  var routesLayout = {
+    margin: { l: 0, r: 0, t: 0, b: 0 }, showlegend: false, paper_bgcolor: CLEAR,
+    geo: {
+      scope: "usa", projection: { type: "albers usa", scale: 1 }, showland: true, landcolor: "#f3f1ea",
+      subunitcolor: "#b9b5a8", countrycolor: "#8c887c", showlakes: false, bgcolor: CLEAR
+    }
+  };
+  var routesConfig = { topojsonURL: el.dataset.topojsonUrl, responsive: true, staticPlot: true };
 
   function shownTrucks() {
     var shown = [];
@@ -259,9 +280,34 @@
     drawPending = false;
     var shown = shownTrucks();
     applyFollow();
-    Plotly.react(el, routeTraces(shown).concat([trucksTrace(shown)]), layout, config);
+    Plotly.react(el, trucksTraces(shown), layout, config);
     el.dataset.trucksShown = String(shown.length);
     el.dataset.following = following == null ? "" : String(following);
+    drawRoutes(shown);
+  }
+
+  // The view (centre, zoom, rotation) of the trucks' plot, which the pointer moves, copied underneath.
+  function viewOf(geo) {
+    return { center: geo.center, scale: geo.projection.scale, rotation: geo.projection.rotation };
+  }
+
+  function drawRoutes(shown) {
+    var traces = routeTraces(shown || shownTrucks());
+    var view = JSON.stringify(viewOf(layout.geo));
+    if (routesDrawn.key === routeCache.key && routesDrawn.view === view) { return; }
+    if (routesDrawn.busy) { routesDrawn.again = true; return; }
+    var v = viewOf(layout.geo);
+    if (v.center) { routesLayout.geo.center = Object.assign({}, v.center); } else { delete routesLayout.geo.center; }
+    if (v.rotation) { routesLayout.geo.projection.rotation = Object.assign({}, v.rotation); }
+    else { delete routesLayout.geo.projection.rotation; }
+    routesLayout.geo.projection.scale = v.scale;
+    routesDrawn.busy = true;
+    routesDrawn.key = routeCache.key;
+    routesDrawn.view = view;
+    Plotly.react(routesEl, traces, routesLayout, routesConfig).then(function () {
+      routesDrawn.busy = false;
+      if (routesDrawn.again) { routesDrawn.again = false; drawRoutes(); }
+    });
   }
 
   function scheduleDraw() {
@@ -562,11 +608,15 @@
     });
   });
 
-  Plotly.newPlot(el, routeTraces([]).concat([trucksTrace([])]), layout, config).then(function () {
+  Plotly.newPlot(routesEl, routeTraces([]), routesLayout, routesConfig);
+  Plotly.newPlot(el, trucksTraces([]), layout, config).then(function () {
     el.on("plotly_click", function (data) {
       var point = data.points && data.points.find(function (p) { return p.data.name === "trucks"; });
       if (point) { select(point.customdata); }
     });
+    // Panned or zoomed by the dispatcher: the map underneath follows (during the gesture too).
+    el.on("plotly_relayout", function () { drawRoutes(); });
+    el.on("plotly_relayouting", function () { drawRoutes(); });
   });
   // Staleness changes with time alone: re-evaluate once a second.
   window.setInterval(function () { scheduleDraw(); renderLists(); askDetail(); }, 1000);

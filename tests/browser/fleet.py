@@ -12,22 +12,26 @@ from missions.models import Carrier, Mission
 from missions.telemetry.ingest import ingest_events
 from tests.browser.support import LIVE_TIMEOUT_MS, off_loop
 
-# The map's plotted trucks keyed by mission id: position, colour, symbol, label on the map and hover text.
+# The map's plotted trucks keyed by mission id: position, colour, symbol, hover text, and the label drawn
+# beside a lost truck (the trucks' plot is #livemap; the states and routes are drawn underneath it).
 READ_TRUCKS = """() => {
   const el = document.getElementById("livemap");
-  const t = el && el.data ? el.data.find((trace) => trace.name === "trucks") : null;
+  const data = el && el.data ? el.data : [];
+  const t = data.find((trace) => trace.name === "trucks");
+  const l = data.find((trace) => trace.name === "lost-labels");
   const out = {};
   if (!t) return out;
   (t.customdata || []).forEach((id, i) => {
+    const j = l ? l.lat.findIndex((lat, k) => lat === t.lat[i] && l.lon[k] === t.lon[i]) : -1;
     out[id] = {lat: t.lat[i], lon: t.lon[i], color: t.marker.color[i], symbol: t.marker.symbol[i],
-               label: t.text[i], text: t.hovertext[i]};
+               label: j >= 0 ? l.text[j] : "", text: t.hovertext[i]};
   });
   return out;
 }"""
 
-# The map's route traces: each as a list of polylines (lists of [lat, lon]), and the route ends.
+# The routes drawn underneath the trucks: each trace as a list of polylines (lists of [lat, lon]), and the ends.
 READ_ROUTES = """() => {
-  const el = document.getElementById("livemap");
+  const el = document.getElementById("livemap-routes");
   const out = {};
   (el && el.data ? el.data : []).forEach((trace) => {
     if (trace.name === "route-ends") {

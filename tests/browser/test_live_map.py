@@ -87,7 +87,7 @@ def expected_late_s(mission: Mission, *, at: datetime, lat: float, lon: float) -
         [
             MissionRoute(
                 mission_id=mission.pk,
-                line=Polyline([tuple(p) for p in mission.planned_route]),
+                points=tuple((p[0], p[1]) for p in mission.planned_route),
                 destination=(mission.shipment.destination_lat, mission.shipment.destination_lon),
                 window_end_s=mission.shipment.delivery_window_end.timestamp(),
                 carrier_eta_s=None,
@@ -119,8 +119,8 @@ def open_map(page: Page, live_url: str, user: User, *, trucks_expected: int) -> 
     page.wait_for_function(
         f"() => Object.keys(({READ_TRUCKS})()).length === {trucks_expected}", timeout=LIVE_TIMEOUT_MS
     )
-    # The map is drawn offline: plotly's own SVG with the US states from the local topojson.
-    page.wait_for_function("() => document.querySelectorAll('#livemap .geo path').length > 0")
+    # The map is drawn offline: plotly's own SVG with the US states from the local topojson (underneath).
+    page.wait_for_function("() => document.querySelectorAll('#livemap-routes .geo .subunits path').length > 0")
 
 
 def wait_for_routes(page: Page, count: int) -> None:
@@ -414,6 +414,21 @@ def truck_offset_from_centre(page: Page, mission: Mission) -> tuple[float, float
     )
 
 
+# Where the trucks' plot and the map underneath draw the same three places, at most this far apart (pixels).
+LAYERS_APART = """() => {
+  const top = document.getElementById("livemap")._fullLayout.geo._subplot.projection;
+  const under = document.getElementById("livemap-routes")._fullLayout.geo._subplot.projection;
+  return Math.max(...[[-87.63, 41.88], [-118.24, 34.05], [-95.37, 29.76]].map((p) => {
+    const a = top(p), b = under(p);
+    return a && b ? Math.hypot(a[0] - b[0], a[1] - b[1]) : 1e9;
+  }));
+}"""
+
+
+def wait_for_layers_aligned(page: Page) -> None:
+    page.wait_for_function(f"() => ({LAYERS_APART})() <= 1", timeout=LIVE_TIMEOUT_MS)
+
+
 def test_following_a_truck_keeps_it_centred(page: Page, live_url: str, dispatcher: User, network: NetworkLog) -> None:
     transcon = CarrierFactory(name="Transcon Autonomous Lines", slug="transcon")
     followed = on_route(transcon, "TAL-401", origin=CHICAGO, destination=LOS_ANGELES)
@@ -438,6 +453,7 @@ def test_following_a_truck_keeps_it_centred(page: Page, live_url: str, dispatche
         page.wait_for_timeout(300)  # the frame after the data
         x, y = truck_offset_from_centre(page, followed)
         assert abs(x) <= 3 and abs(y) <= 3, (step, x, y)
+        wait_for_layers_aligned(page)  # its route underneath moved with it
     # Zoomed in on it: the other truck, 1,400 km away, is off the drawing area.
     ox, oy = truck_offset_from_centre(page, other)
     assert abs(ox) > 700 or abs(oy) > 300
@@ -448,4 +464,18 @@ def test_following_a_truck_keeps_it_centred(page: Page, live_url: str, dispatche
     page.get_by_role("button", name="Whole map").click()
     page.wait_for_timeout(300)
     assert truck_offset_from_centre(page, other)[0] < 700  # the whole country again
+    wait_for_layers_aligned(page)
+
+    # The dispatcher zooms in with the mouse wheel: the routes underneath go with the trucks.
+    before = truck_offset_from_centre(page, other)
+    box = page.locator("#livemap").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(3):
+        page.mouse.wheel(0, -200)
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(500)
+    after = truck_offset_from_centre(page, other)
+    assert abs(after[0]) > abs(before[0]) + 50, (before, after)
+    wait_for_layers_aligned(page)
     network.assert_loopback_only()

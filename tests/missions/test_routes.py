@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -66,7 +67,7 @@ def test_no_corridor_nearby_means_a_great_circle_line_said_to_be_one() -> None:
     assert route.basis == GREAT_CIRCLE_BASIS and not route.is_corridor
     assert route.points[0] == NEW_YORK and route.points[-1] == BOSTON
     assert route.km == pytest.approx(haversine_km(*NEW_YORK, *BOSTON), rel=0.001)
-    assert all(haversine_km(*a, *b) <= GREAT_CIRCLE_STEP_KM + 0.1 for a, b in zip(route.points, route.points[1:]))
+    assert all(haversine_km(*a, *b) <= GREAT_CIRCLE_STEP_KM + 0.1 for a, b in itertools.pairwise(route.points))
 
 
 def test_a_corridor_that_runs_the_wrong_way_or_too_far_is_not_taken() -> None:
@@ -74,6 +75,11 @@ def test_a_corridor_that_runs_the_wrong_way_or_too_far_is_not_taken() -> None:
     assert route_plan(ST_LOUIS, (43.0389, -87.9065)).basis == GREAT_CIRCLE_BASIS
     far_origin = (39.7392, -104.9903)  # Denver
     assert route_plan(far_origin, LOS_ANGELES).basis == GREAT_CIRCLE_BASIS
+    # Just inside and just outside the snapping distance, due north of Chicago (1 degree is 111.2 km).
+    inside = (CHICAGO[0] + (CORRIDOR_SNAP_KM - 5) / 111.2, CHICAGO[1])
+    outside = (CHICAGO[0] + (CORRIDOR_SNAP_KM + 5) / 111.2, CHICAGO[1])
+    assert route_plan(inside, LOS_ANGELES).basis == f"corridor {CHICAGO_LA}"
+    assert route_plan(outside, LOS_ANGELES).basis == GREAT_CIRCLE_BASIS
 
 
 latitudes = st.floats(min_value=25.0, max_value=49.0, allow_nan=False)
@@ -121,7 +127,7 @@ def test_a_point_off_the_line_is_measured_off_it() -> None:
 def test_great_circle_points_stay_on_the_circle() -> None:
     points = great_circle_points(NEW_YORK, LOS_ANGELES)
     direct = haversine_km(*NEW_YORK, *LOS_ANGELES)
-    assert sum(haversine_km(*a, *b) for a, b in zip(points, points[1:])) == pytest.approx(direct, rel=1e-6)
+    assert sum(haversine_km(*a, *b) for a, b in itertools.pairwise(points)) == pytest.approx(direct, rel=1e-6)
 
 
 # --- Assignment -------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ MARGIN_S = 1800.0
 def route(*, window_end: datetime, carrier_eta: datetime | None = None) -> MissionRoute:
     return MissionRoute(
         mission_id=7,
-        line=LINE,
+        points=tuple(LINE.points),
         destination=(31.0, -97.0),
         window_end_s=window_end.timestamp(),
         carrier_eta_s=carrier_eta.timestamp() if carrier_eta else None,
