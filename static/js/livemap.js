@@ -183,8 +183,10 @@
         line: { width: lineWidth, color: lineColour }
       }
     }, {
-      type: "scattergeo", name: "lost-labels", mode: "text", lat: labelLat, lon: labelLon, text: labels,
-      textposition: "top center", textfont: { size: 10, color: LOST_LINE }, hoverinfo: "skip"
+      // Invisible markers the size of a lost truck's, so the label sits above it, not on it; never hovered.
+      type: "scattergeo", name: "lost-labels", mode: "markers+text", lat: labelLat, lon: labelLon, text: labels,
+      textposition: "top center", textfont: { size: 10, color: LOST_LINE }, hoverinfo: "skip",
+      marker: { size: 16, opacity: 0 }
     }];
   }
 
