@@ -26,6 +26,7 @@ class IncidentKind(models.TextChoices):
     OTA_FAILURE = "ota_failure", "OTA deployment failure"
     SLA_BREACH = "sla_breach", "SLA breach"
     CARRIER_API_DOWN = "carrier_api_down", "Carrier API failing (circuit open)"
+    TENDER_OUT_OF_SYNC = "tender_out_of_sync", "Tender out of sync with the carrier"
     MONITORING_DEGRADED = "monitoring_degraded", "Monitoring degraded (scheduler or broker down)"
     OTHER = "other", "Other"
 

@@ -1,4 +1,4 @@
-"""Incidents from what the core reports: mission exceptions and carrier breaker trips.
+"""Incidents from what the core reports: mission exceptions, carrier breaker trips, tenders out of sync.
 
 Called by the subscribers in ``runbooks.subscribers`` after the core's change
 has committed. Each is idempotent: an open incident with the same mission (or
@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 
 from missions.events import Actor
-from missions.models import Carrier, MissionException
+from missions.models import Carrier, MissionException, Tender
 from runbooks.engine import runbook_start
 from runbooks.models import Incident
 from runbooks.services import EXCEPTION_TO_INCIDENT, incident_open, telemetry_pin
@@ -58,5 +58,25 @@ def incident_from_breaker_trip(*, carrier_id: int, reason: str, consecutive_fail
         carrier=carrier,
         summary=f"Calls to {carrier.name} are failing ({reason}); tendering to it is paused.",
         data=data,
+    )
+    return incident
+
+
+def incident_from_tender_out_of_sync(*, tender_id: int, reason: str) -> Incident:
+    """Open (or join) the carrier's "tender out of sync" incident: it lost a tender it had confirmed,
+    or its answers about one kept breaking the contract (``missions.tendering.polling``).
+
+    One open incident per carrier; each further tender is added to it as a repeat.
+    """
+    tender = Tender.objects.select_related("carrier", "shipment").get(pk=tender_id)
+    carrier = tender.carrier
+    incident, _ = incident_open(
+        actor=Actor.system("status-poll"),
+        kind="tender_out_of_sync",
+        title=f"{carrier.name}: tenders out of sync with the console",
+        carrier=carrier,
+        summary=f"Tender {tender.pk} ({tender.shipment.reference}, carrier ref {tender.external_ref or 'none'}): "
+        f"{reason} Ask the carrier what happened to it; the shipment's waterfall has moved on.",
+        data={"tender_id": tender.pk, "shipment_id": tender.shipment_id, "reason": reason},
     )
     return incident

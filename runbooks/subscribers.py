@@ -2,6 +2,8 @@
 
 * a mission exception opens (or joins) its incident and starts the runbook, in a worker;
 * a carrier's circuit opening opens the "carrier API down" incident, right after commit;
+* a tender the carrier lost after confirming it, or whose status answers kept breaking the
+  contract, opens (or joins) the carrier's "tender out of sync" incident, right after commit;
 * a page queued for delivery after commit is sent by a worker;
 * a runbook that started, or a step that on-call confirmed, skipped or retried, is advanced.
 """
@@ -33,6 +35,11 @@ def on_circuit_trip(event: AuditEvent, _context: dict[str, Any] | None = None) -
     )
 
 
+def on_tender_out_of_sync(event: AuditEvent, _context: dict[str, Any] | None = None) -> None:
+    data = event.data or {}
+    detection.incident_from_tender_out_of_sync(tender_id=event.subject_id, reason=str(data.get("reason", "")))
+
+
 def on_page_queued(event: AuditEvent, _context: dict[str, Any] | None = None) -> None:
     pager.page_deliver(message_id=int(event.data["message_id"]))
 
@@ -52,6 +59,14 @@ def register() -> None:
         via="inline",
         # The trip is also copied onto waiting shipments' timelines; the carrier's own event is the one.
         when=lambda event: event.subject_type == "carrier",
+    )
+    event_subscribe(
+        name="runbooks.incident_from_tender_out_of_sync",
+        actions={"tender.lost", "tender.given_up"},
+        handler=on_tender_out_of_sync,
+        via="inline",
+        # A tender the carrier never confirmed is the console's loss, not the carrier's: no incident.
+        when=lambda event: bool((event.data or {}).get("escalate")),
     )
     event_subscribe(
         name="runbooks.page_deliver",

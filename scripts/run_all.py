@@ -4,8 +4,11 @@
 Children: daphne (web), Celery worker, Celery beat, and the optional
 processes listed in OPTIONAL_PROCESSES whose management command exists.
 Each child's output is prefixed with its name. Ctrl-C (SIGINT) or SIGTERM
-stops every child: terminate, wait, kill after a timeout. If one child dies
-on its own, the others are stopped too and the exit status says which.
+stops every child: each gets SIGTERM and drains (README, "Graceful
+shutdown"); a child still running after its stated drain time (plus
+KILL_MARGIN_SECONDS to be reaped) is killed with SIGKILL, and the supervisor
+says which one needed it. If one child dies on its own, the others are
+stopped too and the exit status says which.
 
 Run from the project root with the project's interpreter:
     .venv/bin/python scripts/run_all.py
@@ -27,7 +30,12 @@ from pathlib import Path
 from typing import IO
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-STOP_TIMEOUT_SECONDS = 10.0
+# A child exits by itself within its drain time; this much more is left for the system to reap it.
+KILL_MARGIN_SECONDS = 2.0
+# The drain time of a child that states none.
+DEFAULT_DRAIN_SECONDS = 10.0
+# Exit status of a child that ended itself at its drain deadline (tms_console.shutdown.EXIT_DRAIN_EXPIRED).
+EXIT_DRAIN_EXPIRED = 70
 READY_TIMEOUT_SECONDS = 60.0
 
 
@@ -41,6 +49,8 @@ class ProcessSpec:
     env: dict[str, str] = field(default_factory=dict)
     # Start only once the web server accepts connections (a client of it).
     after_web: bool = False
+    # How long it may take to exit after SIGTERM (its stated drain time) before it is killed.
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -60,10 +70,24 @@ class OptionalProcess:
     # Simulators log every request they make; keep the shared console readable
     # unless LOG_LEVEL asks for more.
     log_level: str = "WARNING"
+    # Its drain time after SIGTERM (read once the settings are loaded).
+    drain_seconds: Callable[[], float] = lambda: DEFAULT_DRAIN_SECONDS
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
+
+
+def _simulator_drain() -> float:
+    from tms_console.shutdown import SIMULATOR_DRAIN_SECONDS
+
+    return SIMULATOR_DRAIN_SECONDS
+
+
+def _mqtt_drain() -> float:
+    from django.conf import settings
+
+    return float(settings.MQTT_DRAIN_SECONDS)
 
 
 OPTIONAL_PROCESSES: list[OptionalProcess] = [
@@ -71,6 +95,7 @@ OPTIONAL_PROCESSES: list[OptionalProcess] = [
         name="carriers",
         command="run_carrier_sim",
         args=lambda host, port: ["--port", _env("CARRIER_SIM_PORT", "8100")],
+        drain_seconds=_simulator_drain,
     ),
     OptionalProcess(
         name="fleet",
@@ -78,6 +103,7 @@ OPTIONAL_PROCESSES: list[OptionalProcess] = [
         # --demo: the simulator issues its own partner API clients.
         args=lambda host, port: ["--demo", "--console-url", f"http://{host}:{port}"],
         after_web=True,
+        drain_seconds=_simulator_drain,
     ),
     OptionalProcess(
         # The demo's on-call pager: started when the console pages it (see demo_pager_default).
@@ -91,6 +117,7 @@ OPTIONAL_PROCESSES: list[OptionalProcess] = [
         command="mqtt_ingest",
         enabled=lambda: bool(os.environ.get("MQTT_URL")),
         log_level="INFO",
+        drain_seconds=_mqtt_drain,
     ),
 ]
 
@@ -128,6 +155,8 @@ def available_commands() -> set[str]:
 def build_specs(*, host: str, port: int, commands: set[str]) -> list[ProcessSpec]:
     from django.conf import settings
 
+    from tms_console.shutdown import BEAT_DRAIN_SECONDS
+
     python = sys.executable
     bindir = Path(python).parent
     celery = str(bindir / "celery")
@@ -143,11 +172,13 @@ def build_specs(*, host: str, port: int, commands: set[str]) -> list[ProcessSpec
         ProcessSpec(
             "web",
             [daphne, "-b", host, "-p", str(port), "--access-log", access_log(), "tms_console.asgi:application"],
+            drain_seconds=float(settings.WEB_DRAIN_SECONDS),
         ),
-        ProcessSpec("worker", worker),
+        ProcessSpec("worker", worker, drain_seconds=float(settings.WORKER_DRAIN_SECONDS)),
         ProcessSpec(
             "beat",
             [celery, "-A", "tms_console", "beat", "--loglevel=INFO", "-s", str(settings.CELERY_BEAT_SCHEDULE_FILENAME)],
+            drain_seconds=BEAT_DRAIN_SECONDS,
         ),
     ]
     manage = str(BASE_DIR / "manage.py")
@@ -155,7 +186,9 @@ def build_specs(*, host: str, port: int, commands: set[str]) -> list[ProcessSpec
         if extra.command in commands and extra.enabled():
             argv = [python, manage, extra.command, *extra.args(host, port)]
             env = {"LOG_LEVEL": os.environ.get("LOG_LEVEL", extra.log_level)}
-            specs.append(ProcessSpec(extra.name, argv, env=env, after_web=extra.after_web))
+            specs.append(
+                ProcessSpec(extra.name, argv, env=env, after_web=extra.after_web, drain_seconds=extra.drain_seconds())
+            )
     return specs
 
 
@@ -212,28 +245,45 @@ class Supervisor:
                 return name, code
         return None
 
-    def stop(self) -> None:
-        """Terminate every child's process group, wait, then kill what is left."""
+    def stop(self) -> list[str]:
+        """SIGTERM every child's process group; kill a child still running after its drain time.
+
+        Returns the names of the children that had to be killed.
+        """
         if self._stopping.is_set():
-            return
+            return []
         self._stopping.set()
-        for name, proc in reversed(list(self.children.items())):
-            if proc.poll() is None:
-                self.say("run", f"stopping {name} (pid {proc.pid})")
-                _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        for name, proc in self.children.items():
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                proc.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                self.say("run", f"{name} did not stop within {STOP_TIMEOUT_SECONDS:.0f}s; killing it")
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-            # Grandchildren in the child's group (if any) go with it.
+        drains = {spec.name: spec.drain_seconds for spec in self.specs}
+        started = time.monotonic()
+        running = {name: proc for name, proc in self.children.items() if proc.poll() is None}
+        for name, proc in reversed(list(running.items())):
+            self.say("run", f"stopping {name} (pid {proc.pid}; drain time {drains[name]:g}s)")
+            _signal_group(proc, signal.SIGTERM)
+        killed = []
+        while running:
+            for name, proc in list(running.items()):
+                code = proc.poll()
+                took = time.monotonic() - started
+                if code is None and took < drains[name] + KILL_MARGIN_SECONDS:
+                    continue
+                del running[name]
+                if code is None:
+                    drain = f"{drains[name]:g}s"
+                    self.say("run", f"{name} did not stop within its drain time ({drain}); killing it (SIGKILL)")
+                    _signal_group(proc, signal.SIGKILL)
+                    proc.wait()
+                    killed.append(name)
+                elif code == EXIT_DRAIN_EXPIRED:
+                    self.say("run", f"{name} ended itself at its drain deadline ({took:.1f}s after SIGTERM)")
+                else:
+                    self.say("run", f"{name} stopped ({took:.1f}s after SIGTERM)")
+            time.sleep(0.05)
+        for proc in self.children.values():
+            # Grandchildren in a child's group (if any) go with it.
             _signal_group(proc, signal.SIGKILL)
         for thread in self._threads:
             thread.join(timeout=2)
+        return killed
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -346,8 +396,11 @@ def run(
         # Further Ctrl-Cs during shutdown must not interrupt the cleanup.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        supervisor.stop()
-    supervisor.say("run", "all processes stopped")
+        killed = supervisor.stop()
+    if killed:
+        supervisor.say("run", f"all processes stopped; killed after their drain time: {', '.join(killed)}")
+    else:
+        supervisor.say("run", "all processes stopped, each within its drain time")
     return exit_code
 
 

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from missions.partner.api.views import PartnerView, problems
 from sla.choices import BreachStatus, SLIName, WindowName
-from sla.selectors import carrier_sla_summary
+from sla.reports import carrier_sla_summary
 
 # Decimals travel as strings (``str(Decimal)``), so no precision is lost on the way.
 DECIMAL_TEXT = r"^-?[0-9]+(?:\.[0-9]+)?(?:E[-+]?[0-9]+)?$"

@@ -22,15 +22,15 @@ from missions.models import Carrier
 from sla import export
 from sla.choices import BreachStatus, SLIName, WindowName
 from sla.models import Breach, BurnRateAlert
-from sla.selectors import (
+from sla.reports import (
     breaches_list,
     carrier_sla_summary,
-    contract_in_force,
     ledger_entries,
     measurements_latest,
     measurements_series,
     sli_comparison,
 )
+from sla.selectors import contract_in_force
 from sla.services import breach_decide
 from tms_console.pages import paginate, run_action
 from tms_console.permissions import console_permission_required

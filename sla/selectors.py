@@ -33,7 +33,12 @@ Formulas (each is one or two SQL statements; no Python loop over rows):
 * **api_latency_p99** (ms): outbound calls to the carrier started in the
   window; nearest-rank p99 (rank ``ceil(0.99 n)``) via ORDER BY + OFFSET.
   good = calls at or under the target latency.
-* **api_error_rate** (pct of calls not ok). good = calls with ``ok``.
+* **api_error_rate** (pct of the calls the carrier answers for that failed).
+  total = calls that count against the carrier (``api_call_counted``): a
+  success, no answer (timeout, connection), 5xx, 429, or an answer that breaks
+  the contract. A documented 4xx answer (the console's own mistake, a tender
+  the carrier does not know) is left out, and a call the breaker refused was
+  never made. good = calls with ``ok``. See docs/decisions/0018.
 
 Exclusions (maintenance, force majeure) of the carrier's contracts remove a
 mission whose active time overlaps one, and an incident or call that starts
@@ -44,9 +49,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -75,9 +80,10 @@ from django.db.models.functions import Ceil, Coalesce, Floor, Greatest, Least
 
 from missions.choices import MissionStatus
 from missions.models import Mission, TelemetrySample, Tender
+from missions.models.outbound import CONTRACT_VIOLATION
 from runbooks.models import Incident
-from sla.choices import BreachStatus, SLIName
-from sla.models import Breach, Contract, ContractExclusion, CreditEntry, SLIMeasurement
+from sla.choices import SLIName
+from sla.models import Contract, ContractExclusion
 from sla.sli import (  # noqa: F401  (re-exported: callers import the SLI types from here)
     ALERT_WINDOWS,
     FOUR_PLACES,
@@ -484,6 +490,24 @@ def _outbound_model() -> Any:
         return None
 
 
+def api_call_counted() -> Q:
+    """Outbound calls that count in a carrier's API error rate (docs/decisions/0018).
+
+    Everything but a documented 4xx answer: the carrier answered, within the
+    contract, that the console's request cannot be served (its own mistake, a
+    token to refresh, a tender the carrier does not know). 429 is the carrier
+    refusing service, and any answer outside the contract is the carrier's.
+    """
+    return (
+        Q(ok=True)
+        | Q(status_code__isnull=True)
+        | Q(status_code__lt=400)
+        | Q(status_code__gte=500)
+        | Q(status_code=429)
+        | Q(error__startswith=CONTRACT_VIOLATION)
+    )
+
+
 def api_slis(
     carrier_id: int, windows: Sequence[Window], *, latency_target_ms: int
 ) -> dict[str, tuple[SLIResult, SLIResult]]:
@@ -504,14 +528,16 @@ def api_slis(
         _instant_in(exclusions, "started_at")
     )
     aggregates: dict[str, Any] = {}
+    counted = api_call_counted()
     for n, w in enumerate(windows):
         in_w = Q(started_at__gte=w.start, started_at__lt=w.end)
         aggregates[f"t{n}"] = Count("id", filter=in_w)
+        aggregates[f"c{n}"] = Count("id", filter=in_w & counted)
         aggregates[f"ok{n}"] = Count("id", filter=in_w & Q(ok=True))
         aggregates[f"fast{n}"] = Count("id", filter=in_w & Q(latency_ms__lte=latency_target_ms))
     row = calls.aggregate(**aggregates)
     for n, w in enumerate(windows):
-        total, ok = row[f"t{n}"], row[f"ok{n}"]
+        total, ok, attributed = row[f"t{n}"], row[f"ok{n}"], row[f"c{n}"]
         p99: Decimal | None = None
         if total:
             rank = math.ceil(Decimal("0.99") * total)  # nearest-rank percentile
@@ -521,7 +547,9 @@ def api_slis(
                 .values_list("latency_ms", flat=True)[rank - 1]
             )
             p99 = _dec(latency)
+        # Latency is the carrier's whatever the status; the error rate only counts what it answers for.
         inputs = {"calls": total, "ok": ok, "errors": total - ok, "exclusions": len(exclusions)}
+        error_inputs = {**inputs, "calls": attributed, "errors": attributed - ok, "not_counted": total - attributed}
         out[w.name] = (
             SLIResult(
                 SLIName.API_LATENCY,
@@ -542,10 +570,10 @@ def api_slis(
                 w.start,
                 w.end,
                 ok,
-                total,
-                _pct(total - ok, total),
+                attributed,
+                _pct(attributed - ok, attributed),
                 "pct",
-                inputs,
+                error_inputs,
             ),
         )
     return out
@@ -646,7 +674,11 @@ def sli_evidence_ids(carrier_id: int, sli: str, start: datetime, end: datetime, 
     calls = model.objects.filter(carrier_id=carrier_id, started_at__gte=start, started_at__lt=end).exclude(
         _instant_in(exclusions, "started_at")
     )
-    bad = Q(ok=False) if sli == SLIName.API_ERROR_RATE else Q(latency_ms__gt=Targets.of(None).api_latency_p99_ms)
+    bad = (
+        Q(ok=False) & api_call_counted()
+        if sli == SLIName.API_ERROR_RATE
+        else Q(latency_ms__gt=Targets.of(None).api_latency_p99_ms)
+    )
     return {"failing_call_ids": list(calls.filter(bad).order_by("id").values_list("id", flat=True)[:limit])}
 
 
@@ -664,7 +696,7 @@ def telemetry_snapshot_ids(records: dict[str, Any], *, limit: int = 200) -> list
     return list(snapshot.objects.filter(q).order_by("id").values_list("id", flat=True).distinct()[:limit])
 
 
-# --- Contracts, summaries, ledger ---------------------------------------------------------------------
+# --- Contracts (stored results are read by ``sla.reports``) ------------------------------------------
 
 
 def contract_in_force(carrier_id: int, day: date) -> Contract | None:
@@ -674,121 +706,3 @@ def contract_in_force(carrier_id: int, day: date) -> Contract | None:
         .order_by("-version")
         .first()
     )
-
-
-def measurements_latest(carrier_id: int) -> QuerySet[SLIMeasurement]:
-    """The measurements of the carrier's most recent evaluation (one per SLI and window)."""
-    last = SLIMeasurement.objects.filter(carrier_id=carrier_id).aggregate(at=Max("computed_at"))["at"]
-    return SLIMeasurement.objects.filter(carrier_id=carrier_id, computed_at=last).order_by("sli", "window")
-
-
-def measurements_series(
-    carrier_id: int, *, window: str, since: datetime, slis: Iterable[str] | None = None
-) -> QuerySet[SLIMeasurement]:
-    qs = SLIMeasurement.objects.filter(carrier_id=carrier_id, window=window, computed_at__gte=since)
-    if slis is not None:
-        qs = qs.filter(sli__in=list(slis))
-    return qs.order_by("computed_at", "id")
-
-
-def sli_comparison(window: str) -> list[dict[str, Any]]:
-    """Every carrier's latest value of every SLI over ``window``, one row per carrier (two queries)."""
-    latest = (
-        SLIMeasurement.objects.filter(carrier_id=OuterRef("carrier_id"))
-        .order_by()
-        .values("carrier_id")
-        .annotate(m=Max("computed_at"))
-        .values("m")
-    )
-    rows: dict[int, dict[str, Any]] = {}
-    for m in (
-        SLIMeasurement.objects.filter(window=window, computed_at=Subquery(latest))
-        .select_related("carrier")
-        .order_by("carrier__name", "sli")
-    ):
-        row = rows.setdefault(m.carrier_id, {"carrier_id": m.carrier_id, "carrier": m.carrier.name, "slis": {}})
-        row["slis"][m.sli] = {
-            "value": None if m.value is None else float(m.value),
-            "target": None if m.target is None else float(m.target),
-            "unit": m.unit,
-            "total": m.total,
-            "met": None if m.target is None else sli_meets(m.sli, m.value, m.target),
-            "budget_remaining_pct": None if m.budget_remaining_pct is None else float(m.budget_remaining_pct),
-        }
-    return list(rows.values())
-
-
-def carrier_sla_summary(carrier_id: int) -> dict[str, Any]:
-    """What a carrier may read about itself: current SLIs vs targets, budgets, breaches, credits.
-
-    Shaped for the partner API (``/api/v1/``): plain JSON types only.
-    """
-    contract = contract_in_force(carrier_id, datetime.now(tz=UTC).date())
-    slis: dict[str, dict[str, Any]] = {}
-    for m in measurements_latest(carrier_id):
-        slis.setdefault(m.sli, {})[m.window] = {
-            "value": None if m.value is None else str(m.value),
-            "unit": m.unit,
-            "target": None if m.target is None else str(m.target),
-            "good": m.good,
-            "total": m.total,
-            "budget_remaining_pct": None if m.budget_remaining_pct is None else str(m.budget_remaining_pct),
-            "window_start": m.window_start.isoformat(),
-            "window_end": m.window_end.isoformat(),
-            "computed_at": m.computed_at.isoformat(),
-        }
-    breaches = Breach.objects.filter(carrier_id=carrier_id).order_by("-period_start", "-id")[:50]
-    credits = (
-        CreditEntry.objects.filter(carrier_id=carrier_id)
-        .values("month")
-        .annotate(amount_usd=Sum("amount_usd"), entries=Count("id"))
-        .order_by("-month")[:24]
-    )
-    return {
-        "carrier_id": carrier_id,
-        "contract": None
-        if contract is None
-        else {
-            "version": contract.version,
-            "effective_from": contract.effective_from.isoformat(),
-            "effective_to": contract.effective_to.isoformat() if contract.effective_to else None,
-        },
-        "slis": slis,
-        "breaches": [
-            {
-                "id": b.pk,
-                "sli": b.sli,
-                "period_start": b.period_start.isoformat(),
-                "measured": str(b.measured),
-                "target": str(b.target),
-                "status": b.status,
-            }
-            for b in breaches
-        ],
-        "credits": [
-            {"month": c["month"].isoformat(), "amount_usd": str(c["amount_usd"]), "entries": c["entries"]}
-            for c in credits
-        ],
-    }
-
-
-def breaches_list(*, carrier_id: int | None = None, status: str | None = None) -> QuerySet[Breach]:
-    qs = Breach.objects.select_related("carrier", "decided_by")
-    if carrier_id:
-        qs = qs.filter(carrier_id=carrier_id)
-    if status:
-        qs = qs.filter(status=status)
-    return qs.order_by("-period_start", "-id")
-
-
-def breaches_open_count() -> int:
-    return Breach.objects.filter(status=BreachStatus.PROPOSED).count()
-
-
-def ledger_entries(*, carrier_id: int | None = None, month: date | None = None) -> QuerySet[CreditEntry]:
-    qs = CreditEntry.objects.select_related("carrier", "breach")
-    if carrier_id:
-        qs = qs.filter(carrier_id=carrier_id)
-    if month:
-        qs = qs.filter(month=month_start(month))
-    return qs.order_by("month", "id")

@@ -11,11 +11,12 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
+from missions.choices import MissionStatus
 from missions.events import Actor, event_record
-from missions.models import Carrier
+from missions.models import Carrier, Mission
 from runbooks.engine import runbook_start
 from runbooks.models import Incident
 from runbooks.services import incident_alerts_cleared, incident_note_add, incident_open, incident_severity_change
@@ -251,6 +252,9 @@ def burn_rate_label(rate: Decimal | None) -> str:
     return f"{rate.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}x"
 
 
+# Missions whose silence is lost comms (a truck on the road, or held by a runbook).
+MISSION_DRIVING = (MissionStatus.EN_ROUTE, MissionStatus.ARRIVING, MissionStatus.SUSPENDED)
+
 # Burns that an open incident of these kinds explains (the incident pages; the burn joins it).
 CAUSE_INCIDENT_KINDS: dict[SLIName, tuple[str, ...]] = {SLIName.TELEMETRY_INTEGRITY: ("lost_comms",)}
 
@@ -305,8 +309,11 @@ def _alert_fire(
             alert = _alert_create(carrier, contract, sli, rule, long, short, long_rate, short_rate, now)
     except IntegrityError:
         return None  # the partial unique index: that alert is already open
+    inhibited = ""
     if rule.severity == AlertSeverity.PAGE:
-        alert.incident_id = _incident_for_page(carrier, sli, rule, long, long_rate, short_rate, alert)
+        alert.incident_id, inhibited = _incident_for_page(
+            carrier, contract, sli, rule, long, long_rate, short_rate, alert, now
+        )
         alert.save(update_fields=["incident_id"])
     else:
         # The same burn seen over longer windows: it belongs to the incident its page opened, if open.
@@ -323,25 +330,58 @@ def _alert_fire(
         subject_id=alert.pk,
         carrier=carrier,
         incident_id=alert.incident_id,
-        after={"severity": rule.severity, "sli": sli, "long_burn_rate": long_rate, "short_burn_rate": short_rate},
+        after={
+            "severity": rule.severity,
+            "sli": sli,
+            "long_burn_rate": long_rate,
+            "short_burn_rate": short_rate,
+            **({"inhibited": inhibited} if inhibited else {}),
+        },
     )
     return alert
 
 
+def _page_inhibited(carrier: Carrier, contract: Contract, sli: str, now: datetime) -> str:
+    """Why this page must not go out (empty: it must): its cause is already being detected.
+
+    A telemetry-integrity burn while one of the carrier's trucks is silent
+    past the contract's gap threshold is lost comms, which the gap detector
+    raises and pages as its own incident (possibly a moment after this
+    evaluation): the alert stays on the SLA dashboard, without a second page.
+    """
+    if sli != SLIName.TELEMETRY_INTEGRITY:
+        return ""
+    silent_since = now - timedelta(seconds=contract.telemetry_gap_seconds)
+    silent = (
+        Mission.objects.filter(carrier=carrier, status__in=MISSION_DRIVING)
+        .filter(Q(last_seen_at__lt=silent_since) | Q(last_seen_at__isnull=True, started_at__lt=silent_since))
+        .select_related("vehicle")
+        .order_by("pk")[:5]
+    )
+    names = [m.vehicle.external_id if m.vehicle else f"mission {m.pk}" for m in silent]
+    if not names:
+        return ""
+    return f"{', '.join(names)} silent past the {contract.telemetry_gap_seconds} s gap threshold (lost comms)"
+
+
 def _incident_for_page(
     carrier: Carrier,
+    contract: Contract,
     sli: str,
     rule: BurnRule,
     long: SLIResult,
     long_rate: Decimal | None,
     short_rate: Decimal | None,
     alert: BurnRateAlert,
-) -> int:
+    now: datetime,
+) -> tuple[int | None, str]:
     """Open (or join) the carrier's SLA-breach incident, critical, with its runbook started.
 
-    Inhibition (as Alertmanager's inhibit rules): a burn whose cause already
-    has an open incident for this carrier (``CAUSE_INCIDENT_KINDS``) joins that
-    incident as a note instead of paging a second time.
+    Returns the incident and, when no page goes out, why. Inhibition (as
+    Alertmanager's inhibit rules): a burn whose cause already has an open
+    incident for this carrier (``CAUSE_INCIDENT_KINDS``) joins that incident as
+    a note instead of paging a second time; one whose cause is about to be
+    raised by its own detector (``_page_inhibited``) does not page at all.
     """
     actor = Actor.system("sla")
     cause = Incident.objects.filter(
@@ -356,7 +396,10 @@ def _incident_for_page(
                 f"({rule.long_window}), a consequence of this incident: no separate page."
             ),
         )
-        return cause.pk
+        return cause.pk, f"joined incident {cause.pk} ({cause.kind})"
+    inhibited = _page_inhibited(carrier, contract, sli, now)
+    if inhibited:
+        return None, inhibited
     incident, created = incident_open(
         actor=actor,
         kind="sla_breach",
@@ -380,7 +423,7 @@ def _incident_for_page(
             actor=actor,
             note=f"{SLIName(sli).label} burns at page level ({burn_rate_label(long_rate)}).",
         )
-    return incident.pk
+    return incident.pk, ""
 
 
 def _alert_create(

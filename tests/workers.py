@@ -29,25 +29,42 @@ def worker_env(**extra: str) -> dict[str, str]:
     }
 
 
-def worker_start(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """One solo-pool worker; the caller terminates it."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tms_console",
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            "--loglevel=WARNING",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def worker_start(
+    env: dict[str, str],
+    *,
+    pool: str = "solo",
+    concurrency: int = 1,
+    include: str = "",
+    log_path: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """One worker (solo pool unless told otherwise; ``include``: extra task modules); the caller terminates it.
+
+    With ``log_path`` its output (at INFO) goes there, else nowhere.
+    """
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tms_console",
+        "worker",
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
+        f"--loglevel={'INFO' if log_path else 'WARNING'}",
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if include:
+        argv.append(f"--include={include}")
+    if log_path is None:
+        return subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with log_path.open("ab") as output:  # the child holds its own copy
+        return subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=output, stderr=subprocess.STDOUT)
+
+
+def beat_start(env: dict[str, str], *, schedule: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """Celery beat with its schedule file at ``schedule``; the caller terminates it."""
+    argv = [sys.executable, "-m", "celery", "-A", "tms_console", "beat", "--loglevel=INFO", "-s", str(schedule)]
+    with log_path.open("ab") as output:
+        return subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=output, stderr=subprocess.STDOUT)

@@ -5,21 +5,28 @@ copies them from its context variables (``before_task_publish``), the worker
 puts them back into its own context variables for the duration of the task
 (``task_prerun`` / ``task_postrun``), so every log line a task writes carries
 the id of the request that caused it.
+
+SIGTERM: the worker stops taking tasks and exits within ``WORKER_DRAIN_SECONDS``,
+beat within ``BEAT_DRAIN_SECONDS`` (``_worker_drain_deadline``, ``_beat_drain_deadline``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import logging.config
 import os
+import signal
 import threading
 import time
 from contextvars import Token
+from types import FrameType
 from typing import Any
 
 from celery import Celery, Task, signals
 
 from tms_console.logging import correlation_id_var, request_id_var
+from tms_console.shutdown import BEAT_DRAIN_SECONDS, exit_deadline
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tms_console.settings")
 
@@ -142,6 +149,95 @@ def _start_beat_heartbeat(**_: Any) -> None:
     seconds = float(getattr(settings, "CELERY_HEARTBEAT_SECONDS", 0) or 0)
     if seconds > 0:
         threading.Thread(target=_beat_heartbeats, args=(seconds,), name="beat-heartbeat", daemon=True).start()
+
+
+@signals.beat_init.connect
+def _beat_drain_deadline(**_: Any) -> None:
+    """Beat saves its schedule and exits on SIGTERM; the deadline makes sure it is within BEAT_DRAIN_SECONDS.
+
+    Celery installs its own SIGTERM handler (save the schedule, raise SystemExit) before this
+    signal; it stays, wrapped.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # an embedded beat (worker -B): the worker's own deadline covers it
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        exit_deadline(BEAT_DRAIN_SECONDS, process="celery-beat")
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+class TaskInterrupted(BaseException):
+    """Raised inside a task still running when the worker's drain time is up: its message goes back on the queue.
+
+    Not an ``Exception``: the task's own handlers do not catch it, and Celery takes it as a lost
+    worker (``WorkerLostError``), which with ``acks_late`` and ``reject_on_worker_lost`` (both on
+    for every task) requeues the message.
+    """
+
+
+# The thread running each task (the thread pool), so the drain can interrupt the ones still running.
+_task_threads: dict[str, int] = {}
+# What Celery's own warm shutdown needs once the last task is over: acknowledgements sent from its
+# event loop, the broker connection closed (a message in the middle of its delivery is put back).
+WORKER_SHUTDOWN_SECONDS = 2.0
+
+
+@signals.task_prerun.connect
+def _note_task_thread(task_id: str | None = None, **_: Any) -> None:
+    if task_id:
+        _task_threads[task_id] = threading.get_ident()
+
+
+@signals.task_postrun.connect
+def _forget_task_thread(task_id: str | None = None, **_: Any) -> None:
+    if task_id:
+        _task_threads.pop(task_id, None)
+
+
+@signals.worker_shutting_down.connect
+def _worker_drain_deadline(**_: Any) -> None:
+    """SIGTERM (warm shutdown): the worker takes no new task and lets the running ones finish, within
+    WORKER_DRAIN_SECONDS.
+
+    Celery's warm shutdown waits for them without a limit (a thread cannot be stopped). When the
+    drain time is nearly up (``WORKER_SHUTDOWN_SECONDS`` before it), a task still running is
+    interrupted with ``TaskInterrupted``, so its message goes back on the queue (every task is safe
+    to run twice) and Celery finishes its own shutdown: the acknowledgements of the finished tasks
+    are sent, and a message the broker had just handed over is put back. The process exits by
+    itself; ``tms_console.shutdown.exit_deadline`` ends it at the drain time if a task cannot be
+    interrupted (a thread blocked in a call that does not return).
+    """
+    from django.conf import settings
+
+    seconds = float(settings.WORKER_DRAIN_SECONDS)
+    deadline = exit_deadline(seconds, process="celery-worker")
+    interrupt_at = deadline - min(WORKER_SHUTDOWN_SECONDS, seconds / 3)
+    threading.Thread(target=_interrupt_running, args=(interrupt_at,), name="worker-drain", daemon=True).start()
+
+
+def _interrupt_running(when: float) -> None:
+    from celery.worker import state
+
+    while (left := when - time.monotonic()) > 0:
+        time.sleep(left)
+    interrupted = []
+    for request in list(state.active_requests):
+        ident = _task_threads.get(request.id)
+        if request.acknowledged or ident is None:
+            continue
+        # CPython's documented hook for raising an exception in another thread; it takes effect
+        # at the thread's next Python instruction (a blocking call is not cut short).
+        if ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(TaskInterrupted)):
+            interrupted.append(f"{request.name}[{request.id}]")
+    if interrupted:
+        logger.warning(
+            "drain time nearly over: tasks still running are interrupted and go back on the queue",
+            extra={"event": "shutdown.requeued", "component": "celery-worker", "tasks": interrupted},
+        )
 
 
 @app.on_after_configure.connect

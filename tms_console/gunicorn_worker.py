@@ -7,6 +7,16 @@ chunked framing: 400) and writes an HTML page for them. A partner client reads
 and the OpenAPI schema promises it for these statuses too, so this worker
 writes the same status as a problem document.
 
+On SIGTERM gunicorn's gthread worker stops accepting, finishes the requests
+in flight (answering a request that arrives on a kept-alive connection
+meanwhile with ``Connection: close``) and exits, within ``--graceful-timeout``.
+It only stops *watching* its listening socket, though: the kernel keeps
+completing connections into the socket's backlog until the worker exits, and
+those clients get a reset where a refusal was due. This worker serves the
+connections already in the backlog and then closes its listening sockets, so
+a client connecting after the stop began is refused (README, "Graceful
+shutdown").
+
 Serve with ``gunicorn -k tms_console.gunicorn_worker.ProblemThreadWorker``
 (README, "Scaling").
 """
@@ -18,7 +28,7 @@ import socket
 from http import HTTPStatus
 
 from gunicorn import util
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 # As in tms_console.problem, which this module cannot import: gunicorn loads the worker class
 # before Django is set up, and that module needs DRF and the app registry.
@@ -67,3 +77,24 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
         # replaced in the worker process only, before it serves anything.
         util.write_error = problem_write
         super().init_process()
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        super().set_accept_enabled(enabled)
+        # Also called while running, when the worker has as many connections as it may hold;
+        # only once it stops (``alive`` false) do the listening sockets go.
+        if not enabled and not self.alive:
+            self.listeners_close()
+
+    def listeners_close(self) -> None:
+        """Take the connections waiting in the backlog (they are served), then close the listening sockets."""
+        for listener in self.sockets:
+            listener.setblocking(False)
+            while True:
+                try:
+                    client, address = listener.accept()
+                except OSError:  # BlockingIOError: the backlog is empty
+                    break
+                client.setblocking(True)
+                self.nr_conns += 1
+                self.enqueue_req(TConn(self.cfg, client, address, listener.getsockname()))
+            listener.close()

@@ -29,13 +29,14 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views import defaults
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tms_console.dual_middleware import DualModeMiddleware
 from tms_console.models import Lease, ProcessHeartbeat
 from tms_console.problem import PROBLEM_CONTENT_TYPE, problem_body
 
@@ -286,14 +287,17 @@ def unavailable_response(request: HttpRequest, dependency: str = "database") -> 
     return response
 
 
-class DatabaseUnavailableMiddleware:
-    """A view that lost its database connection answers 503, not 500 (see ``server_error`` for the rest)."""
+class DatabaseUnavailableMiddleware(DualModeMiddleware):
+    """A view that lost its database connection answers 503, not 500 (see ``server_error`` for the rest).
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    Only ``process_exception`` does anything; Django always calls that one synchronously.
+    """
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+    def call(self, request: HttpRequest) -> HttpResponseBase:
+        return self.respond(request)
+
+    async def acall(self, request: HttpRequest) -> HttpResponseBase:
+        return await self.arespond(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         # A lost Redis connection too: what cannot be served without it is a 503 as well.

@@ -22,11 +22,11 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.http import require_http_methods
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -40,6 +40,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+from tms_console.dual_middleware import DualModeMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -82,27 +84,40 @@ def _endpoint(request: HttpRequest) -> str:
     return "/" + (match.route or match.view_name or "unknown")
 
 
-class MetricsMiddleware:
+class MetricsMiddleware(DualModeMiddleware):
     """Times every request and counts it by route, method and status class (static files skipped)."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def call(self, request: HttpRequest) -> HttpResponseBase:
         if request.path_info.startswith(settings.STATIC_URL):
-            return self.get_response(request)
+            return self.respond(request)
         started = time.perf_counter()
         status = 500
         try:
-            response = self.get_response(request)
+            response = self.respond(request)
             status = response.status_code
             return response
         finally:
-            endpoint = _endpoint(request)
-            HTTP_LATENCY.labels(endpoint, request.method or "").observe(time.perf_counter() - started)
-            HTTP_REQUESTS.labels(endpoint, request.method or "", f"{status // 100}xx").inc()
-            if status >= 500:
-                HTTP_ERRORS.labels(endpoint).inc()
+            _observe(request, status, started)
+
+    async def acall(self, request: HttpRequest) -> HttpResponseBase:
+        if request.path_info.startswith(settings.STATIC_URL):
+            return await self.arespond(request)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await self.arespond(request)
+            status = response.status_code
+            return response
+        finally:
+            _observe(request, status, started)
+
+
+def _observe(request: HttpRequest, status: int, started: float) -> None:
+    endpoint = _endpoint(request)
+    HTTP_LATENCY.labels(endpoint, request.method or "").observe(time.perf_counter() - started)
+    HTTP_REQUESTS.labels(endpoint, request.method or "", f"{status // 100}xx").inc()
+    if status >= 500:
+        HTTP_ERRORS.labels(endpoint).inc()
 
 
 def queue_depth() -> int | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -24,12 +24,13 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db.models import ObjectDoesNotExist
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from tms_console.domain import Conflict, DomainError, IllegalTransition, NotFound
+from tms_console.dual_middleware import DualModeMiddleware
 
 # Re-exported: the API takes the media type from here, beside the problem helpers.
 from tms_console.negotiation import PROBLEM_CONTENT_TYPE as PROBLEM_CONTENT_TYPE
@@ -205,26 +206,37 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith(API_PREFIXES)
 
 
-class ApiProblemMiddleware:
+class ApiProblemMiddleware(DualModeMiddleware):
     """Under ``/api/``: refuse oversized bodies (413), turn any non-problem error into one, and forbid caching.
 
     Django's own 404 page and uncaught exceptions would otherwise answer in
     HTML, which a machine client cannot read.
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def call(self, request: HttpRequest) -> HttpResponseBase:
         if not _is_api(request):
-            return self.get_response(request)
-        response = self._answer(request)
+            return self.respond(request)
+        refusal = self._refusal(request)
+        response = refusal if refusal is not None else self._converted(request, self.respond(request))
+        return self._no_store(response)
+
+    async def acall(self, request: HttpRequest) -> HttpResponseBase:
+        if not _is_api(request):
+            return await self.arespond(request)
+        refusal = self._refusal(request)
+        response = refusal if refusal is not None else self._converted(request, await self.arespond(request))
+        return self._no_store(response)
+
+    @staticmethod
+    def _no_store(response: HttpResponseBase) -> HttpResponseBase:
         # Every API answer is about one client's data (or refuses it): no shared or private cache may
         # keep one, as RFC 6749 §5.1 already asks of the token answer.
         response["Cache-Control"] = "no-store"
         return response
 
-    def _answer(self, request: HttpRequest) -> HttpResponse:
+    @staticmethod
+    def _refusal(request: HttpRequest) -> HttpResponse | None:
+        """A body refused by its declared length, before the view reads it."""
         limit = int(getattr(settings, "API_MAX_BODY_BYTES", 1_048_576))
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -238,7 +250,10 @@ class ApiProblemMiddleware:
                 detail=f"The request body is {length} bytes; the limit is {limit}.",
                 max_body_bytes=limit,
             )
-        response = self.get_response(request)
+        return None
+
+    @staticmethod
+    def _converted(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         content_type = response.get("Content-Type", "")
         if response.status_code >= 400 and not content_type.startswith(PROBLEM_CONTENT_TYPE):
             status = response.status_code

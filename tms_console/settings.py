@@ -77,9 +77,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so every answer carries the policy, whichever middleware wrote it (tms_console/csp.py).
+    "tms_console.csp.ContentSecurityPolicyMiddleware",
     "tms_console.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "tms_console.middleware.StaticFilesMiddleware",  # WhiteNoise, sync and async
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -167,6 +169,8 @@ else:
 CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport, writing each message whole (tms_console/broker_files.py).
+    CELERY_BROKER_TRANSPORT = "tms_console.broker_files:Transport"
     _queue_dir = VAR_DIR / "celery-queue"
     (_queue_dir / "processed").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -196,6 +200,11 @@ CELERY_HEARTBEAT_SECONDS: float = env.float("CELERY_HEARTBEAT_SECONDS", default=
 SAFETY_STALE_SECONDS: float = env.float("SAFETY_STALE_SECONDS", default=30)
 SAFETY_TICK_SECONDS: float = env.float("SAFETY_TICK_SECONDS", default=5)
 SAFETY_TICKER: bool = env.bool("SAFETY_TICKER", default=True)
+# Graceful shutdown: how long after SIGTERM each process may take to finish (or refuse) what it holds
+# before it exits (README, "Graceful shutdown"); gunicorn's is its own --graceful-timeout.
+WEB_DRAIN_SECONDS: float = env.float("WEB_DRAIN_SECONDS", default=10)
+WORKER_DRAIN_SECONDS: float = env.float("WORKER_DRAIN_SECONDS", default=20)
+MQTT_DRAIN_SECONDS: float = env.float("MQTT_DRAIN_SECONDS", default=10)
 
 # --- Auth ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -224,6 +233,8 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Files a browser asks for at the site's root (/favicon.ico), served by WhiteNoise before the sign-in gate.
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -440,6 +451,9 @@ MQTT_USERNAME: str = env.str("MQTT_USERNAME", default="")
 MQTT_PASSWORD: str = env.str("MQTT_PASSWORD", default="")
 MQTT_CA_FILE: str = env.str("MQTT_CA_FILE", default="")
 MQTT_TOPIC_PREFIX: str = env.str("MQTT_TOPIC_PREFIX", default="tms/telemetry")
+# The bridge's client id: a persistent session, so messages it had not acknowledged when it stopped
+# go to the next bridge with this id. One id per bridge process; empty: random, clean session.
+MQTT_CLIENT_ID: str = env.str("MQTT_CLIENT_ID", default="tms-mqtt-ingest")
 CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "missions.telemetry.tasks"]
 CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),

@@ -10,17 +10,23 @@ from django.db.models import Q
 
 from missions.models.core import Carrier, Shipment, Tender
 
+# ``OutboundCall.error`` of an answer that breaks docs/carrier-api.yaml starts with this. The SLA
+# engine counts such calls against the carrier whatever their status code (docs/decisions/0018).
+CONTRACT_VIOLATION = "contract violation"
+
 
 class OutboundCall(models.Model):
     """One HTTP call we made to a carrier's API (each retry attempt is its own row).
 
     The SLA engine computes the carrier-API latency and error-rate SLIs from
-    these rows, so a call that failed validation is stored with ``ok=False``.
+    these rows, so a call that failed validation is stored with ``ok=False``
+    and an ``error`` starting with ``CONTRACT_VIOLATION``. A call the breaker
+    or the bulkhead refused was never made and has no row.
     """
 
     carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="outbound_calls")
     tender = models.ForeignKey(Tender, null=True, blank=True, on_delete=models.SET_NULL, related_name="outbound_calls")
-    # token / tender_submit / tender_status / tender_cancel / vehicle_ping
+    # token / tender_submit / tender_resend / tender_status / tender_cancel / vehicle_ping / health
     operation = models.CharField(max_length=30)
     method = models.CharField(max_length=10)
     url = models.CharField(max_length=500)

@@ -20,10 +20,12 @@ Faults (``--fault KIND:VEHICLE[@SECONDS]``, vehicle by external id or index):
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import logging
 import math
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -338,15 +340,26 @@ class MqttTransport:
             self.client.tls_set(ca_certs=config.ca_file or None)
         self.client.connect(config.host, config.port, keepalive=30)
         self.client.loop_start()
+        self.sent: list[Any] = []  # paho's MQTTMessageInfo of publishes the broker has not acknowledged yet
 
     def send(self, carrier_slug: str, events: list[dict[str, Any]]) -> dict[str, int]:
+        self.sent = [info for info in self.sent if not info.is_published()]
         for event in events:
-            self.client.publish(f"{self.prefix}/{carrier_slug}/{event['vehicle_id']}", json.dumps(event), qos=1)
+            topic = f"{self.prefix}/{carrier_slug}/{event['vehicle_id']}"
+            self.sent.append(self.client.publish(topic, json.dumps(event), qos=1))
         return {"accepted": len(events), "rejected": 0}  # the bridge acknowledges to the broker, not to us
 
-    def close(self) -> None:
-        self.client.loop_stop()
+    def close(self, timeout_s: float = 3.0) -> None:
+        """Wait (up to ``timeout_s``) for the broker to acknowledge what was published, then disconnect."""
+        deadline = time.monotonic() + timeout_s
+        for info in self.sent:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with contextlib.suppress(RuntimeError, ValueError):  # not queued: nothing to wait for
+                info.wait_for_publish(timeout=left)
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 @dataclass
@@ -395,12 +408,20 @@ class FleetSimulator:
                 self.stats["rejected"] += outcome["rejected"]
         self.stats["ticks"] += 1
 
-    def run(self, duration_s: float, *, on_tick: Callable[[dict[str, int]], None] | None = None) -> dict[str, int]:
+    def run(
+        self,
+        duration_s: float,
+        *,
+        on_tick: Callable[[dict[str, int]], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> dict[str, int]:
+        """Tick at ``rate_hz`` for ``duration_s`` (0: until ``stop`` is set); a tick in progress is finished."""
+        stop = stop or threading.Event()
         period = 1.0 / self.rate_hz
         started = time.monotonic()
         next_at = started
         last_refresh = started
-        while duration_s <= 0 or time.monotonic() - started < duration_s:
+        while (duration_s <= 0 or time.monotonic() - started < duration_s) and not stop.is_set():
             if self.missions_refresh is not None and time.monotonic() - last_refresh >= self.refresh_every_s:
                 self.sync(self.missions_refresh())
                 last_refresh = time.monotonic()
@@ -410,7 +431,7 @@ class FleetSimulator:
             next_at += period
             # Running late (a slow server): skip the missed ticks instead of bursting to catch up.
             next_at = max(next_at, time.monotonic())
-            time.sleep(max(0.0, next_at - time.monotonic()))
+            stop.wait(max(0.0, next_at - time.monotonic()))
         return self.stats
 
 

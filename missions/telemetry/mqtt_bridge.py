@@ -18,6 +18,14 @@ again later, and a crash meanwhile gets it redelivered to a persistent session.
 A malformed payload, or an event holding a string no column can store
 (U+0000, a lone surrogate), is counted and refused with one log line per
 message, and never stops the stream.
+
+Stopping (``run`` once its ``stop`` event is set, on SIGTERM): the bridge
+takes no more messages from the broker (one that arrives is neither queued
+nor acknowledged), stores and acknowledges what it had queued, within the
+drain time, and disconnects; the acknowledgements go out before the
+DISCONNECT. Whatever is left unacknowledged (not reached in time, or waiting
+for a retry) is redelivered by the broker to the next bridge with the same
+client id (a persistent session, ``MQTT_CLIENT_ID``).
 """
 
 from __future__ import annotations
@@ -56,6 +64,8 @@ RETRY_MAX = 10_000
 POISON_ATTEMPTS = 5
 # The bridge notes it is alive (with its counters, read by /readyz and /metrics) this often.
 HEARTBEAT_SECONDS = 10.0
+# While collecting a batch, the bridge looks at its stop event this often.
+STOP_POLL_SECONDS = 0.05
 
 
 @dataclass
@@ -120,6 +130,10 @@ class MqttBridge:
         self._retry: list[_Parsed] = []
         self._unrecorded: set[int] = set()
         self._client: Any = None
+        # Once closed (stopping), a message from the broker is left to it: not queued, not acknowledged.
+        self._intake = threading.Lock()
+        self._intake_closed = False
+        self._held: list[_Message] = []  # collected when the stop came; stored by drain()
 
     # --- broker side (paho thread) ---------------------------------------------------
 
@@ -162,32 +176,68 @@ class MqttBridge:
         self.subscribed.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        try:
-            self._queue.put_nowait(_Message(message.topic, bytes(message.payload), message.mid, message.qos))
-        except queue.Full:
-            # Back-pressure: not acknowledged, so the broker redelivers it after a reconnect.
-            self.stats["overflow"] += 1
+        with self._intake:
+            if self._intake_closed:
+                self.stats["left_to_broker"] += 1
+                return
+            try:
+                self._queue.put_nowait(_Message(message.topic, bytes(message.payload), message.mid, message.qos))
+            except queue.Full:
+                # Back-pressure: not acknowledged, so the broker redelivers it after a reconnect.
+                self.stats["overflow"] += 1
+
+    def intake_close(self) -> None:
+        """Take no more messages from the broker; those already queued are still stored and acknowledged."""
+        with self._intake:
+            self._intake_closed = True
 
     # --- ingest side (the bridge's thread) ------------------------------------------------
 
-    def run(self, stop: threading.Event, *, stats_every_seconds: float = 30.0) -> None:
-        """Pump until ``stop`` is set, then flush what is queued and disconnect."""
+    def run(self, stop: threading.Event, *, stats_every_seconds: float = 30.0, drain_seconds: float = 10.0) -> None:
+        """Pump until ``stop`` is set, then drain (see the module docstring) for up to ``drain_seconds``."""
         self.start()
         self.heartbeat()  # /readyz knows the bridge from its start, not only after the first period
         last_stats = last_beat = time.monotonic()
         try:
             while not stop.is_set():
-                self.pump()
+                self.pump(stop=stop)
                 if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
                     self.heartbeat()
                     last_beat = time.monotonic()
                 if time.monotonic() - last_stats >= stats_every_seconds:
                     log.info("MQTT ingest stats", extra={"stats": dict(self.stats)})
                     last_stats = time.monotonic()
-            while self.pump(wait=False):
-                pass
+            self.drain(time.monotonic() + drain_seconds)
         finally:
             self.stop()
+
+    def drain(self, deadline: float) -> None:
+        """Stop taking messages, then store and acknowledge the buffered ones until done or ``deadline``."""
+        self.intake_close()
+        held, self._held = self._held, []
+        queued, started = len(held) + self._queue.qsize(), time.monotonic()
+        settled = 0
+        if held:
+            self._ingest(held)
+            settled += len(held)
+        while time.monotonic() < deadline:
+            handled = self.pump(wait=False)
+            if not handled:
+                break
+            settled += handled
+        left = self._queue.qsize() + len(self._retry)
+        log.log(
+            logging.WARNING if left else logging.INFO,
+            "MQTT bridge drained" if not left else "MQTT bridge stopping with messages left for redelivery",
+            extra={
+                "event": "shutdown.drained",
+                "component": "mqtt-bridge",
+                "queued": queued,
+                "handled": settled,
+                "left_unacknowledged": left,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
 
     def heartbeat(self) -> None:
         """Record that the bridge is alive, with its counters (``/readyz``, ``/metrics``)."""
@@ -197,10 +247,12 @@ class MqttBridge:
             log.warning("MQTT bridge heartbeat not recorded", exc_info=True)
             _recycle_connection()
 
-    def pump(self, *, wait: bool = True) -> int:
+    def pump(self, *, wait: bool = True, stop: threading.Event | None = None) -> int:
         """Collect one batch (up to ``flush_events`` or ``flush_seconds``) and ingest it; return messages handled.
 
         Messages whose events could not be stored earlier come back here when their retry is due.
+        Once ``stop`` is set the collection ends at once, the intake closes, and the batch is left
+        for ``drain`` to store with the rest of what was buffered.
         """
         due = self._due_retries()
         batch: list[_Message] = []
@@ -208,14 +260,22 @@ class MqttBridge:
         # While many messages wait for a retry (the database is down), take no new ones: the
         # queue fills up and the broker holds the rest, unacknowledged.
         while len(batch) < self.flush_events and len(self._retry) < RETRY_MAX:
+            if stop is not None and stop.is_set():
+                break
             timeout = deadline - time.monotonic()
             try:
                 if wait and timeout > 0 and not due:
-                    batch.append(self._queue.get(timeout=timeout))
+                    batch.append(self._queue.get(timeout=min(timeout, STOP_POLL_SECONDS)))
                 else:
                     batch.append(self._queue.get_nowait())
             except queue.Empty:
-                break
+                if not wait or due or time.monotonic() >= deadline:
+                    break
+        if stop is not None and stop.is_set():
+            self.intake_close()
+            self._held.extend(batch)
+            self._retry.extend(due)
+            return 0
         if batch or due:
             self._ingest(batch, due)
         return len(batch) + len(due)

@@ -30,7 +30,7 @@ from django.utils import timezone
 from jsonschema.exceptions import ValidationError as SchemaError
 
 from missions.models import Carrier, Tender
-from missions.models.outbound import OutboundCall
+from missions.models.outbound import CONTRACT_VIOLATION, OutboundCall
 from missions.tendering import circuit
 from missions.tendering.carrier_contract import contract_response_pointer, contract_validate
 from tms_console.logging import correlation_id_var
@@ -75,11 +75,22 @@ class CarrierServerError(CarrierError):
 
 
 class CarrierMalformed(CarrierError):
-    """The carrier answered something the contract does not allow."""
+    """The carrier answered something the contract does not allow (its message starts with CONTRACT_VIOLATION)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(f"{CONTRACT_VIOLATION}: {message}", status_code=status_code)
 
 
 class CarrierClientError(CarrierError):
     """The carrier refused our request (4xx): the carrier is up, the request is wrong."""
+
+
+class CarrierNotFound(CarrierClientError):
+    """404: the carrier does not know what we asked about (a tender it never received, or lost)."""
+
+
+class CarrierGone(CarrierClientError):
+    """410: the carrier withdrew the tender and will not answer it."""
 
 
 # --- Client -------------------------------------------------------------------
@@ -131,6 +142,13 @@ class CarrierClient:
         body = tender_submit_body(tender)
         return self._call(
             "tender_submit", "POST", "/tenders", json_body=body, tender=tender, mutating=True, ok_status=(200, 201)
+        )
+
+    def tender_resend(self, tender: Tender) -> dict[str, Any]:
+        """Submit the tender again, same body and Idempotency-Key, after the carrier said it does not know it."""
+        body = tender_submit_body(tender)
+        return self._call(
+            "tender_resend", "POST", "/tenders", json_body=body, tender=tender, mutating=True, ok_status=(200, 201)
         )
 
     def tender_status(self, tender: Tender) -> dict[str, Any]:
@@ -294,7 +312,8 @@ class CarrierClient:
             ) from exc
         if status not in ok_status:
             detail = body.get("detail") or body.get("title") if isinstance(body, dict) else ""
-            raise CarrierClientError(f"HTTP {status}: {detail}"[:300], status_code=status)
+            refusal = {404: CarrierNotFound, 410: CarrierGone}.get(status, CarrierClientError)
+            raise refusal(f"HTTP {status}: {detail}"[:300], status_code=status)
         if not isinstance(body, dict):  # pragma: no cover - every documented 2xx schema is an object
             raise CarrierMalformed("response is not an object", status_code=status)
         return body

@@ -349,9 +349,20 @@ def tender_deliver(*, tender_id: int, give_up_when_busy: bool = False) -> str:
 
 
 def tender_apply_remote_state(*, tender_id: int, state: dict[str, Any], source: str) -> str:
-    """Apply a carrier's validated tender state (submit or poll answer) as an offer, once."""
+    """Apply a carrier's validated tender state (submit or poll answer) as an offer, once.
+
+    A tender the carrier cancelled or expired on its side is closed here too (the waterfall
+    moves on), rather than polled as if it were still pending.
+    """
     status = state.get("status")
     offer = state.get("offer")
+    if status in ("cancelled", "expired"):
+        return tender_closed_by_carrier(
+            tender_id=tender_id,
+            to_status=TenderStatus.CANCELLED if status == "cancelled" else TenderStatus.EXPIRED,
+            reason=f"{'withdrawn' if status == 'cancelled' else 'expired'} by the carrier (status {status})",
+            data={"external_ref": state.get("ref"), "remote_status": status, "source": source},
+        )
     if status == "pending" or not isinstance(offer, dict):
         return "sent: answer pending"
     tender = Tender.objects.select_related("carrier").get(pk=tender_id)
@@ -399,6 +410,19 @@ def tender_apply_remote_state(*, tender_id: int, state: dict[str, Any], source: 
     return f"answered: {kind}"
 
 
+def tender_closed_by_carrier(*, tender_id: int, to_status: str, reason: str, data: dict[str, Any]) -> str:
+    """The carrier withdrew or expired a tender it had not answered: close it here and move the waterfall on."""
+    with transaction.atomic():
+        tender = Tender.objects.select_for_update().select_related("carrier").get(pk=tender_id)
+        if tender.status not in (TenderStatus.SENT, TenderStatus.PENDING):
+            return f"skipped: tender is {tender.status}"
+        tender_transition(
+            tender_id=tender.pk, to_status=to_status, actor=Actor.for_carrier(tender.carrier), reason=reason, data=data
+        )
+    waterfall_advance(shipment_id=tender.shipment_id)
+    return f"closed by the carrier: {to_status}"
+
+
 def _late_answer(*, tender_id: int, state: dict[str, Any]) -> None:
     tender = Tender.objects.select_related("shipment", "carrier").get(pk=tender_id)
     with transaction.atomic():
@@ -431,20 +455,6 @@ def _tender_send_failed(*, tender_id: int, reason: str) -> None:
             return
         tender_transition(tender_id=tender_id, to_status=TenderStatus.FAILED, actor=DISPATCH, reason=reason[:300])
     waterfall_advance(shipment_id=tender.shipment_id)
-
-
-def tender_status_sync(*, tender_id: int) -> str:
-    """Poll the carrier for a SENT tender's state and apply an answer if there is one."""
-
-    tender = Tender.objects.select_related("carrier").get(pk=tender_id)
-    if tender.status != TenderStatus.SENT or not tender.external_ref or not _is_push(tender.carrier):
-        return f"skipped: tender is {tender.status}"
-    try:
-        with CarrierClient(tender.carrier) as client:
-            state = client.tender_status(tender)
-    except CarrierError as exc:
-        return f"failed: {exc}"
-    return tender_apply_remote_state(tender_id=tender.pk, state=state, source="api-poll")
 
 
 def tender_remote_cancel(*, tender_id: int) -> str:
@@ -487,19 +497,3 @@ def _parse_dt(value: str) -> Any:
     from django.utils.dateparse import parse_datetime
 
     return parse_datetime(value)
-
-
-def tenders_due_for_poll(*, older_than_seconds: int | None = None) -> list[int]:
-    """SENT tenders at push carriers with no answer for a while (read-only; for the poll task)."""
-    from datetime import timedelta
-
-    from django.conf import settings
-
-    seconds = older_than_seconds or int(getattr(settings, "CARRIER_POLL_AFTER_SECONDS", 30))
-    cutoff = timezone.now() - timedelta(seconds=seconds)
-    return list(
-        Tender.objects.filter(status=TenderStatus.SENT, updated_at__lte=cutoff, expires_at__gt=timezone.now())
-        .exclude(carrier__api_base_url="")
-        .exclude(external_ref="")
-        .values_list("pk", flat=True)[:500]
-    )

@@ -12,7 +12,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from missions.models import Tender
-from missions.tendering import carrier_client, dispatch
+from missions.tendering import carrier_client, dispatch, polling
 from missions.tendering.carrier_client import CarrierBusy
 from tms_console.logging import correlation_id_var
 
@@ -44,7 +44,7 @@ def tender_send(self: Task[Any, Any], tender_id: int) -> str:
 @shared_task(name="missions.tender_poll_status")
 def tender_poll_status(tender_id: int) -> str:
     _with_correlation(tender_id)
-    return dispatch.tender_status_sync(tender_id=tender_id)
+    return polling.tender_status_sync(tender_id=tender_id)
 
 
 @shared_task(name="missions.tender_cancel_remote")
@@ -60,9 +60,13 @@ def tenders_expire() -> int:
 
 @shared_task(name="missions.tenders_poll_sent")
 def tenders_poll_sent() -> int:
-    """Poll push carriers for answers to SENT tenders (backs up async answers that never arrived)."""
+    """Poll push carriers for answers to SENT tenders (backs up async answers that never arrived).
+
+    A tender stops being polled once it is answered, closed (lost, given up, withdrawn) or expired;
+    one whose answers broke the contract waits out its back-off (``polling.tenders_due_for_poll``).
+    """
     count = 0
-    for tender_id in dispatch.tenders_due_for_poll():
+    for tender_id in polling.tenders_due_for_poll():
         tender_poll_status.delay(tender_id)
         count += 1
     return count

@@ -15,8 +15,11 @@ outbox (``missions.live``) and the map polls the database.
 Chromium is Debian's ``/usr/bin/chromium`` driven by the ``playwright``
 package (never a browser download), headless, with a fresh profile per test.
 Every request a page makes is recorded; one that would leave the machine is
-blocked and fails the test. A failed test leaves a screenshot of its page
-under var/screenshots/ and prints the server's log.
+blocked and fails the test, and so does any Content-Security-Policy violation
+or console error in a page. The server writes each answer's status to an
+access log (``LiveServer.answers``): it sees the requests the browser makes on
+its own (the favicon), which Playwright does not report. A failed test leaves
+a screenshot of its page under var/screenshots/ and prints the server's log.
 
 Writes a test makes while the page is open (a carrier's answer, telemetry)
 go through ``tests.browser.support.off_loop``: Playwright keeps an event loop
@@ -79,6 +82,19 @@ class LiveServer:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    access_log_path: Path
+
+    def answers(self) -> list[tuple[int, str]]:
+        """(status, "METHOD /path?query") of every HTTP request the server has answered, oldest first."""
+        try:
+            lines = self.access_log_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in lines:
+            status, _, request = line.partition(" ")
+            found.append((int(status), request))
+        return found
 
     def log_tail(self, lines: int = 80) -> str:
         try:
@@ -125,6 +141,7 @@ def console_server(transactional_db: Any, tmp_path: Path, request: pytest.Fixtur
         "DATABASE_URL": server_database_url(),
         "LOG_LEVEL": os.environ.get("TMS_BROWSER_SERVER_LOG_LEVEL", "WARNING"),
         "PYTHONUNBUFFERED": "1",
+        "TMS_BROWSER_ACCESS_LOG": str(tmp_path / "access.log"),
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     log_path = tmp_path / "server.log"
@@ -148,7 +165,9 @@ def console_server(transactional_db: Any, tmp_path: Path, request: pytest.Fixtur
             start_new_session=True,
         )
     listener.close()  # the child holds its own copy of the listening socket
-    server = LiveServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    server = LiveServer(
+        url=f"http://127.0.0.1:{port}", process=process, log_path=log_path, access_log_path=tmp_path / "access.log"
+    )
     try:
         _wait_until_serving(server)
         yield server
@@ -219,12 +238,18 @@ def pytest_runtest_makereport(
     report = yield
     if report.when == "call":
         item.stash[_CALL_FAILED] = report.failed
+        network = getattr(item, "funcargs", {}).get("network")
+        if isinstance(network, NetworkLog):
+            network.freeze()  # what the pages do while the fixtures close (the server stopping) is not the result
     return report
 
 
 @pytest.fixture
 def page(browser_context: BrowserContext, network: NetworkLog, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A browser tab whose requests are recorded; any request leaving loopback fails the test."""
+    """A browser tab whose requests and console are recorded.
+
+    Any request leaving loopback, Content-Security-Policy violation or console error fails the test.
+    """
     tab = browser_context.pages[0] if browser_context.pages else browser_context.new_page()
     network.watch(tab)
     yield tab
@@ -232,5 +257,6 @@ def page(browser_context: BrowserContext, network: NetworkLog, request: pytest.F
         # What the page showed when the test failed, for the person reading the failure.
         with contextlib.suppress(Exception):
             print(f"screenshot of the failed page: {screenshot(tab, f'FAILED-{request.node.name}')}")
-    if network.outside:
-        pytest.fail(f"the page made requests that leave the machine: {sorted(set(network.outside))}")
+    problems = network.problems()
+    if problems:
+        pytest.fail("the browser reported:\n" + "\n".join(problems))

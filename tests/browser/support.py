@@ -15,7 +15,17 @@ from django.contrib.auth.models import User
 from django.db import connections
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from playwright.sync_api import BrowserContext, Locator, Page, Route, WebSocket, expect
+from playwright.sync_api import (
+    BrowserContext,
+    ConsoleMessage,
+    Locator,
+    Page,
+    Request,
+    Response,
+    Route,
+    WebSocket,
+    expect,
+)
 
 T = TypeVar("T")
 
@@ -46,23 +56,65 @@ def is_loopback(url: str) -> bool:
     return (parts.hostname or "") in LOOPBACK_HOSTS
 
 
+# Reports every Content-Security-Policy violation in a page to the test (a binding, below).
+_CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__tmsCspViolation({
+    directive: event.effectiveDirective, blocked: event.blockedURI, source: event.sourceFile,
+    line: event.lineNumber, sample: event.sample, document: event.documentURI,
+  });
+}, true);
+"""
+
+
 @dataclass
 class NetworkLog:
-    """Every URL a browser context asked for; requests that would leave the machine are blocked and kept."""
+    """What a browser context did on the network and in its pages' consoles.
+
+    Requests that would leave the machine are blocked and kept in ``outside``.
+    The ``page`` fixture fails a test on any of those, on any Content-Security-Policy
+    violation and on any console error (``problems``); answers of 400 and more
+    and requests that failed are kept too, for tests that check every page loads
+    whole (``broken``).
+    """
 
     requests: list[str] = field(default_factory=list)
     websockets: list[str] = field(default_factory=list)
     outside: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    csp_violations: list[dict[str, object]] = field(default_factory=list)
+    failed_responses: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    # Documents a test opens knowing they answer 4xx (a 403 page for a role without the permission).
+    expected_statuses: dict[str, int] = field(default_factory=dict)
+    frozen: bool = False
 
     def attach(self, context: BrowserContext) -> None:
         context.on("request", lambda request: self._seen(request.url, self.requests))
+        context.on("response", self._response)
+        context.on("requestfailed", self._request_failed)
         # Block (rather than only report) so a page under test can never reach out, even once.
         context.route(re.compile(r".*"), self._route)
+        context.expose_binding("__tmsCspViolation", lambda _source, violation: self._violation(violation))
+        context.add_init_script(_CSP_LISTENER)
 
     def watch(self, page: Page) -> None:
         page.on("websocket", lambda ws: self._socket(ws))
-        page.on("pageerror", lambda error: self.page_errors.append(f"{page.url}: {error}"))
+        page.on("pageerror", lambda error: self._keep(self.page_errors, f"{page.url}: {error}"))
+        page.on("console", self._console)
+
+    def expect_status(self, url: str, status: int) -> None:
+        """Opening ``url`` answers ``status`` on purpose: neither a broken page nor a console error."""
+        self.expected_statuses[url] = status
+
+    def freeze(self) -> None:
+        """Stop recording problems: what pages do once the test is over (the server stopping) is not its result."""
+        self.frozen = True
+
+    def _keep(self, into: list[T], item: T) -> None:
+        if not self.frozen:
+            into.append(item)
 
     def _seen(self, url: str, into: list[str]) -> None:
         into.append(url)
@@ -78,8 +130,47 @@ class NetworkLog:
         else:
             route.abort("blockedbyclient")
 
+    def _response(self, response: Response) -> None:
+        if response.status >= 400 and self.expected_statuses.get(response.url) != response.status:
+            self._keep(self.failed_responses, f"{response.status} {response.request.resource_type} {response.url}")
+
+    def _request_failed(self, request: Request) -> None:
+        failure = request.failure or ""
+        # Leaving a page cancels its fetches in flight (net::ERR_ABORTED): nothing was broken.
+        # Requests leaving the machine are reported as such (``outside``).
+        if "ERR_ABORTED" in failure or not is_loopback(request.url):
+            return
+        self._keep(self.failed_requests, f"{failure} {request.resource_type} {request.url}")
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        location = message.location.get("url", "")
+        if location and not is_loopback(location):
+            return  # the browser's note on a request the guard blocked: reported as ``outside``
+        status = self.expected_statuses.get(location)
+        if status is not None and message.text.startswith(
+            f"Failed to load resource: the server responded with a status of {status}"
+        ):
+            return  # the browser's own note on a document the test opened knowing its status
+        self._keep(self.console_errors, f"{location}: {message.text}")
+
+    def _violation(self, violation: dict[str, object]) -> None:
+        self._keep(self.csp_violations, violation)
+
     def assert_loopback_only(self) -> None:
         assert not self.outside, f"requests left the machine: {sorted(set(self.outside))}"
+
+    def problems(self) -> list[str]:
+        """What fails any browser test: requests leaving the machine, CSP violations, console errors."""
+        found = [f"request left the machine: {url}" for url in sorted(set(self.outside))]
+        found += [f"Content-Security-Policy violation: {v}" for v in self.csp_violations]
+        found += [f"console error: {text}" for text in self.console_errors]
+        return found
+
+    def broken(self) -> list[str]:
+        """Answers of 400 and more (other than expected ones) and failed requests, page errors too."""
+        return [*self.failed_responses, *self.failed_requests, *(f"page error: {e}" for e in self.page_errors)]
 
 
 def totp_code(user: User) -> str:

@@ -62,6 +62,7 @@ def test_dispatcher_tenders_a_load_sees_the_mission_appear_live_and_the_truck_mo
     page.get_by_label("Delivery window end").fill(local(now + timedelta(hours=11)))
     page.get_by_label("Weight (kg)").fill("18000")
     page.get_by_label("Target rate (USD)").fill("1450.00")
+    network.expect_status(f"{live_url}/shipments/new/", 400)  # the form comes back with its errors, as a 400
     page.get_by_role("button", name="Create shipment").click()
     expect(page.get_by_text("Use a two-letter US state code, e.g. TX.")).to_be_visible()
     expect(page.get_by_label("Origin address")).to_have_value("Dallas Intermodal Terminal, Wilmer, TX")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import re
+import socket
+from collections.abc import Iterator
 from io import StringIO
 from typing import Any
 
@@ -34,9 +36,15 @@ def counts() -> dict[str, int]:
 
 
 @pytest.fixture
-def demo_env(monkeypatch: pytest.MonkeyPatch, db: Any) -> None:
+def demo_env(monkeypatch: pytest.MonkeyPatch, db: Any) -> Iterator[str]:
     monkeypatch.setenv("DEMO_PASSWORD", PASSWORD)
-    monkeypatch.setenv("CARRIER_SIM_URL", "http://127.0.0.1:8100")
+    # A port bound but not listening refuses connections: the seed's hand-over to a running simulator
+    # fails fast here and never reaches a simulator someone runs on this machine.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        monkeypatch.setenv("CARRIER_SIM_URL", url)
+        yield url
 
 
 def test_seed_twice_changes_nothing(demo_env: None) -> None:
@@ -61,12 +69,12 @@ def test_seed_twice_changes_nothing(demo_env: None) -> None:
     assert first["User"] == len(DEMO_USERNAMES)
 
 
-def test_seed_creates_the_described_carriers(demo_env: None) -> None:
+def test_seed_creates_the_described_carriers(demo_env: str) -> None:
     seed()
     autonomous = Carrier.objects.filter(kind=CarrierKind.AUTONOMOUS)
     assert autonomous.count() == 3  # one of them covers the Chicago - Los Angeles lane
     for carrier in autonomous:
-        assert carrier.api_base_url.startswith("http://127.0.0.1:8100")
+        assert carrier.api_base_url == f"{demo_env}/carriers/{carrier.slug}"
         assert carrier.api_token_url and carrier.api_client_id and carrier.api_client_secret
         assert not carrier.is_fallback
     fallback = Carrier.objects.get(is_fallback=True)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def _start(tmp_path: Path, port: int, *, sleeper_exit_after: float | None = None
         {"name": "sleeper", "argv": [sys.executable, "-c", sleeper]},
         # A client of the web server: started only once "web" listens.
         {"name": "client", "argv": [sys.executable, "-c", "import time; time.sleep(600)"], "after_web": True},
-        # Ignores SIGTERM: the supervisor must escalate to SIGKILL.
+        # Ignores SIGTERM: the supervisor must escalate to SIGKILL once its drain time is over.
         {
             "name": "stubborn",
             "argv": [
@@ -58,13 +59,24 @@ def _start(tmp_path: Path, port: int, *, sleeper_exit_after: float | None = None
                 "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
                 " print('stubborn up', flush=True); time.sleep(600)",
             ],
+            "drain_seconds": 1.0,
+        },
+        # Ends itself at its drain deadline (tms_console.shutdown's exit status): reported, not killed.
+        {
+            "name": "drainer",
+            "argv": [
+                sys.executable,
+                "-c",
+                "import os, signal, time; signal.signal(signal.SIGTERM, lambda *_: os._exit(70));"
+                " print('drainer up', flush=True); time.sleep(600)",
+            ],
+            "drain_seconds": 30.0,
         },
     ]
     code = (
         "import json, sys\n"
         f"sys.path.insert(0, {str(BASE_DIR / 'scripts')!r})\n"
         "import run_all\n"
-        "run_all.STOP_TIMEOUT_SECONDS = 2.0\n"
         f"specs = [run_all.ProcessSpec(**s) for s in json.loads({json.dumps(json.dumps(specs))})]\n"
         f"sys.exit(run_all.run(specs, host='127.0.0.1', port={port}))\n"
     )
@@ -113,10 +125,13 @@ def test_a_signal_stops_every_child(tmp_path: Path, sig: signal.Signals) -> None
     assert proc.returncode == 0, output
     assert f"running: http://127.0.0.1:{port}/" in output
     assert f"received {sig.name}" in output
-    assert "stubborn did not stop" in output  # escalated to SIGKILL
-    assert "all processes stopped" in output
+    # Escalated to SIGKILL after its own drain time, and named; the others stopped on SIGTERM.
+    assert "stubborn did not stop within its drain time (1s); killing it (SIGKILL)" in output
+    assert "all processes stopped; killed after their drain time: stubborn" in output
+    assert "drainer ended itself at its drain deadline" in output
+    assert "web stopped (" in output and "sleeper stopped (" in output
     pids = _child_pids(output)
-    assert set(pids) == {"web", "sleeper", "stubborn", "client"}
+    assert set(pids) == {"web", "sleeper", "stubborn", "client", "drainer"}
     assert output.index("| started client") > output.index(f"running: http://127.0.0.1:{port}/")
     assert not [name for name, pid in pids.items() if _alive(pid)]
     # Children's output arrives prefixed with their name.
@@ -155,3 +170,25 @@ def test_optional_processes_need_their_command(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("MQTT_URL", "mqtt://127.0.0.1:1883")
     names = {s.name for s in run_all.build_specs(host="127.0.0.1", port=8000, commands=everything)}
     assert "mqtt" in names
+
+
+def test_each_child_is_given_its_stated_drain_time(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    sys.path.insert(0, str(BASE_DIR / "scripts"))
+    try:
+        import run_all
+    finally:
+        sys.path.remove(str(BASE_DIR / "scripts"))
+    from tms_console.shutdown import BEAT_DRAIN_SECONDS, SIMULATOR_DRAIN_SECONDS
+
+    settings.WEB_DRAIN_SECONDS, settings.WORKER_DRAIN_SECONDS, settings.MQTT_DRAIN_SECONDS = 7.0, 21.0, 9.0
+    monkeypatch.setenv("MQTT_URL", "mqtt://127.0.0.1:1883")
+    everything = {"run_carrier_sim", "simulate_fleet", "mqtt_ingest"}
+    drains = {s.name: s.drain_seconds for s in run_all.build_specs(host="127.0.0.1", port=8000, commands=everything)}
+    assert drains == {
+        "web": 7.0,
+        "worker": 21.0,
+        "beat": BEAT_DRAIN_SECONDS,
+        "carriers": SIMULATOR_DRAIN_SECONDS,
+        "fleet": SIMULATOR_DRAIN_SECONDS,
+        "mqtt": 9.0,
+    }

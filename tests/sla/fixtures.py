@@ -50,16 +50,16 @@ def samples(m: Mission, times: list[datetime]) -> None:
 
 
 def call(carrier: Carrier, *, when: datetime, latency_ms: float, ok: bool = True, **extra: Any) -> OutboundCall:
+    fields: dict[str, Any] = {"status_code": 200 if ok else 503, **extra}
     return OutboundCall.objects.create(
         carrier=carrier,
         operation="tender_submit",
         method="POST",
         url="https://carrier.example/tenders",
-        status_code=200 if ok else 503,
         latency_ms=latency_ms,
         ok=ok,
         started_at=when,
-        **extra,
+        **fields,
     )
 
 

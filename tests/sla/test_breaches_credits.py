@@ -19,7 +19,8 @@ from missions.models import AuditEvent, Carrier
 from sla.choices import BreachStatus, SLIName
 from sla.export import LEDGER_COLUMNS, ledger_csv, ledger_json
 from sla.models import Breach, Contract, CreditEntry
-from sla.selectors import ledger_entries, on_time_rate
+from sla.reports import ledger_entries
+from sla.selectors import on_time_rate
 from sla.services import breach_decide, breach_record, credit_amount, sla_evaluate, sla_month_close
 from sla.sli import SLIResult
 from tests.factories import ContractFactory

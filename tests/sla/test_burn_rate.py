@@ -27,7 +27,7 @@ from sla.services import (
 )
 from sla.sli import SLIResult
 from tests.factories import ContractFactory
-from tests.sla.fixtures import T0, at, mission
+from tests.sla.fixtures import T0, at, call, mission
 
 PAGE_FAST = BURN_RULES[0]  # 1h / 5m at 14.4x
 TICKET = BURN_RULES[2]  # 3d / 6h at 1x
@@ -252,3 +252,46 @@ def test_a_telemetry_burn_caused_by_open_lost_comms_joins_that_incident_instead_
     lost.refresh_from_db()
     assert page.resolved_at is not None
     assert (lost.status, lost.severity) == ("triggered", "error")
+
+
+@pytest.mark.django_db
+def test_a_handful_of_failed_api_calls_pages_no_one_and_404s_for_unknown_tenders_do_not_count(
+    carrier_a: Carrier, settings: Any
+) -> None:
+    settings.SLA_BURN_MIN_EVENTS = 10
+    ContractFactory(carrier=carrier_a, effective_from=date(2026, 1, 1))
+    with time_machine.travel(T0, tick=False):
+        # Nine carrier failures in the last five minutes: 100 % errors, but too few calls to judge ...
+        for k in range(9):
+            call(carrier_a, when=at(-4) + timedelta(seconds=k), latency_ms=50, ok=False)
+        # ... and a storm of 404s for tenders the carrier never received: recorded, not counted.
+        for k in range(50):
+            call(carrier_a, when=at(-3) + timedelta(seconds=k), latency_ms=5, ok=False, status_code=404)
+        quiet = sla_evaluate(carrier_id=carrier_a.pk, now=T0)
+        assert quiet.alerts_fired == []
+        hour = quiet.results[(SLIName.API_ERROR_RATE, "1h")]
+        assert (hour.good, hour.total, hour.inputs["not_counted"]) == (0, 9, 50)
+
+        # The tenth failure is enough traffic: the page fires, so it was the rule that held it back.
+        call(carrier_a, when=at(-1), latency_ms=50, ok=False)
+        loud = sla_evaluate(carrier_id=carrier_a.pk, now=T0)
+    fired = {(a.sli, a.severity) for a in loud.alerts_fired}
+    assert (SLIName.API_ERROR_RATE, AlertSeverity.PAGE) in fired
+    assert SLIName.API_LATENCY not in {sli for sli, _ in fired}
+    title = Incident.objects.get(kind="sla_breach").title
+    assert title.endswith("Carrier API error rate burning error budget at 100.0x")
+
+
+@pytest.mark.django_db
+def test_a_telemetry_burn_while_a_truck_is_silent_does_not_page_before_lost_comms_is_raised(
+    carrier_a: Carrier, settings: Any
+) -> None:
+    settings.SLA_BURN_MIN_EVENTS = 10
+    ContractFactory(carrier=carrier_a, effective_from=date(2026, 1, 1), telemetry_gap_seconds=60)
+    silent = mission(carrier_a, status=MissionStatus.EN_ROUTE, started_at=at(-90))  # never reports
+    with time_machine.travel(T0, tick=False):
+        sla_evaluate(carrier_id=carrier_a.pk, now=T0)
+    page = BurnRateAlert.objects.get(sli=SLIName.TELEMETRY_INTEGRITY, severity=AlertSeverity.PAGE)
+    assert page.incident_id is None and not Incident.objects.exists()  # lost comms will page, once
+    fired = AuditEvent.objects.get(action="sla.burn_alert_fired", subject_id=page.pk)
+    assert fired.after["inhibited"] == f"{silent.vehicle.external_id} silent past the 60 s gap threshold (lost comms)"

@@ -23,6 +23,7 @@ from sla.selectors import (
     mttr,
     on_time_rate,
     sli_compute,
+    sli_evidence_ids,
     telemetry_integrity,
 )
 from sla.sli import Targets, Window, month_window, windows_at
@@ -205,6 +206,45 @@ def test_api_latency_p99_nearest_rank_and_error_rate(carrier_a: Carrier, carrier
     # 3 failed calls of 100 -> 3 %.
     assert errors.value == Decimal("3.0000")
     assert (errors.good, errors.total) == (97, 100)
+
+
+@pytest.mark.parametrize(
+    ("status", "ok", "error", "counted"),
+    [
+        (200, True, "", "good"),
+        (201, True, "", "good"),
+        (503, False, "HTTP 503", "bad"),
+        (None, False, "timed out (ReadTimeout)", "bad"),  # no answer at all
+        (None, False, "connection failed: ConnectError", "bad"),
+        (429, False, "HTTP 429 (rate limited)", "bad"),  # the carrier refusing service
+        (200, False, "contract violation: HTTP 200 with a body that is not JSON", "bad"),
+        (404, False, "contract violation: HTTP 404 with a body that is not JSON", "bad"),  # an HTML error page
+        (403, False, "contract violation: HTTP 403 is not in the contract for GET /tenders/{ref}", "bad"),
+        (302, False, "contract violation: HTTP 302 is not in the contract for GET /health", "bad"),
+        (404, False, "HTTP 404: No such tender.", "not counted"),  # a tender the carrier does not know
+        (410, False, "HTTP 410: The carrier withdrew this tender", "not counted"),  # an answer, not an error
+        (401, False, "401: token refused, refreshing", "not counted"),
+        (422, False, "HTTP 422: key used with another body", "not counted"),  # the console's own mistake
+        (409, False, "HTTP 409: still in progress", "not counted"),
+        (400, False, "HTTP 400: A reason is required.", "not counted"),
+    ],
+)
+def test_error_rate_counts_only_what_the_carrier_answers_for(
+    carrier_a: Carrier, status: int | None, ok: bool, error: str, counted: str
+) -> None:
+    # 9 successful calls, then the one under test.
+    for k in range(9):
+        call(carrier_a, when=at(-50 + k), latency_ms=20)
+    probe = call(carrier_a, when=at(-5), latency_ms=30, ok=ok, status_code=status, error=error)
+    latency, errors = api_slis(carrier_a.pk, [hour()], latency_target_ms=500)["1h"]
+    expected = {"good": (10, 10, 0), "bad": (9, 10, 1), "not counted": (9, 9, 0)}[counted]
+    assert (errors.good, errors.total, errors.inputs["errors"]) == expected
+    assert errors.inputs["not_counted"] == (1 if counted == "not counted" else 0)
+    assert errors.value == (Decimal("10.0000") if counted == "bad" else Decimal("0.0000"))
+    # Latency is the carrier's whatever the answer: every call is in it.
+    assert latency.total == 10
+    evidence = sli_evidence_ids(carrier_a.pk, SLIName.API_ERROR_RATE, at(-60), at(0))
+    assert evidence["failing_call_ids"] == ([probe.pk] if counted == "bad" else [])
 
 
 def test_p99_with_a_count_that_is_not_a_multiple_of_100(carrier_a: Carrier) -> None:

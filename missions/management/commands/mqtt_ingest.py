@@ -1,4 +1,10 @@
-"""``python manage.py mqtt_ingest``: the MQTT bridge process (see missions.telemetry.mqtt_bridge)."""
+"""``python manage.py mqtt_ingest``: the MQTT bridge process (see missions.telemetry.mqtt_bridge).
+
+SIGTERM (or SIGINT) drains: no more messages are taken, the queued ones are
+stored and acknowledged, the bridge disconnects, and the process exits within
+``MQTT_DRAIN_SECONDS``. With a client id (``MQTT_CLIENT_ID``, the default) the
+session is persistent, so what was not acknowledged goes to the next bridge.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from missions.telemetry.mqtt_bridge import MqttBridge, broker_config
+from tms_console.shutdown import EXIT_MARGIN_SECONDS, exit_deadline
 
 
 class Command(BaseCommand):
@@ -20,7 +27,12 @@ class Command(BaseCommand):
         parser.add_argument("--topic-prefix", default=settings.MQTT_TOPIC_PREFIX)
         parser.add_argument("--flush-ms", type=int, default=200, help="flush a batch at least this often")
         parser.add_argument("--flush-events", type=int, default=500, help="...or when this many messages wait")
-        parser.add_argument("--client-id", default="", help="fixed id + persistent session: redelivery after a crash")
+        parser.add_argument(
+            "--client-id",
+            default=settings.MQTT_CLIENT_ID,
+            help="fixed id + persistent session: what is not acknowledged at a stop or crash goes to the next bridge"
+            " with this id; empty: a random id and a clean session",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["url"]:
@@ -43,8 +55,14 @@ class Command(BaseCommand):
             persistent_session=bool(options["client_id"]),
         )
         stop = threading.Event()
+        drain_seconds = float(settings.MQTT_DRAIN_SECONDS)
+
+        def on_signal(*_: Any) -> None:
+            stop.set()
+            exit_deadline(drain_seconds, process="mqtt-bridge")
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, on_signal)
         self.stdout.write(f"MQTT ingest: {config.host}:{config.port} topic {options['topic_prefix']}/+/+")
-        bridge.run(stop)
+        bridge.run(stop, drain_seconds=max(0.0, drain_seconds - EXIT_MARGIN_SECONDS))
         self.stdout.write(f"MQTT ingest stopped: {dict(bridge.stats)}")

@@ -1,14 +1,30 @@
-"""``manage.py run_carrier_sim``: serve the simulated autonomous carrier (docs/carrier-api.yaml)."""
+"""``manage.py run_carrier_sim``: serve the simulated autonomous carrier (docs/carrier-api.yaml).
+
+SIGTERM (or Ctrl-C): no new connections; the requests being handled are answered, and the
+process exits within ``SIMULATOR_DRAIN_SECONDS``.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from missions.simulators.carrier import CarrierSimulator, SimConfig, policy_parse
+from tms_console.shutdown import EXIT_MARGIN_SECONDS, SIMULATOR_DRAIN_SECONDS, exit_deadline
+
+
+class _Stop(Exception):
+    """SIGTERM: leave ``serve_forever`` and drain."""
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    exit_deadline(SIMULATOR_DRAIN_SECONDS, process="carrier-sim")
+    raise _Stop
 
 
 class Command(BaseCommand):
@@ -95,17 +111,23 @@ class Command(BaseCommand):
         if not options["no_demo_carriers"]:
             config.secret_for, config.tenant_vehicles = _demo_carriers()
         sim = CarrierSimulator(config, host=options["host"], port=options["port"])
+        if config.tenant_vehicles:
+            # Reported on stderr: the first line on stdout announces the address.
+            self.stderr.write(f"carrier simulator: {_books_restore(sim, list(config.tenant_vehicles))}")
         demo = ", ".join(f"/carriers/{slug}" for slug in config.tenant_vehicles) or "none"
         self.stdout.write(
             f"carrier simulator on {sim.url} (policy {options['policy']}, answers {config.answer}; "
             f"demo carriers: {demo})"
         )
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
         try:
             sim.serve_forever()
-        except KeyboardInterrupt:
+        except (_Stop, KeyboardInterrupt):
             pass
         finally:
-            sim.stop()
+            left = sim.stop(drain_seconds=SIMULATOR_DRAIN_SECONDS - EXIT_MARGIN_SECONDS)
+            self.stdout.write(f"carrier simulator stopped ({left} requests unanswered)")
 
 
 def _demo_carriers() -> tuple[Callable[[str], str], dict[str, list[str]]]:
@@ -125,3 +147,29 @@ def _demo_carriers() -> tuple[Callable[[str], str], dict[str, list[str]]]:
         if spec.has_api:
             vehicles[spec.slug] = list(spec.vehicles)
     return carrier_sim_client_secret, vehicles
+
+
+def demo_books_restore(sim: CarrierSimulator, slugs: list[str]) -> int:
+    """Before serving: put the console's open tenders at the demo carriers back in the books.
+
+    An in-memory carrier forgets everything when it restarts, while the console's database keeps
+    the tenders it sent (the demo seed's among them); without this every status poll would find
+    them unknown (docs/decisions/0018). Returns how many were restored.
+    """
+    try:
+        from missions.management.commands.seed_demo import carrier_books
+    except ImportError:  # the demo seed is optional
+        return 0
+    books = carrier_books(slugs)
+    return sum(sim.tenders_restore(entries, tenant=slug) for slug, entries in books.items())
+
+
+def _books_restore(sim: CarrierSimulator, slugs: list[str]) -> str:
+    from django.db import DatabaseError, connections
+
+    try:
+        return f"restored {demo_books_restore(sim, slugs)} open tenders of the demo carriers"
+    except DatabaseError as exc:  # no console database (yet): nothing to restore
+        return f"no tenders restored ({type(exc).__name__})"
+    finally:
+        connections.close_all()  # the simulator has no further use for the database

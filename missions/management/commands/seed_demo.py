@@ -5,16 +5,23 @@ found by a natural key first (carrier slug, vehicle external id, contract
 version, a shipment's lane for its demo creator, username). Shipments,
 tenders, offers and missions are created through ``missions.services`` so
 the timelines and the audit trail look exactly as they would in real use.
+
+The tenders it marks sent must also be in the carrier simulator's books, or
+the console's status polls would find them unknown (docs/decisions/0018): the
+seed hands them to a running simulator (``POST /carriers/<slug>/_tenders``),
+and a simulator that starts later restores them itself (``carrier_books``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -22,11 +29,12 @@ from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from missions.choices import AutonomyMode, CarrierKind, MissionStatus, OfferKind
+from missions.choices import AutonomyMode, CarrierKind, MissionStatus, OfferKind, TenderStatus
 from missions.events import Actor, event_record
-from missions.models import Carrier, Mission, Shipment, Vehicle
+from missions.models import Carrier, Mission, Shipment, Tender, Vehicle
 from missions.models.core import haversine_km
 from missions.services import mission_transition, offer_record, shipment_create, tender_create, tender_mark_sent
+from missions.tendering.carrier_client import tender_submit_body
 from sla.models import Contract
 from tms_console.demo import (
     DEFAULT_CARRIER_SIM_URL,
@@ -180,6 +188,8 @@ DEMO_SPEED_KPH = 88.0
 @dataclass
 class Report:
     created: dict[str, int] = field(default_factory=dict)
+    # Tenders marked sent in this run: the carrier simulator must hold them too.
+    sent_tender_ids: list[int] = field(default_factory=list)
 
     def add(self, what: str, n: int = 1) -> None:
         self.created[what] = self.created.get(what, 0) + n
@@ -208,6 +218,8 @@ class Command(BaseCommand):
 
         summary = ", ".join(f"{n} {what}" for what, n in sorted(report.created.items())) or "nothing new"
         self.stdout.write(self.style.SUCCESS(f"Demo data ready ({summary})."))
+        if report.sent_tender_ids:
+            self._simulator_handover(report.sent_tender_ids)
         if not options["quiet_logins"]:
             self._print_logins(users, password)
 
@@ -368,6 +380,8 @@ class Command(BaseCommand):
             actor=actor, shipment_id=shipment.pk, carrier_id=carrier.pk, offered_price_usd=spec.target_rate_usd
         )
         tender_mark_sent(tender_id=tender.pk, actor=SEED, external_ref=f"{carrier.slug[:3].upper()}-T{tender.pk}")
+        if carrier.api_base_url:
+            report.sent_tender_ids.append(tender.pk)
         if spec.state == TENDERING:
             return
         offer_record(
@@ -389,6 +403,59 @@ class Command(BaseCommand):
             return
         mission_transition(mission_id=mission.pk, to_status=MissionStatus.ARRIVING, actor=carrier_actor)
         mission_transition(mission_id=mission.pk, to_status=MissionStatus.COMPLETED, actor=carrier_actor)
+
+    # --- the carrier simulator's books -----------------------------------------
+
+    def _simulator_handover(self, tender_ids: list[int]) -> None:
+        """Give a running simulator the tenders just marked sent; one that is not running restores them later."""
+        books = carrier_books([c.slug for c in DEMO_CARRIERS if c.has_api], tender_ids=tender_ids)
+        urls = dict(Carrier.objects.filter(slug__in=list(books)).values_list("slug", "api_base_url"))
+        handed = 0
+        try:
+            with httpx.Client(timeout=3.0) as client:
+                for slug, entries in books.items():
+                    if entries:
+                        response = client.post(f"{urls[slug].rstrip('/')}/_tenders", json={"tenders": entries})
+                        response.raise_for_status()
+                        handed += len(entries)
+        except httpx.HTTPError as exc:
+            self.stdout.write(
+                f"The carrier simulator did not take the sent demo tenders ({type(exc).__name__}); "
+                "it restores them from the database when it starts."
+            )
+            return
+        self.stdout.write(f"Handed {handed} sent demo tenders to the running carrier simulator.")
+
+
+def carrier_books(slugs: Iterable[str], *, tender_ids: Iterable[int] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """What each demo carrier's books must hold: the console's open tenders it has a ref for.
+
+    Entries for ``CarrierSimulator.tenders_restore`` (or ``POST /carriers/<slug>/_tenders``):
+    the ref, the Idempotency-Key and the very TenderSubmit body the console sends, so the
+    simulator answers polls for them and takes a resend as the same tender. Only tenders at a
+    carrier whose API is ``.../carriers/<slug>`` of a simulator are listed.
+    """
+    books: dict[str, list[dict[str, Any]]] = {slug: [] for slug in slugs}
+    tenders = (
+        Tender.objects.filter(carrier__slug__in=list(books), status__in=(TenderStatus.SENT, TenderStatus.COUNTERED))
+        .exclude(external_ref="")
+        .select_related("shipment", "carrier")
+        .order_by("id")
+    )
+    if tender_ids is not None:
+        tenders = tenders.filter(pk__in=list(tender_ids))
+    for tender in tenders:
+        carrier = tender.carrier
+        if not carrier.api_base_url.rstrip("/").endswith(f"/carriers/{carrier.slug}"):
+            continue  # an operator pointed it at a real carrier: not the simulator's business
+        books[carrier.slug].append(
+            {
+                "ref": tender.external_ref,
+                "idempotency_key": str(tender.idempotency_key),
+                "request": tender_submit_body(tender),
+            }
+        )
+    return books
 
 
 def _distance_km(a: Hub, b: Hub) -> float:

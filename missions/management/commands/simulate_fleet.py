@@ -1,7 +1,13 @@
-"""``python manage.py simulate_fleet``: drive active missions' trucks along interstates and send telemetry."""
+"""``python manage.py simulate_fleet``: drive active missions' trucks along interstates and send telemetry.
+
+SIGTERM (or Ctrl-C): the batch being sent is finished, nothing new is sent, and the process
+exits within ``SIMULATOR_DRAIN_SECONDS``.
+"""
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from typing import Any
 
@@ -23,6 +29,7 @@ from missions.simulators.fleet import (
     WsTransport,
     vehicles_from_missions,
 )
+from tms_console.shutdown import SIMULATOR_DRAIN_SECONDS, exit_deadline
 
 SIM_CLIENT_NAME = "Fleet simulator ({slug})"
 DRIVING = (MissionStatus.ASSIGNED, MissionStatus.EN_ROUTE, MissionStatus.ARRIVING)
@@ -125,10 +132,16 @@ class Command(BaseCommand):
                 last[0] = time.monotonic()
                 self.stdout.write(f"sent {stats['sent']} accepted {stats['accepted']} rejected {stats['rejected']}")
 
+        stop = threading.Event()
+
+        def on_signal(*_: Any) -> None:
+            stop.set()
+            exit_deadline(SIMULATOR_DRAIN_SECONDS, process="fleet-sim")
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
         try:
-            stats = simulator.run(options["duration"], on_tick=progress)
-        except KeyboardInterrupt:
-            stats = simulator.stats
+            stats = simulator.run(options["duration"], on_tick=progress, stop=stop)
         finally:
             transport.close()
         self.stdout.write(f"done: {stats}")

@@ -8,10 +8,10 @@ a trusted proxy). Every ``/api/`` answer carries the ``RateLimit-Policy`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponseBase
 from rest_framework.exceptions import ErrorDetail, Throttled
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
@@ -19,6 +19,7 @@ from rest_framework.throttling import BaseThrottle
 from missions.partner.api.authentication import PartnerPrincipal
 from missions.partner.api.limits import address_policy, client_policy
 from tms_console.client_address import address_partition, client_address
+from tms_console.dual_middleware import DualModeMiddleware
 from tms_console.ratelimit import Decision, decision_attach, decisions_of, limiter, ratelimit_headers
 
 # tms_console.problem.API_PREFIXES; not imported from there: that module imports DRF's views,
@@ -71,7 +72,7 @@ def default_decision(request: HttpRequest) -> Decision | None:
     return limiter().peek(policy, address_partition(client_address(request.META)))
 
 
-class RateLimitHeadersMiddleware:
+class RateLimitHeadersMiddleware(DualModeMiddleware):
     """Puts ``RateLimit-Policy`` and ``RateLimit`` on every ``/api/`` answer.
 
     They describe the decisions the request met (its client's limit, the
@@ -80,17 +81,29 @@ class RateLimitHeadersMiddleware:
     standing, read without spending anything.
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
+    def call(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.respond(request)
         if not request.path.startswith(API_PREFIXES):
             return response
         decisions = decisions_of(request)
         if not decisions:
             default = default_decision(request)
             decisions = [default] if default is not None else []
-        for name, value in ratelimit_headers(decisions).items():
-            response[name] = value
-        return response
+        return _with_headers(response, decisions)
+
+    async def acall(self, request: HttpRequest) -> HttpResponseBase:
+        response = await self.arespond(request)
+        if not request.path.startswith(API_PREFIXES):
+            return response
+        decisions = decisions_of(request)
+        if not decisions:
+            # A read of the shared store (Redis or the database): in a thread.
+            default = await sync_to_async(default_decision)(request)
+            decisions = [default] if default is not None else []
+        return _with_headers(response, decisions)
+
+
+def _with_headers(response: HttpResponseBase, decisions: list[Decision]) -> HttpResponseBase:
+    for name, value in ratelimit_headers(decisions).items():
+        response[name] = value
+    return response

@@ -6,11 +6,14 @@ OAuth2 client-credentials tokens, dedupes ``POST /tenders`` on the
 Idempotency-Key, answers by policy (synchronously in the submit response or
 later through the console's partner API or a signed Standard Webhook), and
 takes injected faults at run time through ``POST /_faults`` or ``faults_set()``.
+``POST /_tenders`` (or ``tenders_restore()``) puts tenders back in its books, so
+the demo seed and a restarted simulator agree with the console (decision 0018).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import re
@@ -20,6 +23,7 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -59,6 +63,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
+        with self.server.handling():
+            self._dispatch_one(method)
+
+    def _dispatch_one(self, method: str) -> None:
         sim = self.server.sim
         path = self.path.split("?", 1)[0]
         # /carriers/<slug>/... addresses one of several carriers served by this process.
@@ -68,7 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.tenant, path = tenant_match["slug"], tenant_match["rest"]
         try:
             body = self._read_body()
-            if path in ("/_faults", "/_stats"):
+            if path in ("/_faults", "/_stats", "/_tenders"):
                 self._admin(method, path, body)
                 return
             sim.log_request(method=method, path=path, headers=self.headers, tenant=self.tenant)
@@ -89,6 +97,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if sim.state.faults_for(self.tenant).malformed:
                 self._send(200, {"ref": 42, "status": "maybe", "offer": "yes"})
+                return
+            if sim.state.faults_for(self.tenant).not_json:
+                self._send(200, b"<html><body>502 Bad Gateway</body></html>", content_type="application/json")
                 return
             self._route(method, path, body)
         except _Drop:
@@ -125,7 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, body: Any, *, content_type: str = "application/json", headers: dict[str, str] | None = None
     ) -> None:
-        raw = json.dumps(body).encode()
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(raw)))
@@ -202,6 +213,8 @@ class _Handler(BaseHTTPRequestHandler):
             tender = self.server.sim.state.tenders.get(unquote(match["ref"]))
             if tender is None or tender.tenant != self.tenant:
                 self._problem(404, "Not Found", "No such tender.")
+            elif tender.gone:
+                self._problem(410, "Gone", "The carrier withdrew this tender; it will not be answered.")
             else:
                 self._send(200, tender.public())
             return
@@ -256,9 +269,14 @@ class _Handler(BaseHTTPRequestHandler):
                 tender.status, tender.offer = STATUS_FOR[offer["kind"]], offer
             else:
                 tender.decided = offer
+            public = tender.public()
+            if state.faults_for(self.tenant).lose_tenders:
+                # Acknowledged, then lost: neither the tender nor its key is kept.
+                del state.keys[scope]
+                self._send(201, public, headers={"Location": f"/tenders/{ref}"})
+                return
             state.tenders[ref] = tender
             state.keys[scope] = (fingerprint, ref)
-            public = tender.public()
         if tender.decided is not None:
             sim.schedule_answer(ref)
         self._send(201, public, headers={"Location": f"/tenders/{ref}"})
@@ -325,6 +343,27 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/_faults" and method == "GET":
             self._send(200, state.faults_public(self.tenant))
             return
+        if path == "/_tenders" and method == "POST":
+            # Restore the books (the demo seed hands over the tenders it marked sent).
+            body = self._json(raw)
+            entries = body.get("tenders") if isinstance(body, dict) else None
+            try:
+                if not isinstance(entries, list):
+                    raise ValueError('Send {"tenders": [{"ref", "idempotency_key", "request"}, ...]}.')
+                for entry in entries:
+                    if not all(
+                        isinstance(entry.get(k), str) and 0 < len(entry[k]) <= 120 for k in ("ref", "idempotency_key")
+                    ):
+                        raise ValueError("Each tender needs a ref and an idempotency_key (1 to 120 characters).")
+                    errors = contract_schema_errors(schema="TenderSubmit", body=entry.get("request"))
+                    if errors:
+                        raise ValueError("; ".join(errors)[:500])
+                restored = state.tenders_restore(entries, tenant=self.tenant)
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                self._problem(400, "Bad Request", str(exc) or "Malformed tender entry.")
+                return
+            self._send(200, {"restored": restored, "tenders": state.tender_count()})
+            return
         if path == "/_faults" and method == "POST":
             body = self._json(raw)
             if not isinstance(body, dict):
@@ -349,7 +388,27 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], sim: CarrierSimulator) -> None:
         self.sim = sim
         self.stopping = threading.Event()
+        # Requests between their request line and their answer (an idle kept-alive connection is not one).
+        self.busy = 0
+        self.idle = threading.Condition()
         super().__init__(address, _Handler)
+
+    @contextlib.contextmanager
+    def handling(self) -> Iterator[None]:
+        with self.idle:
+            self.busy += 1
+        try:
+            yield
+        finally:
+            with self.idle:
+                self.busy -= 1
+                self.idle.notify_all()
+
+    def wait_idle(self, seconds: float) -> int:
+        """Wait up to ``seconds`` for the requests being handled to be answered; return how many are left."""
+        with self.idle:
+            self.idle.wait_for(lambda: self.busy == 0, timeout=seconds)
+            return self.busy
 
 
 class CarrierSimulator:
@@ -389,14 +448,22 @@ class CarrierSimulator:
     def serve_forever(self) -> None:
         self._server.serve_forever()
 
-    def stop(self) -> None:
+    def stop(self, *, drain_seconds: float = 0.0) -> int:
+        """Stop serving: no new connections, pending async answers cancelled, injected delays cut short.
+
+        With ``drain_seconds`` the requests being handled get that long to be answered first;
+        returns how many were still unanswered.
+        """
         self._server.stopping.set()
         for timer in self._timers:
             timer.cancel()
         self._server.shutdown()
+        self._server.socket.close()  # new connections are refused from here on
+        left = self._server.wait_idle(drain_seconds) if drain_seconds > 0 else 0
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        return left
 
     def __enter__(self) -> CarrierSimulator:
         return self.start()
@@ -413,7 +480,15 @@ class CarrierSimulator:
     def faults_clear(self, tenant: str | None = None) -> None:
         with self.state.lock:
             self.state.faults_for(tenant or self.state.config.client_id).update(
-                {"latency_ms": 0, "timeout": False, "error_burst": 0, "malformed": False, "refuse": False}
+                {
+                    "latency_ms": 0,
+                    "timeout": False,
+                    "error_burst": 0,
+                    "malformed": False,
+                    "not_json": False,
+                    "refuse": False,
+                    "lose_tenders": False,
+                }
             )
 
     def policy_set(self, policy: dict[str, float]) -> None:
@@ -425,6 +500,15 @@ class CarrierSimulator:
 
     def tender_by_id(self, tender_id: int) -> SimTender | None:
         return self.state.tender_by_id(tender_id)
+
+    def tenders_restore(self, entries: list[dict[str, Any]], *, tenant: str | None = None) -> int:
+        return self.state.tenders_restore(entries, tenant=tenant or self.state.config.client_id)
+
+    def tenders_forget(self) -> None:
+        self.state.tenders_forget()
+
+    def tender_withdraw(self, ref: str) -> None:
+        self.state.tender_withdraw(ref)
 
     @property
     def requests(self) -> list[dict[str, Any]]:

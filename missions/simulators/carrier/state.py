@@ -51,8 +51,10 @@ class Faults:
     latency_ms: int = 0
     timeout: bool = False  # hold the request past any sane client timeout, then drop it
     error_burst: int = 0  # the next N API calls answer 503
-    malformed: bool = False  # answer 200 with a body that breaks the contract
+    malformed: bool = False  # answer 200 with a JSON body that breaks the contract
+    not_json: bool = False  # answer 200 with a body that is not JSON at all
     refuse: bool = False  # close the connection without an answer
+    lose_tenders: bool = False  # acknowledge POST /tenders (201) but keep nothing: GET answers 404
 
     def update(self, data: dict[str, Any]) -> None:
         for key, value in data.items():
@@ -60,7 +62,7 @@ class Faults:
                 self.latency_ms = max(0, int(value))
             elif key == "error_burst":
                 self.error_burst = max(0, int(value))
-            elif key in ("timeout", "malformed", "refuse"):
+            elif key in ("timeout", "malformed", "not_json", "refuse", "lose_tenders"):
                 if not isinstance(value, bool):
                     raise ValueError(f"{key} must be true or false")
                 setattr(self, key, value)
@@ -81,6 +83,7 @@ class SimTender:
     offer: dict[str, Any] | None = None
     decided: dict[str, Any] | None = None  # the answer, before it is made visible (async mode)
     updated_at: str = field(default_factory=utc_now_iso)
+    gone: bool = False  # withdrawn by the carrier: GET answers 410
 
     def public(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -238,6 +241,43 @@ class SimState:
     def tender_count(self) -> int:
         with self.lock:
             return len(self.tenders)
+
+    def tenders_restore(self, entries: list[dict[str, Any]], *, tenant: str) -> int:
+        """Put tenders back in the books as pending, as if they had been received before; returns how many.
+
+        Each entry holds the ``ref`` the console knows, the ``idempotency_key`` it sends and the
+        ``request`` (its TenderSubmit body), so a later resend under that key is a replay of the same
+        tender, not a second one. A ref already in the books is left as it is.
+        """
+        restored = 0
+        with self.lock:
+            for entry in entries:
+                ref, key, request = str(entry["ref"]), str(entry["idempotency_key"]), dict(entry["request"])
+                if ref in self.tenders:
+                    continue
+                self.tenders[ref] = SimTender(
+                    ref=ref,
+                    tender_id=int(request["tender_id"]),
+                    request=request,
+                    correlation_id=str(request.get("correlation_id") or ""),
+                    tenant=tenant,
+                )
+                self.keys[(tenant, key)] = (self.fingerprint(request), ref)
+                restored += 1
+        return restored
+
+    def tenders_forget(self) -> None:
+        """Lose every tender and idempotency key, as a carrier does when it restarts without its books."""
+        with self.lock:
+            self.tenders.clear()
+            self.keys.clear()
+            self.cancel_keys.clear()
+
+    def tender_withdraw(self, ref: str) -> None:
+        """The carrier withdraws a tender: from now on GET /tenders/{ref} answers 410 Gone."""
+        with self.lock:
+            tender = self.tenders[ref]
+            tender.gone, tender.decided, tender.updated_at = True, None, utc_now_iso()
 
     def tender_by_id(self, tender_id: int) -> SimTender | None:
         with self.lock:
