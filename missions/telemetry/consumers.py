@@ -400,9 +400,11 @@ class FleetFrames:
         try:
             while self.routes_wanted:
                 ids, self.routes_wanted = sorted(self.routes_wanted), set()
-                self.eta.routes_add(await _routes_read(mission_ids=ids, lines=True))
+                read = await _routes_read(mission_ids=ids, lines=True)
+                self.eta.routes_add(read)
                 # Their latest reports went out without an estimate: again, with it (a truck may not report again).
-                again = [p for p in map(self.eta.latest_position, ids) if p is not None]
+                # Only those whose route was read: another (a mission gone meanwhile) would be asked for again at once.
+                again = [p for p in (self.eta.latest_position(r.mission_id) for r in read) if p is not None]
                 if again:
                     self.add(again)
         except Exception:  # the next position of those trucks asks again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -171,4 +172,39 @@ async def test_a_mission_first_seen_in_a_frame_gets_its_estimate_as_soon_as_its_
         (again,) = (await _next(comm, "positions"))["vehicles"]
     assert again["last_seen_at"] == first["last_seen_at"] and again["lat"] == first["lat"]
     assert again["eta_basis"] == "route" and 300 < again["remaining_km"] < 340 and again["at_risk"] is False
+    await comm.disconnect()
+
+
+async def test_a_position_of_a_mission_without_a_route_is_asked_about_once(
+    dispatcher: User, carrier_a: Carrier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[list[int]] = []
+    real_read = consumers._routes_read
+
+    async def counted(**kwargs: Any) -> Any:
+        reads.append(list(kwargs["mission_ids"]))
+        return await real_read(**kwargs)
+
+    monkeypatch.setattr(consumers, "_routes_read", counted)
+    comm = await _map(dispatcher)
+    assert (await comm.connect(timeout=TIMEOUT))[0]
+    await _next(comm, "snapshot")
+    # A mission gone by the time its route is read (here: never there).
+    ghost = {
+        "mission_id": 999_999,
+        "vehicle_id": "x",
+        "lat": 31.0,
+        "lon": -96.0,
+        "speed_kph": 80.0,
+        "heading_deg": None,
+        "autonomy_mode": "autonomous",
+        "status": "en_route",
+        "safety_event": None,
+        "last_seen_at": (timezone.now() - timedelta(seconds=1)).isoformat().replace("+00:00", "Z"),
+    }
+    await get_channel_layer().group_send(FLEET_GROUP, {"type": "fleet.positions", "positions": [ghost]})
+    (vehicle,) = (await _next(comm, "positions"))["vehicles"]
+    assert vehicle["mission_id"] == 999_999 and "eta" not in vehicle
+    await asyncio.sleep(0.5)
+    assert reads == [[999_999]]  # read once, not again and again
     await comm.disconnect()
