@@ -28,6 +28,7 @@ from missions.choices import (
 )
 from missions.events import Actor, event_record
 from missions.models import Carrier, Mission, MissionException, Offer, Shipment, Tender, Vehicle
+from missions.routes import route_plan
 from missions.selectors import carrier_fit
 from missions.transitions import MISSION_ACTIVE, MISSION_TRANSITIONS, TENDER_OPEN, TENDER_TRANSITIONS
 from tms_console.domain import Conflict, DomainError, transition_check
@@ -460,6 +461,11 @@ def _mission_create(*, tender: Tender, offer: Offer, actor: Actor) -> Mission:
         raise Conflict(f"Shipment {shipment.reference} already has an active mission.")
     vehicle = _vehicle_for(tender.carrier, offer.vehicle_external_id) if offer.vehicle_external_id else None
     mode = offer.autonomy_mode or (AutonomyMode.AUTONOMOUS if tender.carrier.is_autonomous else AutonomyMode.MANUAL)
+    # A failover mission drives the remaining leg: from where the replaced truck was last seen.
+    start = (shipment.origin_lat, shipment.origin_lon)
+    if replaced is not None and replaced.last_lat is not None and replaced.last_lon is not None:
+        start = (replaced.last_lat, replaced.last_lon)
+    route = route_plan(start, (shipment.destination_lat, shipment.destination_lon))
     mission = Mission.objects.create(
         shipment=shipment,
         carrier=tender.carrier,
@@ -468,6 +474,9 @@ def _mission_create(*, tender: Tender, offer: Offer, actor: Actor) -> Mission:
         replaces=replaced,
         route_id=offer.route_id,
         eta=offer.eta,
+        planned_route=[list(point) for point in route.points],
+        planned_route_km=route.km,
+        planned_route_basis=route.basis,
         autonomy_mode=mode,
         price_usd=offer.price_usd if offer.price_usd is not None else tender.offered_price_usd,
         correlation_id=shipment.correlation_id,
@@ -484,6 +493,7 @@ def _mission_create(*, tender: Tender, offer: Offer, actor: Actor) -> Mission:
             "route_id": mission.route_id,
             "eta": mission.eta,
             "autonomy_mode": mode,
+            "planned_route": {"km": route.km, "basis": route.basis, "points": len(route.points)},
         },
         correlation_id=shipment.correlation_id,
         shipment=shipment,

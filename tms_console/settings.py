@@ -447,6 +447,9 @@ TELEMETRY_BACKFILL_MAX_LINES: int = env.int("TELEMETRY_BACKFILL_MAX_LINES", defa
 # Live map: at most one frame per client per this many seconds (5 a second: "a few", and a position
 # waits at most this long for its frame; docs/decisions/0011-live-map-frames.md).
 LIVEMAP_FRAME_SECONDS: float = env.float("LIVEMAP_FRAME_SECONDS", default=0.2)
+# A truck is at risk when its ETA leaves less than this before its delivery window ends
+# (docs/decisions/0020-live-map-routes-and-eta.md).
+LIVEMAP_AT_RISK_MARGIN_MINUTES: float = env.float("LIVEMAP_AT_RISK_MARGIN_MINUTES", default=30)
 MQTT_URL: str = env.str("MQTT_URL", default="")
 MQTT_USERNAME: str = env.str("MQTT_USERNAME", default="")
 MQTT_PASSWORD: str = env.str("MQTT_PASSWORD", default="")

@@ -273,6 +273,12 @@ class Mission(models.Model):
     replaces = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by")
     route_id = models.CharField(max_length=100, blank=True)
     eta = models.DateTimeField(null=True, blank=True)
+    # The line the mission is planned to drive, fixed when it is assigned (missions.routes): [[lat, lon], ...]
+    # from origin (or the hand-over point of a failover) to destination, its length, and what it follows
+    # (a corridor's name, or the great circle when no known corridor serves the lane).
+    planned_route = models.JSONField(default=list, blank=True)
+    planned_route_km = models.FloatField(null=True, blank=True)
+    planned_route_basis = models.CharField(max_length=120, blank=True)
     autonomy_mode = models.CharField(max_length=20, choices=AutonomyMode.choices, default=AutonomyMode.AUTONOMOUS)
     status = models.CharField(max_length=20, choices=MissionStatus.choices, default=MissionStatus.ASSIGNED)
     status_reason = models.CharField(max_length=300, blank=True)

@@ -1,8 +1,9 @@
 """Fleet simulator: trucks driving real interstate corridors between US freight hubs, sending telemetry.
 
 Each simulated vehicle belongs to an active mission in the database and
-follows the corridor whose end points best match its shipment's origin and
-destination. Speeds are plausible for a loaded tractor-trailer (cruise
+drives the mission's planned route (``missions.routes``: a stretch of an
+interstate corridor, or the great circle where no known corridor serves the
+lane), so it stays on the line the live map draws. Speeds are plausible for a loaded tractor-trailer (cruise
 88-105 km/h, slower through towns, occasional stops), positions are
 interpolated along the waypoints by great-circle distance.
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import itertools
 import json
 import logging
 import math
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from missions.models import haversine_km
+from missions.routes import CORRIDORS, GREAT_CIRCLE_BASIS, Polyline, route_plan
 from missions.telemetry.mqtt_config import broker_config
 from missions.telemetry.normalize import ts_format
 
@@ -41,112 +41,31 @@ log = logging.getLogger(__name__)
 
 LatLon = tuple[float, float]
 
-# Waypoints along the corridors (city centres and interchanges the route passes), WGS 84.
-ROUTES: dict[str, tuple[str, list[LatLon]]] = {
-    "I-45 Dallas-Houston": (
-        "I-45",
-        [
-            (32.7767, -96.7970),
-            (32.5774, -96.6986),
-            (32.3293, -96.6253),
-            (32.0954, -96.4689),
-            (31.7246, -96.1653),
-            (31.4638, -96.0580),
-            (30.9496, -95.9116),
-            (30.7235, -95.5508),
-            (30.3119, -95.4561),
-            (30.1658, -95.4613),
-            (29.9480, -95.4160),
-            (29.7604, -95.3698),
-        ],
-    ),
-    "I-20/I-10 Fort Worth-El Paso": (
-        "I-20",
-        [
-            (32.7555, -97.3308),
-            (32.7593, -97.7973),
-            (32.4065, -98.8176),
-            (32.4487, -99.7331),
-            (32.4710, -100.4059),
-            (32.2504, -101.4787),
-            (31.9973, -102.0779),
-            (31.8457, -102.3676),
-            (31.5943, -102.8927),
-            (31.4229, -103.4932),
-            (31.0399, -104.8307),
-            (31.1746, -105.3572),
-            (31.5537, -106.1094),
-            (31.7619, -106.4850),
-        ],
-    ),
-    "I-10 Phoenix-Tucson": (
-        "I-10",
-        [
-            (33.4484, -112.0740),
-            (33.3062, -111.8413),
-            (33.0581, -111.6887),
-            (32.8795, -111.7574),
-            (32.7559, -111.5548),
-            (32.5089, -111.3242),
-            (32.4367, -111.2254),
-            (32.2226, -110.9747),
-        ],
-    ),
-    "I-75/I-16 Atlanta-Savannah": (
-        "I-16",
-        [
-            (33.7490, -84.3880),
-            (33.4473, -84.1469),
-            (33.2946, -84.0413),
-            (33.0343, -83.9382),
-            (32.8407, -83.6324),
-            (32.5404, -82.9038),
-            (32.3971, -82.0601),
-            (32.2435, -81.6006),
-            (32.1155, -81.2471),
-            (32.0809, -81.0912),
-        ],
-    ),
-    "I-35 San Antonio-Laredo": (
-        "I-35",
-        [
-            (29.4241, -98.4936),
-            (29.2330, -98.7964),
-            (28.8922, -99.0950),
-            (28.6675, -99.1706),
-            (28.4369, -99.2350),
-            (28.0405, -99.3564),
-            (27.5306, -99.4803),
-        ],
-    ),
-}
-
 CRUISE_KPH = (88.0, 105.0)
 TOWN_KPH = 65.0
 TOWN_RADIUS_KM = 4.0
 
 
 class Route:
-    """A polyline with cumulative distances for interpolation."""
+    """The polyline a simulated truck drives, with the towns along it where it slows down."""
 
-    def __init__(self, name: str, highway: str, points: list[LatLon]) -> None:
-        self.name, self.highway, self.points = name, highway, points
-        self.cum_km = [0.0]
-        for (a_lat, a_lon), (b_lat, b_lon) in itertools.pairwise(points):
-            self.cum_km.append(self.cum_km[-1] + haversine_km(a_lat, a_lon, b_lat, b_lon))
-        self.length_km = self.cum_km[-1]
+    def __init__(self, name: str, points: list[LatLon] | tuple[LatLon, ...], *, towns_at_points: bool = True) -> None:
+        self.name = name
+        self.line = Polyline(points)
+        self.points, self.cum_km, self.length_km = self.line.points, self.line.cum_km, self.line.length_km
+        # A corridor's waypoints are towns and interchanges; a great-circle line's points are not.
+        self.towns_km = list(self.cum_km) if towns_at_points else [0.0, self.length_km]
 
     def at(self, km: float) -> tuple[float, float, float]:
         """(lat, lon, heading_deg) at ``km`` from the start."""
         km = min(max(km, 0.0), self.length_km)
         i = min(max(bisect.bisect_right(self.cum_km, km) - 1, 0), len(self.points) - 2)
-        seg = self.cum_km[i + 1] - self.cum_km[i] or 1e-9
-        f = (km - self.cum_km[i]) / seg
+        lat, lon = self.line.at(km)
         (lat1, lon1), (lat2, lon2) = self.points[i], self.points[i + 1]
-        return lat1 + (lat2 - lat1) * f, lon1 + (lon2 - lon1) * f, bearing(lat1, lon1, lat2, lon2)
+        return lat, lon, bearing(lat1, lon1, lat2, lon2)
 
     def near_town(self, km: float) -> bool:
-        return any(abs(km - c) < TOWN_RADIUS_KM for c in self.cum_km)
+        return any(abs(km - c) < TOWN_RADIUS_KM for c in self.towns_km)
 
 
 def bearing(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -156,21 +75,20 @@ def bearing(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return (math.degrees(math.atan2(y, x)) + 360.0) % 360.0
 
 
-ROUTE_OBJECTS = {name: Route(name, hw, pts) for name, (hw, pts) in ROUTES.items()}
+ROUTE_OBJECTS = {corridor.name: Route(corridor.name, corridor.points) for corridor in CORRIDORS}
 
 
-def route_for(origin: LatLon, destination: LatLon) -> tuple[Route, bool]:
-    """The corridor (and direction: True = reversed) whose ends best match a shipment's."""
-    best: tuple[float, Route, bool] | None = None
-    for route in ROUTE_OBJECTS.values():
-        start, end = route.points[0], route.points[-1]
-        forward = haversine_km(*origin, *start) + haversine_km(*destination, *end)
-        backward = haversine_km(*origin, *end) + haversine_km(*destination, *start)
-        for cost, reverse in ((forward, False), (backward, True)):
-            if best is None or cost < best[0]:
-                best = (cost, route, reverse)
-    assert best is not None
-    return best[1], best[2]
+def mission_route(mission: Any) -> Route:
+    """The route a mission's truck drives: its planned route (stored at assignment, else planned now)."""
+    points = [tuple(p) for p in mission.planned_route or ()]
+    basis = mission.planned_route_basis
+    if len(points) < 2:
+        shipment = mission.shipment
+        planned = route_plan(
+            (shipment.origin_lat, shipment.origin_lon), (shipment.destination_lat, shipment.destination_lon)
+        )
+        points, basis = list(planned.points), planned.basis
+    return Route(basis or "planned route", points, towns_at_points=basis != GREAT_CIRCLE_BASIS)
 
 
 @dataclass
@@ -518,13 +436,10 @@ class FleetSimulator:
 
 
 def vehicles_from_missions(missions: list[Any], *, seed: int = 7) -> list[SimVehicle]:
-    """One simulated truck per mission (with a vehicle), spread along the corridor matching its shipment."""
+    """One simulated truck per mission (with a vehicle), somewhere along the mission's planned route."""
     out = []
     for mission in missions:
-        shipment = mission.shipment
-        route, reverse = route_for(
-            (shipment.origin_lat, shipment.origin_lon), (shipment.destination_lat, shipment.destination_lon)
-        )
+        route = mission_route(mission)
         rng = random.Random(seed * 100_003 + mission.pk)
         out.append(
             SimVehicle(
@@ -533,7 +448,7 @@ def vehicles_from_missions(missions: list[Any], *, seed: int = 7) -> list[SimVeh
                 carrier_slug=mission.carrier.slug,
                 correlation_id=str(mission.correlation_id),
                 route=route,
-                reverse=reverse,
+                reverse=False,
                 km=rng.uniform(0, route.length_km * 0.8),
                 rng=rng,
                 speed_kph=rng.uniform(60, 95),

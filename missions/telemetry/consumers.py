@@ -11,8 +11,12 @@ rejected on its own; one outside the events refuses the message
 
 ``ws/map/`` (console): OTP-verified session with VIEW_CONSOLE. Sends the fleet
 on connect, then at most one coalesced frame per ``LIVEMAP_FRAME_SECONDS``
-holding the latest position of each vehicle that moved; all maps of a process
-share one subscription and one frame (``FleetFrames``).
+holding the latest position of each vehicle that moved, with its ETA against
+its delivery window (``map_eta``); all maps of a process share one
+subscription, one frame and one set of estimates (``FleetFrames``). Planned
+routes are not in the frames: the browser asks for the routes of the missions
+it has not seen yet (``{"type": "routes", "mission_ids": [...]}``) and keeps
+them, so each route crosses the socket once per page.
 
 Close codes: 4401 unauthenticated or token expired, 4403 no permission / scope.
 """
@@ -28,7 +32,7 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import parse_qs
 
 import orjson
@@ -42,7 +46,8 @@ from missions.consumers import authorize
 from missions.models import Carrier
 from missions.models.partner import PartnerClient, TokenCertificateBinding
 from missions.telemetry.ingest import FLEET_GROUP, BatchTooLarge, MissionCache, ingest_events
-from missions.telemetry.map_state import fleet_changed_since, fleet_state, mission_map_detail
+from missions.telemetry.map_eta import FORGET_SECONDS, EtaTracker, MissionRoute
+from missions.telemetry.map_state import fleet_changed_since, fleet_state, mission_map_detail, mission_routes
 from tms_console.unstorable import json_parse, unstorable_find
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,8 @@ FRAME_SETTLE_SECONDS = 0.02
 POLL_OVERLAP_SECONDS = 3.0
 RECEIVE_RETRY_SECONDS = 1.0
 GROUP_RENEW_SECONDS = 3600.0
+# The most routes one request of a map may ask for (a map asks for what it lacks, in one go after its snapshot).
+ROUTES_PER_REQUEST = 10_000
 
 
 @dataclass(frozen=True)
@@ -234,9 +241,21 @@ class LiveMapConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.resync()
         elif kind == "detail":
             mission_id = content.get("mission_id")
-            if isinstance(mission_id, int) and not isinstance(mission_id, bool):
+            if _is_id(mission_id) and self.frames is not None:
                 detail = await database_sync_to_async(mission_map_detail)(mission_id=mission_id)
+                if detail is not None:
+                    detail.update(self.frames.eta.latest(mission_id))
                 await self.send_json({"type": "detail", "mission_id": mission_id, "mission": detail})
+        elif kind == "routes":
+            wanted = content.get("mission_ids")
+            if isinstance(wanted, list) and self.frames is not None:
+                ids = sorted({i for i in wanted[:ROUTES_PER_REQUEST] if _is_id(i)})
+                routes = await self.frames.routes_wire(ids)
+                await self.send(text_data=orjson.dumps({"type": "routes", "routes": routes}).decode())
+
+
+def _is_id(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def positions_text(batch: list[dict[str, Any]]) -> str:
@@ -280,6 +299,10 @@ class FleetFrames:
         self.last_frame_at = -math.inf
         self.snapshot_reading: asyncio.Future[str] | None = None
         self.snapshot_next: asyncio.Future[str] | None = None
+        # Planned routes and recent speeds of the trucks on the maps: the ETA of every position.
+        self.eta = EtaTracker()
+        self.routes_wanted: set[int] = set()
+        self.routes_task: asyncio.Task[None] | None = None
 
     @classmethod
     def of(cls, layer: Any) -> FleetFrames:
@@ -304,12 +327,13 @@ class FleetFrames:
             del self.maps[live_map]
             if self.maps:
                 return
-            for task in (*self.tasks, self.frame_task):
+            for task in (*self.tasks, self.frame_task, self.routes_task):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            self.tasks, self.frame_task, self.pending = [], None, {}
+            self.tasks, self.frame_task, self.routes_task, self.pending = [], None, None, {}
+            self.routes_wanted = set()
             with contextlib.suppress(Exception):  # the membership expires on its own if Redis is gone
                 await self.layer.group_discard(FLEET_GROUP, self.channel)
 
@@ -339,6 +363,13 @@ class FleetFrames:
         self.snapshot_reading, self.snapshot_next = self.snapshot_next, None
         now = timezone.now()
         vehicles = await database_sync_to_async(fleet_state)(now=now)
+        missing = [row["mission_id"] for row in vehicles if row["mission_id"] not in self.eta.routes]
+        if missing:
+            self.eta.routes_add(await _routes_read(mission_ids=missing, now=now, lines=True))
+        margin_s = at_risk_margin_seconds()
+        for row in vehicles:
+            self.eta.observe(row, margin_s=margin_s)
+        self.eta.forget_before(now.timestamp() - FORGET_SECONDS, keep=[row["mission_id"] for row in vehicles])
         snapshot = {
             "type": "snapshot",
             "server_time": now.isoformat(),
@@ -348,11 +379,54 @@ class FleetFrames:
         return orjson.dumps(snapshot).decode()
 
     def add(self, positions: Iterable[dict[str, Any]]) -> None:
+        positions = list(positions)
+        margin_s = at_risk_margin_seconds()
+        unrouted = [p["mission_id"] for p in positions if not self.eta.observe(p, margin_s=margin_s)]
+        if unrouted:
+            self._routes_want(unrouted)
         coalesce(self.pending, positions)
         if self.pending and self.frame_task is None:
             loop = asyncio.get_running_loop()
             delay = max(FRAME_SETTLE_SECONDS, self.last_frame_at + frame_seconds() - loop.time())
             self.frame_task = asyncio.create_task(self._frame_after(delay))
+
+    def _routes_want(self, mission_ids: Iterable[int]) -> None:
+        """Read the routes of missions first seen in a frame, in the background: frames never wait for it."""
+        self.routes_wanted.update(mission_ids)
+        if self.routes_task is None:
+            self.routes_task = asyncio.create_task(self._routes_load())
+
+    async def _routes_load(self) -> None:
+        try:
+            while self.routes_wanted:
+                ids, self.routes_wanted = sorted(self.routes_wanted), set()
+                read = await _routes_read(mission_ids=ids, lines=True)
+                self.eta.routes_add(read)
+                # Their latest reports went out without an estimate: again, with it (a truck may not report again).
+                # Only those whose route was read: another (a mission gone meanwhile) would be asked for again at once.
+                again = [p for p in (self.eta.latest_position(r.mission_id) for r in read) if p is not None]
+                if again:
+                    self.add(again)
+        except Exception:  # the next position of those trucks asks again
+            log.warning("live map: routes not read", exc_info=True)
+        finally:
+            self.routes_task = None
+
+    async def routes_wire(self, mission_ids: list[int]) -> list[dict[str, Any]]:
+        """What a map is sent of each mission once: its planned route, lane and delivery window."""
+        known = self.eta.routes
+        missing = [i for i in mission_ids if i not in known]
+        read: dict[int, MissionRoute] = {}
+        if missing:
+            read = {r.mission_id: r for r in await _routes_read(mission_ids=missing)}
+        # Kept for the ETA only when the truck is on the map; any other mission a map asks for is not remembered.
+        self.eta.routes_add(r for i, r in read.items() if self.eta.tracking(i))
+        out = []
+        for mission_id in mission_ids:
+            route = known.get(mission_id) or read.get(mission_id)
+            if route is not None:
+                out.append(route.wire)
+        return out
 
     async def _frame_after(self, delay: float) -> None:
         try:
@@ -424,3 +498,12 @@ class FleetFrames:
 
 def frame_seconds() -> float:
     return max(0.05, float(settings.LIVEMAP_FRAME_SECONDS))
+
+
+def at_risk_margin_seconds() -> float:
+    return max(0.0, float(settings.LIVEMAP_AT_RISK_MARGIN_MINUTES) * 60.0)
+
+
+# Routes are read on a thread of their own, not on the one sync thread that ingest's batches wait for: the
+# first map of a process reads a route per truck (1,000 routes: a few hundred ms).
+_routes_read = database_sync_to_async(mission_routes, thread_sensitive=False)

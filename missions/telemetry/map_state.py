@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q
+import orjson
+from django.db.models import Count, Q, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from missions.choices import ExceptionStatus
-from missions.models import Mission, MissionException, TelemetrySample
+from missions.models import Carrier, Mission, MissionException, TelemetrySample
+from missions.routes import Polyline, route_plan
+from missions.telemetry.map_eta import MissionRoute
 from missions.telemetry.normalize import ts_format
 from missions.terms import gap_threshold
 from missions.transitions import MISSION_ACTIVE
@@ -34,9 +39,29 @@ _FLEET_COLUMNS = (
 )
 
 
+def comms_thresholds(gap_s: int | float) -> tuple[float, float]:
+    """(stale after, lost after) in seconds of silence, from the contract's telemetry-gap threshold.
+
+    Lost is the gap itself: past it gap detection raises a lost-comms exception. Stale is half of it:
+    the dispatcher sees a truck going quiet before the alarm.
+    """
+    lost_after = float(gap_s)
+    return lost_after / 2, lost_after
+
+
+def comms_state(last_seen_at: datetime | None, *, gap_s: int | float, now: datetime) -> str:
+    """``live``, ``stale`` or ``lost``: how long the truck has been silent against its thresholds."""
+    stale_after, lost_after = comms_thresholds(gap_s)
+    if last_seen_at is None:
+        return "lost"
+    silent = (now - last_seen_at).total_seconds()
+    return "lost" if silent > lost_after else ("stale" if silent > stale_after else "live")
+
+
 def _row(values: tuple[Any, ...] | list[Any], *, open_exceptions: int, now: datetime) -> dict[str, Any]:
     mission_id, vehicle_id, carrier, shipment, status, mode, lat, lon, speed, last_seen_at, gap_s = values
-    stale_after = int(gap_s)
+    stale_after, lost_after = comms_thresholds(gap_s)
+    comms = comms_state(last_seen_at, gap_s=gap_s, now=now)
     return {
         "mission_id": mission_id,
         "vehicle_id": vehicle_id,
@@ -49,7 +74,9 @@ def _row(values: tuple[Any, ...] | list[Any], *, open_exceptions: int, now: date
         "speed_kph": speed,
         "last_seen_at": ts_format(last_seen_at) if last_seen_at else None,
         "stale_after_s": stale_after,
-        "stale": last_seen_at is None or (now - last_seen_at).total_seconds() > stale_after,
+        "lost_after_s": lost_after,
+        "comms": comms,
+        "stale": comms != "live",  # stale or lost
         "open_exceptions": open_exceptions,
     }
 
@@ -75,6 +102,107 @@ def fleet_state(*, now: datetime | None = None) -> list[dict[str, Any]]:
 def fleet_changed_since(*, since: datetime, now: datetime | None = None) -> list[dict[str, Any]]:
     """Missions changed after ``since`` (our clock): the map's fallback when no shared channel layer exists."""
     return _fleet_rows(now=now or timezone.now(), since=since)
+
+
+# What the browser and the ETA need of each mission once: its planned route, lane and delivery window.
+# The route is read as text and parsed with orjson (Django's JSONField decoder is several times slower).
+_ROUTE_COLUMNS = (
+    "pk",
+    "route_json",
+    "planned_route_km",
+    "planned_route_basis",
+    "shipment__origin_address",
+    "shipment__origin_lat",
+    "shipment__origin_lon",
+    "shipment__destination_address",
+    "shipment__destination_lat",
+    "shipment__destination_lon",
+    "shipment__delivery_window_start",
+    "shipment__delivery_window_end",
+    "eta",
+    "carrier__name",
+    "shipment__reference",
+    "gap_s",
+)
+
+
+def _mission_route(values: tuple[Any, ...]) -> MissionRoute:
+    (
+        mission_id,
+        route_json,
+        stored_km,
+        stored_basis,
+        origin_address,
+        origin_lat,
+        origin_lon,
+        destination_address,
+        destination_lat,
+        destination_lon,
+        window_start,
+        window_end,
+        carrier_eta,
+        carrier,
+        shipment,
+        gap_s,
+    ) = values
+    stored = orjson.loads(route_json) if route_json else None
+    if stored and len(stored) >= 2:
+        points: tuple[tuple[float, float], ...] = tuple((p[0], p[1]) for p in stored)
+        km, basis = stored_km, stored_basis
+    else:
+        # Missions written around the services (bulk loads, older rows): planned now, the same way.
+        planned = route_plan((origin_lat, origin_lon), (destination_lat, destination_lon))
+        points, km, basis = planned.points, planned.km, planned.basis
+    stale_after, lost_after = comms_thresholds(gap_s)
+    wire = {
+        "mission_id": mission_id,
+        "points": stored if stored and len(stored) >= 2 else [[lat, lon] for lat, lon in points],
+        "km": km if km is not None else round(Polyline(points).length_km, 1),
+        "basis": basis,
+        "carrier": carrier,
+        "shipment": shipment,
+        "origin": {"address": origin_address, "lat": origin_lat, "lon": origin_lon},
+        "destination": {"address": destination_address, "lat": destination_lat, "lon": destination_lon},
+        "delivery_window_start": ts_format(window_start),
+        "delivery_window_end": ts_format(window_end),
+        "carrier_eta": ts_format(carrier_eta) if carrier_eta else None,
+        "stale_after_s": stale_after,
+        "lost_after_s": lost_after,
+    }
+    return MissionRoute(
+        mission_id=mission_id,
+        points=points,
+        destination=(destination_lat, destination_lon),
+        window_end_s=window_end.timestamp(),
+        carrier_eta_s=carrier_eta.timestamp() if carrier_eta else None,
+        wire=wire,
+    )
+
+
+def mission_routes(
+    *, mission_ids: Iterable[int] | None = None, now: datetime | None = None, lines: bool = False
+) -> list[MissionRoute]:
+    """Planned routes with their lane and delivery window: of ``mission_ids``, or of every truck on the map.
+
+    ``lines``: build each route's polyline here (the ETA needs it; a browser only needs the points), so
+    the caller's event loop does not.
+    """
+    now = now or timezone.now()
+    missions = Mission.objects.all()
+    if mission_ids is None:
+        missions = missions.filter(status__in=MISSION_ACTIVE, last_lat__isnull=False)
+    else:
+        missions = missions.filter(pk__in=list(mission_ids))
+    rows = (
+        missions.annotate(gap_s=gap_threshold(today=now.date()), route_json=Cast("planned_route", TextField()))
+        .order_by("pk")
+        .values_list(*_ROUTE_COLUMNS)
+    )
+    routes = [_mission_route(r) for r in rows]
+    if lines:
+        for route in routes:
+            route.line  # noqa: B018 (built now, on this thread)
+    return routes
 
 
 def mission_map_detail(*, mission_id: int, now: datetime | None = None) -> dict[str, Any] | None:
@@ -112,6 +240,11 @@ def mission_map_detail(*, mission_id: int, now: datetime | None = None) -> dict[
     ]
     row["url"] = f"/missions/{mission_id}/"
     return row
+
+
+def carrier_names() -> list[str]:
+    """Every carrier's name, for the map's carrier filter."""
+    return list(Carrier.objects.order_by("name").values_list("name", flat=True))
 
 
 def mission_telemetry_series(*, mission_id: int, since: datetime | None = None) -> dict[str, Any]:

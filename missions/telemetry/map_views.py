@@ -11,7 +11,8 @@ from django.templatetags.static import static
 
 from missions.choices import AutonomyMode, MissionStatus
 from missions.models import Mission
-from missions.telemetry.map_state import mission_telemetry_series
+from missions.telemetry.map_state import carrier_names, mission_telemetry_series
+from missions.transitions import MISSION_ACTIVE
 from tms_console.permissions import console_permission_required
 from tms_console.roles import VIEW_CONSOLE
 
@@ -20,6 +21,7 @@ view_required = console_permission_required(VIEW_CONSOLE)
 
 @view_required
 def live_map(request: HttpRequest) -> HttpResponse:
+    statuses = [(value, MissionStatus(value).label) for value in MissionStatus.values if value in MISSION_ACTIVE]
     return render(
         request,
         "missions/map.html",
@@ -28,8 +30,12 @@ def live_map(request: HttpRequest) -> HttpResponse:
             # plotly.js appends "<name>.json" (usa_110m) to this directory URL.
             "topojson_url": static("vendor/topojson/"),
             "frame_seconds": settings.LIVEMAP_FRAME_SECONDS,
+            "at_risk_margin_minutes": settings.LIVEMAP_AT_RISK_MARGIN_MINUTES,
             # The socket sends raw choice values; the page shows these labels instead.
             "livemap_labels": {"status": dict(MissionStatus.choices), "mode": dict(AutonomyMode.choices)},
+            "filter_statuses": statuses,
+            "filter_modes": AutonomyMode.choices,
+            "filter_carriers": carrier_names(),
         },
     )
 

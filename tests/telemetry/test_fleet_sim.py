@@ -11,12 +11,12 @@ import pytest
 
 from missions.choices import MissionStatus
 from missions.models import AuditEvent, Carrier, MissionException, haversine_km
+from missions.routes import Polyline
 from missions.simulators.fleet import (
     ROUTE_OBJECTS,
     Fault,
     FleetSimulator,
     SimVehicle,
-    route_for,
     vehicles_from_missions,
 )
 from missions.telemetry.ingest import ingest_events
@@ -43,14 +43,46 @@ class DirectTransport:
 def test_routes_are_real_corridors_of_plausible_length() -> None:
     lengths = {name: round(r.length_km) for name, r in ROUTE_OBJECTS.items()}
     # Road distances: Dallas-Houston ~385 km, Fort Worth-El Paso ~955 km, Phoenix-Tucson ~185 km,
-    # Atlanta-Savannah ~400 km, San Antonio-Laredo ~250 km; straight segments are a little shorter.
+    # Atlanta-Savannah ~400 km, San Antonio-Laredo ~250 km, Chicago-Los Angeles ~3,240 km, Dallas-Atlanta
+    # ~1,255 km, El Paso-Phoenix ~690 km, Laredo-Dallas ~690 km, Houston-San Antonio ~320 km; straight
+    # segments between waypoints are a little shorter.
     assert 330 <= lengths["I-45 Dallas-Houston"] <= 400
     assert 850 <= lengths["I-20/I-10 Fort Worth-El Paso"] <= 970
     assert 160 <= lengths["I-10 Phoenix-Tucson"] <= 195
     assert 350 <= lengths["I-75/I-16 Atlanta-Savannah"] <= 420
     assert 220 <= lengths["I-35 San Antonio-Laredo"] <= 260
-    route, reverse = route_for((29.76, -95.37), (32.78, -96.80))  # Houston -> Dallas
-    assert route.name == "I-45 Dallas-Houston" and reverse
+    assert 3000 <= lengths["I-55/I-44/I-40/I-15 Chicago-Los Angeles"] <= 3260
+    assert 1150 <= lengths["I-20 Dallas-Atlanta"] <= 1260
+    assert 620 <= lengths["I-10 El Paso-Phoenix"] <= 700
+    assert 620 <= lengths["I-35 Laredo-Dallas"] <= 700
+    assert 290 <= lengths["I-10 Houston-San Antonio"] <= 330
+
+
+@pytest.mark.django_db
+def test_a_simulated_truck_drives_its_missions_planned_route(carrier_a: Carrier) -> None:
+    mission = MissionFactory(
+        carrier=carrier_a,
+        status=MissionStatus.EN_ROUTE,
+        shipment__origin_lat=29.7604,
+        shipment__origin_lon=-95.3698,
+        shipment__destination_lat=32.7767,
+        shipment__destination_lon=-96.7970,
+    )
+    (truck,) = vehicles_from_missions([mission])
+    assert truck.route.name == "corridor I-45 Dallas-Houston"
+    # Houston -> Dallas: the route starts in Houston (the corridor is listed the other way round).
+    assert truck.route.points[0] == (29.7604, -95.3698) and truck.route.points[-1] == (32.7767, -96.797)
+    line = Polyline(truck.route.points)
+    for _ in range(120):
+        truck.step(1.0)
+        event = truck.event(datetime.now(UTC))
+        assert line.locate(event["position"]["lat"], event["position"]["lon"]).offset_km < 0.05
+
+    # A stored planned route is driven as stored.
+    mission.planned_route = [[30.0, -97.0], [30.5, -97.5], [31.0, -98.0]]
+    mission.planned_route_basis = "great circle (no known corridor)"
+    (stored,) = vehicles_from_missions([mission])
+    assert stored.route.points == [(30.0, -97.0), (30.5, -97.5), (31.0, -98.0)]
 
 
 def test_a_truck_moves_at_plausible_speeds_along_its_route() -> None:
