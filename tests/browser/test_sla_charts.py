@@ -136,8 +136,10 @@ def landing_fleet(now: datetime) -> dict[str, Carrier]:
         with_telemetry(shaky, completed_at=done - timedelta(minutes=30), late=n % 3 == 0)
     with_telemetry(loose, completed_at=now - timedelta(hours=2), late=False)
     # One short mission, late and silent: 0 % on time over one mission, too few events to judge.
-    delivered(few, completed_at=now - timedelta(minutes=40), late=True)
-    Mission.objects.filter(carrier=few).update(started_at=now - timedelta(minutes=40, seconds=20))
+    # Inside one telemetry interval (a minute), whatever the second the test runs at: one interval.
+    minute = (now - timedelta(minutes=40)).replace(second=0, microsecond=0)
+    delivered(few, completed_at=minute + timedelta(seconds=30), late=True)
+    Mission.objects.filter(carrier=few).update(started_at=minute + timedelta(seconds=10))
     for hours_ago in (9, 6, 3, 0):
         for carrier in (steady, shaky, idle, loose, few):
             sla_evaluate(carrier_id=carrier.pk, now=now - timedelta(hours=hours_ago))
