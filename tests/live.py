@@ -97,6 +97,10 @@ def _command(kind: str, fd: int) -> list[str]:
         return [
             sys.executable, "-m", "gunicorn", "--bind", f"fd://{fd}", "--workers", "2",
             "--worker-class", "gthread", "--threads", "8", "--log-level", "warning",
+            # A burst warms one keep-alive connection per thread and then waits for the others: on a
+            # loaded machine that takes longer than gunicorn's default 2 s keep-alive, which closed the
+            # first connections before their request was sent.
+            "--keep-alive", "60",
             "tms_console.wsgi:application",
         ]  # fmt: skip
     raise ValueError(kind)
