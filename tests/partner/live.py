@@ -11,6 +11,7 @@ import socket
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 IO_TIMEOUT_S = 30.0  # an upper bound for a socket operation, never asserted as a timing
@@ -22,6 +23,20 @@ class RawResponse:
     headers: dict[str, str]  # lower-case names
     body: bytes
     sent_body_bytes: int  # how much of the body the client had sent when the answer came
+
+
+def refused_in_time(limit: int) -> int:
+    """The most a client can have sent when a server refuses a body once it passes ``limit`` bytes.
+
+    The server stops reading at the limit, but the kernel still takes what fits
+    in the server's receive buffer and the client's send buffer before the
+    client's next write blocks; on loopback both grow up to the TCP maxima
+    (``tcp_rmem`` / ``tcp_wmem``), which depend on the machine.
+    """
+    slack = 0
+    for name in ("tcp_rmem", "tcp_wmem"):
+        slack += int(Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[2])
+    return limit + slack
 
 
 def _chunk(data: bytes) -> bytes:
