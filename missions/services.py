@@ -31,6 +31,7 @@ from missions.models import Carrier, Mission, MissionException, Offer, Shipment,
 from missions.routes import route_plan
 from missions.selectors import carrier_fit
 from missions.transitions import MISSION_ACTIVE, MISSION_TRANSITIONS, TENDER_OPEN, TENDER_TRANSITIONS
+from tms_console import tracing
 from tms_console.domain import Conflict, DomainError, transition_check
 
 SHIPMENT_FIELDS = (
@@ -238,6 +239,10 @@ def tender_create(
         waterfall_rank=waterfall_rank,
         is_fallback=is_fallback,
         correlation_id=shipment.correlation_id,
+        traceparent=tracing.current_traceparent(),
+    )
+    tracing.annotate(
+        shipment_id=shipment.pk, tender_id=tender.pk, carrier=carrier.slug, correlation_id=shipment.correlation_id
     )
     event_record(
         actor=actor,
@@ -479,6 +484,14 @@ def _mission_create(*, tender: Tender, offer: Offer, actor: Actor) -> Mission:
         planned_route_basis=route.basis,
         autonomy_mode=mode,
         price_usd=offer.price_usd if offer.price_usd is not None else tender.offered_price_usd,
+        correlation_id=shipment.correlation_id,
+        # The trace the load has been in since the dispatcher tendered it (this answer continues it).
+        traceparent=tracing.current_traceparent() or tender.traceparent,
+    )
+    tracing.annotate(
+        shipment_id=shipment.pk,
+        mission_id=mission.pk,
+        carrier=tender.carrier.slug,
         correlation_id=shipment.correlation_id,
     )
     event_record(

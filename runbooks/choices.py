@@ -56,3 +56,7 @@ class PageStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
+
+
+# How much of a mission's telemetry an incident pins when it opens (and its page summarises).
+PIN_MINUTES = 30

@@ -25,6 +25,7 @@ from runbooks.actions import ACTIONS, Outcome
 from runbooks.choices import IncidentStatus, RunStatus, StepKind, StepStatus
 from runbooks.models import Incident, Runbook, RunbookRun, RunbookStep, StepRun
 from runbooks.records import incident_event
+from tms_console import tracing
 from tms_console.domain import Conflict, DomainError
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,15 @@ def runbook_advance(*, run_id: int, max_steps: int = 20) -> float | None:
         )
         incident = step_run.run.incident
         try:
-            with lease_heartbeat(step_run_id=step_run_id):
+            with (
+                lease_heartbeat(step_run_id=step_run_id),
+                tracing.span_from(
+                    f"runbook step: {action_name}",
+                    incident.traceparent,
+                    incident_id=incident.pk,
+                    mission_id=incident.mission_id,
+                ),
+            ):
                 outcome = ACTIONS[action_name](incident, step_run.run, step_run.step)
         except (DomainError, Exception) as exc:  # an action error is recorded, never lost
             log.exception("runbook action failed", extra={"run_id": run_id, "step": action_name})

@@ -49,6 +49,10 @@ class Incident(models.Model):
     time_to_recovery_seconds = models.FloatField(null=True, blank=True)
     # The mission's last 30 minutes of telemetry (long-term samples), pinned when the incident opened.
     pinned_telemetry = models.JSONField(default=list, blank=True)
+    # The incident's own trace (its runbook steps, pages and failover tenders join it), and the
+    # trace that led to it (its mission's), pinned when it opened: W3C traceparents.
+    traceparent = models.CharField(max_length=55, blank=True, default="")
+    pinned_traceparent = models.CharField(max_length=55, blank=True, default="")
 
     class Meta:
         ordering = ["-triggered_at", "-id"]

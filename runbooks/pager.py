@@ -18,9 +18,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from missions.events import Actor
-from runbooks.choices import PageStatus
+from runbooks.choices import PIN_MINUTES, PageStatus
 from runbooks.models import Incident, PagerMessage
 from runbooks.records import incident_event
+from tms_console import tracing
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ def page_payload(incident: Incident, event_action: str) -> dict[str, Any]:
                 ),
                 last_seen_at=mission.last_seen_at.isoformat() if mission.last_seen_at else None,
             )
+        # The trace that led here (the mission's) and the incident's own; the telemetry pinned at detection.
+        details["trace_id"] = tracing.trace_id_of(incident.pinned_traceparent) or None
+        details["incident_trace_id"] = tracing.trace_id_of(incident.traceparent) or None
+        details["telemetry"] = telemetry_summary(incident.pinned_telemetry)
         body["payload"] = {
             "summary": f"INC-{incident.pk} {incident.title}"[:1024],
             "source": incident.carrier.slug if incident.carrier else "tms-console",
@@ -63,7 +68,39 @@ def page_payload(incident: Incident, event_action: str) -> dict[str, Any]:
             "custom_details": details,
         }
         body["links"] = [{"href": f"{settings.PUBLIC_BASE_URL}/incidents/{incident.pk}/", "text": "Incident"}]
+        for trace_id, text in (
+            (details["trace_id"], "Trace that led to it"),
+            (details["incident_trace_id"], "Incident trace"),
+        ):
+            if trace_id:
+                body["links"].append({"href": trace_url(trace_id), "text": f"{text} ({trace_id})"})
     return body
+
+
+def trace_url(trace_id: str) -> str:
+    """Where on-call sees a trace: the tracing backend's page when one is configured, else the console's."""
+    template = settings.TRACE_UI_URL
+    if template:
+        return template.replace("{trace_id}", trace_id)
+    return f"{settings.PUBLIC_BASE_URL}/traces/{trace_id}/"
+
+
+def telemetry_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pinned telemetry window in a few fields (the samples themselves stay in the console)."""
+    if not samples:
+        return {"samples": 0, "window_minutes": PIN_MINUTES}
+    last = samples[-1]
+    speeds = [s["speed_kph"] for s in samples if s.get("speed_kph") is not None]
+    return {
+        "samples": len(samples),
+        "window_minutes": PIN_MINUTES,
+        "first_at": samples[0].get("recorded_at"),
+        "last_at": last.get("recorded_at"),
+        "last_position": {"lat": last.get("lat"), "lon": last.get("lon")},
+        "last_speed_kph": last.get("speed_kph"),
+        "max_speed_kph": max(speeds) if speeds else None,
+        "autonomy_mode": last.get("autonomy_mode"),
+    }
 
 
 @transaction.atomic
@@ -113,6 +150,13 @@ def page_deliver(*, message_id: int, attempts: int | None = None, sleep: Any = t
                 data={"event_action": message.event_action, "error": "PAGERDUTY_EVENTS_URL is not set"},
             )
         return False
+    with tracing.span_from(
+        f"page {message.event_action}", message.incident.traceparent, incident_id=message.incident_id
+    ):
+        return _page_send(message, url, attempts=attempts, sleep=sleep)
+
+
+def _page_send(message: PagerMessage, url: str, *, attempts: int | None, sleep: Any) -> bool:
     tries = attempts or settings.PAGERDUTY_ATTEMPTS
     error = ""
     status_code: int | None = None

@@ -10,12 +10,13 @@ from django.utils import timezone
 
 from missions.events import Actor
 from missions.models import Carrier, Mission, TelemetrySample, Vehicle
-from runbooks.choices import IncidentSeverity, IncidentStatus
+from runbooks.choices import PIN_MINUTES, IncidentSeverity, IncidentStatus
 from runbooks.definitions import RUNBOOKS
 from runbooks.models import Incident, Runbook, RunbookStep
 from runbooks.pager import page_enqueue
 from runbooks.records import incident_event
 from runbooks.transitions import INCIDENT_OPEN, INCIDENT_TRANSITIONS
+from tms_console import tracing
 from tms_console.domain import DomainError, transition_check
 
 _TIMESTAMP_FOR = {
@@ -56,7 +57,7 @@ def incident_open(
                         existing, actor=actor, action="incident.repeated", data={"summary": summary, **(data or {})}
                     )
                     return existing, False
-                incident = Incident.objects.create(
+                incident = _incident_create(
                     title=title[:200],
                     kind=kind,
                     severity=severity,
@@ -79,6 +80,26 @@ def incident_open(
         except IntegrityError:
             continue  # another process opened it first: join that one
     raise DomainError("Could not open or join the incident; try again.")
+
+
+def _incident_create(**fields: Any) -> Incident:
+    """Create the incident in a trace of its own, linked to (and pinning) its mission's trace."""
+    mission: Mission | None = fields.get("mission")
+    pinned = mission.traceparent if mission is not None else ""
+    with tracing.span_from(
+        f"incident opened: {fields['kind']}",
+        new_trace=True,
+        links=[tracing.link_to(pinned, reason="led to the incident")],
+        mission_id=mission.pk if mission is not None else None,
+        carrier=fields["carrier"].slug if fields.get("carrier") is not None else None,
+        vehicle=fields["vehicle"].external_id if fields.get("vehicle") is not None else None,
+        correlation_id=fields.get("correlation_id"),
+    ) as span:
+        incident = Incident.objects.create(
+            **fields, traceparent=tracing.current_traceparent(), pinned_traceparent=pinned
+        )
+        span.set_attributes(tracing.tms_attributes(incident_id=incident.pk))
+    return incident
 
 
 @transaction.atomic
@@ -208,7 +229,6 @@ EXCEPTION_TO_INCIDENT: dict[str, tuple[str, str]] = {
     "collision_avoidance": ("emergency_stop", IncidentSeverity.CRITICAL),
     "ota_failure": ("ota_failure", IncidentSeverity.ERROR),
 }
-PIN_MINUTES = 30
 
 
 def telemetry_pin(*, mission: Mission, at: Any) -> list[dict[str, Any]]:

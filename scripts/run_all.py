@@ -214,7 +214,8 @@ class Supervisor:
         for spec in self.specs:
             if spec.after_web != after_web:
                 continue
-            env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
+            # Each process names itself in its traces, unless the operator named them all.
+            env = {"OTEL_SERVICE_NAME": spec.name, **os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
             # A session of its own per child: the terminal's Ctrl-C reaches
             # only this supervisor, which then stops the children in order.
             proc = subprocess.Popen(

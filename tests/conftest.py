@@ -26,6 +26,8 @@ from tests.factories import CarrierFactory
 from tms_console.ratelimit import limiter, store_url
 from tms_console.roles import ADMIN, DISPATCHER, ON_CALL, READ_ONLY, SLA_MANAGER, roles_sync
 
+pytest_plugins = ["tests.tracing"]
+
 REQUIRE_SERVICES = os.environ.get("TMS_REQUIRE_SERVICES") == "1"
 _sqlite_dir: Path | None = None
 

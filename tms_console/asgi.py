@@ -12,7 +12,12 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tms_console.settings")
 django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application does first
 
+from tms_console import tracing  # noqa: E402
 from tms_console.asgi_http import OneThreadASGIHandler  # noqa: E402
+
+# Before the handler loads the middleware: the Django instrumentation adds its own. Websockets
+# get no connection-long span: consumers make one short span per message (tms_console.tracing).
+tracing.configure("web")
 
 # HTTP: each request's middleware chain and view run in one worker thread (tms_console.asgi_http).
 django_asgi_app = OneThreadASGIHandler()

@@ -25,6 +25,7 @@ from typing import Any
 
 from celery import Celery, Task, signals
 
+from tms_console import tracing
 from tms_console.logging import correlation_id_var, request_id_var
 from tms_console.shutdown import BEAT_DRAIN_SECONDS, exit_deadline
 
@@ -54,6 +55,31 @@ def _use_django_logging(**_: Any) -> None:
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+
+
+@signals.worker_init.connect
+def _trace_worker(sender: Any = None, **_: Any) -> None:
+    """Tracing in a worker whose tasks run in this process (threads, solo); prefork waits for the fork."""
+    pool = str(getattr(sender, "pool_cls", "") or "")
+    if "prefork" not in pool and pool not in {"", "processes"}:
+        tracing.configure("worker")
+
+
+@signals.worker_process_init.connect
+def _trace_worker_child(**_: Any) -> None:
+    # After the fork: the batch span processor's thread and lock do not survive one.
+    tracing.configure("worker")
+
+
+@signals.beat_init.connect
+def _trace_beat(**_: Any) -> None:
+    tracing.configure("beat")
+
+
+@signals.worker_shutdown.connect
+@signals.worker_process_shutdown.connect
+def _trace_flush(**_: Any) -> None:
+    tracing.shutdown()  # exports what is buffered before the process goes
 
 
 @signals.before_task_publish.connect

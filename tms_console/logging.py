@@ -1,4 +1,4 @@
-"""JSON-lines logging that carries the request id and correlation id.
+"""JSON-lines logging that carries the request id, the correlation id and the trace and span ids.
 
 The ids live in context variables so they follow the request into services,
 and into Celery tasks (the task headers carry them, see ``tms_console.celery``).
@@ -11,6 +11,8 @@ import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry import trace
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 correlation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
@@ -32,6 +34,10 @@ class ContextFilter(logging.Filter):
             record.request_id = request_id_var.get() or getattr(request, "request_id", None)
         if not getattr(record, "correlation_id", None):
             record.correlation_id = correlation_id_var.get()
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            record.trace_id = format(span_context.trace_id, "032x")
+            record.span_id = format(span_context.span_id, "016x")
         return True
 
 

@@ -70,3 +70,46 @@ class RateCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bucket}@{self.window_index}: {self.hits}"
+
+
+class TraceSpan(models.Model):
+    """One finished span in the embedded span store (``tms_console.trace_store``).
+
+    Written in batches by every process when no OTLP collector is configured;
+    bounded by age and count. Its links to spans of other traces (a telemetry
+    batch to its missions' traces) are ``TraceLink`` rows.
+    """
+
+    trace_id = models.CharField(max_length=32, db_index=True)
+    span_id = models.CharField(max_length=16)
+    parent_span_id = models.CharField(max_length=16, blank=True)
+    name = models.CharField(max_length=200)
+    service = models.CharField(max_length=60)
+    kind = models.CharField(max_length=10)
+    started_at = models.DateTimeField(db_index=True)
+    duration_ms = models.FloatField()
+    error = models.BooleanField(default=False)
+    status_message = models.CharField(max_length=300, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    events = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        default_permissions = ()
+        ordering = ["started_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.trace_id[:8]}/{self.span_id})"
+
+
+class TraceLink(models.Model):
+    """A stored span's link to a span of another trace, so a trace's page can list what points at it."""
+
+    from_span = models.ForeignKey(TraceSpan, on_delete=models.CASCADE, related_name="links")
+    trace_id = models.CharField(max_length=32, db_index=True)
+    span_id = models.CharField(max_length=16)
+
+    class Meta:
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"-> {self.trace_id[:8]}/{self.span_id}"

@@ -271,6 +271,13 @@ LOGGING: dict[str, Any] = {
     },
 }
 
+# --- Tracing (OpenTelemetry; the SDK itself reads the OTEL_* variables) ----------
+# Without an OTLP endpoint, spans go to the embedded span store (tms_console.trace_store).
+TRACE_STORE_RETENTION_HOURS: float = env.float("TRACE_STORE_RETENTION_HOURS", default=24.0)
+TRACE_STORE_MAX_SPANS: int = env.int("TRACE_STORE_MAX_SPANS", default=200_000)
+# With an OTLP collector, where a trace is seen: "{trace_id}" is replaced (e.g. a Jaeger or Tempo URL).
+TRACE_UI_URL: str = env.str("TRACE_UI_URL", default="")
+
 # --- Product settings ---------------------------------------------------------
 TELEMETRY_GAP_SECONDS_DEFAULT: int = env.int("TELEMETRY_GAP_SECONDS_DEFAULT", default=60)
 TENDER_EXPIRY_SECONDS_DEFAULT: int = env.int("TENDER_EXPIRY_SECONDS_DEFAULT", default=900)

@@ -7,6 +7,8 @@ os.environ.setdefault("DB_POOL", "0")
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 # Test servers do not run the safety ticker unless a test turns it on.
 os.environ.setdefault("SAFETY_TICKER", "0")
+# No spans unless a test turns tracing on (tests/tracing.py); servers started by tests inherit this.
+os.environ.setdefault("OTEL_SDK_DISABLED", "true")
 
 from tms_console.settings import *  # noqa: F403
 

@@ -8,10 +8,18 @@ the live map need the ASGI entry point (``tms_console.asgi``, daphne).
 
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tms_console.settings")
-django_application = get_wsgi_application()
+django.setup(set_prefix=False)  # what django.core.wsgi.get_wsgi_application does first
+
+from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
+
+from tms_console import tracing  # noqa: E402
+
+# Before the handler loads the middleware: the Django instrumentation adds its own.
+tracing.configure("partner-ingest")
+django_application = WSGIHandler()
 
 from missions.partner.api.webhook_wsgi import WebhookFastPath  # noqa: E402  (needs Django set up)
 from tms_console.request_body import BodyLimitWSGI  # noqa: E402

@@ -227,6 +227,8 @@ class Tender(models.Model):
     is_fallback = models.BooleanField(default=False)
     status_reason = models.CharField(max_length=300, blank=True)
     correlation_id = models.UUIDField(db_index=True)
+    # W3C traceparent of the span that created it: the load's trace (tms_console.tracing).
+    traceparent = models.CharField(max_length=55, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -284,6 +286,8 @@ class Mission(models.Model):
     status_reason = models.CharField(max_length=300, blank=True)
     price_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     correlation_id = models.UUIDField(db_index=True)
+    # W3C traceparent of the span that created it: the load's trace (tms_console.tracing).
+    traceparent = models.CharField(max_length=55, blank=True, default="")
     # Kept current by telemetry ingest.
     last_seen_at = models.DateTimeField(null=True, blank=True)
     last_lat = models.FloatField(null=True, blank=True)

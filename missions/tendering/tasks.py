@@ -7,6 +7,8 @@ dedupes submits and cancels on the tender's Idempotency-Key.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Task, shared_task
@@ -14,16 +16,29 @@ from celery import Task, shared_task
 from missions.models import Tender
 from missions.tendering import carrier_client, dispatch, polling
 from missions.tendering.carrier_client import CarrierBusy
+from tms_console import tracing
 from tms_console.logging import correlation_id_var
 
 
-def _with_correlation(tender_id: int) -> None:
-    # The header set by tms_console.celery usually carries it already; a task
-    # enqueued from beat or a shell gets it from the tender itself.
-    if correlation_id_var.get() is None:
-        cid = Tender.objects.filter(pk=tender_id).values_list("correlation_id", flat=True).first()
-        if cid is not None:
-            correlation_id_var.set(str(cid))
+@contextmanager
+def _in_tender_context(tender_id: int, step: str) -> Iterator[None]:
+    """The tender's correlation id and trace around the task's work.
+
+    The message headers usually carry both already; a task enqueued from beat,
+    the outbox or a shell gets them from the tender itself.
+    """
+    found = Tender.objects.filter(pk=tender_id).values("correlation_id", "traceparent", "shipment_id").first()
+    row: dict[str, Any] = dict(found) if found else {}
+    if correlation_id_var.get() is None and row.get("correlation_id") is not None:
+        correlation_id_var.set(str(row["correlation_id"]))
+    with tracing.span_from(
+        f"tender {step}",
+        row.get("traceparent"),
+        tender_id=tender_id,
+        shipment_id=row.get("shipment_id"),
+        correlation_id=row.get("correlation_id"),
+    ):
+        yield
 
 
 # A full bulkhead is back-pressure, not a carrier failure: wait and try again.
@@ -33,24 +48,24 @@ BUSY_RETRY_SECONDS = 2
 
 @shared_task(name="missions.tender_send", bind=True, max_retries=BUSY_RETRIES)
 def tender_send(self: Task[Any, Any], tender_id: int) -> str:
-    _with_correlation(tender_id)
     last_try = self.request.retries >= BUSY_RETRIES or bool(self.request.is_eager)
     try:
-        return dispatch.tender_deliver(tender_id=tender_id, give_up_when_busy=last_try)
+        with _in_tender_context(tender_id, "send"):
+            return dispatch.tender_deliver(tender_id=tender_id, give_up_when_busy=last_try)
     except CarrierBusy as exc:
         raise self.retry(exc=exc, countdown=BUSY_RETRY_SECONDS) from exc
 
 
 @shared_task(name="missions.tender_poll_status")
 def tender_poll_status(tender_id: int) -> str:
-    _with_correlation(tender_id)
-    return polling.tender_status_sync(tender_id=tender_id)
+    with _in_tender_context(tender_id, "status poll"):
+        return polling.tender_status_sync(tender_id=tender_id)
 
 
 @shared_task(name="missions.tender_cancel_remote")
 def tender_cancel_remote(tender_id: int) -> str:
-    _with_correlation(tender_id)
-    return dispatch.tender_remote_cancel(tender_id=tender_id)
+    with _in_tender_context(tender_id, "remote cancel"):
+        return dispatch.tender_remote_cancel(tender_id=tender_id)
 
 
 @shared_task(name="missions.tenders_expire")

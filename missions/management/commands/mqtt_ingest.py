@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from missions.telemetry.mqtt_bridge import MqttBridge, broker_config
+from tms_console import tracing
 from tms_console.shutdown import EXIT_MARGIN_SECONDS, exit_deadline
 
 
@@ -35,6 +36,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        tracing.configure("mqtt-bridge")
         if not options["url"]:
             raise CommandError("MQTT_URL is not set (e.g. mqtt://127.0.0.1:1883); the MQTT bridge is off.")
         try:

@@ -15,6 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from missions.simulators.carrier import CarrierSimulator, SimConfig, policy_parse
+from tms_console import tracing
 from tms_console.shutdown import EXIT_MARGIN_SECONDS, SIMULATOR_DRAIN_SECONDS, exit_deadline
 
 
@@ -87,6 +88,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        tracing.configure("carrier-sim")
         try:
             policy = policy_parse(options["policy"])
         except ValueError as exc:

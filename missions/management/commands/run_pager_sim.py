@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from missions.simulators.pager import PagerSimulator
+from tms_console import tracing
 
 
 class Command(BaseCommand):
@@ -20,6 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        tracing.configure("pager-sim")
         pager = PagerSimulator(options["host"], options["port"])
         self.stdout.write(f"pager: pages to {pager.events_url}; received pages at {pager.url}/pages")
         # SIGTERM: stop serving (nothing to drain: a page is answered before it is kept).

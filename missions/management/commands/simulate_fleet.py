@@ -29,6 +29,7 @@ from missions.simulators.fleet import (
     WsTransport,
     vehicles_from_missions,
 )
+from tms_console import tracing
 from tms_console.shutdown import SIMULATOR_DRAIN_SECONDS, exit_deadline
 
 SIM_CLIENT_NAME = "Fleet simulator ({slug})"
@@ -86,6 +87,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=7)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        tracing.configure("fleet-sim")
         try:
             faults = [Fault.parse(text) for text in options["fault"]]
         except ValueError as exc:

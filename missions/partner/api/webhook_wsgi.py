@@ -42,6 +42,7 @@ import orjson
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from opentelemetry.trace import SpanKind
 
 from missions.models import Carrier
 from missions.models.partner import WebhookSecret
@@ -55,6 +56,7 @@ from missions.partner.api.webhooks import (
 )
 from missions.telemetry.group_commit import GroupCommit
 from missions.telemetry.ingest import MissionCache
+from tms_console import tracing
 from tms_console.logging import request_id_var
 from tms_console.problem import PROBLEM_CONTENT_TYPE, problem_body
 from tms_console.ratelimit import limiter, ratelimit_headers
@@ -116,8 +118,18 @@ class WebhookFastPath:
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
         request_id = incoming if _SAFE_ID.match(incoming) else _request_id()
         token = request_id_var.set(request_id)
+        # One server span per delivery (no instrumentation covers this path); never one per event.
+        span = tracing.span_from(
+            "POST /api/v1/webhooks/{slug}",
+            environ.get("HTTP_TRACEPARENT"),
+            kind=SpanKind.SERVER,
+            carrier=match["slug"],
+        )
         try:
-            answer = self._serve(match["slug"], environ, body)
+            with span as current:
+                answer = self._serve(match["slug"], environ, body)
+                if answer is not None:
+                    current.set_attribute("http.response.status_code", answer[0])
         except Exception:
             log.exception("webhook fast path failed; handing the delivery to Django")
             connection.close()  # a broken connection is not reused; Django opens a fresh one

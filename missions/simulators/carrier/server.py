@@ -29,9 +29,11 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import httpx
+from opentelemetry.trace import SpanKind
 
 from missions.simulators.carrier.state import STATUS_FOR, SimConfig, SimState, SimTender, utc_now_iso
 from missions.tendering.carrier_contract import contract_schema_errors
+from tms_console import tracing
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,11 @@ CANCEL_PATH = re.compile(r"^/tenders/(?P<ref>[^/]+)/cancel$")
 PING_PATH = re.compile(r"^/vehicles/(?P<id>[^/]+)/ping$")
 TENANT_PATH = re.compile(r"^/carriers/(?P<slug>[a-z0-9][a-z0-9-]{0,59})(?P<rest>/.*)$")
 MAX_BODY_BYTES = 256 * 1024
+
+
+def _route_name(path: str) -> str:
+    """A path with its ids replaced, for span names of bounded cardinality."""
+    return re.sub(r"^/(tenders|vehicles)/[^/]+", r"/\1/{id}", path)
 
 
 class _Drop(Exception):
@@ -63,7 +70,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
-        with self.server.handling():
+        # The carrier's side of the trace: a server span continuing the caller's traceparent.
+        path = self.path.split("?", 1)[0]
+        tenant_match = TENANT_PATH.match(path)
+        span = tracing.span_from(
+            f"carrier-sim {method} {_route_name(tenant_match['rest'] if tenant_match else path)}",
+            self.headers.get("traceparent"),
+            kind=SpanKind.SERVER,
+        )
+        with self.server.handling(), span:
             self._dispatch_one(method)
 
     def _dispatch_one(self, method: str) -> None:
@@ -258,6 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
             state.keys[scope] = (fingerprint, None)
             ref = f"SIM-{len(state.tenders) + 1:05d}-{uuid.uuid4().hex[:6]}"
             tender = SimTender(
+                traceparent=tracing.current_traceparent(),
                 ref=ref,
                 tender_id=body["tender_id"],
                 request=body,
@@ -524,6 +540,7 @@ class CarrierSimulator:
                     "tenant": tenant,
                     "idempotency_key": headers.get("Idempotency-Key"),
                     "correlation_id": headers.get("X-Correlation-ID"),
+                    "traceparent": headers.get("traceparent"),
                     "at": time.time(),
                 }
             )
@@ -544,7 +561,9 @@ class CarrierSimulator:
                 return None  # cancelled meanwhile
             offer, tender.decided = tender.decided, None
             tender.status, tender.offer, tender.updated_at = STATUS_FOR[offer["kind"]], offer, utc_now_iso()
-        record = self._deliver(tender, offer)
+        # Later, from a timer: the answer continues the trace the tender arrived in.
+        with tracing.span_from(f"carrier-sim answer {offer['kind']}", tender.traceparent, kind=SpanKind.PRODUCER):
+            record = self._deliver(tender, offer)
         with self.state.lock:
             self.state.deliveries.append(record)
         return record

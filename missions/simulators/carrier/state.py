@@ -84,6 +84,7 @@ class SimTender:
     decided: dict[str, Any] | None = None  # the answer, before it is made visible (async mode)
     updated_at: str = field(default_factory=utc_now_iso)
     gone: bool = False  # withdrawn by the carrier: GET answers 410
+    traceparent: str = ""  # the trace the tender arrived in; its later answer continues it
 
     def public(self) -> dict[str, Any]:
         body: dict[str, Any] = {
