@@ -16,8 +16,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.models import Device
+from opentelemetry.trace import SpanKind
 
 from missions import live
+from tms_console import tracing
 from tms_console.roles import VIEW_CONSOLE, perm
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -99,7 +101,9 @@ class TimelineConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.send_json({"type": "pong"})
 
     async def domain_event(self, message: dict[str, Any]) -> None:
-        await self._send_event(message["event"])
+        # One short span per push, in the trace of the change (never one for the whole socket).
+        with tracing.span_from("live push domain.event", message.get("traceparent"), kind=SpanKind.PRODUCER):
+            await self._send_event(message["event"])
 
     async def _send_event(self, event: dict[str, Any]) -> None:
         event_id = int(event["id"])

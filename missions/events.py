@@ -26,6 +26,7 @@ from django.utils import timezone
 from missions.choices import ActorKind
 from missions.models import AuditEvent, Carrier, Mission, Shipment
 from missions.subscriptions import event_publish
+from tms_console import tracing
 from tms_console.auth_guard import SecurityEvent
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ def event_record(
         after=_jsonable(after),
         data=_jsonable(data or {}),
         correlation_id=correlation_id,
+        traceparent=tracing.current_traceparent(),
         shipment=shipment,
         mission=mission,
         carrier=carrier,
@@ -144,12 +146,17 @@ def event_message(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+def live_message(event: AuditEvent) -> dict[str, Any]:
+    """The channel-layer message of an event; its trace travels beside it, not to the browser."""
+    return {"type": "domain.event", "event": event_message(event), "traceparent": event.traceparent}
+
+
 def event_broadcast(event: AuditEvent, _context: dict[str, Any] | None = None) -> None:
     """Subscriber (inline, every action): push the event to its live groups."""
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "domain.event", "event": event_message(event)}
+    message = live_message(event)
     try:
         for group in event_groups(event):
             async_to_sync(layer.group_send)(group, message)

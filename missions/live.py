@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from missions import selectors
-from missions.events import event_groups, event_message
+from missions.events import event_groups, event_message, live_message
 from missions.models import AuditEvent, Mission, Shipment
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ class _Relay:
             if now - seen > GAP_GRACE_SECONDS:
                 del self.gaps[gap_id]
         out = sorted(late + rows, key=lambda e: e.pk)
-        return [(event_groups(e), {"type": "domain.event", "event": event_message(e)}) for e in out]
+        return [(event_groups(e), live_message(e)) for e in out]
 
 
 _relay: _Relay | None = None

@@ -55,6 +55,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from missions.models import AuditEvent, EventDelivery, EventDeliveryStatus
+from tms_console import tracing
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,7 @@ def _failed(subscriber: Subscriber, event_id: int, context: Context, exc: BaseEx
         exc_info=exc,
         extra={"event": "events.subscriber_failed", "subscriber": subscriber.name, "event_id": event_id},
     )
+    tracing.record_error(exc)
     if not subscriber.retry:
         return
     now = timezone.now()
@@ -255,7 +257,13 @@ def event_deliver_now(*, event_id: int, subscriber_name: str, context: Context =
     event = AuditEvent.objects.filter(pk=event_id).first()
     if event is None:
         return True  # nothing left to react to
-    return _run(subscriber, event, context)
+    with _delivery_span(event, subscriber):
+        return _run(subscriber, event, context)
+
+
+def _delivery_span(event: AuditEvent, subscriber: Subscriber) -> contextlib.AbstractContextManager[Any]:
+    """A worker's or a retry's delivery joins the trace the event was recorded in."""
+    return tracing.span_from(f"event {event.action} -> {subscriber.name}", event.traceparent)
 
 
 def deliveries_retry(*, limit: int = 200) -> int:
@@ -272,7 +280,8 @@ def deliveries_retry(*, limit: int = 200) -> int:
         if subscriber is None or event is None:
             continue
         try:
-            subscriber.handler(event, context)
+            with _delivery_span(event, subscriber):
+                subscriber.handler(event, context)
         except Exception as exc:
             _failed(subscriber, event_id, context, exc)
             continue

@@ -28,16 +28,16 @@ from pathlib import Path
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.http import require_http_methods
+from opentelemetry import trace
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -114,7 +114,10 @@ class MetricsMiddleware(DualModeMiddleware):
 
 def _observe(request: HttpRequest, status: int, started: float) -> None:
     endpoint = _endpoint(request)
-    HTTP_LATENCY.labels(endpoint, request.method or "").observe(time.perf_counter() - started)
+    # The request's trace as an exemplar (OpenMetrics; kept by the client outside multiprocess mode).
+    span_context = trace.get_current_span().get_span_context()
+    exemplar = {"trace_id": format(span_context.trace_id, "032x")} if span_context.trace_flags.sampled else None
+    HTTP_LATENCY.labels(endpoint, request.method or "").observe(time.perf_counter() - started, exemplar)
     HTTP_REQUESTS.labels(endpoint, request.method or "", f"{status // 100}xx").inc()
     if status >= 500:
         HTTP_ERRORS.labels(endpoint).inc()
@@ -182,8 +185,10 @@ class _Forward(Collector):
         yield from self.source.collect()
 
 
-def metrics_text() -> bytes:
-    return generate_latest(registry_for_scrape())
+def metrics_text(accept: str = "") -> tuple[bytes, str]:
+    """The scrape in the format the scraper asks for: OpenMetrics (with exemplars) or the classic text format."""
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry_for_scrape()), content_type
 
 
 def metrics_open_without_token() -> bool:
@@ -208,4 +213,5 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             response = HttpResponse("Unauthorized\n", status=401, content_type="text/plain")
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
-    return HttpResponse(metrics_text(), content_type=CONTENT_TYPE_LATEST)
+    body, content_type = metrics_text(request.headers.get("Accept", ""))
+    return HttpResponse(body, content_type=content_type)

@@ -393,6 +393,8 @@ class AuditEvent(models.Model):
     after = models.JSONField(null=True, blank=True)
     data = models.JSONField(default=dict, blank=True)
     correlation_id = models.UUIDField(null=True, blank=True, db_index=True)
+    # The trace the change was made in: live pushes and worker deliveries of the event continue it.
+    traceparent = models.CharField(max_length=55, blank=True, default="")
     shipment = models.ForeignKey(Shipment, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
     mission = models.ForeignKey(Mission, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
     carrier = models.ForeignKey(Carrier, null=True, blank=True, on_delete=models.PROTECT, related_name="events")

@@ -33,9 +33,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from opentelemetry.trace import SpanKind
+
 from missions.routes import CORRIDORS, GREAT_CIRCLE_BASIS, Polyline, route_plan
 from missions.telemetry.mqtt_config import broker_config
 from missions.telemetry.normalize import ts_format
+from tms_console import tracing
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +312,11 @@ class WsTransport(_TokenTransport):
         self.seq += 1
         try:
             sock = self._socket(carrier_slug)
-            sock.send(json.dumps({"seq": self.seq, "events": events}))
+            frame: dict[str, Any] = {"seq": self.seq, "events": events}
+            traceparent = tracing.current_traceparent()
+            if traceparent:
+                frame["traceparent"] = traceparent
+            sock.send(json.dumps(frame))
             ack = json.loads(sock.recv(timeout=30))
         except Exception as exc:  # reconnect (with a fresh token) on the next tick
             log.warning("ws ingest send failed", extra={"error": str(exc)})
@@ -333,7 +340,9 @@ class MqttTransport:
 
         config = broker_config(url, username=username, password=password, ca_file=ca_file)
         self.prefix = topic_prefix.strip("/")
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"tms-fleet-sim-{uuid.uuid4().hex[:8]}")
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"tms-fleet-sim-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+        )
         if config.username:
             self.client.username_pw_set(config.username, config.password or None)
         if config.tls:
@@ -343,10 +352,18 @@ class MqttTransport:
         self.sent: list[Any] = []  # paho's MQTTMessageInfo of publishes the broker has not acknowledged yet
 
     def send(self, carrier_slug: str, events: list[dict[str, Any]]) -> dict[str, int]:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
         self.sent = [info for info in self.sent if not info.is_published()]
+        properties = None
+        traceparent = tracing.current_traceparent()
+        if traceparent:  # MQTT 5 user property: the bridge links its batch to this send
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.UserProperty = [("traceparent", traceparent)]
         for event in events:
             topic = f"{self.prefix}/{carrier_slug}/{event['vehicle_id']}"
-            self.sent.append(self.client.publish(topic, json.dumps(event), qos=1))
+            self.sent.append(self.client.publish(topic, json.dumps(event), qos=1, properties=properties))
         return {"accepted": len(events), "rejected": 0}  # the bridge acknowledges to the broker, not to us
 
     def close(self, timeout_s: float = 3.0) -> None:
@@ -402,7 +419,9 @@ class FleetSimulator:
         for slug, events in by_carrier.items():
             for start in range(0, len(events), 1000):
                 chunk = events[start : start + 1000]
-                outcome = self.transport.send(slug, chunk)
+                # One span per send (HTTP batch, WebSocket frame or MQTT burst): the console links to it.
+                with tracing.span_from("fleet-sim send", kind=SpanKind.PRODUCER, carrier=slug):
+                    outcome = self.transport.send(slug, chunk)
                 self.stats["sent"] += len(chunk)
                 self.stats["accepted"] += outcome["accepted"]
                 self.stats["rejected"] += outcome["rejected"]

@@ -41,6 +41,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import InMemoryChannelLayer
 from django.conf import settings
 from django.utils import timezone
+from opentelemetry.trace import SpanKind
 
 from missions.consumers import authorize
 from missions.models import Carrier
@@ -48,6 +49,7 @@ from missions.models.partner import PartnerClient, TokenCertificateBinding
 from missions.telemetry.ingest import FLEET_GROUP, BatchTooLarge, MissionCache, ingest_events
 from missions.telemetry.map_eta import FORGET_SECONDS, EtaTracker, MissionRoute
 from missions.telemetry.map_state import fleet_changed_since, fleet_state, mission_map_detail, mission_routes
+from tms_console import tracing
 from tms_console.unstorable import json_parse, unstorable_find
 
 log = logging.getLogger(__name__)
@@ -164,10 +166,19 @@ class TelemetryIngestConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if not isinstance(events, list):
             await self.send_json({"ack": seq, "error": "events: expected a list"})
             return
+        traceparent = content.get("traceparent")
+        # One span per message (never per event or for the whole socket), continuing the sender's trace.
+        span = tracing.span_from(
+            "ws telemetry batch",
+            traceparent if isinstance(traceparent, str) else None,
+            kind=SpanKind.CONSUMER,
+            carrier=principal.carrier.slug,
+        )
         try:
-            result = await database_sync_to_async(ingest_events)(
-                carrier=principal.carrier, events=events, source="ws", cache=self.cache
-            )
+            with span:
+                result = await database_sync_to_async(ingest_events)(
+                    carrier=principal.carrier, events=events, source="ws", cache=self.cache
+                )
         except BatchTooLarge as exc:
             await self.send_json({"ack": seq, "error": f"events: {exc.message}"})
             return

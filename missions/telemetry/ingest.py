@@ -34,6 +34,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from opentelemetry import trace
 
 from missions.choices import MissionStatus
 from missions.events import Actor, event_record
@@ -52,6 +53,7 @@ from missions.telemetry.storage import (
     pg_rows,
     stored_as_samples,
 )
+from tms_console import tracing
 from tms_console.domain import DomainError
 from tms_console.metrics import telemetry_ingested
 
@@ -150,7 +152,7 @@ def missions_load(ids: Iterable[int], carrier_id: int) -> list[MissionInfo]:
         found = pg_rows(
             """
             SELECT m.id, m.carrier_id, m.vehicle_id, v.external_id, m.correlation_id, m.status,
-                   m.autonomy_mode, m.last_seen_at
+                   m.autonomy_mode, m.last_seen_at, m.traceparent
             FROM missions_mission m LEFT JOIN missions_vehicle v ON v.id = m.vehicle_id
             WHERE m.id = ANY(%s::bigint[]) AND m.carrier_id = %s
             """,
@@ -166,6 +168,7 @@ def missions_load(ids: Iterable[int], carrier_id: int) -> list[MissionInfo]:
         "status",
         "autonomy_mode",
         "last_seen_at",
+        "traceparent",
     )
     return [MissionInfo(*row) for row in rows]
 
@@ -260,6 +263,7 @@ def _ingest(
     result.rejected.sort(key=lambda r: r["index"])
     if not accepted:
         return result
+    _link_mission_traces(accepted)
 
     with transaction.atomic():
         if samples_dedupe:
@@ -292,6 +296,34 @@ def _ingest(
         },
     )
     return result
+
+
+# A batch's span links to at most this many missions' traces (a fleet-wide batch would list thousands).
+MAX_TRACE_LINKS = 16
+
+
+def _link_mission_traces(accepted: list[Accepted]) -> None:
+    """Link the current span (the batch's request or message) to the traces of the missions it reports on.
+
+    Telemetry never joins a mission's trace (that trace would never end); a link
+    lets the mission's page list the batches that reported on it. Nothing is done
+    per event, and nothing at all when no span is recording.
+    """
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    linked: set[int] = set()
+    for a in accepted:
+        info = a.mission
+        if info.id in linked or not info.traceparent:
+            continue
+        link = tracing.link_to(info.traceparent)
+        if link is not None:
+            span.add_link(link.context, {"tms.mission_id": str(info.id)})
+            linked.add(info.id)
+            if len(linked) >= MAX_TRACE_LINKS:
+                break
+    span.set_attribute("tms.telemetry.events", len(accepted))
 
 
 def telemetry_batch_max() -> int:

@@ -42,12 +42,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import close_old_connections, connection
+from opentelemetry.trace import SpanKind
 
 from missions.models import Carrier
 from missions.telemetry.dead_letters import BRIDGE_HEARTBEAT, dead_letter_record
 from missions.telemetry.ingest import IngestResult, MissionCache, ingest_events, telemetry_batch_max
 from missions.telemetry.mqtt_config import BrokerConfig as BrokerConfig
 from missions.telemetry.mqtt_config import broker_config as broker_config
+from tms_console import tracing
 from tms_console.health import heartbeat_record
 from tms_console.unstorable import json_parse, unstorable_find
 
@@ -68,12 +70,28 @@ HEARTBEAT_SECONDS = 10.0
 STOP_POLL_SECONDS = 0.05
 
 
+# MQTT 5's "session never expires" (clean_start off: a restarted bridge gets what it missed).
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+# A batch's span links to at most this many of its messages' publishers.
+MAX_PUBLISHER_LINKS = 16
+
+
 @dataclass
 class _Message:
     topic: str
     payload: bytes
     mid: int
     qos: int
+    traceparent: str = ""  # the publisher's, from an MQTT 5 user property
+
+
+def _traceparent(message: Any) -> str:
+    """A W3C traceparent the publisher put in the message's user properties ("" if none)."""
+    properties = getattr(message, "properties", None)
+    for name, value in getattr(properties, "UserProperty", None) or []:
+        if name == "traceparent" and isinstance(value, str) and len(value) <= 55:
+            return value
+    return ""
 
 
 @dataclass
@@ -140,13 +158,18 @@ class MqttBridge:
     def start(self) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
 
+        # MQTT 5: publishers may send a W3C traceparent as a user property (tms_console.tracing).
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            clean_session=not self.persistent_session,
-            manual_ack=True,
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True
         )
+        connect_properties = None
+        if self.persistent_session:
+            # The broker keeps the session (subscription and unacknowledged QoS 1 messages) while we are away.
+            connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            connect_properties.SessionExpiryInterval = SESSION_NEVER_EXPIRES
         if self.config.username:
             client.username_pw_set(self.config.username, self.config.password or None)
         if self.config.tls:
@@ -155,7 +178,13 @@ class MqttBridge:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.connect_async(self.config.host, self.config.port, keepalive=30)
+        client.connect_async(
+            self.config.host,
+            self.config.port,
+            keepalive=30,
+            clean_start=not self.persistent_session,
+            properties=connect_properties,
+        )
         client.loop_start()
         self._client = client
 
@@ -181,7 +210,9 @@ class MqttBridge:
                 self.stats["left_to_broker"] += 1
                 return
             try:
-                self._queue.put_nowait(_Message(message.topic, bytes(message.payload), message.mid, message.qos))
+                self._queue.put_nowait(
+                    _Message(message.topic, bytes(message.payload), message.mid, message.qos, _traceparent(message))
+                )
             except queue.Full:
                 # Back-pressure: not acknowledged, so the broker redelivers it after a reconnect.
                 self.stats["overflow"] += 1
@@ -347,7 +378,17 @@ class MqttBridge:
     def _settle(self, chunk: list[_Parsed], *, attempts: int) -> bool:
         """Store the chunk's events, then count, log and acknowledge its messages; False if not stored."""
         carrier = chunk[0].carrier
-        result = self._store(carrier, [event for item in chunk for event in item.events], attempts=attempts)
+        # One span per stored chunk (never per message or event), linked to the publishers' traces.
+        publishers = list(dict.fromkeys(item.message.traceparent for item in chunk if item.message.traceparent))
+        with tracing.span_from(
+            "mqtt ingest",
+            new_trace=True,
+            kind=SpanKind.CONSUMER,
+            links=[tracing.link_to(tp) for tp in publishers[:MAX_PUBLISHER_LINKS]],
+            carrier=carrier.slug,
+        ) as span:
+            span.set_attribute("messaging.batch.message_count", len(chunk))
+            result = self._store(carrier, [event for item in chunk for event in item.events], attempts=attempts)
         if result is None:
             return False
         self.stats["accepted"] += result.accepted

@@ -35,6 +35,7 @@ class MissionInfo:
     status: str
     autonomy_mode: str
     last_seen_at: datetime | None
+    traceparent: str = ""  # the mission's trace, which a batch's span links to
     fetched_at: float = 0.0
 
 

@@ -412,3 +412,39 @@ def test_on_call_inspects_and_discards_a_dead_letter(oncall: Any, readonly: Any)
     assert AuditEvent.objects.filter(subject_type="dead_letter", action="telemetry.dead_letter_discarded").exists()
     assert b"No open dead letters" in responder.get("/telemetry/dead-letters/").content
     assert DeadLetter.objects.count() == 1
+
+
+def test_a_stored_batch_is_one_span_linked_to_its_publishers_and_its_missions_traces(
+    spans: Any, bridge: MqttBridge, prefix: str, carrier_a: Carrier, mission: Mission
+) -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    assert mission.vehicle is not None
+    mission_trace, publisher_trace = "ab" * 16, "12" * 16
+    Mission.objects.filter(pk=mission.pk).update(traceparent=f"00-{mission_trace}-{'cd' * 8}-01")
+    config = broker_config(MQTT_URL)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"tms-test-pub5-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+    )
+    client.connect(config.host, config.port)
+    client.loop_start()
+    try:
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.UserProperty = [("traceparent", f"00-{publisher_trace}-{'34' * 8}-01")]
+        topic = f"{prefix}/{carrier_a.slug}/{mission.vehicle.external_id}"
+        for seconds in (3, 2):
+            event = make_event(mission, ts=seconds_ago(seconds))
+            client.publish(topic, json.dumps(event), qos=1, properties=properties).wait_for_publish(TIMEOUT)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    pump_until(bridge, 2)
+
+    assert TelemetryWindowEvent.objects.filter(mission=mission).count() == 2
+    batches = [span for span in spans.get_finished_spans() if span.name == "mqtt ingest"]
+    assert batches, "no span for the stored batch"
+    linked = {format(link.context.trace_id, "032x") for span in batches for link in span.links}
+    assert {mission_trace, publisher_trace} <= linked
+    # Never one trace for the stream: each batch is a root of its own.
+    assert all(span.parent is None for span in batches)

@@ -24,6 +24,7 @@ from tms_console.celery import (
     _restore_ids,
 )
 from tms_console.logging import ContextFilter, JsonFormatter, correlation_id_var, request_id_var
+from tms_console.metrics import metrics_view
 
 probe_logger = logging.getLogger("tests.logging_probe")
 
@@ -38,7 +39,11 @@ def conflict_view(request: HttpRequest) -> HttpResponse:
 
 
 # Under /api/ so the two-factor gate lets an anonymous request through.
-urlpatterns = [path("api/_log_probe", probe_view), path("api/_log_conflict", conflict_view)]
+urlpatterns = [
+    path("api/_log_probe", probe_view),
+    path("api/_log_conflict", conflict_view),
+    path("metrics", metrics_view),
+]
 
 
 def _attach(stream: io.StringIO) -> logging.Handler:
@@ -243,3 +248,32 @@ def _run_through_worker(app: Celery, log_ids: Any, json_log: io.StringIO, done: 
             correlation_id_var.reset(token_c)
         assert done.wait(timeout=20), "the worker never ran the task"
     logging.getLogger().removeHandler(handler)
+
+
+@pytest.mark.urls("tests.tms_console.test_logging")
+def test_log_lines_and_latency_exemplars_carry_the_requests_trace(db: Any, spans: Any, json_log: io.StringIO) -> None:
+    caller_trace = "0af7651916cd43dd8448eb211c80319c"
+    response = Client().get("/api/_log_probe", HTTP_TRACEPARENT=f"00-{caller_trace}-b7ad6b7169203331-01")
+    assert response.status_code == 200
+    probe = [line for line in _lines(json_log) if line["logger"] == "tests.logging_probe"]
+    assert len(probe) == 1
+    # The caller's trace continues on the server; the line names the server span it was written in.
+    assert probe[0]["trace_id"] == caller_trace
+    server = [
+        s for s in spans.get_finished_spans() if s.context and format(s.context.span_id, "016x") == probe[0]["span_id"]
+    ]
+    assert len(server) == 1 and format(server[0].context.trace_id, "032x") == caller_trace
+    # OpenMetrics scrapes get the trace as an exemplar on the latency histogram; the classic format does not.
+    openmetrics = Client().get("/metrics", HTTP_ACCEPT="application/openmetrics-text; version=1.0.0")
+    assert openmetrics["Content-Type"].startswith("application/openmetrics-text")
+    exemplars = [
+        line
+        for line in openmetrics.content.decode().splitlines()
+        if line.startswith("tms_http_request_duration_seconds_bucket")
+        and 'endpoint="/api/_log_probe"' in line
+        and "#" in line
+    ]
+    assert any(f'trace_id="{caller_trace}"' in line for line in exemplars), exemplars
+    classic = Client().get("/metrics")
+    assert classic["Content-Type"].startswith("text/plain")
+    assert 'trace_id="' not in classic.content.decode()
