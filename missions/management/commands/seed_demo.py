@@ -36,6 +36,7 @@ from missions.models.core import haversine_km
 from missions.services import mission_transition, offer_record, shipment_create, tender_create, tender_mark_sent
 from missions.tendering.carrier_client import tender_submit_body
 from sla.models import Contract
+from tms_console import tracing
 from tms_console.demo import (
     DEFAULT_CARRIER_SIM_URL,
     carrier_sim_client_secret,
@@ -202,6 +203,7 @@ class Command(BaseCommand):
         parser.add_argument("--quiet-logins", action="store_true", help="Do not print the demo logins.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        tracing.configure("seed")
         try:
             password = demo_password(dict(os.environ))
         except ImproperlyConfigured as exc:
@@ -214,7 +216,9 @@ class Command(BaseCommand):
             carriers = {c.slug: self._carrier(c, sim_url, report) for c in DEMO_CARRIERS}
             dispatcher = users["demo-dispatcher"]
             for spec in DEMO_SHIPMENTS:
-                self._shipment(spec, carriers, dispatcher, report)
+                # Each demo load gets a trace of its own, as a dispatcher's tender would.
+                with tracing.span_from("seed demo shipment"):
+                    self._shipment(spec, carriers, dispatcher, report)
 
         summary = ", ".join(f"{n} {what}" for what, n in sorted(report.created.items())) or "nothing new"
         self.stdout.write(self.style.SUCCESS(f"Demo data ready ({summary})."))
@@ -222,6 +226,7 @@ class Command(BaseCommand):
             self._simulator_handover(report.sent_tender_ids)
         if not options["quiet_logins"]:
             self._print_logins(users, password)
+        tracing.flush()
 
     # --- users ---------------------------------------------------------------
 
