@@ -146,6 +146,15 @@ def event_message(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+def replay_payload(event: AuditEvent) -> dict[str, Any]:
+    """An event as partners and bus consumers see it: console internals (incident ids, user names) removed."""
+    payload = event_message(event)
+    payload.pop("incident_id", None)
+    if payload.get("actor_kind") == "user":
+        payload["actor"] = "console"
+    return payload
+
+
 def live_message(event: AuditEvent) -> dict[str, Any]:
     """The channel-layer message of an event; its trace travels beside it, not to the browser."""
     return {"type": "domain.event", "event": event_message(event), "traceparent": event.traceparent}

@@ -271,6 +271,20 @@ LOGGING: dict[str, Any] = {
     },
 }
 
+# --- Event bus (NATS JetStream; off without NATS_URL) ---------------------------
+NATS_URL: str = env.str("NATS_URL", default="")
+BUS_SUBJECT_PREFIX: str = env.str("BUS_SUBJECT_PREFIX", default="tms")
+BUS_EVENTS_STREAM: str = env.str("BUS_EVENTS_STREAM", default="TMS_EVENTS")
+BUS_TELEMETRY_STREAM: str = env.str("BUS_TELEMETRY_STREAM", default="TMS_TELEMETRY")
+BUS_MAX_AGE_HOURS: float = env.float("BUS_MAX_AGE_HOURS", default=168.0)
+BUS_EVENTS_MAX_BYTES: int = env.int("BUS_EVENTS_MAX_BYTES", default=1024**3)
+BUS_TELEMETRY_MAX_BYTES: int = env.int("BUS_TELEMETRY_MAX_BYTES", default=4 * 1024**3)
+# JetStream drops a repeated Nats-Msg-Id inside this window: longer than the relay ever retries.
+BUS_DUPLICATE_WINDOW_SECONDS: int = env.int("BUS_DUPLICATE_WINDOW_SECONDS", default=900)
+BUS_BATCH_SIZE: int = env.int("BUS_BATCH_SIZE", default=1000)
+BUS_GAP_GRACE_SECONDS: float = env.float("BUS_GAP_GRACE_SECONDS", default=30.0)
+BUS_POLL_SECONDS: float = env.float("BUS_POLL_SECONDS", default=0.2)
+
 # --- Tracing (OpenTelemetry; the SDK itself reads the OTEL_* variables) ----------
 # Without an OTLP endpoint, spans go to the embedded span store (tms_console.trace_store).
 TRACE_STORE_RETENTION_HOURS: float = env.float("TRACE_STORE_RETENTION_HOURS", default=24.0)

@@ -1,5 +1,6 @@
 """Models of the missions app, split by area; import them from here."""
 
+from missions.models.bus import BusCursor, BusRefusal  # noqa: F401
 from missions.models.core import (
     AuditEvent,
     Carrier,

@@ -297,6 +297,9 @@ class CapabilitiesSerializer(serializers.Serializer[dict[str, Any]]):
     limits = serializers.DictField()
     idempotency = serializers.DictField()
     authentication = serializers.DictField()
+    events = serializers.DictField(
+        help_text="The event log as CloudEvents: replay over this API, the JetStream bus when on, each type's schema"
+    )
 
 
 class ReplayedEventSerializer(serializers.Serializer[dict[str, Any]]):

@@ -15,8 +15,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from missions import services
+from missions.bus.types import EVENT_ACTIONS, TELEMETRY_TYPE, cloudevent_type, schema_file_name
 from missions.choices import AutonomyMode, ExceptionKind, MissionStatus, TenderStatus
-from missions.events import Actor, event_message
+from missions.events import Actor, replay_payload
 from missions.models import Carrier, Mission, Tender
 from missions.models.partner import PARTNER_SCOPES
 from missions.partner.api.authentication import PartnerPrincipal
@@ -92,6 +93,29 @@ EVENTS_AFTER_QUERY = IntegerQuery("after", 0, 2**62, "Cursor: the id of the last
 EVENTS_LIMIT_QUERY = IntegerQuery("limit", 1, REPLAY_LIMIT_MAX, "At most this many events (default 100).")
 
 
+def events_capabilities() -> dict[str, Any]:
+    """The event log's formats: the replay endpoint, the bus (when on) and each CloudEvents type with its schema."""
+    return {
+        "replay": "/api/v1/events",
+        "format": "CloudEvents 1.0, structured JSON (the bus); the replay returns the same data",
+        "bus": (
+            {
+                "transport": "NATS JetStream",
+                "streams": {"events": settings.BUS_EVENTS_STREAM, "telemetry": settings.BUS_TELEMETRY_STREAM},
+                "subjects": f"{settings.BUS_SUBJECT_PREFIX}.events.<carrier>.<subject_type>.<verb>",
+                "dedupe": "Nats-Msg-Id = CloudEvent id",
+            }
+            if settings.NATS_URL
+            else None
+        ),
+        "types": [
+            {"type": cloudevent_type(action), "schema": f"docs/events/{schema_file_name(cloudevent_type(action))}"}
+            for action in sorted(EVENT_ACTIONS)
+        ]
+        + [{"type": TELEMETRY_TYPE, "schema": f"docs/events/{schema_file_name(TELEMETRY_TYPE)}"}],
+    }
+
+
 class CapabilitiesView(PartnerView):
     """API and schema versions, telemetry contract, autonomy features and limits."""
 
@@ -146,6 +170,7 @@ class CapabilitiesView(PartnerView):
                 "access_token_lifetime_seconds": settings.OAUTH2_PROVIDER["ACCESS_TOKEN_EXPIRE_SECONDS"],
                 "certificate_bound_tokens": "RFC 8705 x5t#S256",
             },
+            "events": events_capabilities(),
         }
         return Response(CapabilitiesSerializer(body).data)
 
@@ -418,11 +443,7 @@ class EventReplayView(PartnerView):
         after = EVENTS_AFTER_QUERY.parse(request, default=0)
         limit = EVENTS_LIMIT_QUERY.parse(request, default=100)
         rows = list(events_after(carrier_id=self.carrier.pk, after=after, limit=limit))
-        events = [event_message(e) for e in rows]
-        for event in events:  # a partner has no use for console internals
-            event.pop("incident_id", None)
-            if event.get("actor_kind") == "user":
-                event["actor"] = "console"
+        events = [replay_payload(e) for e in rows]  # a partner has no use for console internals
         return Response(
             {"events": events, "next_cursor": rows[-1].pk if rows else after, "has_more": len(rows) == limit}
         )
