@@ -105,7 +105,9 @@ def _ns(at: datetime, ms: float) -> int:
     return int(at.timestamp() * 1e9) + int(ms * 1e6)
 
 
-def store_tender_trace(*, at: datetime | None = None, mission_id: int | None = None) -> StoredTrace:
+def store_tender_trace(
+    *, at: datetime | None = None, mission_id: int | None = None, shipment_id: int = 41
+) -> StoredTrace:
     """A dispatcher's tender through a carrier to its mission, as the processes' exporters would store it.
 
     Real SDK spans on providers of their own (one per service), exported
@@ -123,7 +125,7 @@ def store_tender_trace(*, at: datetime | None = None, mission_id: int | None = N
             providers[service] = _store_provider(service)
         return providers[service].get_tracer("tests")
 
-    ids = {"tms.shipment_id": "41", "tms.carrier": "lone-star"}
+    ids = {"tms.shipment_id": str(shipment_id), "tms.carrier": "lone-star"}
     if mission_id is not None:
         ids["tms.mission_id"] = str(mission_id)
     web, worker, carrier = tracer("tms-web"), tracer("tms-worker"), tracer("carrier-sim")
