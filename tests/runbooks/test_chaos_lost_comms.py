@@ -54,7 +54,9 @@ class InProcessTransport:
 
     def send(self, carrier_slug: str, events: list[dict[str, Any]]) -> dict[str, int]:
         carrier = self.carriers.setdefault(carrier_slug, Carrier.objects.get(slug=carrier_slug))
-        result = ingest_events(carrier=carrier, events=events, source="fleet-sim")
+        # The span an HTTP, WebSocket or MQTT input would have around the batch (recorded only when a test traces).
+        with tracing.span_from("telemetry batch fleet-sim", carrier=carrier_slug):
+            result = ingest_events(carrier=carrier, events=events, source="fleet-sim")
         return {"accepted": result.accepted, "rejected": len(result.rejected)}
 
     def close(self) -> None:
@@ -224,7 +226,8 @@ def test_lost_comms_incident_pins_the_missions_trace_and_pages_with_it(
     last = incident.pinned_telemetry[-1]
     assert f"{last['lat']:.5f}, {last['lon']:.5f}" in telemetry
 
-    # And the mission's trace page lists the incident among the spans that link to it.
+    # And the mission's trace page lists the incident and the telemetry batches among the spans linking to it.
     trace_page = verified_client(oncall).get(reverse("traces:detail", kwargs={"trace_id": mission_trace}))
     linked = trace_page.content.decode().split('id="trace-linked"', 1)[1]
     assert "incident opened: lost_comms" in linked and f"/traces/{incident_trace}/" in linked
+    assert "telemetry batch fleet-sim" in linked  # the batches that reported on the mission
