@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from missions.models import AuditEvent
 from missions.models.telemetry import TelemetrySnapshot
-from runbooks.choices import StepKind, StepStatus
+from runbooks.choices import PIN_MINUTES, StepKind, StepStatus
 from runbooks.models import Incident, StepRun
 
 
@@ -54,3 +56,56 @@ def incident_review_template(*, incident: Incident) -> str:
     lines.append("What we change:")
     lines.append("  - ")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class TelemetryWindow:
+    """The vehicle's telemetry pinned when the incident opened, summed up for the incident page.
+
+    ``per_minute``: the last sample of each minute, oldest first, so 30 minutes read as at most 30 rows.
+    """
+
+    samples: int
+    minutes: int
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    last_lat: float | None = None
+    last_lon: float | None = None
+    last_speed_kph: float | None = None
+    max_speed_kph: float | None = None
+    autonomy_mode: str = ""
+    per_minute: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def incident_telemetry_window(*, incident: Incident) -> TelemetryWindow:
+    """The pinned samples (``Incident.pinned_telemetry``: recorded_at, lat, lon, speed, heading, mode) summed up."""
+    samples = [{**s, "recorded_at": _when(s.get("recorded_at"))} for s in incident.pinned_telemetry or []]
+    samples = [s for s in samples if s["recorded_at"] is not None]
+    if not samples:
+        return TelemetryWindow(samples=0, minutes=PIN_MINUTES)
+    last = samples[-1]
+    speeds = [s["speed_kph"] for s in samples if s.get("speed_kph") is not None]
+    by_minute: dict[datetime, dict[str, Any]] = {}
+    for sample in samples:
+        by_minute[sample["recorded_at"].replace(second=0, microsecond=0)] = sample
+    return TelemetryWindow(
+        samples=len(samples),
+        minutes=PIN_MINUTES,
+        first_at=samples[0]["recorded_at"],
+        last_at=last["recorded_at"],
+        last_lat=last.get("lat"),
+        last_lon=last.get("lon"),
+        last_speed_kph=last.get("speed_kph"),
+        max_speed_kph=max(speeds) if speeds else None,
+        autonomy_mode=str(last.get("autonomy_mode") or ""),
+        per_minute=list(by_minute.values()),
+    )

@@ -16,12 +16,13 @@ from runbooks import engine
 from runbooks.choices import IncidentSeverity, IncidentStatus
 from runbooks.forms import IncidentActionForm
 from runbooks.models import Incident, StepRun
-from runbooks.selectors import incident_review_template, incident_steps
+from runbooks.selectors import incident_review_template, incident_steps, incident_telemetry_window
 from runbooks.services import incident_note_add, incident_repage, incident_transition
 from runbooks.transitions import INCIDENT_OPEN, INCIDENT_TRANSITIONS
 from tms_console.pages import last_event_id, paginate, run_action
 from tms_console.permissions import console_permission_required
 from tms_console.roles import RESPOND_INCIDENTS, VIEW_CONSOLE, perm
+from tms_console.trace_pages import trace_card
 
 view_required = console_permission_required(VIEW_CONSOLE)
 respond_required = console_permission_required(RESPOND_INCIDENTS)
@@ -50,7 +51,9 @@ def incident_list(request: HttpRequest) -> HttpResponse:
 
 @view_required
 def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    incident = get_object_or_404(Incident.objects.select_related("mission__shipment", "carrier", "assignee"), pk=pk)
+    incident = get_object_or_404(
+        Incident.objects.select_related("mission__shipment", "carrier", "assignee", "vehicle"), pk=pk
+    )
     timeline = list(AuditEvent.objects.filter(incident_id=incident.pk).select_related("actor_user").order_by("id"))
     allowed = INCIDENT_TRANSITIONS.get(incident.status, frozenset())
     run = getattr(incident, "run", None)
@@ -70,6 +73,10 @@ def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "steps": incident_steps(incident=incident),
         "review_template": incident.review or incident_review_template(incident=incident),
         "pages": incident.pages.order_by("id"),
+        # The mission's trace that led here (pinned when it opened), the incident's own, and the telemetry window.
+        "pinned_trace": trace_card(incident.pinned_traceparent, began_at=incident.triggered_at),
+        "incident_trace": trace_card(incident.traceparent, began_at=incident.triggered_at),
+        "telemetry": incident_telemetry_window(incident=incident),
     }
     return render(request, "runbooks/incident_detail.html", context)
 

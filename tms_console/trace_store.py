@@ -7,13 +7,16 @@ store keeps ``TRACE_STORE_RETENTION_HOURS`` of spans and at most
 once a minute per process). The writes run with instrumentation suppressed,
 so storing spans makes no spans.
 
-Reads: ``trace_spans`` (one trace, in start order, as a waterfall) and
-``linked_spans`` (spans of other traces that link to it).
+Reads: ``trace_spans`` (one trace, in start order, as a waterfall),
+``linked_spans`` (spans of other traces that link to it), ``links_out`` (what
+its own spans link to) and ``waterfall_compact`` (the same without database
+spans, for a card on another page).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -184,10 +187,27 @@ class Waterfall:
     services: list[str]
     errors: int
     truncated: bool
+    # Spans left out of ``rows`` by ``waterfall_compact`` (database calls, rows past the cap).
+    hidden: int = 0
 
     @property
     def empty(self) -> bool:
         return not self.rows
+
+    @property
+    def ticks(self) -> list[tuple[float, float]]:
+        """(percent of the width, milliseconds) for the time axis: 0, a quarter, ... the end."""
+        return [(pct, round(self.total_ms * pct / 100, 1)) for pct in (0.0, 25.0, 50.0, 75.0, 100.0)]
+
+    @property
+    def subjects(self) -> dict[str, list[str]]:
+        """The domain's ids the trace's spans carry (``tms.mission_id`` -> ["12"]), for links to their pages."""
+        found: dict[str, set[str]] = {}
+        for row in self.rows:
+            for key, value in (row.span.attributes or {}).items():
+                if key.startswith("tms.") and value not in (None, ""):
+                    found.setdefault(key.removeprefix("tms."), set()).add(str(value))
+        return {key: sorted(values, key=lambda v: (len(v), v)) for key, values in sorted(found.items())}
 
 
 MAX_WATERFALL_SPANS = 400
@@ -239,3 +259,50 @@ def linked_spans(trace_id: str, *, limit: int = 50) -> list[TraceSpan]:
     return list(
         TraceSpan.objects.filter(links__trace_id=trace_id).exclude(trace_id=trace_id).order_by("-started_at")[:limit]
     )
+
+
+TRACE_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def is_trace_id(value: str) -> bool:
+    """A W3C trace id: 32 lower-case hex digits, not all zero (the spec's invalid id)."""
+    return bool(TRACE_ID_PATTERN.match(value)) and value != "0" * 32
+
+
+def waterfall_compact(waterfall: Waterfall, *, max_rows: int = 40) -> Waterfall:
+    """The waterfall for a card on another page: database calls folded away, at most ``max_rows`` rows.
+
+    Database spans are leaves (nothing starts inside a query), so dropping them
+    keeps every other row's parent and depth.
+    """
+    kept = [row for row in waterfall.rows if "db.system" not in (row.span.attributes or {})]
+    shown = kept[:max_rows]
+    return Waterfall(
+        trace_id=waterfall.trace_id,
+        rows=shown,
+        total_ms=waterfall.total_ms,
+        services=waterfall.services,
+        errors=waterfall.errors,
+        truncated=waterfall.truncated,
+        hidden=waterfall.hidden + len(waterfall.rows) - len(shown),
+    )
+
+
+@dataclass(frozen=True)
+class LinkOut:
+    """A span of this trace that links to a span of another trace (an incident to its mission's trace)."""
+
+    span: TraceSpan
+    trace_id: str
+    span_id: str
+
+
+def links_out(trace_id: str, *, limit: int = 50) -> list[LinkOut]:
+    """What this trace's spans link to in other traces, oldest first."""
+    links = (
+        TraceLink.objects.filter(from_span__trace_id=trace_id)
+        .exclude(trace_id=trace_id)
+        .select_related("from_span")
+        .order_by("from_span__started_at", "id")[:limit]
+    )
+    return [LinkOut(span=link.from_span, trace_id=link.trace_id, span_id=link.span_id) for link in links]

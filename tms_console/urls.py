@@ -1,7 +1,7 @@
 """Top-level URLs: console pages, the two-factor login, the admin, the partner API and its OAuth endpoints."""
 
 from django.contrib.auth.views import LogoutView
-from django.urls import include, path
+from django.urls import include, path, re_path
 from two_factor.urls import urlpatterns as two_factor_urls
 
 from tms_console import admin_site, health, views
@@ -15,10 +15,14 @@ two_factor_guarded = [
     *(p for p in _two_factor_patterns if getattr(p, "name", None) != "login"),
 ]
 
+# A W3C trace id is 32 lower-case hex digits; anything else is not a trace page (404).
+trace_patterns = [re_path(r"^(?P<trace_id>[0-9a-f]{32})/$", views.trace_detail, name="detail")]
+
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("traces/", include((trace_patterns, "traces"))),
     path("", include((two_factor_guarded, _two_factor_namespace))),
     path("account/logout/", LogoutView.as_view(), name="logout"),
     path("admin/", admin_site.site.urls),

@@ -1,16 +1,19 @@
-"""Console-wide pages: the dashboard and the health check."""
+"""Console-wide pages: the dashboard, a trace's waterfall and the health check."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import permission_required
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from missions.choices import ShipmentStatus
 from missions.models import Mission, Shipment
 from missions.transitions import MISSION_ACTIVE
+from tms_console.permissions import console_permission_required
 from tms_console.roles import VIEW_CONSOLE, perm
+from tms_console.trace_pages import trace_page
+from tms_console.trace_store import is_trace_id
 
 
 @permission_required(perm(VIEW_CONSOLE), raise_exception=True)
@@ -25,6 +28,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "recent_missions": Mission.objects.select_related("shipment", "carrier").order_by("-id")[:8],
     }
     return render(request, "dashboard.html", context)
+
+
+@console_permission_required(VIEW_CONSOLE)
+def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
+    """One trace from the span store as a waterfall, with the spans of other traces that link to it."""
+    if not is_trace_id(trace_id):
+        raise Http404("not a trace id")
+    return render(request, "traces/detail.html", {"trace": trace_page(trace_id)})
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -38,6 +38,7 @@ from tms_console.domain import DomainError
 from tms_console.pages import form_errors_message, last_event_id, paginate, run_action
 from tms_console.permissions import console_permission_required
 from tms_console.roles import DISPATCH_LOADS, VIEW_CONSOLE, perm
+from tms_console.trace_pages import trace_card
 
 view_required = console_permission_required(VIEW_CONSOLE)
 dispatch_required = console_permission_required(DISPATCH_LOADS)
@@ -331,6 +332,8 @@ def mission_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "last_event_id": last_event_id(timeline),
         "can_dispatch": request.user.has_perm(perm(DISPATCH_LOADS)),
         "can_cancel": mission.status in MISSION_ACTIVE,
+        # The load's trace: the dispatcher's tender through the carrier's answer to this mission.
+        "trace": trace_card(mission.traceparent, began_at=mission.created_at),
     }
     return render(request, "missions/mission_detail.html", context)
 

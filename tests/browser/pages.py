@@ -39,6 +39,7 @@ from tests.factories import (
     TenderFactory,
     VehicleFactory,
 )
+from tests.tracing import store_linked_span, store_tender_trace
 from tms_console.roles import DISPATCH_LOADS, MANAGE_PLATFORM, VIEW_CONSOLE, perm
 
 STAFF = "staff"  # the Django admin: staff users, whatever their console permissions
@@ -59,6 +60,7 @@ class ConsoleData:
     incident: int
     breach: int
     dead_letter: int
+    trace: str
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,12 @@ def mission_page(page: Page) -> None:
         " return !!el && !!el.data && (el.data[0].x || []).length > 0; }",
         timeout=CHART_TIMEOUT_MS,
     )
+
+
+def trace_waterfall(page: Page) -> None:
+    """The stored trace is drawn: rows with their SVG bars."""
+    expect(page.locator("#trace-waterfall .wf-row").first).to_be_visible()
+    expect(page.locator("#trace-waterfall rect.wf-bar").first).to_be_attached()
 
 
 def sla_overview(page: Page) -> None:
@@ -174,6 +182,7 @@ CONSOLE_PAGES: list[ConsolePage] = [
     ConsolePage("/telemetry/dead-letters/{dead_letter}/"),
     ConsolePage("/incidents/", ready=live_updates),
     ConsolePage("/incidents/{incident}/", ready=live_updates),
+    ConsolePage("/traces/{trace}/", ready=trace_waterfall),
     ConsolePage("/sla/", ready=both(sla_overview, plotly_styles_applied)),
     ConsolePage("/sla/contracts/"),
     ConsolePage("/sla/dashboard/"),  # the old overview address: redirects to /sla/
@@ -253,6 +262,11 @@ def console_data(admin: User) -> ConsoleData:
     ]
     result = ingest_events(carrier=carrier, events=events, source="http")
     assert result.accepted == len(events), result.as_dict()
+    # The mission's trace in the span store: its waterfall on the mission page and the trace page.
+    trace = store_tender_trace(mission_id=mission.pk, shipment_id=mission.shipment_id)
+    Mission.objects.filter(pk=mission.pk).update(traceparent=trace.traceparent)
+    mission.refresh_from_db()
+    store_linked_span(to=trace)
 
     tender = TenderFactory(carrier=carrier)
     incident, _ = incident_open(
@@ -277,4 +291,5 @@ def console_data(admin: User) -> ConsoleData:
         incident=incident.pk,
         breach=breach.pk,
         dead_letter=letter.pk,
+        trace=trace.trace_id,
     )

@@ -125,7 +125,7 @@ def test_public_pages_load_whole_for_a_visitor(
 ) -> None:
     problems: list[str] = []
     for console_page in PUBLIC_PAGES:
-        url = console_page.url(live_url, ConsoleData(0, 0, 0, 0, 0, 0, 0))
+        url = console_page.url(live_url, ConsoleData(0, 0, 0, 0, 0, 0, 0, ""))
         open_page(page, network, url, 200, console_page.ready, problems, f"visitor {console_page.path}")
     problems += server_side_failures(console_server, 0, set())
     assert problems == [], "\n".join(problems)

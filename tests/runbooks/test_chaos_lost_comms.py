@@ -5,7 +5,10 @@ simulator drives the truck along I-45 and sends telemetry through the ingest
 path, the carrier simulator answers the console's calls over HTTP, and a
 loop plays Celery beat (gap detection every second, the runbook tick every
 two). Celery tasks run eagerly. A local receiver records the Events API v2
-calls. The measured time to failover is printed.
+calls. The measured time to failover is printed. One run traces it all into
+the span store and reads the incident back as on-call sees it: the mission's
+trace pinned, the incident's own trace, the telemetry window, and a page that
+carries the trace.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
 from django.test import override_settings
+from django.urls import reverse
 
 from missions.choices import CarrierKind, MissionStatus
 from missions.models import Carrier, Mission
@@ -27,8 +33,12 @@ from missions.telemetry.ingest import ingest_events
 from runbooks.choices import IncidentStatus
 from runbooks.models import Incident
 from runbooks.tasks import runbooks_tick
+from tests.conftest import verified_client
 from tests.factories import CarrierFactory, ContractFactory, MissionFactory, ShipmentFactory, VehicleFactory
 from tests.runbooks.pager import PagerReceiver
+from tests.tracing import SwitchedExporter
+from tms_console import tracing
+from tms_console.models import TraceSpan
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -44,7 +54,9 @@ class InProcessTransport:
 
     def send(self, carrier_slug: str, events: list[dict[str, Any]]) -> dict[str, int]:
         carrier = self.carriers.setdefault(carrier_slug, Carrier.objects.get(slug=carrier_slug))
-        result = ingest_events(carrier=carrier, events=events, source="fleet-sim")
+        # The span an HTTP, WebSocket or MQTT input would have around the batch (recorded only when a test traces).
+        with tracing.span_from("telemetry batch fleet-sim", carrier=carrier_slug):
+            result = ingest_events(carrier=carrier, events=events, source="fleet-sim")
         return {"accepted": result.accepted, "rejected": len(result.rejected)}
 
     def close(self) -> None:
@@ -163,3 +175,59 @@ def test_comms_back_before_timeout_resolves_without_failover(world: dict[str, An
     actions = [c["event_action"] for c in world["pager"].calls]
     assert actions[0] == "trigger"
     print(f"\ncomms back: incident resolved after {incident.time_to_recovery_seconds:.1f} s, no failover")
+
+
+def test_lost_comms_incident_pins_the_missions_trace_and_pages_with_it(
+    stored_spans: SwitchedExporter, world: dict[str, Any], oncall: User
+) -> None:
+    mission: Mission = world["mission"]
+    # The load's trace, as tendering leaves it on the mission (tests/tendering/test_tracing.py follows the real path).
+    with tracing.span_from("tender accepted", new_trace=True, mission_id=mission.pk, carrier=mission.carrier.slug):
+        Mission.objects.filter(pk=mission.pk).update(traceparent=tracing.current_traceparent())
+    mission.refresh_from_db()
+    mission_trace = tracing.trace_id_of(mission.traceparent)
+    assert mission_trace
+
+    def paged() -> bool:
+        return any(c["event_action"] == "trigger" for c in world["pager"].calls)
+
+    run_world(world, seconds=40, cut_at=3.0, until=paged)
+    assert paged(), "no page within 40 s of the comms cut"
+    tracing.flush()
+    incident = Incident.objects.get(mission=mission, kind="lost_comms")
+    assert incident.pinned_traceparent == mission.traceparent
+    incident_trace = tracing.trace_id_of(incident.traceparent)
+    assert incident_trace and incident_trace != mission_trace
+    assert incident.pinned_telemetry, "no telemetry pinned at detection"
+
+    # The page carries both traces and links on-call to them.
+    trigger = next(c for c in world["pager"].calls if c["event_action"] == "trigger")
+    details = trigger["payload"]["custom_details"]
+    assert details["trace_id"] == mission_trace
+    assert details["incident_trace_id"] == incident_trace
+    assert details["telemetry"]["samples"] == len(incident.pinned_telemetry)
+    hrefs = [link["href"] for link in trigger["links"]]
+    assert f"{settings.PUBLIC_BASE_URL}/traces/{mission_trace}/" in hrefs
+    assert f"{settings.PUBLIC_BASE_URL}/traces/{incident_trace}/" in hrefs
+
+    # Both traces were stored, the incident's span linking to the mission's.
+    assert TraceSpan.objects.filter(trace_id=mission_trace, name="tender accepted").exists()
+    opened = TraceSpan.objects.get(trace_id=incident_trace, name="incident opened: lost_comms")
+    assert list(opened.links.values_list("trace_id", flat=True)) == [mission_trace]
+
+    # What on-call sees: the pinned trace, the incident's own with its runbook and page, the telemetry window.
+    html = verified_client(oncall).get(reverse("runbooks:incident_detail", kwargs={"pk": incident.pk})).content.decode()
+    pinned = html.split('id="incident-pinned-trace"', 1)[1].split("</section>", 1)[0]
+    assert "tender accepted" in pinned and f"/traces/{mission_trace}/" in pinned
+    own = html.split('id="incident-trace"', 1)[1].split("</section>", 1)[0]
+    assert "incident opened: lost_comms" in own and "page trigger" in own
+    telemetry = html.split('id="incident-telemetry"', 1)[1].split("</section>", 1)[0]
+    assert f"<dt>Samples</dt><dd>{len(incident.pinned_telemetry)}</dd>" in telemetry
+    last = incident.pinned_telemetry[-1]
+    assert f"{last['lat']:.5f}, {last['lon']:.5f}" in telemetry
+
+    # And the mission's trace page lists the incident and the telemetry batches among the spans linking to it.
+    trace_page = verified_client(oncall).get(reverse("traces:detail", kwargs={"trace_id": mission_trace}))
+    linked = trace_page.content.decode().split('id="trace-linked"', 1)[1]
+    assert "incident opened: lost_comms" in linked and f"/traces/{incident_trace}/" in linked
+    assert "telemetry batch fleet-sim" in linked  # the batches that reported on the mission
