@@ -68,8 +68,9 @@ MISSIONS = int(os.environ.get("BENCH_TRACING_MISSIONS", "2000"))
 BATCH = 100
 TARGET_RATIO = 0.90
 SAMPLER = "parentbased_always_on"
-# Batch bodies prepared per client before the clock starts (more are built on the fly if it runs past them).
-PREPARED_BATCHES = int(SECONDS * 40)
+# Batch bodies prepared per client and second before the clock starts (more are built on the fly if it
+# runs past them); a client posts fewer than ten a second here.
+PREPARED_PER_SECOND = 40
 
 
 def _event(m: dict[str, Any], ts: str) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def drive_batches(port: int, token: str, seconds: float, missions: list[dict[str
     """Events/s and events accepted from STREAMS keep-alive clients posting batches for ``seconds``."""
     # Each client its own trucks, as separate streams would be (no two batches wait on the same mission row).
     fleets = [missions[n::STREAMS] for n in range(STREAMS)]
-    prepared = [batch_bodies(fleets[n], PREPARED_BATCHES, 0) for n in range(STREAMS)]
+    prepared = [batch_bodies(fleets[n], int(seconds * PREPARED_PER_SECOND) + 1, 0) for n in range(STREAMS)]
     accepted: list[int] = []
     errors: list[str] = []
     lock = threading.Lock()
