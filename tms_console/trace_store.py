@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.utils import DatabaseError
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan
@@ -79,7 +80,15 @@ def _attributes(raw: Any) -> dict[str, Any]:
     return {key: _clip(value) for key, value in dict(raw or {}).items() if key.startswith(_KEPT_PREFIXES)}
 
 
-def _row(span: ReadableSpan) -> tuple[TraceSpan, list[tuple[str, str]]]:
+# The stored columns of a span, in the order the PostgreSQL COPY writes them (after the id).
+_COLUMNS = (
+    "trace_id", "span_id", "parent_span_id", "name", "service", "kind", "started_at",
+    "duration_ms", "error", "status_message", "attributes", "events",
+)  # fmt: skip
+
+
+def _row(span: ReadableSpan) -> tuple[tuple[Any, ...], list[tuple[str, str]]]:
+    """A span's column values (``_COLUMNS``) and its links as (trace id, span id)."""
     context = span.context
     start = span.start_time or 0
     end = span.end_time or start
@@ -97,21 +106,59 @@ def _row(span: ReadableSpan) -> tuple[TraceSpan, list[tuple[str, str]]]:
         for link in list(span.links)[:MAX_LINKS]
         if link.context.is_valid
     ]
-    row = TraceSpan(
-        trace_id=_hex(context.trace_id, 32) if context else "",
-        span_id=_hex(context.span_id, 16) if context else "",
-        parent_span_id=_hex(span.parent.span_id, 16) if span.parent else "",
-        name=span.name[:200],
-        service=str(span.resource.attributes.get("service.name", ""))[:60],
-        kind=span.kind.name.lower()[:10],
-        started_at=datetime.fromtimestamp(start / 1e9, tz=UTC),
-        duration_ms=(end - start) / 1e6,
-        error=status.status_code is StatusCode.ERROR,
-        status_message=(status.description or "")[:300],
-        attributes=_attributes(span.attributes),
-        events=events,
+    values = (
+        _hex(context.trace_id, 32) if context else "",
+        _hex(context.span_id, 16) if context else "",
+        _hex(span.parent.span_id, 16) if span.parent else "",
+        span.name[:200],
+        str(span.resource.attributes.get("service.name", ""))[:60],
+        span.kind.name.lower()[:10],
+        datetime.fromtimestamp(start / 1e9, tz=UTC),
+        (end - start) / 1e6,
+        status.status_code is StatusCode.ERROR,
+        (status.description or "")[:300],
+        _attributes(span.attributes),
+        events,
     )
-    return row, links
+    return values, links
+
+
+def _store_orm(rows: list[tuple[tuple[Any, ...], list[tuple[str, str]]]]) -> None:
+    with transaction.atomic():
+        created = TraceSpan.objects.bulk_create(
+            [TraceSpan(**dict(zip(_COLUMNS, values, strict=True))) for values, _ in rows]
+        )
+        TraceLink.objects.bulk_create(
+            [
+                TraceLink(from_span=stored, trace_id=trace_id, span_id=span_id)
+                for stored, (_, links) in zip(created, rows, strict=True)
+                for trace_id, span_id in links
+            ]
+        )
+
+
+def _store_copy(rows: list[tuple[tuple[Any, ...], list[tuple[str, str]]]]) -> None:
+    """PostgreSQL: ids from the sequence in one query, then COPY the spans and their links (a third of the ORM's cost).
+
+    The table names are the models' own, never input.
+    """
+    spans, links = TraceSpan._meta.db_table, TraceLink._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [spans, len(rows)]
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        raw = cursor.cursor  # psycopg's own cursor: COPY is not part of the DB-API
+        with raw.copy(f"COPY {spans} (id, {', '.join(_COLUMNS)}) FROM STDIN") as copy:
+            for span_id, (values, _) in zip(ids, rows, strict=True):
+                copy.write_row(
+                    (span_id, *values[:10], orjson.dumps(values[10]).decode(), orjson.dumps(values[11]).decode())
+                )
+        if any(span_links for _, span_links in rows):
+            with raw.copy(f"COPY {links} (from_span_id, trace_id, span_id) FROM STDIN") as copy:
+                for span_id, (_, span_links) in zip(ids, rows, strict=True):
+                    for trace_id, linked_span_id in span_links:
+                        copy.write_row((span_id, trace_id, linked_span_id))
 
 
 class StoreSpanExporter(SpanExporter):
@@ -124,15 +171,10 @@ class StoreSpanExporter(SpanExporter):
         token = _suppressed()
         try:
             rows = [_row(span) for span in spans]
-            with transaction.atomic():
-                created = TraceSpan.objects.bulk_create([row for row, _ in rows])
-                TraceLink.objects.bulk_create(
-                    [
-                        TraceLink(from_span=stored, trace_id=trace_id, span_id=span_id)
-                        for stored, (_, links) in zip(created, rows, strict=True)
-                        for trace_id, span_id in links
-                    ]
-                )
+            if connection.vendor == "postgresql":
+                _store_copy(rows)
+            else:
+                _store_orm(rows)
             if time.monotonic() - self._last_prune >= PRUNE_EVERY_SECONDS:
                 self._last_prune = time.monotonic()
                 store_prune()

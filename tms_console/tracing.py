@@ -32,6 +32,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -79,7 +80,8 @@ def configure(
         if _env_flag("OTEL_SDK_DISABLED"):
             return False
         resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or service})
-        provider = TracerProvider(resource=resource)
+        provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER(_ARG)
+        provider.sampler = NoOrphanCalls(provider.sampler)
         if exporter is None:
             exporter = _default_exporter()
         processor = SimpleSpanProcessor(exporter) if synchronous else BatchSpanProcessor(exporter)
@@ -93,6 +95,40 @@ def configure(
             "tracing on", extra={"service": _configured["service"], "export": "otlp" if otlp_endpoint() else "store"}
         )
         return True
+
+
+class NoOrphanCalls(Sampler):
+    """The configured sampler, except that a call (a client span: database, Redis, HTTP) outside any trace
+    is not recorded.
+
+    Such calls come from background threads (the live-map broadcaster, the
+    webhook group commit, heartbeats): each would be a trace of one span that
+    nobody looks for, and together they cost a fifth of the spans on the
+    telemetry path. Inside a trace they are recorded as the sampler decides;
+    whatever starts a trace on purpose (a request, a task, a simulator's send)
+    is a server, consumer, producer or internal span.
+    """
+
+    def __init__(self, inner: Sampler) -> None:
+        self.inner = inner
+
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        # The instrumentations set a call's attributes after it starts: its kind is what the sampler sees.
+        if kind is SpanKind.CLIENT and not trace.get_current_span(parent_context).get_span_context().is_valid:
+            return SamplingResult(Decision.DROP)
+        return self.inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return f"NoOrphanCalls{{{self.inner.get_description()}}}"
 
 
 def _default_exporter() -> SpanExporter:
