@@ -12,11 +12,15 @@ set), started anew for each phase, with:
   (``OTEL_TRACES_SAMPLER=parentbased_always_on``: every request is traced) and
   no OTLP endpoint, so spans go to the embedded span store in the same database:
   the deployment without a collector;
-- with ``BENCH_TRACING_UNSAMPLED=1``, a third for diagnosis, **unsampled**: the SDK
+- **ratio**: the setting the README recommends for the ingest service,
+  ``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` with ``BENCH_TRACING_RATIO``
+  (0.1): a tenth of the requests that arrive without a trace start one, a request
+  whose caller traces it follows the caller's decision;
+- with ``BENCH_TRACING_UNSAMPLED=1``, a fourth for diagnosis, **unsampled**: the SDK
   and the instrumentations on, ``OTEL_TRACES_SAMPLER=always_off`` (nothing recorded).
 
-The phases run in ABBA order (off, on, on, off; off, on, unsampled, unsampled, on,
-off with the diagnosis), so a drift in the machine's speed (other work on its two
+The phases run in mirrored order (off, on, ratio, ratio, on, off; the diagnosis
+in the middle when asked for), so a drift in the machine's speed (other work on its two
 cores) weighs on both alike. In each phase, after a warm-up, ``BENCH_TRACING_SECONDS``
 of each:
 
@@ -37,7 +41,7 @@ parent that are not server spans (made by threads outside any request), the
 most frequent spans, and in this process what one span costs to record and to
 store. The figures are the
 means over the phases; target (DESIGN.md §6): tracing on costs <= 10 %, on / off
->= 0.90, for both.
+>= 0.90, for both; each sampler's figure is reported.
 
     DATABASE_URL=postgres://root@127.0.0.1:5432/tms .venv/bin/python benchmarks/bench_tracing.py
 """
@@ -68,6 +72,7 @@ MISSIONS = int(os.environ.get("BENCH_TRACING_MISSIONS", "2000"))
 BATCH = 100
 TARGET_RATIO = 0.90
 SAMPLER = "parentbased_always_on"
+RATIO = float(os.environ.get("BENCH_TRACING_RATIO", "0.1"))
 # Batch bodies prepared per client and second before the clock starts (more are built on the fly if it
 # runs past them); a client posts fewer than ten a second here.
 PREPARED_PER_SECOND = 40
@@ -142,6 +147,8 @@ def drive_batches(port: int, token: str, seconds: float, missions: list[dict[str
 VARIANTS: dict[str, dict[str, str]] = {
     "off": {"OTEL_SDK_DISABLED": "true"},
     "on": {"OTEL_SDK_DISABLED": "false", "OTEL_TRACES_SAMPLER": SAMPLER},
+    # The production setting for the ingest service: a tenth of new traces (what a caller traces, kept).
+    "ratio": {"OTEL_SDK_DISABLED": "false", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio"},
     # Diagnosis (BENCH_TRACING_UNSAMPLED=1): the instrumentations and context, nothing recorded or stored.
     "unsampled": {"OTEL_SDK_DISABLED": "false", "OTEL_TRACES_SAMPLER": "always_off"},
 }
@@ -171,6 +178,8 @@ def variant_env(db_url: str, variant: str) -> dict[str, str]:
         env.pop(name, None)  # the embedded span store, the SDK's default batching
     if variant == "off":
         env.pop("OTEL_TRACES_SAMPLER", None)
+    if variant == "ratio":
+        env["OTEL_TRACES_SAMPLER_ARG"] = str(RATIO)
     return env
 
 
@@ -250,7 +259,7 @@ def main() -> int:
     from missions.partner import services as partner_services
     from tms_console.models import TraceSpan
 
-    variants = ["off", "on"] + (["unsampled"] if os.environ.get("BENCH_TRACING_UNSAMPLED") == "1" else [])
+    variants = ["off", "on", "ratio"] + (["unsampled"] if os.environ.get("BENCH_TRACING_UNSAMPLED") == "1" else [])
     failures: list[str] = []
     with throwaway_database("tracing") as db_url:
         carrier = Carrier.objects.create(name="Bench Traced", slug="bench", kind="autonomous",
@@ -310,9 +319,9 @@ def main() -> int:
                 orphans = in_window.filter(parent_span_id="").exclude(kind="server").count()
                 print(f"  {slot.variant + ', ' + load:32} {requests:9,} {spans:8,} {spans / max(requests, 1):12.2f} "
                       f"{servers / max(requests, 1):24.2f} {orphans / max(requests, 1):29.2f}")  # fmt: skip
-                if slot.variant == "on" and spans == 0:
+                if slot.variant in ("on", "ratio") and spans == 0:
                     failures.append(f"a tracing-on phase stored no span during its {load} load: it measured nothing")
-                if slot.variant != "on" and spans != 0:
+                if slot.variant in ("off", "unsampled") and spans != 0:
                     failures.append(f"a {slot.variant} phase stored {spans:,} spans")
         for load in ("batch", "webhook"):
             during = Q()
@@ -331,13 +340,15 @@ def main() -> int:
         picked = [getattr(slot, key) for slot in slots if slot.variant == variant]
         return float(sum(picked) / len(picked))
 
-    print(f"{'figure':34} {'tracing off':>12} {'tracing on':>11} {'on / off':>9}" +
+    sampled_head = f"ratio {RATIO:g}"
+    print(f"{'figure':34} {'tracing off':>12} {'tracing on':>11} {'on / off':>9} {sampled_head:>10} {'/ off':>6}" +
           (f" {'unsampled':>10} {'/ off':>6}" if "unsampled" in variants else ""))  # fmt: skip
     for key, label, unit in (("batch", "batch ingest, 100 events/request", "ev/s"),
                              ("webhook", "signed webhook, 1 event", "req/s")):  # fmt: skip
         off, on = mean("off", key), mean("on", key)
         ratio = on / off
-        line = f"{label:34} {off:12,.0f} {on:11,.0f} {ratio:9.2f}"
+        sampled = mean("ratio", key)
+        line = f"{label:34} {off:12,.0f} {on:11,.0f} {ratio:9.2f} {sampled:10,.0f} {sampled / off:6.2f}"
         if "unsampled" in variants:
             unsampled = mean("unsampled", key)
             line += f" {unsampled:10,.0f} {unsampled / off:6.2f}"
@@ -345,6 +356,9 @@ def main() -> int:
         figure(name=f"tracing on, {label}, gunicorn", measured=on, unit=unit, baseline=off,
                baseline_name=f"{unit} tracing off", target=">= 90% of tracing off",
                met=ratio >= TARGET_RATIO)  # fmt: skip
+        figure(name=f"tracing at ratio {RATIO:g}, {label}, gunicorn", measured=sampled, unit=unit, baseline=off,
+               baseline_name=f"{unit} tracing off", target=">= 90% of tracing off",
+               met=sampled / off >= TARGET_RATIO)  # fmt: skip
     print(f"target (DESIGN.md §6): tracing on costs <= 10 % (on / off >= {TARGET_RATIO:.2f}) on ingest and webhooks")
     for failure in failures:
         print(f"FAILED: {failure}")

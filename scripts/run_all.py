@@ -90,6 +90,12 @@ def _mqtt_drain() -> float:
     return float(settings.MQTT_DRAIN_SECONDS)
 
 
+def _bus_drain() -> float:
+    from missions.management.commands.events_relay import DRAIN_SECONDS
+
+    return DRAIN_SECONDS
+
+
 OPTIONAL_PROCESSES: list[OptionalProcess] = [
     OptionalProcess(
         name="carriers",
@@ -118,6 +124,14 @@ OPTIONAL_PROCESSES: list[OptionalProcess] = [
         enabled=lambda: bool(os.environ.get("MQTT_URL")),
         log_level="INFO",
         drain_seconds=_mqtt_drain,
+    ),
+    OptionalProcess(
+        # The event bus relay (missions.bus): only with a NATS server to publish to.
+        name="bus",
+        command="events_relay",
+        enabled=lambda: bool(os.environ.get("NATS_URL")),
+        log_level="INFO",
+        drain_seconds=_bus_drain,
     ),
 ]
 

@@ -20,10 +20,11 @@ MQTT by hand, as a W3C ``traceparent`` string (``current_traceparent``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -206,27 +207,33 @@ def current_traceparent() -> str:
     return carrier.get("traceparent", "")
 
 
+@functools.lru_cache(maxsize=4096)
+def _span_context(traceparent: str) -> SpanContext | None:
+    """The span a W3C ``traceparent`` (version 00) names, or None; cached: the same ones come back often."""
+    parts = traceparent.split("-")
+    if len(parts) != 4 or parts[0] != "00" or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) != 2:
+        return None
+    try:
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id:
+        return None
+    return SpanContext(trace_id=trace_id, span_id=span_id, is_remote=True, trace_flags=TraceFlags(flags & 1))
+
+
 def context_from(traceparent: str | None) -> otel_context.Context | None:
     """The context a stored ``traceparent`` continues, or None for an empty or malformed one."""
-    if not traceparent:
+    span_context = _span_context(traceparent) if traceparent else None
+    if span_context is None:
         return None
-    ctx = _PROPAGATOR.extract({"traceparent": traceparent})
-    if not trace.get_current_span(ctx).get_span_context().is_valid:
-        return None
-    return ctx
-
-
-def context_from_headers(headers: Mapping[str, str]) -> otel_context.Context:
-    """The context of an incoming message's ``traceparent`` / ``tracestate`` headers."""
-    return _PROPAGATOR.extract({k.lower(): v for k, v in headers.items()})
+    return trace.set_span_in_context(NonRecordingSpan(span_context))
 
 
 def trace_id_of(traceparent: str | None) -> str:
     """The 32-hex trace id of a ``traceparent`` ("" if there is none)."""
-    ctx = context_from(traceparent)
-    if ctx is None:
-        return ""
-    return format(trace.get_current_span(ctx).get_span_context().trace_id, "032x")
+    span_context = _span_context(traceparent) if traceparent else None
+    return format(span_context.trace_id, "032x") if span_context is not None else ""
 
 
 def current_trace_id() -> str:
@@ -236,10 +243,10 @@ def current_trace_id() -> str:
 
 def link_to(traceparent: str | None, **attributes: Any) -> Link | None:
     """A span link to the span a ``traceparent`` names (a telemetry batch to its mission's trace)."""
-    ctx = context_from(traceparent)
-    if ctx is None:
+    span_context = _span_context(traceparent) if traceparent else None
+    if span_context is None:
         return None
-    return Link(trace.get_current_span(ctx).get_span_context(), attributes=attributes or None)
+    return Link(span_context, attributes=attributes or None)
 
 
 def tms_attributes(**ids: Any) -> dict[str, Any]:
@@ -273,12 +280,13 @@ def span_from(
     ``new_trace`` starts a root span (an incident's own trace) whatever is
     current; ``links`` point at the spans that led to it.
     """
+    stored = _span_context(traceparent) if traceparent else None
     if new_trace:
         parent: otel_context.Context | None = otel_context.Context()
-    elif trace_id_of(traceparent) in ("", current_trace_id()):
+    elif stored is None or stored.trace_id == trace.get_current_span().get_span_context().trace_id:
         parent = None  # nothing stored, or already inside that trace: a child of the current span
     else:
-        parent = context_from(traceparent)
+        parent = trace.set_span_in_context(NonRecordingSpan(stored))
     with tracer().start_as_current_span(
         name,
         context=parent,
@@ -295,11 +303,3 @@ def record_error(exc: BaseException) -> None:
     if span.is_recording():
         span.record_exception(exc)
         span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-
-
-def remote_parent(trace_id: str, span_id: str) -> otel_context.Context:
-    """A context whose parent is a span known only by its ids (a test, or a stored pair)."""
-    span_context = SpanContext(
-        trace_id=int(trace_id, 16), span_id=int(span_id, 16), is_remote=True, trace_flags=TraceFlags(1)
-    )
-    return trace.set_span_in_context(NonRecordingSpan(span_context))
