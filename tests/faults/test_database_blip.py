@@ -45,7 +45,7 @@ from tests.faults.dependencies import (
     telemetry_event,
     wait_until,
 )
-from tests.server_process import ServerProcess
+from tests.servers import AppServer
 
 pytestmark = [
     pytest.mark.services,
@@ -133,7 +133,7 @@ class Carrierside:
         self.wrong.append((0, f"batch {key} not acknowledged before the deadline"))
 
 
-def console_session(server: ServerProcess, user: User) -> requests.Session:
+def console_session(server: AppServer, user: User) -> requests.Session:
     client = verified_client(user)
     session = requests.Session()
     session.cookies.set("sessionid", client.cookies["sessionid"].value, domain="127.0.0.1")

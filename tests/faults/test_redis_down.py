@@ -55,7 +55,7 @@ from tests.faults.dependencies import (
     wait_until,
 )
 from tests.runbooks.pager import PagerReceiver
-from tests.server_process import ServerProcess
+from tests.servers import AppServer
 from tms_console.health import heartbeat_ages
 from tms_console.ratelimit import LEASE_MAX_UNITS
 
@@ -106,7 +106,7 @@ def send(sender: Sender, mission: Mission, acknowledged: set[str], *, n: int = E
     return response
 
 
-def never_a_500(server: ServerProcess, sender: Sender, mission: Mission, console: requests.Session, size: int) -> None:
+def never_a_500(server: AppServer, sender: Sender, mission: Mission, console: requests.Session, size: int) -> None:
     """Every endpoint answers as it would with Redis up, or a 503 problem with Retry-After; no 500."""
     api_paths = [
         "/api/v1/capabilities",
@@ -131,7 +131,7 @@ def never_a_500(server: ServerProcess, sender: Sender, mission: Mission, console
             assert "Traceback" not in response.text
 
 
-def console_session(server: ServerProcess, user: User) -> requests.Session:
+def console_session(server: AppServer, user: User) -> requests.Session:
     """A browser session of a verified console user (the session lives in the database)."""
     client = verified_client(user)
     session = requests.Session()
