@@ -28,11 +28,15 @@ from typing import Any
 
 import requests
 from django.conf import settings
+from django.contrib.auth.models import User
 
+from missions.choices import MissionStatus
 from missions.events import Actor
 from missions.models import Carrier, Mission
+from missions.models.telemetry import TelemetryWindowEvent
 from missions.partner import services as partner_services
-from tests.conftest import require_service
+from tests.conftest import require_service, verified_client
+from tests.factories import MissionFactory, VehicleFactory
 from tests.servers import GUNICORN_PROBLEM_WORKER, AppServer, free_port, server_env, start_app_server
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -301,6 +305,24 @@ def readyz(server: AppServer) -> tuple[int, dict[str, Any], requests.structures.
 
 
 # --- A carrier sending telemetry over the partner API ---------------------------------------------
+
+
+def en_route_mission(carrier: Carrier) -> Mission:
+    return MissionFactory(carrier=carrier, vehicle=VehicleFactory(carrier=carrier), status=MissionStatus.EN_ROUTE)
+
+
+def stored_ids(mission: Mission) -> list[str]:
+    """The event ids stored for ``mission``, one per stored row (a duplicate shows twice)."""
+    return [str(e) for e in TelemetryWindowEvent.objects.filter(mission=mission).values_list("event_id", flat=True)]
+
+
+def console_session(server: AppServer, user: User) -> requests.Session:
+    """A browser session of a verified console user (the session lives in the database)."""
+    client = verified_client(user)
+    session = requests.Session()
+    session.cookies.set("sessionid", client.cookies["sessionid"].value, domain="127.0.0.1")
+    assert session.get(f"{server.url}/shipments/", timeout=30, allow_redirects=False).status_code == 200
+    return session
 
 
 def iso(ts: datetime) -> str:

@@ -15,7 +15,7 @@ import pytest
 from missions.models import MissionException, Offer
 from missions.models.telemetry import TelemetryWindowEvent
 from tests.partner.conftest import issue_client
-from tests.partner.live import RawResponse, raw_request, refused_in_time
+from tests.partner.live import RawResponse, pieces, raw_request, refused_in_time
 from tests.partner.senders import Partner, api_headers, partner_make, signed_headers
 from tests.partner.test_isolation import telemetry_event
 from tests.servers import AppServer as LiveApp
@@ -28,10 +28,6 @@ MB = 1024 * 1024
 @pytest.fixture
 def partner() -> Partner:
     return partner_make("live")
-
-
-def pieces(data: bytes, size: int) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
 def problem(response: RawResponse, status: int) -> dict[str, Any]:
