@@ -1,7 +1,7 @@
 """Fixtures for the headless-browser tests: a live daphne server on the test database, Chromium, a guarded page.
 
 The server is a separate ``daphne`` process (HTTP and websockets, like
-production) started and stopped by each test, listening on a socket this
+production; ``tests.servers``) started and stopped by each test, listening on a socket this
 process binds to port 0 and hands over (no port race with other test runs).
 It reads the same database as the test: on PostgreSQL the ``test_<name>``
 database, on SQLite a test database *file* (an in-memory database cannot be

@@ -25,18 +25,10 @@ from missions.models.partner import CertificateKind
 from missions.partner import services as partner_services
 from missions.partner.api.mtls import presented_thumbprint, x5t_s256
 from missions.partner.services import IssuedClient
+from tests.certificates import LOOPBACK_SAN, issue_certificate, pem_pair, write_pem
 from tests.conftest import require_service
 from tests.factories import CarrierFactory
-from tests.partner.edge import (
-    LOOPBACK_SAN,
-    NGINX,
-    PROXY_SOURCE,
-    EdgeCertificates,
-    issue_certificate,
-    pem_pair,
-    start_edge,
-    write_pem,
-)
+from tests.partner.edge import NGINX, PROXY_SOURCE, EdgeCertificates, start_edge
 from tests.servers import AppServer
 
 
