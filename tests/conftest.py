@@ -8,14 +8,11 @@ Personas: dispatcher, on-call, admin, read-only and SLA-manager console users
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -23,6 +20,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from missions.events import Actor
 from missions.models import Carrier
 from tests.factories import CarrierFactory
+from tests.servers import remove_directory, sqlite_test_database_to_file
 from tms_console.ratelimit import limiter, store_url
 from tms_console.roles import ADMIN, DISPATCHER, ON_CALL, READ_ONLY, SLA_MANAGER, roles_sync
 
@@ -135,20 +133,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     markers = ("browser", "live", "server_process", "shared_database")
     if not any(item.get_closest_marker(m) for item in session.items for m in markers):
         return
-    # Settings only: the connection objects are left for the tests to create.
-    database = settings.DATABASES["default"]
-    if "sqlite" not in str(database.get("ENGINE", "")) or _sqlite_dir is not None:
-        return
-    test_settings = database.setdefault("TEST", {})
-    name = str(test_settings.get("NAME") or "")
-    if name and name != ":memory:" and "mode=memory" not in name:
-        return  # already a file
-    # A directory of our own per run: other test runs on this machine use their own.
-    _sqlite_dir = Path(tempfile.mkdtemp(prefix="tms-browser-"))
-    test_settings["NAME"] = str(_sqlite_dir / "test.sqlite3")
+    if _sqlite_dir is None:
+        # Settings only: the connection objects are left for the tests to create.
+        _sqlite_dir = sqlite_test_database_to_file()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    # Django deletes the database file; WAL side files and the directory are ours.
-    if _sqlite_dir is not None:
-        shutil.rmtree(_sqlite_dir, ignore_errors=True)
+    remove_directory(_sqlite_dir)

@@ -1,7 +1,6 @@
-"""Live application servers for tests: daphne (``make run``) and gunicorn (``tms_console.wsgi``).
+"""Live application servers for tests about production behaviour: daphne and gunicorn (``tests.servers``).
 
-Each server is a separate process serving the test database on a socket
-this process binds to port 0 and hands over (no port race), started with
+Each server is a separate process serving the test database, started with
 the environment a test names and stopped afterwards. Tests that talk to one
 commit their data (``django_db(transaction=True)``) and carry the ``live``
 marker: on SQLite, the test database then lives in a file the server can
@@ -9,107 +8,46 @@ open (``tests/conftest.py`` moves it there).
 
 Servers run with ``DEBUG`` and ``TMS_TESTING`` off (the production code
 paths), the test settings' fast password hasher, eager Celery, and the
-``PARTNER_TRUSTED_PROXIES`` a test gives. ``client_from`` makes an HTTP client
-whose connections leave from a chosen loopback address, so a test can act as
-the trusted edge (127.0.0.2) or as a direct client (127.0.0.1).
+``PARTNER_TRUSTED_PROXIES`` a test gives; gunicorn runs two workers, so limits
+must hold across processes. ``client_from`` makes an HTTP client whose
+connections leave from a chosen loopback address, so a test can act as the
+trusted edge (127.0.0.2) or as a direct client (127.0.0.1).
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
-import pytest
-from django.conf import settings
-from django.db import connections
 
-START_TIMEOUT_S = 60.0
+from tests.servers import AppServer as LiveApp
+from tests.servers import serving
+
 EDGE_ADDRESS = "127.0.0.2"  # the address tests use to act as the trusted proxy
 SECRET_KEY = "live-test-only-" + "k" * 50
+# Two workers: limits must hold across processes, not only across one process's threads.
+GUNICORN_TWO_WORKERS = (
+    "--workers", "2", "--worker-class", "gthread", "--threads", "8",
+    # A burst warms one keep-alive connection per thread and then waits for the others: on a
+    # loaded machine that takes longer than gunicorn's default 2 s keep-alive, which closed the
+    # first connections before their request was sent.
+    "--keep-alive", "60",
+)  # fmt: skip
 
 
-def database_url() -> str:
-    """A DATABASE_URL naming the database this test process uses now (the test database)."""
-    connection = connections["default"]
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        name = str(s.get("TEST", {}).get("NAME") or s["NAME"])
-        if name == ":memory:" or "mode=memory" in name:
-            pytest.fail("the SQLite test database is in memory; live tests need it in a file (mark them `live`)")
-        return "sqlite:///" + str(Path(name).resolve())
-    if connection.vendor == "postgresql":
-        user, password = quote(s.get("USER") or "", safe=""), quote(s.get("PASSWORD") or "", safe="")
-        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-        host = s.get("HOST") or "localhost"
-        port = f":{s['PORT']}" if s.get("PORT") else ""
-        return f"postgres://{auth}{host}{port}/{quote(str(s['NAME']), safe='')}"
-    pytest.fail(f"live tests do not know how to share a {connection.vendor} database")
+def live_env(kind: str, tmp: Path, **extra: str) -> dict[str, str]:
+    """The production-like settings of a live server (``extra`` over them), over ``tests.servers.server_env``.
 
-
-@dataclass
-class LiveApp:
-    """A running server process."""
-
-    kind: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
-def _command(kind: str, fd: int) -> list[str]:
-    if kind == "daphne":
-        return [sys.executable, "-m", "daphne", "--fd", str(fd), "-v", "0", "tms_console.asgi:application"]
-    if kind == "gunicorn":
-        # Two workers: limits must hold across processes, not only across one process's threads.
-        return [
-            sys.executable, "-m", "gunicorn", "--bind", f"fd://{fd}", "--workers", "2",
-            "--worker-class", "gthread", "--threads", "8", "--log-level", "warning",
-            # A burst warms one keep-alive connection per thread and then waits for the others: on a
-            # loaded machine that takes longer than gunicorn's default 2 s keep-alive, which closed the
-            # first connections before their request was sent.
-            "--keep-alive", "60",
-            "tms_console.wsgi:application",
-        ]  # fmt: skip
-    raise ValueError(kind)
-
-
-def server_env(tmp_dir: Path, **extra: str) -> dict[str, str]:
+    gunicorn's workers get one Prometheus directory (a scrape adds them up).
+    """
     env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tms_console.settings_test",  # its MD5 hasher reads the test's users
+        # DJANGO_SETTINGS_MODULE stays the test settings: their MD5 hasher reads the test's users.
         "TMS_TESTING": "0",
         "DEBUG": "0",
         "SECRET_KEY": SECRET_KEY,
@@ -120,71 +58,26 @@ def server_env(tmp_dir: Path, **extra: str) -> dict[str, str]:
         "SECURE_HSTS_SECONDS": "0",
         "CELERY_TASK_ALWAYS_EAGER": "1",
         "DB_POOL": "0",
-        "DATABASE_URL": database_url(),
-        "TMS_VAR_DIR": str(tmp_dir / "var"),
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
+        "TMS_VAR_DIR": str(tmp / "var"),
         **extra,
     }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if kind == "gunicorn":
+        (tmp / "prometheus").mkdir(exist_ok=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "prometheus")
     return env
 
 
 @contextmanager
 def serve(kind: str, env: dict[str, str], log_path: Path) -> Iterator[LiveApp]:
-    """Start ``kind`` on a fresh loopback port with ``env``; wait for ``/healthz``; stop it afterwards."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(256)
-    port = listener.getsockname()[1]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            _command(kind, listener.fileno()),
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            pass_fds=(listener.fileno(),),
-            start_new_session=True,
-        )
-    listener.close()  # the child holds its own copy
-    app = LiveApp(kind=kind, url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
-    try:
-        _wait_until_serving(app)
+    """Start ``kind`` with ``env`` (from ``live_env``); wait for ``/healthz``; stop it afterwards."""
+    with serving(kind, log_path=log_path, env=env, gunicorn_options=GUNICORN_TWO_WORKERS) as app:
         yield app
-    finally:
-        app.stop()
-
-
-def _wait_until_serving(app: LiveApp) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if app.process.poll() is not None:
-            pytest.fail(f"{app.kind} exited with {app.process.returncode}:\n{app.log_tail()}")
-        try:
-            if httpx.get(f"{app.url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    app.stop()
-    pytest.fail(f"{app.kind} did not answer /healthz within {START_TIMEOUT_S:.0f} s:\n{app.log_tail()}")
 
 
 def client_from(app: LiveApp, source: str = "127.0.0.1", **kwargs: object) -> httpx.Client:
     """An HTTP client to ``app`` whose connections leave from ``source`` (127.0.0.2 acts as the edge)."""
     transport = httpx.HTTPTransport(local_address=source)
     return httpx.Client(base_url=app.url, transport=transport, timeout=30, **kwargs)  # type: ignore[arg-type]
-
-
-def live_env(kind: str, tmp: Path, **extra: str) -> dict[str, str]:
-    """``server_env``, plus one Prometheus directory for gunicorn's workers (a scrape adds them up)."""
-    env = server_env(tmp, **extra)
-    if kind == "gunicorn":
-        (tmp / "prometheus").mkdir(exist_ok=True)
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "prometheus")
-    return env
 
 
 Send = Callable[[httpx.Client, int], httpx.Response]

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
 
 from tests.conftest import require_service
+from tests.servers import server_database_url
 
 BASE_DIR = Path(__file__).resolve().parents[1]
 
@@ -19,12 +19,11 @@ def worker_env(**extra: str) -> dict[str, str]:
     """Environment for a worker that sees the rows the test commits (needs PostgreSQL and Redis)."""
     require_service("PostgreSQL", settings.IS_POSTGRES)
     require_service("Redis broker", settings.CELERY_BROKER_URL.startswith("redis://"))
-    db = settings.DATABASES["default"]
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tms_console.settings_test",
         "CELERY_TASK_ALWAYS_EAGER": "0",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{connection.settings_dict['NAME']}",
+        "DATABASE_URL": server_database_url(),
         **extra,
     }
 

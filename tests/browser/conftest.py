@@ -1,7 +1,7 @@
 """Fixtures for the headless-browser tests: a live daphne server on the test database, Chromium, a guarded page.
 
 The server is a separate ``daphne`` process (HTTP and websockets, like
-production) started and stopped by each test, listening on a socket this
+production; ``tests.servers``) started and stopped by each test, listening on a socket this
 process binds to port 0 and hands over (no port race with other test runs).
 It reads the same database as the test: on PostgreSQL the ``test_<name>``
 database, on SQLite a test database *file* (an in-memory database cannot be
@@ -31,45 +31,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
-import requests
-from django.conf import settings
 from django.db import connections
 from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
 
 from tests.browser.support import CHROMIUM_ARGS, CHROMIUM_PATH, NetworkLog, screenshot
 from tests.conftest import require_service
+from tests.servers import AppServer, start_app_server
 
-SERVER_START_TIMEOUT_S = 45.0
 # Assertions on the page retry for this long (Playwright's default of 5 s is tight on a busy CI machine).
 expect.set_options(timeout=10_000)
-
-
-def server_database_url() -> str:
-    """A DATABASE_URL naming the database this test process uses right now (the test database)."""
-    connection = connections["default"]
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        if connection.is_in_memory_db():  # type: ignore[attr-defined]  # the SQLite backend's own helper
-            pytest.fail("the SQLite test database is in memory; browser tests need it in a file")
-        return "sqlite:///" + str(Path(str(s["NAME"])).resolve())
-    if connection.vendor == "postgresql":
-        user, password = quote(s.get("USER") or "", safe=""), quote(s.get("PASSWORD") or "", safe="")
-        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-        host = s.get("HOST") or "localhost"
-        port = f":{s['PORT']}" if s.get("PORT") else ""
-        return f"postgres://{auth}{host}{port}/{quote(str(s['NAME']), safe='')}"
-    pytest.fail(f"browser tests do not know how to share a {connection.vendor} database")
 
 
 # --- The live server ---------------------------------------------------------------------------
@@ -77,12 +53,14 @@ def server_database_url() -> str:
 
 @dataclass
 class LiveServer:
-    """A running daphne process serving the console on a loopback port."""
+    """daphne serving the console on a loopback port (``tests.servers``), and the answers it logged."""
 
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
+    app: AppServer
     access_log_path: Path
+
+    @property
+    def url(self) -> str:
+        return self.app.url
 
     def answers(self) -> list[tuple[int, str]]:
         """(status, "METHOD /path?query") of every HTTP request the server has answered, oldest first."""
@@ -96,85 +74,23 @@ class LiveServer:
             found.append((int(status), request))
         return found
 
-    def log_tail(self, lines: int = 80) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
-def _wait_until_serving(server: LiveServer) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"the test server exited with {server.process.returncode}:\n{server.log_tail()}")
-        try:
-            if requests.get(f"{server.url}/healthz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    pytest.fail(f"the test server did not answer /healthz within {SERVER_START_TIMEOUT_S:.0f} s:\n{server.log_tail()}")
-
 
 @pytest.fixture
 def console_server(transactional_db: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     """daphne serving the console (and its websockets) against the test database, for one test."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
-    port = listener.getsockname()[1]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tms_console.settings_test",
-        "DATABASE_URL": server_database_url(),
-        "LOG_LEVEL": os.environ.get("TMS_BROWSER_SERVER_LOG_LEVEL", "WARNING"),
-        "PYTHONUNBUFFERED": "1",
-        "TMS_BROWSER_ACCESS_LOG": str(tmp_path / "access.log"),
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "--fd",
-                str(listener.fileno()),
-                "-v",
-                "0",
-                "tests.browser.server_app:application",
-            ],
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            pass_fds=(listener.fileno(),),
-            start_new_session=True,
-        )
-    listener.close()  # the child holds its own copy of the listening socket
-    server = LiveServer(
-        url=f"http://127.0.0.1:{port}", process=process, log_path=log_path, access_log_path=tmp_path / "access.log"
+    access_log_path = tmp_path / "access.log"
+    app = start_app_server(
+        "daphne",
+        log_path=tmp_path / "server.log",
+        env={"TMS_BROWSER_ACCESS_LOG": str(access_log_path)},
+        application="tests.browser.server_app:application",
     )
     try:
-        _wait_until_serving(server)
-        yield server
+        yield LiveServer(app=app, access_log_path=access_log_path)
     finally:
-        server.stop()
+        app.stop()
         if request.node.stash.get(_CALL_FAILED, False):
-            print(f"test server log (last lines):\n{server.log_tail()}")
+            print(f"test server log (last lines):\n{app.log_tail()}")
         # The test's own connections: under the Playwright driver they live in an
         # execution context the test-database teardown does not see, and one left
         # open keeps PostgreSQL from dropping the test database at the end.

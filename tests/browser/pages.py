@@ -210,7 +210,8 @@ NOT_FOUND_PATH = "/no-such-console-page/"
 # --- One of everything ---------------------------------------------------------------------------
 
 
-def _delivered(carrier: Carrier, *, completed_at: datetime, late: bool) -> None:
+def delivered(carrier: Carrier, *, completed_at: datetime, late: bool) -> None:
+    """A completed mission; ``late`` ones arrive an hour after the delivery window closed."""
     window_end = completed_at - timedelta(hours=1) if late else completed_at + timedelta(hours=1)
     shipment = ShipmentFactory(
         pickup_window_start=window_end - timedelta(hours=10),
@@ -234,7 +235,7 @@ def console_data(admin: User) -> ConsoleData:
     carrier = CarrierFactory(name="Lone Star Autonomous", slug="lone-star", operating_regions=["TX"])
     contract = ContractFactory(carrier=carrier)
     for n in range(6):
-        _delivered(carrier, completed_at=now - timedelta(days=2, hours=n * 3), late=n % 3 == 2)
+        delivered(carrier, completed_at=now - timedelta(days=2, hours=n * 3), late=n % 3 == 2)
     for hours_ago in (6, 3, 0):
         sla_evaluate(carrier_id=carrier.pk, now=now - timedelta(hours=hours_ago))
     today = now.date()

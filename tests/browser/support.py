@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -171,6 +172,11 @@ class NetworkLog:
     def broken(self) -> list[str]:
         """Answers of 400 and more (other than expected ones) and failed requests, page errors too."""
         return [*self.failed_responses, *self.failed_requests, *(f"page error: {e}" for e in self.page_errors)]
+
+
+def datetime_local(dt: datetime) -> str:
+    """The value a datetime-local input takes (the console's forms take their times in UTC)."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
 def totp_code(user: User) -> str:

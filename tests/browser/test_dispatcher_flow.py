@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
@@ -18,6 +18,7 @@ from tests.browser.support import (
     LIVE_TIMEOUT_MS,
     NetworkLog,
     assert_not_reloaded,
+    datetime_local,
     login,
     mark_page,
     off_loop,
@@ -26,11 +27,6 @@ from tests.browser.support import (
 from tests.factories import CarrierFactory, VehicleFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def local(dt: datetime) -> str:
-    """The value a datetime-local input takes (the form's times are UTC)."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
 def test_dispatcher_tenders_a_load_sees_the_mission_appear_live_and_the_truck_move(
@@ -56,10 +52,10 @@ def test_dispatcher_tenders_a_load_sees_the_mission_appear_live_and_the_truck_mo
     page.get_by_label("Destination state").fill("TX")
     page.get_by_label("Destination latitude").fill("29.7273")
     page.get_by_label("Destination longitude").fill("-95.2659")
-    page.get_by_label("Pickup window start").fill(local(now + timedelta(hours=2)))
-    page.get_by_label("Pickup window end").fill(local(now + timedelta(hours=4)))
-    page.get_by_label("Delivery window start").fill(local(now + timedelta(hours=8)))
-    page.get_by_label("Delivery window end").fill(local(now + timedelta(hours=11)))
+    page.get_by_label("Pickup window start").fill(datetime_local(now + timedelta(hours=2)))
+    page.get_by_label("Pickup window end").fill(datetime_local(now + timedelta(hours=4)))
+    page.get_by_label("Delivery window start").fill(datetime_local(now + timedelta(hours=8)))
+    page.get_by_label("Delivery window end").fill(datetime_local(now + timedelta(hours=11)))
     page.get_by_label("Weight (kg)").fill("18000")
     page.get_by_label("Target rate (USD)").fill("1450.00")
     network.expect_status(f"{live_url}/shipments/new/", 400)  # the form comes back with its errors, as a 400

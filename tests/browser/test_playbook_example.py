@@ -10,7 +10,7 @@ Chicago to Los Angeles with the truck on it once it reports.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
@@ -22,7 +22,7 @@ from missions.models import Carrier, Mission, Shipment, Tender, haversine_km
 from missions.routes import Polyline, route_plan
 from missions.simulators.carrier import CarrierSimulator, SimConfig
 from tests.browser.fleet import READ_ROUTES, routes_drawn, send, telemetry, trucks, wait_for_truck_at
-from tests.browser.support import LIVE_TIMEOUT_MS, NetworkLog, login, screenshot
+from tests.browser.support import LIVE_TIMEOUT_MS, NetworkLog, datetime_local, login, screenshot
 from tests.factories import CarrierFactory, VehicleFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -42,11 +42,6 @@ def carrier_api() -> Iterator[CarrierSimulator]:
         yield sim
     finally:
         sim.stop()
-
-
-def local(dt: datetime) -> str:
-    """The value a datetime-local input takes (the form's times are UTC)."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
 def test_chicago_to_los_angeles_from_the_form_to_the_truck_on_its_route(
@@ -76,10 +71,10 @@ def test_chicago_to_los_angeles_from_the_form_to_the_truck_on_its_route(
     page.get_by_label("Destination state").fill("CA")
     page.get_by_label("Destination latitude").fill(str(LOS_ANGELES[0]))
     page.get_by_label("Destination longitude").fill(str(LOS_ANGELES[1]))
-    page.get_by_label("Pickup window start").fill(local(now + timedelta(hours=1)))
-    page.get_by_label("Pickup window end").fill(local(now + timedelta(hours=3)))
-    page.get_by_label("Delivery window start").fill(local(now + timedelta(hours=36)))
-    page.get_by_label("Delivery window end").fill(local(now + timedelta(hours=60)))
+    page.get_by_label("Pickup window start").fill(datetime_local(now + timedelta(hours=1)))
+    page.get_by_label("Pickup window end").fill(datetime_local(now + timedelta(hours=3)))
+    page.get_by_label("Delivery window start").fill(datetime_local(now + timedelta(hours=36)))
+    page.get_by_label("Delivery window end").fill(datetime_local(now + timedelta(hours=60)))
     page.get_by_label("Weight (kg)").fill("18000")
     page.get_by_label("Target rate (USD)").fill("7400.00")
     panel = page.locator("#eligibility")

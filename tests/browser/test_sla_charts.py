@@ -12,34 +12,17 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from missions.choices import CarrierKind, MissionStatus
+from missions.choices import CarrierKind
 from missions.models import Carrier, Mission
 from sla.services import sla_evaluate
+from tests.browser.pages import delivered
 from tests.browser.support import NetworkLog, login, off_loop, screenshot
-from tests.factories import CarrierFactory, ContractFactory, MissionFactory, ShipmentFactory
+from tests.factories import CarrierFactory, ContractFactory
 from tests.sla.fixtures import samples
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHART_TIMEOUT_MS = 15_000
-
-
-def delivered(carrier: Carrier, *, completed_at: datetime, late: bool) -> None:
-    """A completed mission; ``late`` ones arrive an hour after the delivery window closed."""
-    window_end = completed_at - timedelta(hours=1) if late else completed_at + timedelta(hours=1)
-    shipment = ShipmentFactory(
-        pickup_window_start=window_end - timedelta(hours=10),
-        pickup_window_end=window_end - timedelta(hours=9),
-        delivery_window_start=window_end - timedelta(hours=2),
-        delivery_window_end=window_end,
-    )
-    MissionFactory(
-        shipment=shipment,
-        carrier=carrier,
-        status=MissionStatus.COMPLETED,
-        started_at=completed_at - timedelta(hours=6),
-        completed_at=completed_at,
-    )
 
 
 def evaluate_history(carriers: list[Carrier], now: datetime) -> None:

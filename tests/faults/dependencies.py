@@ -28,12 +28,16 @@ from typing import Any
 
 import requests
 from django.conf import settings
+from django.contrib.auth.models import User
 
+from missions.choices import MissionStatus
 from missions.events import Actor
 from missions.models import Carrier, Mission
+from missions.models.telemetry import TelemetryWindowEvent
 from missions.partner import services as partner_services
-from tests.conftest import require_service
-from tests.server_process import ServerProcess, server_database_url, server_start
+from tests.conftest import require_service, verified_client
+from tests.factories import MissionFactory, VehicleFactory
+from tests.servers import GUNICORN_PROBLEM_WORKER, AppServer, free_port, server_env, start_app_server
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 REDIS_SERVER = shutil.which("redis-server")
@@ -45,12 +49,6 @@ TIMEOUT = 30.0  # an upper bound for something to happen, never asserted as a ti
 def require_postgres() -> None:
     """The fault tests prove the product on its real services: PostgreSQL first of all."""
     require_service("PostgreSQL", bool(settings.IS_POSTGRES))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def port_open(port: int) -> bool:
@@ -177,18 +175,8 @@ def own_mosquitto(directory: Path) -> Iterator[OwnServer]:
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    """Environment for a project process on the test database (``extra`` over it)."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tms_console.settings_test",
-        "DATABASE_URL": server_database_url(),
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-        "METRICS_TOKEN": METRICS_TOKEN,
-        **extra,
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    return env
+    """Environment for a project process on the test database (``extra`` over it), with the metrics token."""
+    return server_env(METRICS_TOKEN=METRICS_TOKEN, **extra)
 
 
 @dataclass
@@ -273,9 +261,14 @@ def processes(directory: Path, env: dict[str, str]) -> Iterator[Processes]:
 
 
 @contextmanager
-def app_server(kind: str, directory: Path, **env: str) -> Iterator[ServerProcess]:
+def app_server(kind: str, directory: Path, **env: str) -> Iterator[AppServer]:
     """daphne or gunicorn on the test database with ``env`` (and a metrics token), stopped afterwards."""
-    server = server_start(kind, log_path=directory / f"{kind}.log", env={"METRICS_TOKEN": METRICS_TOKEN, **env})
+    server = start_app_server(
+        kind,
+        log_path=directory / f"{kind}.log",
+        env={"METRICS_TOKEN": METRICS_TOKEN, **env},
+        gunicorn_options=GUNICORN_PROBLEM_WORKER,
+    )
     try:
         yield server
     finally:
@@ -285,7 +278,7 @@ def app_server(kind: str, directory: Path, **env: str) -> Iterator[ServerProcess
 # --- Reading what the operator sees -----------------------------------------------------------
 
 
-def metrics(server: ServerProcess) -> str:
+def metrics(server: AppServer) -> str:
     response = requests.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10)
     assert response.status_code == 200, response.text[:500]
     return response.text
@@ -306,12 +299,30 @@ def metric(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-def readyz(server: ServerProcess) -> tuple[int, dict[str, Any], requests.structures.CaseInsensitiveDict[str]]:
+def readyz(server: AppServer) -> tuple[int, dict[str, Any], requests.structures.CaseInsensitiveDict[str]]:
     response = requests.get(f"{server.url}/readyz", timeout=10)
     return response.status_code, dict(response.json()), response.headers
 
 
 # --- A carrier sending telemetry over the partner API ---------------------------------------------
+
+
+def en_route_mission(carrier: Carrier) -> Mission:
+    return MissionFactory(carrier=carrier, vehicle=VehicleFactory(carrier=carrier), status=MissionStatus.EN_ROUTE)
+
+
+def stored_ids(mission: Mission) -> list[str]:
+    """The event ids stored for ``mission``, one per stored row (a duplicate shows twice)."""
+    return [str(e) for e in TelemetryWindowEvent.objects.filter(mission=mission).values_list("event_id", flat=True)]
+
+
+def console_session(server: AppServer, user: User) -> requests.Session:
+    """A browser session of a verified console user (the session lives in the database)."""
+    client = verified_client(user)
+    session = requests.Session()
+    session.cookies.set("sessionid", client.cookies["sessionid"].value, domain="127.0.0.1")
+    assert session.get(f"{server.url}/shipments/", timeout=30, allow_redirects=False).status_code == 200
+    return session
 
 
 def iso(ts: datetime) -> str:
@@ -340,12 +351,12 @@ def telemetry_event(mission: Mission, *, ts: datetime | None = None, lat: float 
 class Sender:
     """A carrier's integration: a token from the server, batches posted with an Idempotency-Key each."""
 
-    server: ServerProcess
+    server: AppServer
     token: str
     session: requests.Session = field(default_factory=requests.Session)
 
     @classmethod
-    def for_carrier(cls, server: ServerProcess, carrier: Carrier) -> Sender:
+    def for_carrier(cls, server: AppServer, carrier: Carrier) -> Sender:
         issued = partner_services.partner_client_create(
             carrier_id=carrier.pk,
             name=f"{carrier.slug} faults",

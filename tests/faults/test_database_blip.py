@@ -27,25 +27,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import requests
 from django.contrib.auth.models import User
 from django.db import connection
 
-from missions.choices import MissionStatus
 from missions.models import Carrier, Mission
-from missions.models.telemetry import TelemetryWindowEvent
-from tests.conftest import verified_client
-from tests.factories import MissionFactory, VehicleFactory
 from tests.faults.dependencies import (
     Sender,
     app_server,
     assert_unavailable_problem,
+    console_session,
+    en_route_mission,
     readyz,
     require_postgres,
+    stored_ids,
     telemetry_event,
     wait_until,
 )
-from tests.server_process import ServerProcess
 
 pytestmark = [
     pytest.mark.services,
@@ -87,14 +84,6 @@ def database_refusing_connections() -> Iterator[None]:
             cursor.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
 
 
-def en_route_mission(carrier: Carrier) -> Mission:
-    return MissionFactory(carrier=carrier, vehicle=VehicleFactory(carrier=carrier), status=MissionStatus.EN_ROUTE)
-
-
-def stored_ids(mission: Mission) -> list[str]:
-    return [str(e) for e in TelemetryWindowEvent.objects.filter(mission=mission).values_list("event_id", flat=True)]
-
-
 class Carrierside:
     """A carrier's sender: posts batches, and retries a 503 with the same key and body until it is a 202."""
 
@@ -131,14 +120,6 @@ class Carrierside:
             self.wrong.append((response.status_code, response.text[:300]))
             return
         self.wrong.append((0, f"batch {key} not acknowledged before the deadline"))
-
-
-def console_session(server: ServerProcess, user: User) -> requests.Session:
-    client = verified_client(user)
-    session = requests.Session()
-    session.cookies.set("sessionid", client.cookies["sessionid"].value, domain="127.0.0.1")
-    assert session.get(f"{server.url}/shipments/", timeout=30, allow_redirects=False).status_code == 200
-    return session
 
 
 @pytest.mark.parametrize("kind", ["daphne", "gunicorn"])

@@ -29,7 +29,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from missions.choices import MissionStatus
 from missions.models import Carrier, Mission
-from missions.models.telemetry import TelemetryWindowEvent
 from tests.factories import MissionFactory, VehicleFactory
 from tests.faults.dependencies import (
     OwnServer,
@@ -41,6 +40,7 @@ from tests.faults.dependencies import (
     processes,
     readyz,
     require_postgres,
+    stored_ids,
     telemetry_event,
     wait_until,
 )
@@ -96,10 +96,6 @@ def vehicle_client(broker: OwnServer, mission: Mission) -> Iterator[Vehicle]:
         yield vehicle
     finally:
         vehicle.close()
-
-
-def stored_ids(mission: Mission) -> list[str]:
-    return [str(e) for e in TelemetryWindowEvent.objects.filter(mission=mission).values_list("event_id", flat=True)]
 
 
 def test_broker_killed_the_bridge_reconnects_and_every_acknowledged_message_is_stored_once(

@@ -29,21 +29,20 @@ import requests
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from missions.choices import ExceptionKind, MissionStatus
+from missions.choices import ExceptionKind
 from missions.evidence.services import AttestationSubject, attestation_create, checkpoint_issue
 from missions.models import Carrier, EventDelivery, Mission, MissionException
-from missions.models.telemetry import TelemetryWindowEvent
 from missions.telemetry.ingest import ingest_events
 from runbooks.choices import IncidentKind, IncidentStatus
 from runbooks.models import Incident
-from tests.conftest import verified_client
-from tests.factories import MissionFactory, VehicleFactory
 from tests.faults.dependencies import (
     TIMEOUT,
     Sender,
     app_server,
     assert_unavailable_problem,
     base_env,
+    console_session,
+    en_route_mission,
     metric,
     metrics,
     own_redis,
@@ -51,11 +50,12 @@ from tests.faults.dependencies import (
     readyz,
     redis_url,
     require_postgres,
+    stored_ids,
     telemetry_event,
     wait_until,
 )
 from tests.runbooks.pager import PagerReceiver
-from tests.server_process import ServerProcess
+from tests.servers import AppServer
 from tms_console.health import heartbeat_ages
 from tms_console.ratelimit import LEASE_MAX_UNITS
 
@@ -68,14 +68,6 @@ pytestmark = [
 # More requests than a process may have leased from the limit store ahead: the limiter must ask Redis.
 BATCHES_DURING_OUTAGE = LEASE_MAX_UNITS + 4
 EVENTS_PER_BATCH = 10
-
-
-def en_route_mission(carrier: Carrier) -> Mission:
-    return MissionFactory(carrier=carrier, vehicle=VehicleFactory(carrier=carrier), status=MissionStatus.EN_ROUTE)
-
-
-def stored_ids(mission: Mission) -> set[str]:
-    return {str(e) for e in TelemetryWindowEvent.objects.filter(mission=mission).values_list("event_id", flat=True)}
 
 
 def evidence_logged(mission: Mission) -> int:
@@ -106,7 +98,7 @@ def send(sender: Sender, mission: Mission, acknowledged: set[str], *, n: int = E
     return response
 
 
-def never_a_500(server: ServerProcess, sender: Sender, mission: Mission, console: requests.Session, size: int) -> None:
+def never_a_500(server: AppServer, sender: Sender, mission: Mission, console: requests.Session, size: int) -> None:
     """Every endpoint answers as it would with Redis up, or a 503 problem with Retry-After; no 500."""
     api_paths = [
         "/api/v1/capabilities",
@@ -129,15 +121,6 @@ def never_a_500(server: ServerProcess, sender: Sender, mission: Mission, console
         if response.status_code == 503:
             assert int(response.headers["Retry-After"]) > 0
             assert "Traceback" not in response.text
-
-
-def console_session(server: ServerProcess, user: User) -> requests.Session:
-    """A browser session of a verified console user (the session lives in the database)."""
-    client = verified_client(user)
-    session = requests.Session()
-    session.cookies.set("sessionid", client.cookies["sessionid"].value, domain="127.0.0.1")
-    assert session.get(f"{server.url}/shipments/", timeout=30, allow_redirects=False).status_code == 200
-    return session
 
 
 @pytest.mark.parametrize("kind", ["daphne", "gunicorn"])
@@ -209,7 +192,7 @@ def test_redis_killed_telemetry_is_stored_limits_fail_open_and_readyz_tells(
             never_a_500(server, sender, mission, console, size)
             assert server.process.poll() is None
     # Acknowledged == stored, each once (the window's key is the event id).
-    assert stored_ids(mission) == acknowledged
+    assert set(stored_ids(mission)) == acknowledged
 
 
 # --- The safety loops while the broker (the same Redis) is down ------------------------------------

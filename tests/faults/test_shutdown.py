@@ -2,7 +2,7 @@
 
 Real processes on the test database (PostgreSQL and Redis with the services,
 a SQLite file embedded): daphne and gunicorn under concurrent telemetry
-batches (``tests.server_process``), the MQTT bridge against a Mosquitto of the
+batches (``tests.servers``), the MQTT bridge against a Mosquitto of the
 test's own on a free port, a Celery worker and beat (``tests.workers``), and
 the simulators. Each process is sent SIGTERM while it works, and must exit
 within its stated drain time (README, "Graceful shutdown") plus
@@ -39,7 +39,7 @@ from missions.models import Carrier, Mission, TelemetryWindowEvent
 from missions.partner import services as partner_services
 from tests.conftest import require_service
 from tests.factories import CarrierFactory, MissionFactory
-from tests.server_process import ServerProcess, server_database_url, server_start
+from tests.servers import GUNICORN_PROBLEM_WORKER, AppServer, free_port, server_env, start_app_server
 from tests.workers import beat_start, worker_env, worker_start
 from tms_console.shutdown import EXIT_DRAIN_EXPIRED
 
@@ -63,12 +63,6 @@ def exit_seconds(process: subprocess.Popen[Any], *, limit: float) -> float:
         process.wait(timeout=10)
         pytest.fail(f"still running {limit + 30:.0f} s after SIGTERM")
     return time.monotonic() - started
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def log_events(path: Path, event: str) -> list[dict[str, Any]]:
@@ -178,7 +172,7 @@ def batch_body(mission: Mission, events: int) -> tuple[list[str], bytes]:
 
 
 def slow_upload(
-    server: ServerProcess, token: str, mission: Mission, *, halfway: threading.Event, during: Callable[[], None]
+    server: AppServer, token: str, mission: Mission, *, halfway: threading.Event, during: Callable[[], None]
 ) -> Batch:
     """A batch whose body is half sent, then (once ``halfway`` is set: SIGTERM) finished.
 
@@ -217,7 +211,7 @@ def stored(event_ids: list[str]) -> int:
     )
 
 
-def partner_token(server: ServerProcess, client_id: str, client_secret: str, scope: str) -> str:
+def partner_token(server: AppServer, client_id: str, client_secret: str, scope: str) -> str:
     answer = requests.post(
         f"{server.url}/oauth2/token",
         data={"grant_type": "client_credentials", "scope": scope},
@@ -250,7 +244,9 @@ def test_sigterm_under_load_drains_requests_in_flight_and_loses_no_acknowledged_
     env = {"WEB_DRAIN_SECONDS": str(DRAIN_SECONDS), "API_RATE_LIMIT": ""}
     if kind == "gunicorn":
         env["GUNICORN_CMD_ARGS"] = f"--graceful-timeout {DRAIN_SECONDS:g}"  # gunicorn's own drain time
-    server = server_start(kind, log_path=tmp_path / f"{kind}.log", env=env)
+    server = start_app_server(
+        kind, log_path=tmp_path / f"{kind}.log", env=env, gunicorn_options=GUNICORN_PROBLEM_WORKER
+    )
     try:
         token = partner_token(server, client_id, client_secret, "telemetry:write")
         load = Load(url=server.url, token=token, missions=missions[:SENDERS])
@@ -362,7 +358,7 @@ def test_sigterm_closes_websockets_as_going_away(
         "SAFETY_TICK_SECONDS": "0.5",
         "LOG_LEVEL": "INFO",
     }
-    server = server_start("daphne", log_path=tmp_path / "daphne.log", env=env)
+    server = start_app_server("daphne", log_path=tmp_path / "daphne.log", env=env)
     try:
         token = partner_token(server, client_id, client_secret, "telemetry:write")
         mission = missions[0]
@@ -403,7 +399,7 @@ def test_a_request_stuck_past_the_drain_time_is_answered_and_daphne_still_exits_
     _, missions, client_id, client_secret = fleet
     mission = missions[0]
     drain = 4.0
-    server = server_start("daphne", log_path=tmp_path / "daphne.log", env={"WEB_DRAIN_SECONDS": str(drain)})
+    server = start_app_server("daphne", log_path=tmp_path / "daphne.log", env={"WEB_DRAIN_SECONDS": str(drain)})
     locked, release = threading.Event(), threading.Event()
 
     def hold_the_row() -> None:
@@ -489,15 +485,7 @@ def mosquitto(tmp_path: Path) -> Iterator[str]:
 
 def bridge_start(url: str, *, prefix: str, client_id: str, log_path: Path) -> subprocess.Popen[bytes]:
     """``manage.py mqtt_ingest`` on the test database, batching a second at a time (so it holds a queue)."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tms_console.settings_test",
-        "DATABASE_URL": server_database_url(),
-        "MQTT_DRAIN_SECONDS": str(DRAIN_SECONDS),
-        "LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    env = server_env(MQTT_DRAIN_SECONDS=str(DRAIN_SECONDS), LOG_LEVEL="INFO")
     argv = [sys.executable, "manage.py", "mqtt_ingest", "--url", url, "--topic-prefix", prefix]
     argv += ["--client-id", client_id, "--flush-ms", "1000"]
     with log_path.open("ab") as log:
@@ -720,14 +708,8 @@ def test_sigterm_of_the_fleet_simulator_finishes_its_batch(
     from tms_console.shutdown import SIMULATOR_DRAIN_SECONDS
 
     carrier, missions, client_id, client_secret = fleet
-    server = server_start("daphne", log_path=tmp_path / "daphne.log", env={"API_RATE_LIMIT": ""})
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tms_console.settings_test",
-        "DATABASE_URL": server_database_url(),
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    server = start_app_server("daphne", log_path=tmp_path / "daphne.log", env={"API_RATE_LIMIT": ""})
+    env = server_env()
     argv = [sys.executable, "manage.py", "simulate_fleet", "--transport", "http", "--rate", "5"]
     argv += ["--carrier", carrier.slug, "--client-id", client_id, "--client-secret", client_secret]
     argv += ["--console-url", server.url, "--vehicles", str(len(missions))]

@@ -8,8 +8,6 @@ file changes under it).
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
 import shutil
 import socket
@@ -21,47 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from django.conf import settings
+
+from tests.certificates import LOOPBACK_SAN, issue_certificate, pem_pair, write_pem
+from tests.servers import free_port
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 PROXY_SOURCE = "127.0.0.2"  # nginx connects to the application from here
 START_TIMEOUT_S = 10.0
-
-
-def _certificate(
-    common_name: str, issuer_key: ec.EllipticCurvePrivateKey | None, issuer: x509.Name | None, *, ca: bool = False
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer or name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if common_name == "127.0.0.1":
-        san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-        builder = builder.add_extension(san, critical=False)
-    return builder.sign(issuer_key or key, hashes.SHA256()), key
-
-
-def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None = None) -> None:
-    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    if key is not None:
-        path.with_suffix(".key").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
 
 
 @dataclass(frozen=True)
@@ -73,28 +38,21 @@ class EdgeCertificates:
 
 
 def make_certificates(directory: Path) -> EdgeCertificates:
-    ca_cert, ca_key = _certificate("Carrier Test CA", None, None, ca=True)
-    _write(directory / "carrier-ca", ca_cert)
-    server, server_key = _certificate("127.0.0.1", ca_key, ca_cert.subject)
-    _write(directory / "server", server, server_key)
-    client, client_key = _certificate("vehicle-gateway", ca_key, ca_cert.subject)
-    _write(directory / "client", client, client_key)
-    rogue_ca, rogue_ca_key = _certificate("Rogue CA", None, None, ca=True)
-    rogue, rogue_key = _certificate("rogue", rogue_ca_key, rogue_ca.subject)
-    _write(directory / "rogue", rogue, rogue_key)
-
-    def pair(name: str) -> tuple[str, str]:
-        return str(directory / f"{name}.crt"), str(directory / f"{name}.key")
-
+    ca_cert, ca_key = issue_certificate("Carrier Test CA", ca=True)
+    write_pem(directory / "carrier-ca", ca_cert)
+    server, server_key = issue_certificate("127.0.0.1", ca_key, ca_cert.subject, san=LOOPBACK_SAN)
+    write_pem(directory / "server", server, server_key)
+    client, client_key = issue_certificate("vehicle-gateway", ca_key, ca_cert.subject)
+    write_pem(directory / "client", client, client_key)
+    rogue_ca, rogue_ca_key = issue_certificate("Rogue CA", ca=True)
+    rogue, rogue_key = issue_certificate("rogue", rogue_ca_key, rogue_ca.subject)
+    write_pem(directory / "rogue", rogue, rogue_key)
     return EdgeCertificates(
-        ca=str(directory / "carrier-ca.crt"), server=pair("server"), client=pair("client"), rogue=pair("rogue")
+        ca=str(directory / "carrier-ca.crt"),
+        server=pem_pair(directory, "server"),
+        client=pem_pair(directory, "client"),
+        rogue=pem_pair(directory, "rogue"),
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

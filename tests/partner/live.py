@@ -39,6 +39,11 @@ def refused_in_time(limit: int) -> int:
     return limit + slack
 
 
+def pieces(data: bytes, size: int) -> list[bytes]:
+    """``data`` cut into chunks of ``size`` bytes (the last one shorter), for ``raw_request(chunks=...)``."""
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
 def _chunk(data: bytes) -> bytes:
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 

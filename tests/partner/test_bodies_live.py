@@ -8,22 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
-import time
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from missions.choices import TenderStatus
-from missions.events import Actor
-from missions.models import Carrier, Mission, MissionException, Offer, Tender
+from missions.models import MissionException, Offer
 from missions.models.telemetry import TelemetryWindowEvent
-from missions.partner import services as partner_services
-from missions.partner.api.webhooks import webhook_sign
-from tests.factories import CarrierFactory, MissionFactory, ShipmentFactory, TenderFactory, VehicleFactory
-from tests.partner.conftest import fetch_token, issue_client
-from tests.partner.live import RawResponse, raw_request, refused_in_time
+from tests.partner.conftest import issue_client
+from tests.partner.live import RawResponse, pieces, raw_request, refused_in_time
+from tests.partner.senders import Partner, api_headers, partner_make, signed_headers
 from tests.partner.test_isolation import telemetry_event
 from tests.servers import AppServer as LiveApp
 
@@ -32,46 +25,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 MB = 1024 * 1024
 
 
-@dataclass
-class Partner:
-    carrier: Carrier
-    mission: Mission
-    tender: Tender
-    token: str
-    secret: str
-
-
 @pytest.fixture
 def partner() -> Partner:
-    carrier = CarrierFactory(slug=f"live-{uuid.uuid4().hex[:8]}")
-    mission = MissionFactory(carrier=carrier, shipment=ShipmentFactory(), vehicle=VehicleFactory(carrier=carrier))
-    tender = TenderFactory(carrier=carrier, status=TenderStatus.SENT)
-    token = fetch_token(issue_client(carrier))["access_token"]
-    secret = partner_services.webhook_secret_rotate(carrier_id=carrier.pk, actor=Actor.system("t")).secret
-    return Partner(carrier=carrier, mission=mission, tender=tender, token=token, secret=secret)
-
-
-def api_headers(partner: Partner) -> dict[str, str]:
-    return {
-        "Authorization": f"Bearer {partner.token}",
-        "Content-Type": "application/json",
-        "Idempotency-Key": str(uuid.uuid4()),
-    }
-
-
-def signed_headers(partner: Partner, body: bytes) -> dict[str, str]:
-    webhook_id = f"msg_{uuid.uuid4().hex}"
-    stamp = int(time.time())
-    return {
-        "Content-Type": "application/json",
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(stamp),
-        "webhook-signature": webhook_sign(secret=partner.secret, webhook_id=webhook_id, timestamp=stamp, body=body),
-    }
-
-
-def pieces(data: bytes, size: int) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
+    return partner_make("live")
 
 
 def problem(response: RawResponse, status: int) -> dict[str, Any]:

@@ -18,10 +18,11 @@ from missions.models.telemetry import TelemetryWindowEvent
 from tests.conftest import require_service
 from tests.factories import CarrierFactory, MissionFactory, ShipmentFactory, VehicleFactory
 from tests.partner.conftest import fetch_token, issue_client
-from tests.partner.edge import NGINX, Edge, EdgeCertificates, free_port, make_certificates, start_edge
+from tests.partner.edge import NGINX, Edge, EdgeCertificates, make_certificates, start_edge
 from tests.partner.live import RawResponse, raw_request, refused_in_time
 from tests.partner.test_isolation import telemetry_event
 from tests.servers import AppServer as LiveApp
+from tests.servers import free_port
 
 LIMIT = 1_048_576  # client_max_body_size 1m, the application's API_MAX_BODY_BYTES
 

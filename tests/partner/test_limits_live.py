@@ -28,9 +28,10 @@ from missions.partner import services as partner_services
 from missions.partner.api.webhooks import webhook_sign
 from missions.partner.services import IssuedClient
 from tests.factories import CarrierFactory, MissionFactory, ShipmentFactory, VehicleFactory
-from tests.live import EDGE_ADDRESS, LiveApp, burst, client_from, field_items, inside_one_window, live_env, serve
+from tests.live import EDGE_ADDRESS, burst, client_from, field_items, inside_one_window, live_env, serve
 from tests.partner.conftest import issue_client
 from tests.partner.test_isolation import telemetry_event
+from tests.servers import AppServer as LiveApp
 
 pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -7,12 +7,6 @@ so a certificate of another carrier from the same bundle must not get a token.
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +17,7 @@ import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from django.conf import settings as django_settings
 
 from missions.events import Actor
 from missions.models import Carrier
@@ -33,42 +25,11 @@ from missions.models.partner import CertificateKind
 from missions.partner import services as partner_services
 from missions.partner.api.mtls import presented_thumbprint, x5t_s256
 from missions.partner.services import IssuedClient
+from tests.certificates import LOOPBACK_SAN, issue_certificate, pem_pair, write_pem
 from tests.conftest import require_service
 from tests.factories import CarrierFactory
+from tests.partner.edge import NGINX, PROXY_SOURCE, EdgeCertificates, start_edge
 from tests.servers import AppServer
-
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-PROXY_SOURCE = "127.0.0.2"  # nginx connects from here; the test's own direct calls come from 127.0.0.1
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _cert(
-    subject: str | x509.Name,
-    issuer_key: Any,
-    issuer: x509.Name | None,
-    *,
-    ca: bool = False,
-    san: list[x509.GeneralName] | None = None,
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    name = _name(subject) if isinstance(subject, str) else subject
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer or name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if san:
-        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-    return builder.sign(issuer_key or key, hashes.SHA256()), key
 
 
 def _gateway(carrier: str) -> tuple[x509.Name, list[x509.GeneralName]]:
@@ -85,22 +46,6 @@ def _gateway(carrier: str) -> tuple[x509.Name, list[x509.GeneralName]]:
         x509.UniformResourceIdentifier(f"spiffe://carrier-{carrier}.example/gateway"),
     ]
     return subject, san
-
-
-def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None = None) -> None:
-    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    if key is not None:
-        path.with_suffix(".key").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -124,79 +69,38 @@ def app_server_env() -> dict[str, str]:
 def edge(app_server: AppServer, tmp_path: Path) -> Iterator[Edge]:
     """nginx with deploy/nginx/partner-api.conf in front of the server, one CA bundle for every carrier."""
     require_service("nginx", NGINX is not None)
-    assert NGINX is not None
-    ca_cert, ca_key = _cert("Carrier Test CA", None, None, ca=True)
-    _write(tmp_path / "carrier-ca", ca_cert)
-    server_ip = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    server_cert, server_key = _cert("127.0.0.1", ca_key, ca_cert.subject, san=server_ip)
-    _write(tmp_path / "server", server_cert, server_key)
+    ca_cert, ca_key = issue_certificate("Carrier Test CA", ca=True)
+    write_pem(tmp_path / "carrier-ca", ca_cert)
+    server_cert, server_key = issue_certificate("127.0.0.1", ca_key, ca_cert.subject, san=LOOPBACK_SAN)
+    write_pem(tmp_path / "server", server_cert, server_key)
     subject_a, san_a = _gateway("a")
-    cert_a, key_a = _cert(subject_a, ca_key, ca_cert.subject, san=san_a)
-    _write(tmp_path / "client-a", cert_a, key_a)
+    cert_a, key_a = issue_certificate(subject_a, ca_key, ca_cert.subject, san=san_a)
+    write_pem(tmp_path / "client-a", cert_a, key_a)
     subject_b, san_b = _gateway("b")
-    cert_b, key_b = _cert(subject_b, ca_key, ca_cert.subject, san=san_b)
-    _write(tmp_path / "client-b", cert_b, key_b)
-    rogue_ca, rogue_key = _cert("Rogue CA", None, None, ca=True)
-    rogue_cert, rogue_cert_key = _cert("rogue", rogue_key, rogue_ca.subject)
-    _write(tmp_path / "rogue", rogue_cert, rogue_cert_key)
-
-    port = _free_port()
-    upstream = urlparse(app_server.url).netloc
-    template = (Path(django_settings.BASE_DIR) / "deploy" / "nginx" / "partner-api.conf").read_text()
-    values = {
-        "LISTEN_PORT": f"127.0.0.1:{port}",
-        "SERVER_CERT": str(tmp_path / "server.crt"),
-        "SERVER_KEY": str(tmp_path / "server.key"),
-        "CARRIER_CA_BUNDLE": str(tmp_path / "carrier-ca.crt"),
-        "UPSTREAM": upstream,
-        "PROXY_SOURCE_ADDRESS": PROXY_SOURCE,
-    }
-    for name, value in values.items():
-        template = template.replace("${" + name + "}", value)
-    (tmp_path / "partner-api.conf").write_text(template)
-    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
-        (tmp_path / sub).mkdir()
-    (tmp_path / "nginx.conf").write_text(f"""
-worker_processes 1;
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/logs/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp_path}/client_body;
-    proxy_temp_path {tmp_path}/proxy;
-    fastcgi_temp_path {tmp_path}/fastcgi;
-    uwsgi_temp_path {tmp_path}/uwsgi;
-    scgi_temp_path {tmp_path}/scgi;
-    include {tmp_path}/partner-api.conf;
-}}
-""")
-    process = subprocess.Popen(
-        [NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    cert_b, key_b = issue_certificate(subject_b, ca_key, ca_cert.subject, san=san_b)
+    write_pem(tmp_path / "client-b", cert_b, key_b)
+    rogue_ca, rogue_key = issue_certificate("Rogue CA", ca=True)
+    rogue_cert, rogue_cert_key = issue_certificate("rogue", rogue_key, rogue_ca.subject)
+    write_pem(tmp_path / "rogue", rogue_cert, rogue_cert_key)
+    certificates = EdgeCertificates(
+        ca=str(tmp_path / "carrier-ca.crt"),
+        server=pem_pair(tmp_path, "server"),
+        client=pem_pair(tmp_path, "client-a"),
+        rogue=pem_pair(tmp_path, "rogue"),
     )
+    nginx = start_edge(tmp_path / "edge", upstream=urlparse(app_server.url).netloc, certificates=certificates)
     try:
-        for _ in range(100):
-            if process.poll() is not None:
-                pytest.fail(f"nginx exited: {process.stdout.read().decode() if process.stdout else ''}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         yield Edge(
-            url=f"https://127.0.0.1:{port}",
-            ca=str(tmp_path / "carrier-ca.crt"),
-            client_a=(str(tmp_path / "client-a.crt"), str(tmp_path / "client-a.key")),
-            client_b=(str(tmp_path / "client-b.crt"), str(tmp_path / "client-b.key")),
+            url=nginx.url,
+            ca=certificates.ca,
+            client_a=certificates.client,
+            client_b=pem_pair(tmp_path, "client-b"),
             cert_a=cert_a,
             cert_b=cert_b,
-            rogue=(str(tmp_path / "rogue.crt"), str(tmp_path / "rogue.key")),
+            rogue=certificates.rogue,
         )
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        nginx.stop()
 
 
 def _token(edge: Edge, issued: IssuedClient, cert: tuple[str, str] | None) -> requests.Response:
@@ -391,7 +295,7 @@ def test_carrier_without_mtls_works_through_the_edge_unbound(edge: Edge) -> None
 
 @pytest.mark.django_db
 def test_thumbprint_header_is_ignored_from_untrusted_addresses(settings: Any) -> None:
-    cert, _ = _cert("x", None, None)
+    cert, _ = issue_certificate("x")
     pem = quote(cert.public_bytes(serialization.Encoding.PEM).decode())
     meta = {"REMOTE_ADDR": "203.0.113.9", "HTTP_X_SSL_CLIENT_CERT": pem, "HTTP_X_SSL_CLIENT_VERIFY": "SUCCESS"}
     settings.PARTNER_TRUSTED_PROXIES = ["10.0.0.0/8"]

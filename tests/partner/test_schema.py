@@ -44,7 +44,7 @@ from tests.factories import (
 )
 from tests.partner.conftest import assert_problem, issue_client
 from tests.partner.test_isolation import telemetry_event
-from tests.server_process import server_start
+from tests.servers import GUNICORN_PROBLEM_WORKER, start_app_server
 
 COMMITTED = Path(settings.BASE_DIR) / "docs" / "openapi.yaml"
 SCHEMATHESIS_CONFIG = Path(settings.BASE_DIR) / "schemathesis.toml"
@@ -232,7 +232,9 @@ def test_schemathesis_every_check_and_the_stateful_phase_find_nothing(
         "AUTH_GUARD_BEARER_PER_ADDRESS": "off",
         "AUTH_GUARD_PER_ADDRESS": "off",
     }
-    server = server_start(server_name, log_path=tmp_path / "server.log", env=unlimited)
+    server = start_app_server(
+        server_name, log_path=tmp_path / "server.log", env=unlimited, gunicorn_options=GUNICORN_PROBLEM_WORKER
+    )
     report_path = tmp_path / "schemathesis.json"
     try:
         session = OAuth2Session(client=BackendApplicationClient(client_id=issued.client_id))

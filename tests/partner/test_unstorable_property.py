@@ -28,16 +28,11 @@ from django.apps import apps
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from missions.choices import TenderStatus
-from missions.events import Actor
-from missions.models import Carrier, Mission, TelemetrySample, Tender
+from missions.models import Mission, TelemetrySample
 from missions.models.partner import IdempotencyRecord
 from missions.models.telemetry import TelemetryWindowEvent
-from missions.partner import services as partner_services
-from missions.partner.api.webhooks import webhook_sign
-from tests.factories import CarrierFactory, MissionFactory, ShipmentFactory, TenderFactory, VehicleFactory
-from tests.partner.conftest import fetch_token, issue_client
 from tests.partner.live import RawResponse, raw_request
+from tests.partner.senders import Partner, api_headers, partner_make, signed_headers
 from tests.servers import AppServer as LiveApp
 from tests.unstorable import Injected, Path, encode, free_json, injected, pointer
 
@@ -54,23 +49,9 @@ PROPERTY = settings(
 # --- The partner and its state ------------------------------------------------------------------------
 
 
-@dataclass
-class Partner:
-    carrier: Carrier
-    mission: Mission
-    tender: Tender
-    token: str
-    secret: str
-
-
 @pytest.fixture
 def partner() -> Partner:
-    carrier = CarrierFactory(slug=f"prop-{uuid.uuid4().hex[:8]}")
-    mission = MissionFactory(carrier=carrier, shipment=ShipmentFactory(), vehicle=VehicleFactory(carrier=carrier))
-    tender = TenderFactory(carrier=carrier, status=TenderStatus.SENT)
-    token = fetch_token(issue_client(carrier))["access_token"]
-    secret = partner_services.webhook_secret_rotate(carrier_id=carrier.pk, actor=Actor.system("t")).secret
-    return Partner(carrier=carrier, mission=mission, tender=tender, token=token, secret=secret)
+    return partner_make("prop")
 
 
 # Rows a refused request may add: its idempotency record (a refusal is replayed like any answer).
@@ -120,24 +101,12 @@ def event(partner: Partner) -> dict[str, Any]:
 
 
 def api_post(app: LiveApp, partner: Partner, path: str, body: bytes) -> RawResponse:
-    headers = {
-        "Authorization": f"Bearer {partner.token}",
-        "Content-Type": "application/json",
-        "Idempotency-Key": str(uuid.uuid4()),
-    }
-    return raw_request(app, "POST", path, headers=headers, body=body)
+    return raw_request(app, "POST", path, headers=api_headers(partner), body=body)
 
 
 def webhook_post(app: LiveApp, partner: Partner, body: bytes) -> RawResponse:
-    webhook_id = f"msg_{uuid.uuid4().hex}"
-    stamp = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(stamp),
-        "webhook-signature": webhook_sign(secret=partner.secret, webhook_id=webhook_id, timestamp=stamp, body=body),
-    }
-    return raw_request(app, "POST", f"/api/v1/webhooks/{partner.carrier.slug}", headers=headers, body=body)
+    path = f"/api/v1/webhooks/{partner.carrier.slug}"
+    return raw_request(app, "POST", path, headers=signed_headers(partner, body), body=body)
 
 
 # --- The property --------------------------------------------------------------------------------------

@@ -18,15 +18,11 @@ from typing import Any
 
 import pytest
 
+from tests.servers import free_port
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:
@@ -112,7 +108,7 @@ def _wait_listening(port: int, timeout: float = 30) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_every_child(tmp_path: Path, sig: signal.Signals) -> None:
-    port = _free_port()
+    port = free_port()
     proc = _start(tmp_path, port)
     try:
         _wait_listening(port)
@@ -139,7 +135,7 @@ def test_a_signal_stops_every_child(tmp_path: Path, sig: signal.Signals) -> None
 
 
 def test_a_child_that_dies_stops_everything(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = _start(tmp_path, port, sleeper_exit_after=2.0)
     try:
         output, _ = proc.communicate(timeout=60)

@@ -23,7 +23,7 @@ from missions.models.telemetry import TelemetryWindowEvent
 from missions.partner.api.backfill import BACKFILL_PATH
 from tests.factories import CarrierFactory, MissionFactory
 from tests.partner.conftest import fetch_token, issue_client
-from tests.partner.live import RawResponse, raw_request, refused_in_time
+from tests.partner.live import RawResponse, pieces, raw_request, refused_in_time
 from tests.servers import SERVER_KINDS, AppServer, start_app_server
 from tests.telemetry.conftest import make_event
 from tests.telemetry.test_backfill import ndjson
@@ -69,10 +69,6 @@ def headers(fleet: Fleet) -> dict[str, str]:
 def buffered(mission: Mission, count: int) -> list[dict[str, Any]]:
     start = (datetime.now(UTC) - timedelta(hours=4)).replace(microsecond=0)
     return [make_event(mission, ts=start + timedelta(seconds=n)) for n in range(count)]
-
-
-def pieces(data: bytes, size: int) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
 def answer(response: RawResponse) -> dict[str, Any]:

@@ -26,8 +26,9 @@ from missions.models import AuditEvent
 from missions.partner.services import IssuedClient
 from tests.conftest import make_user
 from tests.factories import CarrierFactory
-from tests.live import EDGE_ADDRESS, LiveApp, burst, client_from, live_env, metric_value, serve
+from tests.live import EDGE_ADDRESS, burst, client_from, live_env, metric_value, serve
 from tests.partner.conftest import issue_client
+from tests.servers import AppServer as LiveApp
 
 pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

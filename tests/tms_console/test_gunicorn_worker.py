@@ -10,13 +10,13 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-from tests.server_process import server_start
+from tests.servers import GUNICORN_PROBLEM_WORKER, start_app_server
 
 
 @pytest.mark.server_process
 @pytest.mark.django_db(transaction=True)
 def test_gunicorn_answers_its_own_refusals_as_problem_documents(tmp_path: Path) -> None:
-    server = server_start("gunicorn", log_path=tmp_path / "gunicorn.log")
+    server = start_app_server("gunicorn", log_path=tmp_path / "gunicorn.log", gunicorn_options=GUNICORN_PROBLEM_WORKER)
     try:
         too_long = requests.get(f"{server.url}/api/v1/tenders?q={'x' * 9000}", timeout=10)
         assert too_long.status_code == 414, too_long.text
