@@ -24,7 +24,7 @@ from django.conf import settings
 from missions.bus.publisher import NatsPublisher
 from missions.bus.reader import Replayed, replay
 from tests.conftest import require_service
-from tests.servers import free_port, server_database_url
+from tests.servers import free_port, server_env
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 START_TIMEOUT_S = 15.0
@@ -114,17 +114,7 @@ def stream_events(server: NatsServer, *, stream: str | None = None) -> list[Repl
 
 def relay_process(server: NatsServer, log: Path, **env: str) -> subprocess.Popen[bytes]:
     """``manage.py events_relay`` on the test database, as ``make run`` starts it."""
-    child_env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tms_console.settings_test",
-        "DATABASE_URL": server_database_url(),
-        "NATS_URL": server.url,
-        "BUS_GAP_GRACE_SECONDS": "0.5",
-        "LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-        **env,
-    }
-    child_env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    child_env = server_env(NATS_URL=server.url, BUS_GAP_GRACE_SECONDS="0.5", LOG_LEVEL="INFO", **env)
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "events_relay"],
