@@ -142,36 +142,43 @@ def _default_exporter() -> SpanExporter:
     return StoreSpanExporter()
 
 
-def _instrument() -> None:
+def _instrumentors() -> dict[str, Any]:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.django import DjangoInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    # Health probes and scrapes would drown the traces that matter.
-    DjangoInstrumentor().instrument(excluded_urls="healthz,readyz,metrics,static/")
-    CeleryInstrumentor().instrument()  # type: ignore[no-untyped-call]
-    HTTPXClientInstrumentor().instrument()
-    PsycopgInstrumentor().instrument(enable_commenter=False, skip_dep_check=True)
-    RedisInstrumentor().instrument()
+    return {
+        "django": DjangoInstrumentor(),
+        "celery": CeleryInstrumentor(),  # type: ignore[no-untyped-call]
+        "httpx": HTTPXClientInstrumentor(),
+        "psycopg": PsycopgInstrumentor(),
+        "redis": RedisInstrumentor(),
+    }
+
+
+def _disabled_instrumentations() -> set[str]:
+    """``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` (the SDK's comma-separated list), e.g. "psycopg,redis"."""
+    raw = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    return {name.strip().lower() for name in raw.split(",") if name.strip()}
+
+
+def _instrument() -> None:
+    disabled = _disabled_instrumentations()
+    options: dict[str, dict[str, Any]] = {
+        # Health probes and scrapes would drown the traces that matter.
+        "django": {"excluded_urls": "healthz,readyz,metrics,static/"},
+        "psycopg": {"enable_commenter": False, "skip_dep_check": True},
+    }
+    for name, instrumentor in _instrumentors().items():
+        if name not in disabled:
+            instrumentor.instrument(**options.get(name, {}))
 
 
 def uninstrument() -> None:
     """Remove the instrumentations again (a test that turned tracing on, turning it off)."""
-    from opentelemetry.instrumentation.celery import CeleryInstrumentor
-    from opentelemetry.instrumentation.django import DjangoInstrumentor
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
-
-    for instrumentor in (
-        DjangoInstrumentor(),
-        CeleryInstrumentor(),  # type: ignore[no-untyped-call]
-        HTTPXClientInstrumentor(),
-        PsycopgInstrumentor(),
-        RedisInstrumentor(),
-    ):
+    for instrumentor in _instrumentors().values():
         instrumentor.uninstrument()
 
 
@@ -295,6 +302,18 @@ def span_from(
         attributes=tms_attributes(**ids),
     ) as span:
         yield span
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """No instrumentation inside: for background threads that work for many requests at once (the group
+    commit writer, the live-map broadcaster), whose calls belong to no trace and would only cost.
+    """
+    token = otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def record_error(exc: BaseException) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 
 from missions.telemetry.normalize import TelemetryEvent
+from tms_console import tracing
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,10 @@ class FleetBroadcaster:
         self._wake.set()
 
     def _run(self) -> None:
+        with tracing.untraced():  # one broadcast carries many batches' positions: no trace of its own
+            self._serve()
+
+    def _serve(self) -> None:
         import asyncio
 
         loop = asyncio.new_event_loop()

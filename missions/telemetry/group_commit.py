@@ -27,6 +27,7 @@ from typing import Any
 from django.db import connection
 
 from missions.telemetry.ingest import IngestResult, MissionCache, ingest_events, telemetry_batch_max
+from tms_console import tracing
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,10 @@ class GroupCommit:
             return taken
 
     def _run(self) -> None:
+        with tracing.untraced():  # it writes for many requests at once: its calls are no request's
+            self._serve()
+
+    def _serve(self) -> None:
         while True:
             batch = self._take()
             try:
