@@ -8,6 +8,7 @@ class MissionsConfig(AppConfig):
     def ready(self) -> None:
         # The capabilities built on the core declare their checks and subscriptions here;
         # runbooks and sla declare theirs in their own AppConfig.ready.
+        from missions.bus.metrics import BusCollector
         from missions.events import event_broadcast, layer_is_shared, security_event_audit
         from missions.evidence import checks
         from missions.evidence import subscribers as evidence_subscribers
@@ -20,6 +21,7 @@ class MissionsConfig(AppConfig):
 
         checks.register()
         scrape_collector_register(DeadLetterCollector())
+        scrape_collector_register(BusCollector())
         event_subscribe(
             name="missions.live_broadcast",
             actions={ALL_ACTIONS},

@@ -28,6 +28,7 @@ urlpatterns = [
     path("admin/", admin_site.site.urls),
     path("", include("missions.tendering.urls")),
     path("", include("missions.telemetry.urls")),
+    path("", include("missions.bus.urls")),
     path("", include("missions.evidence.console_urls")),
     path("incidents/", include("runbooks.urls")),
     path("sla/", include("sla.urls")),
