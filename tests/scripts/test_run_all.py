@@ -166,6 +166,15 @@ def test_optional_processes_need_their_command(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("MQTT_URL", "mqtt://127.0.0.1:1883")
     names = {s.name for s in run_all.build_specs(host="127.0.0.1", port=8000, commands=everything)}
     assert "mqtt" in names
+    # The event bus relay: only with a NATS server to publish to.
+    monkeypatch.delenv("NATS_URL", raising=False)
+    names = {s.name for s in run_all.build_specs(host="127.0.0.1", port=8000, commands={"events_relay"})}
+    assert "bus" not in names
+    monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:4222")
+    relay = next(
+        s for s in run_all.build_specs(host="127.0.0.1", port=8000, commands={"events_relay"}) if s.name == "bus"
+    )
+    assert relay.argv[-1] == "events_relay" and relay.drain_seconds == 12.0
 
 
 def test_each_child_is_given_its_stated_drain_time(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
