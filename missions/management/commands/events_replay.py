@@ -56,7 +56,7 @@ class Command(BaseCommand):
             count = 0
             for message in messages:
                 self.stdout.write(
-                    json.dumps({"sequence": message.sequence, "subject": message.subject, **message.event})
+                    json.dumps({"sequence": message.sequence, "nats_subject": message.subject, **message.event})
                 )
                 count += 1
         except (
