@@ -81,6 +81,11 @@ class NatsPublisher:
                     self.url,
                     allow_reconnect=False,
                     connect_timeout=min(self.timeout_seconds, 5.0),
+                    # nats-py retries the first connect 60 times, 2 s apart, unless told otherwise: the
+                    # relay has its own backoff and must say "down" at once.
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0.2,
+                    error_cb=_connection_error,
                     name="tms-events-relay",
                 )
             )
@@ -159,6 +164,11 @@ class NatsPublisher:
     def close(self) -> None:
         self._drop()
         self._loop.close()
+
+
+async def _connection_error(exc: Exception) -> None:
+    # nats-py reports each failed attempt with a traceback; the relay logs one line per state change.
+    log.debug("NATS connection error: %s", exc)
 
 
 def safe_url(url: str) -> str:

@@ -17,6 +17,10 @@ from typing import Any
 FETCH_BATCH = 256
 
 
+async def _connection_error(exc: Exception) -> None:
+    """nats-py's default logs a traceback per attempt; the caller reports the failure once."""
+
+
 @dataclass(frozen=True)
 class Replayed:
     sequence: int
@@ -56,9 +60,16 @@ async def _read(
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-    nc = await nats.connect(url, allow_reconnect=False, connect_timeout=5)
+    nc = await nats.connect(
+        url,
+        allow_reconnect=False,
+        connect_timeout=5,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.2,
+        error_cb=_connection_error,
+    )
     try:
-        js = nc.jetstream()
+        js = nc.jetstream(timeout=15.0)  # the consumer is created by an API call: room for a busy server
         config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, inactive_threshold=30.0)
         if from_sequence is not None:
             config.deliver_policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, max(from_sequence, 1)
@@ -73,8 +84,8 @@ async def _read(
             want = FETCH_BATCH if limit is None else min(FETCH_BATCH, limit - len(out))
             try:
                 batch = await sub.fetch(want, timeout=idle_seconds)
-            except NatsTimeout:
-                break
+            except (TimeoutError, NatsTimeout):
+                break  # nothing more within the idle time
             for msg in batch:
                 out.append(Replayed(msg.metadata.sequence.stream, msg.subject, json.loads(msg.data)))
                 await msg.ack()

@@ -72,7 +72,9 @@ def _jetstream_answers(url: str) -> bool:
     async def ask() -> None:
         import nats
 
-        nc = await nats.connect(url, allow_reconnect=False, connect_timeout=1)
+        nc = await nats.connect(
+            url, allow_reconnect=False, connect_timeout=1, max_reconnect_attempts=1, reconnect_time_wait=0.1
+        )
         try:
             await nc.jetstream(timeout=1).account_info()
         finally:
