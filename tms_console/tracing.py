@@ -132,6 +132,14 @@ class NoOrphanCalls(Sampler):
         return f"NoOrphanCalls{{{self.inner.get_description()}}}"
 
 
+def service_defaults(**variables: str) -> None:
+    """A process's own defaults for ``OTEL_*`` variables the operator did not set (before ``configure``)."""
+    for name, value in variables.items():
+        if not name.startswith("OTEL_"):
+            raise ValueError(f"not an OpenTelemetry variable: {name}")
+        os.environ.setdefault(name, value)
+
+
 def _default_exporter() -> SpanExporter:
     if otlp_endpoint():
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

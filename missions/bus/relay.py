@@ -54,6 +54,7 @@ BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 TELEMETRY_ROWS_PER_ROUND = 10_000
 EVENTS, TELEMETRY = "events", "telemetry"
+STANDBY = "standby: another relay publishes"
 
 
 def stream_specs() -> list[StreamSpec]:
@@ -87,16 +88,18 @@ class Gaps:
         self.first_seen: dict[int, float] = {}
 
     def advance(self, cursor: int, handled: Iterable[int]) -> int:
-        """The furthest position with every id up to it handled, or missing for longer than the grace."""
-        done = {i for i in handled if i > cursor}
-        if not done:
-            return cursor
+        """The furthest position with every id up to it handled, or missing for longer than the grace.
+
+        A run of missing ids is waited for once, as a whole (a rolled-back bulk insert leaves
+        thousands), from when the cursor first met it.
+        """
+        done = sorted(i for i in handled if i > cursor)
         now = self.clock()
-        position = cursor
-        for i in range(cursor + 1, max(done) + 1):
-            if i not in done and now - self.first_seen.setdefault(i, now) < self.grace_seconds:
+        position, expected = cursor, cursor + 1
+        for i in done:
+            if i > expected and now - self.first_seen.setdefault(expected, now) < self.grace_seconds:
                 break
-            position = i
+            position, expected = i, i + 1
         self.first_seen = {i: seen for i, seen in self.first_seen.items() if i > position}
         return position
 
@@ -237,8 +240,10 @@ class Relay:
             while not stop.is_set():
                 try:
                     if not self._hold_lease():
-                        self.state = "standby: another relay publishes"
-                        self._heartbeat()
+                        # The heartbeat is the publishing relay's: a standby one says so in its log only.
+                        if self.state != STANDBY:
+                            log.info("bus relay in standby: another relay holds the lease")
+                        self.state = STANDBY
                         stop.wait(LEASE_SECONDS / 3)
                         continue
                     if not self.streams_ready:
@@ -260,9 +265,11 @@ class Relay:
                     stop.wait(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
         finally:
+            was_publishing = self.state != STANDBY
             self.state = "stopped"
             try:
-                self._heartbeat(force=True)
+                if was_publishing:
+                    self._heartbeat(force=True)
                 lease_release(name=LEASE_NAME, holder=self.holder)
             except DatabaseError:
                 log.warning("relay stopped without releasing its lease (it expires by itself)")
