@@ -166,9 +166,9 @@ async def consume(args: argparse.Namespace, seen: SeenIds, stop: asyncio.Event) 
             seen.commit()  # the ids (and the handling's own writes) first ...
             for message in handled:
                 await message.ack()  # ... then the acks: a crash in between means a redelivery, skipped
-        await nc.flush()
+        await nc.flush()  # the acks are on the wire before the connection closes
     finally:
-        await nc.drain()
+        await nc.close()
     return new, duplicates
 
 
