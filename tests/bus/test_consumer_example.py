@@ -28,7 +28,9 @@ from missions.models import AuditEvent, Mission
 from tests.bus.conftest import NatsServer, stream_events
 from tests.factories import MissionFactory
 
-pytestmark = pytest.mark.django_db
+# Ids from 1: the relay's cursor starts at 0, and a run of ids an earlier test used and rolled back would be
+# waited out one grace per id (see tests/bus/test_relay_process.py::test_a_run_of_missing_ids_is_waited_for_once).
+pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
 SCRIPT = Path(settings.BASE_DIR) / "scripts" / "bus_consumer_example.py"
 ACTOR = Actor.system("consumer-test")
 RUN_TIMEOUT_S = 60.0  # an upper bound for a run that ends on --idle-exit; never asserted as a timing
