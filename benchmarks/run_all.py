@@ -35,6 +35,8 @@ SCRIPTS = [
     ("bench_livemap", 150),
     ("bench_tender_api", 180),
     ("bench_sla", 180),
+    # Its own nats-server: a raw publish loop, the relay over 50,000 events, lag under a 10,000-truck fleet.
+    ("bench_bus", 180),
     # Mostly waiting (the recovery timeout, a step lease): three lost-comms failovers in real time.
     ("bench_failover", 240),
     # 100,000 events as one NDJSON upload against the batch endpoint (ABBA), on gunicorn and daphne.

@@ -110,8 +110,29 @@ def bus(nats_server: NatsServer, settings: Any) -> Iterator[NatsPublisher]:
         publisher.close()
 
 
+def stream_count(url: str, stream: str) -> int:
+    async def ask() -> int:
+        import nats
+
+        nc = await nats.connect(url, allow_reconnect=False, connect_timeout=5)
+        try:
+            info = await nc.jetstream(timeout=10).stream_info(stream)
+            return int(info.state.messages)
+        finally:
+            await nc.close()
+
+    return asyncio.run(ask())
+
+
 def stream_events(server: NatsServer, *, stream: str | None = None) -> list[Replayed]:
-    return list(replay(server.url, stream=stream or settings.BUS_EVENTS_STREAM, idle_seconds=0.5))
+    """Every message the stream holds.
+
+    Read up to the stream's message count, so the read never ends on a fetch that times out: nats-py's
+    fetch may raise a bare ``asyncio.TimeoutError`` there, which ``replay`` does not take for the end.
+    """
+    name = stream or settings.BUS_EVENTS_STREAM
+    count = stream_count(server.url, name)
+    return list(replay(server.url, stream=name, limit=count, idle_seconds=5.0)) if count else []
 
 
 def relay_process(server: NatsServer, log: Path, **env: str) -> subprocess.Popen[bytes]:
