@@ -68,12 +68,21 @@ class NatsServer:
         self.process = None
 
 
+async def _quiet(exc: Exception) -> None:
+    """Refused connections are expected while the server starts: no traceback in the log."""
+
+
 def _jetstream_answers(url: str) -> bool:
     async def ask() -> None:
         import nats
 
         nc = await nats.connect(
-            url, allow_reconnect=False, connect_timeout=1, max_reconnect_attempts=1, reconnect_time_wait=0.1
+            url,
+            allow_reconnect=False,
+            connect_timeout=1,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.1,
+            error_cb=_quiet,
         )
         try:
             await nc.jetstream(timeout=1).account_info()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,16 +33,22 @@ def schema_for(cloudevents_type: str) -> dict[str, Any]:
     return dict(json.loads((SCHEMAS / f"{cloudevents_type}.schema.json").read_text()))
 
 
-def drain(relay: Relay, *, rounds: int = 50) -> None:
-    """Relay rounds until both cursors are at the end of their tables."""
+def drain(relay: Relay, *, seconds: float = 30.0) -> None:
+    """Relay rounds until both cursors are at the end of their tables.
+
+    Ids below the first row may be a gap the cursor waits out (PostgreSQL's sequences go on
+    across tests), hence a bounded wait rather than a number of rounds.
+    """
     relay.publisher.ensure_streams(stream_specs())
-    for _ in range(rounds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         relay.events_round()
         relay.telemetry_round()
         newest = AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         samples = TelemetrySample.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         if cursor_get(EVENTS).position >= newest and cursor_get(TELEMETRY).position >= samples:
             return
+        time.sleep(0.05)
     raise AssertionError(f"the relay did not catch up: {lag()}")
 
 

@@ -264,13 +264,16 @@ def test_the_incident_page_pins_the_missions_trace_its_own_and_the_telemetry_win
     assert incident is not None
     incident = Incident.objects.get(pk=incident.pk)
     assert incident.pinned_traceparent == stored.traceparent and len(incident.pinned_telemetry) == 12
+    # An incident opened while tracing was off has no trace of its own (whatever an earlier test left
+    # configured in this process).
+    Incident.objects.filter(pk=incident.pk).update(traceparent="")
 
     response = verified_client(oncall).get(reverse("runbooks:incident_detail", kwargs={"pk": incident.pk}))
     html = response.content.decode()
     pinned = html.split('id="incident-pinned-trace"', 1)[1].split("</section>", 1)[0]
     assert names_in_page_order(pinned)[0] == "POST /shipments/<int:pk>/tender/"
     assert reverse("traces:detail", kwargs={"trace_id": stored.trace_id}) in pinned
-    # Its own trace: recorded only while tracing is on (off in this test), so the card explains.
+    # Its own trace: none, so the card explains.
     own = html.split('id="incident-trace"', 1)[1].split("</section>", 1)[0]
     assert 'data-absence="untraced"' in own
 
