@@ -10,10 +10,10 @@ and ``<prefix>.telemetry.<carrier>``; ``_`` stands for "no carrier".
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from cloudevents.core.formats.json import JSONFormat
+import orjson
 from cloudevents.core.v1.event import CloudEvent
 from django.conf import settings
 
@@ -43,12 +43,24 @@ def telemetry_subject(carrier_slug: str) -> str:
     return f"{settings.BUS_SUBJECT_PREFIX}.telemetry.{subject_token(carrier_slug)}"
 
 
-_FORMAT = JSONFormat()
-
-
 def _structured(attributes: dict[str, Any], data: dict[str, Any]) -> bytes:
-    """The CloudEvent in structured mode; the SDK checks the attributes against the spec."""
-    return _FORMAT.write(CloudEvent(attributes, data))
+    """The CloudEvent in structured mode, JSON.
+
+    The SDK builds the event and checks its attributes against the spec; the
+    bytes are written with orjson (the SDK's writer uses the standard library's
+    encoder, which was most of the relay's time per event). The output is the
+    SDK's structured form: the attributes, ``time`` in RFC 3339 with ``Z``, and
+    ``data`` inline (``test_envelopes_are_what_the_sdk_writes`` compares them).
+    """
+    event = CloudEvent(attributes, data)
+    document = dict(event.get_attributes())
+    document["time"] = _rfc3339(document["time"])
+    document["data"] = event.get_data()
+    return orjson.dumps(document)
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def event_envelope(event: AuditEvent) -> bytes:

@@ -219,3 +219,43 @@ def test_a_gap_is_waited_for_then_passed() -> None:
     now[0] += 1.0
     assert gaps.advance(15, {17}) == 17  # missing for the whole grace: rolled back, for all we can tell
     assert gaps.first_seen == {}
+
+
+def test_envelopes_are_what_the_sdk_writes() -> None:
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+
+    from missions.bus.envelopes import event_envelope
+    from missions.events import replay_payload
+
+    with transaction.atomic():
+        event = event_record(
+            actor=ACTOR,
+            action="mission.status_changed",
+            subject_type="mission",
+            subject_id=7,
+            before={"status": "assigned"},
+            after={"status": "en_route"},
+            data={"note": "ünïcode ✓", "n": 1.5},
+        )
+    event.traceparent = f"00-{'ab' * 16}-{'cd' * 8}-01"
+    ours = json.loads(event_envelope(event))
+    sdk = json.loads(
+        JSONFormat().write(
+            CloudEvent(
+                {
+                    "id": str(event.pk),
+                    "source": "https://tms.example/events",
+                    "type": "com.tms.mission.status_changed.v1",
+                    "subject": f"mission/{event.subject_id}",
+                    "time": event.occurred_at,
+                    "datacontenttype": "application/json",
+                    "traceparent": event.traceparent,
+                },
+                replay_payload(event),
+            )
+        )
+    )
+    ours.pop("source")
+    sdk.pop("source")
+    assert ours == sdk
