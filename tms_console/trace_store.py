@@ -195,16 +195,18 @@ class StoreSpanExporter(SpanExporter):
 
 
 def store_prune(*, now: datetime | None = None) -> int:
-    """Drop spans past the retention and the oldest past the count cap; the number dropped."""
+    """Drop spans past the retention and the oldest past the count cap; the number of spans dropped (their links
+    go with them and are not counted)."""
     now = now or datetime.now(tz=UTC)
     retention_hours: float = settings.TRACE_STORE_RETENTION_HOURS
     cutoff = now.timestamp() - retention_hours * 3600
-    dropped, _ = TraceSpan.objects.filter(started_at__lt=datetime.fromtimestamp(cutoff, tz=UTC)).delete()
+    _, by_model = TraceSpan.objects.filter(started_at__lt=datetime.fromtimestamp(cutoff, tz=UTC)).delete()
+    dropped = by_model.get(TraceSpan._meta.label, 0)
     cap: int = settings.TRACE_STORE_MAX_SPANS
     boundary = TraceSpan.objects.order_by("-id").values_list("id", flat=True)[cap : cap + 1].first()
     if boundary is not None:
-        more, _ = TraceSpan.objects.filter(id__lte=boundary).delete()
-        dropped += more
+        _, by_model = TraceSpan.objects.filter(id__lte=boundary).delete()
+        dropped += by_model.get(TraceSpan._meta.label, 0)
     return dropped
 
 

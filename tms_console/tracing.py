@@ -237,14 +237,6 @@ def _span_context(traceparent: str) -> SpanContext | None:
     return SpanContext(trace_id=trace_id, span_id=span_id, is_remote=True, trace_flags=TraceFlags(flags & 1))
 
 
-def context_from(traceparent: str | None) -> otel_context.Context | None:
-    """The context a stored ``traceparent`` continues, or None for an empty or malformed one."""
-    span_context = _span_context(traceparent) if traceparent else None
-    if span_context is None:
-        return None
-    return trace.set_span_in_context(NonRecordingSpan(span_context))
-
-
 def trace_id_of(traceparent: str | None) -> str:
     """The 32-hex trace id of a ``traceparent`` ("" if there is none)."""
     span_context = _span_context(traceparent) if traceparent else None

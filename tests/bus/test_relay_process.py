@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ from missions.models import AuditEvent, Mission, TelemetrySample
 from missions.models.bus import BusCursor
 from tests.bus.conftest import NatsServer, relay_process, stream_events
 from tests.factories import MissionFactory
+from tests.faults import dependencies
 from tms_console.models import Lease, ProcessHeartbeat
 
 # Ids from 1 in each test: a cursor at 0 before a long run of ids that never existed (an earlier test's) would
@@ -45,14 +45,11 @@ RELAY_ENV = {"BUS_BATCH_SIZE": "250", "BUS_POLL_SECONDS": "0.1"}
 
 
 def wait_until(check: Callable[[], Any], what: str, *, seconds: float = CATCH_UP_TIMEOUT_S, every: float = 0.05) -> Any:
-    end = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}: {progress()}")
-        time.sleep(every)
+    """``tests.faults.dependencies.wait_until``, its failure saying how far the relay got."""
+    try:
+        return dependencies.wait_until(check, what, seconds=seconds, every=every)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {progress()}") from None
 
 
 def position(name: str) -> int:
