@@ -33,7 +33,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.db.utils import DatabaseError
 from django.utils import timezone
 
@@ -110,10 +111,11 @@ def cursor_get(name: str) -> BusCursor:
 
 
 def cursor_advance(name: str, position: int, published: int) -> None:
-    """Move the cursor forward (never back, whoever else moved it) and count what was published."""
-    BusCursor.objects.filter(name=name, position__lt=position).update(position=position)
-    if published:
-        BusCursor.objects.filter(name=name).update(published=F("published") + published)
+    """Move the cursor forward (never back, whoever else moved it) and count what was published, in one
+    statement: a relay killed at any point leaves the position and the count consistent."""
+    BusCursor.objects.filter(name=name).update(
+        position=Greatest(F("position"), Value(position)), published=F("published") + published
+    )
 
 
 def refusal_record(*, stream: str, message: Outgoing, reason: str) -> None:
