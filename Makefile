@@ -20,7 +20,7 @@ DEV_STAMP := $(VENV)/.stamp-dev
 migrate seed collectstatic run otp: export DEBUG ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install install-dev migrate seed collectstatic run otp test test-pg lint bench clean distclean
+.PHONY: help venv install install-dev install-deploy migrate seed collectstatic run otp test test-pg lint bench clean distclean
 
 help:
 	@echo "make run      create .venv, install, migrate, seed the demo and start every process"
@@ -49,6 +49,18 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
 install: $(RUNTIME_STAMP)
 
 install-dev: $(DEV_STAMP)
+
+# The deployment validators (kubernetes-validate, check-jsonschema, python-hcl2,
+# checkov) live in a venv of their own: checkov pins libraries the app also uses.
+DEPLOY_VENV ?= .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.stamp-deploy
+
+$(DEPLOY_STAMP): requirements-deploy.txt
+	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet -r requirements-deploy.txt
+	@touch $@
+
+install-deploy: $(DEPLOY_STAMP)
 
 # createcachetable: only the database cache backend (no REDIS_URL) uses the
 # table; with Redis configured the command does nothing.

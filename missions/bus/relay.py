@@ -38,7 +38,13 @@ from django.db.models.functions import Greatest
 from django.db.utils import DatabaseError
 from django.utils import timezone
 
-from missions.bus.envelopes import event_envelope, event_subject, telemetry_envelope, telemetry_subject
+from missions.bus.envelopes import (
+    event_row_envelope,
+    event_rows,
+    event_subject,
+    telemetry_envelope,
+    telemetry_subject,
+)
 from missions.bus.publisher import Outgoing, Publisher, PublishError, StreamSpec
 from missions.bus.types import on_bus
 from missions.models import AuditEvent, TelemetrySample
@@ -151,34 +157,27 @@ class Relay:
     def events_round(self) -> int:
         """Publish the next events after the cursor; the number of messages acknowledged."""
         cursor = cursor_get(EVENTS).position
-        # The carrier's slug alone (for the subject): a whole Carrier per row cost more than the rest of the read.
-        rows = list(
-            AuditEvent.objects.filter(pk__gt=cursor)
-            .annotate(carrier_slug=F("carrier__slug"))
-            .order_by("pk")[: settings.BUS_BATCH_SIZE]
-        )
+        rows = event_rows(AuditEvent.objects.filter(pk__gt=cursor).order_by("pk")[: settings.BUS_BATCH_SIZE])
         if not rows:
             return 0
         stream = settings.BUS_EVENTS_STREAM
         limit = self.publisher.max_payload()
         handled: set[int] = set()
         outgoing: list[tuple[int, Outgoing]] = []
-        for event in rows:
-            if event.pk in self.sent[EVENTS] or not on_bus(event.action):
-                handled.add(event.pk)
+        sent = self.sent[EVENTS]
+        for row in rows:
+            pk = row["pk"]
+            if pk in sent or not on_bus(row["action"]):
+                handled.add(pk)
                 continue
-            message = Outgoing(
-                subject=event_subject(event, event.carrier_slug),  # type: ignore[attr-defined]  # annotated above
-                payload=event_envelope(event),
-                message_id=str(event.pk),
-            )
+            message = Outgoing(subject=event_subject(row), payload=event_row_envelope(row), message_id=str(pk))
             if len(message.payload) > limit:
                 refusal_record(
                     stream=stream, message=message, reason=f"{len(message.payload)} bytes; the bus takes {limit}"
                 )
-                handled.add(event.pk)
+                handled.add(pk)
                 continue
-            outgoing.append((event.pk, message))
+            outgoing.append((pk, message))
         self.publisher.publish(stream, [message for _, message in outgoing])
         return self._settle(EVENTS, cursor, handled | {pk for pk, _ in outgoing}, published=len(outgoing))
 

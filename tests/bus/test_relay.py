@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import transaction
 
@@ -221,41 +223,48 @@ def test_a_gap_is_waited_for_then_passed() -> None:
     assert gaps.first_seen == {}
 
 
-def test_envelopes_are_what_the_sdk_writes() -> None:
+@pytest.mark.parametrize("case", ["system actor, no correlation", "console user, correlation, no before/after"])
+def test_envelopes_are_what_the_sdk_writes(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay's envelope, built from plain row values with the JSON columns spliced in unparsed, is the
+    document the CloudEvents SDK writes for the event, with the partner API's replay payload as its data."""
     from cloudevents.core.formats.json import JSONFormat
     from cloudevents.core.v1.event import CloudEvent
 
-    from missions.bus.envelopes import event_envelope
+    from missions.bus.envelopes import event_row_envelope, event_rows
     from missions.events import replay_payload
 
+    user_case = case.startswith("console user")
+    traceparent = f"00-{'ab' * 16}-{'cd' * 8}-01"
+    monkeypatch.setattr(tracing, "current_traceparent", lambda: traceparent)  # as if recorded in a trace
+    user = get_user_model().objects.create_user(username="dispatcher-7", password="x-unused-9c1f")
+    actor = Actor.for_user(user) if user_case else ACTOR
     with transaction.atomic():
         event = event_record(
-            actor=ACTOR,
+            actor=actor,
             action="mission.status_changed",
             subject_type="mission",
             subject_id=7,
-            before={"status": "assigned"},
-            after={"status": "en_route"},
-            data={"note": "ünïcode ✓", "n": 1.5},
+            before=None if user_case else {"status": "assigned"},
+            after=None if user_case else {"status": "en_route", "nested": [1, {"x": None}]},
+            data={"note": 'ünïcode ✓ "quoted"', "n": 1.5},
+            correlation_id=uuid.uuid4() if user_case else None,
         )
-    event.traceparent = f"00-{'ab' * 16}-{'cd' * 8}-01"
-    ours = json.loads(event_envelope(event))
-    sdk = json.loads(
-        JSONFormat().write(
-            CloudEvent(
-                {
-                    "id": str(event.pk),
-                    "source": "https://tms.example/events",
-                    "type": "com.tms.mission.status_changed.v1",
-                    "subject": f"mission/{event.subject_id}",
-                    "time": event.occurred_at,
-                    "datacontenttype": "application/json",
-                    "traceparent": event.traceparent,
-                },
-                replay_payload(event),
-            )
-        )
-    )
+    event.refresh_from_db()
+    assert event.traceparent == traceparent
+    ours = json.loads(event_row_envelope(event_rows(AuditEvent.objects.filter(pk=event.pk))[0]))
+    attributes = {
+        "id": str(event.pk),
+        "source": "https://tms.example/events",
+        "type": "com.tms.mission.status_changed.v1",
+        "subject": f"mission/{event.subject_id}",
+        "time": event.occurred_at,
+        "datacontenttype": "application/json",
+        "traceparent": traceparent,
+    }
+    if event.correlation_id:
+        attributes["correlationid"] = str(event.correlation_id)
+    sdk = json.loads(JSONFormat().write(CloudEvent(attributes, replay_payload(event))))
     ours.pop("source")
     sdk.pop("source")
     assert ours == sdk
+    assert ours["data"]["actor"] == ("console" if user_case else "bus-test")
