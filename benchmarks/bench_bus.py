@@ -7,7 +7,10 @@
 2. The relay (``missions.bus.relay.Relay``, in this process) publishing
    ``BENCH_BUS_EVENTS`` events (default 50,000) already in the table, read,
    enveloped, published and acknowledged, cursor moved: events/s. Target
-   (DESIGN.md §6): >= 50 % of the raw loop.
+   (DESIGN.md §6): >= 50 % of the raw loop. The two alternate over
+   ``BENCH_BUS_ROUNDS`` rounds (default 3; each relay round starts from an
+   empty stream and a cursor at 0) and the best of each is compared, so a
+   burst of other work on the machine during one pass does not decide the ratio.
 3. End-to-end lag while a fleet of ``BENCH_BUS_TRUCKS`` trucks (default
    10,000) reports at 1 Hz through ``ingest_events`` (another process) and
    events are recorded: the relay runs as ``manage.py events_relay`` and a
@@ -26,6 +29,7 @@ the database is a throw-away ``<name>_bench_bus``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -48,6 +52,7 @@ from benchmarks._report import figure, free_port, percentile  # noqa: E402
 
 EVENTS = int(os.environ.get("BENCH_BUS_EVENTS", "50000"))
 RAW_MESSAGES = int(os.environ.get("BENCH_BUS_RAW", "50000"))
+ROUNDS = max(1, int(os.environ.get("BENCH_BUS_ROUNDS", "3")))
 TRUCKS = int(os.environ.get("BENCH_BUS_TRUCKS", "10000"))
 LOAD_SECONDS = int(os.environ.get("BENCH_BUS_LOAD_SECONDS", "20"))
 EVENTS_PER_SECOND_RECORDED = 20  # domain events recorded beside the telemetry during the lag phase
@@ -114,25 +119,27 @@ def cloudevent_like(n: int) -> bytes:
     return json.dumps(body).encode()
 
 
-def raw_publish(nats_url: str, batch: int) -> float:
-    """Messages per second of a bare publish loop, acks awaited per batch."""
+def raw_publish(nats_url: str, batch: int, round_: int) -> float:
+    """Messages per second of a bare publish loop, acks awaited per batch (a fresh stream each round)."""
 
     async def loop() -> float:
         import nats
 
         nc = await nats.connect(nats_url)
         js = nc.jetstream(timeout=30)
-        await js.add_stream(name="RAW", subjects=["raw.>"], duplicate_window=900)
+        stream, subject = f"RAW{round_}", f"raw{round_}.events.bench.mission.status_changed"
+        await js.add_stream(name=stream, subjects=[f"raw{round_}.>"], duplicate_window=900)
         payloads = [cloudevent_like(n) for n in range(RAW_MESSAGES)]
         t0 = time.perf_counter()
         for start in range(0, RAW_MESSAGES, batch):
             futures = [
-                await js.publish_async("raw.events.bench.mission.status_changed", payloads[n], stream="RAW",
+                await js.publish_async(subject, payloads[n], stream=stream,
                                        headers={"Nats-Msg-Id": str(n)})
                 for n in range(start, min(start + batch, RAW_MESSAGES))
             ]  # fmt: skip
             await asyncio.gather(*futures)
         elapsed = time.perf_counter() - t0
+        await js.delete_stream(stream)
         await nc.close()
         print(f"  raw: {RAW_MESSAGES} messages of ~{len(payloads[0])} bytes in {elapsed:.2f} s")
         return RAW_MESSAGES / elapsed
@@ -163,11 +170,25 @@ def events_bulk(missions: list[Any], count: int) -> None:
 
 def relay_drain(nats_url: str) -> tuple[float, int]:
     """Events per second of the in-process relay over the rows already in the table."""
+    from django.conf import settings
+
     from missions.bus.publisher import NatsPublisher
     from missions.bus.relay import EVENTS as CURSOR
     from missions.bus.relay import Relay, cursor_get, stream_specs
     from missions.models import AuditEvent
+    from missions.models.bus import BusCursor
 
+    async def empty_stream() -> None:
+        import nats
+        from nats.js.errors import NotFoundError
+
+        nc = await nats.connect(nats_url)
+        with contextlib.suppress(NotFoundError):
+            await nc.jetstream().delete_stream(settings.BUS_EVENTS_STREAM)
+        await nc.close()
+
+    asyncio.run(empty_stream())
+    BusCursor.objects.filter(name=CURSOR).delete()
     publisher = NatsPublisher(nats_url, timeout_seconds=30)
     relay = Relay(publisher)
     publisher.ensure_streams(stream_specs())
@@ -316,14 +337,24 @@ def run(db_url: str, nats_url: str) -> int:
 
     batch = int(settings.BUS_BATCH_SIZE)
     print(f"event bus: nats-server {nats_url}, PostgreSQL, batches of {batch}")
-    raw = raw_publish(nats_url, batch)
-    print(f"raw nats-py publish loop (acks awaited per batch): {raw:,.0f} msgs/s")
-
     missions = fleet_create(CarrierFactory(slug="bench", name="Bench carrier"), 200)
     events_bulk(missions, EVENTS)
-    relay_rate, published = relay_drain(nats_url)
+    raws: list[float] = []
+    relays: list[float] = []
+    for round_ in range(ROUNDS):
+        raws.append(raw_publish(nats_url, batch, round_))
+        rate, published = relay_drain(nats_url)
+        relays.append(rate)
+    raw, relay_rate = max(raws), max(relays)
     ratio = relay_rate / raw
-    print(f"relay, {published:,} events already in the table: {relay_rate:,.0f} events/s ({ratio:.0%} of raw)")
+    print(
+        f"raw nats-py publish loop (acks awaited per batch), best of {ROUNDS}: {raw:,.0f} msgs/s"
+        f" (rounds: {', '.join(f'{r:,.0f}' for r in raws)})"
+    )
+    print(
+        f"relay, {published:,} events already in the table, best of {ROUNDS}: {relay_rate:,.0f} events/s"
+        f" ({ratio:.0%} of raw; rounds: {', '.join(f'{r:,.0f}' for r in relays)})"
+    )
     figure(
         name="event-bus relay, events published and acked",
         measured=relay_rate,
