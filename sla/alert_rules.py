@@ -94,7 +94,7 @@ def rule_expr(rule: BurnRule) -> str:
 
 
 def _windows_text(rules: list[BurnRule]) -> str:
-    return ", ".join(f"{r.long_window}/{r.short_window} > {_threshold(r.threshold)}x" for r in rules)
+    return " or ".join(f"{r.long_window} and {r.short_window} over {_threshold(r.threshold)}x" for r in rules)
 
 
 def alerting_rules() -> list[dict[str, Any]]:
@@ -117,9 +117,9 @@ def alerting_rules() -> list[dict[str, Any]]:
                     + str(severity.label).lower()
                     + ")",
                     "description": (
-                        "The long window burns at {{ $value | printf \"%.1f\" }}x the rate the SLO allows "
-                        f"(rules: {_windows_text(rules)}; at least tms_sla_burn_min_events events in the long "
-                        "window). The console's SLA engine decides its own alert from the same counts."
+                        "Long-window burn rate {{ $value | printf \"%.1f\" }}x ("
+                        + _windows_text(rules)
+                        + ", with at least tms_sla_burn_min_events events in the long window)."
                     ),
                 },
             }
