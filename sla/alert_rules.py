@@ -117,7 +117,7 @@ def alerting_rules() -> list[dict[str, Any]]:
                     + str(severity.label).lower()
                     + ")",
                     "description": (
-                        "Long-window burn rate {{ $value | printf \"%.1f\" }}x ("
+                        'Long-window burn rate {{ $value | printf "%.1f" }}x ('
                         + _windows_text(rules)
                         + ", with at least tms_sla_burn_min_events events in the long window)."
                     ),

@@ -126,8 +126,8 @@ class BurnInputsCollector(Collector):
             good.add_metric([carrier, sli, window], float(g))
             total.add_metric([carrier, sli, window], float(n))
             latest[carrier] = max(latest.get(carrier, 0.0), at.timestamp())
-        for carrier, at in sorted(latest.items()):
-            evaluated.add_metric([carrier], at)
+        for carrier, seconds in sorted(latest.items()):
+            evaluated.add_metric([carrier], seconds)
         for carrier_id, contract in sorted(contracts_in_force(list(slugs), timezone.now()).items()):
             targets = Targets.of(contract)
             for sli in BURN_SLIS:
@@ -155,9 +155,7 @@ class CarrierSignalsCollector(Collector):
         now = timezone.now()
         # A silence past its threshold that has not raised lost comms yet: the detector (beat every few
         # seconds, or the web process's safety ticker) should have seen it. 0 when every silence raised.
-        overdue = [
-            (now - c.last_seen_at).total_seconds() - c.gap_seconds for c in gap_candidates(now=now)
-        ]
+        overdue = [(now - c.last_seen_at).total_seconds() - c.gap_seconds for c in gap_candidates(now=now)]
         yield GaugeMetricFamily(
             "tms_telemetry_gap_detection_lag_seconds",
             "Seconds the oldest silence past its gap threshold has waited for lost-comms detection (0: none)",

@@ -87,8 +87,9 @@ def test_slo_rules_carry_the_engines_thresholds_and_windows() -> None:
         threshold = format(burn.threshold.normalize(), "f")
         assert f"carrier_sli:tms_sla_burn_rate:{burn.long_window} > {threshold}\n" in alert["expr"]
         assert f"carrier_sli:tms_sla_burn_rate:{burn.short_window} > {threshold}\n" in alert["expr"]
-        assert f"carrier_sli:tms_sla_burn_events:{burn.long_window} >= scalar(max(tms_sla_burn_min_events))" in (
-            alert["expr"]
+        assert (
+            f"carrier_sli:tms_sla_burn_events:{burn.long_window} >= scalar(max(tms_sla_burn_min_events))"
+            in (alert["expr"])
         )
         assert alert["labels"]["severity"] == burn.severity
 
