@@ -418,3 +418,29 @@ class BurnRateAlert(models.Model):
     def windows_label(self) -> str:
         """The rule's windows as people say them, e.g. "6 h / 30 min"."""
         return f"{self._label(self.long_window_seconds)} / {self._label(self.short_window_seconds)}"
+
+
+class BurnWindowCount(models.Model):
+    """The latest good/total counts of one SLI over one burn-rate window, per carrier.
+
+    Rewritten in place by every evaluation (one row per carrier, SLI and
+    window of ``sla.services.BURN_RULES``), so ``/metrics`` can export the very
+    counts the engine's burn-rate alerts were decided on, and the Prometheus
+    rules (``manage.py alert_rules``) reach the same decision.
+    """
+
+    carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="burn_window_counts")
+    sli = models.CharField(max_length=30, choices=SLIName.choices)
+    window = models.CharField(max_length=10)
+    good = models.BigIntegerField()
+    total = models.BigIntegerField()
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["carrier_id", "sli", "window"]
+        constraints = [
+            models.UniqueConstraint(fields=["carrier", "sli", "window"], name="burn_window_count_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.carrier_id} {self.sli}/{self.window}: {self.good}/{self.total}"

@@ -25,6 +25,7 @@ from sla.choices import INCIDENT_SEVERITY_OF_ALERT, AlertSeverity, BreachStatus,
 from sla.models import (
     Breach,
     BurnRateAlert,
+    BurnWindowCount,
     Contract,
     ContractExclusion,
     CreditEntry,
@@ -76,6 +77,11 @@ BURN_SLIS = (
     SLIName.API_LATENCY,
     SLIName.API_ERROR_RATE,
 )
+
+
+def burn_windows() -> tuple[str, ...]:
+    """Every window a burn rule reads (long and short), in rule order, each once."""
+    return tuple(dict.fromkeys(w for rule in BURN_RULES for w in (rule.long_window, rule.short_window)))
 
 
 @dataclass
@@ -158,6 +164,7 @@ def sla_evaluate(*, carrier_id: int, now: datetime | None = None) -> Evaluation:
             for sli in SLIName
         ]
         evaluation.measurements = SLIMeasurement.objects.bulk_create(rows)
+        _burn_counts_store(carrier_id, results, now)
         if contract is not None:
             _alerts_update(carrier, contract, targets, results, now, evaluation)
     if now.day == 1:
@@ -169,6 +176,28 @@ def sla_evaluate(*, carrier_id: int, now: datetime | None = None) -> Evaluation:
         if not closed:
             evaluation.breaches = sla_month_close(carrier_id=carrier_id, month=previous.start.date(), now=now)
     return evaluation
+
+
+def _burn_counts_store(carrier_id: int, results: dict[tuple[str, str], SLIResult], now: datetime) -> None:
+    """Overwrite the carrier's counts per burn SLI and window: what ``/metrics`` exports to the alert rules."""
+    rows = [
+        BurnWindowCount(
+            carrier_id=carrier_id,
+            sli=sli,
+            window=window,
+            good=results[(sli, window)].good,
+            total=results[(sli, window)].total,
+            computed_at=now,
+        )
+        for sli in BURN_SLIS
+        for window in burn_windows()
+    ]
+    BurnWindowCount.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["carrier", "sli", "window"],
+        update_fields=["good", "total", "computed_at"],
+    )
 
 
 def _measurement(
