@@ -303,3 +303,18 @@ def test_thumbprint_header_is_ignored_from_untrusted_addresses(settings: Any) ->
     settings.PARTNER_TRUSTED_PROXIES = ["203.0.113.0/24"]
     assert presented_thumbprint(meta) == x5t_s256(cert.public_bytes(serialization.Encoding.DER))
     assert presented_thumbprint({**meta, "HTTP_X_SSL_CLIENT_VERIFY": "FAILED:unable to verify"}) is None
+
+
+@pytest.mark.django_db
+def test_a_proxy_that_only_forwards_verified_certificates_needs_no_verification_header(settings: Any) -> None:
+    """An edge in verify mode (an AWS load balancer) forwards only a certificate it verified and says nothing
+    more: with the verification header set empty, the forwarded leaf from a trusted proxy is taken as is."""
+    cert, _ = issue_certificate("alb")
+    pem = quote(cert.public_bytes(serialization.Encoding.PEM).decode())
+    settings.PARTNER_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    settings.PARTNER_CLIENT_CERT_HEADER = "HTTP_X_AMZN_MTLS_CLIENTCERT_LEAF"
+    meta = {"REMOTE_ADDR": "10.1.2.3", "HTTP_X_AMZN_MTLS_CLIENTCERT_LEAF": pem}
+    assert presented_thumbprint(meta) is None  # the default still asks for the verification header
+    settings.PARTNER_CLIENT_VERIFY_HEADER = ""
+    assert presented_thumbprint(meta) == x5t_s256(cert.public_bytes(serialization.Encoding.DER))
+    assert presented_thumbprint({**meta, "REMOTE_ADDR": "203.0.113.9"}) is None  # still only from the proxy

@@ -24,7 +24,9 @@ def presented_certificate(meta: Mapping[str, Any]) -> x509.Certificate | None:
     """The verified client certificate forwarded by a trusted proxy, else None."""
     if not from_trusted_proxy(str(meta.get("REMOTE_ADDR", ""))):
         return None
-    if str(meta.get(settings.PARTNER_CLIENT_VERIFY_HEADER, "")) != "SUCCESS":
+    verify_header = settings.PARTNER_CLIENT_VERIFY_HEADER
+    # Empty: the proxy forwards only certificates it verified (a load balancer in mTLS verify mode).
+    if verify_header and str(meta.get(verify_header, "")) != "SUCCESS":
         return None
     raw = str(meta.get(settings.PARTNER_CLIENT_CERT_HEADER, "") or "")
     if not raw:
