@@ -9,6 +9,7 @@ and ``<prefix>.telemetry.<carrier>``; ``_`` stands for "no carrier".
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -36,9 +37,13 @@ def subject_token(value: str) -> str:
 
 def event_subject(row: dict[str, Any]) -> str:
     """The subject of an event row (``event_rows``)."""
-    noun, _, verb = row["action"].partition(".")
-    carrier, subject_type = row["carrier_slug"] or "_", row["subject_type"] or noun
-    parts = [settings.BUS_SUBJECT_PREFIX, "events", carrier, subject_type, verb or noun]
+    return _event_subject(settings.BUS_SUBJECT_PREFIX, row["carrier_slug"], row["subject_type"], row["action"])
+
+
+@functools.lru_cache(maxsize=4096)  # a few carriers times a few dozen actions: the same subjects again and again
+def _event_subject(prefix: str, carrier_slug: str | None, subject_type: str, action: str) -> str:
+    noun, _, verb = action.partition(".")
+    parts = [prefix, "events", carrier_slug or "_", subject_type or noun, verb or noun]
     return ".".join(subject_token(part) for part in parts)
 
 
