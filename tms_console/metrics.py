@@ -56,6 +56,11 @@ HTTP_REQUESTS = Counter(
 )
 HTTP_ERRORS = Counter("tms_http_request_errors", "HTTP requests answered with a 5xx status, by URL route", ["endpoint"])
 TELEMETRY_INGESTED = Counter("tms_telemetry_events_ingested", "Telemetry events validated and stored")
+TELEMETRY_REJECTED = Counter(
+    "tms_telemetry_events_rejected",
+    "Telemetry events refused inside a batch (invalid, or not the sender's mission), by path",
+    ["source"],
+)
 RATELIMIT_LIMITED = Counter("tms_ratelimit_limited", "Requests refused by a rate limit (429), by policy", ["policy"])
 RATELIMIT_FALLBACK = Gauge(
     "tms_ratelimit_local_fallback",
@@ -74,6 +79,20 @@ def telemetry_ingested(n: int = 1) -> None:
     """Count ``n`` telemetry events stored (called by the ingest path, once per batch)."""
     if n > 0:
         TELEMETRY_INGESTED.inc(n)
+
+
+def telemetry_rejected(source: str, n: int) -> None:
+    """Count ``n`` events of one batch refused (the batch itself may have been accepted)."""
+    if n > 0:
+        TELEMETRY_REJECTED.labels(source).inc(n)
+
+
+def http_observe(endpoint: str, method: str, status: int, seconds: float) -> None:
+    """Count and time one answer of a path that Django's middleware does not see (the webhook fast path)."""
+    HTTP_LATENCY.labels(endpoint, method).observe(seconds)
+    HTTP_REQUESTS.labels(endpoint, method, f"{status // 100}xx").inc()
+    if status >= 500:
+        HTTP_ERRORS.labels(endpoint).inc()
 
 
 def _endpoint(request: HttpRequest) -> str:

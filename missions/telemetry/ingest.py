@@ -55,7 +55,7 @@ from missions.telemetry.storage import (
 )
 from tms_console import tracing
 from tms_console.domain import DomainError
-from tms_console.metrics import telemetry_ingested
+from tms_console.metrics import telemetry_ingested, telemetry_rejected
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def ingest_events(
     if len(events) > limit:
         raise BatchTooLarge(f"A batch holds at most {limit} events; this one has {len(events)}.")
     with _cycle_collector_paused():
-        return _ingest(
+        result = _ingest(
             carrier=carrier,
             events=events,
             source=source,
@@ -200,6 +200,8 @@ def ingest_events(
             now=now or timezone.now(),
             samples_dedupe=samples_dedupe,
         )
+    telemetry_rejected(source, len(result.rejected))
+    return result
 
 
 @contextmanager

@@ -270,3 +270,33 @@ def test_empty_event_list_and_a_rejected_single_event_are_422(
     assert body["errors"] == [
         {"pointer": "/data", "detail": "position.lon: 181 is out of range [-180, 180]", "code": "rejected"}
     ]
+
+
+def test_fast_path_answers_and_rejected_events_are_on_the_metrics_django_uses(
+    app: WebhookFastPath, spy: Spy, carrier_a: Carrier, secret_a: str, mission_a: Mission
+) -> None:
+    """The canary analysis reads tms_http_* by route and tms_telemetry_events_rejected: deliveries the fast
+    path answers count under the same route label as the ones Django answers."""
+    from django.urls import resolve
+    from prometheus_client import REGISTRY
+
+    from missions.partner.api.webhook_wsgi import WEBHOOK_ENDPOINT
+
+    assert WEBHOOK_ENDPOINT == "/" + resolve(f"/api/v1/webhooks/{carrier_a.slug}").route
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    ok = {"endpoint": WEBHOOK_ENDPOINT, "method": "POST", "status": "2xx"}
+    refused = {**ok, "status": "4xx"}
+    before = (sample("tms_http_requests_total", **ok), sample("tms_http_requests_total", **refused))
+    timed = sample("tms_http_request_duration_seconds_count", endpoint=WEBHOOK_ENDPOINT, method="POST")
+    rejected = sample("tms_telemetry_events_rejected_total", source="webhook")
+    bad = telemetry_event(mission_a, position={"lat": 91, "lon": 0})
+    assert post(app, carrier_a, secret_a, _telemetry(telemetry_event(mission_a), bad))[0] == 200
+    assert post(app, carrier_a, secret_a, _telemetry(bad))[0] == 422
+    assert spy.calls == 0  # both answered by the fast path
+    assert sample("tms_http_requests_total", **ok) == before[0] + 1
+    assert sample("tms_http_requests_total", **refused) == before[1] + 1
+    assert sample("tms_http_request_duration_seconds_count", endpoint=WEBHOOK_ENDPOINT, method="POST") == timed + 2
+    assert sample("tms_telemetry_events_rejected_total", source="webhook") == rejected + 2

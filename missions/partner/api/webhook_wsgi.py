@@ -58,6 +58,7 @@ from missions.telemetry.group_commit import GroupCommit
 from missions.telemetry.ingest import MissionCache
 from tms_console import tracing
 from tms_console.logging import request_id_var
+from tms_console.metrics import http_observe
 from tms_console.problem import PROBLEM_CONTENT_TYPE, problem_body
 from tms_console.ratelimit import limiter, ratelimit_headers
 from tms_console.unstorable import may_hold_unstorable, unstorable_find
@@ -67,6 +68,8 @@ log = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 PATH = re.compile(r"^/api/v1/webhooks/(?P<slug>[-a-zA-Z0-9_]{1,50})$")
+# The route label Django's metrics give this URL (tms_console.metrics._endpoint): one series whoever answers.
+WEBHOOK_ENDPOINT = "/api/v1/webhooks/<slug:carrier_slug>"
 FACTS_TTL_SECONDS = 5.0
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Headers every API answer carries (SecurityMiddleware's, for a JSON body).
@@ -112,6 +115,7 @@ class WebhookFastPath:
             return self.app(environ, start_response)
         if length <= 0 or length > int(settings.API_MAX_BODY_BYTES):
             return self.app(environ, start_response)  # Django answers 413 / 400
+        started = time.perf_counter()
         body = environ["wsgi.input"].read(length)
         # Whoever answers from here on, Django can still read the body.
         environ["wsgi.input"] = io.BytesIO(body)
@@ -147,6 +151,8 @@ class WebhookFastPath:
         status, payload, limit_headers = answer
         content_type = "application/json" if status == 200 else PROBLEM_CONTENT_TYPE
         data = orjson.dumps(payload)
+        # The same series as Django's answers on this route (the canary analysis reads them).
+        http_observe(WEBHOOK_ENDPOINT, "POST", status, time.perf_counter() - started)
         start_response(
             f"{status} {'OK' if status == 200 else _reason(status)}",
             [
