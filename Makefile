@@ -20,7 +20,7 @@ DEV_STAMP := $(VENV)/.stamp-dev
 migrate seed collectstatic run otp: export DEBUG ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install install-dev install-deploy deploy-check migrate seed collectstatic run otp test test-pg lint bench clean distclean
+.PHONY: help venv install install-dev install-deploy deploy-check image-check migrate seed collectstatic run otp test test-pg lint bench clean distclean
 
 help:
 	@echo "make run      create .venv, install, migrate, seed the demo and start every process"
@@ -28,6 +28,7 @@ help:
 	@echo "make test     run the whole test suite (honours DATABASE_URL / REDIS_URL / MQTT_URL)"
 	@echo "make test-pg  run the suite against local PostgreSQL + Redis + Mosquitto"
 	@echo "make lint     ruff check, ruff format --check, mypy, lint-imports (the layers), bandit"
+	@echo "make image-check   build the container image with buildah, run check --deploy inside it"
 	@echo "make deploy-check  render and validate deploy/ offline (kustomize, kubernetes-validate, check-jsonschema, checkov, promtool)"
 	@echo "make bench    run the benchmarks in benchmarks/ and print their figures"
 	@echo "make clean    remove var/ (local database, queue, static files) and caches"
@@ -65,6 +66,11 @@ install-deploy: $(DEPLOY_STAMP)
 
 # Render and validate deploy/ offline: kustomize, kubernetes-validate, check-jsonschema,
 # the Terraform checks, promtool on the alert rules and their unit tests.
+# Build the Containerfile with buildah and check the image from inside (root; apt packages
+# buildah and debootstrap).
+image-check:
+	scripts/image_check.sh
+
 deploy-check: install-deploy
 	scripts/deploy_check.sh
 	promtool check rules deploy/prometheus/rules/*.rules.yaml

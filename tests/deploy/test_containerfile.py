@@ -31,12 +31,18 @@ def parse(text: str) -> list[Stage]:
     """Instructions per stage (continuation lines joined, comments dropped)."""
     joined = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
     stages: list[Stage] = []
+    defaults: dict[str, str] = {}  # ARGs before the first FROM: what ${NAME} in a FROM line stands for by default
     for line in joined.splitlines():
         if not line.strip():
             continue
         keyword, _, rest = line.strip().partition(" ")
         keyword = keyword.upper()
+        if keyword == "ARG" and not stages:
+            name, _, value = rest.strip().partition("=")
+            defaults[name] = value
+            continue
         if keyword == "FROM":
+            rest = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults.get(m.group(1) or m.group(2), m.group(0)), rest)
             parts = rest.split()
             name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else str(len(stages))
             stages.append(Stage(image=parts[0], name=name))
@@ -116,8 +122,9 @@ GOOD = (BASE_DIR / "Containerfile").read_text()
     [
         (GOOD.replace("USER 10001:10001", "USER root"), "non-root"),
         (GOOD.replace("USER 10001:10001\n", ""), "non-root"),
-        (GOOD.replace("python:3.11.14-slim-bookworm AS runtime", "python:3.11-slim AS runtime"), "not pinned"),
-        (GOOD.replace("python:3.11.14-slim-bookworm AS build", "python:latest AS build"), "not pinned"),
+        (GOOD.replace("FROM ${BASE_IMAGE} AS runtime", "FROM python:3.11-slim AS runtime"), "not pinned"),
+        (GOOD.replace("FROM ${BASE_IMAGE} AS build", "FROM python:latest AS build"), "not pinned"),
+        (GOOD.replace("python:3.11.14-slim-bookworm\n", "python:3.11-slim\n"), "not pinned"),
         (
             GOOD.replace("RUN groupadd", "RUN apt-get install -y build-essential && groupadd"),
             "build tools",
