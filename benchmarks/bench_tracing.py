@@ -166,6 +166,7 @@ class Slot:
     deliveries: int = 0
     acknowledged: int = 0
     windows: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds the server's processes used during each load
 
 
 def variant_env(db_url: str, variant: str) -> dict[str, str]:
@@ -183,13 +184,32 @@ def variant_env(db_url: str, variant: str) -> dict[str, str]:
     return env
 
 
-def measure(slot: Slot, port: int, token: str, secret: str, missions: list[dict[str, Any]]) -> None:
-    t0 = datetime.now(UTC)
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and every process under it, from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def measure(slot: Slot, port: int, token: str, secret: str, missions: list[dict[str, Any]], server: int) -> None:
+    t0, cpu0 = datetime.now(UTC), tree_cpu_seconds(server)
     slot.batch, batch_events = drive_batches(port, token, SECONDS, missions)
     slot.windows["batch"] = (t0, datetime.now(UTC))
+    slot.cpu["batch"] = tree_cpu_seconds(server) - cpu0
+    cpu0 = tree_cpu_seconds(server)
     t0 = datetime.now(UTC)  # the webhook load prepares its deliveries first: no request in the meantime
     slot.webhook, slot.webhook_p99, slot.deliveries = drive(port, "webhook", SECONDS, secret, missions)
     slot.windows["webhook"] = (t0, datetime.now(UTC))
+    slot.cpu["webhook"] = tree_cpu_seconds(server) - cpu0
     slot.batch_requests = batch_events // BATCH
     slot.acknowledged = batch_events + slot.deliveries
 
@@ -289,7 +309,7 @@ def main() -> int:
         print(f"{'phase':10} {'batch ev/s':>11} {'webhook req/s':>14} {'webhook p99 ms':>15}")
         for variant in order:
             port = free_port()
-            with served("gunicorn", port, variant_env(db_url, variant)):
+            with served("gunicorn", port, variant_env(db_url, variant)) as server:
                 token = httpx.post(
                     f"http://127.0.0.1:{port}/oauth2/token",
                     data={"grant_type": "client_credentials", "scope": "telemetry:write"},
@@ -299,7 +319,7 @@ def main() -> int:
                 warm += drive_batches(port, token, 1.0, missions)[1]
                 warm += drive(port, "webhook", 1.0, secret, missions)[2]
                 slot = Slot(variant)
-                measure(slot, port, token, secret, missions)
+                measure(slot, port, token, secret, missions, server.pid)
                 slots.append(slot)
             print(f"{variant:10} {slot.batch:11,.0f} {slot.webhook:14,.0f} {slot.webhook_p99:15.1f}")
         # The servers have exited: their span processors exported what they held.
@@ -359,6 +379,18 @@ def main() -> int:
         figure(name=f"tracing at ratio {RATIO:g}, {label}, gunicorn", measured=sampled, unit=unit, baseline=off,
                baseline_name=f"{unit} tracing off", target=">= 90% of tracing off",
                met=sampled / off >= TARGET_RATIO)  # fmt: skip
+    # Less sensitive to other work on the machine than a throughput: what the server's processes spent.
+    print("server CPU (gunicorn master and workers) per unit of work, mean over the phases:")
+    for key, unit, count in (("batch", "1,000 events", lambda s: s.batch_requests * BATCH / 1000),
+                             ("webhook", "1,000 deliveries", lambda s: s.deliveries / 1000)):  # fmt: skip
+        costs = {}
+        for variant in variants:
+            picked = [slot.cpu[key] / max(count(slot), 1e-9) for slot in slots if slot.variant == variant]
+            costs[variant] = sum(picked) / len(picked)
+        print(
+            f"  {key:8} CPU s per {unit}: "
+            + ", ".join(f"{variant} {cost:.3f} ({cost / costs['off']:.2f}x off)" for variant, cost in costs.items())
+        )
     print(f"target (DESIGN.md §6): tracing on costs <= 10 % (on / off >= {TARGET_RATIO:.2f}) on ingest and webhooks")
     for failure in failures:
         print(f"FAILED: {failure}")
