@@ -8,9 +8,9 @@ class MissionsConfig(AppConfig):
     def ready(self) -> None:
         # The capabilities built on the core declare their checks and subscriptions here;
         # runbooks and sla declare theirs in their own AppConfig.ready.
+        from missions import flags
         from missions.bus.metrics import BusCollector
         from missions.events import event_broadcast, layer_is_shared, security_event_audit
-        from missions import flags
         from missions.evidence import checks
         from missions.evidence import subscribers as evidence_subscribers
         from missions.partner.api import backfill

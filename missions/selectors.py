@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import Q, QuerySet
 
 from missions import flags
-from missions.choices import CarrierStatus, CircuitState
-from missions.models import AuditEvent, Carrier, Mission, Shipment, Tender
+from missions.choices import CarrierKind, CarrierStatus, CircuitState
+from missions.models import AuditEvent, Carrier, CarrierFlag, Mission, Shipment, Tender
 from missions.routes import GREAT_CIRCLE_BASIS, route_plan
 from missions.transitions import MISSION_ACTIVE, TENDER_OPEN
 
@@ -73,9 +74,9 @@ def carrier_fit(*, carrier: Carrier, shipment: Shipment) -> CarrierFit:
         reasons.append("hazmat not allowed")
     elif shipment.hazmat and carrier.is_autonomous and not flags.flag_enabled(carrier, flags.HAZMAT_LANES):
         reasons.append("hazmat lanes flag off")
-    if shipment.needs_night_operations and carrier.is_autonomous:
-        if not flags.flag_enabled(carrier, flags.NIGHT_OPERATIONS):
-            reasons.append("night operations flag off")
+    night = shipment.needs_night_operations and carrier.is_autonomous
+    if night and not flags.flag_enabled(carrier, flags.NIGHT_OPERATIONS):
+        reasons.append("night operations flag off")
     if shipment.weight_kg > carrier.max_weight_kg:
         reasons.append(f"weight {shipment.weight_kg} kg over the carrier's {carrier.max_weight_kg} kg")
     limit = shipment.max_autonomy_level
@@ -154,3 +155,39 @@ def fallback_price(*, carrier: Carrier, shipment: Shipment) -> Decimal | None:
     if carrier.fallback_rate_usd_per_km is None:
         return None
     return (carrier.fallback_rate_usd_per_km * Decimal(str(round(shipment.distance_km, 1)))).quantize(Decimal("0.01"))
+
+
+@dataclass(frozen=True)
+class CarrierFlagState:
+    """One flag of one carrier as the console shows it: on or off, and the last change if there was one."""
+
+    spec: flags.CarrierFlagSpec
+    enabled: bool
+    changed_by: str = ""
+    changed_at: datetime | None = None
+    reason: str = ""
+
+
+def carrier_flag_board(*, carrier_ids: list[int] | None = None) -> list[tuple[Carrier, list[CarrierFlagState]]]:
+    """Each autonomous carrier with every flag of the catalogue (evaluated as tendering evaluates them)."""
+    carriers = Carrier.objects.filter(kind=CarrierKind.AUTONOMOUS).order_by("name")
+    if carrier_ids is not None:
+        carriers = carriers.filter(pk__in=carrier_ids)
+    rows = {(r.carrier_id, r.key): r for r in CarrierFlag.objects.filter(carrier__in=carriers)}
+    board: list[tuple[Carrier, list[CarrierFlagState]]] = []
+    with flags.flag_snapshot():
+        for carrier in carriers:
+            states = []
+            for key, spec in flags.CARRIER_FLAGS.items():
+                row = rows.get((carrier.pk, key))
+                states.append(
+                    CarrierFlagState(
+                        spec=spec,
+                        enabled=flags.flag_enabled(carrier, key),
+                        changed_by=row.changed_by if row else "",
+                        changed_at=row.changed_at if row and row.changed_by else None,
+                        reason=row.reason if row else "",
+                    )
+                )
+            board.append((carrier, states))
+    return board

@@ -14,8 +14,8 @@ from missions.models.core import (
     Vehicle,
     haversine_km,
 )
-from missions.models.flags import CarrierFlag
 from missions.models.evidence import Attestation, Checkpoint, TransparencyLogEntry  # noqa: F401
+from missions.models.flags import CarrierFlag
 from missions.models.outbound import OutboundCall, TenderWaterfall  # noqa: F401
 from missions.models.outbox import EventDelivery, EventDeliveryStatus
 from missions.models.partner import (  # noqa: F401
