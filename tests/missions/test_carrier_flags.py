@@ -70,7 +70,12 @@ def test_every_change_is_audited_with_the_registered_data_schema(admin_user: Use
         {"enabled": True},
         {"enabled": False},
     )
-    assert on.data == {"flag": "night_operations", "label": "Night operations", "enabled": True, "reason": "pilot approved"}
+    assert on.data == {
+        "flag": "night_operations",
+        "label": "Night operations",
+        "enabled": True,
+        "reason": "pilot approved",
+    }
     assert on.actor_user == admin_user and on.subject_type == "carrier" and on.subject_id == carrier.pk
     row = CarrierFlag.objects.get(carrier=carrier, key=flags.NIGHT_OPERATIONS)
     assert row.changed_by == "admin" and row.reason == "pilot approved" and not row.enabled
@@ -248,7 +253,12 @@ def test_everyone_sees_the_flags_and_their_effects_only_a_platform_admin_switche
     set_url = reverse("missions:carrier_flag_set", kwargs={"pk": carrier.pk})
     assert f'action="{set_url}"' not in html and "Switch on" not in html  # nothing to switch for a viewer
 
-    assert post_flag(verified_client(dispatcher), carrier, flag="telemetry_schema_v2", enabled="on", reason="x").status_code == 403
+    assert (
+        post_flag(
+            verified_client(dispatcher), carrier, flag="telemetry_schema_v2", enabled="on", reason="x"
+        ).status_code
+        == 403
+    )
     assert not CarrierFlag.objects.exists()
 
     admin = verified_client(admin_user)
@@ -324,7 +334,9 @@ def test_switching_a_flag_changes_which_carriers_the_tender_form_offers(admin_us
         return {c.pk for c in form.fields["carrier"].queryset}
 
     assert offered() == {night.pk}
-    assert post_flag(admin, other, flag="night_operations", enabled="on", reason="pilot", confirm="on").status_code == 302
+    assert (
+        post_flag(admin, other, flag="night_operations", enabled="on", reason="pilot", confirm="on").status_code == 302
+    )
     assert offered() == {night.pk, other.pk}
     assert post_flag(admin, night, flag="night_operations", enabled="off", reason="incident").status_code == 302
     assert offered() == {other.pk}

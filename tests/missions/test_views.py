@@ -417,7 +417,12 @@ def test_shipment_page_explains_each_excluded_carrier(readonly: User) -> None:
     CarrierFactory(name="Small Box", hazmat_allowed=True, max_weight_kg=10000)
     # Driverless hazmat needs the carrier's hazmat lanes flag as well as its permit (missions.flags).
     services.carrier_flag_set(
-        carrier_id=heavy.pk, key="hazmat_lanes", enabled=True, actor=Actor.system("test"), reason="permit", confirmed=True
+        carrier_id=heavy.pk,
+        key="hazmat_lanes",
+        enabled=True,
+        actor=Actor.system("test"),
+        reason="permit",
+        confirmed=True,
     )
     CarrierFactory(name="No Hazmat", hazmat_allowed=False)
     broken = CarrierFactory(name="Flaky API", hazmat_allowed=True)
