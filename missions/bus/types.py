@@ -94,7 +94,7 @@ EVENT_ACTIONS: dict[str, str] = {
 }
 
 
-# The ``data`` of the actions whose data has a fixed shape; the others' data is any object.
+# The ``data`` of the actions whose data has a fixed shape, each with an example; the others' data is any object.
 EVENT_DATA_SCHEMAS: dict[str, dict[str, Any]] = {
     "carrier.flag_changed": {
         "type": "object",
@@ -106,6 +106,7 @@ EVENT_DATA_SCHEMAS: dict[str, dict[str, Any]] = {
             "reason": {"type": "string", "minLength": 1, "maxLength": 300},
         },
         "additionalProperties": False,
+        "examples": [{"flag": "night_operations", "label": "Night operations", "enabled": True, "reason": "pilot"}],
     },
 }
 
