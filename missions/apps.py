@@ -8,6 +8,7 @@ class MissionsConfig(AppConfig):
     def ready(self) -> None:
         # The capabilities built on the core declare their checks and subscriptions here;
         # runbooks and sla declare theirs in their own AppConfig.ready.
+        from missions import flags
         from missions.bus.metrics import BusCollector
         from missions.events import event_broadcast, layer_is_shared, security_event_audit
         from missions.evidence import checks
@@ -20,6 +21,7 @@ class MissionsConfig(AppConfig):
         from tms_console.metrics import scrape_collector_register
 
         checks.register()
+        flags.provider_install()  # OpenFeature: the carrier flags come from the console's table
         scrape_collector_register(DeadLetterCollector())
         scrape_collector_register(BusCollector())
         event_subscribe(

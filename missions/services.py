@@ -27,7 +27,8 @@ from missions.choices import (
     TenderStatus,
 )
 from missions.events import Actor, event_record
-from missions.models import Carrier, Mission, MissionException, Offer, Shipment, Tender, Vehicle
+from missions.flags import CARRIER_FLAGS
+from missions.models import Carrier, CarrierFlag, Mission, MissionException, Offer, Shipment, Tender, Vehicle
 from missions.routes import route_plan
 from missions.selectors import carrier_fit
 from missions.transitions import MISSION_ACTIVE, MISSION_TRANSITIONS, TENDER_OPEN, TENDER_TRANSITIONS
@@ -49,6 +50,7 @@ SHIPMENT_FIELDS = (
     "delivery_window_end",
     "weight_kg",
     "hazmat",
+    "needs_night_operations",
     "max_autonomy_level",
     "preferred_route",
     "target_rate_usd",
@@ -139,6 +141,48 @@ def carrier_fleet_resume(*, carrier_id: int, actor: Actor, confirmation: str) ->
         carrier=carrier,
     )
     return carrier
+
+
+@transaction.atomic
+def carrier_flag_set(
+    *, carrier_id: int, key: str, enabled: bool, actor: Actor, reason: str, confirmed: bool = False
+) -> CarrierFlag:
+    """Switch one feature flag of an autonomous carrier on or off, with the reason on the audit trail.
+
+    Switching a risky capability on (``CarrierFlagSpec.risky``) needs ``confirmed``.
+    Setting a flag to the value it has records nothing.
+    """
+    spec = CARRIER_FLAGS.get(key)
+    if spec is None:
+        raise DomainError(f"There is no feature flag {key[:60]!r}.", field="flag")
+    if not reason.strip():
+        raise DomainError("A reason is required to change a feature flag.", field="reason")
+    if enabled and spec.risky and not confirmed:
+        raise DomainError(f"Confirm that {spec.label.lower()} may be switched on: {spec.effect}", field="confirm")
+    # The carrier row is the lock: two changes of one carrier's flags are recorded in order.
+    carrier = Carrier.objects.select_for_update().get(pk=carrier_id)
+    if not carrier.is_autonomous:
+        raise DomainError(f"{carrier.name} is human-driven: autonomy flags do not apply.", field="flag")
+    flag, _created = CarrierFlag.objects.get_or_create(
+        carrier=carrier, key=key, defaults={"enabled": False, "changed_at": timezone.now()}
+    )
+    if flag.enabled == enabled:  # already so (a new row starts at the default, off)
+        return flag
+    before = {"enabled": flag.enabled}
+    flag.enabled, flag.reason = enabled, reason.strip()[:300]
+    flag.changed_by, flag.changed_at = actor.label[:150], timezone.now()
+    flag.save(update_fields=["enabled", "reason", "changed_by", "changed_at"])
+    event_record(
+        actor=actor,
+        action="carrier.flag_changed",
+        subject_type="carrier",
+        subject_id=carrier.pk,
+        before=before,
+        after={"enabled": enabled},
+        data={"flag": key, "label": spec.label, "enabled": enabled, "reason": flag.reason},
+        carrier=carrier,
+    )
+    return flag
 
 
 # --- Shipments ----------------------------------------------------------------

@@ -30,6 +30,7 @@ EVENT_ACTIONS: dict[str, str] = {
     "carrier.circuit_closed": "The breaker closed again.",
     "carrier.circuit_reopened": "A probe failed; the breaker opened again.",
     "carrier.circuit_reset": "An operator reset the breaker.",
+    "carrier.flag_changed": "A feature flag of a carrier (an autonomy capability) was switched on or off.",
     "partner_client.created": "A partner API client was issued.",
     "partner_client.secret_rotated": "A partner client's secret was rotated.",
     "partner_client.certificate_changed": "A partner client's registered certificate changed.",
@@ -93,6 +94,23 @@ EVENT_ACTIONS: dict[str, str] = {
 }
 
 
+# The ``data`` of the actions whose data has a fixed shape, each with an example; the others' data is any object.
+EVENT_DATA_SCHEMAS: dict[str, dict[str, Any]] = {
+    "carrier.flag_changed": {
+        "type": "object",
+        "required": ["flag", "label", "enabled", "reason"],
+        "properties": {
+            "flag": {"type": "string", "description": "The flag's key in missions.flags.CARRIER_FLAGS"},
+            "label": {"type": "string"},
+            "enabled": {"type": "boolean"},
+            "reason": {"type": "string", "minLength": 1, "maxLength": 300},
+        },
+        "additionalProperties": False,
+        "examples": [{"flag": "night_operations", "label": "Night operations", "enabled": True, "reason": "pilot"}],
+    },
+}
+
+
 def on_bus(action: str) -> bool:
     return not action.startswith(EXCLUDED_PREFIXES)
 
@@ -117,7 +135,7 @@ def _data_schema(action: str | None) -> dict[str, Any]:
             "subject_id": {"type": "integer"},
             "before": {"type": ["object", "null"]},
             "after": {"type": ["object", "null"]},
-            "data": {"type": "object"},
+            "data": EVENT_DATA_SCHEMAS.get(action or "", {"type": "object"}),
             "correlation_id": {"type": ["string", "null"], "format": "uuid"},
             "shipment_id": nullable_int,
             "mission_id": nullable_int,

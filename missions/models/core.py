@@ -164,6 +164,9 @@ class Shipment(models.Model):
     delivery_window_end = models.DateTimeField()
     weight_kg = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(60000)])
     hazmat = models.BooleanField(default=False)
+    # The windows can only be met by driving between dusk and dawn: offered only to carriers whose
+    # night operations flag is on (missions.flags).
+    needs_night_operations = models.BooleanField(default=False, verbose_name="needs night driving")
     # None: any level is acceptable to the shipper.
     max_autonomy_level = models.PositiveSmallIntegerField(null=True, blank=True, validators=AUTONOMY_LEVEL_VALIDATORS)
     preferred_route = models.CharField(max_length=100, blank=True)

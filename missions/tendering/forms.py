@@ -10,6 +10,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from missions.flags import CARRIER_FLAGS
 from missions.models import Carrier, Shipment
 from missions.services import SHIPMENT_FIELDS
 
@@ -179,6 +180,7 @@ class EligibilityForm(forms.Form):
     destination_region = forms.CharField(required=False, max_length=8, label="destination state")
     weight_kg = forms.IntegerField(required=False, min_value=1, max_value=60000, label="weight")
     hazmat = forms.BooleanField(required=False, label="hazmat")
+    needs_night_operations = forms.BooleanField(required=False, label="needs night driving")
     max_autonomy_level = forms.IntegerField(required=False, min_value=0, max_value=5, label="max autonomy level")
 
     def invalid_labels(self) -> list[str]:
@@ -201,9 +203,32 @@ class EligibilityForm(forms.Form):
             destination_region=data.get("destination_region") or "",
             weight_kg=data.get("weight_kg") or 0,
             hazmat=bool(data.get("hazmat")),
+            needs_night_operations=bool(data.get("needs_night_operations")),
             max_autonomy_level=data.get("max_autonomy_level"),
         )
 
     def asked(self) -> bool:
         """Enough to judge a lane: both states, valid."""
         return bool(self.cleaned_data.get("origin_region") and self.cleaned_data.get("destination_region"))
+
+
+class CarrierFlagForm(forms.Form):
+    """Switch one feature flag of a carrier: a reason always, a confirmation to switch a risky one on."""
+
+    flag = forms.ChoiceField(
+        choices=[(key, spec.label) for key, spec in CARRIER_FLAGS.items()], widget=forms.HiddenInput
+    )
+    enabled = forms.TypedChoiceField(
+        choices=[("on", "Switch on"), ("off", "Switch off")], coerce=lambda v: v == "on", widget=forms.HiddenInput
+    )
+    reason = forms.CharField(
+        max_length=300, strip=True, widget=forms.TextInput(attrs={"placeholder": "Reason (on the audit trail)"})
+    )
+    confirm = forms.BooleanField(required=False, label="I confirm this capability may be switched on")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        spec = CARRIER_FLAGS.get(data.get("flag") or "")
+        if spec is not None and data.get("enabled") is True and spec.risky and not data.get("confirm"):
+            self.add_error("confirm", f"Tick the confirmation to switch {spec.label.lower()} on.")
+        return data

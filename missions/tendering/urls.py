@@ -2,13 +2,15 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from missions.tendering import views
+from missions.tendering import flag_views, views
 
 app_name = "missions"
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("carriers/", views.carrier_list, name="carrier_list"),
+    path("carriers/flags/", flag_views.carrier_flags, name="carrier_flags"),
     path("carriers/<int:pk>/", views.carrier_detail, name="carrier_detail"),
+    path("carriers/<int:pk>/flags/", flag_views.carrier_flag_set, name="carrier_flag_set"),
     path("shipments/", views.shipment_list, name="shipment_list"),
     path("shipments/new/", views.shipment_create, name="shipment_create"),
     path("shipments/eligibility/", views.shipment_eligibility, name="shipment_eligibility"),

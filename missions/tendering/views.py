@@ -85,6 +85,7 @@ def carrier_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "recent_missions": carrier.missions.select_related("shipment", "vehicle").order_by("-id")[:20],
         "open_tenders": carrier.tenders.filter(status__in=TENDER_OPEN).select_related("shipment"),
         "contracts": carrier.contracts.all(),  # type: ignore[attr-defined]
+        "flag_states": next((states for _c, states in selectors.carrier_flag_board(carrier_ids=[carrier.pk])), []),
     }
     return render(request, "missions/carrier_detail.html", context)
 

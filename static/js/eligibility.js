@@ -11,7 +11,7 @@
   if (!panel || !window.fetch) return;
   var form = panel.closest("form");
   var body = panel.querySelector("[data-eligibility-body]");
-  var FIELDS = ["origin_region", "destination_region", "weight_kg", "hazmat", "max_autonomy_level"];
+  var FIELDS = ["origin_region", "destination_region", "weight_kg", "hazmat", "needs_night_operations", "max_autonomy_level"];
   var timer = null;
   var latest = 0;
 

@@ -18,7 +18,7 @@ from django.db import transaction
 
 from missions.bus.publisher import NatsPublisher, PublishError
 from missions.bus.relay import EVENTS, TELEMETRY, Gaps, Relay, cursor_get, lag, stream_specs
-from missions.bus.types import EVENT_ACTIONS, TELEMETRY_TYPE, cloudevent_type
+from missions.bus.types import EVENT_ACTIONS, EVENT_DATA_SCHEMAS, TELEMETRY_TYPE, cloudevent_type
 from missions.events import Actor, event_record
 from missions.models import AuditEvent, Mission, TelemetrySample
 from missions.models.bus import BusRefusal
@@ -66,7 +66,8 @@ def record_every_type(missions: list[Mission]) -> list[AuditEvent]:
                     action=action,
                     subject_type=action.split(".")[0],
                     subject_id=mission.pk,
-                    data={"n": n},
+                    # An action whose data has a schema gets the schema's example; the others any object.
+                    data=EVENT_DATA_SCHEMAS.get(action, {}).get("examples", [{"n": n}])[0],
                     mission=mission,
                     carrier=mission.carrier,
                 )

@@ -98,9 +98,13 @@ def test_delivery_window_must_end_after_pickup_starts(system_actor: Actor) -> No
     assert "delivery_window_end" in err.value.message_dict
 
 
-def test_ranking_lists_every_exclusion_reason() -> None:
+def test_ranking_lists_every_exclusion_reason(system_actor: Actor) -> None:
     shipment = ShipmentFactory(hazmat=True, weight_kg=30000, max_autonomy_level=3, destination_region="LA")
     good = CarrierFactory(name="Good", hazmat_allowed=True, max_autonomy_level=3, operating_regions=[])
+    # An autonomous carrier takes hazmat with its permit and its hazmat lanes flag (missions.flags).
+    services.carrier_flag_set(
+        carrier_id=good.pk, key="hazmat_lanes", enabled=True, actor=system_actor, reason="permit", confirmed=True
+    )
     bad = CarrierFactory(
         name="Bad",
         status=CarrierStatus.PAUSED,

@@ -413,8 +413,17 @@ def test_counter_offer_decline(dispatcher: User, carrier_a: Any) -> None:
 
 def test_shipment_page_explains_each_excluded_carrier(readonly: User) -> None:
     shipment = ShipmentFactory(hazmat=True, weight_kg=30000)
-    CarrierFactory(name="Heavy Hauler", hazmat_allowed=True, max_weight_kg=40000)
+    heavy = CarrierFactory(name="Heavy Hauler", hazmat_allowed=True, max_weight_kg=40000)
     CarrierFactory(name="Small Box", hazmat_allowed=True, max_weight_kg=10000)
+    # Driverless hazmat needs the carrier's hazmat lanes flag as well as its permit (missions.flags).
+    services.carrier_flag_set(
+        carrier_id=heavy.pk,
+        key="hazmat_lanes",
+        enabled=True,
+        actor=Actor.system("test"),
+        reason="permit",
+        confirmed=True,
+    )
     CarrierFactory(name="No Hazmat", hazmat_allowed=False)
     broken = CarrierFactory(name="Flaky API", hazmat_allowed=True)
     CarrierCircuit.objects.create(carrier=broken, state=CircuitState.OPEN, last_failure_reason="5xx burst")

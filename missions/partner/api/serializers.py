@@ -68,6 +68,7 @@ class ShipmentSummarySerializer(serializers.Serializer[dict[str, Any]]):
     delivery_window_end = serializers.DateTimeField()
     weight_kg = serializers.IntegerField()
     hazmat = serializers.BooleanField()
+    needs_night_operations = serializers.BooleanField(help_text="The windows can only be met by driving at night")
     max_autonomy_level = serializers.IntegerField(allow_null=True)
     preferred_route = serializers.CharField(allow_blank=True)
 
@@ -112,6 +113,7 @@ class TenderSerializer(serializers.ModelSerializer[Tender]):
                 "delivery_window_end": s.delivery_window_end,
                 "weight_kg": s.weight_kg,
                 "hazmat": s.hazmat,
+                "needs_night_operations": s.needs_night_operations,
                 "max_autonomy_level": s.max_autonomy_level,
                 "preferred_route": s.preferred_route,
             }
@@ -283,6 +285,15 @@ class WebhookAckSerializer(serializers.Serializer[dict[str, Any]]):
     telemetry = IngestResultSerializer(required=False)
 
 
+class CarrierFeatureFlagSerializer(serializers.Serializer[dict[str, Any]]):
+    """One autonomy capability the console switches per carrier, as it stands for the calling carrier."""
+
+    key = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
+    enabled = serializers.BooleanField()
+    effect = serializers.CharField(help_text="What changes in tendering when the flag is on")
+
+
 class CapabilitiesSerializer(serializers.Serializer[dict[str, Any]]):
     """What this deployment supports, so a partner adapts without a release."""
 
@@ -299,6 +310,9 @@ class CapabilitiesSerializer(serializers.Serializer[dict[str, Any]]):
     authentication = serializers.DictField()
     events = serializers.DictField(
         help_text="The event log as CloudEvents: replay over this API, the JetStream bus when on, each type's schema"
+    )
+    feature_flags = CarrierFeatureFlagSerializer(
+        many=True, help_text="The calling carrier's feature flags (autonomy capabilities), every flag of the catalogue"
     )
 
 

@@ -18,6 +18,7 @@ from missions import services
 from missions.bus.types import EVENT_ACTIONS, TELEMETRY_TYPE, cloudevent_type, schema_file_name
 from missions.choices import AutonomyMode, ExceptionKind, MissionStatus, TenderStatus
 from missions.events import Actor, replay_payload
+from missions.flags import CARRIER_FLAGS, carrier_flag_states
 from missions.models import Carrier, Mission, Tender
 from missions.models.partner import PARTNER_SCOPES
 from missions.partner.api.authentication import PartnerPrincipal
@@ -171,6 +172,10 @@ class CapabilitiesView(PartnerView):
                 "certificate_bound_tokens": "RFC 8705 x5t#S256",
             },
             "events": events_capabilities(),
+            "feature_flags": [
+                {"key": key, "label": CARRIER_FLAGS[key].label, "enabled": enabled, "effect": CARRIER_FLAGS[key].effect}
+                for key, enabled in carrier_flag_states(self.carrier).items()
+            ],
         }
         return Response(CapabilitiesSerializer(body).data)
 
