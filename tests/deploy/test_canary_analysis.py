@@ -46,7 +46,9 @@ def rule_name(metric: str) -> str:
     return "analysis:" + metric.replace("-", "_")
 
 
-def series(hash_: str, *, requests: int, errors: int, fast: int, slow: int, ingested: int, rejected: int) -> list[dict[str, str]]:
+def series(
+    hash_: str, *, requests: int, errors: int, fast: int, slow: int, ingested: int, rejected: int
+) -> list[dict[str, str]]:
     """One minute's increments of every series the queries read, for one pod template hash, over 20 minutes."""
     pod = f'component="{SERVICE}", rollouts_pod_template_hash="{hash_}"'
     out = []

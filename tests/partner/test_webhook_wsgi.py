@@ -282,7 +282,7 @@ def test_fast_path_answers_and_rejected_events_are_on_the_metrics_django_uses(
 
     from missions.partner.api.webhook_wsgi import WEBHOOK_ENDPOINT
 
-    assert WEBHOOK_ENDPOINT == "/" + resolve(f"/api/v1/webhooks/{carrier_a.slug}").route
+    assert "/" + resolve(f"/api/v1/webhooks/{carrier_a.slug}").route == WEBHOOK_ENDPOINT
 
     def sample(name: str, **labels: str) -> float:
         return REGISTRY.get_sample_value(name, labels) or 0.0
