@@ -51,7 +51,7 @@ def series(
 ) -> list[dict[str, str]]:
     """One minute's increments of every series the queries read, for one pod template hash, over 20 minutes."""
     pod = f'component="{SERVICE}", rollouts_pod_template_hash="{hash_}"'
-    out = []
+    out: list[dict[str, str]] = []
     for endpoint in (WEBHOOK, BATCH):
         labels = f'{pod}, endpoint="{endpoint}", method="POST"'
         out += [
