@@ -24,6 +24,7 @@ from missions.models.partner import (  # noqa: F401
     WebhookReceipt,
     WebhookSecret,
 )
+from missions.models.route_plans import CarrierSigningKey, RoutePlan
 from missions.models.telemetry import (  # noqa: F401
     DeadLetter,
     DeadLetterStatus,
@@ -36,6 +37,7 @@ __all__ = [
     "AuditEvent",
     "Carrier",
     "CarrierCircuit",
+    "CarrierSigningKey",
     "DeadLetter",
     "DeadLetterStatus",
     "EventDelivery",
@@ -43,6 +45,7 @@ __all__ = [
     "Mission",
     "MissionException",
     "Offer",
+    "RoutePlan",
     "Shipment",
     "TelemetrySample",
     "Tender",
