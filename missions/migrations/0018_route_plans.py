@@ -6,60 +6,92 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('missions', '0015_event_bus'),
+        ("missions", "0015_event_bus"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CarrierSigningKey',
+            name="CarrierSigningKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('key_id', models.CharField(max_length=64)),
-                ('public_key_pem', models.TextField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('retired_at', models.DateTimeField(blank=True, null=True)),
-                ('carrier', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='signing_keys', to='missions.carrier')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=120)),
+                ("key_id", models.CharField(max_length=64)),
+                ("public_key_pem", models.TextField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("retired_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "carrier",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="signing_keys", to="missions.carrier"
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['carrier_id', '-created_at', '-id'],
+                "ordering": ["carrier_id", "-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='RoutePlan',
+            name="RoutePlan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('size_bytes', models.PositiveIntegerField()),
-                ('artifact', models.BinaryField()),
-                ('signature', models.TextField(help_text='base64 DER ECDSA signature, as cosign sign-blob writes it')),
-                ('waypoints', models.JSONField(help_text='[[lat, lon], ...] in WGS 84 degrees')),
-                ('valid_from', models.DateTimeField()),
-                ('valid_until', models.DateTimeField()),
-                ('verified_at', models.DateTimeField(auto_now_add=True)),
-                ('carrier', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='route_plans', to='missions.carrier')),
-                ('mission', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='route_plans', to='missions.mission')),
-                ('signing_key', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='plans', to='missions.carriersigningkey')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("version", models.PositiveIntegerField()),
+                ("sha256", models.CharField(max_length=64)),
+                ("size_bytes", models.PositiveIntegerField()),
+                ("artifact", models.BinaryField()),
+                ("signature", models.TextField(help_text="base64 DER ECDSA signature, as cosign sign-blob writes it")),
+                ("waypoints", models.JSONField(help_text="[[lat, lon], ...] in WGS 84 degrees")),
+                ("valid_from", models.DateTimeField()),
+                ("valid_until", models.DateTimeField()),
+                ("verified_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "carrier",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="route_plans", to="missions.carrier"
+                    ),
+                ),
+                (
+                    "mission",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="route_plans", to="missions.mission"
+                    ),
+                ),
+                (
+                    "signing_key",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="plans",
+                        to="missions.carriersigningkey",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['mission_id', '-version'],
+                "ordering": ["mission_id", "-version"],
             },
         ),
         migrations.AddConstraint(
-            model_name='carriersigningkey',
-            constraint=models.UniqueConstraint(fields=('key_id',), name='signing_key_unique'),
+            model_name="carriersigningkey",
+            constraint=models.UniqueConstraint(fields=("key_id",), name="signing_key_unique"),
         ),
         migrations.AddConstraint(
-            model_name='routeplan',
-            constraint=models.UniqueConstraint(fields=('mission', 'version'), name='route_plan_version_unique'),
+            model_name="routeplan",
+            constraint=models.UniqueConstraint(fields=("mission", "version"), name="route_plan_version_unique"),
         ),
         migrations.AddConstraint(
-            model_name='routeplan',
-            constraint=models.CheckConstraint(condition=models.Q(('valid_until__gt', models.F('valid_from'))), name='route_plan_window'),
+            model_name="routeplan",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("valid_until__gt", models.F("valid_from"))), name="route_plan_window"
+            ),
         ),
     ]

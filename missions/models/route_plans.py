@@ -71,7 +71,9 @@ class RoutePlan(models.Model):
         ordering = ["mission_id", "-version"]
         constraints = [
             models.UniqueConstraint(fields=["mission", "version"], name="route_plan_version_unique"),
-            models.CheckConstraint(condition=models.Q(valid_until__gt=models.F("valid_from")), name="route_plan_window"),
+            models.CheckConstraint(
+                condition=models.Q(valid_until__gt=models.F("valid_from")), name="route_plan_window"
+            ),
         ]
 
     def __str__(self) -> str:

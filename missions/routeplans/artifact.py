@@ -256,7 +256,10 @@ def _integer(value: Any, name: str, low: int, high: int, errors: list[dict[str, 
 
 def _coordinate(value: Any, low: float, high: float) -> bool:
     return (
-        not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and low <= value <= high
     )
 
 

@@ -127,8 +127,9 @@ def _verifying_key(carrier: Carrier, submission: Submission) -> CarrierSigningKe
             public_key_load(candidate.public_key_pem), submission.signature, submission.artifact
         ):
             raise PlanRefused(
-                Reason.KEY_RETIRED, f"The plan is signed with the key {candidate.key_id[:12]}, retired since "
-                f"{candidate.retired_at:%Y-%m-%d %H:%M} UTC; sign with an active key."
+                Reason.KEY_RETIRED,
+                f"The plan is signed with the key {candidate.key_id[:12]}, retired since "
+                f"{candidate.retired_at:%Y-%m-%d %H:%M} UTC; sign with an active key.",
             )
     others = CarrierSigningKey.objects.filter(retired_at__isnull=True).exclude(carrier=carrier)
     for other in others.only("pk", "carrier_id", "public_key_pem", "key_id"):

@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sla', '0004_burn_window_counts'),
+        ("sla", "0004_burn_window_counts"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='contract',
-            name='route_plan_required',
-            field=models.BooleanField(default=False, help_text='Missions go en route only with a verified, currently valid signed route plan'),
+            model_name="contract",
+            name="route_plan_required",
+            field=models.BooleanField(
+                default=False, help_text="Missions go en route only with a verified, currently valid signed route plan"
+            ),
         ),
     ]

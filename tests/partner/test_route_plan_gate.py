@@ -16,12 +16,13 @@ from missions import services as mission_services
 from missions.choices import MissionStatus
 from missions.events import Actor
 from missions.models import Carrier, Mission
+from missions.partner import services as partner_services
 from missions.routeplans import services as plan_services
 from missions.services import RoutePlanRequired
 from missions.simulators.plan_signing import KeyPair, key_pair_generate, plan_bytes, signed_submission
 from tests.factories import ContractFactory, MissionFactory
 from tests.partner.conftest import assert_problem
-from tests.partner.test_webhooks import _deliver, _status, secret_a  # noqa: F401  (fixture)
+from tests.partner.test_webhooks import _deliver, _status
 
 STATUS = {"status": "en_route", "reason": ""}
 
@@ -33,6 +34,11 @@ def key_a(carrier_a: Carrier) -> KeyPair:
         carrier_id=carrier_a.pk, name="plans", public_key=pair.public_pem, actor=Actor.system("test")
     )
     return pair
+
+
+@pytest.fixture
+def secret_a(carrier_a: Carrier) -> str:
+    return partner_services.webhook_secret_rotate(carrier_id=carrier_a.pk, actor=Actor.system("t")).secret
 
 
 @pytest.fixture
@@ -49,7 +55,9 @@ def submit(api: APIClient, post_json: Callable[..., Any], mission: Mission, key:
         valid_until=window.pop("valid_until", now + timedelta(hours=2)),
         waypoints=[[32.7, -96.8], [30.3, -97.7]],
     )
-    response = post_json(api, f"/api/v1/missions/{mission.pk}/route-plans", signed_submission(key.private_pem, artifact))
+    response = post_json(
+        api, f"/api/v1/missions/{mission.pk}/route-plans", signed_submission(key.private_pem, artifact)
+    )
     assert response.status_code == 201, response.content
     return response
 
@@ -95,7 +103,10 @@ def test_an_expired_plan_does_not_open_the_gate(
 @pytest.mark.django_db
 @pytest.mark.usefixtures("plans_required")
 def test_the_status_webhook_gets_the_problem_too(
-    client: Client, carrier_a: Carrier, secret_a: str, mission_a: Mission  # noqa: F811
+    client: Client,
+    carrier_a: Carrier,
+    secret_a: str,
+    mission_a: Mission,
 ) -> None:
     response = _deliver(client, carrier_a, secret_a, _status(mission_a))
     assert_problem(response, 409, "/route-plan-required")

@@ -22,7 +22,9 @@ def _pem(key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey) -> str:
 def test_an_admin_registers_a_key_and_retires_it(admin_user: User, carrier_a: Carrier) -> None:
     client = verified_client(admin_user)
     pair = key_pair_generate()
-    response = client.post(PAGE + "new/", {"carrier": carrier_a.pk, "name": "plans-2026", "public_key": pair.public_pem})
+    response = client.post(
+        PAGE + "new/", {"carrier": carrier_a.pk, "name": "plans-2026", "public_key": pair.public_pem}
+    )
     assert response.status_code == 302
     key = CarrierSigningKey.objects.get(carrier=carrier_a)
     assert key.name == "plans-2026" and key.active and key.created_by == admin_user

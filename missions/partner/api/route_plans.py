@@ -106,7 +106,8 @@ class RoutePlanView(PartnerView):
     )
     def get(self, request: Request, pk: int) -> Response:
         mission = _own_mission(self, pk)
-        return Response(RoutePlanSerializer(plans_of_mission(mission_id=mission.pk), many=True).data)
+        plans = list(plans_of_mission(mission_id=mission.pk))
+        return Response(RoutePlanSerializer(plans, many=True).data)  # type: ignore[arg-type]
 
     @extend_schema(
         operation_id="mission_route_plans_submit",
@@ -145,7 +146,9 @@ class RoutePlanView(PartnerView):
             declared_sha256=data["digest"].removeprefix("sha256:"),
             declared_size=data["size"],
         )
-        outcome = route_plan_submit(mission_id=mission.pk, carrier=self.carrier, submission=submission, actor=self.actor)
+        outcome = route_plan_submit(
+            mission_id=mission.pk, carrier=self.carrier, submission=submission, actor=self.actor
+        )
         if outcome.refusal is not None:
             # Answered, not raised: the refusal's event commits with the request (and its idempotency record).
             refusal = outcome.refusal
