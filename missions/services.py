@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from missions.choices import (
+    ActorKind,
     AutonomyMode,
     CarrierStatus,
     ExceptionKind,
@@ -28,9 +29,20 @@ from missions.choices import (
 )
 from missions.events import Actor, event_record
 from missions.flags import CARRIER_FLAGS
-from missions.models import Carrier, CarrierFlag, Mission, MissionException, Offer, Shipment, Tender, Vehicle
+from missions.models import (
+    Carrier,
+    CarrierFlag,
+    Mission,
+    MissionException,
+    Offer,
+    RoutePlan,
+    Shipment,
+    Tender,
+    Vehicle,
+)
 from missions.routes import route_plan
 from missions.selectors import carrier_fit
+from missions.terms import route_plan_required
 from missions.transitions import MISSION_ACTIVE, MISSION_TRANSITIONS, TENDER_OPEN, TENDER_TRANSITIONS
 from tms_console import tracing
 from tms_console.domain import Conflict, DomainError, transition_check
@@ -581,6 +593,36 @@ _SHIPMENT_STATUS_FOR_MISSION = {
 }
 
 
+class RoutePlanRequired(Conflict):
+    """En route refused: the carrier's contract requires a verified, currently valid signed route plan."""
+
+    code = "route_plan_required"
+    problem_code = "route-plan-required"
+
+
+def _route_plan_gate(mission: Mission, *, now: datetime) -> None:
+    """A carrier whose contract requires signed route plans sets off only on its latest verified, valid plan.
+
+    The console's own automation (a suspended mission resuming when its truck reports again) is not
+    gated: it records what the truck already does. docs/decisions/0024-signed-route-plans.md.
+    """
+    if not route_plan_required(carrier_id=mission.carrier_id, today=now.date()):
+        return
+    latest = RoutePlan.objects.filter(mission_id=mission.pk).order_by("-version").first()
+    if latest is None:
+        raise RoutePlanRequired(
+            f"{mission.carrier.name}'s contract requires a signed route plan: mission {mission.pk} goes en route "
+            f"only after a plan is submitted and verified (POST /api/v1/missions/{mission.pk}/route-plans)."
+        )
+    if not latest.valid_from <= now < latest.valid_until:
+        state = "expired" if now >= latest.valid_until else "not yet valid"
+        raise RoutePlanRequired(
+            f"Mission {mission.pk}'s verified route plan v{latest.version} is {state} (valid "
+            f"{latest.valid_from:%Y-%m-%d %H:%M} to {latest.valid_until:%Y-%m-%d %H:%M} UTC); the contract requires "
+            "a currently valid plan: submit a new version."
+        )
+
+
 @transaction.atomic
 def mission_transition(
     *, mission_id: int, to_status: str, actor: Actor, reason: str = "", data: dict[str, Any] | None = None
@@ -590,8 +632,10 @@ def mission_transition(
     transition_check(machine="mission", table=MISSION_TRANSITIONS, current=mission.status, target=to_status)
     if to_status in (MissionStatus.CANCELLED, MissionStatus.FAILED, MissionStatus.SUSPENDED) and not reason.strip():
         raise DomainError(f"A reason is required to mark a mission {to_status}.", field="reason")
-    before = mission.status
     now = timezone.now()
+    if to_status == MissionStatus.EN_ROUTE and actor.kind != ActorKind.SYSTEM:
+        _route_plan_gate(mission, now=now)
+    before = mission.status
     mission.status = to_status
     mission.status_reason = reason[:300]
     fields = ["status", "status_reason", "updated_at"]

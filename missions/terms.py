@@ -1,7 +1,8 @@
 """The operating terms a carrier's contract sets for the core's safety loops.
 
 Gap detection needs each carrier's telemetry-gap threshold, the lost-comms
-runbook its recovery timeout. Both are contract terms, and contracts belong to
+runbook its recovery timeout, the en-route gate whether a signed route plan is
+required. All are contract terms, and contracts belong to
 the SLA engine, which sits above the core: it registers a ``TermsSource`` from
 its ``AppConfig.ready``. Without one (or for a carrier without a contract in
 force) the defaults from settings apply.
@@ -27,6 +28,10 @@ class TermsSource(Protocol):
         """The recovery timeout of the contract in force, or None without one."""
         ...
 
+    def route_plan_required(self, *, carrier_id: int, today: date) -> bool | None:
+        """Whether the contract in force requires signed route plans, or None without one."""
+        ...
+
 
 _source: TermsSource | None = None
 
@@ -50,3 +55,10 @@ def recovery_timeout_seconds(*, carrier_id: int | None, today: date, default: in
         return default
     found = _source.recovery_timeout_seconds(carrier_id=carrier_id, today=today)
     return default if found is None else found
+
+
+def route_plan_required(*, carrier_id: int, today: date) -> bool:
+    """Whether the carrier's contract in force requires a verified signed route plan before en route."""
+    if _source is None:
+        return False
+    return bool(_source.route_plan_required(carrier_id=carrier_id, today=today))

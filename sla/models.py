@@ -44,6 +44,11 @@ class Contract(models.Model):
     # Used by the runbooks: silence longer than this is lost comms; recovery timeout before failover.
     telemetry_gap_seconds = models.PositiveIntegerField(default=60, validators=[MinValueValidator(5)])
     recovery_timeout_seconds = models.PositiveIntegerField(default=300, validators=[MinValueValidator(10)])
+    # A mission of the carrier goes en route only with a verified, currently valid signed route plan
+    # (missions.services.mission_transition; docs/decisions/0024-signed-route-plans.md).
+    route_plan_required = models.BooleanField(
+        default=False, help_text="Missions go en route only with a verified, currently valid signed route plan"
+    )
     # [{"below_pct": 95, "credit_pct": 5}, ...]: under this attainment, this share of the fee
     # (rules in credit_schedule_validate).
     credit_schedule = models.JSONField(default=list, blank=True)

@@ -27,6 +27,9 @@ class ContractTerms:
     def recovery_timeout_seconds(self, *, carrier_id: int, today: date) -> int | None:
         return _in_force(today).filter(carrier_id=carrier_id).values_list("recovery_timeout_seconds", flat=True).first()
 
+    def route_plan_required(self, *, carrier_id: int, today: date) -> bool | None:
+        return _in_force(today).filter(carrier_id=carrier_id).values_list("route_plan_required", flat=True).first()
+
 
 def register() -> None:
     terms_source_register(ContractTerms())

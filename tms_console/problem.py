@@ -169,7 +169,8 @@ def problem_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Res
         # The request is well-formed but the resource's current state refuses it.
         return _problem(request, 409, "illegal-transition", exc.message, current=exc.current, target=exc.target)
     if isinstance(exc, Conflict):
-        return _problem(request, 409, "conflict", exc.message)
+        # A conflict may name its own problem type (e.g. ``route-plan-required``).
+        return _problem(request, 409, getattr(exc, "problem_code", "conflict"), exc.message)
     if isinstance(exc, DomainError):
         # Syntactically valid input that the domain rules refuse.
         errors = [{"pointer": _pointer([exc.field]) if exc.field else "", "detail": exc.message, "code": exc.code}]

@@ -25,7 +25,7 @@ from missions.evidence.keys import KeyRing
 from missions.evidence.note import NoteVerifier
 from missions.evidence.signing import evidence_keyring, log_origin
 from missions.evidence.verify_core import EvidenceError
-from missions.models import AuditEvent, Mission
+from missions.models import AuditEvent, Mission, RoutePlan
 from missions.models.evidence import (
     Attestation,
     AttestationKind,
@@ -94,6 +94,23 @@ def event_fields(event: AuditEvent | None) -> dict[str, Any]:
 # ---------------------------------------------------------------- statements from rows
 
 
+def _route_plan_record(mission: Mission) -> dict[str, Any]:
+    """The mission's verified route plan (its latest version), by digest: empty when it has none."""
+    plan = RoutePlan.objects.filter(mission_id=mission.pk).select_related("signing_key").order_by("-version").first()
+    if plan is None:
+        return {}
+    return {
+        "routePlan": {
+            "version": plan.version,
+            "digest": {"sha256": plan.sha256},
+            "size": plan.size_bytes,
+            "keyId": plan.signing_key.key_id,
+            "validFrom": plan.valid_from,
+            "validUntil": plan.valid_until,
+        }
+    }
+
+
 def _mission_record(mission: Mission, event: AuditEvent | None) -> dict[str, Any]:
     return {
         "mission": mission.pk,
@@ -105,6 +122,7 @@ def _mission_record(mission: Mission, event: AuditEvent | None) -> dict[str, Any
         "eta": mission.eta,
         "priceUsd": mission.price_usd,
         "correlationId": mission.correlation_id,
+        **_route_plan_record(mission),
         **event_fields(event),
     }
 

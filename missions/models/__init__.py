@@ -25,6 +25,7 @@ from missions.models.partner import (  # noqa: F401
     WebhookReceipt,
     WebhookSecret,
 )
+from missions.models.route_plans import CarrierSigningKey, RoutePlan
 from missions.models.telemetry import (  # noqa: F401
     DeadLetter,
     DeadLetterStatus,
@@ -38,6 +39,7 @@ __all__ = [
     "Carrier",
     "CarrierCircuit",
     "CarrierFlag",
+    "CarrierSigningKey",
     "DeadLetter",
     "DeadLetterStatus",
     "EventDelivery",
@@ -45,6 +47,7 @@ __all__ = [
     "Mission",
     "MissionException",
     "Offer",
+    "RoutePlan",
     "Shipment",
     "TelemetrySample",
     "Tender",

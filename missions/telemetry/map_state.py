@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from django.db.models import Count, Q, TextField
+from django.db.models import Count, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from missions.choices import ExceptionStatus
-from missions.models import Carrier, Mission, MissionException, TelemetrySample
+from missions.models import Carrier, Mission, MissionException, RoutePlan, TelemetrySample
 from missions.routes import Polyline, route_plan
 from missions.telemetry.map_eta import MissionRoute
 from missions.telemetry.normalize import ts_format
@@ -126,7 +126,30 @@ _ROUTE_COLUMNS = (
 )
 
 
-def _mission_route(values: tuple[Any, ...]) -> MissionRoute:
+def verified_plans(mission_ids: Iterable[int] | QuerySet[Any], *, now: datetime) -> dict[int, dict[str, Any]]:
+    """Each mission's latest verified signed route plan (docs/decisions/0024-signed-route-plans.md)."""
+    found: dict[int, dict[str, Any]] = {}
+    rows = (
+        RoutePlan.objects.filter(mission_id__in=mission_ids if isinstance(mission_ids, QuerySet) else list(mission_ids))
+        .order_by("mission_id", "-version")
+        .values_list("mission_id", "version", "sha256", "waypoints", "valid_from", "valid_until")
+    )
+    for mission_id, version, sha256, waypoints, valid_from, valid_until in rows:
+        if mission_id in found:
+            continue  # an older version: superseded
+        found[mission_id] = {
+            "version": version,
+            "sha256": sha256,
+            "points": waypoints,
+            "valid_from": ts_format(valid_from),
+            "valid_until": ts_format(valid_until),
+            "current": valid_from <= now < valid_until,
+            "label": f"verified plan v{version}",
+        }
+    return found
+
+
+def _mission_route(values: tuple[Any, ...], plan: dict[str, Any] | None = None) -> MissionRoute:
     (
         mission_id,
         route_json,
@@ -153,10 +176,20 @@ def _mission_route(values: tuple[Any, ...]) -> MissionRoute:
         # Missions written around the services (bulk loads, older rows): planned now, the same way.
         planned = route_plan((origin_lat, origin_lon), (destination_lat, destination_lon))
         points, km, basis = planned.points, planned.km, planned.basis
+    wire_points = stored if stored and len(stored) >= 2 else [[lat, lon] for lat, lon in points]
+    verified_plan = None
+    if plan is not None:
+        # The carrier's signed plan is the route the truck drives: it replaces the console's estimate, on
+        # the map and for the ETA; the console's own route is kept beside it for comparison.
+        verified_plan = {key: value for key, value in plan.items() if key != "points"}
+        verified_plan["planned_basis"] = basis
+        points = tuple((p[0], p[1]) for p in plan["points"])
+        wire_points = plan["points"]
+        km, basis = round(Polyline(points).length_km, 1), plan["label"]
     stale_after, lost_after = comms_thresholds(gap_s)
     wire = {
         "mission_id": mission_id,
-        "points": stored if stored and len(stored) >= 2 else [[lat, lon] for lat, lon in points],
+        "points": wire_points,
         "km": km if km is not None else round(Polyline(points).length_km, 1),
         "basis": basis,
         "carrier": carrier,
@@ -168,6 +201,7 @@ def _mission_route(values: tuple[Any, ...]) -> MissionRoute:
         "carrier_eta": ts_format(carrier_eta) if carrier_eta else None,
         "stale_after_s": stale_after,
         "lost_after_s": lost_after,
+        "verified_plan": verified_plan,
     }
     return MissionRoute(
         mission_id=mission_id,
@@ -198,7 +232,9 @@ def mission_routes(
         .order_by("pk")
         .values_list(*_ROUTE_COLUMNS)
     )
-    routes = [_mission_route(r) for r in rows]
+    # A subquery, not a list of ids: the map may ask for every truck's route at once.
+    plans = verified_plans(missions.values("pk"), now=now)
+    routes = [_mission_route(r, plans.get(r[0])) for r in rows]
     if lines:
         for route in routes:
             route.line  # noqa: B018 (built now, on this thread)

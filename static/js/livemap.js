@@ -30,6 +30,8 @@
   var ROUTE_COLOUR = "#7f93ad";
   var RISK_COLOUR = "#c62828";
   var SELECTED_ROUTE_COLOUR = "#1f3a5f";
+  // A carrier's verified signed route plan replaces the console's estimate of the route.
+  var VERIFIED_ROUTE_COLOUR = "#2e7d32";
   var FOLLOW_SCALE = 5;
   var LIST_MAX = 300;
   var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -216,7 +218,7 @@
 
   // Routes of the shown trucks: plain, at risk (dashed red) and the selected one; rebuilt only on change.
   function routeTraces(shown) {
-    var plain = [], risky = [], chosen = [], ends = [];
+    var plain = [], verified = [], risky = [], chosen = [], ends = [];
     var keyParts = [filters.routes ? 1 : 0, selected, following, routes.size];
     shown.forEach(function (v) {
       var r = routeOf(v);
@@ -224,7 +226,7 @@
       keyParts.push(v.at_risk ? -v.mission_id : v.mission_id);
       if (v.mission_id === selected || v.mission_id === following) { chosen.push(r); }
       if (!filters.routes && v.mission_id !== selected && v.mission_id !== following) { return; }
-      (v.at_risk ? risky : plain).push(r);
+      (v.at_risk ? risky : (r.verified_plan ? verified : plain)).push(r);
       ends.push(r);
     });
     if (chosen.length && ends.indexOf(chosen[0]) < 0) { ends.push(chosen[0]); }
@@ -233,6 +235,7 @@
     routeCache.key = key;
     routeCache.traces = [
       lineTrace("routes", plain, ROUTE_COLOUR, 1.5),
+      lineTrace("routes-verified", verified, VERIFIED_ROUTE_COLOUR, 2),
       lineTrace("routes-at-risk", risky, RISK_COLOUR, 2, "dash"),
       lineTrace("route-selected", chosen, SELECTED_ROUTE_COLOUR, 4),
       endsTrace(ends)
@@ -522,7 +525,13 @@
     term(dl, "Vehicle", (v.vehicle_id || m.vehicle_id || "?") + " · " + (carrierOf(v) || m.carrier || ""));
     if (r) {
       term(dl, "Lane", r.origin.address + " → " + r.destination.address);
-      term(dl, "Planned route", Math.round(r.km).toLocaleString("en-US") + " km, " + r.basis);
+      if (r.verified_plan) {
+        var plan = r.verified_plan;
+        term(dl, "Route", Math.round(r.km).toLocaleString("en-US") + " km, " + plan.label +
+          (plan.current ? "" : " (outside its validity window)") + " · sha256 " + plan.sha256.slice(0, 12) + "…");
+      } else {
+        term(dl, "Planned route", Math.round(r.km).toLocaleString("en-US") + " km, " + r.basis);
+      }
       term(dl, "Delivery window", when(r.delivery_window_start) + " – " + when(r.delivery_window_end) + " UTC");
     }
     term(dl, "Status", statusLabel(v.status || m.status));

@@ -4,7 +4,7 @@ from django.urls import URLPattern, URLResolver, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from missions.partner.api import backfill, schema, views, webhooks  # noqa: F401  (schema registers the auth extension)
+from missions.partner.api import backfill, route_plans, schema, views, webhooks  # noqa: F401  (schema registers the auth extension)
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("capabilities", views.CapabilitiesView.as_view(), name="api-capabilities"),
@@ -16,6 +16,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("missions/<int:pk>/status", views.MissionStatusView.as_view(), name="api-mission-status"),
     path("missions/<int:pk>/autonomy-mode", views.MissionAutonomyView.as_view(), name="api-mission-autonomy"),
     path("missions/<int:pk>/exceptions", views.MissionExceptionView.as_view(), name="api-mission-exceptions"),
+    path("missions/<int:pk>/route-plans", route_plans.RoutePlanView.as_view(), name="api-mission-route-plans"),
     path("events", views.EventReplayView.as_view(), name="api-events"),
     path("telemetry", views.TelemetryView.as_view(), name="api-telemetry"),
     path("telemetry/batch", views.TelemetryBatchView.as_view(), name="api-telemetry-batch"),
