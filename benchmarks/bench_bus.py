@@ -198,6 +198,7 @@ def relay_drain(nats_url: str) -> tuple[float, int]:
     while cursor_get(CURSOR).position < newest:
         published += relay.events_round()
     elapsed = time.perf_counter() - t0
+    relay.read_ahead.close()
     publisher.close()
     print(f"  relay: {published} events in {elapsed:.2f} s")
     return published / elapsed, published

@@ -28,11 +28,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.db.utils import DatabaseError
@@ -138,6 +139,58 @@ def refusal_record(*, stream: str, message: Outgoing, reason: str) -> None:
     )
 
 
+def _event_rows_after(after: int, limit: int) -> list[dict[str, Any]]:
+    try:
+        return event_rows(AuditEvent.objects.filter(pk__gt=after).order_by("pk")[:limit])
+    except DatabaseError:
+        close_old_connections()
+        raise
+
+
+class ReadAhead:
+    """The next batch of event rows, read on a thread of its own (its own database connection) while the
+    batch before it is published and its acks awaited: the relay's reads wait on the database, its
+    publishing on NATS, and the two waits overlap.
+
+    A batch read ahead from just after the previous one is used only if the cursor then moved exactly
+    there, every row of that batch published and none waited for as a gap; otherwise it is dropped and
+    the round reads from the cursor as usual. Either read sees the rows committed when it ran, so
+    nothing depends on which one it was. Never used inside a transaction of the caller's (rows it
+    wrote are invisible to another connection): the relay runs in autocommit.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: tuple[int, Future[list[dict[str, Any]]]] | None = None
+
+    def start(self, after: int, limit: int) -> None:
+        if connection.in_atomic_block:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bus-read-ahead")
+        self._pending = (after, self._pool.submit(_event_rows_after, after, limit))
+
+    def take(self, cursor: int) -> list[dict[str, Any]] | None:
+        """The rows read ahead, if they start right after ``cursor``; None: read from the cursor."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        after, future = pending
+        try:
+            rows = future.result()
+        except DatabaseError:
+            return None  # the round reads again, on the relay's own connection, and reports what fails there
+        return rows if after == cursor and rows else None
+
+    def close(self) -> None:
+        """Wait for a read in progress and close the thread's database connection."""
+        pool, self._pool, self._pending = self._pool, None, None
+        if pool is not None:
+            with contextlib.suppress(DatabaseError):
+                pool.submit(connection.close).result()
+            pool.shutdown(wait=True)
+
+
 class Relay:
     def __init__(self, publisher: Publisher, *, holder: str | None = None, clock: Callable[[], float] = time.monotonic):
         self.publisher = publisher
@@ -151,15 +204,21 @@ class Relay:
         self.last_error = ""
         self._lease_until = 0.0
         self._last_heartbeat = 0.0
+        self.read_ahead = ReadAhead()
 
     # --- one round per source ---------------------------------------------------------
 
     def events_round(self) -> int:
         """Publish the next events after the cursor; the number of messages acknowledged."""
         cursor = cursor_get(EVENTS).position
-        rows = event_rows(AuditEvent.objects.filter(pk__gt=cursor).order_by("pk")[: settings.BUS_BATCH_SIZE])
+        batch = int(settings.BUS_BATCH_SIZE)
+        rows = self.read_ahead.take(cursor)
+        if rows is None:
+            rows = event_rows(AuditEvent.objects.filter(pk__gt=cursor).order_by("pk")[:batch])
         if not rows:
             return 0
+        if len(rows) == batch:  # more are likely waiting: read them while this batch is on its way
+            self.read_ahead.start(rows[-1]["pk"], batch)
         stream = settings.BUS_EVENTS_STREAM
         limit = self.publisher.max_payload()
         handled: set[int] = set()
@@ -269,6 +328,7 @@ class Relay:
                     stop.wait(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
         finally:
+            self.read_ahead.close()
             was_publishing = self.state != STANDBY
             self.state = "stopped"
             try:
