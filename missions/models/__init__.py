@@ -15,6 +15,7 @@ from missions.models.core import (
     haversine_km,
 )
 from missions.models.evidence import Attestation, Checkpoint, TransparencyLogEntry  # noqa: F401
+from missions.models.identity import CarrierTrustDomain, TrustBundleCertificate  # noqa: F401
 from missions.models.outbound import OutboundCall, TenderWaterfall  # noqa: F401
 from missions.models.outbox import EventDelivery, EventDeliveryStatus
 from missions.models.partner import (  # noqa: F401
