@@ -2,6 +2,7 @@
 
 from django.urls import URLPattern, URLResolver, path
 
+from missions.partner import identity_views
 from missions.partner import views as partner_views
 
 app_name = "partners"
@@ -12,4 +13,16 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("clients/<int:pk>/rotate/", partner_views.partner_client_rotate, name="client_rotate"),
     path("clients/<int:pk>/certificate/", partner_views.partner_client_certificate, name="client_certificate"),
     path("carriers/<int:carrier_pk>/webhook-secret/", partner_views.webhook_secret_rotate, name="webhook_rotate"),
+    path("carriers/<int:carrier_pk>/identity/", identity_views.carrier_identity, name="carrier_identity"),
+    path(
+        "carriers/<int:carrier_pk>/identity/trust-domain/",
+        identity_views.carrier_trust_domain_set,
+        name="carrier_trust_domain",
+    ),
+    path("carriers/<int:carrier_pk>/identity/bundle/", identity_views.carrier_bundle_add, name="carrier_bundle_add"),
+    path(
+        "carriers/<int:carrier_pk>/identity/bundle/<int:pk>/retire/",
+        identity_views.carrier_bundle_retire,
+        name="carrier_bundle_retire",
+    ),
 ]
