@@ -5,44 +5,57 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('missions', '0015_event_bus'),
+        ("missions", "0015_event_bus"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CarrierTrustDomain',
+            name="CarrierTrustDomain",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=255, unique=True)),
-                ('svid_required', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('carrier', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='trust_domain', to='missions.carrier')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=255, unique=True)),
+                ("svid_required", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "carrier",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="trust_domain", to="missions.carrier"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='TrustBundleCertificate',
+            name="TrustBundleCertificate",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('fingerprint_sha256', models.CharField(max_length=64)),
-                ('subject', models.CharField(max_length=500)),
-                ('pem', models.TextField()),
-                ('not_before', models.DateTimeField()),
-                ('not_after', models.DateTimeField()),
-                ('added_at', models.DateTimeField()),
-                ('added_by', models.CharField(max_length=150)),
-                ('retired_at', models.DateTimeField(blank=True, null=True)),
-                ('retired_by', models.CharField(blank=True, max_length=150)),
-                ('carrier', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='trust_bundle', to='missions.carrier')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("fingerprint_sha256", models.CharField(max_length=64)),
+                ("subject", models.CharField(max_length=500)),
+                ("pem", models.TextField()),
+                ("not_before", models.DateTimeField()),
+                ("not_after", models.DateTimeField()),
+                ("added_at", models.DateTimeField()),
+                ("added_by", models.CharField(max_length=150)),
+                ("retired_at", models.DateTimeField(blank=True, null=True)),
+                ("retired_by", models.CharField(blank=True, max_length=150)),
+                (
+                    "carrier",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="trust_bundle", to="missions.carrier"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['carrier_id', '-added_at', '-id'],
-                'constraints': [models.UniqueConstraint(fields=('carrier', 'fingerprint_sha256'), name='trust_bundle_certificate_once')],
+                "ordering": ["carrier_id", "-added_at", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("carrier", "fingerprint_sha256"), name="trust_bundle_certificate_once"
+                    )
+                ],
             },
         ),
     ]

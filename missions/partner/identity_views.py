@@ -27,9 +27,7 @@ BUNDLE_UPLOAD_MAX_BYTES = 256 * 1024
 
 class TrustDomainForm(forms.Form):
     name = forms.CharField(label="Trust domain", max_length=255, help_text="e.g. carrier-a.example")
-    svid_required = forms.BooleanField(
-        label="Telemetry requires a vehicle SVID", required=False, initial=True
-    )
+    svid_required = forms.BooleanField(label="Telemetry requires a vehicle SVID", required=False, initial=True)
 
 
 class BundleForm(forms.Form):

@@ -38,7 +38,9 @@ def test_good_svid_maps_to_carrier_and_vehicle(pki: Pki) -> None:
 def test_each_rule_names_its_reason(pki: Pki, case: str) -> None:
     make, reason = BAD_SVIDS[case]
     with pytest.raises(SvidRefused) as refused:
-        svid_verify(make(pki).certificate, carrier_id=pki.carrier_a.pk, registry=trust_registry(), now=dt.datetime.now(dt.UTC))
+        svid_verify(
+            make(pki).certificate, carrier_id=pki.carrier_a.pk, registry=trust_registry(), now=dt.datetime.now(dt.UTC)
+        )
     assert refused.value.reason == reason
 
 
@@ -99,7 +101,10 @@ def test_admin_registers_a_trust_domain_and_rotates_the_bundle_on_the_console(ad
     page = f"/partners/carriers/{carrier.pk}/identity/"
     bad = client.post(f"{page}trust-domain/", {"name": "Not A Domain!", "svid_required": "on"})
     assert bad.status_code == 400 and "Not a SPIFFE trust domain" in bad.content.decode()
-    assert client.post(f"{page}trust-domain/", {"name": "spiffe://carrier-c.example", "svid_required": "on"}).status_code == 302
+    assert (
+        client.post(f"{page}trust-domain/", {"name": "spiffe://carrier-c.example", "svid_required": "on"}).status_code
+        == 302
+    )
     old, new = spiffe_ca("carrier-c.example", "C old"), spiffe_ca("carrier-c.example", "C new")
     assert client.post(f"{page}bundle/", {"pem": old.pem + new.pem}).status_code == 302
     listing = client.get(page).content.decode()

@@ -31,7 +31,11 @@ def _setup(settings: Any) -> Iterator[None]:
 
 
 def _stream(token: str, svid: Issued | None) -> WebsocketCommunicator:
-    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost"), (b"authorization", f"Bearer {token}".encode())]
+    headers = [
+        (b"origin", b"http://localhost"),
+        (b"host", b"localhost"),
+        (b"authorization", f"Bearer {token}".encode()),
+    ]
     if svid is not None:
         headers += [(b"x-ssl-client-cert", svid.escaped.encode()), (b"x-ssl-client-verify", b"SUCCESS")]
     comm = WebsocketCommunicator(application, "/ws/ingest/", headers=headers)
