@@ -475,6 +475,9 @@ MQTT_URL: str = env.str("MQTT_URL", default="")
 MQTT_USERNAME: str = env.str("MQTT_USERNAME", default="")
 MQTT_PASSWORD: str = env.str("MQTT_PASSWORD", default="")
 MQTT_CA_FILE: str = env.str("MQTT_CA_FILE", default="")
+# The bridge's own client certificate (its SVID, docs/identity.md) for a broker that requires one.
+MQTT_CLIENT_CERT_FILE: str = env.str("MQTT_CLIENT_CERT_FILE", default="")
+MQTT_CLIENT_KEY_FILE: str = env.str("MQTT_CLIENT_KEY_FILE", default="")
 MQTT_TOPIC_PREFIX: str = env.str("MQTT_TOPIC_PREFIX", default="tms/telemetry")
 # The bridge's client id: a persistent session, so messages it had not acknowledged when it stopped
 # go to the next bridge with this id. One id per bridge process; empty: random, clean session.

@@ -25,7 +25,7 @@ from missions.evidence.keys import KeyRing
 from missions.evidence.note import NoteVerifier
 from missions.evidence.signing import evidence_keyring, log_origin
 from missions.evidence.verify_core import EvidenceError
-from missions.models import AuditEvent, Mission, RoutePlan
+from missions.models import AuditEvent, Mission, RoutePlan, TelemetrySample
 from missions.models.evidence import (
     Attestation,
     AttestationKind,
@@ -127,6 +127,16 @@ def _mission_record(mission: Mission, event: AuditEvent | None) -> dict[str, Any
     }
 
 
+def mission_vehicle_certificates(mission_id: int) -> list[str]:
+    """The ``sha256:<hex>`` fingerprints of the vehicle SVIDs the mission's telemetry samples were received with."""
+    found = (
+        TelemetrySample.objects.filter(mission_id=mission_id, data__has_key="vehicle_cert")
+        .values_list("data__vehicle_cert", flat=True)
+        .distinct()
+    )
+    return sorted({str(value) for value in found if value})
+
+
 # Statements about rows that live above the evidence layer (incidents, SLA breaches) are built by
 # the app that owns the row, which registers its builder from its AppConfig.ready.
 StatementBuilder = Callable[[int, AuditEvent | None], "tuple[dict[str, Any], int | None] | None"]
@@ -164,6 +174,10 @@ def statement_for(
             raise ValueError(f"{kind} attests a mission, not a {subject_type}")
         mission = Mission.objects.select_related("shipment", "carrier", "vehicle").get(pk=subject_id)
         record = plain(_mission_record(mission, event))
+        certificates = mission_vehicle_certificates(mission.pk)
+        if certificates:
+            # The vehicle's SVIDs (sha256 fingerprints) its telemetry was received with (docs/identity.md).
+            record["vehicleCertificates"] = certificates
         if kind == AttestationKind.MISSION_ASSIGNMENT:
             statement = dsse.mission_assignment_statement(
                 mission_ref=str(mission.pk), record=record, carrier_signature=carrier_signature

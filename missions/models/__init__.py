@@ -16,6 +16,7 @@ from missions.models.core import (
 )
 from missions.models.evidence import Attestation, Checkpoint, TransparencyLogEntry  # noqa: F401
 from missions.models.flags import CarrierFlag
+from missions.models.identity import CarrierTrustDomain, TrustBundleCertificate  # noqa: F401
 from missions.models.outbound import OutboundCall, TenderWaterfall  # noqa: F401
 from missions.models.outbox import EventDelivery, EventDeliveryStatus
 from missions.models.partner import (  # noqa: F401

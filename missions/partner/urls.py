@@ -2,6 +2,7 @@
 
 from django.urls import URLPattern, URLResolver, path
 
+from missions.partner import identity_views
 from missions.partner import views as partner_views
 from missions.routeplans import views as signing_key_views
 
@@ -16,4 +17,16 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("signing-keys/", signing_key_views.signing_key_list, name="signing_keys"),
     path("signing-keys/new/", signing_key_views.signing_key_create, name="signing_key_create"),
     path("signing-keys/<int:pk>/retire/", signing_key_views.signing_key_retire, name="signing_key_retire"),
+    path("carriers/<int:carrier_pk>/identity/", identity_views.carrier_identity, name="carrier_identity"),
+    path(
+        "carriers/<int:carrier_pk>/identity/trust-domain/",
+        identity_views.carrier_trust_domain_set,
+        name="carrier_trust_domain",
+    ),
+    path("carriers/<int:carrier_pk>/identity/bundle/", identity_views.carrier_bundle_add, name="carrier_bundle_add"),
+    path(
+        "carriers/<int:carrier_pk>/identity/bundle/<int:pk>/retire/",
+        identity_views.carrier_bundle_retire,
+        name="carrier_bundle_retire",
+    ),
 ]

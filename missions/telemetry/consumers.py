@@ -19,6 +19,14 @@ it has not seen yet (``{"type": "routes", "mission_ids": [...]}``) and keeps
 them, so each route crosses the socket once per page.
 
 Close codes: 4401 unauthenticated or token expired, 4403 no permission / scope.
+
+Vehicle identity (docs/identity.md): behind the edge, the client certificate of
+the connection is the vehicle's X.509-SVID. A carrier that registered a trust
+domain streams one vehicle per connection; each message is checked again (the
+SVID may expire or its CA be retired while the socket is open). A refused
+identity gets a last message ``{"ack": n, "error": ..., "problem": {RFC 9457
+document with "reason"}}`` and the close code 4401 (no SVID) or 4403 (refused),
+with the reason as the close reason.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ from django.utils import timezone
 from opentelemetry.trace import SpanKind
 
 from missions.consumers import authorize
+from missions.identity.gate import refusal_problem, scope_certificate, telemetry_identity
+from missions.identity.svid import SvidRefused
 from missions.models import Carrier
 from missions.models.partner import PartnerClient, TokenCertificateBinding
 from missions.telemetry.ingest import FLEET_GROUP, BatchTooLarge, MissionCache, ingest_events
@@ -127,6 +137,15 @@ class TelemetryIngestConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if isinstance(outcome, int):
             await self.close(code=outcome)
             return
+        self.certificate = None
+        try:
+            self.certificate = scope_certificate(self.scope, path="ws")
+            await database_sync_to_async(telemetry_identity)(
+                carrier_id=outcome.carrier.pk, certificate=self.certificate, events=[], path="ws"
+            )
+        except SvidRefused as refused:
+            await self._refuse(None, refused)
+            return
         self.principal = outcome
         self.cache = MissionCache()
         await self.send_json(
@@ -166,6 +185,13 @@ class TelemetryIngestConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if not isinstance(events, list):
             await self.send_json({"ack": seq, "error": "events: expected a list"})
             return
+        try:
+            identity = await database_sync_to_async(telemetry_identity)(
+                carrier_id=principal.carrier.pk, certificate=self.certificate, events=events, path="ws"
+            )
+        except SvidRefused as refused:
+            await self._refuse(seq, refused)
+            return
         traceparent = content.get("traceparent")
         # One span per message (never per event or for the whole socket), continuing the sender's trace.
         span = tracing.span_from(
@@ -177,12 +203,24 @@ class TelemetryIngestConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         try:
             with span:
                 result = await database_sync_to_async(ingest_events)(
-                    carrier=principal.carrier, events=events, source="ws", cache=self.cache
+                    carrier=principal.carrier,
+                    events=events,
+                    source="ws",
+                    cache=self.cache,
+                    vehicle_cert=identity.fingerprint if identity is not None else "",
                 )
         except BatchTooLarge as exc:
             await self.send_json({"ack": seq, "error": f"events: {exc.message}"})
             return
         await self.send_json({"ack": seq, **result.as_dict()})
+
+    async def _refuse(self, seq: int | None, refused: SvidRefused) -> None:
+        """The vehicle identity is refused: say why, store nothing, close the stream."""
+        self.principal = None
+        _, problem = refusal_problem(refused, instance="/ws/ingest/")
+        await self.send_json({"ack": seq, "error": f"vehicle identity: {refused.detail}", "problem": problem})
+        code = CLOSE_UNAUTHENTICATED if refused.status == 401 else CLOSE_FORBIDDEN
+        await self.close(code=code, reason=f"{refused.code}: {refused.reason}")
 
 
 class LiveMapConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]

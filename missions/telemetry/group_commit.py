@@ -42,6 +42,7 @@ class GroupCommitUnavailable(Exception):
 class _Request:
     carrier: Any  # missions.models.Carrier
     events: list[Any]
+    vehicle_cert: str = ""  # the SVID fingerprint the transport verified (missions.identity)
     done: threading.Event = field(default_factory=threading.Event)
     result: IngestResult | None = None  # stays None when the grouped write failed
 
@@ -57,9 +58,9 @@ class GroupCommit:
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def ingest(self, *, carrier: Any, events: list[Any]) -> IngestResult:
+    def ingest(self, *, carrier: Any, events: list[Any], vehicle_cert: str = "") -> IngestResult:
         """Store ``events`` with whatever else is queued; return this request's outcome once committed."""
-        request = _Request(carrier=carrier, events=events)
+        request = _Request(carrier=carrier, events=events, vehicle_cert=vehicle_cert)
         with self._ready:
             # Started on first use in this process: a writer started before a server forks its
             # workers (gunicorn --preload) would not exist in them.
@@ -133,10 +134,18 @@ class GroupCommit:
             by_carrier.setdefault(request.carrier.pk, []).append(request)
         for requests in by_carrier.values():
             events: list[Any] = []
+            certs: list[str] = []  # each event's vehicle certificate: the requests may come from several vehicles
             spans = []
             for request in requests:
                 spans.append((request, len(events), len(events) + len(request.events)))
                 events.extend(request.events)
-            result = ingest_events(carrier=requests[0].carrier, events=events, source=self.source, cache=self.cache)
+                certs.extend([request.vehicle_cert] * len(request.events))
+            result = ingest_events(
+                carrier=requests[0].carrier,
+                events=events,
+                source=self.source,
+                cache=self.cache,
+                vehicle_cert=certs if any(certs) else "",
+            )
             for request, start, stop in spans:
                 request.result = result.part(start, stop)

@@ -25,7 +25,7 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -181,12 +181,16 @@ def ingest_events(
     cache: MissionCache | None = None,
     now: datetime | None = None,
     samples_dedupe: bool = False,
+    vehicle_cert: str | Sequence[str] = "",
 ) -> IngestResult:
     """Validate, dedupe, downsample and store a batch from one carrier; never raises on bad events.
 
     ``samples_dedupe`` also counts as duplicates the events stored as long-term samples,
     past the window's dedupe horizon (``storage.stored_as_samples``): the store-and-forward
     backfill, whose events are old and may be sent again long after the first upload.
+    ``vehicle_cert``: the ``sha256:<hex>`` fingerprint of the vehicle SVID the transport verified
+    for this batch (``missions.identity.gate``), or one per event (a group commit joins several
+    vehicles' requests); stored with each event.
     """
     limit = telemetry_batch_max()
     if len(events) > limit:
@@ -199,6 +203,7 @@ def ingest_events(
             cache=cache,
             now=now or timezone.now(),
             samples_dedupe=samples_dedupe,
+            vehicle_cert=vehicle_cert,
         )
     telemetry_rejected(source, len(result.rejected))
     return result
@@ -230,6 +235,7 @@ def _ingest(
     cache: MissionCache | None,
     now: datetime,
     samples_dedupe: bool = False,
+    vehicle_cert: str | Sequence[str] = "",
 ) -> IngestResult:
     result = IngestResult()
 
@@ -241,6 +247,8 @@ def _ingest(
         if isinstance(outcome, str):
             result.rejected.append({"index": index, "reason": outcome})
         else:
+            if vehicle_cert:
+                outcome.vehicle_cert = vehicle_cert if isinstance(vehicle_cert, str) else vehicle_cert[index]
             valid.append((index, outcome))
     if not valid:
         return result

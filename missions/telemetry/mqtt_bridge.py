@@ -7,6 +7,13 @@ vehicle is rejected. Which carrier may publish under which slug is the
 broker's job (an ACL per carrier account, see docs/telemetry.md); the bridge then
 checks, like every path, that each mission belongs to that carrier.
 
+Vehicle identity (docs/identity.md): for a carrier with a SPIFFE trust domain,
+each message carries the vehicle's X.509-SVID and a signature over its payload
+made with the SVID's key (MQTT 5 user properties ``x509-svid`` and
+``x509-svid-signature``); the bridge checks both and that the topic names the
+SVID's vehicle (``missions.identity.gate.mqtt_identity``). A refused message is
+a dead letter of kind ``svid_<reason>``, counted like on every path.
+
 The paho network thread only queues messages. The bridge's own thread drains
 the queue every ``flush_seconds`` or ``flush_events`` messages, groups them by
 carrier and calls ``ingest_events`` once per carrier. A message is
@@ -44,6 +51,8 @@ from typing import Any
 from django.db import close_old_connections, connection
 from opentelemetry.trace import SpanKind
 
+from missions.identity.gate import MQTT_SIGNATURE_PROPERTY, MQTT_SVID_PROPERTY, mqtt_identity
+from missions.identity.svid import SvidRefused
 from missions.models import Carrier
 from missions.telemetry.dead_letters import BRIDGE_HEARTBEAT, dead_letter_record
 from missions.telemetry.ingest import IngestResult, MissionCache, ingest_events, telemetry_batch_max
@@ -83,6 +92,20 @@ class _Message:
     mid: int
     qos: int
     traceparent: str = ""  # the publisher's, from an MQTT 5 user property
+    svid: str = ""  # the vehicle's X.509-SVID (base64 DER), from an MQTT 5 user property
+    svid_signature: str = ""  # base64 signature over the payload with the SVID's key
+
+
+def _svid_properties(message: Any) -> tuple[str, str]:
+    """The SVID and payload signature a vehicle put in the message's user properties (empty if none)."""
+    svid = signature = ""
+    properties = getattr(message, "properties", None)
+    for name, value in getattr(properties, "UserProperty", None) or []:
+        if name == MQTT_SVID_PROPERTY and isinstance(value, str) and len(value) <= 16_384:
+            svid = value
+        elif name == MQTT_SIGNATURE_PROPERTY and isinstance(value, str) and len(value) <= 1_024:
+            signature = value
+    return svid, signature
 
 
 def _traceparent(message: Any) -> str:
@@ -102,6 +125,7 @@ class _Parsed:
     carrier: Carrier
     events: list[Any]
     refused: int = 0  # events refused before ingest (a vehicle that is not the topic's)
+    vehicle_cert: str = ""  # "sha256:<hex>" of the SVID the message proved it holds
     first_reason: str = ""
     attempts: int = 0  # failed attempts to store it
     retry_at: float = 0.0  # monotonic time of the next attempt
@@ -173,7 +197,13 @@ class MqttBridge:
         if self.config.username:
             client.username_pw_set(self.config.username, self.config.password or None)
         if self.config.tls:
-            client.tls_set(ca_certs=self.config.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+            # With a client certificate (the bridge's own SVID) where the broker requires one.
+            client.tls_set(
+                ca_certs=self.config.ca_file or None,
+                certfile=self.config.client_cert or None,
+                keyfile=self.config.client_key or None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -211,7 +241,14 @@ class MqttBridge:
                 return
             try:
                 self._queue.put_nowait(
-                    _Message(message.topic, bytes(message.payload), message.mid, message.qos, _traceparent(message))
+                    _Message(
+                        message.topic,
+                        bytes(message.payload),
+                        message.mid,
+                        message.qos,
+                        _traceparent(message),
+                        *_svid_properties(message),
+                    )
                 )
             except queue.Full:
                 # Back-pressure: not acknowledged, so the broker redelivers it after a reconnect.
@@ -388,7 +425,9 @@ class MqttBridge:
             carrier=carrier.slug,
         ) as span:
             span.set_attribute("messaging.batch.message_count", len(chunk))
-            result = self._store(carrier, [event for item in chunk for event in item.events], attempts=attempts)
+            events = [event for item in chunk for event in item.events]
+            certs = [item.vehicle_cert for item in chunk for _ in item.events]
+            result = self._store(carrier, events, certs if any(certs) else None, attempts=attempts)
         if result is None:
             return False
         self.stats["accepted"] += result.accepted
@@ -417,7 +456,9 @@ class MqttBridge:
         self._ack([item.message for item in chunk])
         return True
 
-    def _store(self, carrier: Carrier, events: list[Any], *, attempts: int) -> IngestResult | None:
+    def _store(
+        self, carrier: Carrier, events: list[Any], certs: list[str] | None = None, *, attempts: int
+    ) -> IngestResult | None:
         """Ingest ``events`` (in batches the ingest path accepts); None when they could not all be stored."""
         if not events:
             return IngestResult()
@@ -427,7 +468,13 @@ class MqttBridge:
             part = events[start : start + self.flush_events]
             for attempt in range(1, attempts + 1):
                 try:
-                    result = ingest_events(carrier=carrier, events=part, source="mqtt", cache=cache)
+                    result = ingest_events(
+                        carrier=carrier,
+                        events=part,
+                        source="mqtt",
+                        cache=cache,
+                        vehicle_cert=certs[start : start + self.flush_events] if certs else "",
+                    )
                     break
                 except Exception:
                     log.exception("MQTT batch ingest failed", extra={"carrier": carrier.slug, "attempt": attempt})
@@ -518,6 +565,20 @@ class MqttBridge:
                     parsed.first_reason = parsed.first_reason or "vehicle_id: does not match the topic"
                     continue
             parsed.events.append(event)  # non-objects are rejected (and counted) by the validator
+        try:
+            identity = mqtt_identity(
+                carrier_id=carrier.pk,
+                topic_vehicle=vehicle_id,
+                svid_b64=message.svid,
+                signature_b64=message.svid_signature,
+                payload=message.payload,
+                events=parsed.events,
+            )
+        except SvidRefused as refused:
+            detail = f"{refused.code} ({refused.reason}): {refused.detail}"
+            self._malformed(f"svid_{refused.reason}", message, detail, carrier)
+            return None
+        parsed.vehicle_cert = identity.fingerprint if identity is not None else ""
         return parsed
 
     def _carrier(self, slug: str) -> Carrier | None:

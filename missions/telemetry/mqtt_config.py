@@ -14,9 +14,20 @@ class BrokerConfig:
     username: str
     password: str
     ca_file: str
+    # The client certificate and key the connection presents (mqtts:// to a broker that requires one).
+    client_cert: str = ""
+    client_key: str = ""
 
 
-def broker_config(url: str, *, username: str = "", password: str = "", ca_file: str = "") -> BrokerConfig:
+def broker_config(
+    url: str,
+    *,
+    username: str = "",
+    password: str = "",
+    ca_file: str = "",
+    client_cert: str = "",
+    client_key: str = "",
+) -> BrokerConfig:
     """Parse ``mqtt://[user:pass@]host[:port]`` or ``mqtts://...``; explicit credentials win over the URL's."""
     parsed = urlparse(url)
     if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
@@ -29,4 +40,6 @@ def broker_config(url: str, *, username: str = "", password: str = "", ca_file: 
         username=username or unquote(parsed.username or ""),
         password=password or unquote(parsed.password or ""),
         ca_file=ca_file,
+        client_cert=client_cert,
+        client_key=client_key,
     )

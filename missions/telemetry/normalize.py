@@ -98,6 +98,9 @@ class TelemetryEvent:
     # ``ts`` in the one wire spelling (``ts_format``), computed once: the window, the samples'
     # COPY rows and the live map all need the text.
     ts_text: str = ""
+    # "sha256:<hex>" of the vehicle's X.509-SVID when the message carried one (missions.identity);
+    # set by ingest from what the transport verified, never read from the event itself.
+    vehicle_cert: str = ""
 
     def __post_init__(self) -> None:
         if not self.ts_text:
@@ -114,7 +117,7 @@ class TelemetryEvent:
 
     def to_wire(self) -> dict[str, Any]:
         """The normalized event as JSON-ready data (what the window and snapshots store)."""
-        return {
+        wire = {
             "schema_version": SCHEMA_VERSION,
             "event_id": str(self.event_id),
             "mission_id": self.mission_id,
@@ -128,6 +131,9 @@ class TelemetryEvent:
             "safety_event": self.safety_event,
             "autonomy_mode": self.autonomy_mode,
         }
+        if self.vehicle_cert:
+            wire["vehicle_cert"] = self.vehicle_cert
+        return wire
 
 
 def ts_format(ts: datetime) -> str:

@@ -96,7 +96,7 @@ def _sample_wire(sample: TelemetrySample, mission: Mission) -> dict[str, Any]:
     """The normalized event a sample was taken from (``TelemetryEvent.to_wire``'s shape)."""
     data = sample.data or {}
     vehicle = sample.vehicle or mission.vehicle
-    return {
+    wire = {
         "schema_version": SCHEMA_VERSION,
         "event_id": str(sample.event_id) if sample.event_id else "",
         "mission_id": mission.pk,
@@ -116,6 +116,9 @@ def _sample_wire(sample: TelemetrySample, mission: Mission) -> dict[str, Any]:
         "safety_event": data.get("safety_event"),
         "autonomy_mode": sample.autonomy_mode or None,
     }
+    if data.get("vehicle_cert"):
+        wire["vehicle_cert"] = data["vehicle_cert"]
+    return wire
 
 
 def snapshot_verify(snapshot: TelemetrySnapshot) -> bool:

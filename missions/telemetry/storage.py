@@ -91,6 +91,9 @@ def _sample_data(ev: TelemetryEvent) -> dict[str, Any]:
         data["safety_event"] = ev.safety_event
     if ev.accuracy_m is not None:
         data["accuracy_m"] = ev.accuracy_m
+    if ev.vehicle_cert:
+        # Only for vehicles that presented an SVID: nothing is added to the others' samples.
+        data["vehicle_cert"] = ev.vehicle_cert
     return data
 
 

@@ -45,6 +45,8 @@ class Command(BaseCommand):
                 username=settings.MQTT_USERNAME,
                 password=settings.MQTT_PASSWORD,
                 ca_file=settings.MQTT_CA_FILE,
+                client_cert=settings.MQTT_CLIENT_CERT_FILE,
+                client_key=settings.MQTT_CLIENT_KEY_FILE,
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc

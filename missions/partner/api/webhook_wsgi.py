@@ -223,6 +223,7 @@ class WebhookFastPath:
             data=envelope.get("data"),
             material=material,
             instance=environ.get("PATH_INFO", ""),
+            meta=environ,
             cache=self.missions,
             group=self.group,
         )

@@ -15,7 +15,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,8 @@ from rest_framework.views import APIView
 from missions import services
 from missions.events import Actor
 from missions.evidence.services import carrier_signed
+from missions.identity.gate import meta_certificate, refusal_problem, telemetry_identity
+from missions.identity.svid import SvidRefused
 from missions.models import Carrier, Mission, Tender
 from missions.models.partner import WebhookReceipt, WebhookSecret
 from missions.partner.api.fields import ID_MAX, Rfc3339DateTimeField, StrictChoiceField
@@ -199,6 +201,7 @@ def telemetry_delivery(
     data: Any,
     material: dict[str, str],
     instance: str,
+    meta: Mapping[str, Any] | None = None,
     cache: Any = None,
     group: Any = None,
 ) -> tuple[int, dict[str, Any]]:
@@ -207,6 +210,9 @@ def telemetry_delivery(
     No receipt row: each event carries its own id and the ingest path dedupes
     on it, so a redelivery (same ``webhook-id``, same body) stores nothing
     twice and answers ``duplicate: true``.
+
+    ``meta`` (the WSGI environ or ``request.META``) carries the client certificate the edge
+    forwarded: the vehicle's SVID where its carrier registered a trust domain (missions.identity).
     """
 
     if not isinstance(data, dict):
@@ -219,6 +225,12 @@ def telemetry_delivery(
             status=422, code="validation-error", detail="data.events: expected a non-empty list.", instance=instance
         )
     pointer = "/data/events/{}" if "events" in data else "/data"
+    try:
+        certificate = meta_certificate(meta, path="webhook") if meta is not None else None
+        identity = telemetry_identity(carrier_id=carrier.pk, certificate=certificate, events=events, path="webhook")
+    except SvidRefused as refused:
+        return refusal_problem(refused, instance=instance)
+    vehicle_cert = identity.fingerprint if identity is not None else ""
 
     try:
         result = None
@@ -228,12 +240,14 @@ def telemetry_delivery(
             and group.groupable(events, carrier_id=carrier.pk)
         ):
             try:  # committed together with other deliveries (missions.telemetry.group_commit)
-                result = group.ingest(carrier=carrier, events=events)
+                result = group.ingest(carrier=carrier, events=events, vehicle_cert=vehicle_cert)
             except GroupCommitUnavailable:
                 result = None
         if result is None:
             with carrier_signed(material):
-                result = ingest_events(carrier=carrier, events=events, source="webhook", cache=cache)
+                result = ingest_events(
+                    carrier=carrier, events=events, source="webhook", cache=cache, vehicle_cert=vehicle_cert
+                )
     except BatchTooLarge as exc:
         return 413, problem_body(status=413, code="batch-too-large", detail=exc.message, instance=instance)
     outcome = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
@@ -264,7 +278,7 @@ class CarrierWebhookView(APIView):
     @extend_schema(
         request=WEBHOOK_DELIVERY_SCHEMA,
         parameters=WEBHOOK_PARAMETERS,
-        responses={200: WebhookAckSerializer, **problems(400, 401, 404, 409, 413, 415, 422, 429)},
+        responses={200: WebhookAckSerializer, **problems(400, 401, 403, 404, 409, 413, 415, 422, 429)},
         auth=[],
         operation_id="webhook_deliver",
     )
@@ -310,6 +324,7 @@ class CarrierWebhookView(APIView):
                 data=envelope["data"],
                 material=signed_by_carrier,
                 instance=request.path,
+                meta=request.META,
             )
             return Response(answer, status=code, content_type=None if code == 200 else PROBLEM_CONTENT_TYPE)
         try:
