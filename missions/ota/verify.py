@@ -49,12 +49,12 @@ class Verdict:
 
 def _repository_problem(repo: CarrierOtaRepository, now: datetime) -> Verdict | None:
     name = repo.get_role_display().lower()
-    if repo.verified_at is None:
-        return Verdict("no_metadata", f"The {name}'s metadata never verified.")
     if not repo.refresh_ok and repo.failure_kind and repo.failure_kind != "unreachable":
         code = "metadata_expired" if repo.failure_kind == "expired" else "metadata_refused"
         label = FAILURES.get(repo.failure_kind, repo.failure_kind)
         return Verdict(code, f"The {name}'s last refresh was refused: {label} ({repo.failure_reason})"[:500])
+    if repo.verified_at is None:
+        return Verdict("no_metadata", f"The {name}'s metadata never verified.")
     if repo.expires_at is not None and repo.expires_at <= now:
         return Verdict("metadata_expired", f"The {name}'s verified metadata expired at {repo.expires_at.isoformat()}.")
     return None
