@@ -39,3 +39,11 @@ def configure(carrier: Carrier, repo: TufRepository, role: str = "image") -> Car
 @pytest.fixture
 def vehicle(carrier_a: Carrier) -> Vehicle:
     return VehicleFactory(carrier=carrier_a, external_id="TRK-0007")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_software_cache() -> None:
+    # Primary keys are reused between tests that flush the database: start each with an empty cache.
+    from missions.telemetry import ingest
+
+    ingest._SOFTWARE_SEEN.clear()
