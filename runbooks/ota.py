@@ -85,7 +85,9 @@ def ota_fleet_resume(*, incident_id: int, actor: Actor, confirmation: str) -> In
         raise DomainError("Only an OTA-failure incident of a carrier resumes a fleet from here.")
     state = fleet_software(incident.carrier.pk)
     if not state.resumable:
-        still = ", ".join(f"{r.vehicle.external_id} ({r.version}: {r.get_status_display().lower()})" for r in state.refused)
+        still = ", ".join(
+            f"{r.vehicle.external_id} ({r.version}: {r.get_status_display().lower()})" for r in state.refused
+        )
         raise DomainError(f"Not yet: vehicles still run unverified software: {still}.")
     with transaction.atomic():
         mission_services.carrier_fleet_resume(

@@ -13,10 +13,10 @@ from django.views.decorators.http import require_POST
 from missions.events import Actor
 from missions.models import AuditEvent
 from runbooks import engine
-from runbooks.ota import ota_fleet_resume, ota_resume_state
 from runbooks.choices import IncidentSeverity, IncidentStatus
 from runbooks.forms import IncidentActionForm
 from runbooks.models import Incident, StepRun
+from runbooks.ota import ota_fleet_resume, ota_resume_state
 from runbooks.selectors import incident_review_template, incident_steps, incident_telemetry_window
 from runbooks.services import incident_note_add, incident_repage, incident_transition
 from runbooks.transitions import INCIDENT_OPEN, INCIDENT_TRANSITIONS

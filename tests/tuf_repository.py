@@ -92,7 +92,11 @@ class TufRepository:
         ts.expires = timestamp_expires or in_days(1)
         s.meta["targets.json"] = MetaFile(version=t.version)
         ts.snapshot_meta = MetaFile(version=s.version)
-        for md, role in ((self.targets, Targets.type), (self.snapshot, Snapshot.type), (self.timestamp, Timestamp.type)):
+        for md, role in (
+            (self.targets, Targets.type),
+            (self.snapshot, Snapshot.type),
+            (self.timestamp, Timestamp.type),
+        ):
             signer = CryptoSigner.generate_ed25519() if role == wrong_key_for else self.signers[role]
             self._sign_write(md, role, f"{role}.json", signer=signer)
 

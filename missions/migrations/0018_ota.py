@@ -5,52 +5,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('missions', '0017_route_plans'),
+        ("missions", "0017_route_plans"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='VehicleSoftware',
+            name="VehicleSoftware",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.CharField(max_length=200)),
-                ('status', models.CharField(choices=[('verified', 'Verified'), ('refused', 'Refused')], max_length=10)),
-                ('reason_code', models.CharField(blank=True, max_length=40)),
-                ('reason', models.CharField(blank=True, max_length=500)),
-                ('verified_version', models.CharField(blank=True, max_length=200)),
-                ('release_counter', models.BigIntegerField(blank=True, null=True)),
-                ('reported_at', models.DateTimeField()),
-                ('checked_at', models.DateTimeField()),
-                ('vehicle', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='software', to='missions.vehicle')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("version", models.CharField(max_length=200)),
+                ("status", models.CharField(choices=[("verified", "Verified"), ("refused", "Refused")], max_length=10)),
+                ("reason_code", models.CharField(blank=True, max_length=40)),
+                ("reason", models.CharField(blank=True, max_length=500)),
+                ("verified_version", models.CharField(blank=True, max_length=200)),
+                ("release_counter", models.BigIntegerField(blank=True, null=True)),
+                ("reported_at", models.DateTimeField()),
+                ("checked_at", models.DateTimeField()),
+                (
+                    "vehicle",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="software", to="missions.vehicle"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['vehicle_id'],
+                "ordering": ["vehicle_id"],
             },
         ),
         migrations.CreateModel(
-            name='CarrierOtaRepository',
+            name="CarrierOtaRepository",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('image', 'Image repository'), ('director', 'Director repository')], default='image', max_length=10)),
-                ('metadata_url', models.CharField(max_length=500)),
-                ('trusted_root', models.TextField()),
-                ('root_sha256', models.CharField(max_length=64)),
-                ('configured_at', models.DateTimeField()),
-                ('refreshed_at', models.DateTimeField(blank=True, null=True)),
-                ('refresh_ok', models.BooleanField(default=False)),
-                ('failure_kind', models.CharField(blank=True, max_length=40)),
-                ('failure_reason', models.CharField(blank=True, max_length=500)),
-                ('verified_at', models.DateTimeField(blank=True, null=True)),
-                ('versions', models.JSONField(blank=True, default=dict)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('targets', models.JSONField(blank=True, default=dict)),
-                ('carrier', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ota_repositories', to='missions.carrier')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("image", "Image repository"), ("director", "Director repository")],
+                        default="image",
+                        max_length=10,
+                    ),
+                ),
+                ("metadata_url", models.CharField(max_length=500)),
+                ("trusted_root", models.TextField()),
+                ("root_sha256", models.CharField(max_length=64)),
+                ("configured_at", models.DateTimeField()),
+                ("refreshed_at", models.DateTimeField(blank=True, null=True)),
+                ("refresh_ok", models.BooleanField(default=False)),
+                ("failure_kind", models.CharField(blank=True, max_length=40)),
+                ("failure_reason", models.CharField(blank=True, max_length=500)),
+                ("verified_at", models.DateTimeField(blank=True, null=True)),
+                ("versions", models.JSONField(blank=True, default=dict)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("targets", models.JSONField(blank=True, default=dict)),
+                (
+                    "carrier",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="ota_repositories",
+                        to="missions.carrier",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['carrier_id', 'role'],
-                'constraints': [models.UniqueConstraint(fields=('carrier', 'role'), name='ota_repository_unique_role')],
+                "ordering": ["carrier_id", "role"],
+                "constraints": [models.UniqueConstraint(fields=("carrier", "role"), name="ota_repository_unique_role")],
             },
         ),
     ]

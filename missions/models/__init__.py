@@ -16,8 +16,8 @@ from missions.models.core import (
 )
 from missions.models.evidence import Attestation, Checkpoint, TransparencyLogEntry  # noqa: F401
 from missions.models.flags import CarrierFlag
-from missions.models.outbound import OutboundCall, TenderWaterfall  # noqa: F401
 from missions.models.ota import CarrierOtaRepository, OtaRepositoryRole, SoftwareStatus, VehicleSoftware
+from missions.models.outbound import OutboundCall, TenderWaterfall  # noqa: F401
 from missions.models.outbox import EventDelivery, EventDeliveryStatus
 from missions.models.partner import (  # noqa: F401
     IdempotencyRecord,

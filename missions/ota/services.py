@@ -221,7 +221,9 @@ def vehicle_software_check(
 def carrier_software_recheck(*, carrier_id: int) -> int:
     """Check every vehicle of the carrier that reported a version again, against the metadata now held."""
     rows = list(
-        VehicleSoftware.objects.filter(vehicle__carrier_id=carrier_id).values_list("vehicle_id", "version", "reported_at")
+        VehicleSoftware.objects.filter(vehicle__carrier_id=carrier_id).values_list(
+            "vehicle_id", "version", "reported_at"
+        )
     )
     for vehicle_id, version, reported_at in rows:
         vehicle_software_check(vehicle_id=vehicle_id, version=version, reported_at=reported_at)

@@ -539,7 +539,9 @@ def _software_reports(fresh: list[Accepted], *, carrier: Carrier) -> None:
     if unseen:  # a process that just started: the stored versions, in one query
         if len(_SOFTWARE_SEEN) > SOFTWARE_SEEN_MAX:
             _SOFTWARE_SEEN.clear()
-        _SOFTWARE_SEEN.update(VehicleSoftware.objects.filter(vehicle_id__in=unseen).values_list("vehicle_id", "version"))
+        _SOFTWARE_SEEN.update(
+            VehicleSoftware.objects.filter(vehicle_id__in=unseen).values_list("vehicle_id", "version")
+        )
     actor = Actor.for_carrier(carrier)
     for vehicle_id, a in sorted(changed.items()):
         ev = a.event

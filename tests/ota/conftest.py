@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from missions.events import Actor
 from missions.models import Carrier, CarrierOtaRepository, Vehicle
 from missions.ota.services import ota_repository_configure
 from tests.factories import VehicleFactory
 from tests.tuf_repository import TufRepository
-from missions.events import Actor
 
 ADMIN = Actor.system("test-admin")
 

@@ -181,13 +181,17 @@ def loopback_server(image_repo: TufRepository) -> Iterator[str]:
         server.server_close()
 
 
-def test_metadata_over_loopback_http(carrier_a: Carrier, vehicle: Vehicle, image_repo: TufRepository,
-                                     loopback_server: str) -> None:
+def test_metadata_over_loopback_http(
+    carrier_a: Carrier, vehicle: Vehicle, image_repo: TufRepository, loopback_server: str
+) -> None:
     from missions.ota.services import ota_repository_configure
     from tests.ota.conftest import ADMIN
 
     repo = ota_repository_configure(
-        carrier_id=carrier_a.pk, role="image", metadata_url=loopback_server, trusted_root=image_repo.root_json(),
+        carrier_id=carrier_a.pk,
+        role="image",
+        metadata_url=loopback_server,
+        trusted_root=image_repo.root_json(),
         actor=ADMIN,
     )
     assert ota_repository_refresh(repository_id=repo.pk).refresh_ok

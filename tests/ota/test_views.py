@@ -29,9 +29,7 @@ def post(admin: User, carrier: Carrier, **fields: str) -> tuple[int, str]:
         (json.dumps({"signed": {"_type": "root"}, "signatures": []}), "Not TUF metadata"),
     ],
 )
-def test_bad_root_is_refused_next_to_its_field(
-    admin_user: User, carrier_a: Carrier, root: str, message: str
-) -> None:
+def test_bad_root_is_refused_next_to_its_field(admin_user: User, carrier_a: Carrier, root: str, message: str) -> None:
     status, page = post(admin_user, carrier_a, trusted_root=root)
     assert status == 400 and message in page
     assert not CarrierOtaRepository.objects.exists()
