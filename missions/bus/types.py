@@ -41,7 +41,7 @@ EVENT_ACTIONS: dict[str, str] = {
     "route_plan.refused": "A submitted route plan was refused (the reason is in the data); nothing was stored.",
     "ota_repository.configured": "An administrator trusted a carrier's TUF root for an image or director repository.",
     "ota_repository.refreshed": "A carrier's TUF metadata verified with new versions (or again after a failure).",
-    "ota_repository.refresh_failed": "Refreshing a carrier's TUF metadata failed (expired, rollback, bad signature...).",
+    "ota_repository.refresh_failed": "Refreshing a carrier's TUF metadata failed (expired, rollback, bad signature).",
     "vehicle.software_reported": "A vehicle reported a new software version in its telemetry.",
     "vehicle.software_verified": "A vehicle's software version is a target of its carrier's signed TUF metadata.",
     "vehicle.software_refused": "A vehicle's software version is not backed by its carrier's signed TUF metadata.",
