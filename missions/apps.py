@@ -13,6 +13,7 @@ class MissionsConfig(AppConfig):
         from missions.events import event_broadcast, layer_is_shared, security_event_audit
         from missions.evidence import checks
         from missions.evidence import subscribers as evidence_subscribers
+        from missions.ota import subscribers as ota_subscribers
         from missions.partner.api import backfill
         from missions.subscriptions import ALL_ACTIONS, event_subscribe
         from missions.telemetry.dead_letters import DeadLetterCollector
@@ -35,4 +36,5 @@ class MissionsConfig(AppConfig):
         security_recorder_register(security_event_audit)
         evidence_subscribers.register()
         tendering_subscribers.register()
+        ota_subscribers.register()
         backfill.register()  # before any request: the servers read the path's body limit from it

@@ -14,6 +14,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("<int:pk>/resolve/", views.incident_resolve, name="incident_resolve"),
     path("<int:pk>/close/", views.incident_close, name="incident_close"),
     path("<int:pk>/notes/", views.incident_note, name="incident_note"),
+    path("<int:pk>/ota-resume/", views.incident_ota_resume, name="incident_ota_resume"),
     path("<int:pk>/page/", views.incident_page_again, name="incident_page"),
     path("<int:pk>/steps/<int:step_id>/confirm/", views.step_confirm, name="step_confirm"),
     path("<int:pk>/steps/<int:step_id>/run/", views.step_retry, name="step_run"),

@@ -16,6 +16,7 @@ from runbooks import engine
 from runbooks.choices import IncidentSeverity, IncidentStatus
 from runbooks.forms import IncidentActionForm
 from runbooks.models import Incident, StepRun
+from runbooks.ota import ota_fleet_resume, ota_resume_state
 from runbooks.selectors import incident_review_template, incident_steps, incident_telemetry_window
 from runbooks.services import incident_note_add, incident_repage, incident_transition
 from runbooks.transitions import INCIDENT_OPEN, INCIDENT_TRANSITIONS
@@ -77,6 +78,8 @@ def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "pinned_trace": trace_card(incident.pinned_traceparent, began_at=incident.triggered_at),
         "incident_trace": trace_card(incident.traceparent, began_at=incident.triggered_at),
         "telemetry": incident_telemetry_window(incident=incident),
+        # An OTA-failure incident: which vehicles run verified software, and whether the fleet may resume.
+        "ota": ota_resume_state(incident=incident),
     }
     return render(request, "runbooks/incident_detail.html", context)
 
@@ -186,3 +189,16 @@ def step_skip(request: HttpRequest, pk: int, step_id: int) -> HttpResponse:
     return _step_action(
         request, pk, step_id, lambda s, a: engine.step_skip(step_run_id=s.pk, actor=a, reason=reason), "skipped"
     )
+
+
+@require_POST
+@respond_required
+def incident_ota_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    incident = get_object_or_404(Incident, pk=pk)
+    note = _note(request)
+    run_action(
+        request,
+        lambda: ota_fleet_resume(incident_id=incident.pk, actor=Actor.for_user(request.user), confirmation=note),
+        f"INC-{incident.pk}: fleet resumed.",
+    )
+    return _back(incident.pk)

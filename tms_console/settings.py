@@ -407,7 +407,7 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "DESCRIPTION": "The API carriers use to answer tenders, run missions and send telemetry. "
     "The server enforces exactly the bounds, enums, formats and nullability stated here. "
     "See docs/api-versioning.md for the versioning and additive-change policy.",
-    "VERSION": "1.2.0",
+    "VERSION": "1.3.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
@@ -552,4 +552,14 @@ CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "missions.evidence.tasks
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "evidence-checkpoint": {"task": "missions.evidence.checkpoint", "schedule": EVIDENCE_CHECKPOINT_SECONDS},
+}
+
+# --- OTA manifests (TUF / Uptane): carriers' metadata read with python-tuf's ngclient ---
+# The trusted metadata of each carrier's repositories (the rollback protection) lives here.
+OTA_CACHE_DIR: str = env.str("OTA_CACHE_DIR", default="") or str(VAR_DIR / "ota")
+OTA_REFRESH_SECONDS: float = env.float("OTA_REFRESH_SECONDS", default=300.0)
+CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "missions.ota.tasks"]
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "ota-refresh": {"task": "missions.ota.refresh_all", "schedule": OTA_REFRESH_SECONDS},
 }

@@ -42,6 +42,12 @@ EVENT_ACTIONS: dict[str, str] = {
     "carrier.trust_domain_set": "A carrier's SPIFFE trust domain (and whether its telemetry needs SVIDs) was set.",
     "carrier.trust_bundle_added": "A CA certificate was added to a carrier's SPIFFE trust bundle.",
     "carrier.trust_bundle_retired": "A CA certificate of a carrier's SPIFFE trust bundle was retired.",
+    "ota_repository.configured": "An administrator trusted a carrier's TUF root for an image or director repository.",
+    "ota_repository.refreshed": "A carrier's TUF metadata verified with new versions (or again after a failure).",
+    "ota_repository.refresh_failed": "Refreshing a carrier's TUF metadata failed (expired, rollback, bad signature).",
+    "vehicle.software_reported": "A vehicle reported a new software version in its telemetry.",
+    "vehicle.software_verified": "A vehicle's software version is a target of its carrier's signed TUF metadata.",
+    "vehicle.software_refused": "A vehicle's software version is not backed by its carrier's signed TUF metadata.",
     "shipment.created": "A shipment was created.",
     "shipment.status_changed": "A shipment changed status.",
     "tender.created": "A tender was created.",
@@ -114,6 +120,112 @@ EVENT_DATA_SCHEMAS: dict[str, dict[str, Any]] = {
         },
         "additionalProperties": False,
         "examples": [{"flag": "night_operations", "label": "Night operations", "enabled": True, "reason": "pilot"}],
+    },
+    "ota_repository.configured": {
+        "type": "object",
+        "required": ["role", "metadata_url", "root_sha256"],
+        "properties": {
+            "role": {"enum": ["image", "director"]},
+            "metadata_url": {"type": "string"},
+            "root_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        },
+        "additionalProperties": False,
+        "examples": [
+            {"role": "image", "metadata_url": "https://tuf.carrier.example/metadata/", "root_sha256": "ab" * 32}
+        ],
+    },
+    "ota_repository.refreshed": {
+        "type": "object",
+        "required": ["role", "versions", "expires_at", "targets"],
+        "properties": {
+            "role": {"enum": ["image", "director"]},
+            "versions": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
+            "expires_at": {"type": "string", "format": "date-time"},
+            "targets": {"type": "integer", "minimum": 0, "description": "How many targets the metadata signs"},
+        },
+        "additionalProperties": False,
+        "examples": [
+            {
+                "role": "image",
+                "versions": {"root": 1, "timestamp": 7, "snapshot": 7, "targets": 3},
+                "expires_at": "2026-12-07T00:00:00+00:00",
+                "targets": 4,
+            }
+        ],
+    },
+    "ota_repository.refresh_failed": {
+        "type": "object",
+        "required": ["role", "kind", "reason", "security"],
+        "properties": {
+            "role": {"enum": ["image", "director"]},
+            "kind": {
+                "enum": ["expired", "rollback", "bad_signature", "hash_mismatch", "invalid", "unreachable", "cache"]
+            },
+            "reason": {"type": "string", "maxLength": 500},
+            "security": {"type": "boolean", "description": "A supply-chain refusal (opens the OTA-failure runbook)"},
+        },
+        "additionalProperties": False,
+        "examples": [
+            {"role": "image", "kind": "rollback", "reason": "New timestamp version 1 must be >= 2", "security": True}
+        ],
+    },
+    "vehicle.software_reported": {
+        "type": "object",
+        "required": ["vehicle_id", "version", "event_id", "ts"],
+        "properties": {
+            "vehicle_id": {"type": "string", "description": "The carrier's id of the vehicle"},
+            "version": {"type": "string", "minLength": 1, "maxLength": 200},
+            "event_id": {"type": "string", "format": "uuid", "description": "The telemetry event that reported it"},
+            "ts": {"type": "string", "format": "date-time"},
+        },
+        "additionalProperties": False,
+        "examples": [
+            {
+                "vehicle_id": "TRK-0007",
+                "version": "av-stack/4.2.1",
+                "event_id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                "ts": "2026-11-26T05:12:00.250Z",
+            }
+        ],
+    },
+    "vehicle.software_verified": {
+        "type": "object",
+        "required": ["vehicle_id", "version", "release_counter"],
+        "properties": {
+            "vehicle_id": {"type": "string"},
+            "version": {"type": "string"},
+            "release_counter": {"type": ["integer", "null"], "description": "The target's custom release_counter"},
+        },
+        "additionalProperties": False,
+        "examples": [{"vehicle_id": "TRK-0007", "version": "av-stack/4.2.1", "release_counter": 42}],
+    },
+    "vehicle.software_refused": {
+        "type": "object",
+        "required": ["vehicle_id", "version", "code", "reason"],
+        "properties": {
+            "vehicle_id": {"type": "string"},
+            "version": {"type": "string"},
+            "code": {
+                "enum": [
+                    "no_metadata",
+                    "metadata_refused",
+                    "metadata_expired",
+                    "not_a_target",
+                    "director_mismatch",
+                    "rollback",
+                ]
+            },
+            "reason": {"type": "string", "maxLength": 500},
+        },
+        "additionalProperties": False,
+        "examples": [
+            {
+                "vehicle_id": "TRK-0007",
+                "version": "av-stack/9.9.9",
+                "code": "not_a_target",
+                "reason": "'av-stack/9.9.9' is not a target of the carrier's signed targets metadata (version 3).",
+            }
+        ],
     },
 }
 

@@ -17,6 +17,7 @@ from missions.models.core import (
 from missions.models.evidence import Attestation, Checkpoint, TransparencyLogEntry  # noqa: F401
 from missions.models.flags import CarrierFlag
 from missions.models.identity import CarrierTrustDomain, TrustBundleCertificate  # noqa: F401
+from missions.models.ota import CarrierOtaRepository, OtaRepositoryRole, SoftwareStatus, VehicleSoftware
 from missions.models.outbound import OutboundCall, TenderWaterfall  # noqa: F401
 from missions.models.outbox import EventDelivery, EventDeliveryStatus
 from missions.models.partner import (  # noqa: F401
@@ -40,6 +41,7 @@ __all__ = [
     "Carrier",
     "CarrierCircuit",
     "CarrierFlag",
+    "CarrierOtaRepository",
     "CarrierSigningKey",
     "DeadLetter",
     "DeadLetterStatus",
@@ -48,10 +50,13 @@ __all__ = [
     "Mission",
     "MissionException",
     "Offer",
+    "OtaRepositoryRole",
     "RoutePlan",
     "Shipment",
+    "SoftwareStatus",
     "TelemetrySample",
     "Tender",
     "Vehicle",
+    "VehicleSoftware",
     "haversine_km",
 ]

@@ -13,7 +13,11 @@ Per batch, in one transaction:
 4. move each mission's last seen time and position forward (one statement);
 5. send autonomy-mode changes and safety events through the mission services,
    so they land in the ordered event log, and freeze the window into a
-   snapshot when a safety event arrives.
+   snapshot when a safety event arrives;
+6. record a vehicle's new ``software_version`` (``vehicle.software_reported``): only
+   when it differs from the version this process last saw for that vehicle (a
+   dict look-up per event; one query for vehicles this process has not seen yet),
+   so the OTA check (``missions.ota``) runs per change, never per event.
 
 After commit, one coalesced ``fleet.positions`` message per batch goes to the
 channel-layer group ``fleet`` (the live map). See docs/decisions/0010-telemetry-ingest.md.
@@ -29,6 +33,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -38,7 +43,7 @@ from opentelemetry import trace
 
 from missions.choices import MissionStatus
 from missions.events import Actor, event_record
-from missions.models import Carrier, Mission, MissionException
+from missions.models import Carrier, Mission, MissionException, VehicleSoftware
 from missions.models.telemetry import TelemetryGap
 from missions.services import mission_autonomy_change, mission_exception_report
 from missions.telemetry.broadcast import FLEET_GROUP, fleet_broadcast, position_message
@@ -290,6 +295,7 @@ def _ingest(
             moved = _missions_touch(fresh, now=now)
             _gaps_close(moved, carrier=carrier, now=now)
             _modes_and_safety(fresh, carrier=carrier, source=source)
+            _software_reports(fresh, carrier=carrier)
             positions = _positions(fresh, moved)
             if positions:
                 transaction.on_commit(lambda: fleet_broadcast(positions))
@@ -516,6 +522,58 @@ def _safety_event_report(a: Accepted, *, actor: Actor, source: str) -> None:
         exception_id=exc.pk,
         trigger_event_id=ev.event_id,
     )
+
+
+# The software version each vehicle last reported, as this process knows it (vehicle pk -> version).
+_SOFTWARE_SEEN: dict[int, str] = {}
+SOFTWARE_SEEN_MAX = 100_000
+
+
+def _software_reports(fresh: list[Accepted], *, carrier: Carrier) -> None:
+    """Record each vehicle's newly reported software version; nothing at all when it did not change."""
+    latest: dict[int, Accepted] = {}
+    for a in fresh:
+        if a.event.software_version is None or a.mission.vehicle_pk is None:
+            continue
+        current = latest.get(a.mission.vehicle_pk)
+        if current is None or a.event.ts > current.event.ts:
+            latest[a.mission.vehicle_pk] = a
+    if not latest:
+        return
+    changed = {vid: a for vid, a in latest.items() if _SOFTWARE_SEEN.get(vid) != a.event.software_version}
+    if not changed:
+        return
+    unseen = [vid for vid in changed if vid not in _SOFTWARE_SEEN]
+    if unseen:  # a process that just started: the stored versions, in one query
+        if len(_SOFTWARE_SEEN) > SOFTWARE_SEEN_MAX:
+            _SOFTWARE_SEEN.clear()
+        _SOFTWARE_SEEN.update(
+            VehicleSoftware.objects.filter(vehicle_id__in=unseen).values_list("vehicle_id", "version")
+        )
+    actor = Actor.for_carrier(carrier)
+    for vehicle_id, a in sorted(changed.items()):
+        ev = a.event
+        # A late, buffered event does not report the vehicle's current software.
+        if _SOFTWARE_SEEN.get(vehicle_id) == ev.software_version or not _is_current(a):
+            continue
+        event_record(
+            actor=actor,
+            action="vehicle.software_reported",
+            subject_type="vehicle",
+            subject_id=vehicle_id,
+            before={"version": _SOFTWARE_SEEN.get(vehicle_id)},
+            after={"version": ev.software_version},
+            data={
+                "vehicle_id": ev.vehicle_id,
+                "version": ev.software_version,
+                "event_id": str(ev.event_id),
+                "ts": ev.ts_text,
+            },
+            correlation_id=a.mission.correlation_id,
+            carrier=carrier,
+        )
+        # Remembered once recorded for good: a batch that rolls back must report the version again.
+        transaction.on_commit(partial(_SOFTWARE_SEEN.__setitem__, vehicle_id, ev.software_version or ""))
 
 
 def _positions(fresh: list[Accepted], moved: dict[int, Accepted]) -> list[dict[str, Any]]:

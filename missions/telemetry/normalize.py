@@ -20,7 +20,8 @@ Wire shape::
                  "ecu_errors": ["P0301"], "thermal_warning": false},
       "connectivity": {"uplink": "5g", "packet_loss_pct": 0.4, "latency_ms": 48},
       "safety_event": null,                       # collision_avoidance | emergency_stop | human_intervention_required
-      "autonomy_mode": "autonomous"               # optional
+      "autonomy_mode": "autonomous",              # optional
+      "software_version": "av-stack/4.2.1"        # optional: a target path of the carrier's TUF metadata
     }
 """
 
@@ -57,6 +58,7 @@ TOP_LEVEL_FIELDS = frozenset(
         "connectivity",
         "safety_event",
         "autonomy_mode",
+        "software_version",
     }
 )
 POSITION_FIELDS = frozenset({"lat", "lon", "speed_kph", "heading_deg", "accuracy_m"})
@@ -64,6 +66,8 @@ HEALTH_FIELDS = frozenset({"fuel_pct", "battery_pct", "critical_sensors_ok", "ec
 CONNECTIVITY_FIELDS = frozenset({"uplink", "packet_loss_pct", "latency_ms"})
 
 VEHICLE_ID_MAX = 100
+# A TUF target path (the OTA check looks it up in the carrier's signed targets metadata).
+SOFTWARE_VERSION_MAX = 200
 ECU_ERRORS_MAX = 32
 ECU_ERROR_CODE_MAX = 32
 # Physical bounds: a loaded tractor-trailer does not exceed these; anything above is a bad sensor.
@@ -95,6 +99,8 @@ class TelemetryEvent:
     connectivity: dict[str, Any] = field(default_factory=dict)
     safety_event: str | None = None
     autonomy_mode: str | None = None
+    # Not kept in the window: the pipeline records a change of a vehicle's version in the event log.
+    software_version: str | None = None
     # ``ts`` in the one wire spelling (``ts_format``), computed once: the window, the samples'
     # COPY rows and the live map all need the text.
     ts_text: str = ""
@@ -289,6 +295,17 @@ def _connectivity(value: Any) -> dict[str, Any]:
     return out
 
 
+def _software_version(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Invalid(f"software_version: expected a string, got {_type_name(value)}")
+    if not value or len(value) > SOFTWARE_VERSION_MAX:
+        raise Invalid(f"software_version: expected 1 to {SOFTWARE_VERSION_MAX} characters")
+    _storable(value, "software_version")
+    return value
+
+
 # --- The validator --------------------------------------------------------------
 
 
@@ -369,6 +386,7 @@ def _validate(raw: Any, now: datetime, max_future: timedelta, max_age: timedelta
         connectivity=_connectivity(raw.get("connectivity")),
         safety_event=_enum(raw.get("safety_event"), "safety_event", SAFETY_EVENTS),
         autonomy_mode=_enum(raw.get("autonomy_mode"), "autonomy_mode", AUTONOMY_MODES),
+        software_version=_software_version(raw.get("software_version")),
         ts_text=ts_text,
     )
 

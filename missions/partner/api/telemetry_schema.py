@@ -33,6 +33,7 @@ from missions.telemetry.normalize import (
     ECU_ERRORS_MAX,
     LATENCY_MS_MAX,
     SAFETY_EVENTS,
+    SOFTWARE_VERSION_MAX,
     SPEED_KPH_MAX,
     UPLINKS,
     VEHICLE_ID_MAX,
@@ -51,6 +52,7 @@ TELEMETRY_FIELDS = [
     "health",
     "connectivity",
     "safety_event",
+    "software_version",
 ]
 
 
@@ -119,6 +121,14 @@ class TelemetryEventSerializer(StrictSerializer):
     health = HealthSerializer(required=False, allow_null=True)
     connectivity = ConnectivitySerializer(required=False, allow_null=True)
     safety_event = StrictChoiceField(choices=list(SAFETY_EVENTS), required=False, allow_null=True)
+    software_version = StrictCharField(
+        min_length=1,
+        max_length=SOFTWARE_VERSION_MAX,
+        required=False,
+        allow_null=True,
+        help_text="The vehicle's software: a target path of the carrier's TUF targets metadata. The console checks "
+        "it against the carrier's signed metadata when it changes (docs/decisions/0025-ota-verification.md).",
+    )
 
 
 @extend_schema_field(

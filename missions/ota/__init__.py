@@ -1,0 +1,1 @@
+"""OTA manifests: the carriers' TUF metadata (Uptane image and director repositories) and vehicle software checks."""
