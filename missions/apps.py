@@ -9,6 +9,7 @@ class MissionsConfig(AppConfig):
         # The capabilities built on the core declare their checks and subscriptions here;
         # runbooks and sla declare theirs in their own AppConfig.ready.
         from missions.bus.metrics import BusCollector
+        from missions.edi import channel as edi_channel
         from missions.events import event_broadcast, layer_is_shared, security_event_audit
         from missions.evidence import checks
         from missions.evidence import subscribers as evidence_subscribers
@@ -33,4 +34,5 @@ class MissionsConfig(AppConfig):
         security_recorder_register(security_event_audit)
         evidence_subscribers.register()
         tendering_subscribers.register()
+        edi_channel.register()
         backfill.register()  # before any request: the servers read the path's body limit from it
