@@ -234,18 +234,34 @@ def segments_read(text: str, delimiters: Delimiters) -> tuple[list[Segment], str
     Line breaks after a terminator are tolerated (many partners wrap lines).
     """
     raw = text.strip()
+    if not delimiters.segment.isspace() and not raw.endswith(delimiters.segment):
+        # The last segment has no terminator: the interchange was cut short (it is still read, to locate it).
+        cut = raw.count(delimiters.segment) + 1
+        pieces = raw.split(delimiters.segment)
+        return _segments(pieces, delimiters), f"{locate(position=cut)}: the last segment has no terminator (cut short?)"
     pieces = raw.split(delimiters.segment)
     if pieces and pieces[-1].strip() == "":
         pieces.pop()
+    segments = _segments(pieces, delimiters)
+    if len(segments) < len(pieces):
+        index = len(segments) + 1
+        return (
+            segments,
+            f"{locate(position=index)}: '{pieces[index - 1].strip()[:10]}' does not start with a segment id",
+        )
+    return segments, ""
+
+
+def _segments(pieces: list[str], delimiters: Delimiters) -> list[Segment]:
+    """Segments up to the first piece that does not start with a segment id."""
     segments: list[Segment] = []
     for index, piece in enumerate(pieces, start=1):
-        piece = piece.strip("\r\n")
-        parts = piece.split(delimiters.element)
+        parts = piece.strip("\r\n").split(delimiters.element)
         segment_id = parts[0].strip()
         if not re.fullmatch(r"[A-Z][A-Z0-9]{1,2}", segment_id):
-            return segments, f"{locate(position=index)}: '{segment_id[:10]}' is not a segment id"
+            break
         segments.append(Segment(segment_id, tuple(parts[1:]), position=index))
-    return segments, ""
+    return segments
 
 
 def _isa_fields(segment: Segment) -> list[str]:

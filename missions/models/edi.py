@@ -129,7 +129,9 @@ class EdiInterchange(models.Model):
     which changes nothing). ``errors`` holds located problems: "segment GE (position 9), element 1: ...".
     """
 
-    partner = models.ForeignKey(EdiPartner, null=True, blank=True, on_delete=models.PROTECT, related_name="interchanges")
+    partner = models.ForeignKey(
+        EdiPartner, null=True, blank=True, on_delete=models.PROTECT, related_name="interchanges"
+    )
     carrier = models.ForeignKey(Carrier, null=True, blank=True, on_delete=models.PROTECT, related_name="interchanges")
     direction = models.CharField(max_length=10, choices=EdiDirection.choices)
     transaction_types = models.CharField(max_length=40, blank=True, help_text="e.g. '990' or '990,214'")
