@@ -181,7 +181,9 @@ def test_214_sequence_moves_the_mission_and_reports_delays(edi_carrier: Carrier,
     # A status for a finished mission is refused, located, and changes nothing.
     late = status([("X6", "NS")], 514)
     assert late.status == EdiStatus.REJECTED
-    assert late.errors[0].startswith("segment AT7 (position 6), element 1: mission") and "is completed" in late.errors[0]
+    assert (
+        late.errors[0].startswith("segment AT7 (position 6), element 1: mission") and "is completed" in late.errors[0]
+    )
 
 
 def test_a_214_for_a_tender_without_mission_is_refused_and_the_set_applies_nothing(edi_carrier: Carrier, django_capture_on_commit_callbacks: Any) -> None:  # fmt: skip
