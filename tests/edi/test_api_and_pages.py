@@ -45,7 +45,7 @@ def test_carrier_posts_a_990_and_gets_the_997(edi_carrier: Carrier, django_captu
 def test_endpoint_refusals_are_problems(edi_carrier: Carrier) -> None:
     client = edi_api(edi_carrier)
     garbage = client.post(URL, data="hello", content_type="application/edi-x12")
-    assert garbage.status_code == 400 and garbage.json()["type"].endswith("edi-unreadable")
+    assert garbage.status_code == 422 and garbage.json()["type"].endswith("edi-unreadable")
     assert "ISA" in garbage.json()["detail"]
     json_body = client.post(URL, data={"a": 1}, format="json")
     assert json_body.status_code == 415 and json_body["Content-Type"] == "application/problem+json"
@@ -58,8 +58,9 @@ def test_other_carrier_cannot_speak_for_the_edi_carrier(edi_carrier: Carrier, ca
     body = tx.tender_response_segments(tx.TenderResponse("RRFL", "TND-1", "20250101", "A"))
     from tests.edi.test_services import carrier_interchange
 
-    response = edi_api(carrier_a).post(URL, data=carrier_interchange([("990", body)], "GF", 603),
-                                       content_type="application/edi-x12")  # fmt: skip
+    response = edi_api(carrier_a).post(
+        URL, data=carrier_interchange([("990", body)], "GF", 603), content_type="application/edi-x12"
+    )
     assert response.status_code == 422
     assert any("not the authenticated carrier" in e["detail"] for e in response.json()["errors"])
 

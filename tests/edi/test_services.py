@@ -33,10 +33,23 @@ def tender_over_edi(carrier: Carrier, django_capture_on_commit_callbacks: Any) -
     return tender
 
 
-def carrier_interchange(sets: list[tuple[str, list[Any]]], functional_id: str, control: int, *, sender: str = "REDRIVER",
-                        qualifier: str = "ZZ") -> str:  # fmt: skip
-    group = FunctionalGroup(functional_id, sender, "TMSCONSOLE", "20250101", "1200", str(control),
-                            transactions=[TransactionSet(c, f"{n:04d}", b) for n, (c, b) in enumerate(sets, 1)])  # fmt: skip
+def carrier_interchange(
+    sets: list[tuple[str, list[Any]]],
+    functional_id: str,
+    control: int,
+    *,
+    sender: str = "REDRIVER",
+    qualifier: str = "ZZ",
+) -> str:
+    group = FunctionalGroup(
+        functional_id,
+        sender,
+        "TMSCONSOLE",
+        "20250101",
+        "1200",
+        str(control),
+        transactions=[TransactionSet(c, f"{n:04d}", b) for n, (c, b) in enumerate(sets, 1)],
+    )
     return interchange_write(
         Interchange(qualifier, sender, "ZZ", "TMSCONSOLE", "250101", "1200", f"{control:09d}", groups=[group]),
         line_breaks=True,
@@ -51,11 +64,18 @@ def answer_990(tender: Tender, action: str, control: int, *, reference: str | No
 def ack_codes(text: str) -> list[str]:
     """AK5 and AK9 codes of a 997 the console wrote."""
     interchange = interchange_read(text)
-    return [f"{s.id}:{s.get(1)}" for g in interchange.groups for t in g.transactions for s in t.body
-            if s.id in ("AK5", "AK9")]  # fmt: skip
+    return [
+        f"{s.id}:{s.get(1)}"
+        for g in interchange.groups
+        for t in g.transactions
+        for s in t.body
+        if s.id in ("AK5", "AK9")
+    ]
 
 
-def test_tender_to_edi_carrier_goes_out_as_a_204(edi_carrier: Carrier, edi_dir: Path, django_capture_on_commit_callbacks: Any) -> None:  # fmt: skip
+def test_tender_to_edi_carrier_goes_out_as_a_204(
+    edi_carrier: Carrier, edi_dir: Path, django_capture_on_commit_callbacks: Any
+) -> None:
     tender = tender_over_edi(edi_carrier, django_capture_on_commit_callbacks)
     assert tender.status == TenderStatus.SENT and tender.external_ref == f"TND-{tender.pk}"
     (path,) = (edi_dir / "red-river" / "outbound").iterdir()
@@ -70,7 +90,9 @@ def test_tender_to_edi_carrier_goes_out_as_a_204(edi_carrier: Carrier, edi_dir: 
     assert AuditEvent.objects.filter(action="edi.interchange_sent", subject_id=record.pk).exists()
 
 
-def test_990_accept_books_through_the_offer_service_once(edi_carrier: Carrier, django_capture_on_commit_callbacks: Any) -> None:  # fmt: skip
+def test_990_accept_books_through_the_offer_service_once(
+    edi_carrier: Carrier, django_capture_on_commit_callbacks: Any
+) -> None:
     tender = tender_over_edi(edi_carrier, django_capture_on_commit_callbacks)
     text = answer_990(tender, "A", 501)
     with django_capture_on_commit_callbacks(execute=True):
@@ -141,7 +163,9 @@ def test_bad_interchanges_are_refused_with_a_located_error_and_nothing_applied(
         assert ack_codes(receipt.ack_text)[-1] == "AK9:R"
 
 
-def test_reused_control_number_with_other_content_is_refused(edi_carrier: Carrier, django_capture_on_commit_callbacks: Any) -> None:  # fmt: skip
+def test_reused_control_number_with_other_content_is_refused(
+    edi_carrier: Carrier, django_capture_on_commit_callbacks: Any
+) -> None:
     tender = tender_over_edi(edi_carrier, django_capture_on_commit_callbacks)
     first = services.interchange_receive(text=answer_990(tender, "D", 506), source="test", carrier=edi_carrier)
     assert first.record.status == EdiStatus.ACCEPTED
@@ -152,7 +176,9 @@ def test_reused_control_number_with_other_content_is_refused(edi_carrier: Carrie
     assert tender.status == TenderStatus.REJECTED
 
 
-def test_214_sequence_moves_the_mission_and_reports_delays(edi_carrier: Carrier, django_capture_on_commit_callbacks: Any) -> None:  # fmt: skip
+def test_214_sequence_moves_the_mission_and_reports_delays(
+    edi_carrier: Carrier, django_capture_on_commit_callbacks: Any
+) -> None:
     tender = tender_over_edi(edi_carrier, django_capture_on_commit_callbacks)
     services.interchange_receive(text=answer_990(tender, "A", 510), source="test", carrier=edi_carrier)
     mission = Mission.objects.get(tender=tender)
@@ -186,7 +212,9 @@ def test_214_sequence_moves_the_mission_and_reports_delays(edi_carrier: Carrier,
     )
 
 
-def test_a_214_for_a_tender_without_mission_is_refused_and_the_set_applies_nothing(edi_carrier: Carrier, django_capture_on_commit_callbacks: Any) -> None:  # fmt: skip
+def test_a_214_for_a_tender_without_mission_is_refused_and_the_set_applies_nothing(
+    edi_carrier: Carrier, django_capture_on_commit_callbacks: Any
+) -> None:
     tender = tender_over_edi(edi_carrier, django_capture_on_commit_callbacks)
     from datetime import UTC, datetime
 
@@ -209,7 +237,9 @@ def test_unknown_sender_and_foreign_carrier_are_refused(edi_carrier: Carrier, ca
     assert any("not the authenticated carrier" in e for e in impostor.record.errors)
 
 
-def test_carrier_997_acknowledges_our_204(edi_carrier: Carrier, edi_sim: EdiCarrierSimulator, django_capture_on_commit_callbacks: Any) -> None:  # fmt: skip
+def test_carrier_997_acknowledges_our_204(
+    edi_carrier: Carrier, edi_sim: EdiCarrierSimulator, django_capture_on_commit_callbacks: Any
+) -> None:
     tender_over_edi(edi_carrier, django_capture_on_commit_callbacks)
     edi_sim.decline = True
     assert edi_sim.tick() == 2  # a 997 and a 990 decline
@@ -222,7 +252,9 @@ def test_carrier_997_acknowledges_our_204(edi_carrier: Carrier, edi_sim: EdiCarr
     assert ours.count() == 1 and ours.get().acknowledges.transaction_types == "990"
 
 
-def test_resend_sends_the_same_bytes_and_is_audited(edi_carrier: Carrier, edi_dir: Path, django_capture_on_commit_callbacks: Any) -> None:  # fmt: skip
+def test_resend_sends_the_same_bytes_and_is_audited(
+    edi_carrier: Carrier, edi_dir: Path, django_capture_on_commit_callbacks: Any
+) -> None:
     tender_over_edi(edi_carrier, django_capture_on_commit_callbacks)
     record = EdiInterchange.objects.get(transaction_types="204")
     folder = edi_dir / "red-river" / "outbound"

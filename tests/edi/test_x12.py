@@ -228,8 +228,15 @@ def test_unknown_qualifier_is_located() -> None:
 
 def test_duplicate_set_control_number_in_a_group_is_refused() -> None:
     body = [Segment.of("B1", "ODFS", "SH1", "20200831", "A")]
-    group = FunctionalGroup("GF", "A", "B", "20250101", "1200", "5",
-                            transactions=[TransactionSet("990", "0007", body), TransactionSet("990", "0007", body)])  # fmt: skip
+    group = FunctionalGroup(
+        "GF",
+        "A",
+        "B",
+        "20250101",
+        "1200",
+        "5",
+        transactions=[TransactionSet("990", "0007", body), TransactionSet("990", "0007", body)],
+    )
     interchange = Interchange("ZZ", "A", "ZZ", "B", "250101", "1200", "000000005", groups=[group])
     read = interchange_read(interchange_write(interchange))
     assert [t.set_codes for t in read.groups[0].transactions] == [[], ["23"]]
@@ -246,8 +253,9 @@ def test_element_errors_carry_their_position() -> None:
 
 
 def test_writer_refuses_a_value_holding_a_delimiter() -> None:
-    group = FunctionalGroup("GF", "A", "B", "20250101", "1200", "1",
-                            transactions=[TransactionSet("990", "0001", [Segment.of("K1", "A*B")])])  # fmt: skip
+    group = FunctionalGroup(
+        "GF", "A", "B", "20250101", "1200", "1", transactions=[TransactionSet("990", "0001", [Segment.of("K1", "A*B")])]
+    )
     with pytest.raises(X12Error, match="holds a delimiter"):
         interchange_write(Interchange("ZZ", "A", "ZZ", "B", "250101", "1200", "000000001", groups=[group]))
 

@@ -49,19 +49,17 @@ class EdiInterchangeView(PartnerView):
                 "A 997 from the carrier is acknowledged by nothing: the body is then empty.",
                 examples=[OpenApiExample("997", value="ISA*...~GS*FA*...~ST*997*0001~AK1*GF*42~...~IEA*1*000000007~")],
             ),
-            (400, PROBLEM_CONTENT_TYPE): OpenApiResponse(
-                ProblemSerializer, description="The body is not an X12 interchange (`edi-unreadable`)."
-            ),
             (415, PROBLEM_CONTENT_TYPE): OpenApiResponse(
                 ProblemSerializer, description=f"The body is not `{MEDIA_TYPE}` (or `text/plain`) in UTF-8."
             ),
             (422, PROBLEM_CONTENT_TYPE): OpenApiResponse(
                 ProblemSerializer,
-                description="The interchange was refused (`edi-rejected`): `errors` locates each problem "
+                description="The body is not an X12 interchange (`edi-unreadable`), or the interchange was "
+                "refused (`edi-rejected`): `errors` locates each problem "
                 "(segment, position, element) and `acknowledgement` holds the rejecting 997 when one could be "
                 "written. Nothing of a rejected set was applied.",
             ),
-            **problems(401, 403, 413, 429),
+            **problems(400, 401, 403, 413, 429),
         },
     )
     def post(self, request: Request) -> HttpResponse:
@@ -78,7 +76,7 @@ class EdiInterchangeView(PartnerView):
                 media_type, detail="The interchange must be UTF-8 (X12 character set)."
             ) from None
         if not text.strip() or has_unstorable(text):
-            raise ProblemError(400, "edi-unreadable", "The body is empty or holds characters X12 does not allow.")
+            raise ProblemError(422, "edi-unreadable", "The body is empty or holds characters X12 does not allow.")
         receipt = interchange_receive(text=text, source="api", carrier=self.carrier)
         record = receipt.record
         if record.status == EdiStatus.DUPLICATE and record.duplicate_of is not None:
@@ -90,7 +88,7 @@ class EdiInterchangeView(PartnerView):
         errors = (record.duplicate_of.errors if record.duplicate_of else record.errors) or []
         if not receipt.ack_text and not record.transaction_types:
             raise ProblemError(
-                400,
+                422,
                 "edi-unreadable",
                 errors[0] if errors else "Not an X12 interchange.",
                 errors=[{"pointer": "", "detail": e, "code": "edi"} for e in errors[:20]],
