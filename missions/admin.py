@@ -19,6 +19,7 @@ from missions.models import (
     Tender,
     Vehicle,
 )
+from missions.models.edi import EdiPartner
 
 
 @admin.register(Carrier)
@@ -99,3 +100,8 @@ class EventDeliveryAdmin(admin.ModelAdmin[EventDelivery]):
     list_display = ("event", "subscriber", "status", "attempts", "next_attempt_at", "updated_at")
     list_filter = ("status", "subscriber")
     readonly_fields = ("event", "subscriber", "context", "attempts", "last_error", "created_at", "updated_at")
+
+
+@admin.register(EdiPartner)
+class EdiPartnerAdmin(admin.ModelAdmin[EdiPartner]):
+    list_display = ("carrier", "interchange_qualifier", "interchange_id", "scac", "version", "transport", "is_active")

@@ -10,6 +10,7 @@ class MissionsConfig(AppConfig):
         # runbooks and sla declare theirs in their own AppConfig.ready.
         from missions import flags
         from missions.bus.metrics import BusCollector
+        from missions.edi import channel as edi_channel
         from missions.events import event_broadcast, layer_is_shared, security_event_audit
         from missions.evidence import checks
         from missions.evidence import subscribers as evidence_subscribers
@@ -37,4 +38,5 @@ class MissionsConfig(AppConfig):
         evidence_subscribers.register()
         tendering_subscribers.register()
         ota_subscribers.register()
+        edi_channel.register()
         backfill.register()  # before any request: the servers read the path's body limit from it

@@ -68,6 +68,7 @@ class ExceptionKind(models.TextChoices):
     COLLISION_AVOIDANCE = "collision_avoidance", "Collision avoidance"
     HUMAN_INTERVENTION_REQUIRED = "human_intervention_required", "Human intervention required"
     OTA_FAILURE = "ota_failure", "OTA deployment failure"
+    DELAYED = "delayed", "Shipment delayed (carrier-reported)"
 
 
 class ExceptionStatus(models.TextChoices):

@@ -17,16 +17,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from missions import services as mission_services
-from missions.choices import AutonomyMode, MissionStatus, OfferKind
+from missions.choices import AutonomyMode, MissionStatus, OfferKind, TenderStatus
 from missions.events import Actor
 from missions.models import Carrier, Mission, Tender
 from missions.models.telemetry import TelemetrySnapshot
 from missions.selectors import carrier_fit, fallback_price
 from missions.telemetry.snapshots import telemetry_snapshot_freeze
+from missions.tendering import dispatch
 from missions.tendering.carrier_client import CarrierClient, CarrierError
+from missions.tendering.channels import channel_for
 from missions.tendering.circuit import CallRefused
 from missions.terms import recovery_timeout_seconds
-from missions.transitions import MISSION_ACTIVE
+from missions.transitions import MISSION_ACTIVE, TENDER_OPEN
 from runbooks.choices import IncidentStatus
 from runbooks.models import Incident, RunbookRun, RunbookStep
 from runbooks.pager import page_deliver, page_enqueue
@@ -190,10 +192,19 @@ def failover(incident: Incident, run: RunbookRun, step: RunbookStep) -> Outcome:
         return Outcome(
             "done", {"fallback": booked.carrier.slug, "mission": booked.pk}, context={"fallback": booked.carrier.slug}
         )
+    waiting = existing.filter(status__in=TENDER_OPEN).select_related("carrier").first()
+    if waiting is not None and channel_for(waiting.carrier) is not None:
+        # Tendered over a channel (EDI): the carrier's answer (a 990) books it; expiry closes it.
+        return Outcome(
+            "wait", {"fallback": waiting.carrier.slug, "tender": waiting.pk, "awaiting": "answer"}, wait_seconds=2.0
+        )
+    declined = set(
+        existing.exclude(status__in=[*TENDER_OPEN, TenderStatus.ACCEPTED]).values_list("carrier_id", flat=True)
+    )
     candidates = [
         c
         for c in Carrier.objects.filter(is_fallback=True).exclude(pk=mission.carrier_id).order_by("name")
-        if carrier_fit(carrier=c, shipment=shipment).eligible
+        if c.pk not in declined and carrier_fit(carrier=c, shipment=shipment).eligible
     ]
     if not candidates:
         incident_note_add(
@@ -203,6 +214,8 @@ def failover(incident: Incident, run: RunbookRun, step: RunbookStep) -> Outcome:
         )
         return Outcome("done", {"fallback": None}, context={"fallback": None, "no_fallback": True})
     carrier = candidates[0]
+    if channel_for(carrier) is not None:
+        return _failover_tender(incident, mission, carrier)
     with transaction.atomic():
         mission.refresh_from_db()
         if mission.status in MISSION_ACTIVE:
@@ -237,6 +250,41 @@ def failover(incident: Incident, run: RunbookRun, step: RunbookStep) -> Outcome:
         "done",
         {"fallback": carrier.slug, "mission": new_mission.pk, "price_usd": str(tender.offered_price_usd)},
         context={"fallback": carrier.slug},
+    )
+
+
+def _failover_tender(incident: Incident, mission: Mission, carrier: Carrier) -> Outcome:
+    """Tender the remaining leg to a fallback carrier that answers tenders itself (over EDI), then wait.
+
+    The pre-approved rate travels in the tender; the booking is the carrier's acceptance (a 990),
+    so a carrier without a driver free can decline and the next fallback carrier is tried.
+    """
+    shipment = mission.shipment
+    with transaction.atomic():
+        mission.refresh_from_db()
+        if mission.status in MISSION_ACTIVE:
+            mission_services.mission_transition(
+                mission_id=mission.pk,
+                to_status=MissionStatus.HANDED_OVER,
+                actor=AUTOMATION,
+                reason=f"INC-{incident.pk}: failover to {carrier.name}",
+            )
+        tender = mission_services.tender_create(
+            actor=AUTOMATION,
+            shipment_id=shipment.pk,
+            carrier_id=carrier.pk,
+            offered_price_usd=fallback_price(carrier=carrier, shipment=shipment),
+            is_fallback=True,
+        )
+        dispatch.tender_publish(tender_id=tender.pk)
+        now = timezone.now()
+        Incident.objects.filter(pk=incident.pk, failover_at__isnull=True).update(
+            failover_at=now, time_to_failover_seconds=(now - incident.triggered_at).total_seconds()
+        )
+    return Outcome(
+        "wait",
+        {"fallback": carrier.slug, "tender": tender.pk, "price_usd": str(tender.offered_price_usd)},
+        wait_seconds=2.0,
     )
 
 

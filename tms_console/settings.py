@@ -378,6 +378,7 @@ OAUTH2_PROVIDER: dict[str, Any] = {
         "telemetry:write": "Send telemetry events",
         "telemetry:read": "Read telemetry of the carrier's missions",
         "exceptions:write": "Report mission exceptions",
+        "edi:write": "Exchange EDI X12 interchanges (990, 214, 997)",
     },
     "DEFAULT_SCOPES": ["tender:read", "missions:read"],
     "OAUTH2_VALIDATOR_CLASS": "missions.partner.api.oauth.PartnerOAuth2Validator",
@@ -388,6 +389,7 @@ CELERY_IMPORTS = [
     "missions.subscriptions",
     "missions.partner.tasks",
     "missions.tendering.tasks",
+    "missions.edi.tasks",
 ]
 # Domain-event subscribers that failed are tried again from beat, with a doubling
 # back-off from EVENT_RETRY_SECONDS (capped at 10 min), EVENT_RETRY_ATTEMPTS times in all.
@@ -395,8 +397,16 @@ EVENT_RETRY_SECONDS: float = env.float("EVENT_RETRY_SECONDS", default=10.0)
 EVENT_RETRY_ATTEMPTS: int = env.int("EVENT_RETRY_ATTEMPTS", default=10)
 # A task delivery not done this long after its event committed (the broker lost the task) is retried.
 EVENT_TASK_GRACE_SECONDS: float = env.float("EVENT_TASK_GRACE_SECONDS", default=120.0)
+# EDI X12 (docs/edi.md): the console's identity on the envelope (ISA05/06 when sending, ISA07/08 when
+# receiving), the folder the local-folder transport drops and picks up files in, how often it looks.
+EDI_SENDER_QUALIFIER: str = env.str("EDI_SENDER_QUALIFIER", default="ZZ")
+EDI_SENDER_ID: str = env.str("EDI_SENDER_ID", default="TMSCONSOLE")
+EDI_DIR = Path(env.str("EDI_DIR", default=str(VAR_DIR / "edi")))
+EDI_POLL_SECONDS: float = env.float("EDI_POLL_SECONDS", default=5.0)
+EDI_HTTP_TIMEOUT_SECONDS: float = env.float("EDI_HTTP_TIMEOUT_SECONDS", default=10.0)
 globals().setdefault("CELERY_BEAT_SCHEDULE", {}).update(
     {
+        "edi-folder-poll": {"task": "missions.edi.folder_poll", "schedule": EDI_POLL_SECONDS},
         "events-retry": {"task": "missions.events.retry", "schedule": EVENT_RETRY_SECONDS},
         "idempotency-purge": {"task": "missions.idempotency_purge", "schedule": 3600.0},
         "webhook-receipts-purge": {"task": "missions.webhook_receipts_purge", "schedule": 3600.0},

@@ -30,6 +30,7 @@ urlpatterns = [
     path("", include("missions.telemetry.urls")),
     path("", include("missions.bus.urls")),
     path("", include("missions.evidence.console_urls")),
+    path("edi/", include("missions.edi.urls")),
     path("incidents/", include("runbooks.urls")),
     path("sla/", include("sla.urls")),
     path("sla/dashboard/", include("sla.dashboard_urls")),

@@ -14,6 +14,7 @@ from missions.models.core import (
     Vehicle,
     haversine_km,
 )
+from missions.models.edi import EdiControlCounter, EdiInterchange, EdiPartner  # noqa: F401
 from missions.models.evidence import Attestation, Checkpoint, TransparencyLogEntry  # noqa: F401
 from missions.models.flags import CarrierFlag
 from missions.models.identity import CarrierTrustDomain, TrustBundleCertificate  # noqa: F401

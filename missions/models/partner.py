@@ -21,6 +21,7 @@ PARTNER_SCOPES: dict[str, str] = {
     "telemetry:write": "Send telemetry events",
     "telemetry:read": "Read telemetry of the carrier's missions",
     "exceptions:write": "Report mission exceptions",
+    "edi:write": "Exchange EDI X12 interchanges (990, 214, 997)",
 }
 
 

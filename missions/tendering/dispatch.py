@@ -25,6 +25,7 @@ from missions.models.outbound import TenderWaterfall
 from missions.selectors import carrier_ranking
 from missions.services import offer_record, tender_create, tender_mark_sent, tender_transition
 from missions.tendering.carrier_client import CarrierBusy, CarrierClient, CarrierError
+from missions.tendering.channels import channel_for
 from missions.transitions import MISSION_ACTIVE, TENDER_OPEN
 from tms_console.domain import Conflict, DomainError, IllegalTransition
 
@@ -36,7 +37,8 @@ EXPIRY = Actor.system("expiry")
 
 
 def _is_push(carrier: Carrier) -> bool:
-    return bool(carrier.api_base_url)
+    """We send this carrier its tenders: over its REST API or another channel (EDI)."""
+    return bool(carrier.api_base_url) or channel_for(carrier) is not None
 
 
 # --- Publishing ---------------------------------------------------------------
@@ -326,6 +328,9 @@ def tender_deliver(*, tender_id: int, give_up_when_busy: bool = False) -> str:
     if not _is_push(tender.carrier):
         tender_publish(tender_id=tender.pk)
         return "pull carrier: marked sent"
+    channel = channel_for(tender.carrier)
+    if channel is not None:
+        return _deliver_over(channel.name, channel.deliver, tender)
     try:
         with CarrierClient(tender.carrier) as client:
             state = client.tender_submit(tender)
@@ -346,6 +351,21 @@ def tender_deliver(*, tender_id: int, give_up_when_busy: bool = False) -> str:
         _closed_tender_withdraw(tender_id=tender.pk, external_ref=str(state["ref"]))
         return "late: tender closed while sending"
     return tender_apply_remote_state(tender_id=tender.pk, state=state, source="api-sync")
+
+
+def _deliver_over(name: str, deliver: Any, tender: Tender) -> str:
+    """Send over a registered channel: sent (SENT with the wire reference) or failed (waterfall moves on)."""
+    try:
+        reference = str(deliver(tender))
+    except CarrierError as exc:
+        _tender_send_failed(tender_id=tender.pk, reason=str(exc))
+        return f"failed: {exc}"
+    try:
+        tender_mark_sent(tender_id=tender.pk, actor=DISPATCH, external_ref=reference)
+    except IllegalTransition:
+        _closed_tender_withdraw(tender_id=tender.pk, external_ref=reference)
+        return "late: tender closed while sending"
+    return f"sent over {name}"
 
 
 def tender_apply_remote_state(*, tender_id: int, state: dict[str, Any], source: str) -> str:
@@ -463,6 +483,12 @@ def tender_remote_cancel(*, tender_id: int) -> str:
     tender = Tender.objects.select_related("carrier", "shipment").get(pk=tender_id)
     if not tender.external_ref or not _is_push(tender.carrier):
         return "skipped: nothing to cancel remotely"
+    channel = channel_for(tender.carrier)
+    if channel is not None:
+        try:
+            return channel.cancel(tender)
+        except CarrierError as exc:
+            return f"failed: {exc}"
     try:
         with CarrierClient(tender.carrier) as client:
             client.tender_cancel(tender, reason=tender.status_reason or "cancelled")

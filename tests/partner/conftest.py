@@ -26,7 +26,9 @@ from missions.partner.services import IssuedClient
 from tests.factories import MissionFactory, ShipmentFactory, TenderFactory, VehicleFactory
 from tests.servers import SERVER_KINDS, AppServer, remove_directory, sqlite_test_database_to_file, start_app_server
 
-ALL_SCOPES = "tender:read tender:write missions:read missions:write telemetry:write telemetry:read exceptions:write"
+ALL_SCOPES = (
+    "tender:read tender:write missions:read missions:write telemetry:write telemetry:read exceptions:write edi:write"
+)
 _shared_sqlite_dir: Path | None = None
 
 

@@ -13,6 +13,8 @@
 - ``application/x-ndjson`` (the telemetry backfill): each item of a generated list goes out as
   one JSON line. A value that is not a list has no NDJSON form; it goes out as a body without
   lines, the one shape the server refuses as a whole (400).
+- ``application/edi-x12`` (the EDI inbound endpoint): a generated string goes out as its UTF-8
+  bytes; anything else as its JSON text (the server reads it as an interchange and refuses it).
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ def ndjson_serializer(context: Any, value: Any) -> bytes:
     if not isinstance(value, list):
         return b""
     return b"".join(json.dumps(item).encode("utf-8") + b"\n" for item in value)
+
+
+@schemathesis.serializer("application/edi-x12")
+def x12_serializer(context: Any, value: Any) -> bytes:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text.encode("utf-8", errors="replace")
 
 
 def _schema_pattern(case: Any, location: str, name: str) -> re.Pattern[str] | None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from missions.simulators.carrier import CarrierSimulator, SimConfig, policy_parse
+from missions.simulators.edi_carrier import EdiCarrierSimulator
 from tms_console import tracing
 from tms_console.shutdown import EXIT_MARGIN_SECONDS, SIMULATOR_DRAIN_SECONDS, exit_deadline
 
@@ -116,11 +118,15 @@ class Command(BaseCommand):
         if config.tenant_vehicles:
             # Reported on stderr: the first line on stdout announces the address.
             self.stderr.write(f"carrier simulator: {_books_restore(sim, list(config.tenant_vehicles))}")
+        edi_sims = [] if options["no_demo_carriers"] else _edi_simulators()
         demo = ", ".join(f"/carriers/{slug}" for slug in config.tenant_vehicles) or "none"
         self.stdout.write(
             f"carrier simulator on {sim.url} (policy {options['policy']}, answers {config.answer}; "
             f"demo carriers: {demo})"
         )
+        for edi_sim in edi_sims:
+            self.stdout.write(f"simulated EDI carrier {edi_sim.scac} reading {edi_sim.reads_from}")
+            edi_sim.start()
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
         try:
@@ -128,6 +134,8 @@ class Command(BaseCommand):
         except (_Stop, KeyboardInterrupt):
             pass
         finally:
+            for edi_sim in edi_sims:
+                edi_sim.stop()
             left = sim.stop(drain_seconds=SIMULATOR_DRAIN_SECONDS - EXIT_MARGIN_SECONDS)
             self.stdout.write(f"carrier simulator stopped ({left} requests unanswered)")
 
@@ -149,6 +157,45 @@ def _demo_carriers() -> tuple[Callable[[str], str], dict[str, list[str]]]:
         if spec.has_api:
             vehicles[spec.slug] = list(spec.vehicles)
     return carrier_sim_client_secret, vehicles
+
+
+def _edi_simulators() -> list[EdiCarrierSimulator]:
+    """A simulated EDI carrier for each seeded demo carrier configured for EDI over the local folder pair."""
+    from django.conf import settings
+    from django.db import DatabaseError, connections
+
+    from missions.models.edi import EdiPartner, EdiTransport
+
+    try:
+        from missions.management.commands.seed_demo import DEMO_CARRIERS
+    except ImportError:  # the demo seed is optional
+        return []
+    slugs = [spec.slug for spec in DEMO_CARRIERS if spec.edi_id]
+    sims = []
+    try:
+        partners = EdiPartner.objects.select_related("carrier").filter(
+            carrier__slug__in=slugs, transport=EdiTransport.FOLDER, is_active=True
+        )
+        for partner in partners:
+            folder = Path(settings.EDI_DIR) / partner.carrier.slug
+            sims.append(
+                EdiCarrierSimulator(
+                    reads_from=folder / "outbound",
+                    writes_to=folder / "inbound",
+                    qualifier=partner.interchange_qualifier,
+                    interchange_id=partner.interchange_id,
+                    scac=partner.scac,
+                    console_qualifier=settings.EDI_SENDER_QUALIFIER,
+                    console_id=settings.EDI_SENDER_ID,
+                    version=partner.version,
+                    step_seconds=float(os.environ.get("EDI_SIM_STEP_SECONDS", "20")),
+                )
+            )
+    except DatabaseError:  # no console database (yet): no EDI carrier to play
+        return []
+    finally:
+        connections.close_all()
+    return sims
 
 
 def demo_books_restore(sim: CarrierSimulator, slugs: list[str]) -> int:

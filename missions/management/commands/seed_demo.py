@@ -33,6 +33,7 @@ from missions.choices import AutonomyMode, CarrierKind, MissionStatus, OfferKind
 from missions.events import Actor, event_record
 from missions.models import Carrier, Mission, Shipment, TelemetrySample, Tender, Vehicle
 from missions.models.core import haversine_km
+from missions.models.edi import EdiPartner
 from missions.services import mission_transition, offer_record, shipment_create, tender_create, tender_mark_sent
 from missions.tendering.carrier_client import tender_submit_body
 from sla.models import Contract
@@ -79,6 +80,9 @@ class DemoCarrier:
     fallback_rate_usd_per_km: Decimal | None = None
     # Carriers with an API get the simulator's URL; the human fallback is a pull carrier.
     has_api: bool = True
+    # EDI X12 identity (ISA06, SCAC): the carrier is tendered by 204 and answers by 990 / 214 (docs/edi.md).
+    edi_id: str = ""
+    scac: str = ""
     contract: dict[str, Any] = field(default_factory=dict)
 
 
@@ -127,6 +131,8 @@ DEMO_CARRIERS = (
         max_weight_kg=36287,
         fallback_rate_usd_per_km=Decimal("2.35"),
         has_api=False,
+        edi_id="REDRIVERFRT",
+        scac="RRFL",
         contract={
             "monthly_fee_usd": Decimal("0"),
             "on_time_target_pct": Decimal("92"),
@@ -321,6 +327,17 @@ class Command(BaseCommand):
                 for k, v in stale.items():
                     setattr(carrier, k, v)
                 carrier.save(update_fields=list(stale))
+        if spec.edi_id and not EdiPartner.objects.filter(carrier=carrier).exists():
+            partner = EdiPartner(
+                carrier=carrier,
+                interchange_qualifier="ZZ",
+                interchange_id=spec.edi_id,
+                scac=spec.scac,
+                transactions=["204", "990", "214", "997"],
+            )
+            partner.full_clean()
+            partner.save()
+            report.add("EDI partners")
         for external_id in spec.vehicles:
             mode = AutonomyMode.AUTONOMOUS if spec.kind == CarrierKind.AUTONOMOUS else AutonomyMode.MANUAL
             _, created = Vehicle.objects.get_or_create(

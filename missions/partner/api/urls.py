@@ -4,7 +4,14 @@ from django.urls import URLPattern, URLResolver, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from missions.partner.api import backfill, route_plans, schema, views, webhooks  # noqa: F401  (schema registers the auth extension)
+from missions.partner.api import (  # noqa: F401  (schema registers the auth extension)
+    backfill,
+    edi,
+    route_plans,
+    schema,
+    views,
+    webhooks,
+)
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("capabilities", views.CapabilitiesView.as_view(), name="api-capabilities"),
@@ -21,6 +28,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("telemetry", views.TelemetryView.as_view(), name="api-telemetry"),
     path("telemetry/batch", views.TelemetryBatchView.as_view(), name="api-telemetry-batch"),
     path("telemetry/backfill", backfill.TelemetryBackfillView.as_view(), name="api-telemetry-backfill"),
+    path("edi/interchanges", edi.EdiInterchangeView.as_view(), name="api-edi-interchanges"),
     path("webhooks/<slug:carrier_slug>", webhooks.CarrierWebhookView.as_view(), name="api-webhook"),
     path(
         "schema/",
