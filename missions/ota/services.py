@@ -97,10 +97,26 @@ def ota_repository_refresh(*, repository_id: int, actor: Actor = OTA) -> Carrier
     except tuf_client.RefreshFailed as failed:
         _refresh_failed(repo_id=repo.pk, kind=failed.kind, reason=failed.reason, actor=actor)
     else:
-        _refreshed(repo_id=repo.pk, result=result, actor=actor)
+        # The local cache is ngclient's rollback protection; a process whose cache is new (another
+        # pod, a wiped volume) has only the versions the database recorded to hold the line.
+        older = _older_than_recorded(recorded=repo.versions, verified=result.versions)
+        if older:
+            _refresh_failed(repo_id=repo.pk, kind="rollback", reason=older, actor=actor)
+        else:
+            _refreshed(repo_id=repo.pk, result=result, actor=actor)
     carrier_software_recheck(carrier_id=repo.carrier_id)
     repo.refresh_from_db()
     return repo
+
+
+def _older_than_recorded(*, recorded: dict[str, int], verified: dict[str, int]) -> str:
+    """Why the metadata just verified is older than what was trusted before ("" when it is not)."""
+    older = [
+        f"{role} version {verified[role]} after version {recorded[role]}"
+        for role in sorted(recorded)
+        if role in verified and int(verified[role]) < int(recorded[role])
+    ]
+    return ("Older metadata replayed (rollback): " + ", ".join(older)) if older else ""
 
 
 @transaction.atomic

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import shutil
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -111,6 +112,28 @@ def test_replayed_older_metadata_is_a_rollback(carrier_a: Carrier, vehicle: Vehi
     row = check(vehicle, "av-stack/4.3.0")
     assert row.status == SoftwareStatus.REFUSED and row.reason_code == "metadata_refused"
     assert "rollback" in row.reason.lower()
+
+
+def test_a_rollback_is_refused_by_a_process_whose_cache_is_new(
+    carrier_a: Carrier, vehicle: Vehicle, image_repo: TufRepository
+) -> None:
+    """Another worker pod, or a wiped cache volume: ngclient starts from the trusted root alone and would take
+    the replayed version 1; the versions the database recorded refuse it."""
+    from missions.ota.services import cache_dir
+
+    repo = configure(carrier_a, image_repo)
+    ota_repository_refresh(repository_id=repo.pk)
+    older = image_repo.saved()
+    image_repo.add_target("av-stack/4.3.0", release_counter=43)
+    image_repo.publish()
+    assert ota_repository_refresh(repository_id=repo.pk).versions["timestamp"] == 2
+    image_repo.restore(older)
+    shutil.rmtree(cache_dir(repo))
+    repo = ota_repository_refresh(repository_id=repo.pk)
+    assert not repo.refresh_ok and repo.failure_kind == "rollback"
+    assert "timestamp version 1 after version 2" in repo.failure_reason
+    assert repo.versions["timestamp"] == 2
+    assert check(vehicle, "av-stack/4.3.0").status == SoftwareStatus.REFUSED
 
 
 def test_metadata_signed_by_a_wrong_key_is_refused(
