@@ -519,3 +519,43 @@ def rollup_lag() -> dict[str, int]:
 
 def vendor() -> str:
     return connection.vendor
+
+
+def carrier_rebuild(carrier_id: int) -> int:
+    """Drop one carrier's buckets and build them again from its raw rows; the missions recomputed.
+
+    For a contract whose gap or latency target changed, or after drift. Every
+    cursor is held meanwhile (other rollups skip their round), so a call or a
+    sample is applied either by the rebuild or after it, never by both.
+    """
+    with transaction.atomic():
+        held = {}
+        for name in SOURCES:
+            RollupCursor.objects.bulk_create([RollupCursor(name=name)], ignore_conflicts=True)
+            held[name] = RollupCursor.objects.select_for_update().get(name=name)
+        SLIBucket.objects.filter(carrier_id=carrier_id).delete()
+        CoverageCell.objects.filter(carrier_id=carrier_id).delete()
+        MissionFact.objects.filter(carrier_id=carrier_id).delete()
+        RollupCarrier.objects.filter(carrier_id=carrier_id).delete()
+        carrier_params(carrier_id)
+        ids = list(Mission.objects.filter(carrier_id=carrier_id).order_by("pk").values_list("pk", flat=True))
+        missions_recompute(ids)
+        model = outbound_model()
+        if model is not None:
+            calls = held["calls"]
+            applied = Q(pk__lte=calls.position) | Q(pk__in=calls.done_above)
+            rows = (
+                model.objects.filter(applied, carrier_id=carrier_id)
+                .annotate(counted=ExpressionWrapper(api_call_counted(), output_field=BooleanField()))
+                .order_by("pk")
+                .values("pk", "carrier_id", "started_at", "latency_ms", "ok", "counted")
+            )
+            batch: list[dict[str, Any]] = []
+            for row in rows.iterator(chunk_size=BATCH):
+                batch.append(row)
+                if len(batch) >= BATCH:
+                    calls_apply(batch)
+                    batch = []
+            calls_apply(batch)
+        RollupCarrier.objects.filter(carrier_id=carrier_id).update(built_at=datetime.now(tz=UTC))
+    return len(ids)
