@@ -181,7 +181,7 @@ def api_windows(
         error_inputs = {**inputs, "calls": counted, "errors": counted - ok, "not_counted": total - counted}
         out[w.name] = (
             SLIResult(SLIName.API_LATENCY, carrier_id, w.name, w.start, w.end, fast, total, p99, "ms",
-                      {**inputs, "within_target": fast, "target_ms": latency_target_ms, "p99_bound_pct": 1}),
+                      {**inputs, "within_target": fast, "target_ms": latency_target_ms}),
             SLIResult(SLIName.API_ERROR_RATE, carrier_id, w.name, w.start, w.end, ok, counted,
                       _pct(counted - ok, counted), "pct", error_inputs),
         )  # fmt: skip
