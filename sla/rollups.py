@@ -380,27 +380,75 @@ def calls_apply(rows: Sequence[dict[str, Any]]) -> None:
 # --- Cursors ------------------------------------------------------------------------------------------
 
 
+def _runs(ids: Iterable[int]) -> list[list[int]]:
+    """Sorted ids as ``[first, last]`` runs: a long wait on a gap keeps a few runs, not every id."""
+    runs: list[list[int]] = []
+    for i in sorted(set(ids)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return runs
+
+
+class Applied:
+    """Membership in a cursor's ``done_above`` runs."""
+
+    def __init__(self, runs: Sequence[Sequence[int]]) -> None:
+        self.runs = [(int(a), int(b)) for a, b in runs]
+
+    def __contains__(self, i: object) -> bool:
+        return isinstance(i, int) and any(a <= i <= b for a, b in self.runs)
+
+    def ids(self) -> list[int]:
+        return [i for a, b in self.runs for i in range(a, b + 1)]
+
+
 def _cursor_advance(cursor: RollupCursor, ids: Iterable[int], clock: Callable[[], float]) -> None:
     """Move ``position`` over every applied id, and over a gap waited for longer than the grace."""
-    done = sorted({*cursor.done_above, *ids})
+    runs = sorted([*(tuple(r) for r in cursor.done_above), *((a, b) for a, b in _runs(ids))])
     seen = {int(k): v for k, v in (cursor.gaps_seen or {}).items()}
     now = clock()
-    position, expected = cursor.position, cursor.position + 1
-    for i in done:
-        if i <= position:
+    position = cursor.position
+    for a, b in runs:
+        if b <= position:
             continue
-        if i > expected and now - seen.setdefault(expected, now) < grace_seconds():
+        expected = position + 1
+        if a > expected and now - seen.setdefault(expected, now) < grace_seconds():
             break
-        position, expected = i, i + 1
+        position = b
     cursor.position = position
-    cursor.done_above = [i for i in done if i > position]
+    cursor.done_above = _merge([[max(a, position + 1), b] for a, b in runs if b > position])
     cursor.gaps_seen = {str(k): v for k, v in seen.items() if k > position}
     cursor.save(update_fields=["position", "done_above", "gaps_seen", "updated_at"])
 
 
+def _merge(runs: list[list[int]]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for a, b in sorted(runs):
+        if out and a <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
+def _source_table(name: str) -> Any:
+    return {"missions": Mission, "exclusions": ContractExclusion, "events": AuditEvent,
+            "samples": TelemetrySample, "calls": outbound_model()}[name]  # fmt: skip
+
+
 def _cursor_locked(name: str) -> RollupCursor | None:
-    """The source's cursor, locked; None while another rollup holds it (it is catching up already)."""
-    RollupCursor.objects.bulk_create([RollupCursor(name=name)], ignore_conflicts=True)
+    """The source's cursor, locked; None while another rollup holds it (it is catching up already).
+
+    A new cursor starts just before the table's first row (ids below it were never used or are gone).
+    """
+    if not RollupCursor.objects.filter(name=name).exists():
+        table = _source_table(name)
+        first = table.objects.order_by("pk").values_list("pk", flat=True).first() if table is not None else None
+        RollupCursor.objects.bulk_create(
+            [RollupCursor(name=name, position=(first or 1) - 1)], ignore_conflicts=True
+        )
     skip = connection.features.has_select_for_update_skip_locked
     return RollupCursor.objects.select_for_update(skip_locked=skip).filter(name=name).first()
 
@@ -411,7 +459,7 @@ def _source_round(name: str, clock: Callable[[], float]) -> int:
         cursor = _cursor_locked(name)
         if cursor is None:
             return 0
-        skip = set(cursor.done_above)
+        skip = Applied(cursor.done_above)
         if name == "missions":
             ids = list(
                 Mission.objects.filter(pk__gt=cursor.position).order_by("pk").values_list("pk", flat=True)[:BATCH]
@@ -458,7 +506,7 @@ def _source_round(name: str, clock: Callable[[], float]) -> int:
 MISSION_ACTIONS = ("mission.", "shipment.")
 
 
-def _events_read(position: int, skip: set[int]) -> tuple[list[int], list[int]]:
+def _events_read(position: int, skip: Applied) -> tuple[list[int], list[int]]:
     """Audit events past the cursor, and the missions they touch."""
     rows = list(
         AuditEvent.objects.filter(pk__gt=position)
@@ -531,7 +579,7 @@ def carrier_rebuild(carrier_id: int) -> int:
     with transaction.atomic():
         held = {}
         for name in SOURCES:
-            RollupCursor.objects.bulk_create([RollupCursor(name=name)], ignore_conflicts=True)
+            _cursor_locked(name)
             held[name] = RollupCursor.objects.select_for_update().get(name=name)
         SLIBucket.objects.filter(carrier_id=carrier_id).delete()
         CoverageCell.objects.filter(carrier_id=carrier_id).delete()
@@ -543,7 +591,7 @@ def carrier_rebuild(carrier_id: int) -> int:
         model = outbound_model()
         if model is not None:
             calls = held["calls"]
-            applied = Q(pk__lte=calls.position) | Q(pk__in=calls.done_above)
+            applied = Q(pk__lte=calls.position) | Q(pk__in=Applied(calls.done_above).ids())
             rows = (
                 model.objects.filter(applied, carrier_id=carrier_id)
                 .annotate(counted=ExpressionWrapper(api_call_counted(), output_field=BooleanField()))
