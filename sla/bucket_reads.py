@@ -46,7 +46,9 @@ def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-def split(start: datetime, end: datetime) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[datetime, datetime]]]:
+def split(
+    start: datetime, end: datetime
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[datetime, datetime]]]:
     """``[start, end)`` as hour key ranges, minute key ranges and loose second ranges (all half-open)."""
     s, e = start.timestamp(), end.timestamp()
     m0, m1 = math.ceil(s / MINUTE), math.floor(e / MINUTE)
@@ -60,13 +62,29 @@ def split(start: datetime, end: datetime) -> tuple[list[tuple[int, int]], list[t
     return [(h0, h1)], minutes, loose
 
 
-def _rows(carrier_id: int, family: str, tier: int, ranges: Sequence[tuple[int, int]]) -> list[SLIBucket]:
+def _rows(
+    carrier_id: int, family: str, tier: int, ranges: Sequence[tuple[int, int]], *, hist: bool = True
+) -> list[SLIBucket]:
     if not ranges:
         return []
     q = Q(pk__in=[])
     for lo, hi in ranges:
         q |= Q(key__gte=lo, key__lt=hi)
-    return list(SLIBucket.objects.filter(q, carrier_id=carrier_id, family=family, tier=tier))
+    rows = SLIBucket.objects.filter(q, carrier_id=carrier_id, family=family, tier=tier)
+    return list(rows if hist else rows.defer("hist"))
+
+
+def days_of(hours: Sequence[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Hour ranges as whole days (day keys) and the hours left at their ends."""
+    days, rest = [], []
+    for h0, h1 in hours:
+        d0, d1 = math.ceil(h0 / 24), math.floor(h1 / 24)
+        if d0 >= d1:
+            rest.append((h0, h1))
+            continue
+        days.append((d0, d1))
+        rest += [(a, b) for a, b in ((h0, d0 * 24), (d1 * 24, h1)) if b > a]
+    return days, rest
 
 
 def _sum(rows: Sequence[SLIBucket], ranges: Sequence[tuple[int, int]]) -> list[int]:
@@ -111,7 +129,7 @@ def mission_windows(carrier_id: int, windows: Sequence[Window]) -> dict[str, tup
         h, m, loose = parts[w.name]
         c = [a + b for a, b in zip(_sum(hours, h), _sum(minutes, m), strict=True)]
         for at, counts in facts:
-            if any(a <= at < b for a, b in loose):
+            if at is not None and any(a <= at < b for a, b in loose):
                 c = [x + y for x, y in zip(c, counts, strict=False)]
         total, on_time, success, failed, handed, cancelled = c
         inputs = {"finished_missions": total, "failed": failed, "handed_over": handed,
@@ -133,8 +151,11 @@ def api_windows(
 ) -> dict[str, tuple[SLIResult, SLIResult]]:
     model = outbound_model()
     parts = {w.name: split(w.start, w.end) for w in windows}
-    hours = _rows(carrier_id, "A", 1, [r for p in parts.values() for r in p[0]])
+    hours = _rows(carrier_id, "A", 1, [r for p in parts.values() for r in p[0]], hist=False)
     minutes = _rows(carrier_id, "A", 0, [r for p in parts.values() for r in p[1]])
+    hist_parts = {name: days_of(p[0]) for name, p in parts.items()}
+    hist_days = _rows(carrier_id, "A", 2, [r for p in hist_parts.values() for r in p[0]])
+    hist_hours = _rows(carrier_id, "A", 1, [r for p in hist_parts.values() for r in p[1]])
     loose_all = [r for p in parts.values() for r in p[2]]
     span_start, span_end = min(w.start for w in windows), max(w.end for w in windows)
     exclusions = exclusions_for(carrier_id, span_start, span_end)
@@ -160,7 +181,8 @@ def api_windows(
         h, m, loose = parts[w.name]
         total, counted, ok, fast, _, _ = (a + b for a, b in zip(_sum(hours, h), _sum(minutes, m), strict=True))
         hist: dict[int, int] = {}
-        _hist(hours, h, hist)
+        _hist(hist_days, hist_parts[w.name][0], hist)
+        _hist(hist_hours, hist_parts[w.name][1], hist)
         _hist(minutes, m, hist)
         edge = [(c, 1) for c in calls if any(a <= c["started_at"] < b for a, b in loose)]
         edge += [(c, -1) for c in left_out if w.start <= c["started_at"] < w.end]
@@ -271,11 +293,13 @@ def telemetry_windows(carrier_id: int, windows: Sequence[Window], *, gap_seconds
         for w, k0 in edges:
             q_end |= Q(completed_at__gt=_utc(k0 * g), completed_at__lte=w.start)
             q_cell |= Q(k=k0, last_at__lt=w.start)
-        ended = list(
-            MissionFact.objects.filter(q_end, carrier_id=carrier_id, tel_start_k__isnull=False).values_list(
+        ended = [
+            at
+            for at in MissionFact.objects.filter(q_end, carrier_id=carrier_id, tel_start_k__isnull=False).values_list(
                 "completed_at", flat=True
             )
-        )
+            if at is not None
+        ]
         cells = list(CoverageCell.objects.filter(q_cell, carrier_id=carrier_id).values_list("k", "last_at"))
     exclusions = len(carrier_exclusions(carrier_id))
     out: dict[str, SLIResult] = {}

@@ -21,6 +21,8 @@ from runbooks.engine import runbook_start
 from runbooks.models import Incident
 from runbooks.services import incident_alerts_cleared, incident_note_add, incident_open, incident_severity_change
 from runbooks.transitions import INCIDENT_OPEN
+from sla import rollups
+from sla.bucket_reads import sli_all_buckets
 from sla.choices import INCIDENT_SEVERITY_OF_ALERT, AlertSeverity, BreachStatus, SLIName, WindowName
 from sla.models import (
     Breach,
@@ -32,8 +34,6 @@ from sla.models import (
     SLIMeasurement,
     credit_tier_for,
 )
-from sla import rollups
-from sla.bucket_reads import sli_all_buckets
 from sla.selectors import contract_in_force, sli_all, sli_compute, sli_evidence_ids, telemetry_snapshot_ids
 from sla.sli import (
     SLIResult,

@@ -34,7 +34,9 @@ class Command(BaseCommand):
                 raise SystemExit(1)
             return
         if options["start"] and options["end"]:
-            windows = [Window("custom", datetime.fromisoformat(options["start"]), datetime.fromisoformat(options["end"]))]
+            windows = [
+                Window("custom", datetime.fromisoformat(options["start"]), datetime.fromisoformat(options["end"]))
+            ]
         else:
             windows = default_windows(now)
         if options["carrier"]:
