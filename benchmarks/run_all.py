@@ -34,7 +34,8 @@ SCRIPTS = [
     ("bench_limiter", 240),
     ("bench_livemap", 150),
     ("bench_tender_api", 180),
-    ("bench_sla", 180),
+    # Two sizes (100,000 and 1,000,000 missions), each generated in SQL and backfilled into the buckets.
+    ("bench_sla", 900),
     # Its own nats-server: a raw publish loop, the relay over 50,000 events, lag under a 10,000-truck fleet.
     ("bench_bus", 180),
     # Mostly waiting (the recovery timeout, a step lease): three lost-comms failovers in real time.

@@ -449,3 +449,111 @@ class BurnWindowCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.carrier_id} {self.sli}/{self.window}: {self.good}/{self.total}"
+
+
+# --- Exact SLI rollups (docs/decisions/0026) --------------------------------------------------------
+
+
+class RollupCursor(models.Model):
+    """How far a rollup has read an append-only table (id order), with the ids it applied past a gap.
+
+    ``position``: every id up to it is applied (or was a gap older than the grace).
+    ``done_above``: ids past ``position`` already applied while an earlier id was still
+    missing (an open transaction); ``gaps_seen``: first id of a gap -> Unix time first met.
+    """
+
+    name = models.CharField(max_length=40, unique=True)
+    position = models.BigIntegerField(default=0)
+    done_above = models.JSONField(default=list, blank=True)
+    gaps_seen = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.position}"
+
+
+class RollupCarrier(models.Model):
+    """The contract figures a carrier's buckets were built with; a change means a rebuild."""
+
+    carrier = models.OneToOneField(Carrier, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    gap_seconds = models.PositiveIntegerField()
+    latency_target_ms = models.PositiveIntegerField()
+    built_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"rollup of {self.carrier_id} (g={self.gap_seconds}s)"
+
+
+class MissionFact(models.Model):
+    """What one mission adds to its carrier's buckets, as last applied (the delta base of a recompute)."""
+
+    mission_id = models.BigIntegerField(primary_key=True)
+    carrier_id = models.BigIntegerField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Mission SLIs at the minute of completed_at: finished, on time, success, failed, handed over, cancelled.
+    counts = models.JSONField(default=list, blank=True)
+    # Telemetry: counted at all; [tel_start_k, tel_end_k) in gap buckets once finished; open while running.
+    tel_counted = models.BooleanField(default=False)
+    tel_open = models.BooleanField(default=False)
+    tel_start_k = models.BigIntegerField(null=True, blank=True)
+    tel_end_k = models.BigIntegerField(null=True, blank=True)
+    gap_seconds = models.PositiveIntegerField(default=60)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["carrier_id", "completed_at"], name="sla_fact_completed"),
+            models.Index(fields=["carrier_id"], name="sla_fact_open", condition=models.Q(tel_open=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"fact of mission {self.mission_id}"
+
+
+class CoverageCell(models.Model):
+    """One gap bucket of one mission holding a counted telemetry sample, with the latest one in it."""
+
+    mission_id = models.BigIntegerField()
+    k = models.BigIntegerField()
+    carrier_id = models.BigIntegerField()
+    last_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mission_id", "k"], name="sla_coverage_once")]
+        indexes = [models.Index(fields=["carrier_id", "k"], name="sla_coverage_carrier_k")]
+
+    def __str__(self) -> str:
+        return f"mission {self.mission_id} bucket {self.k}"
+
+
+class SLIBucket(models.Model):
+    """Exact counts of one SLI family for one carrier over one time bucket (fine or coarse tier).
+
+    Families: ``M`` missions by minute of completion (n1 finished, n2 on time, n3
+    success, n4 failed, n5 handed over, n6 cancelled), ``A`` carrier API calls by
+    minute started (n1 calls, n2 counted, n3 ok, n4 within the latency target,
+    ``hist`` latency bins), ``T`` telemetry by gap bucket ``k`` (fine: n1 missions
+    starting, n2 ending, n3 covered; coarse, 60 gap buckets: n1 expected, n2 active
+    at its start, n3 covered). Tier 0 is the fine key (minute or k), tier 1 the
+    coarse one (hour, or k // 60).
+    """
+
+    carrier_id = models.BigIntegerField()
+    family = models.CharField(max_length=1)
+    tier = models.PositiveSmallIntegerField()
+    key = models.BigIntegerField()
+    n1 = models.BigIntegerField(default=0)
+    n2 = models.BigIntegerField(default=0)
+    n3 = models.BigIntegerField(default=0)
+    n4 = models.BigIntegerField(default=0)
+    n5 = models.BigIntegerField(default=0)
+    n6 = models.BigIntegerField(default=0)
+    hist = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["carrier_id", "family", "tier", "key"], name="sla_bucket_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.carrier_id} {self.family}{self.tier}:{self.key}"

@@ -113,6 +113,20 @@ def exclusions_for(carrier_id: int, start: datetime, end: datetime) -> list[tupl
     )
 
 
+def carrier_exclusions(carrier_id: int) -> list[tuple[datetime, datetime]]:
+    """Every exclusion period of the carrier's contracts (a handful of rows).
+
+    A mission is left out when its active time overlaps any of them, whatever
+    window is measured: the same mission is never counted in one window and
+    left out of another, so the buckets and a recount agree (docs/decisions/0026).
+    """
+    return list(
+        ContractExclusion.objects.filter(contract__carrier_id=carrier_id)
+        .order_by("starts_at")
+        .values_list("starts_at", "ends_at")
+    )
+
+
 def _mission_overlaps(exclusions: Sequence[tuple[datetime, datetime]], prefix: str = "") -> Q:
     """Missions whose active time ``[started_at (or completed_at), completed_at or now]`` meets an exclusion."""
     q = Q(pk__in=[])
@@ -193,7 +207,7 @@ def _sum_bands(
 def mission_slis(carrier_id: int, windows: Sequence[Window]) -> dict[str, tuple[SLIResult, SLIResult]]:
     """On-time and success rates for every window from one GROUP BY: ``{window: (on_time, success)}``."""
     span_start, span_end = _span(windows)
-    exclusions = exclusions_for(carrier_id, span_start, span_end)
+    exclusions = carrier_exclusions(carrier_id)
     band, bands = _band("completed_at", windows)
     on_time = Q(status=MissionStatus.COMPLETED, completed_at__lte=F("shipment__delivery_window_end"))
     success = Q(status=MissionStatus.COMPLETED, human_intervened=False)
@@ -322,7 +336,7 @@ def telemetry_slis(carrier_id: int, windows: Sequence[Window], *, gap_seconds: i
     g = max(int(gap_seconds), 1)
     judged = {w.end: datetime.fromtimestamp(math.floor(w.end.timestamp() / g) * g, tz=UTC) for w in windows}
     span_start, span_end = _span(windows)
-    exclusions = exclusions_for(carrier_id, span_start, span_end)
+    exclusions = carrier_exclusions(carrier_id)
     missions = (
         Mission.objects.filter(carrier_id=carrier_id, started_at__isnull=False, started_at__lt=span_end)
         .exclude(status=MissionStatus.CANCELLED)
@@ -626,6 +640,8 @@ def sli_compute(carrier_id: int, sli: str, start: datetime, end: datetime, targe
 def sli_evidence_ids(carrier_id: int, sli: str, start: datetime, end: datetime, *, limit: int = 200) -> dict[str, Any]:
     """Ids of the records behind an SLI over a window, for a breach's evidence (capped at ``limit``)."""
     exclusions = exclusions_for(carrier_id, start, end)
+    if sli in (SLIName.ON_TIME, SLIName.MISSION_SUCCESS, SLIName.TELEMETRY_INTEGRITY):
+        exclusions = carrier_exclusions(carrier_id)
     if sli in (SLIName.ON_TIME, SLIName.MISSION_SUCCESS):
         finished = Mission.objects.filter(
             carrier_id=carrier_id, status__in=FINISHED, completed_at__gte=start, completed_at__lt=end

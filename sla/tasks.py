@@ -21,3 +21,19 @@ def sla_evaluate_all() -> int:
 def sla_evaluate_carrier(carrier_id: int) -> int:
     evaluation = services.sla_evaluate(carrier_id=carrier_id)
     return len(evaluation.measurements)
+
+
+@shared_task(name="sla.rollup", ignore_result=True)
+def sla_rollup() -> int:
+    """Beat, every few seconds: apply new rows to the SLA buckets (evaluations also catch up first)."""
+    from sla import rollups
+
+    return sum(rollups.rollup_run(max_seconds=20).values())
+
+
+@shared_task(name="sla.recount_daily", ignore_result=True)
+def sla_recount_daily() -> int:
+    """Beat, daily: recount every carrier from raw rows; an incident (and a rebuild) on drift."""
+    from sla.recount import drift_check_all
+
+    return len(drift_check_all())

@@ -507,9 +507,17 @@ SLA_EVALUATE_SECONDS: float = env.float("SLA_EVALUATE_SECONDS", default=60.0)
 # /metrics answers only "Authorization: Bearer <METRICS_TOKEN>"; without it, 404 unless DEBUG (the demo).
 METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
 MIDDLEWARE = [*MIDDLEWARE, "tms_console.metrics.MetricsMiddleware"]
+# Exact SLI buckets (docs/decisions/0026): on, or every evaluation recounts raw rows.
+SLA_ROLLUPS: bool = env.bool("SLA_ROLLUPS", default=True)
+SLA_ROLLUP_SECONDS: float = env.float("SLA_ROLLUP_SECONDS", default=10.0)
+# How long a rollup waits for an id not committed yet before passing it (the daily recount catches a later one).
+SLA_ROLLUP_GAP_GRACE_SECONDS: float = env.float("SLA_ROLLUP_GAP_GRACE_SECONDS", default=300.0)
+SLA_ROLLUP_CATCH_UP_SECONDS: float = env.float("SLA_ROLLUP_CATCH_UP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "sla-evaluate-all": {"task": "sla.evaluate_all", "schedule": SLA_EVALUATE_SECONDS},
+    "sla-rollup": {"task": "sla.rollup", "schedule": SLA_ROLLUP_SECONDS},
+    "sla-recount-daily": {"task": "sla.recount_daily", "schedule": 86400.0},
 }
 
 # --- The demo's scripted incident (`make run`) ----------------------------------

@@ -11,7 +11,7 @@ import pytest
 import time_machine
 
 from missions.choices import MissionStatus
-from missions.events import Actor
+from missions.events import Actor, event_record
 from missions.models import AuditEvent, Carrier
 from runbooks.models import Incident
 from runbooks.services import incident_open
@@ -247,6 +247,11 @@ def test_a_telemetry_burn_caused_by_open_lost_comms_joins_that_incident_instead_
         silent.status = MissionStatus.COMPLETED
         silent.completed_at = T0
         silent.save(update_fields=["status", "completed_at"])
+        # What the mission service records with the change (the SLA rollups follow it).
+        event_record(
+            actor=Actor.system("test"), action="mission.status_changed", subject_type="mission",
+            subject_id=silent.pk, carrier=carrier_a, after={"status": MissionStatus.COMPLETED},
+        )  # fmt: skip
         sla_evaluate(carrier_id=carrier_a.pk, now=quiet)
     page.refresh_from_db()
     lost.refresh_from_db()

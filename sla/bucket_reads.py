@@ -1,0 +1,356 @@
+"""SLI windows read from the exact buckets (``sla.rollups`` writes them; docs/decisions/0026).
+
+A window ``[start, end)`` is cut into whole coarse buckets (hours; 60 gap
+buckets for telemetry), whole fine buckets at its edges (minutes; gap buckets)
+and, for the mission and API SLIs, the seconds before the first and after the
+last whole minute, read from the mission facts and the calls themselves
+(indexed, under a minute each). What a window costs follows the buckets it
+spans, not the missions in it. Every window of an evaluation is read by one
+query per tier.
+
+Failover time and MTTR read their incidents (a few per carrier and month).
+The p99 API latency is the midpoint of the latency bin holding the
+nearest-rank call: within 1 % of the exact value (``rollups.LATENCY_GAMMA``);
+every good/total count is exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import BooleanField, ExpressionWrapper, Q
+
+from sla.choices import SLIName
+from sla.models import CoverageCell, MissionFact, RollupCarrier, SLIBucket
+from sla.rollups import BLOCK, latency_bin, latency_of_bin, outbound_model
+from sla.selectors import (
+    _dec,
+    _instant_in,
+    _pct,
+    api_call_counted,
+    carrier_exclusions,
+    exclusions_for,
+    failover_time,
+    mttr,
+)
+from sla.sli import SLIResult, Targets, Window
+
+MINUTE, HOUR = 60, 3600
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def split(
+    start: datetime, end: datetime
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[datetime, datetime]]]:
+    """``[start, end)`` as hour key ranges, minute key ranges and loose second ranges (all half-open)."""
+    s, e = start.timestamp(), end.timestamp()
+    m0, m1 = math.ceil(s / MINUTE), math.floor(e / MINUTE)
+    if m0 >= m1:
+        return [], [], [(start, end)] if e > s else []
+    loose = [(a, b) for a, b in ((start, _utc(m0 * MINUTE)), (_utc(m1 * MINUTE), end)) if b > a]
+    h0, h1 = math.ceil(m0 / 60), math.floor(m1 / 60)
+    if h0 >= h1:
+        return [], [(m0, m1)], loose
+    minutes = [(a, b) for a, b in ((m0, h0 * 60), (h1 * 60, m1)) if b > a]
+    return [(h0, h1)], minutes, loose
+
+
+def _rows(
+    carrier_id: int, family: str, tier: int, ranges: Sequence[tuple[int, int]], *, hist: bool = True
+) -> list[SLIBucket]:
+    if not ranges:
+        return []
+    q = Q(pk__in=[])
+    for lo, hi in ranges:
+        q |= Q(key__gte=lo, key__lt=hi)
+    rows = SLIBucket.objects.filter(q, carrier_id=carrier_id, family=family, tier=tier)
+    return list(rows if hist else rows.defer("hist"))
+
+
+def days_of(hours: Sequence[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Hour ranges as whole days (day keys) and the hours left at their ends."""
+    days, rest = [], []
+    for h0, h1 in hours:
+        d0, d1 = math.ceil(h0 / 24), math.floor(h1 / 24)
+        if d0 >= d1:
+            rest.append((h0, h1))
+            continue
+        days.append((d0, d1))
+        rest += [(a, b) for a, b in ((h0, d0 * 24), (d1 * 24, h1)) if b > a]
+    return days, rest
+
+
+def _sum(rows: Sequence[SLIBucket], ranges: Sequence[tuple[int, int]]) -> list[int]:
+    out = [0] * 6
+    for r in rows:
+        if any(lo <= r.key < hi for lo, hi in ranges):
+            for n, v in enumerate((r.n1, r.n2, r.n3, r.n4, r.n5, r.n6)):
+                out[n] += v
+    return out
+
+
+def _hist(rows: Sequence[SLIBucket], ranges: Sequence[tuple[int, int]], into: dict[int, int]) -> None:
+    for r in rows:
+        if any(lo <= r.key < hi for lo, hi in ranges):
+            for b, n in (r.hist or {}).items():
+                into[int(b)] = into.get(int(b), 0) + n
+
+
+def _loose_q(field: str, ranges: Sequence[tuple[datetime, datetime]]) -> Q:
+    q = Q(pk__in=[])
+    for a, b in ranges:
+        q |= Q(**{f"{field}__gte": a, f"{field}__lt": b})
+    return q
+
+
+# --- Missions --------------------------------------------------------------------------------------
+
+
+def mission_windows(carrier_id: int, windows: Sequence[Window]) -> dict[str, tuple[SLIResult, SLIResult]]:
+    parts = {w.name: split(w.start, w.end) for w in windows}
+    hours = _rows(carrier_id, "M", 1, [r for p in parts.values() for r in p[0]])
+    minutes = _rows(carrier_id, "M", 0, [r for p in parts.values() for r in p[1]])
+    loose_all = [r for p in parts.values() for r in p[2]]
+    facts = list(
+        MissionFact.objects.filter(_loose_q("completed_at", loose_all), carrier_id=carrier_id)
+        .exclude(counts=[])
+        .values_list("completed_at", "counts")
+    ) if loose_all else []  # fmt: skip
+    exclusions = len(carrier_exclusions(carrier_id))
+    out: dict[str, tuple[SLIResult, SLIResult]] = {}
+    for w in windows:
+        h, m, loose = parts[w.name]
+        c = [a + b for a, b in zip(_sum(hours, h), _sum(minutes, m), strict=True)]
+        for at, counts in facts:
+            if at is not None and any(a <= at < b for a, b in loose):
+                c = [x + y for x, y in zip(c, counts, strict=False)]
+        total, on_time, success, failed, handed, cancelled = c
+        inputs = {"finished_missions": total, "failed": failed, "handed_over": handed,
+                  "cancelled_left_out": cancelled, "exclusions": exclusions}  # fmt: skip
+        out[w.name] = (
+            SLIResult(SLIName.ON_TIME, carrier_id, w.name, w.start, w.end, on_time, total, _pct(on_time, total),
+                      "pct", {**inputs, "on_time": on_time}),
+            SLIResult(SLIName.MISSION_SUCCESS, carrier_id, w.name, w.start, w.end, success, total,
+                      _pct(success, total), "pct", {**inputs, "successful": success}),
+        )  # fmt: skip
+    return out
+
+
+# --- Carrier API ------------------------------------------------------------------------------------
+
+
+def api_windows(
+    carrier_id: int, windows: Sequence[Window], *, latency_target_ms: int
+) -> dict[str, tuple[SLIResult, SLIResult]]:
+    model = outbound_model()
+    parts = {w.name: split(w.start, w.end) for w in windows}
+    hours = _rows(carrier_id, "A", 1, [r for p in parts.values() for r in p[0]], hist=False)
+    minutes = _rows(carrier_id, "A", 0, [r for p in parts.values() for r in p[1]])
+    hist_parts = {name: days_of(p[0]) for name, p in parts.items()}
+    hist_days = _rows(carrier_id, "A", 2, [r for p in hist_parts.values() for r in p[0]])
+    hist_hours = _rows(carrier_id, "A", 1, [r for p in hist_parts.values() for r in p[1]])
+    loose_all = [r for p in parts.values() for r in p[2]]
+    span_start, span_end = min(w.start for w in windows), max(w.end for w in windows)
+    exclusions = exclusions_for(carrier_id, span_start, span_end)
+    calls: list[dict[str, Any]] = []
+    left_out: list[dict[str, Any]] = []  # calls inside an exclusion: in the buckets, taken off here
+    fields = ("started_at", "latency_ms", "ok", "counted")
+    counted_q = ExpressionWrapper(api_call_counted(), output_field=BooleanField())
+    if loose_all and model is not None:
+        calls = list(
+            model.objects.filter(_loose_q("started_at", loose_all), carrier_id=carrier_id)
+            .annotate(counted=counted_q)
+            .values(*fields)
+        )
+    if exclusions and model is not None:
+        left_out = list(
+            model.objects.filter(_instant_in(exclusions, "started_at"), carrier_id=carrier_id,
+                                 started_at__gte=span_start, started_at__lt=span_end)
+            .annotate(counted=counted_q)
+            .values(*fields)
+        )  # fmt: skip
+    out: dict[str, tuple[SLIResult, SLIResult]] = {}
+    for w in windows:
+        h, m, loose = parts[w.name]
+        total, counted, ok, fast, _, _ = (a + b for a, b in zip(_sum(hours, h), _sum(minutes, m), strict=True))
+        hist: dict[int, int] = {}
+        _hist(hist_days, hist_parts[w.name][0], hist)
+        _hist(hist_hours, hist_parts[w.name][1], hist)
+        _hist(minutes, m, hist)
+        edge = [(c, 1) for c in calls if any(a <= c["started_at"] < b for a, b in loose)]
+        edge += [(c, -1) for c in left_out if w.start <= c["started_at"] < w.end]
+        for call, sign in edge:
+            total, counted, ok = total + sign, counted + sign * int(call["counted"]), ok + sign * int(call["ok"])
+            fast += sign * int(call["latency_ms"] <= latency_target_ms)
+            b = latency_bin(call["latency_ms"])
+            hist[b] = hist.get(b, 0) + sign
+        p99: Decimal | None = None
+        if total:
+            rank, seen = math.ceil(Decimal("0.99") * total), 0
+            for b in sorted(hist):
+                seen += hist[b]
+                if seen >= rank:
+                    p99 = _dec(latency_of_bin(b))
+                    break
+        inputs = {"calls": total, "ok": ok, "errors": total - ok, "exclusions": len(exclusions)}
+        error_inputs = {**inputs, "calls": counted, "errors": counted - ok, "not_counted": total - counted}
+        out[w.name] = (
+            SLIResult(SLIName.API_LATENCY, carrier_id, w.name, w.start, w.end, fast, total, p99, "ms",
+                      {**inputs, "within_target": fast, "target_ms": latency_target_ms}),
+            SLIResult(SLIName.API_ERROR_RATE, carrier_id, w.name, w.start, w.end, ok, counted,
+                      _pct(counted - ok, counted), "pct", error_inputs),
+        )  # fmt: skip
+    return out
+
+
+# --- Telemetry integrity ----------------------------------------------------------------------------
+
+
+class _Tel:
+    """Sums over gap-bucket ranges from coarse rows (whole blocks) and fine rows (the rest)."""
+
+    def __init__(self, coarse: Sequence[SLIBucket], fine: Sequence[SLIBucket]) -> None:
+        self.coarse = {r.key: r for r in coarse}
+        self.fine = {r.key: r for r in fine}
+
+    def _active(self, block: int, upto: int) -> int:
+        """Missions active at gap bucket ``upto`` (finished ones), from the block's start count."""
+        row = self.coarse.get(block)
+        e = row.n2 if row else 0
+        for k in range(block * BLOCK + 1, upto + 1):
+            f = self.fine.get(k)
+            if f is not None:
+                e += f.n1 - f.n2
+        return e
+
+    def sums(self, lo: int, hi: int) -> tuple[int, int, int]:
+        """(expected, covered, missions starting) over ``[lo, hi)``."""
+        expected = covered = starts = 0
+        k = lo
+        while k < hi:
+            block = k // BLOCK
+            block_end = (block + 1) * BLOCK
+            if k == block * BLOCK and block_end <= hi:
+                row = self.coarse.get(block)
+                if row is not None:
+                    expected, covered, starts = expected + row.n1, covered + row.n3, starts + row.n4
+                k = block_end
+                continue
+            stop = min(block_end, hi)
+            e = self._active(block, k)
+            for j in range(k, stop):
+                f = self.fine.get(j)
+                if j > k and f is not None:
+                    e += f.n1 - f.n2
+                expected += e
+                if f is not None:
+                    covered += f.n3
+                    starts += f.n1
+            k = stop
+        return expected, covered, starts
+
+
+def _tel_ranges(lo: int, hi: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Coarse keys and fine keys a ``[lo, hi)`` read needs (the partial blocks whole, for their start count)."""
+    if hi <= lo:
+        return [], []
+    b0, b1 = lo // BLOCK, (hi - 1) // BLOCK
+    coarse = [(b0, b1 + 1)]
+    fine = [(b0 * BLOCK, (b0 + 1) * BLOCK), (b1 * BLOCK, (b1 + 1) * BLOCK)]
+    return coarse, fine
+
+
+def telemetry_windows(carrier_id: int, windows: Sequence[Window], *, gap_seconds: int) -> dict[str, SLIResult]:
+    g = max(int(gap_seconds), 1)
+    spans = {}
+    for w in windows:
+        k_end = math.floor(w.end.timestamp() / g)
+        k0 = math.floor(w.start.timestamp() / g)
+        spans[w.name] = (k0, max(k_end, k0))
+    coarse_ranges, fine_ranges = [], []
+    for lo, hi in spans.values():
+        c, f = _tel_ranges(lo, hi)
+        coarse_ranges += c
+        fine_ranges += f
+    tel = _Tel(_rows(carrier_id, "T", 1, coarse_ranges), _rows(carrier_id, "T", 0, fine_ranges))
+    open_missions = list(
+        MissionFact.objects.filter(carrier_id=carrier_id, tel_open=True).values_list("started_at", flat=True)
+    )
+    # Window starts inside a gap bucket: missions that ended in it before the start, cells only sampled before it.
+    edges = [(w, spans[w.name][0]) for w in windows if w.start.timestamp() % g and spans[w.name][1] > spans[w.name][0]]
+    ended: list[datetime] = []
+    cells: list[tuple[int, datetime]] = []
+    if edges:
+        q_end = Q(pk__in=[])
+        q_cell = Q(pk__in=[])
+        for w, k0 in edges:
+            q_end |= Q(completed_at__gt=_utc(k0 * g), completed_at__lte=w.start)
+            q_cell |= Q(k=k0, last_at__lt=w.start)
+        ended = [
+            at
+            for at in MissionFact.objects.filter(q_end, carrier_id=carrier_id, tel_start_k__isnull=False).values_list(
+                "completed_at", flat=True
+            )
+            if at is not None
+        ]
+        cells = list(CoverageCell.objects.filter(q_cell, carrier_id=carrier_id).values_list("k", "last_at"))
+    exclusions = len(carrier_exclusions(carrier_id))
+    out: dict[str, SLIResult] = {}
+    for w in windows:
+        k0, k_end = spans[w.name]
+        expected, covered, starts = tel.sums(k0, k_end)
+        active = 0
+        if k_end > k0:
+            active = tel._active(k0 // BLOCK, k0) + starts - tel.sums(k0, k0 + 1)[2]
+            if w.start.timestamp() % g:
+                gone = sum(1 for at in ended if k0 * g < at.timestamp() <= w.start.timestamp())
+                expected, active = expected - gone, active - gone
+                covered -= sum(1 for k, at in cells if k == k0 and at < w.start)
+        judged = k_end * g
+        for started in open_missions:
+            if started is not None and started.timestamp() < judged:
+                active += 1
+                expected += max(0, k_end - math.floor(max(started.timestamp(), w.start.timestamp()) / g))
+        good = min(covered, expected)
+        out[w.name] = SLIResult(
+            SLIName.TELEMETRY_INTEGRITY, carrier_id, w.name, w.start, w.end, good, expected, _pct(good, expected),
+            "pct", {"bucket_seconds": g, "active_missions": active, "expected_buckets": expected,
+                    "covered_buckets": good, "exclusions": exclusions},
+        )  # fmt: skip
+    return out
+
+
+# --- Everything ---------------------------------------------------------------------------------------
+
+
+def sli_all_buckets(
+    carrier_id: int, windows: Sequence[Window], targets: Targets
+) -> dict[tuple[str, str], SLIResult] | None:
+    """Every SLI for every window from the buckets; None when they were built for other contract figures."""
+    state = RollupCarrier.objects.filter(carrier_id=carrier_id).first()
+    if state is None or state.gap_seconds != max(int(targets.telemetry_gap_seconds), 1):
+        return None
+    if state.latency_target_ms != targets.api_latency_p99_ms:
+        return None
+    results: dict[tuple[str, str], SLIResult] = {}
+    for name, (on_time, success) in mission_windows(carrier_id, windows).items():
+        results[(SLIName.ON_TIME, name)] = on_time
+        results[(SLIName.MISSION_SUCCESS, name)] = success
+    for name, (latency, errors) in api_windows(
+        carrier_id, windows, latency_target_ms=targets.api_latency_p99_ms
+    ).items():
+        results[(SLIName.API_LATENCY, name)] = latency
+        results[(SLIName.API_ERROR_RATE, name)] = errors
+    for name, integrity in telemetry_windows(carrier_id, windows, gap_seconds=state.gap_seconds).items():
+        results[(SLIName.TELEMETRY_INTEGRITY, name)] = integrity
+    for w in windows:
+        results[(SLIName.FAILOVER_TIME, w.name)] = failover_time(carrier_id, w, target_seconds=targets.failover_seconds)
+        results[(SLIName.MTTR, w.name)] = mttr(carrier_id, w, target_seconds=targets.mttr_seconds)
+    return results
