@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('missions', '0015_event_bus'),
-        ('sla', '0004_burn_window_counts'),
+        ('sla', '0005_contract_route_plan_required'),
     ]
 
     operations = [
