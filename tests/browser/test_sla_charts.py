@@ -99,7 +99,10 @@ def with_telemetry(carrier: Carrier, *, completed_at: datetime, late: bool) -> N
     m = Mission.objects.filter(carrier=carrier).latest("id")
     assert m.started_at is not None
     assert m.completed_at is not None
-    samples(m, [m.started_at + timedelta(seconds=30 * k) for k in range(720)] + [m.completed_at - timedelta(seconds=1)])
+    # The last sample just before the end: a mission that ends a fraction of a second into a minute has
+    # that minute to cover too.
+    last = m.completed_at - timedelta(microseconds=1)
+    samples(m, [m.started_at + timedelta(seconds=30 * k) for k in range(720)] + [last])
 
 
 def landing_fleet(now: datetime) -> dict[str, Carrier]:
