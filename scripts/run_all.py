@@ -19,6 +19,7 @@ Run from the project root with the project's interpreter:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -349,6 +350,10 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
 
 
+def _running(proc: subprocess.Popen[bytes]) -> bool:
+    return proc.poll() is None
+
+
 def wait_for_port(host: str, port: int, *, timeout: float, alive: Callable[[], bool]) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and alive():
@@ -452,7 +457,7 @@ def run(
         while not stop_reason:
             for server_port, proc in servers:
                 if server_port not in listening and wait_for_port(
-                    host, server_port, timeout=0.25, alive=lambda proc=proc: proc.poll() is None
+                    host, server_port, timeout=0.25, alive=functools.partial(_running, proc)
                 ):
                     listening.add(server_port)
             if not announced and len(listening) == len(servers):

@@ -9,8 +9,8 @@ authenticated request: token lookup, throttling and idempotency stores included.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -37,11 +37,18 @@ def busy_carrier(carrier_a: Carrier) -> dict[str, Any]:
     actor = Actor.for_carrier(carrier_a)
     for tender in tenders[: ROWS // 2]:
         dispatch.offer_receive(
-            tender_id=tender.pk, actor=actor, kind="counter", price_usd=Decimal("1234.00"), reason="busy lane", source="api"
+            tender_id=tender.pk,
+            actor=actor,
+            kind="counter",
+            price_usd=Decimal("1234.00"),
+            reason="busy lane",
+            source="api",
         )
     missions = []
     for _ in range(ROWS):
-        mission = MissionFactory(carrier=carrier_a, shipment=ShipmentFactory(), vehicle=VehicleFactory(carrier=carrier_a))
+        mission = MissionFactory(
+            carrier=carrier_a, shipment=ShipmentFactory(), vehicle=VehicleFactory(carrier=carrier_a)
+        )
         missions.append(mission)
     for mission in missions[: ROWS // 2]:
         services.mission_transition(mission_id=mission.pk, to_status=MissionStatus.EN_ROUTE, actor=actor, reason="go")
@@ -92,7 +99,7 @@ def _requests(data: dict[str, Any]) -> dict[str, Callable[[APIClient], Any]]:
     }
 
 
-# Measured at ROWS tenders and missions (README, "Partner API query counts"). A read is the token
+# Measured at ROWS tenders and missions. A read is the token
 # lookup (access token with its application and carrier), the certificate binding, then the rows;
 # a write adds the idempotency record (claimed, then completed) and the service's own statements.
 LIMITS = {

@@ -39,7 +39,9 @@ def test_the_partner_server_is_gunicorn_on_its_own_port(monkeypatch: pytest.Monk
     run_all.partner_base_url_default("127.0.0.1", 8123)
     assert os.environ["PARTNER_BASE_URL"] == "http://127.0.0.1:8123"
     everything = {"run_carrier_sim", "simulate_fleet"}
-    specs = {s.name: s for s in run_all.build_specs(host="127.0.0.1", port=8000, commands=everything, partner_port=8123)}
+    specs = {
+        s.name: s for s in run_all.build_specs(host="127.0.0.1", port=8000, commands=everything, partner_port=8123)
+    }
     assert list(specs) == ["web", "partner", "worker", "beat", "carriers", "fleet"]
     partner = specs["partner"]
     assert Path(partner.argv[0]).name == "gunicorn"
