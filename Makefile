@@ -87,7 +87,8 @@ collectstatic: install
 
 seed: migrate
 	@if $(MANAGE) help seed_demo >/dev/null 2>&1; then \
-		CARRIER_SIM_URL=$${CARRIER_SIM_URL:-http://127.0.0.1:$${CARRIER_SIM_PORT:-8100}} $(MANAGE) seed_demo; \
+		CARRIER_SIM_URL=$${CARRIER_SIM_URL:-http://127.0.0.1:$${CARRIER_SIM_PORT:-8100}} \
+		PARTNER_BASE_URL=$${PARTNER_BASE_URL:-http://127.0.0.1:$${PARTNER_PORT:-8001}} $(MANAGE) seed_demo; \
 	else \
 		echo "seed_demo is not available in this checkout; skipping the demo data"; \
 	fi

@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Start and supervise every process of the product for `make run`.
 
-Children: daphne (web), Celery worker, Celery beat, and the optional
-processes listed in OPTIONAL_PROCESSES whose management command exists.
+Children: daphne (web: the console and websockets), gunicorn (partner: the
+partner HTTP API and webhooks on PARTNER_PORT, README "Scaling"), Celery
+worker, Celery beat, and the optional processes listed in OPTIONAL_PROCESSES
+whose management command exists.
 Each child's output is prefixed with its name. Ctrl-C (SIGINT) or SIGTERM
 stops every child: each gets SIGTERM and drains (README, "Graceful
 shutdown"); a child still running after its stated drain time (plus
@@ -17,6 +19,7 @@ Run from the project root with the project's interpreter:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -37,6 +40,9 @@ DEFAULT_DRAIN_SECONDS = 10.0
 # Exit status of a child that ended itself at its drain deadline (tms_console.shutdown.EXIT_DRAIN_EXPIRED).
 EXIT_DRAIN_EXPIRED = 70
 READY_TIMEOUT_SECONDS = 60.0
+# The partner server's gthread workers and threads per worker (README, "Scaling").
+PARTNER_WORKERS = 2
+PARTNER_THREADS = 32
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,12 @@ OPTIONAL_PROCESSES: list[OptionalProcess] = [
     OptionalProcess(
         name="fleet",
         command="simulate_fleet",
-        # --demo: the simulator issues its own partner API clients.
-        args=lambda host, port: ["--demo", "--console-url", f"http://{host}:{port}"],
+        # --demo: the simulator issues its own partner API clients, and posts to the partner server.
+        args=lambda host, port: [
+            "--demo",
+            "--console-url",
+            os.environ.get("PARTNER_BASE_URL") or f"http://{host}:{port}",
+        ],
         after_web=True,
         drain_seconds=_simulator_drain,
     ),
@@ -149,6 +159,12 @@ def demo_pager_default(commands: set[str]) -> str | None:
     return _demo_pager_url().removesuffix("/v2/enqueue") + "/pages"
 
 
+def partner_base_url_default(host: str, partner_port: int | None) -> None:
+    """Carriers and the simulators reach the partner API on the partner server (every child inherits it)."""
+    if partner_port:
+        os.environ.setdefault("PARTNER_BASE_URL", f"http://{host}:{partner_port}")
+
+
 def access_log() -> str:
     from django.conf import settings
 
@@ -166,7 +182,29 @@ def available_commands() -> set[str]:
     return set(get_commands())
 
 
-def build_specs(*, host: str, port: int, commands: set[str]) -> list[ProcessSpec]:
+def partner_spec(*, host: str, port: int, drain_seconds: float) -> ProcessSpec:
+    """gunicorn serving tms_console.wsgi (the partner API and webhooks) as the partner-ingest deployment does."""
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    argv = [
+        gunicorn,
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(PARTNER_WORKERS),
+        "--worker-class",
+        "tms_console.gunicorn_worker.ProblemThreadWorker",
+        "--threads",
+        str(PARTNER_THREADS),
+        "--limit-request-line",
+        "8190",
+        "--graceful-timeout",
+        f"{drain_seconds:g}",
+        "tms_console.wsgi:application",
+    ]
+    return ProcessSpec("partner", argv, drain_seconds=drain_seconds)
+
+
+def build_specs(*, host: str, port: int, commands: set[str], partner_port: int | None = None) -> list[ProcessSpec]:
     from django.conf import settings
 
     from tms_console.shutdown import BEAT_DRAIN_SECONDS
@@ -187,6 +225,11 @@ def build_specs(*, host: str, port: int, commands: set[str]) -> list[ProcessSpec
             "web",
             [daphne, "-b", host, "-p", str(port), "--access-log", access_log(), "tms_console.asgi:application"],
             drain_seconds=float(settings.WEB_DRAIN_SECONDS),
+        ),
+        *(
+            [partner_spec(host=host, port=partner_port, drain_seconds=float(settings.WEB_DRAIN_SECONDS))]
+            if partner_port
+            else []
         ),
         ProcessSpec("worker", worker, drain_seconds=float(settings.WORKER_DRAIN_SECONDS)),
         ProcessSpec(
@@ -307,6 +350,10 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
 
 
+def _running(proc: subprocess.Popen[bytes]) -> bool:
+    return proc.poll() is None
+
+
 def wait_for_port(host: str, port: int, *, timeout: float, alive: Callable[[], bool]) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and alive():
@@ -327,8 +374,12 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def banner(url: str, access_log_path: str | None = None, pages_url: str | None = None) -> str:
-    lines = [f"  Web access log: {access_log_path}"] if access_log_path else []
+def banner(
+    url: str, access_log_path: str | None = None, pages_url: str | None = None, partner_url: str | None = None
+) -> str:
+    lines = [f"  Partner API and webhooks (gunicorn): {partner_url}"] if partner_url else []
+    if access_log_path:
+        lines.append(f"  Web access log: {access_log_path}")
     if pages_url:
         lines.append(f"  Pages to on-call (local pager): {pages_url}")
     return "\n".join(
@@ -352,13 +403,21 @@ def banner(url: str, access_log_path: str | None = None, pages_url: str | None =
 def main() -> int:
     host = _env("HOST", "127.0.0.1")
     port = int(_env("PORT", "8000"))
-    if not port_is_free(host, port):
-        print(f"run: port {port} on {host} is already in use; set PORT=<free port> and try again.", file=sys.stderr)
-        return 2
+    # 0: no partner server; daphne serves the partner API too.
+    partner_port = int(_env("PARTNER_PORT", "8001")) or None
+    for name, value in (("PORT", port), ("PARTNER_PORT", partner_port)):
+        if value and not port_is_free(host, value):
+            print(
+                f"run: port {value} on {host} is already in use; set {name}=<free port> and try again.", file=sys.stderr
+            )
+            return 2
+    partner_base_url_default(host, partner_port)
     commands = available_commands()
     pages_url = demo_pager_default(commands)
-    specs = build_specs(host=host, port=port, commands=commands)
-    return run(specs, host=host, port=port, access_log_path=access_log(), pages_url=pages_url)
+    specs = build_specs(host=host, port=port, commands=commands, partner_port=partner_port)
+    return run(
+        specs, host=host, port=port, access_log_path=access_log(), pages_url=pages_url, partner_port=partner_port
+    )
 
 
 def run(
@@ -368,8 +427,12 @@ def run(
     port: int,
     access_log_path: str | None = None,
     pages_url: str | None = None,
+    partner_port: int | None = None,
 ) -> int:
-    """Start the children, announce the URL once "web" listens, stop all on a signal or a death."""
+    """Start the children, announce the URLs once "web" (and "partner") listen, stop all on a signal or a death.
+
+    The children that are clients of the servers (``after_web``) start only then.
+    """
     started = time.monotonic()
     supervisor = Supervisor(specs)
     stop_reason: list[str] = []
@@ -382,13 +445,23 @@ def run(
 
     supervisor.start()
     url = f"http://{host}:{port}/"
-    web = supervisor.children["web"]
+    partner_url = f"http://{host}:{partner_port}/api/v1/" if partner_port else None
+    # Each server must listen before the clients start: (port, its process).
+    servers = [(port, supervisor.children["web"])]
+    if partner_port:
+        servers.append((partner_port, supervisor.children["partner"]))
+    listening: set[int] = set()
     announced = False
     exit_code = 0
     try:
         while not stop_reason:
-            if not announced and wait_for_port(host, port, timeout=0.5, alive=lambda: web.poll() is None):
-                supervisor.say("run", banner(url, access_log_path, pages_url))
+            for server_port, proc in servers:
+                if server_port not in listening and wait_for_port(
+                    host, server_port, timeout=0.25, alive=functools.partial(_running, proc)
+                ):
+                    listening.add(server_port)
+            if not announced and len(listening) == len(servers):
+                supervisor.say("run", banner(url, access_log_path, pages_url, partner_url))
                 announced = True
                 supervisor.start(after_web=True)
             exited = supervisor.first_exited()
@@ -400,7 +473,9 @@ def run(
                 break
             if not announced and time.monotonic() - started > READY_TIMEOUT_SECONDS:
                 supervisor.say(
-                    "run", f"ERROR: the web server did not listen on {url} within {READY_TIMEOUT_SECONDS:.0f}s."
+                    "run",
+                    f"ERROR: the web servers did not listen on ports {', '.join(str(p) for p, _ in servers)}"
+                    f" of {host} within {READY_TIMEOUT_SECONDS:.0f}s.",
                 )
                 exit_code = 1
                 break

@@ -52,6 +52,10 @@ ALLOWED_HOSTS: list[str] = env.list(
 )
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PUBLIC_BASE_URL: str = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# Where carriers reach the partner HTTP API and webhooks (the WSGI server): the callback URLs
+# sent with each tender and the simulators' target. `make run` sets it to its partner port.
+# Empty: PUBLIC_BASE_URL (read when used, so a test that moves one moves both).
+PARTNER_BASE_URL: str = env.str("PARTNER_BASE_URL", default="").rstrip("/")
 
 INSTALLED_APPS = [
     "daphne",

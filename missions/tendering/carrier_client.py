@@ -424,7 +424,7 @@ class CarrierClient:
 def tender_submit_body(tender: Tender) -> dict[str, Any]:
     """The POST /tenders body for a tender (TenderSubmit in the contract)."""
     shipment = tender.shipment
-    public = str(getattr(settings, "PUBLIC_BASE_URL", "http://127.0.0.1:8000")).rstrip("/")
+    public = str(settings.PARTNER_BASE_URL or settings.PUBLIC_BASE_URL).rstrip("/")
 
     def iso(value: Any) -> str:
         return str(value.astimezone(UTC).isoformat().replace("+00:00", "Z"))

@@ -1,6 +1,6 @@
 """A fresh demo, as `make run` starts it, raises exactly its scripted incident, which runs its runbook.
 
-Every process of `make run` runs for real (daphne, the Celery worker and beat,
+Every process of `make run` runs for real (daphne, gunicorn for the partner API, the Celery worker and beat,
 the carrier simulator, the fleet simulator, the local pager) on the embedded
 defaults in a directory of its own. Time is shortened where the demo waits on
 purpose: the truck loses comms 15 s after the fleet starts instead of 180 s,
@@ -42,12 +42,13 @@ SHORTEN = (
 def demo_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_", "MQTT_"))}
     env.pop("PAGERDUTY_EVENTS_URL", None)
-    port, sim, pager = free_port(), free_port(), free_port()
+    port, partner, sim, pager = free_port(), free_port(), free_port(), free_port()
     env.update(
         DEBUG="1",
         TMS_VAR_DIR=str(tmp_path / "var"),
         DEMO_PASSWORD="demo-run-password-2026",
         PORT=str(port),
+        PARTNER_PORT=str(partner),
         CARRIER_SIM_PORT=str(sim),
         CARRIER_SIM_URL=f"http://127.0.0.1:{sim}",
         PAGER_SIM_PORT=str(pager),
@@ -144,3 +145,7 @@ def test_the_demo_raises_its_scripted_incident_and_nothing_else(demo: Path, demo
     assert len(triggers) == 1, pages
     assert triggers[0]["summary"].startswith("INC-") and triggers[0]["dedup_key"].startswith("tms-incident-")
     assert "PAGE tms-incident-" in log
+    # The fleet's telemetry (which the incident needed) went to gunicorn on PARTNER_PORT.
+    partner = httpx.get(f"http://127.0.0.1:{demo_env['PARTNER_PORT']}/api/v1/tenders", timeout=10)
+    assert partner.status_code == 401 and partner.headers["server"] == "gunicorn"
+    assert f"--console-url http://127.0.0.1:{demo_env['PARTNER_PORT']}" in log

@@ -77,7 +77,7 @@ class Command(BaseCommand):
         parser.add_argument("--rate", type=float, default=1.0, help="events per vehicle per second")
         parser.add_argument("--transport", choices=["http", "ws", "mqtt"], default="http")
         parser.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until interrupted")
-        parser.add_argument("--console-url", default=settings.PUBLIC_BASE_URL)
+        parser.add_argument("--console-url", default=settings.PARTNER_BASE_URL or settings.PUBLIC_BASE_URL)
         parser.add_argument("--demo", action="store_true", help="issue the simulator's own partner clients")
         parser.add_argument("--carrier", default="", help="only this carrier's missions (slug)")
         parser.add_argument("--client-id", default="")

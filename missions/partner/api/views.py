@@ -19,7 +19,7 @@ from missions.bus.types import EVENT_ACTIONS, TELEMETRY_TYPE, cloudevent_type, s
 from missions.choices import AutonomyMode, ExceptionKind, MissionStatus, TenderStatus
 from missions.events import Actor, replay_payload
 from missions.flags import CARRIER_FLAGS, carrier_flag_states
-from missions.models import Carrier, Mission, Tender
+from missions.models import Carrier, Mission, Offer, Tender
 from missions.models.partner import PARTNER_SCOPES
 from missions.partner.api.authentication import PartnerPrincipal
 from missions.partner.api.idempotency import HEADER as IDEMPOTENCY_HEADER
@@ -242,7 +242,8 @@ class TenderOfferView(PartnerView):
             metadata=data.get("metadata"),
             source="api",
         )
-        offer.refresh_from_db()
+        # The offer with its tender's status after the answer, in one query.
+        offer = Offer.objects.select_related("tender").get(pk=offer.pk)
         return Response(OfferSerializer(offer).data, status=status.HTTP_201_CREATED)
 
 
