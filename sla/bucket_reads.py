@@ -26,7 +26,6 @@ from django.db.models import BooleanField, ExpressionWrapper, OuterRef, Q
 
 from missions.models import Tender
 from runbooks.models import Incident
-
 from sla.choices import SLIName
 from sla.models import CoverageCell, MissionFact, RollupCarrier, SLIBucket
 from sla.rollups import BLOCK, latency_bin, latency_of_bin, outbound_model

@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Max
@@ -175,7 +176,7 @@ def cells_build(lo: int, hi: int) -> None:
 
 def buckets_add(deltas: rollups.Deltas) -> None:
     """Add counts (no histograms) to bucket rows, creating the missing ones: batched multi-row upserts."""
-    rows = [(*key, *values) for key, values in sorted(deltas.rows.items()) if any(values)]
+    rows: list[tuple[Any, ...]] = [(*key, *values) for key, values in sorted(deltas.rows.items()) if any(values)]
     table = SLIBucket._meta.db_table
     per = max(1, min(500, connection.ops.bulk_batch_size(["x"] * 10, rows) if rows else 500))
     with connection.cursor() as cursor:
@@ -185,7 +186,7 @@ def buckets_add(deltas: rollups.Deltas) -> None:
             cursor.execute(
                 f"INSERT INTO {table} (carrier_id, family, tier, key, n1, n2, n3, n4, n5, n6, hist)"  # noqa: S608
                 f" VALUES {holes}" + UPSERT.format(t=table),
-                [v for row in chunk for v in row],
+                [cast(Any, v) for row in chunk for v in row],
             )
     deltas.rows.clear()
 

@@ -25,7 +25,7 @@ from missions.events import Actor, event_record
 from missions.models import AuditEvent, Carrier, Mission
 from runbooks.models import Incident
 from sla import rollup_build, rollups
-from sla.bucket_reads import sli_all_buckets, split
+from sla.bucket_reads import incident_windows, sli_all_buckets, split
 from sla.choices import SLIName
 from sla.models import ContractExclusion, CoverageCell, MissionFact, RollupCarrier, RollupCursor, SLIBucket
 from sla.recount import default_windows, drift_check_all, drift_find
@@ -406,3 +406,32 @@ def test_the_bulk_build_resumes_and_holds_the_rollup_back_until_done(carrier_a: 
     _wipe()
     rollups.rollup_run()
     assert _state() == built
+
+
+@pytest.mark.django_db
+def test_failover_time_and_mttr_of_every_window_equal_the_per_window_queries(carrier_a: Carrier) -> None:
+    contract = ContractFactory(carrier=carrier_a, effective_from=date(2026, 1, 1))
+    m = mission(carrier_a, started_at=at(-3000), completed_at=at(-10))
+    for n, (minutes, took, repaired) in enumerate([(-20, 300, 900), (-95, 1200, None), (-700, None, 4000),
+                                                    (-2500, 60, 120), (-50, 500, 700), (-30, None, None)]):  # fmt: skip
+        triggered = NOW + timedelta(minutes=minutes)
+        Incident.objects.create(
+            title="Lost comms", kind="lost_comms", severity="error", carrier=carrier_a, mission=m if n != 4 else None,
+            dedupe_key=f"t:{n}", triggered_at=triggered,
+            failover_at=triggered + timedelta(seconds=took) if took is not None else None,
+            resolved_at=triggered + timedelta(seconds=repaired) if repaired is not None else None,
+        )  # fmt: skip
+    Incident.objects.create(title="Breach", kind="sla_breach", severity="warning", carrier=carrier_a,
+                            dedupe_key="b", triggered_at=NOW - timedelta(minutes=5),
+                            resolved_at=NOW - timedelta(minutes=4))  # fmt: skip
+    ContractExclusion.objects.create(contract=contract, kind="maintenance", reason="r", starts_at=NOW - timedelta(
+        minutes=51), ends_at=NOW - timedelta(minutes=49))  # fmt: skip
+    windows = _windows()
+    targets = Targets.of(contract_in_force(carrier_a.pk, NOW.date()))
+    got = incident_windows(carrier_a.pk, windows, targets)
+    expected = sli_all(carrier_a.pk, windows, targets)
+    for key, result in got.items():
+        want = expected[key]
+        assert (result.good, result.total, result.value, result.inputs) == (
+            want.good, want.total, want.value, want.inputs), key  # fmt: skip
+    assert got[(SLIName.MTTR, "30d")].total == 3  # the breach, the excluded one and the unresolved ones left out
