@@ -562,8 +562,8 @@ SOURCES = ("missions", "exclusions", "events", "samples", "calls")
 def rollup_run(*, max_seconds: float = 30.0, clock: Callable[[], float] = time.time) -> dict[str, int]:
     """Catch every source up (or stop after ``max_seconds``); rows applied per source."""
     applied = dict.fromkeys(SOURCES, 0)
-    if not enabled():
-        return applied
+    if not enabled() or RollupCursor.objects.filter(name="build").exists():
+        return applied  # off, or a first build (``sla.rollup_build``) is not finished
     deadline = time.monotonic() + max_seconds
     for name in SOURCES:
         while time.monotonic() < deadline:
