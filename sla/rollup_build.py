@@ -156,7 +156,7 @@ def cells_build(lo: int, hi: int) -> None:
     # Table names come from the models' metadata; every value is a parameter.
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {cell} (mission_id, k, carrier_id, last_at)"  # noqa: S608
+            f"INSERT INTO {cell} (mission_id, k, carrier_id, last_at)"  # noqa: S608  # nosec B608
             f" SELECT s.mission_id, {k}, f.carrier_id, max(s.recorded_at)"
             f" FROM {sample} s JOIN {fact} f ON f.mission_id = s.mission_id"
             f" WHERE s.mission_id >= %s AND s.mission_id <= %s AND s.id <= %s AND f.tel_counted = {true}"
@@ -166,7 +166,7 @@ def cells_build(lo: int, hi: int) -> None:
         )
         for tier, key in ((0, "k"), (1, f"k / {rollups.BLOCK}")):
             cursor.execute(
-                f"INSERT INTO {bucket} (carrier_id, family, tier, key, n1, n2, n3, n4, n5, n6, hist)"  # noqa: S608
+                f"INSERT INTO {bucket} (carrier_id, family, tier, key, n1, n2, n3, n4, n5, n6, hist)"  # noqa: S608  # nosec B608
                 f" SELECT carrier_id, 'T', {tier}, {key}, 0, 0, count(*), 0, 0, 0, {_empty_json()}"
                 f" FROM {cell} WHERE mission_id >= %s AND mission_id <= %s"
                 f" GROUP BY carrier_id, {key}" + UPSERT.format(t=bucket),
@@ -184,7 +184,7 @@ def buckets_add(deltas: rollups.Deltas) -> None:
             chunk = rows[n : n + per]
             holes = ", ".join(f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {_empty_json()})" for _ in chunk)
             cursor.execute(
-                f"INSERT INTO {table} (carrier_id, family, tier, key, n1, n2, n3, n4, n5, n6, hist)"  # noqa: S608
+                f"INSERT INTO {table} (carrier_id, family, tier, key, n1, n2, n3, n4, n5, n6, hist)"  # noqa: S608  # nosec B608
                 f" VALUES {holes}" + UPSERT.format(t=table),
                 [cast(Any, v) for row in chunk for v in row],
             )

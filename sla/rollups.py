@@ -142,7 +142,7 @@ def _update_many(model: Any, objs: Sequence[Any], fields: Sequence[str], key: st
     qn = connection.ops.quote_name
     # Table and column names come from the model's metadata, never from input.
     assignments = ", ".join(f"{qn(c.column)} = %s" for c in columns)
-    sql = f"UPDATE {qn(meta.db_table)} SET {assignments} WHERE {qn(pk.column)} = %s"  # noqa: S608
+    sql = f"UPDATE {qn(meta.db_table)} SET {assignments} WHERE {qn(pk.column)} = %s"  # noqa: S608  # nosec B608
     params = [
         [*(c.get_db_prep_save(getattr(o, c.attname), connection) for c in columns), getattr(o, pk.attname)]
         for o in objs
