@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
 
 from missions.edi.x12 import (
     ELEMENT_INVALID_CODE,
@@ -95,29 +96,87 @@ def x12_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%H%M")
 
 
+def _fixed(hours: float) -> timezone:
+    return timezone(timedelta(hours=hours))
+
+
+# Time codes (element 623) the reader converts to UTC. xT is the zone's civil time (standard or daylight
+# as the date falls), xS its standard time, xD its daylight time. LT (local time) is refused: it needs
+# the stop's own time zone, which the segment does not carry.
+TIME_CODES: dict[str, tzinfo] = {
+    "": UTC,
+    "UT": UTC,
+    "GM": UTC,
+    "ET": ZoneInfo("America/New_York"),
+    "ES": _fixed(-5),
+    "ED": _fixed(-4),
+    "CT": ZoneInfo("America/Chicago"),
+    "CS": _fixed(-6),
+    "CD": _fixed(-5),
+    "MT": ZoneInfo("America/Denver"),
+    "MS": _fixed(-7),
+    "MD": _fixed(-6),
+    "PT": ZoneInfo("America/Los_Angeles"),
+    "PS": _fixed(-8),
+    "PD": _fixed(-7),
+    "AT": ZoneInfo("America/Anchorage"),
+    "AS": _fixed(-9),
+    "AD": _fixed(-8),
+    "HT": ZoneInfo("Pacific/Honolulu"),
+    "HS": _fixed(-10),
+    "HD": _fixed(-9),
+}
+
+
 def _parse_moment(tx: TransactionSet, segment: Segment, date_at: int, time_at: int, zone_at: int) -> datetime:
+    """A date, time and time code as a UTC instant."""
     date, time = segment.get(date_at), segment.get(time_at) or "0000"
     if not re.fullmatch(r"\d{8}", date):
         raise _refuse(tx, segment, date_at, ELEMENT_INVALID_DATE, f"'{date}' is not a CCYYMMDD date")
     if not re.fullmatch(r"\d{4}(\d{2})?", time):
         raise _refuse(tx, segment, time_at, ELEMENT_INVALID_TIME, f"'{time}' is not an HHMM time")
     zone = segment.get(zone_at)
-    if zone not in ("", "UT", "GM"):
-        # Local times would need the stop's time zone; the console's partners agree to send UTC.
-        raise _refuse(tx, segment, zone_at, ELEMENT_INVALID_CODE, f"time code '{zone}' is not UT (UTC)")
+    if zone not in TIME_CODES:
+        raise _refuse(
+            tx, segment, zone_at, ELEMENT_INVALID_CODE, f"time code '{zone}' is not UTC or a North American zone"
+        )
     try:
-        return datetime.strptime(date + time[:4], "%Y%m%d%H%M").replace(tzinfo=UTC)
+        local = datetime.strptime(date + time[:4], "%Y%m%d%H%M").replace(tzinfo=TIME_CODES[zone])
     except ValueError:
         raise _refuse(tx, segment, date_at, ELEMENT_INVALID_DATE, f"'{date}' is not a calendar date") from None
+    return local.astimezone(UTC)
+
+
+POUND_KG = Decimal("0.45359237")
+
+
+def _weight_kg(tx: TransactionSet, segment: Segment, value_at: int, unit_at: int) -> int | None:
+    """A weight and its unit code (K kilograms, L pounds; none: kilograms) in whole kilograms."""
+    value, unit = segment.get(value_at), segment.get(unit_at)
+    if not value:
+        return None
+    try:
+        weight = Decimal(value)
+    except InvalidOperation:
+        raise _refuse(tx, segment, value_at, ELEMENT_INVALID_CODE, f"weight '{value}' is not a number") from None
+    if unit == "L":
+        weight *= POUND_KG
+    elif unit not in ("", "K"):
+        raise _refuse(tx, segment, unit_at, ELEMENT_INVALID_CODE, f"weight unit '{unit}' is not K or L")
+    return int(weight.to_integral_value())
 
 
 # --- 204 Motor carrier load tender ------------------------------------------------------------
 
 
+# S502 stop reason codes of a pick-up (CL complete load, LD load, PL part load); the rest deliver.
+PICKUP_REASONS = frozenset({"CL", "LD", "PL"})
+
+
 @dataclass(frozen=True)
 class Stop:
     sequence: int
-    reason: str  # S502: CL complete load (pick-up), CU complete unload (delivery)
+    reason: str  # S502: CL complete load / LD load (pick-up), CU complete unload / UL unload (delivery)
     party: str  # N101: SH ship from, CN consignee
     name: str
     region: str
@@ -155,7 +214,7 @@ def load_tender_segments(tender: LoadTender) -> list[Segment]:
     if tender.hazmat:
         out.append(Segment.of("AT5", "HM"))
     for stop in tender.stops:
-        pickup = stop.reason == "CL"
+        pickup = stop.reason in PICKUP_REASONS
         out.append(Segment.of("S5", stop.sequence, stop.reason, stop.weight_kg, "K" if stop.weight_kg else ""))
         # Pick-up: 37 ship not before / 38 ship no later; delivery: 53 deliver not before / 54 deliver no later.
         first, last = ("37", "38") if pickup else ("53", "54")
@@ -181,7 +240,10 @@ def load_tender_read(tx: TransactionSet) -> LoadTender:
     purpose = _required(tx, b2a, 1, "set purpose code")
     if purpose not in ("00", "01", "04", "05"):
         raise _refuse(tx, b2a, 1, ELEMENT_INVALID_CODE, f"set purpose '{purpose}' is not 00, 01, 04 or 05")
-    references = {s.get(2): s for s in tx.body if s.id == "L11" and not _in_stop(tx, s)}
+    references: dict[str, Segment] = {}
+    for s in tx.body:
+        if s.id == "L11" and not _in_stop(tx, s):
+            references.setdefault(s.get(2), s)  # the first of a qualifier is the one read
     correlation = references.get(REF_MUTUAL)
     stops: list[Stop] = []
     current: dict[str, object] | None = None
@@ -189,25 +251,29 @@ def load_tender_read(tx: TransactionSet) -> LoadTender:
     for segment in tx.body:
         if segment.id == "S5":
             if current is not None:
-                stops.append(_stop(current))
+                stops.append(_stop(tx, current))
             reason = _required(tx, segment, 2, "stop reason code")
-            try:
-                stop_weight = int(Decimal(segment.get(3))) if segment.get(3) else None
-            except InvalidOperation:
-                raise _refuse(
-                    tx, segment, 3, ELEMENT_INVALID_CODE, f"weight '{segment.get(3)}' is not a number"
-                ) from None
-            current = {"sequence": int(segment.get(1) or len(stops) + 1), "reason": reason, "weight_kg": stop_weight}
+            stop_weight = _weight_kg(tx, segment, 3, 4)
+            current = {
+                "sequence": int(segment.get(1) or len(stops) + 1),
+                "reason": reason,
+                "weight_kg": stop_weight,
+                "s5": segment,
+            }
             weight = max(weight, stop_weight or 0)
         elif current is not None and segment.id == "G62":
             moment = _parse_moment(tx, segment, 2, 4, 5)
-            current["start" if segment.get(1) in ("37", "53", "10", "68") else "end"] = moment
+            code = segment.get(1)
+            # 37/53 not before, 10/68 requested pick-up/delivery: a window's start; 38/54 no later than: its
+            # end; any other (69/70 scheduled pick-up/delivery, an appointment): one instant for both.
+            key = "start" if code in ("37", "53", "10", "68") else "end" if code in ("38", "54") else "at"
+            current.setdefault(key, moment)
         elif current is not None and segment.id == "N1":
             current["party"], current["name"] = segment.get(1), segment.get(2)
         elif current is not None and segment.id == "N4":
             current["region"] = segment.get(2)
     if current is not None:
-        stops.append(_stop(current))
+        stops.append(_stop(tx, current))
     g62 = next((s for s in tx.body if s.id == "G62" and s.get(1) == "64"), None)
     l3 = _first(tx, "L3")
     rate = Decimal(l3.get(5)) / 100 if l3 is not None and l3.get(5).isdigit() else None
@@ -235,10 +301,22 @@ def _in_stop(tx: TransactionSet, segment: Segment) -> bool:
     return False
 
 
-def _stop(values: dict[str, object]) -> Stop:
-    start = values.get("start")
-    end = values.get("end", start)
-    assert isinstance(start, datetime) and isinstance(end, datetime)
+def _stop(tx: TransactionSet, values: dict[str, object]) -> Stop:
+    at = values.get("at")
+    start = values.get("start") or at or values.get("end")
+    end = values.get("end") or at or start
+    if not isinstance(start, datetime) or not isinstance(end, datetime):
+        s5 = values["s5"]
+        assert isinstance(s5, Segment)
+        raise Refused(
+            SegmentNote(
+                "G62",
+                set_position(tx, s5),
+                SEGMENT_MANDATORY_MISSING,
+                f"stop {values['sequence']} has no G62 date: the console needs each stop's window",
+                position=s5.position,
+            )
+        )
     return Stop(
         sequence=int(str(values["sequence"])),
         reason=str(values["reason"]),
@@ -432,10 +510,18 @@ def ack_segments(ack: GroupAck) -> list[Segment]:
         for note in s.notes:
             out.append(Segment.of("AK3", note.segment or "ST", note.set_position or "", note.loop, note.code))
             for element in note.elements:
-                out.append(Segment.of("AK4", element.position, "", element.code, _ak4_value(element.value)))
+                out.append(
+                    Segment.of("AK4", element.position, element.reference, element.code, _ak4_value(element.value))
+                )
         out.append(Segment.of("AK5", s.code, *s.set_codes[:5]))
     out.append(Segment.of("AK9", ack.code, ack.included, ack.received, ack.accepted, *ack.group_codes[:5]))
     return out
+
+
+def _leading_number(value: str) -> int:
+    """AK302 / AK401 as a number; AK401 may be a composite (element, component): its first digits."""
+    digits = re.match(r"\d+", value)
+    return int(digits.group()) if digits else 0
 
 
 def _ak4_value(value: str) -> str:
@@ -454,15 +540,35 @@ def ack_read(tx: TransactionSet) -> GroupAck:
     if code not in ("A", "E", "P", "R", "M", "W", "X"):
         raise _refuse(tx, ak9, 1, ELEMENT_INVALID_CODE, f"'{code}' is not a functional group acknowledge code")
     sets: list[SetAck] = []
-    current: dict[str, str] | None = None
+    current: tuple[str, str] | None = None
+    notes: list[SegmentNote] = []  # the AK3s (each with its AK4s) of the current AK2
     for segment in tx.body:
         if segment.id == "AK2":
-            current = {"id": segment.get(1), "control": segment.get(2)}
-        elif segment.id == "AK5" and current is not None:
-            sets.append(
-                SetAck(current["id"], current["control"], segment.get(1), tuple(e for e in segment.elements[1:] if e))
+            current, notes = (segment.get(1), segment.get(2)), []
+        elif segment.id == "AK3" and current is not None:
+            notes.append(
+                SegmentNote(
+                    segment.get(1),
+                    _leading_number(segment.get(2)),
+                    segment.get(4),
+                    f"AK3 at position {segment.position}",
+                    loop=segment.get(3),
+                    position=segment.position,
+                )
             )
-            current = None
+        elif segment.id == "AK4" and notes:
+            element = ElementNote(
+                _leading_number(segment.get(1)), segment.get(3), segment.get(4), reference=segment.get(2)
+            )
+            last = notes[-1]
+            notes[-1] = SegmentNote(
+                last.segment, last.set_position, last.code, last.message, (*last.elements, element), last.loop,
+                last.position,
+            )  # fmt: skip
+        elif segment.id == "AK5" and current is not None:
+            codes = tuple(e for e in segment.elements[1:] if e)
+            sets.append(SetAck(current[0], current[1], segment.get(1), codes, tuple(notes)))
+            current, notes = None, []
 
     def count(n: int) -> int:
         value = ak9.get(n)

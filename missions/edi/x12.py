@@ -30,6 +30,11 @@ INTERCHANGE_QUALIFIERS = frozenset(
     | {"21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31", "32", "33", "34", "NR", "ZZ"}
 )
 VERSIONS = {"00401": "004010", "00501": "005010"}  # ISA12 -> GS08 (without an industry suffix)
+# ISA12 is the version of the envelope segments alone: an ISA12 00400 (or 00204) around a GS08 004010
+# group is valid X12 and seen in published interchanges. The ISA/IEA layout is the same from 00200 to
+# 00501; what the console reads and writes inside a group is checked on GS08 (VERSIONS).
+ENVELOPE_VERSIONS = re.compile(r"00[2-4]\d\d|0050[01]")
+REPETITION_FROM = "00402"  # from this ISA12 on, ISA11 is the repetition separator (before: standards id "U")
 
 # AK502 (element 718): transaction set syntax error codes.
 SET_NOT_SUPPORTED = "1"
@@ -125,6 +130,7 @@ class ElementNote:
     code: str
     value: str = ""
     message: str = ""
+    reference: str = ""  # AK402: the data element reference number, when known
 
 
 @dataclass(frozen=True)
@@ -219,7 +225,7 @@ def delimiters_read(text: str) -> Delimiters:
     fields = start[:ISA_LENGTH].split(element)
     if len(fields) != 17:
         raise X12Error(f"the ISA segment has 16 elements; found {len(fields) - 1}", segment="ISA", position=1)
-    repetition = fields[11] if fields[12] >= "00501" and len(fields[11]) == 1 else "^"
+    repetition = fields[11] if fields[12] >= REPETITION_FROM and len(fields[11]) == 1 else "^"
     delimiters = Delimiters(element=element, component=start[104], segment=start[105], repetition=repetition)
     if len({delimiters.element, delimiters.component, delimiters.segment}) != 3:
         raise X12Error("the element, component and segment delimiters must differ", segment="ISA", position=1)
@@ -305,8 +311,11 @@ def interchange_read(text: str) -> Interchange:
             errors.append(
                 f"{locate(segment='ISA', position=1, element=position)}: unknown interchange ID qualifier '{qualifier}'"
             )
-    if f[11] not in VERSIONS:
-        errors.append(f"{locate(segment='ISA', position=1, element=12)}: version '{f[11]}' is not 00401 or 00501")
+    if not ENVELOPE_VERSIONS.fullmatch(f[11]):
+        errors.append(
+            f"{locate(segment='ISA', position=1, element=12)}: version '{f[11]}' is not an interchange control"
+            " version from 00200 to 00501"
+        )
     if not re.fullmatch(r"\d{9}", f[12]):
         errors.append(f"{locate(segment='ISA', position=1, element=13)}: the control number is nine digits")
     index = 1
@@ -455,7 +464,7 @@ def _pad(value: str, width: int, what: str) -> str:
 
 def isa_segment(interchange: Interchange) -> Segment:
     d = interchange.delimiters
-    version_5010 = interchange.version >= "00501"
+    repetition_in_isa11 = interchange.version >= REPETITION_FROM
     return Segment(
         "ISA",
         (
@@ -469,7 +478,7 @@ def isa_segment(interchange: Interchange) -> Segment:
             _pad(interchange.receiver_id, 15, "ISA08"),
             interchange.date,
             interchange.time,
-            d.repetition if version_5010 else interchange.standards_id,
+            d.repetition if repetition_in_isa11 else interchange.standards_id,
             interchange.version,
             interchange.control_number.zfill(9),
             interchange.ack_requested,

@@ -6,10 +6,12 @@ Golden files (tests/edi/golden/), and where each comes from:
   (https://docs.orderful.com/reference/transportation-response-to-a-load-tender-990: B1 ODFS / SH1234 /
   20200831 / A, L11 ODFS11112 BM, SE 4), which the page gives as JSON; written out as X12 here, with an
   ISA/GS envelope of our own around it.
-* 204_load_tender.x12, 214_status.x12, 997_ack.x12: the public guides found (Stedi's renderings of
-  Blue Diamond Growers' and MercuryGate's 204, the American Freightways / TSi 4010 214 guide, a 4010 997
-  guide) publish the segment layout but no sample interchange that could be retrieved, so these were
-  written here from those layouts, segment by segment, with invented values.
+* 204_load_tender.x12, 214_status.x12, 997_ack.x12: written here from published segment layouts
+  (Stedi's renderings of Blue Diamond Growers' and MercuryGate's 204, the American Freightways / TSi
+  4010 214 guide, a 4010 997 guide), with invented values, in the shape the console itself writes.
+* 204_stupidedi_sm204_case1.x12, 214_staedi_issue109.x12, 997_staedi_simple.x12: published interchanges
+  copied unchanged from public repositories (kputnam/stupidedi, xlate/staedi); read, and written again,
+  in test_golden_published.py. Sources, commits and licences: golden/README.md.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 def golden(name: str) -> str:
-    return (GOLDEN / name).read_text()
+    return (GOLDEN / name).read_bytes().decode("utf-8")
 
 
 def only_set(text: str) -> TransactionSet:
@@ -96,11 +98,12 @@ def test_golden_997() -> None:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in GOLDEN.glob("*.x12")))
 def test_golden_round_trip_is_byte_for_byte(name: str) -> None:
-    """parse -> write -> parse: the writer recomputes every count and gives back the same text."""
+    """parse -> write -> parse: the writer recomputes every count and gives back the same text
+    (ending its last line as it ends the others: one published file has no final line break)."""
     text = golden(name)
     first = interchange_read(text)
     written = interchange_write(first, line_breaks=True)
-    assert written == text
+    assert written == (text if text.endswith("\n") else text + "\n")
     again = interchange_read(written)
     assert again.groups[0].transactions[0].body == first.groups[0].transactions[0].body
 
@@ -272,3 +275,102 @@ def test_997_reports_every_set_with_ak3_ak4() -> None:
     assert rendered[3] == Segment("AK4", ("1", "", "7", "9"))
     assert rendered[-2] == Segment("AK5", ("R", "4"))
     assert rendered[-1] == Segment("AK9", ("R", "1", "1", "0"))
+
+
+# --- what published interchanges use and the reader once refused --------------------------------------
+
+
+def test_envelope_versions_before_00401_are_read() -> None:
+    """ISA12 versions the envelope itself; 00400 (or 00204) around a GS08 004010 group is valid X12."""
+    text = golden("990_orderful_accept.x12")
+    for version in ("00400", "00204", "00401", "00501"):
+        read = interchange_read(text.replace("*U*00401*", f"*U*{version}*"))
+        assert read.errors == [] and read.version == version
+    unknown = interchange_read(text.replace("*U*00401*", "*U*00601*"))
+    assert unknown.errors == [
+        "segment ISA (position 1), element 12: version '00601' is not an interchange control version"
+        " from 00200 to 00501"
+    ]
+    # The group's version is what the console speaks: 004010 or 005010.
+    assert interchange_read(text.replace("*X*004010", "*X*003040")).groups[0].group_codes == ["2"]
+
+
+@pytest.mark.parametrize(
+    ("code", "local", "utc"),
+    [
+        ("UT", "1200", datetime(2025, 7, 1, 12, 0, tzinfo=UTC)),
+        ("ET", "1200", datetime(2025, 7, 1, 16, 0, tzinfo=UTC)),  # daylight time in July
+        ("ES", "1200", datetime(2025, 7, 1, 17, 0, tzinfo=UTC)),  # standard time whatever the date
+        ("CD", "1200", datetime(2025, 7, 1, 17, 0, tzinfo=UTC)),
+        ("PT", "1200", datetime(2025, 7, 1, 19, 0, tzinfo=UTC)),
+        ("MS", "0030", datetime(2025, 7, 1, 7, 30, tzinfo=UTC)),
+    ],
+)
+def test_time_codes_are_converted_to_utc(code: str, local: str, utc: datetime) -> None:
+    status = TransactionSet(
+        "214",
+        "0001",
+        [Segment.of("B10", "P", "TND-1", "RRFL"), Segment.of("AT7", "X1", "NS", "", "", "20250701", local, code)],
+    )
+    assert tx.shipment_status_read(status).reports[0].occurred_at == utc
+
+
+def test_eastern_time_follows_the_date() -> None:
+    winter = TransactionSet(
+        "214",
+        "0001",
+        [Segment.of("B10", "P", "TND-1"), Segment.of("AT7", "X1", "NS", "", "", "20250115", "1200", "ET")],
+    )
+    assert tx.shipment_status_read(winter).reports[0].occurred_at == datetime(2025, 1, 15, 17, 0, tzinfo=UTC)
+
+
+def test_local_time_is_refused_where_it_is() -> None:
+    status = TransactionSet(
+        "214",
+        "0001",
+        [Segment.of("B10", "P", "TND-1"), Segment.of("AT7", "X1", "NS", "", "", "20250701", "1200", "LT")],
+    )
+    with pytest.raises(tx.Refused) as refused:
+        tx.shipment_status_read(status)
+    note = refused.value.note
+    assert (note.segment, note.set_position, note.elements[0].position, note.elements[0].value) == ("AT7", 3, 7, "LT")
+
+
+def tender_with(*stop: Segment) -> TransactionSet:
+    return TransactionSet(
+        "204", "0001", [Segment.of("B2", "", "RRFL", "", "TND-1", "", "PP"), Segment.of("B2A", "00"), *stop]
+    )
+
+
+def test_weights_in_pounds_are_read_in_kilograms() -> None:
+    at = Segment.of("G62", "69", "20250701", "U", "0800", "UT")
+    assert tx.load_tender_read(tender_with(Segment.of("S5", 1, "LD", "40000", "L"), at)).stops[0].weight_kg == 18144
+    assert tx.load_tender_read(tender_with(Segment.of("S5", 1, "LD", "18000", "K"), at)).weight_kg == 18000
+    with pytest.raises(tx.Refused) as refused:
+        tx.load_tender_read(tender_with(Segment.of("S5", 1, "LD", "18", "T"), at))
+    assert (refused.value.note.segment, refused.value.note.elements[0].position) == ("S5", 4)
+
+
+def test_a_stop_with_one_date_or_none() -> None:
+    appointment = tx.load_tender_read(
+        tender_with(Segment.of("S5", 1, "LD"), Segment.of("G62", "69", "20250701", "U", "0800", "UT"))
+    )
+    assert (
+        appointment.stops[0].window_start == appointment.stops[0].window_end == datetime(2025, 7, 1, 8, 0, tzinfo=UTC)
+    )
+    latest = tx.load_tender_read(
+        tender_with(Segment.of("S5", 1, "CL"), Segment.of("G62", "38", "20250701", "K", "1400", "UT"))
+    )
+    assert latest.stops[0].window_start == latest.stops[0].window_end == datetime(2025, 7, 1, 14, 0, tzinfo=UTC)
+    with pytest.raises(tx.Refused) as refused:
+        tx.load_tender_read(tender_with(Segment.of("S5", 1, "CL"), Segment.of("N1", "SH", "A")))
+    assert (refused.value.note.segment, refused.value.note.code, refused.value.note.set_position) == ("G62", "3", 4)
+
+
+def test_997_ak3_ak4_are_read_and_written_back() -> None:
+    text = golden("990_orderful_accept.x12").replace("SE*4*0001", "SE*9*0001")
+    ack = tx.group_ack(interchange_read(text).groups[0], interchange_errors=False)
+    segments = tx.ack_segments(ack)
+    read = tx.ack_read(TransactionSet("997", "0001", segments))
+    assert [(s.id, s.elements) for s in tx.ack_segments(read)] == [(s.id, s.elements) for s in segments]
+    assert read.sets[0].notes[0].elements[0].position == 1
