@@ -81,7 +81,7 @@ def _convert(schema_editor, table, *, step, key, leaf_unique, dropped_indexes, i
 
         # Partitions: from the oldest row (or the oldest time ingest accepts) to the days ahead.
         now = datetime.now(UTC)
-        cursor.execute(f"SELECT min(recorded_at), max(recorded_at) FROM {q(old)}")
+        cursor.execute(f"SELECT min(recorded_at), max(recorded_at) FROM {q(old)}")  # noqa: S608  # nosec B608
         oldest, newest = cursor.fetchone()
         first = now - timedelta(seconds=settings.TELEMETRY_MAX_AGE_SECONDS)
         if oldest is not None and step >= timedelta(days=1):
@@ -105,7 +105,7 @@ def _convert(schema_editor, table, *, step, key, leaf_unique, dropped_indexes, i
             suffix, columns = leaf_unique
             for name in partitions:
                 cursor.execute(f"CREATE UNIQUE INDEX {q(name + '_' + suffix)} ON {q(name)} ({columns})")
-        cursor.execute(f"INSERT INTO {q(table)} SELECT * FROM {q(old)}")
+        cursor.execute(f"INSERT INTO {q(table)} SELECT * FROM {q(old)}")  # noqa: S608  # nosec B608
         cursor.execute(f"DROP TABLE {q(old)}")
 
 

@@ -184,7 +184,7 @@ def default_delete(table: PartitionedTable, where: str, params: list[Any]) -> in
                 f"DELETE FROM {default} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {default} WHERE {where} LIMIT %s))",  # noqa: S608  # nosec B608
                 [*params, DELETE_CHUNK],
             )
-            deleted = cursor.rowcount
+            deleted = int(cursor.rowcount)
         total += deleted
         if deleted < DELETE_CHUNK:
             return total
@@ -214,7 +214,7 @@ def thin_partition(table: PartitionedTable, name: str, lower: datetime, step: in
             f"INSERT INTO {_quote(new)} SELECT * FROM {_quote(name)} WHERE bucket_s IS NULL OR bucket_s %% %s = 0",  # noqa: S608  # nosec B608
             [step],
         )
-        kept = cursor.rowcount
+        kept = int(cursor.rowcount)
         _leaf_indexes(cursor, table, new, index_prefix=f"{name}_t{step}")
         cursor.execute(f"ALTER TABLE {_quote(table.name)} DETACH PARTITION {_quote(name)}")
         cursor.execute(f"DROP TABLE {_quote(name)}")
