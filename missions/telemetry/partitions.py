@@ -9,8 +9,11 @@ rewriting it (``thin_partition``); only the DEFAULT partition is ever
 cleaned row by row. SQLite, and a PostgreSQL database that was never
 converted, keep plain tables: ``is_partitioned`` says which.
 
-Dedupe stays exact: the window's key is (event_id, recorded_at), a unique key
-that contains the partition column; a sample's (vehicle, second) index is
+Dedupe: the window's key is (event_id, recorded_at), a unique key that
+contains the partition column, so a retry meets its first copy in the same
+partition; an hour of the window lives its end plus the dedupe horizon plus
+``WINDOW_LATE_MARGIN``, and older events go to the DEFAULT partition, pruned
+by arrival; a sample's (vehicle, second) index is
 created on every partition, and a second never spans two UTC days, so a
 (vehicle, second) pair can only ever be in one partition.
 """
@@ -30,6 +33,9 @@ from django.utils import timezone
 # needs a short exclusive lock on the parent, and a long wait would queue ingest behind it.
 LOCK_TIMEOUT = "5s"
 DELETE_CHUNK = 10_000
+# An hour of the window is kept this long past its end plus the dedupe horizon. An event later than
+# this finds no hour of its own and goes to the DEFAULT partition, pruned by arrival as before.
+WINDOW_LATE_MARGIN = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,7 @@ def partitions_ensure(*, now: datetime | None = None) -> int:
         if not is_partitioned(table):
             continue
         have = {lower for _, lower, _ in partitions(table)}
-        lower = table.floor(now - timedelta(seconds=settings.TELEMETRY_MAX_AGE_SECONDS))
+        lower = table.floor(now - oldest_kept(table))
         last = table.floor(now + timedelta(days=settings.TELEMETRY_PARTITIONS_AHEAD_DAYS))
         while lower <= last:
             if lower not in have:
@@ -158,6 +164,14 @@ def partitions_ensure(*, now: datetime | None = None) -> int:
                 created += 1
             lower += table.step
     return created
+
+
+def oldest_kept(table: PartitionedTable) -> timedelta:
+    """How far back ``table`` keeps partitions: the samples every day ingest accepts, the window the
+    dedupe horizon and ``WINDOW_LATE_MARGIN`` (older events go to its DEFAULT partition)."""
+    if table is WINDOW:
+        return timedelta(seconds=settings.TELEMETRY_DEDUPE_SECONDS) + WINDOW_LATE_MARGIN
+    return timedelta(seconds=settings.TELEMETRY_MAX_AGE_SECONDS)
 
 
 def drop_before(table: PartitionedTable, cutoff: datetime) -> list[str]:

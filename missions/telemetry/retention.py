@@ -87,15 +87,16 @@ def _purge_partitions(now: datetime, days: int) -> dict[str, int]:
 def telemetry_window_prune(*, now: datetime | None = None) -> int:
     """Drop window rows that arrived longer ago than the dedupe horizon.
 
-    With partitions an hour of the window goes as a whole once no row of it
-    can be needed: ingest accepts an event up to ``TELEMETRY_MAX_AGE_SECONDS``
-    after its time, and its dedupe record must live the horizon after that.
-    Dedupe then holds for every event ingest can still accept. Returns the
-    rows deleted one by one (those of the DEFAULT partition).
+    With partitions an hour of the window goes as a whole once it ended more
+    than the horizon plus ``partitions.WINDOW_LATE_MARGIN`` ago: an event up to
+    that late keeps its dedupe record at least the horizon after arrival.
+    Later events have no hour of their own and land in the DEFAULT partition,
+    whose rows go by arrival as before. Returns the rows deleted one by one
+    (those of the DEFAULT partition).
     """
     now = now or timezone.now()
     horizon = now - timedelta(seconds=settings.TELEMETRY_DEDUPE_SECONDS)
     if partitions.is_partitioned(partitions.WINDOW):
-        partitions.drop_before(partitions.WINDOW, horizon - timedelta(seconds=settings.TELEMETRY_MAX_AGE_SECONDS))
+        partitions.drop_before(partitions.WINDOW, horizon - partitions.WINDOW_LATE_MARGIN)
         return partitions.default_delete(partitions.WINDOW, "received_at < %s", [horizon])
     return _delete_in_chunks(TelemetryWindowEvent.objects.filter(received_at__lt=horizon))

@@ -62,10 +62,11 @@ def test_partitions_are_created_ahead_and_take_over_rows_the_default_partition_h
         assert _partition_of("missions_telemetrysample", at=NOW - timedelta(minutes=5)).endswith("_default")
 
         created = partitions.partitions_ensure()
-        # Samples: yesterday (oldest accepted time), today and two days ahead; the window: the same, by the hour.
-        assert created == 4 + (72 + 1)
+        # Samples: yesterday (oldest accepted time), today and two days ahead; the window by the hour, from
+        # the horizon and the late margin back (11:00) to two days ahead (12:00 on the 12th).
+        assert created == 4 + 50
         assert {f"missions_telemetrysample_p203103{d:02}" for d in (9, 10, 11, 12)} <= _names(partitions.SAMPLES)
-        assert {"missions_telemetrywindowevent_p2031030912", "missions_telemetrywindowevent_p2031031212"} <= _names(
+        assert {"missions_telemetrywindowevent_p2031031011", "missions_telemetrywindowevent_p2031031212"} <= _names(
             partitions.WINDOW
         )
         assert partitions.partitions_ensure() == 0
@@ -140,22 +141,33 @@ def test_retention_drops_whole_partitions_and_thins_a_day_by_rewriting_it(
     assert "UNIQUE INDEX" in definitions and "(vehicle_id, bucket_s)" in definitions
 
 
-def test_window_hours_are_dropped_once_no_event_of_theirs_can_be_accepted(
+def test_window_hours_live_the_horizon_and_the_late_margin_and_later_events_go_by_arrival(
     carrier_a: Carrier, mission: Mission, settings: Any
 ) -> None:
     settings.TELEMETRY_DEDUPE_SECONDS = 900
-    settings.TELEMETRY_MAX_AGE_SECONDS = 3600
+    settings.TELEMETRY_MAX_AGE_SECONDS = 86_400
     settings.TELEMETRY_PARTITIONS_AHEAD_DAYS = 0
     with time_machine.travel(NOW, tick=False) as clock:
         partitions.partitions_ensure()
+        # No hour of the window older than the horizon and the margin is made, though ingest takes a day.
+        assert "missions_telemetrywindowevent_p2031031010" not in _names(partitions.WINDOW)
         event = make_event(mission, ts=NOW - timedelta(minutes=50))  # in the 11:00 hour
-        assert ingest_events(carrier=carrier_a, events=[event], source="test").accepted == 1
+        late = make_event(mission, ts=NOW - timedelta(hours=5))  # no hour of its own: the DEFAULT partition
+        assert ingest_events(carrier=carrier_a, events=[event, late], source="test").accepted == 2
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {partitions.WINDOW.default}")
+            assert cursor.fetchone()[0] == 1
         hour = "missions_telemetrywindowevent_p2031031011"
-        # 11:00-12:00 takes events until 13:00 (an hour old), and must dedupe them 900 s more.
+        # 11:00-12:00 keeps its dedupe records 900 s and the hour's margin past its end.
         clock.move_to(datetime(2031, 3, 10, 13, 14, 59, tzinfo=UTC))
         telemetry_window_prune()
         assert hour in _names(partitions.WINDOW)
+        # The late event arrived at 12:30: its record goes 900 s after that, row by row.
+        assert not TelemetryWindowEvent.objects.filter(event_id=late["event_id"]).exists()
         clock.move_to(datetime(2031, 3, 10, 13, 15, 0, tzinfo=UTC))
         telemetry_window_prune()
         assert hour not in _names(partitions.WINDOW)
         assert not TelemetryWindowEvent.objects.filter(event_id=event["event_id"]).exists()
+        # A retry of either is still no second sample: one sample per vehicle and second.
+        ingest_events(carrier=carrier_a, events=[event, late], source="test")
+    assert TelemetrySample.objects.filter(mission=mission).count() == 2
