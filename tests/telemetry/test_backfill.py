@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.test import AsyncClient
 from django.urls import reverse
 from django.utils import timezone
