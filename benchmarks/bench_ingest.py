@@ -198,8 +198,14 @@ def run(db_url: str) -> int:
     batches = [second_of_events(missions, start + timedelta(seconds=s)) for s in range(total_seconds)]
 
     with connection.cursor() as cursor:
-        cursor.execute("CREATE TABLE bench_raw_samples (LIKE missions_telemetrysample INCLUDING ALL)")
-        cursor.execute("CREATE TABLE bench_raw_window (LIKE missions_telemetrywindowevent INCLUDING ALL)")
+        # With time partitions (docs/decisions/0028), a plain table shaped like one partition: the same
+        # columns and indexes (the sample's per-partition (vehicle, second) index included).
+        for raw, table in (
+            ("bench_raw_samples", "missions_telemetrysample"),
+            ("bench_raw_window", "missions_telemetrywindowevent"),
+        ):
+            cursor.execute("SELECT coalesce(to_regclass(%s), to_regclass(%s))::text", [f"{table}_default", table])
+            cursor.execute(f"CREATE TABLE {raw} (LIKE {cursor.fetchone()[0]} INCLUDING ALL)")
 
     ingest_rates, raw_rates = [], []
     cache = MissionCache(ttl_seconds=3600)

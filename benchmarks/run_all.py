@@ -29,6 +29,8 @@ DEFAULT_URL = "postgres://root@127.0.0.1:5432/tms_bench"
 SCRIPTS = [
     ("bench_ingest", 120),
     ("bench_webhook", 120),
+    # One day's sample partition dropped, against a chunked DELETE of the same rows (projected to a fleet's day).
+    ("bench_retention", 240),
     # Batch ingest and signed webhooks with tracing off and on (span store), four gunicorn phases ABBA.
     ("bench_tracing", 240),
     ("bench_limiter", 240),

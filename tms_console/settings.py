@@ -475,6 +475,9 @@ TELEMETRY_DEDUPE_SECONDS: int = max(env.int("TELEMETRY_DEDUPE_SECONDS", default=
 TELEMETRY_RETENTION_DAYS: int = env.int("TELEMETRY_RETENTION_DAYS", default=30)
 TELEMETRY_THIN_AFTER_DAYS: int = env.int("TELEMETRY_THIN_AFTER_DAYS", default=7)
 TELEMETRY_THIN_SECONDS: int = env.int("TELEMETRY_THIN_SECONDS", default=10)
+# PostgreSQL: partitions (a day of samples, an hour of the window) are created this many days ahead
+# (docs/decisions/0028-telemetry-partitions.md); retention drops whole partitions.
+TELEMETRY_PARTITIONS_AHEAD_DAYS: int = env.int("TELEMETRY_PARTITIONS_AHEAD_DAYS", default=2)
 # Store-and-forward uploads (POST /api/v1/telemetry/backfill, NDJSON): most bytes and lines in one
 # body, read incrementally and never held in memory (docs/decisions/0017-telemetry-backfill.md).
 TELEMETRY_BACKFILL_MAX_BODY_BYTES: int = env.int("TELEMETRY_BACKFILL_MAX_BODY_BYTES", default=134_217_728)
@@ -502,6 +505,7 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     "telemetry-gaps": {"task": "missions.telemetry.gaps_check", "schedule": 5.0},
     "telemetry-window-prune": {"task": "missions.telemetry.window_prune", "schedule": 60.0},
     "telemetry-purge": {"task": "missions.telemetry.purge", "schedule": 3600.0},
+    "telemetry-partitions": {"task": "missions.telemetry.partitions_ensure", "schedule": 3600.0},
 }
 
 # --- SLA engine: evaluation schedule, burn-rate alerts, /metrics ------------------

@@ -117,11 +117,19 @@ def persist(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID
 # the rows as array parameters saves the look-ups' and the COPYs' round trips.
 COPY_MIN_EVENTS = 200
 
-_STORED_EVENTS = "SELECT event_id FROM missions_telemetrywindowevent WHERE event_id = ANY(%s::uuid[])"
+# Both look-ups name the time of each row they look for: on PostgreSQL the tables are partitioned
+# by time (docs/decisions/0028-telemetry-partitions.md), and only that partition's index is probed.
+_STORED_EVENTS = """
+SELECT w.event_id
+FROM missions_telemetrywindowevent w
+JOIN unnest(%s::uuid[], %s::timestamptz[]) AS c(event_id, recorded_at) USING (event_id, recorded_at)
+"""
 _TAKEN_SECONDS = """
 SELECT s.vehicle_id, s.bucket_s
 FROM missions_telemetrysample s
-JOIN unnest(%s::bigint[], %s::bigint[]) AS c(vehicle_id, bucket_s) USING (vehicle_id, bucket_s)
+JOIN unnest(%s::bigint[], %s::bigint[]) AS c(vehicle_id, bucket_s)
+  ON s.vehicle_id = c.vehicle_id AND s.bucket_s = c.bucket_s
+ AND s.recorded_at >= to_timestamp(c.bucket_s) AND s.recorded_at < to_timestamp(c.bucket_s + 1)
 """
 
 
@@ -138,7 +146,11 @@ def _already_stored(accepted: list[Accepted]) -> tuple[set[uuid.UUID], set[tuple
     stored: set[uuid.UUID] = set()
     older = [a for a in accepted if a.mission.last_seen_at is not None and a.event.ts <= a.mission.last_seen_at]
     if older:
-        stored = {row[0] for row in pg_rows(_STORED_EVENTS, [array_literal(str(a.event.event_id) for a in older)])}
+        rows = pg_rows(
+            _STORED_EVENTS,
+            [array_literal(str(a.event.event_id) for a in older), array_literal(a.event.ts_text for a in older)],
+        )
+        stored = {row[0] for row in rows}
     candidates = [
         a
         for a in accepted
@@ -224,8 +236,8 @@ def _copy_rows(fresh: list[Accepted], *, received_at: datetime) -> tuple[str, st
 # committed first) is not in the samples after all: its window row takes the payload.
 _WINDOW_PAYLOAD = """
 UPDATE missions_telemetrywindowevent w SET payload = v.payload
-FROM unnest(%s::uuid[], %s::jsonb[]) AS v(event_id, payload)
-WHERE w.event_id = v.event_id
+FROM unnest(%s::uuid[], %s::timestamptz[], %s::jsonb[]) AS v(event_id, recorded_at, payload)
+WHERE w.event_id = v.event_id AND w.recorded_at = v.recorded_at
 """
 
 
@@ -256,7 +268,7 @@ ins AS (
     INSERT INTO missions_telemetrywindowevent (event_id, mission_id, recorded_at, received_at, payload)
     SELECT event_id, mission_id, recorded_at, %s, CASE WHEN keep_sample THEN NULL ELSE payload::jsonb END
     FROM arrays
-    ON CONFLICT (event_id) DO NOTHING
+    ON CONFLICT DO NOTHING  -- the event is stored: its key, (event_id, recorded_at), is the only unique one
     RETURNING event_id
 ), samples AS (
     INSERT INTO missions_telemetrysample
@@ -265,7 +277,7 @@ ins AS (
            t.data::jsonb, t.event_id, t.bucket_s
     FROM arrays t JOIN ins USING (event_id)
     WHERE t.keep_sample
-    ON CONFLICT (vehicle_id, bucket_s) DO NOTHING  -- the second already has its sample
+    ON CONFLICT DO NOTHING  -- the second already has its sample (the only unique key a new row can meet)
     RETURNING event_id
 )
 SELECT ins.event_id, false, t.keep_sample FROM ins JOIN arrays t USING (event_id)
@@ -340,7 +352,11 @@ def _persist_postgres_merge(accepted: list[Accepted], *, received_at: datetime) 
 def _window_payloads(events: list[TelemetryEvent]) -> None:
     pg_rows(
         _WINDOW_PAYLOAD,
-        [[ev.event_id for ev in events], [orjson.dumps(ev.to_wire()).decode() for ev in events]],
+        [
+            [ev.event_id for ev in events],
+            [ev.ts for ev in events],
+            [orjson.dumps(ev.to_wire()).decode() for ev in events],
+        ],
         fetch=False,
     )
 
@@ -351,6 +367,7 @@ SELECT s.event_id
 FROM missions_telemetrysample s
 JOIN unnest(%s::bigint[], %s::bigint[], %s::uuid[]) AS c(vehicle_id, bucket_s, event_id)
   ON s.vehicle_id = c.vehicle_id AND s.bucket_s = c.bucket_s AND s.event_id = c.event_id
+ AND s.recorded_at >= to_timestamp(c.bucket_s) AND s.recorded_at < to_timestamp(c.bucket_s + 1)
 """
 
 

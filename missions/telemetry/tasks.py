@@ -7,6 +7,7 @@ from typing import Any
 from celery import shared_task
 
 from missions.telemetry.gaps import telemetry_gaps_check
+from missions.telemetry.partitions import partitions_ensure as _partitions_ensure
 from missions.telemetry.retention import telemetry_purge, telemetry_window_prune
 
 
@@ -23,3 +24,9 @@ def window_prune() -> int:
 @shared_task(name="missions.telemetry.purge", ignore_result=True)
 def purge(days: int | None = None) -> dict[str, Any]:
     return telemetry_purge(days=days)
+
+
+@shared_task(name="missions.telemetry.partitions_ensure", ignore_result=True)
+def partitions_ensure() -> int:
+    """PostgreSQL: create the telemetry partitions ahead (nothing to do on plain tables)."""
+    return _partitions_ensure()

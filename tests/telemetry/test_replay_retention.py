@@ -67,7 +67,8 @@ def test_purge_deletes_old_samples_and_thins_middle_aged_ones(
         sample(now - timedelta(days=1) + timedelta(seconds=s))  # untouched
     with time_machine.travel(now, tick=False):
         result = telemetry_purge(days=30)
-    assert result == {"purged": 20, "thinned": 18}
+    # On PostgreSQL these days have no partition (the migration made today's): the DEFAULT one is cleaned row by row.
+    assert result == {"purged": 20, "thinned": 18, "partitions_dropped": 0, "partitions_thinned": 0}
     assert TelemetrySample.objects.count() == 22
 
 
