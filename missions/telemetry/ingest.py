@@ -36,8 +36,9 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 from opentelemetry import trace
 
@@ -280,25 +281,8 @@ def _ingest(
         return result
     _link_mission_traces(accepted)
 
-    with transaction.atomic():
-        if samples_dedupe:
-            kept = stored_as_samples(accepted)
-            if kept:
-                result.duplicates += len(kept)
-                accepted = [a for a in accepted if a.event.event_id not in kept]
-        new_ids = persist(accepted, received_at=now) if accepted else set()
-        fresh = [a for a in accepted if a.event.event_id in new_ids]
-        result.duplicates += len(accepted) - len(fresh)
-        result.accepted = len(fresh)
-        result.stored_indexes = {a.index for a in fresh}
-        if fresh:
-            moved = _missions_touch(fresh, now=now)
-            _gaps_close(moved, carrier=carrier, now=now)
-            _modes_and_safety(fresh, carrier=carrier, source=source)
-            _software_reports(fresh, carrier=carrier)
-            positions = _positions(fresh, moved)
-            if positions:
-                transaction.on_commit(lambda: fleet_broadcast(positions))
+    _store_isolated(accepted, result, carrier=carrier, source=source, now=now, samples_dedupe=samples_dedupe)
+    result.rejected.sort(key=lambda r: r["index"])
     if result.accepted:
         telemetry_ingested(result.accepted)
     log.debug(
@@ -312,6 +296,80 @@ def _ingest(
         },
     )
     return result
+
+
+# What a batch's storage can fail with because of what it holds (a value the database refuses), as
+# opposed to the database being unreachable (OperationalError, InterfaceError: those stay a 503).
+_DATA_ERRORS: tuple[type[BaseException], ...] = (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError)
+
+
+def _store_isolated(
+    accepted: list[Accepted],
+    result: IngestResult,
+    *,
+    carrier: Carrier,
+    source: str,
+    now: datetime,
+    samples_dedupe: bool,
+) -> None:
+    """Store ``accepted`` in one transaction; if the database refuses it for what it holds, split it.
+
+    The halves are stored apart, down to the one event the database refuses,
+    which is reported as rejected with the error's kind: the good events of
+    a batch are never lost with a bad one, and nothing is acknowledged that
+    was not committed. Only the part that committed is added to ``result``.
+    """
+    part = IngestResult()
+    try:
+        with transaction.atomic():
+            _store(accepted, part, carrier=carrier, source=source, now=now, samples_dedupe=samples_dedupe)
+    except _DATA_ERRORS as exc:
+        if len(accepted) == 1:
+            log.warning(
+                "telemetry event refused by the database",
+                extra={"source": source, "carrier": carrier.slug, "event_id": str(accepted[0].event.event_id),
+                       "error": type(exc).__name__},
+            )  # fmt: skip
+            result.rejected.append(
+                {"index": accepted[0].index, "reason": f"could not be stored ({type(exc).__name__}); not retried"}
+            )
+            return
+        middle = len(accepted) // 2
+        for half in (accepted[:middle], accepted[middle:]):
+            _store_isolated(half, result, carrier=carrier, source=source, now=now, samples_dedupe=samples_dedupe)
+        return
+    result.accepted += part.accepted
+    result.duplicates += part.duplicates
+    result.stored_indexes |= part.stored_indexes
+
+
+def _store(
+    accepted: list[Accepted],
+    result: IngestResult,
+    *,
+    carrier: Carrier,
+    source: str,
+    now: datetime,
+    samples_dedupe: bool,
+) -> None:
+    if samples_dedupe:
+        kept = stored_as_samples(accepted)
+        if kept:
+            result.duplicates += len(kept)
+            accepted = [a for a in accepted if a.event.event_id not in kept]
+    new_ids = persist(accepted, received_at=now) if accepted else set()
+    fresh = [a for a in accepted if a.event.event_id in new_ids]
+    result.duplicates += len(accepted) - len(fresh)
+    result.accepted = len(fresh)
+    result.stored_indexes = {a.index for a in fresh}
+    if fresh:
+        moved = _missions_touch(fresh, now=now)
+        _gaps_close(moved, carrier=carrier, now=now)
+        _modes_and_safety(fresh, carrier=carrier, source=source)
+        _software_reports(fresh, carrier=carrier)
+        positions = _positions(fresh, moved)
+        if positions:
+            transaction.on_commit(lambda: fleet_broadcast(positions))
 
 
 # A batch's span links to at most this many missions' traces (a fleet-wide batch would list thousands).
