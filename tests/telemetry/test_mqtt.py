@@ -221,6 +221,26 @@ def test_unstorable_strings_refuse_their_event_or_message_with_one_log_line_per_
         assert unstorable_char(str(record.__dict__)) is None  # log lines are storable too
 
 
+def test_a_megabyte_of_integers_is_one_refused_message_and_one_log_line(
+    offline_bridge: MqttBridge, carrier_a: Carrier, mission: Mission, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert mission.vehicle is not None
+    topic = f"tms/telemetry/{carrier_a.slug}/{mission.vehicle.external_id}"
+    payload = json.dumps(list(range(500_000)), separators=(",", ":")).encode()
+    assert len(payload) > 1_000_000
+    caplog.set_level(logging.INFO, logger="missions.telemetry.mqtt_bridge")
+    deliver(offline_bridge, topic, payload, 1)
+    deliver(offline_bridge, topic, {"events": [make_event(mission, ts=seconds_ago(1))]}, 2)
+    offline_bridge.pump(wait=False)
+
+    recorder = offline_bridge._client
+    assert isinstance(recorder, AckRecorder)
+    assert sorted(recorder.acked) == [1, 2]
+    assert len(stored_ids()) == 1  # the clean message next to it is stored
+    lines = [r for r in caplog.records if r.name == "missions.telemetry.mqtt_bridge"]
+    assert len(lines) == 1, [r.getMessage() for r in lines]  # not one per integer
+
+
 def test_an_unacknowledged_message_is_redelivered_to_a_persistent_session(
     prefix: str, publisher: mqtt.Client, carrier_a: Carrier, mission: Mission, monkeypatch: pytest.MonkeyPatch
 ) -> None:
