@@ -27,6 +27,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tms_console.unstorable import unstorable_find
+
 PLAN_TYPE = "tms.route_plan.v1"
 MAX_ARTIFACT_BYTES = 262_144
 MIN_WAYPOINTS = 2
@@ -295,6 +297,13 @@ def plan_parse(artifact: bytes) -> ParsedPlan:
         raise PlanRefused(Reason.MALFORMED, f"The plan is not JSON: {str(exc)[:200]}") from None
     if not isinstance(document, dict):
         raise PlanRefused(Reason.INVALID, "The plan is a JSON object.", errors=[_error("", "An object is required.")])
+    # Signed or not, a string no column can store (U+0000, a lone surrogate) would break the
+    # refusal's own record and answer: named by its pointer, before anything echoes it.
+    unstorable = unstorable_find(document)
+    if unstorable is not None:
+        raise PlanRefused(
+            Reason.INVALID, "The route plan holds a string that cannot be stored.", errors=[unstorable.error()]
+        )
     errors: list[dict[str, str]] = []
     for name in sorted(PLAN_MEMBERS - document.keys()):
         errors.append({"pointer": f"/{name}", "detail": "This member is required.", "code": "required"})

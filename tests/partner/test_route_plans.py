@@ -337,3 +337,25 @@ def test_the_write_needs_the_missions_write_scope(
     body = submission(artifact, blob_sign(key_a.private_pem, artifact))
     assert_problem(post_json(reader, path_of(mission_a), body), 403, "/insufficient-scope")
     assert reader.get(path_of(mission_a)).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "head",
+    ['"type": "\\u0000"', '"\\u0000x": 1', '"\\ud800": 1', '"type": "x", "valid_from": "\\ud800"'],
+    ids=["nul-value", "nul-member", "surrogate-member", "surrogate-instant"],
+)
+def test_a_signed_plan_holding_an_unstorable_string_is_refused_not_a_server_error(
+    api_a: APIClient, mission_a: Mission, key_a: KeyPair, post_json: Callable[..., Any], head: str
+) -> None:
+    # The signature verifies: the strings no column can store are in the signed bytes themselves.
+    now = timezone.now()
+    valid = f'"valid_until": "{(now + timedelta(hours=1)).isoformat()}", "waypoints": []'
+    if "valid_from" not in head:
+        valid = f'"valid_from": "{(now - timedelta(minutes=5)).isoformat()}", {valid}'
+    artifact = f'{{{head}, "mission_id": {mission_a.pk}, "version": 1, {valid}}}'.encode()
+    response = post_json(api_a, path_of(mission_a), submission(artifact, blob_sign(key_a.private_pem, artifact)))
+    problem = assert_problem(response, 422)
+    assert [e["code"] for e in problem["errors"]] == ["unstorable_string"]
+    assert b"\x00" not in response.content
+    assert not RoutePlan.objects.filter(mission=mission_a).exists()
