@@ -181,6 +181,17 @@ def test_mission_exceptions(live_app: LiveApp, partner: Partner, data: st.DataOb
 
 @given(data=st.data())
 @PROPERTY
+def test_route_plans(live_app: LiveApp, partner: Partner, data: st.DataObject) -> None:
+    # The submission around the signed bytes (the bytes themselves: tests/partner/test_route_plans.py).
+    base = {"artifact": "e30=", "signature": "MEUCIQ==", "digest": "sha256:" + "0" * 64, "size": 2}
+    case, raw = data.draw(injected(base)), data.draw(st.booleans())
+    before = snapshot()
+    path = f"/api/v1/missions/{partner.mission.pk}/route-plans"
+    check(api_post(live_app, partner, path, encode(case.body, raw)), case, before)
+
+
+@given(data=st.data())
+@PROPERTY
 def test_telemetry_single_and_batch(live_app: LiveApp, partner: Partner, data: st.DataObject) -> None:
     if data.draw(st.booleans()):
         case, raw = data.draw(injected(event(partner))), data.draw(st.booleans())
