@@ -16,6 +16,7 @@ every good/total count is exact.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from missions.models import Tender
 from runbooks.models import Incident
 from sla.choices import SLIName
 from sla.models import CoverageCell, MissionFact, RollupCarrier, SLIBucket
-from sla.rollups import BLOCK, latency_bin, latency_of_bin, outbound_model
+from sla.rollups import BLOCK, OPEN_TIER, latency_bin, latency_of_bin, outbound_model
 from sla.selectors import (
     _dec,
     _failover_instant,
@@ -259,14 +260,48 @@ class _Tel:
         return expected, covered, starts
 
 
-def _tel_ranges(lo: int, hi: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """Coarse keys and fine keys a ``[lo, hi)`` read needs (the partial blocks whole, for their start count)."""
+def _tel_fine(lo: int, hi: int) -> list[tuple[int, int]]:
+    """Fine keys a ``[lo, hi)`` read needs: its partial blocks whole, for their start count."""
     if hi <= lo:
-        return [], []
+        return []
     b0, b1 = lo // BLOCK, (hi - 1) // BLOCK
-    coarse = [(b0, b1 + 1)]
-    fine = [(b0 * BLOCK, (b0 + 1) * BLOCK), (b1 * BLOCK, (b1 + 1) * BLOCK)]
-    return coarse, fine
+    return [(b0 * BLOCK, (b0 + 1) * BLOCK), (b1 * BLOCK, (b1 + 1) * BLOCK)]
+
+
+class _Open:
+    """Running missions by start gap bucket ``sk``: how many start at or after ``x``, and the sum of their ``sk``.
+
+    Fine rows hold the starts per gap bucket (n4), coarse rows per block (n5, and n6 the offsets in the
+    block), the ``OPEN_TIER`` row all of the carrier's running missions (n1). Suffix sums over the
+    coarse rows read, so each question costs a block's fine rows at most.
+    """
+
+    def __init__(self, tel: _Tel, total: int) -> None:
+        self.tel, self.total = tel, total
+        blocks = sorted((k, r.n5, r.n5 * k * BLOCK + r.n6) for k, r in tel.coarse.items() if r.n5)
+        self.keys = [k for k, _, _ in blocks]
+        self.after: list[tuple[int, int]] = [(0, 0)] * (len(blocks) + 1)  # sums over blocks[i:]
+        for i in range(len(blocks) - 1, -1, -1):
+            n, s = self.after[i + 1]
+            self.after[i] = (n + blocks[i][1], s + blocks[i][2])
+
+    def from_(self, x: int) -> tuple[int, int]:
+        block = x // BLOCK
+        n, s = self.after[bisect.bisect_right(self.keys, block)]
+        for k in range(x, (block + 1) * BLOCK):
+            f = self.tel.fine.get(k)
+            if f is not None and f.n4:
+                n, s = n + f.n4, s + f.n4 * k
+        return n, s
+
+    def add(self, k0: int, k_end: int) -> tuple[int, int]:
+        """(active, expected) the running missions add to ``[k0, k_end)``: those started before ``k_end``,
+        each expecting every gap bucket from ``max(sk, k0)`` to ``k_end``."""
+        n0, s0 = self.from_(k0)
+        n1, s1 = self.from_(k_end)
+        before_start = self.total - n0  # sk < k0: the whole window
+        inside, inside_sum = n0 - n1, s0 - s1  # k0 <= sk < k_end
+        return self.total - n1, before_start * (k_end - k0) + inside * k_end - inside_sum
 
 
 def telemetry_windows(carrier_id: int, windows: Sequence[Window], *, gap_seconds: int) -> dict[str, SLIResult]:
@@ -276,15 +311,24 @@ def telemetry_windows(carrier_id: int, windows: Sequence[Window], *, gap_seconds
         k_end = math.floor(w.end.timestamp() / g)
         k0 = math.floor(w.start.timestamp() / g)
         spans[w.name] = (k0, max(k_end, k0))
-    coarse_ranges, fine_ranges = [], []
+    fine_ranges = []
     for lo, hi in spans.values():
-        c, f = _tel_ranges(lo, hi)
-        coarse_ranges += c
-        fine_ranges += f
-    tel = _Tel(_rows(carrier_id, "T", 1, coarse_ranges), _rows(carrier_id, "T", 0, fine_ranges))
-    open_missions = list(
-        MissionFact.objects.filter(carrier_id=carrier_id, tel_open=True).values_list("started_at", flat=True)
-    )
+        fine_ranges += _tel_fine(lo, hi)
+        fine_ranges += [(hi // BLOCK * BLOCK, (hi // BLOCK + 1) * BLOCK)]  # running missions started at or after hi
+    # Every block from the earliest window on (running missions may have started after a window's end).
+    first_block = min(lo for lo, _ in spans.values()) // BLOCK
+    coarse = SLIBucket.objects.filter(
+        Q(tier=1, key__gte=first_block) | Q(tier=OPEN_TIER, key=0), carrier_id=carrier_id, family="T"
+    ).defer("hist")
+    running = 0
+    coarse_rows = []
+    for row in coarse:
+        if row.tier == OPEN_TIER:
+            running = row.n1
+        else:
+            coarse_rows.append(row)
+    tel = _Tel(coarse_rows, _rows(carrier_id, "T", 0, fine_ranges, hist=False))
+    open_missions = _Open(tel, running)
     # Window starts inside a gap bucket: missions that ended in it before the start, cells only sampled before it.
     edges = [(w, spans[w.name][0]) for w in windows if w.start.timestamp() % g and spans[w.name][1] > spans[w.name][0]]
     ended: list[datetime] = []
@@ -315,11 +359,8 @@ def telemetry_windows(carrier_id: int, windows: Sequence[Window], *, gap_seconds
                 gone = sum(1 for at in ended if k0 * g < at.timestamp() <= w.start.timestamp())
                 expected, active = expected - gone, active - gone
                 covered -= sum(1 for k, at in cells if k == k0 and at < w.start)
-        judged = k_end * g
-        for started in open_missions:
-            if started is not None and started.timestamp() < judged:
-                active += 1
-                expected += max(0, k_end - math.floor(max(started.timestamp(), w.start.timestamp()) / g))
+        running_active, running_expected = open_missions.add(k0, k_end)
+        active, expected = active + running_active, expected + running_expected
         good = min(covered, expected)
         out[w.name] = SLIResult(
             SLIName.TELEMETRY_INTEGRITY, carrier_id, w.name, w.start, w.end, good, expected, _pct(good, expected),

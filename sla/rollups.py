@@ -44,6 +44,7 @@ from sla.sli import Targets
 
 BLOCK = 60  # fine buckets per coarse bucket (minutes per hour; gap buckets per coarse telemetry row)
 BATCH = 5000
+OPEN_TIER = 3  # family T: one row per carrier (key 0), n1 the missions running (counted for telemetry)
 LATENCY_GAMMA = 1.02  # latency bins: (gamma^(i-1), gamma^i] ms, a relative error under 1 % at the bin's midpoint
 Delta = dict[tuple[int, str, int, int], list[int]]
 
@@ -241,6 +242,14 @@ def _fact_apply(deltas: Deltas, fact: MissionFact, sign: int) -> None:
             lo, hi = max(ks, block * BLOCK), min(ke, (block + 1) * BLOCK)
             active_at_start = int(ks <= block * BLOCK < ke)
             deltas.add(c, "T", 1, block, [hi - lo, active_at_start, 0, int(block == ks // BLOCK)], sign)
+    if fact.tel_open and fact.started_at is not None:
+        # A running mission: its start gap bucket, summed by block (count, offsets) and carrier-wide, so a
+        # window reads what running missions expect from a few rows, not one per running mission.
+        sk = math.floor(fact.started_at.timestamp() / fact.gap_seconds)
+        block = sk // BLOCK
+        deltas.add(c, "T", 0, sk, [0, 0, 0, 1], sign)
+        deltas.add(c, "T", 1, block, [0, 0, 0, 0, 1, sk - block * BLOCK], sign)
+        deltas.add(c, "T", OPEN_TIER, 0, [1], sign)
 
 
 def _same_telemetry(a: MissionFact, b: MissionFact) -> bool:
