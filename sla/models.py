@@ -520,7 +520,9 @@ class CoverageCell(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["mission_id", "k"], name="sla_coverage_once")]
-        indexes = [models.Index(fields=["carrier_id", "k"], name="sla_coverage_carrier_k")]
+        # last_at in the index: a window starting inside a gap bucket counts the cells sampled before it
+        # from the index alone (index-only scan), not a heap row per mission on the road.
+        indexes = [models.Index(fields=["carrier_id", "k", "last_at"], name="sla_coverage_carrier_k_at")]
 
     def __str__(self) -> str:
         return f"mission {self.mission_id} bucket {self.k}"
