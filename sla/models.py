@@ -535,8 +535,10 @@ class SLIBucket(models.Model):
     success, n4 failed, n5 handed over, n6 cancelled), ``A`` carrier API calls by
     minute started (n1 calls, n2 counted, n3 ok, n4 within the latency target,
     ``hist`` latency bins), ``T`` telemetry by gap bucket ``k`` (fine: n1 missions
-    starting, n2 ending, n3 covered; coarse, 60 gap buckets: n1 expected, n2 active
-    at its start, n3 covered). Tier 0 is the fine key (minute or k), tier 1 the
+    starting, n2 ending, n3 covered, n4 running missions starting; coarse, 60 gap
+    buckets: n1 expected, n2 active at its start, n3 covered, n4 missions starting,
+    n5 running missions starting, n6 their offsets in the block; tier 3 key 0: n1
+    the running missions). Tier 0 is the fine key (minute or k), tier 1 the
     coarse one (hour, or k // 60).
     """
 
