@@ -16,19 +16,20 @@ every good/total count is exact.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
-from django.db.models import BooleanField, ExpressionWrapper, OuterRef, Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, OuterRef, Q
 
 from missions.models import Tender
 from runbooks.models import Incident
 from sla.choices import SLIName
 from sla.models import CoverageCell, MissionFact, RollupCarrier, SLIBucket
-from sla.rollups import BLOCK, latency_bin, latency_of_bin, outbound_model
+from sla.rollups import BLOCK, OPEN_TIER, latency_bin, latency_of_bin, outbound_model
 from sla.selectors import (
     _dec,
     _failover_instant,
@@ -64,16 +65,69 @@ def split(
     return [(h0, h1)], minutes, loose
 
 
-def _rows(
-    carrier_id: int, family: str, tier: int, ranges: Sequence[tuple[int, int]], *, hist: bool = True
-) -> list[SLIBucket]:
+class Row(NamedTuple):
+    """A bucket row as read (no model instance: an evaluation reads thousands)."""
+
+    key: int
+    n1: int
+    n2: int
+    n3: int
+    n4: int
+    n5: int
+    n6: int
+    hist: dict[str, int]
+
+
+class Series:
+    """Bucket rows of one family and tier, sorted by key, with prefix sums: a key range costs two bisections."""
+
+    def __init__(self, rows: Sequence[Row]) -> None:
+        self.rows = sorted(rows)
+        self.keys = [r.key for r in self.rows]
+        self.prefix = [(0, 0, 0, 0, 0, 0)]
+        self.merged: dict[tuple[int, int], dict[int, int]] = {}
+        for r in self.rows:
+            p = self.prefix[-1]
+            self.prefix.append((p[0] + r.n1, p[1] + r.n2, p[2] + r.n3, p[3] + r.n4, p[4] + r.n5, p[5] + r.n6))
+
+    def _span(self, lo: int, hi: int) -> tuple[int, int]:
+        return bisect.bisect_left(self.keys, lo), bisect.bisect_left(self.keys, hi)
+
+    def sum(self, ranges: Sequence[tuple[int, int]]) -> list[int]:
+        out = [0] * 6
+        for lo, hi in ranges:
+            i, j = self._span(lo, hi)
+            a, b = self.prefix[i], self.prefix[j]
+            for n in range(6):
+                out[n] += b[n] - a[n]
+        return out
+
+    def hist(self, ranges: Sequence[tuple[int, int]], into: dict[int, int]) -> None:
+        for lo, hi in ranges:
+            merged = self.merged.get((lo, hi))
+            if merged is None:  # windows ending at the same instant share their last minutes and hours
+                merged = self.merged[(lo, hi)] = {}
+                i, j = self._span(lo, hi)
+                for r in self.rows[i:j]:
+                    for name, n in (r.hist or {}).items():
+                        merged[int(name)] = merged.get(int(name), 0) + n
+            for b, count in merged.items():
+                into[b] = into.get(b, 0) + count
+
+
+COLUMNS = ("key", "n1", "n2", "n3", "n4", "n5", "n6")
+
+
+def _rows(carrier_id: int, family: str, tier: int, ranges: Sequence[tuple[int, int]], *, hist: bool = True) -> Series:
     if not ranges:
-        return []
+        return Series([])
     q = Q(pk__in=[])
     for lo, hi in ranges:
         q |= Q(key__gte=lo, key__lt=hi)
     rows = SLIBucket.objects.filter(q, carrier_id=carrier_id, family=family, tier=tier)
-    return list(rows if hist else rows.defer("hist"))
+    if hist:
+        return Series([Row._make(r) for r in rows.values_list(*COLUMNS, "hist")])
+    return Series([Row._make((*r, {})) for r in rows.values_list(*COLUMNS)])
 
 
 def days_of(hours: Sequence[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -87,22 +141,6 @@ def days_of(hours: Sequence[tuple[int, int]]) -> tuple[list[tuple[int, int]], li
         days.append((d0, d1))
         rest += [(a, b) for a, b in ((h0, d0 * 24), (d1 * 24, h1)) if b > a]
     return days, rest
-
-
-def _sum(rows: Sequence[SLIBucket], ranges: Sequence[tuple[int, int]]) -> list[int]:
-    out = [0] * 6
-    for r in rows:
-        if any(lo <= r.key < hi for lo, hi in ranges):
-            for n, v in enumerate((r.n1, r.n2, r.n3, r.n4, r.n5, r.n6)):
-                out[n] += v
-    return out
-
-
-def _hist(rows: Sequence[SLIBucket], ranges: Sequence[tuple[int, int]], into: dict[int, int]) -> None:
-    for r in rows:
-        if any(lo <= r.key < hi for lo, hi in ranges):
-            for b, n in (r.hist or {}).items():
-                into[int(b)] = into.get(int(b), 0) + n
 
 
 def _loose_q(field: str, ranges: Sequence[tuple[datetime, datetime]]) -> Q:
@@ -129,7 +167,7 @@ def mission_windows(carrier_id: int, windows: Sequence[Window]) -> dict[str, tup
     out: dict[str, tuple[SLIResult, SLIResult]] = {}
     for w in windows:
         h, m, loose = parts[w.name]
-        c = [a + b for a, b in zip(_sum(hours, h), _sum(minutes, m), strict=True)]
+        c = [a + b for a, b in zip(hours.sum(h), minutes.sum(m), strict=True)]
         for at, counts in facts:
             if at is not None and any(a <= at < b for a, b in loose):
                 c = [x + y for x, y in zip(c, counts, strict=False)]
@@ -181,11 +219,11 @@ def api_windows(
     out: dict[str, tuple[SLIResult, SLIResult]] = {}
     for w in windows:
         h, m, loose = parts[w.name]
-        total, counted, ok, fast, _, _ = (a + b for a, b in zip(_sum(hours, h), _sum(minutes, m), strict=True))
+        total, counted, ok, fast, _, _ = (a + b for a, b in zip(hours.sum(h), minutes.sum(m), strict=True))
         hist: dict[int, int] = {}
-        _hist(hist_days, hist_parts[w.name][0], hist)
-        _hist(hist_hours, hist_parts[w.name][1], hist)
-        _hist(minutes, m, hist)
+        hist_days.hist(hist_parts[w.name][0], hist)
+        hist_hours.hist(hist_parts[w.name][1], hist)
+        minutes.hist(m, hist)
         edge = [(c, 1) for c in calls if any(a <= c["started_at"] < b for a, b in loose)]
         edge += [(c, -1) for c in left_out if w.start <= c["started_at"] < w.end]
         for call, sign in edge:
@@ -218,7 +256,7 @@ def api_windows(
 class _Tel:
     """Sums over gap-bucket ranges from coarse rows (whole blocks) and fine rows (the rest)."""
 
-    def __init__(self, coarse: Sequence[SLIBucket], fine: Sequence[SLIBucket]) -> None:
+    def __init__(self, coarse: Sequence[Row], fine: Sequence[Row]) -> None:
         self.coarse = {r.key: r for r in coarse}
         self.fine = {r.key: r for r in fine}
 
@@ -259,14 +297,48 @@ class _Tel:
         return expected, covered, starts
 
 
-def _tel_ranges(lo: int, hi: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """Coarse keys and fine keys a ``[lo, hi)`` read needs (the partial blocks whole, for their start count)."""
+def _tel_fine(lo: int, hi: int) -> list[tuple[int, int]]:
+    """Fine keys a ``[lo, hi)`` read needs: its partial blocks whole, for their start count."""
     if hi <= lo:
-        return [], []
+        return []
     b0, b1 = lo // BLOCK, (hi - 1) // BLOCK
-    coarse = [(b0, b1 + 1)]
-    fine = [(b0 * BLOCK, (b0 + 1) * BLOCK), (b1 * BLOCK, (b1 + 1) * BLOCK)]
-    return coarse, fine
+    return [(b0 * BLOCK, (b0 + 1) * BLOCK), (b1 * BLOCK, (b1 + 1) * BLOCK)]
+
+
+class _Open:
+    """Running missions by start gap bucket ``sk``: how many start at or after ``x``, and the sum of their ``sk``.
+
+    Fine rows hold the starts per gap bucket (n4), coarse rows per block (n5, and n6 the offsets in the
+    block), the ``OPEN_TIER`` row all of the carrier's running missions (n1). Suffix sums over the
+    coarse rows read, so each question costs a block's fine rows at most.
+    """
+
+    def __init__(self, tel: _Tel, total: int) -> None:
+        self.tel, self.total = tel, total
+        blocks = sorted((k, r.n5, r.n5 * k * BLOCK + r.n6) for k, r in tel.coarse.items() if r.n5)
+        self.keys = [k for k, _, _ in blocks]
+        self.after: list[tuple[int, int]] = [(0, 0)] * (len(blocks) + 1)  # sums over blocks[i:]
+        for i in range(len(blocks) - 1, -1, -1):
+            n, s = self.after[i + 1]
+            self.after[i] = (n + blocks[i][1], s + blocks[i][2])
+
+    def from_(self, x: int) -> tuple[int, int]:
+        block = x // BLOCK
+        n, s = self.after[bisect.bisect_right(self.keys, block)]
+        for k in range(x, (block + 1) * BLOCK):
+            f = self.tel.fine.get(k)
+            if f is not None and f.n4:
+                n, s = n + f.n4, s + f.n4 * k
+        return n, s
+
+    def add(self, k0: int, k_end: int) -> tuple[int, int]:
+        """(active, expected) the running missions add to ``[k0, k_end)``: those started before ``k_end``,
+        each expecting every gap bucket from ``max(sk, k0)`` to ``k_end``."""
+        n0, s0 = self.from_(k0)
+        n1, s1 = self.from_(k_end)
+        before_start = self.total - n0  # sk < k0: the whole window
+        inside, inside_sum = n0 - n1, s0 - s1  # k0 <= sk < k_end
+        return self.total - n1, before_start * (k_end - k0) + inside * k_end - inside_sum
 
 
 def telemetry_windows(carrier_id: int, windows: Sequence[Window], *, gap_seconds: int) -> dict[str, SLIResult]:
@@ -276,33 +348,45 @@ def telemetry_windows(carrier_id: int, windows: Sequence[Window], *, gap_seconds
         k_end = math.floor(w.end.timestamp() / g)
         k0 = math.floor(w.start.timestamp() / g)
         spans[w.name] = (k0, max(k_end, k0))
-    coarse_ranges, fine_ranges = [], []
+    fine_ranges = []
     for lo, hi in spans.values():
-        c, f = _tel_ranges(lo, hi)
-        coarse_ranges += c
-        fine_ranges += f
-    tel = _Tel(_rows(carrier_id, "T", 1, coarse_ranges), _rows(carrier_id, "T", 0, fine_ranges))
-    open_missions = list(
-        MissionFact.objects.filter(carrier_id=carrier_id, tel_open=True).values_list("started_at", flat=True)
-    )
+        fine_ranges += _tel_fine(lo, hi)
+        fine_ranges += [(hi // BLOCK * BLOCK, (hi // BLOCK + 1) * BLOCK)]  # running missions started at or after hi
+    # Every block from the earliest window on (running missions may have started after a window's end).
+    first_block = min(lo for lo, _ in spans.values()) // BLOCK
+    coarse = SLIBucket.objects.filter(
+        Q(tier=1, key__gte=first_block) | Q(tier=OPEN_TIER, key=0), carrier_id=carrier_id, family="T"
+    ).values_list("tier", *COLUMNS)
+    running = 0
+    coarse_rows = []
+    for tier, *values in coarse:
+        if tier == OPEN_TIER:
+            running = values[1]
+        else:
+            coarse_rows.append(Row._make((*values, {})))
+    tel = _Tel(coarse_rows, _rows(carrier_id, "T", 0, fine_ranges, hist=False).rows)
+    open_missions = _Open(tel, running)
     # Window starts inside a gap bucket: missions that ended in it before the start, cells only sampled before it.
     edges = [(w, spans[w.name][0]) for w in windows if w.start.timestamp() % g and spans[w.name][1] > spans[w.name][0]]
-    ended: list[datetime] = []
-    cells: list[tuple[int, datetime]] = []
+    # Counted in the database, one figure per window: their rows grow with the fleet on the road.
+    gone: dict[str, int] = {}
+    early: dict[str, int] = {}
     if edges:
         q_end = Q(pk__in=[])
         q_cell = Q(pk__in=[])
-        for w, k0 in edges:
-            q_end |= Q(completed_at__gt=_utc(k0 * g), completed_at__lte=w.start)
-            q_cell |= Q(k=k0, last_at__lt=w.start)
-        ended = [
-            at
-            for at in MissionFact.objects.filter(q_end, carrier_id=carrier_id, tel_start_k__isnull=False).values_list(
-                "completed_at", flat=True
-            )
-            if at is not None
-        ]
-        cells = list(CoverageCell.objects.filter(q_cell, carrier_id=carrier_id).values_list("k", "last_at"))
+        end_counts: dict[str, Any] = {}
+        cell_counts: dict[str, Any] = {}
+        for n, (w, k0) in enumerate(edges):
+            ended_q = Q(completed_at__gt=_utc(k0 * g), completed_at__lte=w.start)
+            early_q = Q(k=k0, last_at__lt=w.start)
+            q_end, q_cell = q_end | ended_q, q_cell | early_q
+            end_counts[f"w{n}"] = Count("pk", filter=ended_q)
+            cell_counts[f"w{n}"] = Count("pk", filter=early_q)
+        ended = MissionFact.objects.filter(q_end, carrier_id=carrier_id, tel_start_k__isnull=False)
+        cells = CoverageCell.objects.filter(q_cell, carrier_id=carrier_id)
+        ended_n, cells_n = ended.aggregate(**end_counts), cells.aggregate(**cell_counts)
+        for n, (w, _) in enumerate(edges):
+            gone[w.name], early[w.name] = ended_n[f"w{n}"] or 0, cells_n[f"w{n}"] or 0
     exclusions = len(carrier_exclusions(carrier_id))
     out: dict[str, SLIResult] = {}
     for w in windows:
@@ -311,15 +395,11 @@ def telemetry_windows(carrier_id: int, windows: Sequence[Window], *, gap_seconds
         active = 0
         if k_end > k0:
             active = tel._active(k0 // BLOCK, k0) + starts - tel.sums(k0, k0 + 1)[2]
-            if w.start.timestamp() % g:
-                gone = sum(1 for at in ended if k0 * g < at.timestamp() <= w.start.timestamp())
-                expected, active = expected - gone, active - gone
-                covered -= sum(1 for k, at in cells if k == k0 and at < w.start)
-        judged = k_end * g
-        for started in open_missions:
-            if started is not None and started.timestamp() < judged:
-                active += 1
-                expected += max(0, k_end - math.floor(max(started.timestamp(), w.start.timestamp()) / g))
+            # Missions that ended in the first gap bucket before the start; cells only sampled before it.
+            expected, active = expected - gone.get(w.name, 0), active - gone.get(w.name, 0)
+            covered -= early.get(w.name, 0)
+        running_active, running_expected = open_missions.add(k0, k_end)
+        active, expected = active + running_active, expected + running_expected
         good = min(covered, expected)
         out[w.name] = SLIResult(
             SLIName.TELEMETRY_INTEGRITY, carrier_id, w.name, w.start, w.end, good, expected, _pct(good, expected),

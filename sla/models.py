@@ -520,7 +520,9 @@ class CoverageCell(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["mission_id", "k"], name="sla_coverage_once")]
-        indexes = [models.Index(fields=["carrier_id", "k"], name="sla_coverage_carrier_k")]
+        # last_at in the index: a window starting inside a gap bucket counts the cells sampled before it
+        # from the index alone (index-only scan), not a heap row per mission on the road.
+        indexes = [models.Index(fields=["carrier_id", "k", "last_at"], name="sla_coverage_carrier_k_at")]
 
     def __str__(self) -> str:
         return f"mission {self.mission_id} bucket {self.k}"
@@ -533,8 +535,10 @@ class SLIBucket(models.Model):
     success, n4 failed, n5 handed over, n6 cancelled), ``A`` carrier API calls by
     minute started (n1 calls, n2 counted, n3 ok, n4 within the latency target,
     ``hist`` latency bins), ``T`` telemetry by gap bucket ``k`` (fine: n1 missions
-    starting, n2 ending, n3 covered; coarse, 60 gap buckets: n1 expected, n2 active
-    at its start, n3 covered). Tier 0 is the fine key (minute or k), tier 1 the
+    starting, n2 ending, n3 covered, n4 running missions starting; coarse, 60 gap
+    buckets: n1 expected, n2 active at its start, n3 covered, n4 missions starting,
+    n5 running missions starting, n6 their offsets in the block; tier 3 key 0: n1
+    the running missions). Tier 0 is the fine key (minute or k), tier 1 the
     coarse one (hour, or k // 60).
     """
 
