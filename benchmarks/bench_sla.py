@@ -5,12 +5,14 @@ For each size (``BENCH_SLA_MISSIONS``, comma-separated, default ``100000,1000000
 the facts are generated in SQL (generate_series, seeded) into a throw-away
 database (``<name>_bench_sla``), the buckets are built by the backfill, and the
 script prints the median of ``BENCH_SLA_RUNS`` evaluations (7 SLIs x 9 windows,
-measurements stored, rolled back after each) next to ``COUNT(*)`` over the
+measurements stored, rolled back after each) as they run every minute: after a
+first evaluation that opened the history's alerts (timed once and reported:
+a page also opens an incident and starts its runbook) was kept. Next to it, ``COUNT(*)`` over the
 missions in the same run, the same evaluation recounting raw rows
 (``SLA_ROLLUPS=0``) and the recount drift (target 0). Across sizes: the flatness
 (target: 100,000 within 1.5x of 1,000,000). On the largest size: telemetry
 batch ingest with the rollup running in its own process against without it
-(ABBA; target >= 95 %). Target per evaluation: <= 100 ms (issue 25).
+(ABBA; target >= 95 %). Target per evaluation: <= 100 ms.
 
     DATABASE_URL=postgres://root@127.0.0.1:5432/tms .venv/bin/python benchmarks/bench_sla.py
 
@@ -399,6 +401,13 @@ def run(missions: int) -> int:
             transaction.set_rollback(True)
         return None
 
+    # The first evaluation of the generated history opens its alerts (and, for a page, an incident and its
+    # runbook): timed once, reported. Then one evaluation is kept, and the figure is the evaluation that
+    # runs every minute after it, with its alerts open: each timed run is rolled back to that state.
+    t0 = time.perf_counter()
+    evaluate()
+    first = time.perf_counter() - t0
+    sla_evaluate(carrier_id=carrier_id, now=now)
     if os.environ.get("BENCH_SLA_PROFILE"):
         profile(evaluate)
     baseline = timed(count_all, RUNS)
@@ -407,6 +416,7 @@ def run(missions: int) -> int:
         recount = timed(evaluate, 1 if missions > 200_000 else min(RUNS, 3))
     drift = drift_find(carrier_id, default_windows(now), catch_up=False)
     print(f"SELECT COUNT(*) over missions_mission:          {baseline * 1000:8.1f} ms (median of {RUNS})")
+    print(f"first SLA evaluation, opening its alerts:       {first * 1000:8.1f} ms (once)")
     print(f"full SLA evaluation from buckets (7 x 9):       {evaluation * 1000:8.1f} ms (median of {RUNS})")
     print(f"the same recounting raw rows (SLA_ROLLUPS=0):   {recount * 1000:8.1f} ms")
     print(f"ratio evaluation / COUNT(*):                    {evaluation / baseline:8.2f}x")
@@ -415,6 +425,8 @@ def run(missions: int) -> int:
     figure(name=f"SLA evaluation (buckets), {label}", measured=evaluation * 1000, unit="ms",
            baseline=baseline * 1000, baseline_name="ms COUNT(*)", target="<= 100 ms",
            met=evaluation <= 0.1)  # fmt: skip
+    figure(name=f"SLA evaluation (buckets), first, opening alerts, {label}", measured=first * 1000, unit="ms",
+           baseline=baseline * 1000, baseline_name="ms COUNT(*)", target="reported")  # fmt: skip
     figure(name=f"SLA evaluation (raw recount), {label}", measured=recount * 1000, unit="ms",
            baseline=baseline * 1000, baseline_name="ms COUNT(*)", target="reference")  # fmt: skip
     figure(name=f"SLA recount drift, {label}", measured=float(len(drift.differences)), unit="windows",
