@@ -34,7 +34,8 @@ SCRIPTS = [
     # Batch ingest and signed webhooks with tracing off and on (span store), four gunicorn phases ABBA.
     ("bench_tracing", 240),
     ("bench_limiter", 240),
-    ("bench_livemap", 150),
+    # 1,000 then 10,000 trucks at 1 Hz (over ws/ingest/, then stored by another process) to 20 dashboards.
+    ("bench_livemap", 300),
     ("bench_tender_api", 180),
     # Two sizes (100,000 and 1,000,000 missions), each generated in SQL and backfilled into the buckets.
     ("bench_sla", 1500),

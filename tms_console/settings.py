@@ -482,9 +482,11 @@ TELEMETRY_PARTITIONS_AHEAD_DAYS: int = env.int("TELEMETRY_PARTITIONS_AHEAD_DAYS"
 # body, read incrementally and never held in memory (docs/decisions/0017-telemetry-backfill.md).
 TELEMETRY_BACKFILL_MAX_BODY_BYTES: int = env.int("TELEMETRY_BACKFILL_MAX_BODY_BYTES", default=134_217_728)
 TELEMETRY_BACKFILL_MAX_LINES: int = env.int("TELEMETRY_BACKFILL_MAX_LINES", default=100_000)
-# Live map: at most one frame per client per this many seconds (5 a second: "a few", and a position
-# waits at most this long for its frame; docs/decisions/0011-live-map-frames.md).
-LIVEMAP_FRAME_SECONDS: float = env.float("LIVEMAP_FRAME_SECONDS", default=0.2)
+# Live map (docs/decisions/0011-live-map-frames.md): a frame goes out this long after the first position
+# it carries (the rest of a burst rides along), and frames are at least LIVEMAP_FRAME_SECONDS apart (a cap
+# on frames per second for the browsers; 0.05 at the least).
+LIVEMAP_COALESCE_SECONDS: float = env.float("LIVEMAP_COALESCE_SECONDS", default=0.02)
+LIVEMAP_FRAME_SECONDS: float = env.float("LIVEMAP_FRAME_SECONDS", default=0.05)
 # A truck is at risk when its ETA leaves less than this before its delivery window ends
 # (docs/decisions/0020-live-map-routes-and-eta.md).
 LIVEMAP_AT_RISK_MARGIN_MINUTES: float = env.float("LIVEMAP_AT_RISK_MARGIN_MINUTES", default=30)

@@ -10,8 +10,9 @@ rejected on its own; one outside the events refuses the message
 (``{"ack": n, "error": ..., "pointer": "/..."}``).
 
 ``ws/map/`` (console): OTP-verified session with VIEW_CONSOLE. Sends the fleet
-on connect, then at most one coalesced frame per ``LIVEMAP_FRAME_SECONDS``
-holding the latest position of each vehicle that moved, with its ETA against
+on connect, then a frame soon after positions arrive (``LIVEMAP_COALESCE_SECONDS``
+gathers a burst), at most one per ``LIVEMAP_FRAME_SECONDS``, holding the
+latest position of each vehicle that moved, with its ETA against
 its delivery window (``map_eta``); all maps of a process share one
 subscription, one frame and one set of estimates (``FleetFrames``). Planned
 routes are not in the frames: the browser asks for the routes of the missions
@@ -70,13 +71,15 @@ TELEMETRY_SCOPE = "telemetry:write"
 # Without a shared channel layer, batches stored by another process (the MQTT
 # bridge, a second web process) only reach the map through this poll.
 MAP_POLL_SECONDS = 1.0
-# How long an idle map waits after a first position to gather the rest of its burst.
-FRAME_SETTLE_SECONDS = 0.02
 POLL_OVERLAP_SECONDS = 3.0
 RECEIVE_RETRY_SECONDS = 1.0
 GROUP_RENEW_SECONDS = 3600.0
 # The most routes one request of a map may ask for (a map asks for what it lacks, in one go after its snapshot).
 ROUTES_PER_REQUEST = 10_000
+# The largest message a map is sent: daphne (autobahn) refuses to send one over 1 MiB and ends the socket. A
+# fleet's snapshot (10,000 trucks: 4.4 MB), a frame after a burst or the routes of thousands of missions go
+# out in parts under this.
+MESSAGE_BYTES = 768 * 1024
 
 
 @dataclass(frozen=True)
@@ -252,7 +255,8 @@ class LiveMapConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def _send_snapshot(self) -> None:
         assert self.frames is not None
-        await self.send(text_data=await self.frames.snapshot())
+        for text in await self.frames.snapshot():
+            await self.send(text_data=text)
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
@@ -262,13 +266,18 @@ class LiveMapConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.holds += 1
 
     async def _release(self) -> None:
-        self.holds -= 1
-        if self.holds or not self.backlog:
+        if self.holds > 1:
+            self.holds -= 1
             return
-        # No await between taking the backlog and handing the frame to the server: a shared frame
-        # cannot overtake it, and it reaches the map after the snapshot it follows.
-        batch, self.backlog = list(self.backlog.values()), {}
-        await self.send(text_data=positions_text(batch))
+        # The hold is kept while the backlog goes out (a large one in parts): a shared frame cannot
+        # overtake it, and it reaches the map after the snapshot it follows.
+        try:
+            while self.backlog:
+                batch, self.backlog = list(self.backlog.values()), {}
+                for text in positions_parts(batch):
+                    await self.send(text_data=text)
+        finally:
+            self.holds -= 1
 
     async def resync(self) -> None:
         """A fresh snapshot (the browser asked, or the process may have missed positions), then frames again."""
@@ -300,15 +309,32 @@ class LiveMapConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             if isinstance(wanted, list) and self.frames is not None:
                 ids = sorted({i for i in wanted[:ROUTES_PER_REQUEST] if _is_id(i)})
                 routes = await self.frames.routes_wire(ids)
-                await self.send(text_data=orjson.dumps({"type": "routes", "routes": routes}).decode())
+                for text in encoded_parts({"type": "routes"}, "routes", routes):
+                    await self.send(text_data=text)
 
 
 def _is_id(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def positions_text(batch: list[dict[str, Any]]) -> str:
-    return orjson.dumps({"type": "positions", "vehicles": batch}).decode()
+def positions_parts(batch: list[dict[str, Any]]) -> list[str]:
+    return encoded_parts({"type": "positions"}, "vehicles", batch)
+
+
+def encoded_parts(
+    head: dict[str, Any], key: str, rows: list[Any], rest: dict[str, Any] | None = None, limit: int = 0
+) -> list[str]:
+    """``{**head, key: rows}`` as JSON text, in as many messages of at most ``MESSAGE_BYTES`` as it takes.
+
+    The rows are halved until each part fits; parts after the first carry ``rest`` instead of ``head``.
+    """
+    limit = limit or MESSAGE_BYTES
+    data = orjson.dumps({**head, key: rows})
+    if len(data) <= limit or len(rows) <= 1:
+        return [data.decode()]
+    half = len(rows) // 2
+    tail = rest if rest is not None else head
+    return encoded_parts(head, key, rows[:half], tail, limit) + encoded_parts(tail, key, rows[half:], tail, limit)
 
 
 def coalesce(into: dict[int, dict[str, Any]], positions: Iterable[dict[str, Any]]) -> None:
@@ -325,9 +351,12 @@ class FleetFrames:
     Every dashboard is sent the same positions, so instead of each socket joining the group (with
     channels_redis each then dispatches every batch through its own handler, and channels runs each
     dispatch behind a hop to the sync thread that ingest keeps busy), the process receives each batch
-    once, coalesces it once, and encodes each frame once for all its maps. An idle fleet's position is
-    sent after a short settle that gathers a burst; a busy fleet gets one frame per
-    ``LIVEMAP_FRAME_SECONDS`` (a few per second at most), the same frame on every socket.
+    once, coalesces it once, and encodes each frame once for all its maps.
+
+    Frames follow changes, not a clock: the first position after a frame is sent
+    ``LIVEMAP_COALESCE_SECONDS`` after it arrived (what else arrives meanwhile rides along), but never
+    sooner than ``LIVEMAP_FRAME_SECONDS`` after the previous frame, a cap on frames per second so a
+    busy fleet does not flood the browsers. The same frame goes to every socket.
 
     One instance per event loop and channel layer; it subscribes with the first map and unsubscribes
     with the last. Without a shared channel layer it also polls the database, once for all maps.
@@ -346,8 +375,9 @@ class FleetFrames:
         self.tasks: list[asyncio.Task[None]] = []
         self.frame_task: asyncio.Task[None] | None = None
         self.last_frame_at = -math.inf
-        self.snapshot_reading: asyncio.Future[str] | None = None
-        self.snapshot_next: asyncio.Future[str] | None = None
+        self.pending_since = -math.inf  # when the first position of ``pending`` arrived (loop time)
+        self.snapshot_reading: asyncio.Future[list[str]] | None = None
+        self.snapshot_next: asyncio.Future[list[str]] | None = None
         # Planned routes and recent speeds of the trucks on the maps: the ETA of every position.
         self.eta = EtaTracker()
         self.routes_wanted: set[int] = set()
@@ -393,8 +423,9 @@ class FleetFrames:
         if isinstance(self.layer, InMemoryChannelLayer):
             self.tasks.append(asyncio.create_task(self._poll_loop()))
 
-    async def snapshot(self) -> str:
-        """The fleet, encoded, from a read that started after this call.
+    async def snapshot(self) -> list[str]:
+        """The fleet, encoded, from a read that started after this call (a large fleet in parts:
+        ``snapshot``, then ``snapshot_more`` messages that add to it).
 
         Maps that ask at the same moment (every browser reconnects when a web process restarts) share
         one read and one encoding instead of queueing one each on the sync thread that ingest uses.
@@ -404,7 +435,7 @@ class FleetFrames:
         # Shielded: a map that disconnects meanwhile does not cancel the read the others wait for.
         return await asyncio.shield(self.snapshot_next)
 
-    async def _read_snapshot(self, after: asyncio.Future[str] | None) -> str:
+    async def _read_snapshot(self, after: asyncio.Future[list[str]] | None) -> list[str]:
         if after is not None:  # one read at a time; this one starts when the previous ends
             with contextlib.suppress(Exception):
                 await asyncio.shield(after)
@@ -419,13 +450,8 @@ class FleetFrames:
         for row in vehicles:
             self.eta.observe(row, margin_s=margin_s)
         self.eta.forget_before(now.timestamp() - FORGET_SECONDS, keep=[row["mission_id"] for row in vehicles])
-        snapshot = {
-            "type": "snapshot",
-            "server_time": now.isoformat(),
-            "frame_seconds": settings.LIVEMAP_FRAME_SECONDS,
-            "vehicles": vehicles,
-        }
-        return orjson.dumps(snapshot).decode()
+        head = {"type": "snapshot", "server_time": now.isoformat(), "frame_seconds": settings.LIVEMAP_FRAME_SECONDS}
+        return encoded_parts(head, "vehicles", vehicles, rest={"type": "snapshot_more"})
 
     def add(self, positions: Iterable[dict[str, Any]]) -> None:
         positions = list(positions)
@@ -433,11 +459,16 @@ class FleetFrames:
         unrouted = [p["mission_id"] for p in positions if not self.eta.observe(p, margin_s=margin_s)]
         if unrouted:
             self._routes_want(unrouted)
+        if positions and not self.pending:
+            self.pending_since = asyncio.get_running_loop().time()
         coalesce(self.pending, positions)
         if self.pending and self.frame_task is None:
-            loop = asyncio.get_running_loop()
-            delay = max(FRAME_SETTLE_SECONDS, self.last_frame_at + frame_seconds() - loop.time())
-            self.frame_task = asyncio.create_task(self._frame_after(delay))
+            self.frame_task = asyncio.create_task(self._frame_after(self.frame_delay()))
+
+    def frame_delay(self) -> float:
+        """Seconds from now to the next frame: the coalescing delay, stretched to the minimum spacing."""
+        due = max(self.pending_since + coalesce_seconds(), self.last_frame_at + frame_seconds())
+        return max(0.0, due - asyncio.get_running_loop().time())
 
     def _routes_want(self, mission_ids: Iterable[int]) -> None:
         """Read the routes of missions first seen in a frame, in the background: frames never wait for it."""
@@ -489,13 +520,14 @@ class FleetFrames:
             self.add(())
 
     async def _send(self, batch: list[dict[str, Any]]) -> None:
-        text = positions_text(batch)
+        texts = positions_parts(batch)
         for live_map in list(self.maps):
             if live_map.holds:
                 coalesce(live_map.backlog, batch)
                 continue
             try:
-                await live_map.send(text_data=text)
+                for text in texts:
+                    await live_map.send(text_data=text)
             except Exception:  # that socket closed under us; its disconnect handler leaves
                 log.debug("live map frame not sent", exc_info=True)
 
@@ -546,7 +578,13 @@ class FleetFrames:
 
 
 def frame_seconds() -> float:
+    """The least time between two frames (a cap of 20 a second whatever the setting)."""
     return max(0.05, float(settings.LIVEMAP_FRAME_SECONDS))
+
+
+def coalesce_seconds() -> float:
+    """How long a frame waits after the first position it carries, to gather what arrives with it."""
+    return min(1.0, max(0.0, float(settings.LIVEMAP_COALESCE_SECONDS)))
 
 
 def at_risk_margin_seconds() -> float:

@@ -1,9 +1,9 @@
 /* Live map: active missions on a plotly scattergeo map of the US, fed by the ws/map/ socket.
  *
- * The server sends the fleet on connect ("snapshot"), then at most a few
- * "positions" frames per second, each with the latest position of the trucks
- * that moved and their ETA against the delivery window (computed by the
- * server). Planned routes are not in the frames: the page asks for the routes
+ * The server sends the fleet on connect ("snapshot"), then a "positions"
+ * frame soon after trucks report (at most twenty a second by default), each with
+ * the latest position of the trucks that moved and their ETA against the
+ * delivery window (computed by the server). Planned routes are not in the frames: the page asks for the routes
  * of missions it has not seen ("routes") and keeps them, so each crosses the
  * socket once.
  *
@@ -561,6 +561,11 @@
     if (msg.type === "snapshot") {
       clockSkewMs = Date.parse(msg.server_time) - Date.now();
       vehicles.clear();
+      msg.vehicles.forEach(merge);
+      msg.vehicles.forEach(function (v) { carrierOption(v.carrier); });
+      scheduleDraw(); renderLists();
+    } else if (msg.type === "snapshot_more") {
+      // The rest of a large fleet's snapshot (the server sends no message over 768 KiB).
       msg.vehicles.forEach(merge);
       msg.vehicles.forEach(function (v) { carrierOption(v.carrier); });
       scheduleDraw(); renderLists();

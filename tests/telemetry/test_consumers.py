@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -328,6 +329,84 @@ async def test_live_maps_of_one_process_share_one_subscription_and_the_same_fram
     await maps[1].disconnect()
     # The last map to leave unsubscribes the process.
     assert FLEET_GROUP not in layer.groups
+
+
+async def test_frames_follow_positions_after_the_coalescing_delay_and_keep_the_least_spacing() -> None:
+    frames = consumers.FleetFrames(InMemoryChannelLayer())
+    loop = asyncio.get_running_loop()
+    with override_settings(LIVEMAP_COALESCE_SECONDS=0.03, LIVEMAP_FRAME_SECONDS=0.5):
+        # A quiet map: the first position waits only the coalescing delay, not a frame interval.
+        frames.pending_since = loop.time()
+        assert frames.frame_delay() == pytest.approx(0.03, abs=0.01)
+        # A frame went out 0.1 s ago: the next one keeps the least spacing (a cap on frames per second).
+        frames.last_frame_at = loop.time() - 0.1
+        assert frames.frame_delay() == pytest.approx(0.4, abs=0.01)
+        # Positions held since before the last frame was written are due at once.
+        frames.last_frame_at, frames.pending_since = loop.time() - 0.6, loop.time() - 0.1
+        assert frames.frame_delay() == 0.0
+    with override_settings(LIVEMAP_COALESCE_SECONDS=0, LIVEMAP_FRAME_SECONDS=0):
+        # No coalescing asked for: at once after a quiet spell; the spacing never drops below 50 ms.
+        frames.last_frame_at, frames.pending_since = loop.time() - 1.0, loop.time()
+        assert frames.frame_delay() == 0.0
+        frames.last_frame_at = loop.time()
+        assert frames.frame_delay() == pytest.approx(0.05, abs=0.01)
+
+
+async def test_a_busy_fleet_gets_frames_no_closer_than_the_frame_interval(dispatcher: User, carrier_a: Carrier) -> None:
+    mission: Mission = await sync_to_async(MissionFactory)(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+    layer = get_channel_layer()
+    with override_settings(LIVEMAP_COALESCE_SECONDS=0.01, LIVEMAP_FRAME_SECONDS=0.4):
+        comm = await _map(dispatcher)
+        assert (await comm.connect(timeout=TIMEOUT))[0]
+        assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+        loop = asyncio.get_running_loop()
+        seen: list[tuple[float, list[float]]] = []
+        for second in range(1, 4):
+            await layer.group_send(
+                FLEET_GROUP, {"type": "fleet.positions", "positions": [_position(mission.pk, 30.0 + second, second)]}
+            )
+            frame = await _next(comm, "positions")
+            seen.append((loop.time(), [v["lat"] for v in frame["vehicles"]]))
+        await comm.disconnect()
+    # Each position is sent once it arrives, but frames are never closer than the interval (a lower bound only).
+    assert [lats for _, lats in seen] == [[31.0], [32.0], [33.0]]
+    assert all(later - earlier >= 0.35 for (earlier, _), (later, _) in itertools.pairwise(seen))
+
+
+def test_large_messages_go_out_in_parts_under_the_size_daphne_sends() -> None:
+    rows = [{"mission_id": i, "vehicle_id": f"TRK-{i:04d}", "lat": 30.0, "lon": -96.0} for i in range(200)]
+    whole = consumers.encoded_parts({"type": "snapshot", "server_time": "t"}, "vehicles", rows)
+    assert len(whole) == 1
+    parts = consumers.encoded_parts(
+        {"type": "snapshot", "server_time": "t"}, "vehicles", rows, rest={"type": "snapshot_more"}, limit=2000
+    )
+    decoded = [json.loads(text) for text in parts]
+    assert len(parts) > 1 and all(len(text.encode()) <= 2000 for text in parts)
+    assert decoded[0]["type"] == "snapshot" and decoded[0]["server_time"] == "t"
+    assert {d["type"] for d in decoded[1:]} == {"snapshot_more"}
+    assert [v for d in decoded for v in d["vehicles"]] == rows
+
+
+async def test_a_fleet_snapshot_over_the_message_size_arrives_in_parts(
+    dispatcher: User, carrier_a: Carrier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missions = [await sync_to_async(MissionFactory)(carrier=carrier_a, status=MissionStatus.EN_ROUTE) for _ in range(6)]
+    for mission in missions:
+        await sync_to_async(ingest_events)(
+            carrier=carrier_a, events=[make_event(mission, ts=seconds_ago(2))], source="t"
+        )
+    monkeypatch.setattr(consumers, "MESSAGE_BYTES", 1500)  # a truck is a few hundred bytes
+    comm = await _map(dispatcher)
+    assert (await comm.connect(timeout=TIMEOUT))[0]
+    first = await comm.receive_json_from(timeout=TIMEOUT)
+    assert first["type"] == "snapshot"
+    seen = [v["mission_id"] for v in first["vehicles"]]
+    while len(seen) < len(missions):
+        more = await comm.receive_json_from(timeout=TIMEOUT)
+        assert more["type"] == "snapshot_more"
+        seen += [v["mission_id"] for v in more["vehicles"]]
+    assert sorted(seen) == sorted(m.pk for m in missions) and len(first["vehicles"]) < len(missions)
+    await comm.disconnect()
 
 
 async def test_a_position_broadcast_while_the_snapshot_is_read_follows_the_snapshot(
