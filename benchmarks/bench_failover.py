@@ -4,7 +4,7 @@
 Everything runs as in production (``scripts/run_all.py``): PostgreSQL, a Redis
 broker, one Celery worker (``--pool=threads --concurrency=4``) and Celery beat
 as separate processes with the production beat schedule (gap detection every
-5 s, the runbook tick every 2 s) and step lease (``RUNBOOK_STEP_LEASE_SECONDS``).
+second on beat's detector thread, the runbook tick every 2 s) and step lease (``RUNBOOK_STEP_LEASE_SECONDS``).
 An autonomous truck reports at 1 Hz, then goes silent; its carrier's contract
 sets a 5 s gap threshold and a 20 s recovery timeout, and a human-driven
 carrier is the pre-approved fallback. The lost-comms runbook pages on-call
@@ -471,7 +471,8 @@ def run(db_url: str, redis_url: str) -> int:
             )
             print(
                 f"lost comms: gap threshold {GAP_SECONDS} s, recovery timeout {RECOVERY_TIMEOUT_SECONDS} s; "
-                f"beat: gap detection every 5 s, runbook tick every 2 s; step lease {lease} s; "
+                f"gap detection every {settings.TELEMETRY_GAP_CHECK_SECONDS:g} s, runbook tick every 2 s; "
+                f"step lease {lease} s; "
                 f"first page held {PAGER_HOLD_SECONDS:.0f} s; broker {redis_url}",
                 flush=True,
             )

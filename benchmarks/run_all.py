@@ -41,6 +41,8 @@ SCRIPTS = [
     ("bench_sla", 1500),
     # Its own nats-server: a raw publish loop, the relay over 50,000 events, lag under a 10,000-truck fleet.
     ("bench_bus", 180),
+    # 10,000 trucks at 1 Hz with beat and a worker: 500 fall silent, each alarm timed from its threshold.
+    ("bench_gaps", 240),
     # Mostly waiting (the recovery timeout, a step lease): three lost-comms failovers in real time.
     ("bench_failover", 240),
     # 100,000 events as one NDJSON upload against the batch endpoint (ABBA), on gunicorn and daphne.

@@ -298,6 +298,14 @@ TRACE_UI_URL: str = env.str("TRACE_UI_URL", default="")
 
 # --- Product settings ---------------------------------------------------------
 TELEMETRY_GAP_SECONDS_DEFAULT: int = env.int("TELEMETRY_GAP_SECONDS_DEFAULT", default=60)
+# How often gap detection runs: a silence is alarmed at most this long (plus one pass) after it
+# crosses its threshold (DESIGN.md §6: within threshold + 2 s; docs/decisions/0010-telemetry-ingest.md).
+TELEMETRY_GAP_CHECK_SECONDS: float = env.float("TELEMETRY_GAP_CHECK_SECONDS", default=1.0)
+# On: a thread of the beat process runs it (no broker, no queue behind the worker's long tasks);
+# off: beat sends it to a worker as the task missions.telemetry.gaps_check.
+TELEMETRY_GAP_DETECTOR_IN_BEAT: bool = env.bool("TELEMETRY_GAP_DETECTOR_IN_BEAT", default=True)
+# Threads (each with a database connection) raising the silences one pass found, on PostgreSQL.
+TELEMETRY_GAP_WORKERS: int = env.int("TELEMETRY_GAP_WORKERS", default=4)
 TENDER_EXPIRY_SECONDS_DEFAULT: int = env.int("TENDER_EXPIRY_SECONDS_DEFAULT", default=900)
 
 # --- Partner API v1 (OAuth2, problem+json, limits, schema, mTLS proxy) --------
@@ -504,11 +512,17 @@ MQTT_CLIENT_ID: str = env.str("MQTT_CLIENT_ID", default="tms-mqtt-ingest")
 CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "missions.telemetry.tasks"]
 CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
-    "telemetry-gaps": {"task": "missions.telemetry.gaps_check", "schedule": 5.0},
     "telemetry-window-prune": {"task": "missions.telemetry.window_prune", "schedule": 60.0},
     "telemetry-purge": {"task": "missions.telemetry.purge", "schedule": 3600.0},
     "telemetry-partitions": {"task": "missions.telemetry.partitions_ensure", "schedule": 3600.0},
 }
+if not TELEMETRY_GAP_DETECTOR_IN_BEAT:
+    # A check not started within its period is dropped: the next one, a period later, does its work.
+    CELERY_BEAT_SCHEDULE["telemetry-gaps"] = {
+        "task": "missions.telemetry.gaps_check",
+        "schedule": TELEMETRY_GAP_CHECK_SECONDS,
+        "options": {"expires": TELEMETRY_GAP_CHECK_SECONDS},
+    }
 
 # --- SLA engine: evaluation schedule, burn-rate alerts, /metrics ------------------
 # Burn-rate alerts need at least this many events in their long window (minimum-traffic rule).

@@ -17,15 +17,19 @@ log subscribe.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -65,17 +69,27 @@ def gap_candidates(*, now: datetime) -> list[GapCandidate]:
     # The per-mission threshold comparison is done here rather than in SQL:
     # interval arithmetic differs between SQLite and PostgreSQL, and the
     # floor above already keeps healthy (1 Hz) missions out of the result.
-    return [
+    found = [
         GapCandidate(mission_id=pk, last_seen_at=seen, gap_seconds=int(gap))
         for pk, seen, gap in rows
         if seen is not None and seen <= now - timedelta(seconds=int(gap))
     ]
+    # The silence that crossed its threshold first is raised first.
+    found.sort(key=lambda c: c.last_seen_at + timedelta(seconds=c.gap_seconds))
+    return found
 
 
 @transaction.atomic
 def telemetry_gap_open(*, mission_id: int, last_seen_at: datetime, gap_seconds: int) -> TelemetryGap | None:
-    """Record the gap and raise one lost-comms exception; ``None`` if telemetry resumed or it already raised."""
-    mission = Mission.objects.select_for_update().get(pk=mission_id)
+    """Record the gap and raise one lost-comms exception; ``None`` if telemetry resumed or it already raised.
+
+    Also ``None``, without waiting, while another transaction holds the mission's row: passes
+    overlap when one takes longer than the beat period, and each then raises the silences the
+    others are not on (the next pass looks at a skipped mission again).
+    """
+    mission = Mission.objects.select_for_update(skip_locked=True).filter(pk=mission_id).first()
+    if mission is None:
+        return None
     # Re-checked under the row lock: a batch may have landed since the scan.
     if mission.last_seen_at != last_seen_at or mission.status not in MISSION_ACTIVE:
         return None
@@ -109,25 +123,65 @@ def telemetry_gap_open(*, mission_id: int, last_seen_at: datetime, gap_seconds: 
 
 
 def telemetry_gaps_check(*, now: datetime | None = None) -> int:
-    """Find silent missions and raise lost comms for each new silence; return how many were raised."""
+    """Find silent missions and raise lost comms for each new silence; return how many were raised.
+
+    On PostgreSQL, outside a transaction, up to ``TELEMETRY_GAP_WORKERS`` threads raise them,
+    each on its own connection: raising one takes a few round trips and a snapshot of the
+    window, so many silences at once (a cell tower down) are alarmed together rather than
+    one after the other.
+    """
     now = now or timezone.now()
+    candidates = gap_candidates(now=now)
+    workers = min(int(settings.TELEMETRY_GAP_WORKERS), len(candidates))
+    if workers <= 1 or connection.vendor != "postgresql" or connection.in_atomic_block:
+        return _gaps_raise(candidates)
+    # Every thread runs in this context (the safety ticker's tasks_inline() holds there too).
+    contexts = [contextvars.copy_context() for _ in range(workers)]
+    with ThreadPoolExecutor(workers, thread_name_prefix="gap-raise") as pool:
+        shares = [pool.submit(ctx.run, _gaps_raise, candidates[i::workers], own_connection=True)
+                  for i, ctx in enumerate(contexts)]  # fmt: skip
+        return sum(share.result() for share in shares)
+
+
+def _gaps_raise(candidates: list[GapCandidate], *, own_connection: bool = False) -> int:
     raised = 0
-    for candidate in gap_candidates(now=now):
-        try:
-            gap = telemetry_gap_open(
-                mission_id=candidate.mission_id,
-                last_seen_at=candidate.last_seen_at,
-                gap_seconds=candidate.gap_seconds,
-            )
-        except Exception:  # one mission's failure must not hide the others' gaps
-            log.exception("gap handling failed", extra={"mission_id": candidate.mission_id})
-            continue
-        if gap is not None:
-            raised += 1
-            log.warning(
-                "telemetry gap", extra={"mission_id": candidate.mission_id, "gap_seconds": candidate.gap_seconds}
-            )
+    try:
+        for candidate in candidates:
+            try:
+                gap = telemetry_gap_open(
+                    mission_id=candidate.mission_id,
+                    last_seen_at=candidate.last_seen_at,
+                    gap_seconds=candidate.gap_seconds,
+                )
+            except Exception:  # one mission's failure must not hide the others' gaps
+                log.exception("gap handling failed", extra={"mission_id": candidate.mission_id})
+                continue
+            if gap is not None:
+                raised += 1
+                log.warning(
+                    "telemetry gap", extra={"mission_id": candidate.mission_id, "gap_seconds": candidate.gap_seconds}
+                )
+    finally:
+        if own_connection:
+            connection.close()  # this thread's own: the pool's threads end with the pass
     return raised
+
+
+def gap_detector_loop(*, stop: threading.Event, period: float, check: Callable[[], int] = telemetry_gaps_check) -> None:
+    """Run ``check`` every ``period`` seconds until ``stop`` is set (the gap detector thread of the beat process).
+
+    A pass starts a period after the last one started, or at once when that one took longer;
+    passes never overlap. A failing pass (the database away) is logged and the next one runs.
+    """
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            check()
+        except Exception:
+            log.exception("gap detection pass failed")
+            connection.close()
+        if stop.wait(max(0.0, period - (time.monotonic() - started))):
+            return
 
 
 # --- Backfill: a silence filled afterwards by the events the vehicle buffered ------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -11,7 +13,7 @@ import time_machine
 from missions.choices import ExceptionKind, MissionStatus
 from missions.models import AuditEvent, Carrier, Mission, MissionException
 from missions.models.telemetry import TelemetryGap, TelemetrySnapshot
-from missions.telemetry.gaps import gap_candidates, telemetry_gaps_check
+from missions.telemetry.gaps import gap_candidates, gap_detector_loop, telemetry_gaps_check
 from missions.telemetry.ingest import ingest_events
 from missions.telemetry.tasks import gaps_check
 from tests.factories import ContractFactory, MissionFactory
@@ -101,3 +103,79 @@ def test_candidates_are_found_with_one_query(carrier_a: Carrier, django_assert_n
         assert telemetry_gaps_check() == 5
         assert lost_comms(missions[0]) == 0
         assert timedelta(seconds=0) <= datetime.now(UTC) - T0
+
+
+def test_the_silence_that_crossed_its_threshold_first_is_raised_first(carrier_a: Carrier, carrier_b: Carrier) -> None:
+    ContractFactory(carrier=carrier_a, telemetry_gap_seconds=5, effective_from=date(2026, 1, 1))
+    ContractFactory(carrier=carrier_b, telemetry_gap_seconds=30, effective_from=date(2026, 1, 1))
+    slow = MissionFactory(carrier=carrier_b, status=MissionStatus.EN_ROUTE)
+    fast = MissionFactory(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+    with time_machine.travel(T0, tick=False) as clock:
+        send(carrier_b, slow)  # silent first, but crosses its 30 s threshold at T0 + 30
+        clock.shift(10)
+        send(carrier_a, fast)  # silent later, crosses its 5 s threshold at T0 + 15
+        clock.shift(30)
+        assert [c.mission_id for c in gap_candidates(now=datetime.now(UTC))] == [fast.pk, slow.pk]
+
+
+def test_the_detector_loop_runs_a_pass_each_period_and_outlives_a_failing_one() -> None:
+    stop = threading.Event()
+    passes: list[float] = []
+
+    def check() -> int:
+        passes.append(time.monotonic())
+        if len(passes) == 1:
+            raise RuntimeError("database away")
+        if len(passes) == 3:
+            stop.set()
+        return 0
+
+    gap_detector_loop(stop=stop, period=0.05, check=check)
+    assert len(passes) == 3
+    assert passes[2] - passes[1] >= 0.04  # a period apart, not back to back
+
+
+def test_beat_starts_the_detector_thread_instead_of_scheduling_the_task(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from missions.telemetry import tasks
+
+    assert "telemetry-gaps" not in settings.CELERY_BEAT_SCHEDULE  # TELEMETRY_GAP_DETECTOR_IN_BEAT is on
+    assert settings.TELEMETRY_GAP_CHECK_SECONDS == 1.0
+    seen: list[float] = []
+    monkeypatch.setattr(tasks, "gap_detector_loop", lambda *, stop, period: seen.append(period))
+    thread = tasks.gap_detector_start()
+    assert thread is not None and thread.name == "gap-detector"
+    thread.join(5)
+    assert seen == [1.0]
+    settings.TELEMETRY_GAP_DETECTOR_IN_BEAT = False
+    assert tasks.gap_detector_start() is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pass_skips_a_mission_another_transaction_holds_and_raises_the_rest_at_once(carrier_a: Carrier) -> None:
+    """PostgreSQL: overlapping passes split the work instead of queueing on each other's row locks."""
+    import psycopg
+    from django.db import connection
+
+    from tests.conftest import require_service
+
+    require_service("PostgreSQL (DATABASE_URL)", connection.vendor == "postgresql")
+    ContractFactory(carrier=carrier_a, telemetry_gap_seconds=5, effective_from=date(2026, 1, 1))
+    missions = [MissionFactory(carrier=carrier_a, status=MissionStatus.EN_ROUTE) for _ in range(6)]
+    seen = datetime.now(UTC) - timedelta(seconds=30)
+    Mission.objects.filter(pk__in=[m.pk for m in missions]).update(last_seen_at=seen)
+    held = missions[2]
+    params = connection.get_connection_params()
+    other = psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"})
+    try:
+        other.execute("SELECT 1 FROM missions_mission WHERE id = %s FOR UPDATE", [held.pk])
+        started = time.monotonic()
+        assert telemetry_gaps_check() == 5  # several threads (TELEMETRY_GAP_WORKERS), none waits
+        assert time.monotonic() - started < 30
+        assert lost_comms(held) == 0
+    finally:
+        other.rollback()
+        other.close()
+    assert telemetry_gaps_check() == 1  # the next pass raises the one it skipped
+    assert [lost_comms(m) for m in missions] == [1] * 6
