@@ -66,7 +66,7 @@ from benchmarks._report import figure, free_port
 from benchmarks._server import GUNICORN_THREADS
 from benchmarks.bench_webhook import drive
 
-SECONDS = float(os.environ.get("BENCH_TRACING_SECONDS", "6"))
+SECONDS = float(os.environ.get("BENCH_TRACING_SECONDS", "15"))
 STREAMS = int(os.environ.get("BENCH_TRACING_STREAMS", "4"))
 MISSIONS = int(os.environ.get("BENCH_TRACING_MISSIONS", "2000"))
 BATCH = 100

@@ -32,7 +32,7 @@ SCRIPTS = [
     # One day's sample partition dropped, against a chunked DELETE of the same rows (projected to a fleet's day).
     ("bench_retention", 240),
     # Batch ingest and signed webhooks with tracing off and on (span store), four gunicorn phases ABBA.
-    ("bench_tracing", 240),
+    ("bench_tracing", 420),
     ("bench_limiter", 240),
     # 1,000 then 10,000 trucks at 1 Hz (over ws/ingest/, then stored by another process) to 20 dashboards.
     ("bench_livemap", 300),
