@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
+from celery._state import _set_task_join_will_block, task_join_will_block  # type: ignore[attr-defined]
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
@@ -137,10 +138,17 @@ def telemetry_gaps_check(*, now: datetime | None = None) -> int:
         return _gaps_raise(candidates)
     # Every thread runs in this context (the safety ticker's tasks_inline() holds there too).
     contexts = [contextvars.copy_context() for _ in range(workers)]
-    with ThreadPoolExecutor(workers, thread_name_prefix="gap-raise") as pool:
-        shares = [pool.submit(ctx.run, _gaps_raise, candidates[i::workers], own_connection=True)
-                  for i, ctx in enumerate(contexts)]  # fmt: skip
-        return sum(share.result() for share in shares)
+    # Celery keeps "a task is running here" in one process-wide flag that an eagerly applied task
+    # saves and restores: tasks applied on several threads at once can leave it set, and every
+    # later result.get() in the process would then refuse. Put back what it was once all are done.
+    join_will_block = task_join_will_block()
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="gap-raise") as pool:
+            shares = [pool.submit(ctx.run, _gaps_raise, candidates[i::workers], own_connection=True)
+                      for i, ctx in enumerate(contexts)]  # fmt: skip
+            return sum(share.result() for share in shares)
+    finally:
+        _set_task_join_will_block(join_will_block)
 
 
 def _gaps_raise(candidates: list[GapCandidate], *, own_connection: bool = False) -> int:

@@ -179,3 +179,23 @@ def test_a_pass_skips_a_mission_another_transaction_holds_and_raises_the_rest_at
         other.close()
     assert telemetry_gaps_check() == 1  # the next pass raises the one it skipped
     assert [lost_comms(m) for m in missions] == [1] * 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_threaded_pass_leaves_celerys_join_flag_as_it_found_it(carrier_a: Carrier) -> None:
+    """Eager tasks applied on several threads at once race on Celery's process-wide "inside a task" flag;
+    left set, every later ``result.get()`` in the process refuses. The pass puts it back."""
+    from celery._state import task_join_will_block  # type: ignore[attr-defined]
+    from django.db import connection
+
+    from tests.conftest import require_service
+
+    require_service("PostgreSQL (DATABASE_URL)", connection.vendor == "postgresql")
+    ContractFactory(carrier=carrier_a, telemetry_gap_seconds=5, effective_from=date(2026, 1, 1))
+    missions = [MissionFactory(carrier=carrier_a, status=MissionStatus.EN_ROUTE) for _ in range(24)]
+    Mission.objects.filter(pk__in=[m.pk for m in missions]).update(
+        last_seen_at=datetime.now(UTC) - timedelta(seconds=30)
+    )
+    assert not task_join_will_block()
+    assert telemetry_gaps_check() == 24
+    assert not task_join_will_block()
