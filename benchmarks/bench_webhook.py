@@ -12,7 +12,11 @@ processes x ``BENCH_WEBHOOK_THREADS`` keep-alive connections post for
 ``webhook-id`` and signature. Every answer must be 200 and not a duplicate,
 and at the end every accepted event must be in the window table. The
 baseline, measured in the same run against the same server, is ``GET
-/healthz`` (one ``SELECT 1``). Target (DESIGN.md §6): >= 800 requests/s.
+/healthz`` (one ``SELECT 1``). Targets: >= 800 requests/s (DESIGN.md §6); as
+``make run`` serves webhooks (gunicorn on ``PARTNER_PORT``), >= 2,000
+requests/s and >= 85 % of ``/healthz``. When Debian's ``wrk`` is installed it
+drives the measured phases (every delivery signed ahead, each sent once);
+``BENCH_WEBHOOK_LOADER=python`` uses the Python senders.
 
     DATABASE_URL=postgres://root@127.0.0.1:5432/tms .venv/bin/python benchmarks/bench_webhook.py
 """
@@ -25,8 +29,11 @@ import hmac
 import json
 import multiprocessing
 import os
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -44,6 +51,14 @@ THREADS = int(os.environ.get("BENCH_WEBHOOK_THREADS", "32"))  # 64 concurrent se
 MISSIONS = int(os.environ.get("BENCH_WEBHOOK_MISSIONS", "2000"))  # <= 1 Hz per truck at the target rate
 TARGET = 800.0
 PREPARED_PER_SECOND = 150  # signed deliveries prepared per connection and second of the phase
+# wrk (Debian's package) drives the load from C when it is installed: the load generator shares the
+# two cores with the server, and wrk takes far less of them than Python senders. BENCH_WEBHOOK_LOADER
+# =python forces the Python senders.
+LOADER = os.environ.get("BENCH_WEBHOOK_LOADER") or ("wrk" if shutil.which("wrk") else "python")
+WRK_THREADS = 2
+WRK_PREPARED_PER_SECOND = 6000  # signed deliveries prepared per second of a phase, more than any server here does
+SHARE_TARGET = 0.85  # the webhook as make run serves it (gunicorn) against /healthz on the same server
+RATE_TARGET = 2000.0
 
 
 def _sign(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:
@@ -213,6 +228,94 @@ def drive(
     return done / elapsed, percentile(latencies, 99) if latencies else float("nan"), done
 
 
+WRK_SCRIPT = r"""
+-- Each wrk thread sends its own file of signed deliveries, one per line:
+-- path TAB webhook-id TAB timestamp TAB signature TAB body. Never twice: the run fails if one is resent.
+local threads, next_id = {}, 1
+function setup(thread)
+  thread:set("tid", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  prepared, n, bad, dup, first_bad = {}, 0, 0, 0, ""
+  for line in io.lines(args[1] .. "." .. tid) do
+    local path, id, stamp, sig, body = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+    prepared[#prepared + 1] = wrk.format("POST", path, {
+      ["Content-Type"] = "application/json", ["webhook-id"] = id,
+      ["webhook-timestamp"] = stamp, ["webhook-signature"] = sig }, body)
+  end
+end
+function request()
+  n = n + 1
+  if n > #prepared then n = 1 end
+  return prepared[n]
+end
+function response(status, headers, body)
+  if status ~= 200 then
+    bad = bad + 1
+    if first_bad == "" then first_bad = status .. " " .. string.sub(body, 1, 200) end
+  elseif not string.find(body, '"duplicate":%s*false') then
+    dup = dup + 1
+  end
+end
+function done(summary, latency, requests)
+  local b, d, s, f = 0, 0, 0, ""
+  for _, t in ipairs(threads) do
+    b = b + t:get("bad"); d = d + t:get("dup"); s = s + t:get("n")
+    if f == "" then f = t:get("first_bad") end
+  end
+  io.write(string.format('WRK {"requests": %d, "seconds": %f, "p99_ms": %f, "bad": %d, "dup": %d, "sent": %d, ' ..
+    '"socket_errors": %d, "first_bad": "%s"}\n', summary.requests, summary.duration / 1e6,
+    latency:percentile(99) / 1000, b, d, s,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    string.gsub(f, '[%c"\\]', " ")))
+end
+"""
+
+HEALTHZ_SCRIPT = r"""
+function done(summary, latency, requests)
+  io.write(string.format('WRK {"requests": %d, "seconds": %f, "p99_ms": %f, "bad": %d, "dup": 0, "sent": 0, ' ..
+    '"socket_errors": %d, "first_bad": ""}\n', summary.requests, summary.duration / 1e6,
+    latency:percentile(99) / 1000, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def drive_wrk(
+    port: int, mode: str, seconds: float, secret: str, missions: list[dict[str, Any]]
+) -> tuple[float, float, int]:
+    """The same phase driven by wrk: requests/s, p99 ms and the 200 answers; every delivery signed ahead."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    connections = PROCS * THREADS
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp, "phase.lua")
+        script.write_text(WRK_SCRIPT if mode == "webhook" else HEALTHZ_SCRIPT)
+        prepared = Path(tmp, "deliveries")
+        if mode == "webhook":
+            per_thread = int(seconds * WRK_PREPARED_PER_SECOND / WRK_THREADS) + 1
+            for t in range(1, WRK_THREADS + 1):
+                with open(f"{prepared}.{t}", "w") as out:
+                    for i in range(per_thread):
+                        path, body, headers = _delivery(key, missions[(t * 7919 + i) % len(missions)])
+                        out.write(f"{path}\t{headers['webhook-id']}\t{headers['webhook-timestamp']}\t"
+                                  f"{headers['webhook-signature']}\t{body.decode()}\n")  # fmt: skip
+        target = f"http://127.0.0.1:{port}" + ("/healthz" if mode == "healthz" else "/")
+        command = ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s",
+                   "-s", str(script), target, "--", str(prepared)]  # fmt: skip
+        run = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, check=False)
+    line = next((x for x in run.stdout.splitlines() if x.startswith("WRK ")), None)
+    if run.returncode != 0 or line is None:
+        raise SystemExit(f"{mode}: wrk failed ({run.returncode}): {run.stderr.strip()[:300]} {run.stdout[-300:]}")
+    result = json.loads(line[4:])
+    if result["bad"] or result["dup"] or result["socket_errors"]:
+        raise SystemExit(f"{mode}: {result}")
+    if mode == "webhook" and result["sent"] > int(seconds * WRK_PREPARED_PER_SECOND):
+        raise SystemExit(f"{mode}: wrk sent more deliveries than were prepared: {result}")
+    return result["requests"] / result["seconds"], result["p99_ms"], result["requests"]
+
+
 def main() -> int:
     url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
@@ -245,13 +348,15 @@ def main() -> int:
         else:
             print("gunicorn is not installed: WSGI figures skipped")
         env = server_env(db_url)
+        loader = f"wrk, {WRK_THREADS} threads" if LOADER == "wrk" else f"{PROCS} Python load processes"
         print(
-            f"single-event signed webhooks, {PROCS} load processes x {THREADS} connections, {SECONDS:.0f} s per phase"
+            f"single-event signed webhooks, {loader}, {PROCS * THREADS} keep-alive connections, {SECONDS:.0f} s a phase"
         )
         print(
             f"{'server':28} {'/healthz req/s':>15} {'webhook req/s':>14} {'webhook p99 ms':>15}"
             f" {'webhook / healthz':>18}"
         )
+        measure = drive_wrk if LOADER == "wrk" else drive
         accepted = 0
         for kind in servers:
             port = free_port()
@@ -259,21 +364,30 @@ def main() -> int:
                 drive(port, "healthz", 1.0, secret, missions)  # warm-up: pool, code paths
                 drive(port, "webhook", 1.5, secret, missions)
                 before = TelemetryWindowEvent.objects.count()
-                base_rps, _, _ = drive(port, "healthz", SECONDS, secret, missions)
-                rps, p99, answered = drive(port, "webhook", SECONDS, secret, missions)
+                base_rps, _, _ = measure(port, "healthz", SECONDS, secret, missions)
+                rps, p99, answered = measure(port, "webhook", SECONDS, secret, missions)
                 stored = TelemetryWindowEvent.objects.count() - before
-                if stored != answered:  # each 200 said "stored, not a duplicate": all must be there
+                # Each 200 said "stored, not a duplicate": all must be there. wrk stops with requests in
+                # flight whose answers it does not count, at most one a connection.
+                if not answered <= stored <= answered + PROCS * THREADS:
                     raise SystemExit(f"{kind}: {answered:,} deliveries acknowledged but {stored:,} events stored")
                 connection.close()
-            label = "daphne (ASGI, as make run)" if kind == "daphne" else "gunicorn, 2 workers x threads"
+            label = "daphne (ASGI: the console)" if kind == "daphne" else "gunicorn (make run's partner port)"
             print(f"{label:28} {base_rps:15,.0f} {rps:14,.0f} {p99:15.1f} {rps / base_rps:18.2f}")
             print(f"  {stored:,} events persisted in the window table during the measured phase")
             accepted += stored
-            figure(name=f"signed webhook, 1 event, {kind}", measured=rps, unit="req/s", baseline=base_rps,
-                   baseline_name="req/s /healthz", target=">= 800 req/s", met=rps >= TARGET)  # fmt: skip
+            if kind == "gunicorn":  # what make run and the partner-ingest deployment serve webhooks with
+                figure(name="signed webhook, 1 event, as make run serves it (gunicorn)", measured=rps,
+                       unit="req/s", baseline=base_rps, baseline_name="req/s /healthz",
+                       target=f">= {RATE_TARGET:,.0f} req/s and >= {SHARE_TARGET:.0%} of /healthz",
+                       met=rps >= RATE_TARGET and rps >= SHARE_TARGET * base_rps)  # fmt: skip
+            else:
+                figure(name=f"signed webhook, 1 event, {kind}", measured=rps, unit="req/s", baseline=base_rps,
+                       baseline_name="req/s /healthz", target=f">= {TARGET:,.0f} req/s", met=rps >= TARGET)  # fmt: skip
         if not accepted:
             raise SystemExit("no webhook event was persisted")
-        print("target (DESIGN.md §6): >= 800 requests/s")
+        print(f"targets: >= {TARGET:,.0f} requests/s (DESIGN.md §6); as make run serves webhooks (gunicorn):"
+              f" >= {RATE_TARGET:,.0f} requests/s and >= {SHARE_TARGET:.0%} of /healthz")  # fmt: skip
     return 0
 
 
