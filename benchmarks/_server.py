@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,35 @@ def throwaway_database(suffix: str) -> Iterator[str]:
     finally:
         connection.close()
         connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def workers_main(name: str, redis_db: int, run: Callable[[str, str], int]) -> int:
+    """``main`` of a benchmark that starts a Celery worker and beat: ``run(db_url, redis_url)`` in a throw-away
+    PostgreSQL database, with a Redis database of its own for the broker (a worker of the database you work
+    in, as ``make run`` starts, must not take this run's tasks, nor this run's workers take its tasks)."""
+    from urllib.parse import urlsplit
+
+    url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        print(f"{name}: skipped, needs PostgreSQL (set DATABASE_URL or BENCH_DATABASE_URL to a postgres:// URL)")
+        return 0
+    redis_url = (
+        urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")._replace(path=f"/{redis_db}").geturl()
+    )
+    os.environ["REDIS_URL"] = redis_url
+    django_setup(url)
+    with throwaway_database(name.removeprefix("bench_")) as db_url:
+        try:
+            return run(db_url, redis_url)
+        finally:
+            from django.db import connection
+
+            # A killed worker's server process may still be on its way out; the drop waits for nobody.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
 
 
 def fleet_create(carrier: Any, count: int) -> list[Any]:

@@ -58,7 +58,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -529,31 +528,9 @@ def run(db_url: str, redis_url: str) -> int:
 
 
 def main() -> int:
-    url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        print("bench_failover: skipped, needs PostgreSQL (set DATABASE_URL or BENCH_DATABASE_URL to a postgres:// URL)")
-        return 0
-    # A Redis database of its own for the broker: a worker of the database you work in
-    # (make run) must not take this run's tasks, nor this run's workers take its tasks.
-    redis_url = (
-        urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")._replace(path=f"/{REDIS_DB}").geturl()
-    )
-    os.environ["REDIS_URL"] = redis_url
-    from benchmarks._server import django_setup, throwaway_database
+    from benchmarks._server import workers_main
 
-    django_setup(url)
-    with throwaway_database("failover") as db_url:
-        try:
-            return run(db_url, redis_url)
-        finally:
-            from django.db import connection
-
-            # A killed worker's server process may still be on its way out; the drop waits for nobody.
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
+    return workers_main("bench_failover", REDIS_DB, run)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -469,29 +468,9 @@ def run(db_url: str, redis_url: str) -> int:
 
 
 def main() -> int:
-    url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        print("bench_gaps: skipped, needs PostgreSQL (set DATABASE_URL or BENCH_DATABASE_URL to a postgres:// URL)")
-        return 0
-    # A Redis database of its own for the broker: no other worker takes this run's tasks.
-    redis_url = (
-        urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")._replace(path=f"/{REDIS_DB}").geturl()
-    )
-    os.environ["REDIS_URL"] = redis_url
-    from benchmarks._server import django_setup, throwaway_database
+    from benchmarks._server import workers_main
 
-    django_setup(url)
-    with throwaway_database("gaps") as db_url:
-        try:
-            return run(db_url, redis_url)
-        finally:
-            from django.db import connection
-
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
+    return workers_main("bench_gaps", REDIS_DB, run)
 
 
 if __name__ == "__main__":
