@@ -204,8 +204,11 @@ def _claim_next(*, run_id: int) -> tuple[int, str] | float | None:
 
 @transaction.atomic
 def _finish(*, step_run_id: int, outcome: Outcome) -> float | None:
+    # The run's row first, then the step's: the order _claim_next takes them in, so a tick claiming the
+    # same run and a worker finishing its step wait for each other instead of deadlocking.
+    run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
+    run = RunbookRun.objects.select_for_update().get(pk=run_id)
     step_run = StepRun.objects.select_for_update().select_related("step", "run__incident").get(pk=step_run_id)
-    run = RunbookRun.objects.select_for_update().get(pk=step_run.run_id)
     if step_run.status != StepStatus.RUNNING:
         return None  # finished by someone else (skipped by on-call meanwhile)
     now = timezone.now()
