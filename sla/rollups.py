@@ -363,6 +363,63 @@ def samples_apply(rows: Sequence[tuple[int, int, datetime]]) -> None:
         k = _cell_of(facts[mission_id], recorded_at)
         if k is not None and recorded_at > latest.get((mission_id, k), datetime.min.replace(tzinfo=UTC)):
             latest[(mission_id, k)] = recorded_at
+    _cells_raise({m: f.carrier_id for m, f in facts.items()}, latest)
+
+
+def samples_apply_range(first: int, last: int, skip: Sequence[tuple[int, int]] = ()) -> None:
+    """What ``samples_apply`` does for the samples with ids in ``[first, last]`` but the ``skip`` runs,
+    grouped in PostgreSQL.
+
+    A fleet sends a sample per truck every second or so, and a gap bucket (a minute, say) holds tens of
+    them: the statement hands back one row per (mission, bucket) with its latest sample, instead of every
+    sample's row, and ``_cell_of``'s rules (counted, started, not after completion) are in its join. A
+    sample committed into the range after the caller read its ids is applied here and again when the
+    cursor reaches it, which changes nothing: only a cell that did not exist adds to the buckets.
+    """
+    if last < first:
+        return
+    table = connection.ops.quote_name(TelemetrySample._meta.db_table)
+    facts_table = connection.ops.quote_name(MissionFact._meta.db_table)
+    where = "s.id BETWEEN %s AND %s" + " AND NOT s.id BETWEEN %s AND %s" * len(skip)
+    params: list[Any] = [first, last, *(bound for run in skip for bound in run)]
+    with connection.cursor() as cursor:
+        # Table names come from the models' metadata, never from input; the bounds are parameters.
+        cursor.execute(
+            f"SELECT DISTINCT s.mission_id FROM {table} s WHERE {where} AND s.mission_id IS NOT NULL",  # noqa: S608  # nosec B608
+            params,
+        )
+        mission_ids = sorted(row[0] for row in cursor.fetchall())
+    if not mission_ids:
+        return
+    missing = set(mission_ids) - set(MissionFact.objects.filter(pk__in=mission_ids).values_list("pk", flat=True))
+    if missing:
+        missions_recompute(missing)  # builds their cells from every sample, these included
+    # Share-lock the facts: a mission recompute (which rebuilds cells) waits, and is waited for.
+    facts = {
+        f.mission_id: f.carrier_id
+        for f in MissionFact.objects.select_for_update().filter(pk__in=mission_ids).order_by("pk")
+        if f.mission_id not in missing
+    }
+    if not facts:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.mission_id, floor(extract(epoch FROM s.recorded_at) / f.gap_seconds)::bigint, max(s.recorded_at)"  # noqa: S608  # nosec B608
+            f" FROM {table} s JOIN {facts_table} f ON f.mission_id = s.mission_id"
+            f" WHERE {where} AND f.mission_id = ANY(%s) AND f.tel_counted AND f.started_at IS NOT NULL"
+            " AND s.recorded_at >= f.started_at AND (f.completed_at IS NULL OR s.recorded_at < f.completed_at)"
+            " GROUP BY 1, 2",
+            [*params, list(facts)],
+        )
+        latest = {(m, int(k)): t for m, k, t in cursor.fetchall()}
+    _cells_raise(facts, latest)
+
+
+def _cells_raise(carriers: dict[int, int], latest: dict[tuple[int, int], datetime]) -> None:
+    """Make the cells ``(mission, k)`` not made yet, raise the others' latest sample; new cells add to the buckets.
+
+    ``carriers`` maps each mission to its carrier; the caller holds the missions' fact rows locked.
+    """
     if not latest:
         return
     ks = [k for _, k in latest]
@@ -374,17 +431,33 @@ def samples_apply(rows: Sequence[tuple[int, int, datetime]]) -> None:
     for (mission_id, k), t in latest.items():
         cell = existing.get((mission_id, k))
         if cell is None:
-            new_cells.append(
-                CoverageCell(mission_id=mission_id, k=k, carrier_id=facts[mission_id].carrier_id, last_at=t)
-            )
+            new_cells.append(CoverageCell(mission_id=mission_id, k=k, carrier_id=carriers[mission_id], last_at=t))
         elif t > cell.last_at:
             cell.last_at = t
             raised.append(cell)
     CoverageCell.objects.bulk_create(new_cells, batch_size=BATCH)  # the facts' locks keep this race-free
-    CoverageCell.objects.bulk_update(raised, ["last_at"], batch_size=BATCH)
+    _last_at_raise(raised)
     for cell in new_cells:
         deltas.both(cell.carrier_id, "T", cell.k, [0, 0, 1])
     deltas.apply()
+
+
+def _last_at_raise(cells: Sequence[CoverageCell]) -> None:
+    """Store the cells' later ``last_at``: one ``UPDATE ... FROM (VALUES ...)`` a chunk on PostgreSQL (Django's
+    ``bulk_update`` builds a CASE per row, which costs the rollup more than the rest of its round)."""
+    if connection.vendor != "postgresql":
+        CoverageCell.objects.bulk_update(cells, ["last_at"], batch_size=BATCH)
+        return
+    table = connection.ops.quote_name(CoverageCell._meta.db_table)
+    for chunk in _chunks(cells, BATCH):
+        rows = ", ".join(["(%s::bigint, %s::timestamptz)"] * len(chunk))
+        with connection.cursor() as cursor:
+            # The table name comes from the model's metadata; the values are parameters.
+            cursor.execute(
+                f"UPDATE {table} c SET last_at = v.last_at FROM (VALUES {rows}) AS v(id, last_at)"  # noqa: S608  # nosec B608
+                " WHERE c.id = v.id AND c.last_at < v.last_at",
+                [value for cell in chunk for value in (cell.pk, cell.last_at)],
+            )
 
 
 def outbound_model() -> Any:
@@ -506,6 +579,14 @@ def _source_round(name: str, clock: Callable[[], float]) -> int:
             ids = [pk for pk, _ in found]
             for carrier_id in sorted({c for pk, c in found if pk not in skip}):
                 missions_recompute(_missions_near_exclusions(carrier_id))
+        elif name == "samples" and connection.vendor == "postgresql":
+            ids = list(
+                TelemetrySample.objects.filter(pk__gt=cursor.position)
+                .order_by("pk")
+                .values_list("pk", flat=True)[: BATCH * 4]
+            )
+            if ids:
+                samples_apply_range(cursor.position + 1, ids[-1], skip.runs)
         elif name == "samples":
             sample_rows = list(
                 TelemetrySample.objects.filter(pk__gt=cursor.position)
