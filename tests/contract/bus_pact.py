@@ -79,7 +79,9 @@ def tender_created(pact: Pact) -> None:
             content_type="application/json",
         )
         .with_metadata(
-            _subject(f"tms.events.{CARRIER}.tender.created", r"^[A-Za-z0-9_-]+\.events\.[A-Za-z0-9_-]+\.tender\.created$")
+            _subject(
+                f"tms.events.{CARRIER}.tender.created", r"^[A-Za-z0-9_-]+\.events\.[A-Za-z0-9_-]+\.tender\.created$"
+            )
         )
     )
 

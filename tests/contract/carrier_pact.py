@@ -32,7 +32,7 @@ PROVIDER = "carrier-api"
 
 # The simulator's development client (SimConfig's defaults); the provider side registers nothing else.
 CLIENT_ID = "sim-carrier"
-CLIENT_SECRET = "sim-secret"  # noqa: S105 - the simulator's public development default, not a secret
+CLIENT_SECRET = "sim-secret"
 
 UTC_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
 MONEY = r"^[0-9]{1,8}(\.[0-9]{1,2})?$"
@@ -40,7 +40,7 @@ TENDER_PATH = r"^/tenders/[^/]+$"
 CANCEL_PATH = r"^/tenders/[^/]+/cancel$"
 AUTONOMY_MODE = r"^(autonomous|supervised|manual|safe_hold)$"
 
-TOKEN = "example-access-token"  # noqa: S105 - the mock server's example; the provider issues a real one
+TOKEN = "example-access-token"
 REF = "SIM-00001-0a1b2c"
 UNKNOWN_REF = "SIM-99999-ffffff"
 IDEMPOTENCY_KEY = "6f1c2d3e-4b5a-4c6d-8e7f-901a2b3c4d5e"

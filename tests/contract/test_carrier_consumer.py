@@ -72,9 +72,7 @@ def tender() -> Tender:
         max_autonomy_level=4,
         preferred_route="I-45-S",
     )
-    return TenderFactory(
-        shipment=shipment, carrier=carrier, offered_price_usd=Decimal("1400.00"), external_ref=cp.REF
-    )
+    return TenderFactory(shipment=shipment, carrier=carrier, offered_price_usd=Decimal("1400.00"), external_ref=cp.REF)
 
 
 def run_against_mock(
@@ -83,7 +81,7 @@ def run_against_mock(
     builders: tuple[Callable[[Pact], None], ...],
     call: Callable[[CarrierClient], Any],
 ) -> Any:
-    """Serve the interactions, make ``call`` with a client of the tender's carrier, check the pact; ``call``'s result."""
+    """Serve the interactions, make ``call`` with a client of the tender's carrier, check the pact; its result."""
     pact = cp.carrier_pact(*builders)
     with pact.serve(addr="127.0.0.1") as server:
         Carrier.objects.filter(pk=tender.carrier_id).update(api_base_url=str(server.url))
@@ -128,9 +126,7 @@ def test_status_poll_of_an_answered_tender(
 
 
 def test_status_poll_of_a_pending_tender(tmp_path: Path, tender: Tender) -> None:
-    answer = run_against_mock(
-        tmp_path, tender, (cp.token_issue, cp.status_pending), lambda c: c.tender_status(tender)
-    )
+    answer = run_against_mock(tmp_path, tender, (cp.token_issue, cp.status_pending), lambda c: c.tender_status(tender))
     assert answer["status"] == "pending"
 
 
@@ -142,9 +138,7 @@ def test_an_unknown_tender_is_not_found(tmp_path: Path, tender: Tender) -> None:
 
 
 def test_a_withdrawn_tender_is_gone(tmp_path: Path, tender: Tender) -> None:
-    error = run_against_mock(
-        tmp_path, tender, (cp.token_issue, cp.status_withdrawn), lambda c: c.tender_status(tender)
-    )
+    error = run_against_mock(tmp_path, tender, (cp.token_issue, cp.status_withdrawn), lambda c: c.tender_status(tender))
     assert isinstance(error, CarrierGone)
     assert error.status_code == 410
 
@@ -172,7 +166,7 @@ def test_cancel_of_an_accepted_tender_is_a_conflict(tmp_path: Path, tender: Tend
 
 
 def test_a_refused_client_secret(tmp_path: Path, tender: Tender) -> None:
-    Carrier.objects.filter(pk=tender.carrier_id).update(api_client_secret="wrong-secret")  # noqa: S106
+    Carrier.objects.filter(pk=tender.carrier_id).update(api_client_secret="wrong-secret")
     tender.carrier.refresh_from_db()
     error = run_against_mock(tmp_path, tender, (cp.token_refused,), lambda c: c.health())
     assert isinstance(error, CarrierClientError)
