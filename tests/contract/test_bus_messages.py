@@ -37,7 +37,7 @@ from missions.events import Actor
 from missions.models import AuditEvent, TelemetrySample
 from runbooks.detection import incident_from_exception
 from tests.contract import bus_pact as bp
-from tests.contract.pactfiles import PACT_DIR, pact_file_check
+from tests.contract.pactfiles import PACT_DIR, UPDATE, pact_file_check
 from tests.factories import CarrierFactory, MissionFactory, ShipmentFactory
 
 PACT_FILE = PACT_DIR / f"{bp.CONSUMER}-{bp.PROVIDER}.json"
@@ -112,6 +112,13 @@ def test_a_message_without_what_the_consumer_reads_fails_it() -> None:
     consumer = DownstreamConsumer()
     with pytest.raises(KeyError):
         consumer('{"specversion": "1.0", "id": "9", "type": "com.tms.tender.created.v1", "data": {}}', {"subject": "x"})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _pact_regenerated(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With PACT_UPDATE=1 the file is rewritten before it is verified (the consumer tests may run later)."""
+    if UPDATE:
+        pact_file_check(bp.bus_pact(), tmp_path_factory.mktemp("pact"))
 
 
 # --- Provider -----------------------------------------------------------------------------------

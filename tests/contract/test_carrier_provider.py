@@ -22,7 +22,7 @@ from missions.simulators.carrier import CarrierSimulator, SimConfig
 from missions.simulators.carrier.state import SimTender
 from tests.contract import carrier_pact as cp
 from tests.contract.carrier_states import CarrierStates
-from tests.contract.pactfiles import PACT_DIR
+from tests.contract.pactfiles import PACT_DIR, UPDATE, pact_file_check
 
 PACT_FILE = PACT_DIR / f"{cp.CONSUMER}-{cp.PROVIDER}.json"
 
@@ -55,6 +55,13 @@ def verify_against(sim: CarrierSimulator) -> Verification:
         except RuntimeError:
             ok = False
         return Verification(ok, verifier.output(strip_ansi=True), verifier.results, list(states.seen))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _pact_regenerated(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With PACT_UPDATE=1 the file is rewritten before it is verified (the consumer tests may run later)."""
+    if UPDATE:
+        pact_file_check(cp.carrier_pact(*cp.INTERACTIONS), tmp_path_factory.mktemp("pact"))
 
 
 @pytest.fixture
