@@ -81,16 +81,19 @@ def test_stateful_sequences_against_the_simulator(sim: CarrierSimulator) -> None
         def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
             case.validate_response(response, checks=CHECKS)
 
-    CarrierMachine.run(
-        settings=hypothesis_settings(
-            max_examples=15,
-            stateful_step_count=5,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
+    try:
+        CarrierMachine.run(
+            settings=hypothesis_settings(
+                max_examples=15,
+                stateful_step_count=5,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+            )
         )
-    )
+    finally:
+        session.close()  # no kept-alive connection left for the simulator's shutdown
     # The sequences followed the links: a tender the simulator created was polled and cancelled by its ref.
     answered = {(method, path, status) for method, path, status in calls}
     assert ("POST", "/tenders", 201) in answered, sorted(answered)
