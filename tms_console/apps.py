@@ -11,7 +11,9 @@ class TmsConsoleConfig(AppConfig):
         from tms_console.health import DependencyCollector
         from tms_console.metrics import scrape_collector_register
         from tms_console.roles import roles_sync
+        from tms_console.simclock import install_from_env
 
         post_migrate.connect(roles_sync, sender=self)
         checks.register()
         scrape_collector_register(DependencyCollector())
+        install_from_env()  # a simulation run's shared clock, when TMS_SIM_CLOCK_FILE names one

@@ -27,6 +27,7 @@ def register() -> None:
     """Called from ``TmsConsoleConfig.ready``."""
     checks.register(rate_settings_check, Tags.security)
     checks.register(metrics_token_check, Tags.security, deploy=True)
+    checks.register(simulated_clock_check, Tags.security, deploy=True)
 
 
 def rate_settings_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -47,5 +48,22 @@ def metrics_token_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             "METRICS_TOKEN is not set: /metrics answers 404 and Prometheus cannot scrape it.",
             hint="Set METRICS_TOKEN and give Prometheus the same value (scrape_config `authorization`).",
             id="tms_console.W001",
+        )
+    ]
+
+
+def simulated_clock_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A simulated clock (``tms_console.simclock``) is for simulation runs only: refused by ``check --deploy``."""
+    import os
+
+    from tms_console.simclock import ENV_FILE
+
+    if not os.environ.get(ENV_FILE, "").strip():
+        return []
+    return [
+        CheckError(
+            f"{ENV_FILE} is set: this process reads its wall time from a simulation's clock file.",
+            hint=f"Unset {ENV_FILE}; it belongs to `manage.py simulate_program` runs, never to a deployment.",
+            id="tms_console.E002",
         )
     ]
