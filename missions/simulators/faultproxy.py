@@ -17,7 +17,9 @@ The faults, per direction where that makes sense (``UP``: client to upstream,
 - **bandwidth** (bytes/s): each direction is paced to at most that rate.
 - **blackhole**: connections are accepted and their bytes read, but nothing
   is forwarded either way and nothing answers; a client waits until its own
-  timeout. New connections during a blackhole never reach the upstream.
+  timeout. New connections during a blackhole never reach the upstream;
+  on open ones, bytes read during it are dropped, and bytes read before it
+  (still delayed by latency) wait and go on after ``heal()``.
 - **reset**: ``reset_connections()`` sends a TCP RST on every open connection
   (SO_LINGER 0, then close), so both ends see ECONNRESET; ``resetting(True)``
   does the same to every new connection as soon as it is accepted.
@@ -29,7 +31,7 @@ The faults, per direction where that makes sense (``UP``: client to upstream,
 - **heal**: clears every fault.
 
 ``stats()`` returns the counters: connections accepted, bytes each way
-(delivered), bytes swallowed by a blackhole, resets done.
+(forwarded), bytes swallowed by a blackhole, resets done.
 """
 
 from __future__ import annotations
@@ -94,8 +96,8 @@ class ProxyStats:
 
     connections_accepted: int = 0
     connections_open: int = 0
-    bytes_up: int = 0  # delivered to the upstream
-    bytes_down: int = 0  # delivered to clients
+    bytes_up: int = 0  # handed to the upstream's socket
+    bytes_down: int = 0  # handed to clients' sockets
     bytes_blackholed: int = 0
     resets: int = 0
 
@@ -362,6 +364,11 @@ class FaultProxy:
                 setattr(self._stats, name, getattr(self._stats, name) + delta)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Cancelled at stop(): end quietly (asyncio's stream callback logs a cancelled handler as an error).
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serve(reader, writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _Connection(writer)
         faults = self.faults()
         self._count(connections_accepted=1)
@@ -453,13 +460,14 @@ class FaultProxy:
                     next_free = max(now, next_free) + len(piece) / path.bandwidth_bytes_per_second
                 if conn.closed:
                     return
+                # Counted before the write, so whoever receives the bytes already sees them counted.
+                self._count(**{"bytes_up" if direction is Direction.UP else "bytes_down": len(piece)})
                 try:
                     writer.write(piece)
                     await writer.drain()
                 except (OSError, RuntimeError):
                     conn.close()  # the other end went away: so does this connection
                     return
-                self._count(**{"bytes_up" if direction is Direction.UP else "bytes_down": len(piece)})
 
     @staticmethod
     def _pieces(data: bytes, bytes_per_second: int | None) -> Iterator[bytes]:
