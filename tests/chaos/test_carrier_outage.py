@@ -29,11 +29,11 @@ from missions.simulators.faultproxy import Direction, FaultProxy
 from missions.tendering import tasks
 from missions.tendering.carrier_client import CarrierClient, CarrierUnavailable
 from runbooks.models import Incident
-from tms_console.domain import DomainError
 from tests.chaos.proxy import ProxyFactory
 from tests.factories import ShipmentFactory
 from tests.tendering.conftest import push_carrier
 from tests.tendering.helpers import actions, tender_to
+from tms_console.domain import DomainError
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
