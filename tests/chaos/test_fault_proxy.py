@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -41,6 +42,13 @@ def _round_trip(proxy: FaultProxy, payload: bytes = b"ping") -> tuple[bytes, flo
         sock.sendall(payload)
         answer = _receive_exactly(sock, len(payload))
         return answer, time.monotonic() - started
+
+
+def _eventually(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + PATIENT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, "still not true after PATIENT_SECONDS"
+        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -143,7 +151,7 @@ def test_half_open_holds_one_direction_without_closing(proxy: FaultProxy, echo_s
         sock.sendall(b"ping")
         with pytest.raises(TimeoutError):
             sock.recv(100)
-        assert echo_server.bytes_received == 4  # it went up; the answer is held on the way down
+        _eventually(lambda: echo_server.bytes_received == 4)  # it went up; the answer is held on the way down
 
         proxy.stall(Direction.DOWN, False)
         proxy.stall(Direction.UP)
