@@ -6,6 +6,11 @@ tasks meet real network faults: requests that time out but still reach the
 carrier late, connections that are accepted and never answered, and the
 recovery. Thresholds are small (timeout 0.4 s, three failures, reset 3 s) so
 the whole outage runs in real time in about ten seconds.
+
+Not covered, because the console does not do it: the tender whose every attempt
+timed out stays failed here while the carrier, which got the attempts late,
+holds it (accepted, by the simulator's policy). Nothing tells the carrier to
+drop it, so tendering that shipment again would book it twice at the carrier.
 """
 
 from __future__ import annotations
