@@ -85,7 +85,7 @@ def register() -> None:
     )
     event_subscribe(
         name="runbooks.incident_from_tender_out_of_sync",
-        actions={"tender.lost", "tender.given_up"},
+        actions={"tender.lost", "tender.given_up", "tender.reconciled"},
         handler=on_tender_out_of_sync,
         via="inline",
         # A tender the carrier never confirmed is the console's loss, not the carrier's: no incident.

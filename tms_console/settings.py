@@ -470,6 +470,7 @@ globals().setdefault("CELERY_BEAT_SCHEDULE", {}).update(
         "tenders-expire": {"task": "missions.tenders_expire", "schedule": 10.0},
         "circuits-probe": {"task": "missions.circuits_probe", "schedule": 5.0},
         "tenders-poll-sent": {"task": "missions.tenders_poll_sent", "schedule": 15.0},
+        "tenders-reconcile": {"task": "missions.tenders_reconcile", "schedule": 30.0},
     }
 )
 

@@ -56,6 +56,8 @@ EVENT_ACTIONS: dict[str, str] = {
     "tender.remote_cancel_queued": "A cancel was queued to the carrier.",
     "tender.remote_cancelled": "The carrier confirmed a cancel.",
     "tender.remote_cancel_failed": "A cancel could not be delivered.",
+    "tender.reconciled": "A tender of unknown outcome, asked about again: what the carrier held, how it was settled.",
+    "tender.reconcile_gave_up": "A carrier never answered about a tender of unknown outcome: a person asks it.",
     "offer.accept": "A carrier accepted a tender.",
     "offer.reject": "A carrier rejected a tender.",
     "offer.counter": "A carrier countered a tender.",

@@ -229,6 +229,9 @@ class Tender(models.Model):
     waterfall_rank = models.PositiveSmallIntegerField(null=True, blank=True)
     is_fallback = models.BooleanField(default=False)
     status_reason = models.CharField(max_length=300, blank=True)
+    # A submit that failed after it may have reached the carrier (a read timeout, a 5xx): whether the
+    # carrier holds the tender is unknown until missions.tendering.reconcile asks it again.
+    outcome_unknown_since = models.DateTimeField(null=True, blank=True)
     correlation_id = models.UUIDField(db_index=True)
     # W3C traceparent of the span that created it: the load's trace (tms_console.tracing).
     traceparent = models.CharField(max_length=55, blank=True, default="")
@@ -237,7 +240,15 @@ class Tender(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["carrier", "status"]), models.Index(fields=["status", "expires_at"])]
+        indexes = [
+            models.Index(fields=["carrier", "status"]),
+            models.Index(fields=["status", "expires_at"]),
+            models.Index(
+                fields=["outcome_unknown_since"],
+                name="tender_outcome_unknown",
+                condition=models.Q(outcome_unknown_since__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Tender {self.pk} {self.shipment.reference} -> {self.carrier.slug}"

@@ -45,13 +45,19 @@ TOKEN_EXPIRY_MARGIN_SECONDS = 30
 
 
 class CarrierError(Exception):
-    """A call to a carrier failed; ``retryable`` says whether another attempt may help."""
+    """A call to a carrier failed; ``retryable`` says whether another attempt may help.
+
+    ``may_have_landed``: an attempt of the call may have reached the carrier and been acted on although
+    no usable answer came back (a read timeout, a connection lost after sending, a 5xx, an answer outside
+    the contract). A submit that failed so leaves the tender's fate at the carrier unknown.
+    """
 
     retryable = False
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.may_have_landed = False
 
 
 class CarrierUnavailable(CarrierError):
@@ -199,13 +205,15 @@ class CarrierClient:
                 raise ValueError("A mutating call needs the tender whose Idempotency-Key it carries.")
             headers["Idempotency-Key"] = str(tender.idempotency_key)
         last_error: CarrierError | None = None
+        landed = False  # an earlier attempt may have reached the carrier
         for attempt in range(1, self.attempts + 1):
             try:
                 permit = circuit.call_acquire(carrier_id=self.carrier.pk)
-            except circuit.BulkheadFullError as exc:
-                raise CarrierBusy(str(exc)) from exc
             except circuit.CallRefused as exc:
-                raise CarrierUnavailable(str(exc)) from exc
+                busy = isinstance(exc, circuit.BulkheadFullError)
+                refused = CarrierBusy(str(exc)) if busy else CarrierUnavailable(str(exc))
+                refused.may_have_landed = landed
+                raise refused from exc
             ok_for_breaker = False
             reason = ""
             try:
@@ -229,6 +237,7 @@ class CarrierClient:
             except CarrierError as exc:
                 reason = f"{operation}: {exc}"
                 last_error = exc
+                landed = exc.may_have_landed = landed or exc.may_have_landed
                 if not exc.retryable or attempt == self.attempts:
                     raise
             finally:
@@ -275,14 +284,19 @@ class CarrierClient:
                 body = self._checked(response, template=template, method=method, ok_status=ok_status)
             except CarrierError as exc:
                 record(status, str(exc))
+                # An answer came back that was not a usable one; a refusal (4xx) booked nothing.
+                exc.may_have_landed = status is not None and not isinstance(exc, CarrierClientError)
                 raise
             except httpx.TimeoutException as exc:
                 error: CarrierError = CarrierTimeout(f"timed out ({type(exc).__name__})")
                 record(None, str(error))
+                # Timed out connecting or waiting for a pooled connection: nothing was sent.
+                error.may_have_landed = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
                 raise error from exc
             except httpx.HTTPError as exc:
                 error = CarrierConnectError(f"connection failed: {type(exc).__name__}: {exc}"[:300])
                 record(None, str(error))
+                error.may_have_landed = not isinstance(exc, httpx.ConnectError)  # refused: nothing was sent
                 raise error from exc
             record(status)
             return body

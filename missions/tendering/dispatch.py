@@ -340,8 +340,9 @@ def tender_deliver(*, tender_id: int, give_up_when_busy: bool = False) -> str:
             return "failed: bulkhead full"
         raise  # the task retries later; nothing was sent
     except CarrierError as exc:
-        _tender_send_failed(tender_id=tender.pk, reason=str(exc))
-        return f"failed: {exc}"
+        _tender_send_failed(tender_id=tender.pk, reason=str(exc), outcome_unknown=exc.may_have_landed)
+        doubt = " (it may have reached the carrier: reconciled later)" if exc.may_have_landed else ""
+        return f"failed: {exc}{doubt}"
     try:
         tender_mark_sent(tender_id=tender.pk, actor=Actor.for_carrier(tender.carrier), external_ref=state["ref"])
     except IllegalTransition:
@@ -468,13 +469,25 @@ def _closed_tender_withdraw(*, tender_id: int, external_ref: str) -> None:
         _remote_cancel_after_commit(tender)
 
 
-def _tender_send_failed(*, tender_id: int, reason: str) -> None:
+def _tender_send_failed(*, tender_id: int, reason: str, outcome_unknown: bool = False) -> None:
+    """The send failed: FAILED, and the waterfall moves on. ``outcome_unknown``: the carrier may hold the
+    tender all the same (``missions.tendering.reconcile`` asks it again once it answers)."""
     with transaction.atomic():
         tender = Tender.objects.select_for_update().get(pk=tender_id)
         if tender.status != TenderStatus.PENDING:
             return
-        tender_transition(tender_id=tender_id, to_status=TenderStatus.FAILED, actor=DISPATCH, reason=reason[:300])
+        data = {"outcome_unknown": True} if outcome_unknown else None
+        tender_transition(
+            tender_id=tender_id, to_status=TenderStatus.FAILED, actor=DISPATCH, reason=reason[:300], data=data
+        )
+        if outcome_unknown:
+            Tender.objects.filter(pk=tender_id).update(outcome_unknown_since=timezone.now())
     waterfall_advance(shipment_id=tender.shipment_id)
+
+
+def remote_cancel_owed(tender: Tender) -> None:
+    """Queue telling the carrier to drop a tender it holds that this side has closed (after commit)."""
+    _remote_cancel_after_commit(tender)
 
 
 def tender_remote_cancel(*, tender_id: int) -> str:

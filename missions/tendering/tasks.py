@@ -14,7 +14,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from missions.models import Tender
-from missions.tendering import carrier_client, dispatch, polling
+from missions.tendering import carrier_client, dispatch, polling, reconcile
 from missions.tendering.carrier_client import CarrierBusy
 from tms_console import tracing
 from tms_console.logging import correlation_id_var
@@ -83,6 +83,17 @@ def tenders_poll_sent() -> int:
     count = 0
     for tender_id in polling.tenders_due_for_poll():
         tender_poll_status.delay(tender_id)
+        count += 1
+    return count
+
+
+@shared_task(name="missions.tenders_reconcile")
+def tenders_reconcile() -> int:
+    """Ask carriers about the tenders whose submit may have reached them although it failed here."""
+    count = 0
+    for tender_id in reconcile.tenders_in_doubt():
+        with _in_tender_context(tender_id, "reconcile"):
+            reconcile.tender_reconcile(tender_id=tender_id)
         count += 1
     return count
 

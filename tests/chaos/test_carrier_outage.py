@@ -7,10 +7,12 @@ carrier late, connections that are accepted and never answered, and the
 recovery. Thresholds are small (timeout 0.4 s, three failures, reset 3 s) so
 the whole outage runs in real time in about ten seconds.
 
-Not covered, because the console does not do it: the tender whose every attempt
-timed out stays failed here while the carrier, which got the attempts late,
-holds it (accepted, by the simulator's policy). Nothing tells the carrier to
-drop it, so tendering that shipment again would book it twice at the carrier.
+The tender whose every attempt timed out failed here, but the carrier got the
+attempts late and holds it (accepted, by the simulator's policy). Once the
+circuit is closed, the reconcile round (``missions.tenders_reconcile``) resends
+it under its own key and learns what the carrier holds; an accepted tender
+cannot be withdrawn through the API, so on-call is told, with the carrier's
+reference (tests/tendering/test_reconcile.py covers the other answers).
 """
 
 from __future__ import annotations
@@ -165,6 +167,24 @@ def test_slow_then_blackholed_then_back(sim: CarrierSimulator, fault_proxy: Prox
         "carrier.circuit_half_open",
         "carrier.circuit_closed",
     ]
+
+    # The tender that timed out is in doubt until the carrier is asked again; now that it answers, the
+    # resend (same key) names the tender it holds. It accepted it, which no API call can undo: on-call
+    # gets the carrier's "tenders out of sync" incident with the carrier's reference and truck.
+    timed_out.refresh_from_db()
+    assert timed_out.outcome_unknown_since is not None
+    held = sim.tender_by_id(timed_out.pk)
+    assert held is not None and held.status == "accepted"
+    assert tasks.tenders_reconcile.delay().get() == 1
+    timed_out.refresh_from_db()
+    assert timed_out.outcome_unknown_since is None and timed_out.external_ref == held.ref
+    assert timed_out.status == TenderStatus.FAILED
+    assert actions(subject_type="tender", subject_id=timed_out.pk)[-1] == "tender.reconciled"
+    incident = Incident.objects.get(kind="tender_out_of_sync", carrier=carrier)
+    assert held.ref in incident.summary and "accepted" in incident.summary
+    # The resend carried the same key, and the carrier answered it from its books (no second tender).
+    assert {r["idempotency_key"] for r in _submits_of(sim, timed_out)} == {str(timed_out.idempotency_key)}
+    assert tasks.tenders_reconcile.delay().get() == 0  # settled
 
     # Tendering resumes: the shipment refused during the outage, and a new one.
     assert tender_to(blackholed, carrier).status == TenderStatus.ACCEPTED
