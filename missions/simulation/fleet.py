@@ -38,6 +38,7 @@ from runbooks.services import incident_transition
 from tms_console.domain import DomainError
 
 ONCALL_SYSTEM = Actor.system("program-simulator")
+EVENT_IDS = uuid.UUID("6f1c2a4e-5b0d-4c8e-9a3f-2d7e8b1c0a55")
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Fleet:
         self.forced = list(profile.forced)
         self.oncall: list[OncallTask] = []
         self._seq = 0
+        self._events = 0
         self.step_delta = timedelta(seconds=profile.sample_seconds)
 
     # --- helpers --------------------------------------------------------------------------
@@ -97,6 +99,10 @@ class Fleet:
         self._seq += 1
         self.oncall.append(OncallTask(due=due, seq=self._seq, what=what, **kwargs))
         self.oncall.sort()
+
+    def _next_event(self) -> int:
+        self._events += 1
+        return self._events
 
     def _pick_fault(self) -> str:
         if self.forced:
@@ -169,7 +175,8 @@ class Fleet:
         lon = ORIGIN[3] + (DESTINATION[3] - ORIGIN[3]) * f
         stopped = drive.stopped_until is not None and now < drive.stopped_until
         event: dict[str, Any] = {
-            "event_id": str(uuid.UUID(int=self.rng.getrandbits(128))),
+            # Unique per run (the prefix), the same for the same run: runs can share a database.
+            "event_id": str(uuid.uuid5(EVENT_IDS, f"{self.world.prefix}:{self._next_event()}")),
             "mission_id": rec.mission_id,
             "vehicle_id": drive.vehicle,
             "ts": now.isoformat().replace("+00:00", "Z"),

@@ -81,10 +81,11 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci",
-        gap_seconds=300,
+        # A 10-minute gap threshold: a sample every 200 s keeps a 2-day, 12-truck run under a minute.
+        gap_seconds=600,
         recovery_timeout_seconds=600,
         mission_minutes=(240, 420),
-        gap_check_seconds=100,
+        gap_check_seconds=200,
         sla_evaluate_seconds=3600,
         fault_rates={
             LATE: 0.12,

@@ -35,6 +35,7 @@ class Truck:
 
 @dataclass
 class World:
+    prefix: str
     carriers: dict[str, Carrier]
     fallback: Carrier
     trucks: list[Truck]
@@ -91,6 +92,7 @@ def world_build(*, prefix: str, profile: Profile, trucks: int, start: datetime) 
         Vehicle.objects.create(carrier=carriers[slug], external_id=external_id)
         fleet.append(Truck(external_id=external_id, carrier_slug=slug))
     return World(
+        prefix=prefix,
         carriers=carriers,
         fallback=fallback,
         trucks=fleet,
