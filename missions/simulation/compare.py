@@ -59,6 +59,10 @@ def _figure(good: int | None, total: int, value: Decimal | None) -> dict[str, An
     return {"good": good, "total": total, "value": None if value is None else str(value)}
 
 
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
 def _fact_disagreements(record: Record, sli: str, ids: list[int]) -> list[int]:
     """Missions whose on-time / success flag in the engine's rollup facts differs from the record."""
     index = MISSION_COUNT_INDEX[sli]
@@ -78,27 +82,33 @@ def _fact_disagreements(record: Record, sli: str, ids: list[int]) -> list[int]:
 
 def compare_run(record: Record, profile: Profile) -> Comparison:
     result = Comparison()
-    targets = {"on_time": profile.on_time_target_pct}
     for checkpoint in record.checkpoints:
         for slug, carrier_id in record.carriers.items():
-            _checkpoint(result, record, profile, checkpoint, slug, carrier_id, targets)
+            _checkpoint(result, record, profile, checkpoint, slug, carrier_id)
     _incidents_check(result, record)
     _credits_check(result, record, profile)
     return result
 
 
-def _checkpoint(
-    result: Comparison, record: Record, profile: Profile, at: datetime, slug: str, carrier_id: int, targets: Any
-) -> None:
+def _checkpoint(result: Comparison, record: Record, profile: Profile, at: datetime, slug: str, carrier_id: int) -> None:
     # Keyed by the window's start too: a month close at the same instant stores the closed month.
     stored: dict[tuple[str, str, datetime], SLIMeasurement] = {}
-    for m in SLIMeasurement.objects.filter(carrier_id=carrier_id, computed_at=at, window_end=at).order_by("id"):
-        stored[(m.sli, m.window, m.window_start)] = m  # the latest evaluation at that instant wins
+    for measured in SLIMeasurement.objects.filter(carrier_id=carrier_id, computed_at=at, window_end=at).order_by("id"):
+        stored[(measured.sli, measured.window, measured.window_start)] = (
+            measured  # the latest evaluation at that instant wins
+        )
     for w in truth.windows_ending(at):
-        expected = truth.slis(record, slug, w, failover_target_seconds=900, mttr_target_seconds=3600, as_of=at)
+        expected = truth.slis(
+            record,
+            slug,
+            w,
+            failover_target_seconds=profile.failover_target_seconds,
+            mttr_target_seconds=profile.mttr_target_seconds,
+            as_of=at,
+        )
         for sli in SLIS:
             mine = expected[sli]
-            m = stored.get((sli, w.name, w.start))
+            m: SLIMeasurement | None = stored.get((sli, w.name, w.start))
             engine = _figure(m.good, m.total, m.value) if m else {"missing": True}
             theirs = (engine.get("good"), engine.get("total"), engine.get("value"))
             ok = m is not None and theirs == (mine.good, mine.total, None if mine.value is None else str(mine.value))
@@ -111,7 +121,7 @@ def _checkpoint(
                 checkpoint=at.isoformat(), carrier=slug, window=w.name, sli=sli, engine=engine,
                 truth=_figure(mine.good, mine.total, mine.value),
                 target=None if m is None or m.target is None else str(m.target),
-                budget_remaining_pct=None if m is None or m.budget_remaining_pct is None else str(m.budget_remaining_pct),
+                budget_remaining_pct=_text(m.budget_remaining_pct if m else None),
                 ok=ok, mission_ids=ids if not ok else [],
             )  # fmt: skip
             result.rows.append(row)
@@ -155,10 +165,15 @@ def _credits_check(result: Comparison, record: Record, profile: Profile) -> None
         key_month = closed.start.date().isoformat()
         for slug, carrier_id in record.carriers.items():
             fee = Decimal(0) if slug.endswith("-fallback") else profile.monthly_fee_usd
-            figures = truth.slis(record, slug, closed, failover_target_seconds=900, mttr_target_seconds=3600,
-                                 as_of=closed.end)
-            targets = {"on_time": profile.on_time_target_pct, "mission_success": Decimal(98),
-                       "telemetry_integrity": Decimal(99), "failover_time": Decimal(900), "mttr": Decimal(3600)}  # fmt: skip
+            figures = truth.slis(
+                record,
+                slug,
+                closed,
+                failover_target_seconds=profile.failover_target_seconds,
+                mttr_target_seconds=profile.mttr_target_seconds,
+                as_of=closed.end,
+            )
+            targets = profile.targets()
             for sli, target in targets.items():
                 v = figures[sli]
                 if v.total < min_events or v.value is None or truth.meets(sli, v.value, target):
@@ -167,17 +182,18 @@ def _credits_check(result: Comparison, record: Record, profile: Profile) -> None
                 due = truth.credit(attainment=attainment, schedule=schedule, fee=fee)
                 entry = ledger.get((carrier_id, key_month, sli))
                 seen.add((carrier_id, key_month, sli))
-                row = {"month": key_month, "carrier": slug, "sli": sli, "attainment_pct": str(attainment),
+                row: dict[str, Any] = {
+                       "month": key_month, "carrier": slug, "sli": sli, "attainment_pct": str(attainment),
                        "expected_usd": str(due[1]) if due else "0.00",
                        "issued_usd": str(entry.amount_usd) if entry else "0.00"}  # fmt: skip
                 row["ok"] = row["expected_usd"] == row["issued_usd"]
                 result.credits.append(row)
                 if not row["ok"]:
                     result.mismatches.append({"what": "credit", **row, "mission_ids": v.bad_ids})
-    for (carrier_id, month, sli), entry in ledger.items():
-        if (carrier_id, month, sli) not in seen:
+    for (ledger_carrier, ledger_month, ledger_sli), entry in ledger.items():
+        if (ledger_carrier, ledger_month, ledger_sli) not in seen:
             result.mismatches.append(
-                {"what": "credit", "month": month, "carrier_id": carrier_id, "sli": sli,
+                {"what": "credit", "month": ledger_month, "carrier_id": ledger_carrier, "sli": ledger_sli,
                  "expected_usd": "0.00", "issued_usd": str(entry.amount_usd), "mission_ids": []}
             )  # fmt: skip
 

@@ -386,8 +386,12 @@ class Fleet:
             actor = Actor.for_user(self.world.oncall)
             if task.what == "clear_stop" and task.drive is not None:
                 try:
-                    mission_transition(mission_id=task.drive.record.mission_id, to_status=MissionStatus.EN_ROUTE,
-                                       actor=actor, reason="carrier's written clearance after the emergency stop")  # fmt: skip
+                    mission_transition(
+                        mission_id=task.drive.record.mission_id,
+                        to_status=MissionStatus.EN_ROUTE,
+                        actor=actor,
+                        reason="carrier's written clearance after the emergency stop",
+                    )
                 except DomainError as exc:
                     self._refused(f"clearing emergency stop on {task.drive.record.mission_id}", exc)
             if task.what in ("resolve", "clear_stop") and task.incident is not None:

@@ -52,6 +52,10 @@ class Profile:
     monthly_fee_usd: Decimal = Decimal("40000")
     credit_schedule: tuple[tuple[int, int], ...] = ((99, 2), (95, 5), (90, 10))
     on_time_target_pct: Decimal = Decimal("95")
+    mission_success_target_pct: Decimal = Decimal("98")
+    telemetry_integrity_target_pct: Decimal = Decimal("99")
+    failover_target_seconds: int = 900
+    mttr_target_seconds: int = 3600
     # Fleet: autonomous carriers sharing the trucks, mission length and turnaround (minutes).
     carriers: int = 2
     mission_minutes: tuple[int, int] = (180, 420)
@@ -73,6 +77,16 @@ class Profile:
     def sample_seconds(self) -> int:
         """One sample per truck every third of the gap threshold (a healthy truck covers every bucket)."""
         return max(self.gap_seconds // 3, 1)
+
+    def targets(self) -> dict[str, Decimal]:
+        """The contract's objectives of the SLIs a breach can be recorded for (the API SLIs see no traffic)."""
+        return {
+            "on_time": self.on_time_target_pct,
+            "mission_success": self.mission_success_target_pct,
+            "telemetry_integrity": self.telemetry_integrity_target_pct,
+            "failover_time": Decimal(self.failover_target_seconds),
+            "mttr": Decimal(self.mttr_target_seconds),
+        }
 
     def credit_schedule_json(self) -> list[dict[str, int]]:
         return [{"below_pct": below, "credit_pct": pct} for below, pct in self.credit_schedule]

@@ -137,8 +137,9 @@ def _loop(
             _breaches_confirm(fleet, record, now)
             next_day += timedelta(days=1)
             if progress is not None:
+                wall_seconds = round(time.monotonic() - wall, 1)
                 progress({"sim_day": len(record.checkpoints), "sim_time": now.isoformat(), "events": events,
-                          "missions": len(record.missions), "wall_seconds": round(time.monotonic() - wall, 1)})  # fmt: skip
+                          "missions": len(record.missions), "wall_seconds": wall_seconds})  # fmt: skip
     if not record.checkpoints or record.checkpoints[-1] != clock.now:
         sla_rollup()
         sla_evaluate_all()
@@ -191,7 +192,9 @@ def _incidents_reconcile(record: Record, profile: Profile) -> None:
             if found.status not in (IncidentStatus.RESOLVED, IncidentStatus.CLOSED) or resolved is None:
                 rec.problems.append("comms came back but the incident was not resolved")
             elif not rec.comms_back_at <= resolved <= rec.comms_back_at + slack:
-                rec.problems.append(f"resolved at {resolved.isoformat()}, comms back at {rec.comms_back_at.isoformat()}")
+                rec.problems.append(
+                    f"resolved at {resolved.isoformat()}, comms back at {rec.comms_back_at.isoformat()}"
+                )
             rec.resolved_at = resolved
         elif rec.resolved_at is not None and found.resolved_at != rec.resolved_at:
             rec.problems.append("resolution instant differs from the on-call's")

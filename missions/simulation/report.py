@@ -31,7 +31,8 @@ def summary(result: RunResult) -> dict[str, Any]:
     return {
         "run": {
             "profile": result.profile.name, "seed": result.seed, "days": result.days, "trucks": result.trucks,
-            "start": record.start.isoformat(), "end": record.end.isoformat(), "wall_seconds": round(result.wall_seconds, 1),
+            "start": record.start.isoformat(), "end": record.end.isoformat(),
+            "wall_seconds": round(result.wall_seconds, 1),
             "telemetry_events": result.events, **settings_summary(),
         },
         "passed": comparison.passed,
@@ -150,7 +151,9 @@ def html_report(data: dict[str, Any]) -> str:
         [[fleet["missions"], json.dumps(fleet["outcomes"]), json.dumps(fleet["faults"]), fleet["samples_sent"],
           fleet["duplicates_sent"], len(fleet["refusals"])]],
     )  # fmt: skip
-    title = f"Program simulation: {run['profile']} profile, {run['days']} days, {run['trucks']} trucks, seed {run['seed']}"
+    title = (
+        f"Program simulation: {run['profile']} profile, {run['days']} days, {run['trucks']} trucks, seed {run['seed']}"
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:1.5rem}}table{{border-collapse:collapse;font-size:12px}}

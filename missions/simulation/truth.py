@@ -112,7 +112,9 @@ def telemetry_integrity(record: Record, carrier: str, w: TruthWindow) -> TruthVa
         buckets = {
             math.floor(s.timestamp() / g)
             for s in m.samples
-            if start_s <= s.timestamp() < judged_s and s.timestamp() >= started and (done is None or s.timestamp() < done)
+            if start_s <= s.timestamp() < judged_s
+            and s.timestamp() >= started
+            and (done is None or s.timestamp() < done)
         }
         expected += n
         covered += len(buckets)
@@ -131,9 +133,7 @@ def _incidents(record: Record, carrier: str, w: TruthWindow) -> list[IncidentRec
     ]
 
 
-def failover_time(
-    record: Record, carrier: str, w: TruthWindow, *, target_seconds: int, as_of: datetime
-) -> TruthValue:
+def failover_time(record: Record, carrier: str, w: TruthWindow, *, target_seconds: int, as_of: datetime) -> TruthValue:
     """``as_of``: when the engine measured; a failover after that was not known to it yet."""
     lost = [i for i in _incidents(record, carrier, w) if i.kind == "lost_comms"]
     took = sorted(
