@@ -1,0 +1,138 @@
+"""Scenario profiles: the fleet, the contracts and the faults a run schedules, as data.
+
+A fault kind is drawn per mission with its probability; a profile's ``forced`` kinds are also
+given, in order, to the first missions of the run, so a short run touches each of them at least
+once (the ``ci`` profile forces every kind this simulator implements).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+# What each fault does to a mission (docs: README "Program simulation"):
+LATE = "late"  # the truck arrives after the delivery window closes
+FAILURE = "failure"  # the carrier reports the mission failed half-way
+DEGRADATION = "degradation"  # autonomous -> supervised mid-mission: a human intervened, fleet paused
+SHORT_GAP = "short_gap"  # one sample not sent: a silence shorter than the gap threshold, no incident
+LOST_COMMS_RECOVERED = "lost_comms_recovered"  # silent past the threshold, back before the recovery timeout
+LOST_COMMS_FAILOVER = "lost_comms_failover"  # silent for good: the runbook fails the load over
+EMERGENCY_STOP = "emergency_stop"  # safety event in telemetry: mission suspended until on-call clears it
+OTA_FAILURE = "ota_failure"  # the carrier reports a failed over-the-air deployment on the truck
+DUPLICATES = "duplicates"  # every sample of the mission is sent twice (same event id)
+
+FAULT_KINDS = (
+    LATE,
+    FAILURE,
+    DEGRADATION,
+    SHORT_GAP,
+    LOST_COMMS_RECOVERED,
+    LOST_COMMS_FAILOVER,
+    EMERGENCY_STOP,
+    OTA_FAILURE,
+    DUPLICATES,
+)
+# Issue items not simulated yet: they need the carrier API (HTTP) or a TUF repository in the loop.
+NOT_COVERED = (
+    "carrier API outage (circuit breaker) and slowness: tenders are answered in process, no outbound calls",
+    "OTA failure detected from a vehicle's software report against the carrier's TUF metadata "
+    "(the carrier-reported OTA exception is simulated)",
+    "separate processes (web, worker, beat, MQTT bridge) driven over HTTP / WebSocket / MQTT",
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a run needs besides its length, fleet size and seed."""
+
+    name: str
+    # Contract figures for every carrier (the fallback carrier's contract too).
+    gap_seconds: int = 60
+    recovery_timeout_seconds: int = 300
+    monthly_fee_usd: Decimal = Decimal("40000")
+    credit_schedule: tuple[tuple[int, int], ...] = ((99, 2), (95, 5), (90, 10))
+    on_time_target_pct: Decimal = Decimal("95")
+    mission_success_target_pct: Decimal = Decimal("98")
+    telemetry_integrity_target_pct: Decimal = Decimal("99")
+    failover_target_seconds: int = 900
+    mttr_target_seconds: int = 3600
+    # Fleet: autonomous carriers sharing the trucks, mission length and turnaround (minutes).
+    carriers: int = 2
+    mission_minutes: tuple[int, int] = (180, 420)
+    turnaround_minutes: tuple[int, int] = (20, 60)
+    window_slack_minutes: int = 45
+    late_extra_minutes: tuple[int, int] = (60, 120)
+    # How long the simulated on-call takes to handle what only a person can (resolve, clear, resume).
+    oncall_minutes: int = 20
+    emergency_stop_minutes: int = 15
+    # Beat cadence in simulated seconds (the product's defaults are finer; one process cannot keep up
+    # with a 1 s gap check over 30 days). The runbook tick runs every 2 s while an incident is open.
+    gap_check_seconds: int = 30
+    sla_evaluate_seconds: int = 900
+    runbook_tick_seconds: int = 2
+    fault_rates: dict[str, float] = field(default_factory=dict)
+    forced: tuple[str, ...] = ()
+
+    @property
+    def sample_seconds(self) -> int:
+        """One sample per truck every third of the gap threshold (a healthy truck covers every bucket)."""
+        return max(self.gap_seconds // 3, 1)
+
+    def targets(self) -> dict[str, Decimal]:
+        """The contract's objectives of the SLIs a breach can be recorded for (the API SLIs see no traffic)."""
+        return {
+            "on_time": self.on_time_target_pct,
+            "mission_success": self.mission_success_target_pct,
+            "telemetry_integrity": self.telemetry_integrity_target_pct,
+            "failover_time": Decimal(self.failover_target_seconds),
+            "mttr": Decimal(self.mttr_target_seconds),
+        }
+
+    def credit_schedule_json(self) -> list[dict[str, int]]:
+        return [{"below_pct": below, "credit_pct": pct} for below, pct in self.credit_schedule]
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        name="ci",
+        # A 10-minute gap threshold: a sample every 200 s keeps a 2-day, 12-truck run under a minute.
+        gap_seconds=600,
+        recovery_timeout_seconds=600,
+        mission_minutes=(240, 420),
+        gap_check_seconds=200,
+        sla_evaluate_seconds=3600,
+        fault_rates={
+            LATE: 0.12,
+            FAILURE: 0.04,
+            DEGRADATION: 0.05,
+            SHORT_GAP: 0.08,
+            LOST_COMMS_RECOVERED: 0.04,
+            LOST_COMMS_FAILOVER: 0.03,
+            EMERGENCY_STOP: 0.03,
+            OTA_FAILURE: 0.03,
+            DUPLICATES: 0.10,
+        },
+        forced=FAULT_KINDS,
+    ),
+    "default": Profile(
+        name="default",
+        fault_rates={
+            LATE: 0.05,
+            FAILURE: 0.01,
+            DEGRADATION: 0.02,
+            SHORT_GAP: 0.05,
+            LOST_COMMS_RECOVERED: 0.015,
+            LOST_COMMS_FAILOVER: 0.01,
+            EMERGENCY_STOP: 0.005,
+            OTA_FAILURE: 0.005,
+            DUPLICATES: 0.05,
+        },
+    ),
+}
+
+
+def profile_get(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"Unknown profile '{name}'; choose one of {', '.join(sorted(PROFILES))}.") from None

@@ -1,0 +1,207 @@
+"""One run: the world, the simulated clock, the fleet, the beat's periodic work, the checkpoints.
+
+The loop is discrete-event: the next instant is the earliest of the next sample step, gap check,
+runbook tick, SLA evaluation, day end and on-call task; the clock jumps there and everything due
+runs in a fixed order (fleet, gap detection, runbooks, on-call, SLA). Celery tasks run eagerly in
+this process, so each service's subscribers (incidents, runbooks, SLA re-evaluations, evidence)
+run as they would in a worker, at the same simulated instant.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.test import override_settings
+
+from missions.events import Actor
+from missions.simulation import compare, truth
+from missions.simulation.clock import sim_clock
+from missions.simulation.fleet import Fleet
+from missions.simulation.profile import Profile
+from missions.simulation.record import Record
+from missions.simulation.world import world_build
+from missions.telemetry.gaps import telemetry_gaps_check
+from runbooks.choices import IncidentStatus
+from runbooks.models import Incident
+from runbooks.tasks import runbooks_tick
+from sla.choices import BreachStatus
+from sla.models import Breach
+from sla.services import breach_decide
+from sla.tasks import sla_evaluate_all, sla_rollup
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class RunResult:
+    record: Record
+    comparison: compare.Comparison
+    wall_seconds: float
+    profile: Profile
+    seed: int
+    trucks: int
+    days: int
+    events: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def default_start(days: int) -> datetime:
+    """A start that makes the run end one day into February 2026, so January closes during the run
+    (month close, breaches and credits) whatever its length."""
+    return datetime(2026, 2, 2, tzinfo=UTC) - timedelta(days=days)
+
+
+def run_program(
+    *,
+    days: float,
+    trucks: int,
+    seed: int,
+    profile: Profile,
+    start: datetime | None = None,
+    prefix: str = "sim",
+    progress: Progress | None = None,
+) -> RunResult:
+    """Drive the product through the run and compare its SLA figures with the fleet's record."""
+    start = start or default_start(int(days))
+    end = start + timedelta(days=days)
+    wall_start = time.monotonic()
+    rng = random.Random(seed)
+    previous_eager = current_app.conf.task_always_eager
+    current_app.conf.task_always_eager = True  # the worker's tasks run here, in simulated time
+    try:
+        with (
+            override_settings(CELERY_TASK_ALWAYS_EAGER=True, PAGERDUTY_EVENTS_URL="", PAGERDUTY_ROUTING_KEY=""),
+            sim_clock(start) as clock,
+        ):
+            world = world_build(prefix=prefix, profile=profile, trucks=trucks, start=start)
+            record = Record(start=start, end=end, gap_seconds=profile.gap_seconds)
+            record.carriers = {slug: c.pk for slug, c in world.carriers.items()}
+            record.carriers[world.fallback.slug] = world.fallback.pk
+            fleet = Fleet(world=world, profile=profile, record=record, rng=rng)
+            events = _loop(clock, fleet, record, profile, end, progress, wall_start)
+            _incidents_reconcile(record, profile)
+            comparison = compare.compare_run(record, profile)
+    finally:
+        current_app.conf.task_always_eager = previous_eager
+    return RunResult(
+        record=record, comparison=comparison, wall_seconds=time.monotonic() - wall_start, profile=profile,
+        seed=seed, trucks=trucks, days=int(days), events=events,
+    )  # fmt: skip
+
+
+def _loop(
+    clock: Any, fleet: Fleet, record: Record, profile: Profile, end: datetime, progress: Progress | None, wall: float
+) -> int:
+    step = timedelta(seconds=profile.sample_seconds)
+    gap_every = timedelta(seconds=profile.gap_check_seconds)
+    eval_every = timedelta(seconds=profile.sla_evaluate_seconds)
+    start = record.start
+    next_sample, next_gap, next_tick = start, start + gap_every, start
+    next_eval, next_day = start + eval_every, start + timedelta(days=1)
+    events = 0
+    while True:
+        candidates = [next_sample, next_gap, next_tick, next_eval, next_day]
+        if fleet.oncall:
+            candidates.append(fleet.oncall[0].due)
+        now = min(candidates)
+        if now > end:
+            break
+        clock.advance_to(now)
+        if now == next_sample:
+            before = record.samples_sent + record.duplicates_sent
+            fleet.step(now)
+            events += record.samples_sent + record.duplicates_sent - before
+            next_sample += step
+        if now == next_gap:
+            telemetry_gaps_check(now=now)
+            next_gap += gap_every
+        if now == next_tick:
+            runbooks_tick()
+            fleet.watch_failovers(now)
+            next_tick = fleet.next_runbook_tick(now)
+        fleet.oncall_due(now)
+        if now in (next_eval, next_day):
+            sla_rollup()
+            sla_evaluate_all()
+            if now == next_eval:
+                next_eval += eval_every
+        if now == next_day:
+            record.checkpoints.append(now)
+            _breaches_confirm(fleet, record, now)
+            next_day += timedelta(days=1)
+            if progress is not None:
+                wall_seconds = round(time.monotonic() - wall, 1)
+                progress({"sim_day": len(record.checkpoints), "sim_time": now.isoformat(), "events": events,
+                          "missions": len(record.missions), "wall_seconds": wall_seconds})  # fmt: skip
+    if not record.checkpoints or record.checkpoints[-1] != clock.now:
+        sla_rollup()
+        sla_evaluate_all()
+        record.checkpoints.append(clock.now)
+    return events
+
+
+def _breaches_confirm(fleet: Fleet, record: Record, now: datetime) -> None:
+    """The SLA manager confirms every breach the month close proposed (each confirmation writes a credit)."""
+    actor = Actor.for_user(fleet.world.sla_manager)
+    proposed = Breach.objects.filter(carrier_id__in=record.carriers.values(), status=BreachStatus.PROPOSED)
+    slugs = {pk: slug for slug, pk in record.carriers.items()}
+    for breach in proposed.order_by("id"):
+        breach_decide(breach_id=breach.pk, decision="confirm", actor=actor)
+        month = breach.period_start.isoformat()
+        record.confirmed_breaches.setdefault(month, {}).setdefault(slugs[breach.carrier_id], []).append(breach.sli)
+
+
+def _incidents_reconcile(record: Record, profile: Profile) -> None:
+    """Take the instants of the product's automation onto the record, each checked against its window.
+
+    Opening (gap detector, exception subscribers), the runbook's recovery and failover are the
+    product's acts: their instants come from its incidents, and any outside the window the fleet
+    expects them in is a problem the comparison reports. On-call resolutions are the fleet's own.
+    """
+    slack = timedelta(seconds=profile.runbook_tick_seconds * 2 + profile.sample_seconds)
+    timeout = timedelta(seconds=profile.recovery_timeout_seconds)
+    for rec in record.incidents:
+        found = Incident.objects.filter(mission_id=rec.mission_id, kind=rec.kind).order_by("id").first()
+        if found is None:
+            rec.problems.append("the product opened no incident")
+            continue
+        rec.incident_id = found.pk
+        if not rec.trigger_earliest <= found.triggered_at <= rec.trigger_latest:
+            rec.problems.append(
+                f"opened at {found.triggered_at.isoformat()}, expected in "
+                f"[{rec.trigger_earliest.isoformat()}, {rec.trigger_latest.isoformat()}]"
+            )
+        rec.triggered_at = found.triggered_at
+        if rec.fails_over:
+            if found.failover_at is None:
+                rec.problems.append("not failed over")
+            elif rec.failover_at is not None and found.failover_at != rec.failover_at:
+                rec.problems.append("failover instant differs from the handover of the mission")
+            elif not found.triggered_at + timeout <= found.failover_at <= found.triggered_at + timeout + slack:
+                rec.problems.append(f"failed over at {found.failover_at.isoformat()}, outside timeout + {slack}")
+            rec.failover_at = found.failover_at
+        if rec.resolved_by == "recovery" and rec.comms_back_at is not None:
+            resolved = found.resolved_at
+            if found.status not in (IncidentStatus.RESOLVED, IncidentStatus.CLOSED) or resolved is None:
+                rec.problems.append("comms came back but the incident was not resolved")
+            elif not rec.comms_back_at <= resolved <= rec.comms_back_at + slack:
+                rec.problems.append(
+                    f"resolved at {resolved.isoformat()}, comms back at {rec.comms_back_at.isoformat()}"
+                )
+            rec.resolved_at = resolved
+        elif rec.resolved_at is not None and found.resolved_at != rec.resolved_at:
+            rec.problems.append("resolution instant differs from the on-call's")
+
+
+def settings_summary() -> dict[str, Any]:
+    return {"database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1], "rollups": settings.SLA_ROLLUPS}
+
+
+__all__ = ["RunResult", "default_start", "run_program", "settings_summary", "truth"]

@@ -1,0 +1,202 @@
+"""SLIs computed from the fleet's record alone, with this module's own code.
+
+Nothing here reads the product's tables or calls the SLA engine: the inputs are the ``Record``
+the fleet wrote and the contract figures of the profile. The definitions are the published
+ones (``sla/selectors.py`` docstring, docs/decisions/0007 and 0026):
+
+* on_time / mission_success: missions finished in ``[start, end)`` (completed, failed or handed
+  over, by their finishing instant); on time = completed by the delivery window's end; success =
+  completed without a human intervening.
+* telemetry_integrity: mission time in epoch-aligned buckets of ``gap_seconds``; a started
+  mission's buckets from the one holding ``max(started, start)`` up to the one holding
+  ``min(completed, judged end)``, where the judged end is the window end floored to a bucket
+  (the bucket in progress is not judged); good = those holding a sample sent inside the window,
+  at or after the start and before the completion of the mission.
+* failover_time: lost-comms incidents triggered in the window; median time to failover over
+  those failed over; good = within the target.
+* mttr: incidents (not SLA breaches) triggered in the window and resolved; mean time to
+  resolve; good = within the target.
+* the API SLIs: this cut makes no carrier API calls, so no traffic (value None).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from missions.simulation.record import IncidentRecord, MissionRecord, Record
+
+PLACES = Decimal("0.0001")
+CENTS = Decimal("0.01")
+FINISHED = ("completed", "failed", "handed_over")
+PCT = ("on_time", "mission_success", "telemetry_integrity")
+
+
+@dataclass(frozen=True)
+class TruthWindow:
+    name: str
+    start: datetime
+    end: datetime
+
+
+@dataclass
+class TruthValue:
+    """One SLI over one window from the record: counts, value, and the missions (or incidents) behind it."""
+
+    good: int
+    total: int
+    value: Decimal | None
+    bad_ids: list[int] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
+
+
+def windows_ending(end: datetime) -> list[TruthWindow]:
+    """The engine's reporting windows ending at ``end``: rolling 1 h, 24 h, 7 d, 30 d, the month so far."""
+    rolling = [("1h", timedelta(hours=1)), ("24h", timedelta(hours=24)), ("7d", timedelta(days=7)),
+               ("30d", timedelta(days=30))]  # fmt: skip
+    month_start = datetime(end.year, end.month, 1, tzinfo=UTC)
+    return [*(TruthWindow(n, end - d, end) for n, d in rolling), TruthWindow("month", month_start, end)]
+
+
+def month_of(first_day: datetime) -> TruthWindow:
+    nxt = (first_day.replace(day=1) + timedelta(days=32)).replace(day=1)
+    return TruthWindow("month", first_day.replace(day=1), nxt)
+
+
+def pct(good: int, total: int) -> Decimal | None:
+    if not total:
+        return None
+    return (Decimal(good) * 100 / Decimal(total)).quantize(PLACES, ROUND_HALF_UP)
+
+
+def _carrier_missions(record: Record, carrier: str) -> list[MissionRecord]:
+    return [m for m in record.missions.values() if m.carrier == carrier]
+
+
+def mission_slis(record: Record, carrier: str, w: TruthWindow) -> tuple[TruthValue, TruthValue]:
+    finished = [
+        m
+        for m in _carrier_missions(record, carrier)
+        if m.outcome in FINISHED and m.completed_at is not None and w.start <= m.completed_at < w.end
+    ]
+    on_time = [m for m in finished if m.outcome == "completed" and m.completed_at <= m.delivery_window_end]  # type: ignore[operator]
+    success = [m for m in finished if m.outcome == "completed" and not m.human_intervened]
+    ids = sorted(m.mission_id for m in finished)
+    return (
+        TruthValue(len(on_time), len(finished), pct(len(on_time), len(finished)),
+                   sorted(set(ids) - {m.mission_id for m in on_time}), ids),
+        TruthValue(len(success), len(finished), pct(len(success), len(finished)),
+                   sorted(set(ids) - {m.mission_id for m in success}), ids),
+    )  # fmt: skip
+
+
+def telemetry_integrity(record: Record, carrier: str, w: TruthWindow) -> TruthValue:
+    g = record.gap_seconds
+    judged_s = math.floor(w.end.timestamp() / g) * g
+    start_s = w.start.timestamp()
+    expected = covered = 0
+    ids: list[int] = []
+    short: list[int] = []
+    for m in _carrier_missions(record, carrier):
+        started = m.started_at.timestamp()
+        done = m.completed_at.timestamp() if m.completed_at is not None else None
+        if started >= judged_s or (done is not None and (done <= start_s or done <= started)):
+            continue
+        clip_start = max(started, start_s)
+        clip_end = min(done if done is not None else judged_s, judged_s)
+        if clip_end <= clip_start:
+            continue
+        n = math.ceil(clip_end / g) - math.floor(clip_start / g)
+        buckets = {
+            math.floor(s.timestamp() / g)
+            for s in m.samples
+            if start_s <= s.timestamp() < judged_s
+            and s.timestamp() >= started
+            and (done is None or s.timestamp() < done)
+        }
+        expected += n
+        covered += len(buckets)
+        ids.append(m.mission_id)
+        if len(buckets) < n:
+            short.append(m.mission_id)
+    good = min(covered, expected)
+    return TruthValue(good, expected, pct(good, expected), sorted(short), sorted(ids))
+
+
+def _incidents(record: Record, carrier: str, w: TruthWindow) -> list[IncidentRecord]:
+    return [
+        i
+        for i in record.incidents
+        if i.carrier == carrier and i.triggered_at is not None and w.start <= i.triggered_at < w.end
+    ]
+
+
+def failover_time(record: Record, carrier: str, w: TruthWindow, *, target_seconds: int, as_of: datetime) -> TruthValue:
+    """``as_of``: when the engine measured; a failover after that was not known to it yet."""
+    lost = [i for i in _incidents(record, carrier, w) if i.kind == "lost_comms"]
+    took = sorted(
+        (i.failover_at - i.triggered_at).total_seconds()  # type: ignore[operator]
+        for i in lost
+        if i.failover_at is not None and i.failover_at <= as_of
+    )
+    good = sum(1 for t in took if t <= target_seconds)
+    median: Decimal | None = None
+    if took:
+        mid = len(took) // 2
+        value = took[mid] if len(took) % 2 else (took[mid - 1] + took[mid]) / 2
+        median = Decimal(str(value)).quantize(PLACES, ROUND_HALF_UP)
+    ids = sorted(i.mission_id for i in lost)
+    return TruthValue(good, len(lost), median, ids=ids)
+
+
+def mttr(record: Record, carrier: str, w: TruthWindow, *, target_seconds: int, as_of: datetime) -> TruthValue:
+    resolved = [i for i in _incidents(record, carrier, w) if i.resolved_at is not None and i.resolved_at <= as_of]
+    took = [(i.resolved_at - i.triggered_at).total_seconds() for i in resolved]  # type: ignore[operator]
+    good = sum(1 for t in took if t <= target_seconds)
+    mean = Decimal(str(sum(took) / len(took))).quantize(PLACES, ROUND_HALF_UP) if took else None
+    return TruthValue(good, len(took), mean, ids=sorted(i.mission_id for i in resolved))
+
+
+def slis(
+    record: Record,
+    carrier: str,
+    w: TruthWindow,
+    *,
+    failover_target_seconds: int,
+    mttr_target_seconds: int,
+    as_of: datetime,
+) -> dict[str, TruthValue]:
+    """Every SLI of one carrier over one window, as the record stood at ``as_of`` (the evaluation)."""
+    on_time, success = mission_slis(record, carrier, w)
+    return {
+        "on_time": on_time,
+        "mission_success": success,
+        "telemetry_integrity": telemetry_integrity(record, carrier, w),
+        "failover_time": failover_time(record, carrier, w, target_seconds=failover_target_seconds, as_of=as_of),
+        "mttr": mttr(record, carrier, w, target_seconds=mttr_target_seconds, as_of=as_of),
+        "api_latency_p99": TruthValue(0, 0, None),
+        "api_error_rate": TruthValue(0, 0, None),
+    }
+
+
+def meets(sli: str, value: Decimal, target: Decimal) -> bool:
+    """Rates must reach the target; durations must stay under it."""
+    return value >= target if sli in PCT else value <= target
+
+
+def credit(
+    *, attainment: Decimal, schedule: list[tuple[Decimal, Decimal]], fee: Decimal
+) -> tuple[Decimal, Decimal] | None:
+    """(credit pct, amount) the schedule implies for an attainment; tiers are (below_pct, credit_pct), highest first.
+
+    A tier covers [next tier's below_pct (0 for the last), its below_pct).
+    """
+    for n, (below, credit_pct) in enumerate(schedule):
+        floor = schedule[n + 1][0] if n + 1 < len(schedule) else Decimal(0)
+        if floor <= attainment < below:
+            if credit_pct == 0:
+                return None
+            return credit_pct, (fee * credit_pct / 100).quantize(CENTS, ROUND_HALF_UP)
+    return None

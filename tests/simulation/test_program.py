@@ -1,0 +1,91 @@
+"""The program simulator: a CI-sized run passes its ground-truth comparison, and a wrong SLI is caught.
+
+Runs the real product in this process on the test database (SQLite, or PostgreSQL + Redis when
+``DATABASE_URL`` / ``REDIS_URL`` are set), with the simulated clock. ``transaction=True``: the
+product's subscribers (incidents, runbooks, SLA re-evaluations) run after commit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from missions.simulation import profile as p
+from missions.simulation.compare import SLIS
+from missions.simulation.program import run_program
+from missions.simulation.report import reports_write
+from sla import rollups
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+CI_DAYS, CI_TRUCKS, CI_SEED = 2, 12, 7
+
+
+def test_ci_run_passes_the_ground_truth_comparison(tmp_path: Path) -> None:
+    result = run_program(days=CI_DAYS, trucks=CI_TRUCKS, seed=CI_SEED, profile=p.profile_get("ci"))
+    print(f"\nCI run: {len(result.record.missions)} missions, {result.events} events, {result.wall_seconds:.1f} s wall")
+    record, comparison = result.record, result.comparison
+    assert comparison.passed, json.dumps(comparison.mismatches[:10], default=str, indent=1)
+    assert not record.refusals
+    # Every fault kind of the profile happened, and every runbook's incident kind was opened.
+    assert {m.fault for m in record.missions.values()} >= set(p.FAULT_KINDS)
+    assert {i.kind for i in record.incidents} == {"lost_comms", "degraded_autonomy", "emergency_stop", "ota_failure"}
+    assert any(i.fails_over and i.failover_at for i in record.incidents)
+    assert any(i.resolved_by == "recovery" and i.resolved_at for i in record.incidents)
+    assert any(m.replaces for m in record.missions.values() if m.outcome == "completed")
+    assert record.duplicates_sent > 0
+    # The comparison covered every SLI at every checkpoint (two midnights), and January's credits.
+    assert len(record.checkpoints) == CI_DAYS
+    assert {r.sli for r in comparison.rows} == set(SLIS)
+    assert any(r.engine.get("total") for r in comparison.rows if r.sli == "mttr")
+    assert comparison.credits and all(c["ok"] for c in comparison.credits)
+    assert any(c["issued_usd"] != "0.00" for c in comparison.credits)
+
+    json_path, html_path = reports_write(result, tmp_path)
+    data = json.loads(json_path.read_text())
+    assert {"run", "passed", "mismatches", "fleet", "fault_kinds", "slis_per_day", "comparison", "incidents",
+            "credits"} <= set(data)  # fmt: skip
+    assert data["passed"] is True and data["run"]["seed"] == CI_SEED and data["fleet"]["missions"] > 0
+    page = html_path.read_text()
+    assert "Plotly" in page and "Ground-truth comparison" in page
+    assert not re.search(r"<script[^>]+src=[\"']?https?://", page, re.I)
+
+
+def test_same_seed_same_run() -> None:
+    short = replace(p.profile_get("ci"), forced=(p.LATE, p.FAILURE, p.DEGRADATION))
+    first = run_program(days=0.25, trucks=4, seed=3, profile=short, prefix="a")
+    second = run_program(days=0.25, trucks=4, seed=3, profile=short, prefix="b")
+
+    def shape(result: Any) -> list[tuple[Any, ...]]:
+        return [(m.truck[1:], m.fault, m.started_at, m.completed_at, m.outcome, len(m.samples))
+                for m in result.record.missions.values()]  # fmt: skip
+
+    assert shape(first) == shape(second)
+    assert first.comparison.passed and second.comparison.passed
+
+
+def test_handover_counted_as_success_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SLA engine's per-mission contribution made wrong: a handed-over mission counts as a success."""
+    right = rollups.mission_fact
+
+    def wrong(row: dict[str, Any], g: int, exclusions: Any) -> Any:
+        fact = right(row, g, exclusions)
+        if row["status"] == "handed_over" and fact.counts:
+            fact.counts[2] = 1  # [finished, on_time, success, failed, handed_over, cancelled]
+        return fact
+
+    monkeypatch.setattr(rollups, "mission_fact", wrong)
+    profile = replace(p.profile_get("ci"), forced=(p.LOST_COMMS_FAILOVER, p.LOST_COMMS_FAILOVER))
+    result = run_program(days=0.5, trucks=4, seed=5, profile=profile)
+    handed_over = sorted(m.mission_id for m in result.record.missions.values() if m.outcome == "handed_over")
+    assert handed_over
+    wrong_rows = [m for m in result.comparison.mismatches if m["what"] == "sli"]
+    assert wrong_rows and {m["sli"] for m in wrong_rows} == {"mission_success"}
+    for m in wrong_rows:
+        assert m["engine"]["good"] > m["truth"]["good"]
+        assert set(m["mission_ids"]) <= set(handed_over) and m["mission_ids"]
