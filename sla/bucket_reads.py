@@ -412,14 +412,25 @@ def telemetry_windows(carrier_id: int, windows: Sequence[Window], *, gap_seconds
 # --- Everything ---------------------------------------------------------------------------------------
 
 
+def buckets_built_for(carrier_id: int, targets: Targets) -> bool:
+    """Whether the carrier's buckets were built with these targets' gap and latency figures."""
+    return _built_for(RollupCarrier.objects.filter(carrier_id=carrier_id).first(), targets)
+
+
+def _built_for(state: RollupCarrier | None, targets: Targets) -> bool:
+    return (
+        state is not None
+        and state.gap_seconds == max(int(targets.telemetry_gap_seconds), 1)
+        and state.latency_target_ms == targets.api_latency_p99_ms
+    )
+
+
 def sli_all_buckets(
     carrier_id: int, windows: Sequence[Window], targets: Targets
 ) -> dict[tuple[str, str], SLIResult] | None:
     """Every SLI for every window from the buckets; None when they were built for other contract figures."""
     state = RollupCarrier.objects.filter(carrier_id=carrier_id).first()
-    if state is None or state.gap_seconds != max(int(targets.telemetry_gap_seconds), 1):
-        return None
-    if state.latency_target_ms != targets.api_latency_p99_ms:
+    if state is None or not _built_for(state, targets):
         return None
     results: dict[tuple[str, str], SLIResult] = {}
     for name, (on_time, success) in mission_windows(carrier_id, windows).items():

@@ -22,7 +22,7 @@ from runbooks.models import Incident
 from runbooks.services import incident_alerts_cleared, incident_note_add, incident_open, incident_severity_change
 from runbooks.transitions import INCIDENT_OPEN
 from sla import rollups
-from sla.bucket_reads import sli_all_buckets
+from sla.bucket_reads import buckets_built_for, sli_all_buckets
 from sla.choices import INCIDENT_SEVERITY_OF_ALERT, AlertSeverity, BreachStatus, SLIName, WindowName
 from sla.models import (
     Breach,
@@ -52,6 +52,7 @@ from tms_console.roles import MANAGE_SLA, perm
 log = logging.getLogger(__name__)
 CENTS = Decimal("0.01")
 FOUR_PLACES = Decimal("0.0001")
+REBUILD_REQUEST_SECONDS = 900  # a carrier's bucket rebuild is asked for at most this often
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class Evaluation:
     alerts_fired: list[BurnRateAlert] = field(default_factory=list)
     alerts_resolved: list[int] = field(default_factory=list)
     breaches: list[Breach] = field(default_factory=list)
+    # The buckets were built for other contract figures: the caller queues one rebuild (sla.rebuild_carrier).
+    rebuild_requested: bool = False
 
 
 def _min_events() -> int:
@@ -154,8 +157,9 @@ def sla_evaluate(*, carrier_id: int, now: datetime | None = None) -> Evaluation:
     reporting = windows_at(now)
     results = sli_windows(carrier_id, [*reporting, *alert_windows_at(now)], targets)
     evaluation = Evaluation(
-        carrier_id=carrier_id, now=now, contract_id=contract.pk if contract else None, results=results
-    )
+        carrier_id=carrier_id, now=now, contract_id=contract.pk if contract else None, results=results,
+        rebuild_requested=rebuild_request(carrier_id, targets),
+    )  # fmt: skip
     with transaction.atomic():
         # One evaluation of a carrier writes at a time: the carrier row is the lock (PostgreSQL);
         # SQLite serializes writers anyway, and the open-alert constraint catches what is left.
@@ -190,6 +194,17 @@ def sli_windows(carrier_id: int, windows: list[Window], targets: Targets) -> dic
             return results
         log.warning("sla rollups: buckets of carrier %s were built for other targets; recounting", carrier_id)
     return sli_all(carrier_id, windows, targets)
+
+
+def rebuild_request(carrier_id: int, targets: Targets) -> bool:
+    """True when the carrier's buckets were built for other contract figures (a new contract's gap or latency
+    target) and no rebuild was asked for in the last ``REBUILD_REQUEST_SECONDS``: recounts serve its
+    evaluations until the rebuild is done, then the buckets do again. The daily recount repairs too."""
+    from django.core.cache import cache
+
+    if not rollups.enabled() or buckets_built_for(carrier_id, targets):
+        return False
+    return bool(cache.add(f"sla:rebuild-requested:{carrier_id}", 1, timeout=REBUILD_REQUEST_SECONDS))
 
 
 def _burn_counts_store(carrier_id: int, results: dict[tuple[str, str], SLIResult], now: datetime) -> None:

@@ -20,6 +20,8 @@ def sla_evaluate_all() -> int:
 @shared_task(name="sla.evaluate_carrier", ignore_result=True)
 def sla_evaluate_carrier(carrier_id: int) -> int:
     evaluation = services.sla_evaluate(carrier_id=carrier_id)
+    if evaluation.rebuild_requested:
+        sla_rebuild_carrier.delay(carrier_id)
     return len(evaluation.measurements)
 
 
@@ -29,6 +31,14 @@ def sla_rollup() -> int:
     from sla import rollups
 
     return sum(rollups.rollup_run(max_seconds=20).values())
+
+
+@shared_task(name="sla.rebuild_carrier", ignore_result=True)
+def sla_rebuild_carrier(carrier_id: int) -> int:
+    """Rebuild one carrier's buckets (its contract's gap or latency target changed); missions recomputed."""
+    from sla import rollups
+
+    return rollups.carrier_rebuild(carrier_id)
 
 
 @shared_task(name="sla.recount_daily", ignore_result=True)

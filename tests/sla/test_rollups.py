@@ -435,3 +435,31 @@ def test_failover_time_and_mttr_of_every_window_equal_the_per_window_queries(car
         assert (result.good, result.total, result.value, result.inputs) == (
             want.good, want.total, want.value, want.inputs), key  # fmt: skip
     assert got[(SLIName.MTTR, "30d")].total == 3  # the breach, the excluded one and the unresolved ones left out
+
+
+@pytest.mark.django_db
+def test_a_new_contract_with_another_gap_rebuilds_the_buckets_once(carrier_a: Carrier) -> None:
+    """Buckets built for one gap threshold cannot answer for another: the evaluation recounts raw rows and
+    asks for one rebuild (a task), after which the buckets serve it again; it is asked once, not each time."""
+    from django.core.cache import cache
+
+    from sla import tasks
+
+    ContractFactory(carrier=carrier_a, effective_from=date(2026, 1, 1), telemetry_gap_seconds=60)
+    m = mission(carrier_a, started_at=at(-90), completed_at=at(-10))
+    samples(m, [at(-80), at(-50), at(-20)])
+    rollups.rollup_run()
+    assert RollupCarrier.objects.get(carrier_id=carrier_a.pk).gap_seconds == 60
+    # The contract in force from now on watches a 120 s gap.
+    ContractFactory(carrier=carrier_a, effective_from=date(2026, 2, 1), telemetry_gap_seconds=120, version=2)
+    targets = Targets.of(contract_in_force(carrier_a.pk, NOW.date()))
+    windows = default_windows(NOW)
+    assert sli_all_buckets(carrier_a.pk, windows, targets) is None  # built for 60 s
+    cache.delete(f"sla:rebuild-requested:{carrier_a.pk}")
+    with mock.patch.object(rollups, "carrier_rebuild", wraps=rollups.carrier_rebuild) as rebuild:
+        tasks.sla_evaluate_carrier.delay(carrier_a.pk).get()  # recounts, then the rebuild runs (eager)
+        assert rebuild.call_count == 1
+        assert RollupCarrier.objects.get(carrier_id=carrier_a.pk).gap_seconds == 120
+        assert sli_all_buckets(carrier_a.pk, windows, targets) == sli_all(carrier_a.pk, windows, targets)
+        tasks.sla_evaluate_carrier.delay(carrier_a.pk).get()  # from the rebuilt buckets: nothing to ask
+        assert rebuild.call_count == 1

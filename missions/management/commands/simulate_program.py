@@ -2,20 +2,28 @@
 
     python manage.py simulate_program --days 30 --trucks 20 --seed 7 --profile default
 
-Runs in this process on the configured database: the product's services, Celery tasks (eager)
-and the SLA engine all see the simulated clock. Writes ``summary.json`` and ``report.html``
-(offline) into ``--out`` and exits 1 when the comparison found a mismatch.
+Runs in this process: the product's services, Celery tasks (eager) and the SLA engine all see the
+simulated clock. It never touches the configured database's data: the run gets a database of its own
+next to it (``<name>_sim_<run>`` on PostgreSQL, a file in ``--out`` on SQLite), migrated, and dropped
+afterwards unless ``--keep-db``; live-map broadcasts stay in the process and nothing is paged. Writes
+``summary.json`` and ``report.html`` (offline) into ``--out`` and exits 1 when the comparison found a
+mismatch.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
+from django.test.utils import override_settings
 
 from missions.simulation.profile import PROFILES, profile_get
 from missions.simulation.program import run_program
@@ -32,6 +40,7 @@ class Command(BaseCommand):
         parser.add_argument("--profile", default="default", choices=sorted(PROFILES))
         parser.add_argument("--start", default="", help="ISO 8601 UTC start (default: the run ends on 2026-02-02)")
         parser.add_argument("--out", default="", help="directory for summary.json and report.html")
+        parser.add_argument("--keep-db", action="store_true", help="keep the run's own database to inspect it")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["days"] <= 0 or options["trucks"] <= 0:
@@ -55,10 +64,15 @@ class Command(BaseCommand):
                 f"{p['missions']} missions, {p['wall_seconds']} s wall"
             )
 
-        result = run_program(
-            days=options["days"], trucks=options["trucks"], seed=options["seed"], profile=profile, start=start,
-            prefix=prefix, progress=progress,
-        )  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
+        # Thousands of eager tasks a simulated day: their trace lines would bury the progress.
+        logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+        with _own_database(prefix, out, keep=options["keep_db"]) as name:
+            self.stdout.write(f"simulating in its own database: {name}")
+            result = run_program(
+                days=options["days"], trucks=options["trucks"], seed=options["seed"], profile=profile, start=start,
+                prefix=prefix, progress=progress,
+            )  # fmt: skip
         json_path, html_path = reports_write(result, out)
         comparison = result.comparison
         self.stdout.write(
@@ -72,3 +86,26 @@ class Command(BaseCommand):
                 self.stderr.write(f"MISMATCH {m}")
             raise CommandError(f"ground-truth comparison failed: {len(comparison.mismatches)} mismatches")
         self.stdout.write(self.style.SUCCESS("ground-truth comparison passed"))
+
+
+@contextmanager
+def _own_database(run: str, out: Path, *, keep: bool) -> Iterator[str]:
+    """A migrated database for this run only, beside the configured one; dropped afterwards unless ``keep``.
+
+    Live-map broadcasts go to an in-process channel layer, so a console running on the same Redis does not
+    draw the simulated trucks.
+    """
+    old_name = connection.settings_dict["NAME"]
+    name = str(out / "simulation.sqlite3") if connection.vendor == "sqlite" else f"{old_name}_sim_{run}"
+    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
+    created = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    layers = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    try:
+        with override_settings(CHANNEL_LAYERS=layers):
+            yield created
+    finally:
+        if keep:
+            connection.close()
+            connection.settings_dict["NAME"] = old_name
+        else:
+            connection.creation.destroy_test_db(old_name, verbosity=0)
