@@ -251,19 +251,22 @@ def token_of(port: int, issued: Any, scope: str) -> str:
     return str(response.json()["access_token"])
 
 
-def phase(ctx: Any, port: int, token: str, tender_ids: list[int], ingest: tuple[int, str, list[Any]] | None) -> Any:
-    """One phase: the reader for SECONDS, with the loader (to ``ingest``'s port) running from before it starts."""
+def phase(
+    ctx: Any, port: int, token: str, tender_ids: list[int], ingest: tuple[int, str, list[Any]] | None,
+    read_seconds: float = SECONDS,
+) -> Any:  # fmt: skip
+    """One phase: the reader for ``read_seconds``, with the loader (to ``ingest``'s port) started before it."""
     out = ctx.Queue()
     load = None
     if ingest is not None:
         ingest_port, ingest_token, fleet = ingest
-        seconds = SECONDS + WARMUP_SECONDS + 1
+        seconds = read_seconds + WARMUP_SECONDS + 1
         load = ctx.Process(target=loader, args=(ingest_port, ingest_token, fleet, INGEST_RATE, seconds, out))
         load.start()
         time.sleep(WARMUP_SECONDS)  # the load at its pace before the first request is timed
-    read = ctx.Process(target=reader, args=(port, token, tender_ids, SECONDS, out))
+    read = ctx.Process(target=reader, args=(port, token, tender_ids, read_seconds, out))
     read.start()
-    parts = {part[0]: part for part in (out.get(timeout=SECONDS + 120) for _ in range(1 + (load is not None)))}
+    parts = {part[0]: part for part in (out.get(timeout=read_seconds + 120) for _ in range(1 + (load is not None)))}
     parts["load"] = os.getloadavg()[0]
     read.join(10)
     if load is not None:
@@ -296,7 +299,8 @@ def main() -> int:
         with served("partner", port, env):
             read_token = token_of(port, data["reading"], "tender:read")
             send_token = token_of(port, data["sending"], "telemetry:write")
-            phase(ctx, port, read_token, ids, None)  # warm-up: every thread's connection, the pool, the code paths
+            # Warm-up, not counted: every thread's connection, the pool, the code paths.
+            phase(ctx, port, read_token, ids, None, read_seconds=WARMUP_SECONDS)
             if "none" in PHASES:
                 rows.append(("no ingest", phase(ctx, port, read_token, ids, None), None))
             if "same" in PHASES:
