@@ -121,7 +121,27 @@ def server_env(db_url: str, **extra: str) -> dict[str, str]:
     }
 
 
+def partner_command(port: int) -> list[str]:
+    """The partner API server exactly as ``make run`` starts it (``scripts/run_all.py``'s ``partner_spec``).
+
+    gunicorn, ``tms_console.gunicorn_worker.ProblemThreadWorker``, 2 workers x 32 threads (README "Scaling").
+    """
+    import importlib.util
+
+    # By path: ``benchmarks/run_all.py`` would shadow the name ``run_all``.
+    spec = importlib.util.spec_from_file_location("tms_scripts_run_all", BASE_DIR / "scripts" / "run_all.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
+    if spec.name not in sys.modules:
+        sys.modules[spec.name] = module  # its dataclasses look their module up there
+        spec.loader.exec_module(module)
+    argv: list[str] = module.partner_spec(host="127.0.0.1", port=port, drain_seconds=10.0).argv
+    return argv
+
+
 def server_command(kind: str, port: int, workers: int = 2) -> list[str]:
+    if kind == "partner":
+        return partner_command(port)
     if kind == "daphne":
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tms_console.asgi:application"]
     if kind == "gunicorn":

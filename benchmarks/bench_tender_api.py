@@ -1,216 +1,376 @@
 #!/usr/bin/env python
-"""Tender API latency (p50 / p99) next to a trivial endpoint, measured in the same run.
+"""Tender API latency (p50 / p99) while the fleet's telemetry is ingested, next to ``/healthz`` in the same run.
 
-A throw-away PostgreSQL database gets a carrier, a partner client and 500
-sent tenders. The console is started as in production (daphne, DEBUG off,
-psycopg pool) and a client with a valid bearer token reads
-``GET /api/v1/tenders?status=sent`` (a page of 25 with their shipments) and
-``GET /api/v1/tenders/<id>`` from ``BENCH_CONCURRENCY`` threads. The same
-threads then read ``/healthz`` (one ``SELECT 1``): the baseline for what the
-server, the network stack and the client cost without our code.
+A throw-away PostgreSQL database gets a carrier with ``TENDERS`` (500) sent
+tenders and ``BENCH_TENDER_TRUCKS`` (10,000) en-route missions, each with its
+truck, and two partner clients: one reading tenders, one sending telemetry.
+The partner API is served as ``make run`` and the partner-ingest deployment
+serve it: gunicorn, ``tms_console.wsgi``, ``ProblemThreadWorker``, 2 workers x
+32 threads (``scripts/run_all.py``'s command), DEBUG off, psycopg pool
+(``DB_POOL_MAX`` 40 as in ``deploy/k8s/base/partner-ingest.yaml``).
 
-    DATABASE_URL=postgres://root@127.0.0.1:5432/tms .venv/bin/python benchmarks/bench_tender_api.py
+A reader process (``BENCH_CONCURRENCY`` threads, 8, each on a kept-alive
+connection) sends ``BENCH_TENDER_RPS`` (90) requests a second, paced, in
+turn: ``GET /api/v1/tenders/<id>``, ``GET /api/v1/tenders?status=sent&page_size=25``
+(a page of 25 with their shipments) and ``GET /healthz`` (one ``SELECT 1``:
+what the server, the machine and the client cost without our code, under the
+same load at the same moments). Phases of ``BENCH_TENDER_SECONDS`` (20 s):
+
+1. no ingest;
+2. ingest into the same server, as ``make run`` and the partner ingress route
+   it (``/api/v1/`` of a pod serves both): a loader process posts
+   ``BENCH_TENDER_INGEST_RATE`` (10,000) events a second to
+   ``/api/v1/telemetry/batch``, every truck at 1 Hz, as batches of 100 (100
+   requests a second, paced on a clock, at most ``INGEST_IN_FLIGHT``
+   outstanding; a tick that finds them all busy is skipped, so a server that
+   cannot keep up shows as a lower rate achieved, printed);
+3. the same ingest to a second gunicorn started with the same command, as a
+   separate ingest deployment would take it: on this 2-core machine it still
+   shares the CPU, the database and Redis with the server measured.
+
+    DATABASE_URL=postgres://root@127.0.0.1:5432/tms REDIS_URL=redis://127.0.0.1:6379/0 \\
+        .venv/bin/python benchmarks/bench_tender_api.py
 """
 
 from __future__ import annotations
 
+import http.client
+import json
+import multiprocessing
 import os
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(BASE_DIR))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import figure  # noqa: E402
+from benchmarks._report import figure, free_port, percentile
 
-REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "4"))
+SECONDS = float(os.environ.get("BENCH_TENDER_SECONDS", "20"))
+RPS = float(os.environ.get("BENCH_TENDER_RPS", "90"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
+INGEST_RATE = int(os.environ.get("BENCH_TENDER_INGEST_RATE", "10000"))
+TRUCKS = int(os.environ.get("BENCH_TENDER_TRUCKS", str(max(INGEST_RATE, 1))))
+BATCH = 100
+# Batch requests outstanding at most; a tick that finds every sender busy is skipped (and counted).
+INGEST_IN_FLIGHT = 16
 TENDERS = 500
+# Which phases run (all three by default): "none", "same", "own".
+PHASES = os.environ.get("BENCH_TENDER_PHASES", "none,same,own").split(",")
+PAGE_SIZE = 25
+TARGET_MS = 50.0
+WARMUP_SECONDS = 3.0
+DETAIL, PAGE, HEALTHZ = "GET /api/v1/tenders/<id>", f"GET /api/v1/tenders (page of {PAGE_SIZE})", "GET /healthz"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def reader(port: int, token: str, tender_ids: list[int], seconds: float, out: Any) -> None:
+    """RPS requests a second for ``seconds`` (detail, page, healthz in turn); report the latencies of each (ms)."""
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    paths = [
+        (DETAIL, lambda n: f"/api/v1/tenders/{tender_ids[n % len(tender_ids)]}", headers),
+        (PAGE, lambda n: f"/api/v1/tenders?status=sent&page_size={PAGE_SIZE}", headers),
+        (HEALTHZ, lambda n: "/healthz", {}),
+    ]
+    results: dict[str, list[float]] = {name: [] for name, _, _ in paths}
+    late: list[int] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    interval = CONCURRENCY / RPS
+    start = time.perf_counter() + 0.2
+
+    def worker(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine: dict[str, list[float]] = {name: [] for name, _, _ in paths}
+        behind = 0
+        n = 0
+        try:
+            while True:
+                due = start + k * interval / CONCURRENCY + n * interval
+                if due - start >= seconds:
+                    break
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                elif wait < -0.010:
+                    behind += 1
+                name, path, hdrs = paths[(n * CONCURRENCY + k) % len(paths)]
+                t0 = time.perf_counter()
+                conn.request("GET", path(n * CONCURRENCY + k), headers=hdrs)
+                response = conn.getresponse()
+                body = response.read()
+                mine[name].append((time.perf_counter() - t0) * 1000)
+                if response.status != 200:
+                    raise RuntimeError(f"{name} answered {response.status}: {body[:200]!r}")
+                n += 1
+        except Exception as exc:  # reported, the run fails
+            with lock:
+                errors.append(repr(exc))
+        finally:
+            conn.close()
+            with lock:
+                for name, values in mine.items():
+                    results[name].extend(values)
+                late.append(behind)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(CONCURRENCY)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put(("reader", results, sum(late), errors))
 
 
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
-    return ordered[index]
+def _event(mission_id: int, vehicle: str, ts: str) -> dict[str, Any]:
+    return {
+        "schema_version": "1", "event_id": str(uuid.uuid4()), "mission_id": mission_id, "vehicle_id": vehicle,
+        "ts": ts, "position": {"lat": 31.5, "lon": -96.5, "speed_kph": 88.0, "heading_deg": 170.0},
+        "connectivity": {"uplink": "5g", "latency_ms": 40}, "autonomy_mode": "autonomous",
+    }  # fmt: skip
 
 
-def measure(client_factory: object, paths: list[str], headers: dict[str, str]) -> list[float]:
-    import httpx
+def loader(port: int, token: str, fleet: list[tuple[int, str]], rate: int, seconds: float, out: Any) -> None:
+    """Every truck of ``fleet`` at ``rate / len(fleet)`` Hz as batches of BATCH to /api/v1/telemetry/batch, paced."""
+    per_second = max(1, rate // BATCH)
+    ticks: list[int] = []  # due tick numbers, taken by the senders
+    cond = threading.Condition()
+    sent = accepted = skipped = 0
+    errors: list[str] = []
+    ack_ms: list[float] = []
+    stop = False
 
-    def worker(share: list[str]) -> list[float]:
-        out: list[float] = []
-        with httpx.Client(base_url=BASE_URL, headers=headers, timeout=10.0) as client:
-            for path in share:
-                start = time.perf_counter()
-                response = client.get(path)
-                out.append((time.perf_counter() - start) * 1000)
-                if response.status_code != 200:
-                    raise SystemExit(f"{path} answered {response.status_code}: {response.text[:200]}")
-        return out
+    def body(tick: int) -> bytes:
+        ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        first = (tick % per_second) * BATCH
+        trucks = [fleet[(first + i) % len(fleet)] for i in range(BATCH)]
+        return json.dumps({"events": [_event(m, v, ts) for m, v in trucks]}, separators=(",", ":")).encode()
 
-    shares = [paths[i::CONCURRENCY] for i in range(CONCURRENCY)]
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
-        return [ms for part in pool.map(worker, shares) for ms in part]
+    def sender() -> None:
+        nonlocal sent, accepted
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        try:
+            while True:
+                with cond:
+                    while not ticks and not stop:
+                        cond.wait()
+                    if stop and not ticks:
+                        return
+                    tick = ticks.pop(0)
+                payload = body(tick)
+                t0 = time.perf_counter()
+                conn.request("POST", "/api/v1/telemetry/batch", body=payload,
+                             headers={**headers, "Idempotency-Key": str(uuid.uuid4())})  # fmt: skip
+                response = conn.getresponse()
+                data = response.read()
+                took = (time.perf_counter() - t0) * 1000
+                if response.status != 202:
+                    raise RuntimeError(f"{response.status} {data[:300]!r}")
+                with cond:
+                    sent += BATCH
+                    accepted += int(json.loads(data)["accepted"])
+                    ack_ms.append(took)
+        except Exception as exc:  # reported, the run fails
+            with cond:
+                errors.append(repr(exc))
+        finally:
+            conn.close()
+
+    senders = [threading.Thread(target=sender) for _ in range(INGEST_IN_FLIGHT)]
+    for t in senders:
+        t.start()
+    t0 = time.perf_counter()
+    tick = 0
+    while time.perf_counter() - t0 < seconds:
+        with cond:
+            # Every sender busy and a tick already waiting: skip this one rather than queue without bound.
+            if len(ticks) >= 1:
+                skipped += 1
+            else:
+                ticks.append(tick)
+                cond.notify()
+        tick += 1
+        time.sleep(max(0.0, t0 + tick / per_second - time.perf_counter()))
+    with cond:
+        stop = True
+        ticks.clear()
+        cond.notify_all()
+    for t in senders:
+        t.join(60)
+    elapsed = time.perf_counter() - t0
+    out.put(("loader", accepted / elapsed, sent, skipped, ack_ms, errors))
 
 
-BASE_URL = ""
-
-
-def main() -> int:
-    global BASE_URL
-    url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        print("bench_tender_api: skipped, needs PostgreSQL (set DATABASE_URL to a postgres:// URL)")
-        return 0
-    os.environ["DATABASE_URL"] = url
-    # The production settings (not the test ones) so the client secret is hashed as the server expects.
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tms_console.settings"
-    os.environ.setdefault("TMS_TESTING", "1")
-    os.environ["DB_POOL"] = "0"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    import django
-
-    django.setup()
-    import httpx
-    from django.db import connection
+def seed(carrier_slug: str = "bench") -> dict[str, Any]:
+    """The carrier, its sent tenders, its fleet and two partner clients (in the throw-away database)."""
     from django.utils import timezone
 
+    from benchmarks._server import fleet_create
     from missions import services
     from missions.events import Actor
     from missions.models import Carrier, Shipment
     from missions.partner.services import partner_client_create
 
-    old_name = connection.settings_dict["NAME"]
-    test_name = f"{old_name}_bench_tender"
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = test_name
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    server = None
-    try:
-        actor = Actor.system("bench")
-        carrier = Carrier.objects.create(
-            name="Bench Autonomous", slug="bench", kind="autonomous", max_autonomy_level=4, operating_regions=[]
-        )
-        issued = partner_client_create(carrier_id=carrier.pk, name="bench", scopes=["tender:read"], actor=actor)
-        now = timezone.now()
-        tender_ids = []
-        for i in range(TENDERS):
-            shipment = Shipment.objects.create(
-                reference=f"BENCH-{i:05d}",
-                origin_address="Dallas, TX",
-                origin_region="TX",
-                origin_lat=32.78,
-                origin_lon=-96.8,
-                destination_address="Houston, TX",
-                destination_region="TX",
-                destination_lat=29.76,
-                destination_lon=-95.37,
-                pickup_window_start=now,
-                pickup_window_end=now + timezone.timedelta(hours=2),
-                delivery_window_start=now + timezone.timedelta(hours=4),
-                delivery_window_end=now + timezone.timedelta(hours=8),
-                weight_kg=15000,
-            )
-            tender = services.tender_create(
-                actor=actor,
-                shipment_id=shipment.pk,
-                carrier_id=carrier.pk,
-                offered_price_usd=Decimal("1300"),
-                expiry_seconds=86400,
-            )
-            services.tender_mark_sent(tender_id=tender.pk, actor=actor)
-            tender_ids.append(tender.pk)
-        connection.close()
+    actor = Actor.system("bench")
+    carrier = Carrier.objects.create(
+        name="Bench Autonomous", slug=carrier_slug, kind="autonomous", max_autonomy_level=4, operating_regions=[]
+    )
+    reading = partner_client_create(carrier_id=carrier.pk, name="tenders", scopes=["tender:read"], actor=actor)
+    sending = partner_client_create(carrier_id=carrier.pk, name="ingest", scopes=["telemetry:write"], actor=actor)
+    now = timezone.now()
+    tender_ids = []
+    for i in range(TENDERS):
+        shipment = Shipment.objects.create(
+            reference=f"BENCH-T{i:05d}", origin_address="Dallas, TX", origin_region="TX", origin_lat=32.78,
+            origin_lon=-96.8, destination_address="Houston, TX", destination_region="TX", destination_lat=29.76,
+            destination_lon=-95.37, pickup_window_start=now, pickup_window_end=now + timezone.timedelta(hours=2),
+            delivery_window_start=now + timezone.timedelta(hours=4),
+            delivery_window_end=now + timezone.timedelta(hours=8), weight_kg=15000,
+        )  # fmt: skip
+        tender = services.tender_create(actor=actor, shipment_id=shipment.pk, carrier_id=carrier.pk,
+                                        offered_price_usd=Decimal("1300"), expiry_seconds=86400)  # fmt: skip
+        services.tender_mark_sent(tender_id=tender.pk, actor=actor)
+        tender_ids.append(tender.pk)
+    fleet = [(m.pk, m.vehicle.external_id) for m in fleet_create(carrier, TRUCKS)]
+    return {"tender_ids": tender_ids, "fleet": fleet, "reading": reading, "sending": sending}
 
-        port = free_port()
-        BASE_URL = f"http://127.0.0.1:{port}"
-        db_url = url.rsplit("/", 1)[0] + f"/{test_name}"
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tms_console.settings",
-            "DATABASE_URL": db_url,
-            "DEBUG": "0",
-            "TMS_TESTING": "0",
-            "DB_POOL": "1",
-            "SECRET_KEY": "bench-only-" + "x" * 50,
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SECURE_SSL_REDIRECT": "0",
-            "API_RATE_LIMIT": "1000000/min",
-            "LOG_LEVEL": "WARNING",
-        }
-        server_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the process, below)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tms_console.asgi:application"],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            # A file, not a pipe: nobody reads the pipe during the run, and a full one blocks the server.
-            stderr=server_log,
-        )
-        for _ in range(100):
-            try:
-                if httpx.get(f"{BASE_URL}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise SystemExit("daphne did not start")
-        token = httpx.post(
-            f"{BASE_URL}/oauth2/token",
-            data={"grant_type": "client_credentials", "scope": "tender:read"},
-            auth=(issued.client_id, issued.client_secret),
-        ).json()["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
 
-        list_paths = ["/api/v1/tenders?status=sent"] * REQUESTS
-        detail_paths = [f"/api/v1/tenders/{tender_ids[i % TENDERS]}" for i in range(REQUESTS)]
-        trivial_paths = ["/healthz"] * REQUESTS
-        measure(None, list_paths[:200], auth)  # warm-up: pool, caches, code paths
-        measure(None, trivial_paths[:200], {})
-        results = {
-            "GET /api/v1/tenders (page of 25)": measure(None, list_paths, auth),
-            "GET /api/v1/tenders/<id>": measure(None, detail_paths, auth),
-            "GET /healthz (baseline)": measure(None, trivial_paths, {}),
-        }
-        base = results["GET /healthz (baseline)"]
-        print(f"tender API latency, {REQUESTS} requests each, {CONCURRENCY} client threads, daphne + PostgreSQL")
-        print(f"{'endpoint':38} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'p99 / baseline p99':>20}")
-        for name, values in results.items():
-            print(
-                f"{name:38} {percentile(values, 50):8.2f} {percentile(values, 99):8.2f} "
-                f"{statistics.fmean(values):8.2f} {percentile(values, 99) / percentile(base, 99):20.2f}"
-            )
-        print("target (DESIGN.md §6): tender API p99 <= 50 ms")
-        base_p50, base_p99 = percentile(base, 50), percentile(base, 99)
-        for name, values in results.items():
-            if name.startswith("GET /healthz"):
-                continue
-            p50, p99 = percentile(values, 50), percentile(values, 99)
-            figure(name=f"{name} p50", measured=p50, unit="ms", baseline=base_p50, baseline_name="ms /healthz p50")
-            figure(name=f"{name} p99", measured=p99, unit="ms", baseline=base_p99, baseline_name="ms /healthz p99",
-                   target="p99 <= 50 ms", met=p99 <= 50)  # fmt: skip
+def token_of(port: int, issued: Any, scope: str) -> str:
+    import httpx
+
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/oauth2/token",
+        data={"grant_type": "client_credentials", "scope": scope},
+        auth=(issued.client_id, issued.client_secret),
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+def phase(
+    ctx: Any, port: int, token: str, tender_ids: list[int], ingest: tuple[int, str, list[Any]] | None,
+    read_seconds: float = SECONDS,
+) -> Any:  # fmt: skip
+    """One phase: the reader for ``read_seconds``, with the loader (to ``ingest``'s port) started before it."""
+    out = ctx.Queue()
+    load = None
+    if ingest is not None:
+        ingest_port, ingest_token, fleet = ingest
+        seconds = read_seconds + WARMUP_SECONDS + 1
+        load = ctx.Process(target=loader, args=(ingest_port, ingest_token, fleet, INGEST_RATE, seconds, out))
+        load.start()
+        time.sleep(WARMUP_SECONDS)  # the load at its pace before the first request is timed
+    read = ctx.Process(target=reader, args=(port, token, tender_ids, read_seconds, out))
+    read.start()
+    parts = {part[0]: part for part in (out.get(timeout=read_seconds + 120) for _ in range(1 + (load is not None)))}
+    parts["load"] = os.getloadavg()[0]
+    read.join(10)
+    if load is not None:
+        load.join(10)
+    return parts
+
+
+def main() -> int:
+    url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        print("bench_tender_api: skipped, needs PostgreSQL (set DATABASE_URL to a postgres:// URL)")
         return 0
-    finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+    from benchmarks._server import django_setup, served, server_env, throwaway_database
+
+    django_setup(url)
+    ctx = multiprocessing.get_context("spawn")
+    t_start = time.monotonic()
+    with throwaway_database("tender") as db_url:
+        data = seed()
+        fleet = data["fleet"]
+        from django.db import connection
+
         connection.close()
-        connection.creation.destroy_test_db(old_name, verbosity=0)
+        # As partner-ingest.yaml: the pool above the 32 threads of a worker. No safety ticker: it would open
+        # lost-comms exceptions for the trucks between the phases.
+        env = server_env(db_url, DB_POOL_MAX="40", SAFETY_TICKER="0")
+        port, ingest_port = free_port(), free_port()
+        rows: list[tuple[str, dict[str, Any], Any]] = []
+        ids = data["tender_ids"]
+        with served("partner", port, env):
+            read_token = token_of(port, data["reading"], "tender:read")
+            send_token = token_of(port, data["sending"], "telemetry:write")
+            # Warm-up, not counted: every thread's connection, the pool, the code paths.
+            phase(ctx, port, read_token, ids, None, read_seconds=WARMUP_SECONDS)
+            if "none" in PHASES:
+                rows.append(("no ingest", phase(ctx, port, read_token, ids, None), None))
+            if "same" in PHASES:
+                same = phase(ctx, port, read_token, ids, (port, send_token, fleet))
+                rows.append(("ingest, same server", same, "same"))
+            if "own" in PHASES:
+                with served("partner", ingest_port, env):
+                    own_token = token_of(ingest_port, data["sending"], "telemetry:write")
+                    own = phase(ctx, port, read_token, ids, (ingest_port, own_token, fleet))
+                    rows.append(("ingest, own gunicorn", own, "own"))
+    report(rows)
+    print(f"(whole run {time.monotonic() - t_start:.0f} s)")
+    return 0
+
+
+def report(rows: list[tuple[str, dict[str, Any], Any]]) -> None:
+    print(f"tender API on gunicorn as `make run` serves it (2 ProblemThreadWorker workers x 32 threads), "
+          f"PostgreSQL; {RPS:.0f} requests/s paced from {CONCURRENCY} client threads, {SECONDS:.0f} s a phase, "
+          f"detail, page of {PAGE_SIZE} and /healthz in turn; ingest wanted: {INGEST_RATE:,} events/s "
+          f"({TRUCKS:,} trucks, batches of {BATCH})")  # fmt: skip
+    print(f"{'phase':22} {'endpoint':36} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+          f"{'ingest ev/s':>12}  p99 <= {TARGET_MS:.0f} ms")  # fmt: skip
+    for label, parts, where in rows:
+        _, results, late, errors = parts["reader"]
+        if errors:
+            raise SystemExit(f"{label}: {errors[0]}")
+        rate = None
+        if "loader" in parts:
+            _, rate, _sent, skipped, ack_ms, load_errors = parts["loader"]
+            if load_errors:
+                raise SystemExit(f"{label}: ingest failed: {load_errors[0]}")
+        base = results[HEALTHZ]
+        base50, base99 = percentile(base, 50), percentile(base, 99)
+        for name in (DETAIL, PAGE, HEALTHZ):
+            values = results[name]
+            p50, p99 = percentile(values, 50), percentile(values, 99)
+            met = p99 <= TARGET_MS
+            verdict = "(baseline)" if name == HEALTHZ else ("met" if met else "NOT met")
+            shown = "-" if rate is None else f"{rate:,.0f}"
+            print(f"{label:22} {name:36} {len(values):5} {p50:8.1f} {p99:8.1f} {max(values):8.1f} "
+                  f"{shown:>12}  {verdict}")  # fmt: skip
+            if name == HEALTHZ:
+                continue
+            short = {DETAIL: "tender API GET <id>", PAGE: f"tender API page of {PAGE_SIZE}"}[name]
+            suffix = ", no ingest" if where is None else f", ingest {where_text(where, short=True)}"
+            figure(name=f"{short} p99{suffix}", measured=p99, unit="ms", baseline=base99,
+                   baseline_name="ms /healthz p99", target=f"p99 <= {TARGET_MS:.0f} ms", met=met)  # fmt: skip
+            figure(name=f"{short} p50{suffix}", measured=p50, unit="ms", baseline=base50,
+                   baseline_name="ms /healthz p50")  # fmt: skip
+        print(
+            f"{'':22} load average {parts['load']:.1f} at the end of the phase"
+            + (f"; {late} requests left more than 10 ms after their slot (the reader was behind)" if late else "")
+        )
+        if rate is not None:
+            ack50, ack99 = (percentile(ack_ms, 50), percentile(ack_ms, 99)) if ack_ms else (0.0, 0.0)
+            print(f"{'':22} ingest {where_text(where)}: {rate:,.0f} events/s achieved of {INGEST_RATE:,} wanted "
+                  f"({skipped} batches skipped with {INGEST_IN_FLIGHT} in flight); batch answered p50 "
+                  f"{ack50:.0f} ms, p99 {ack99:.0f} ms")  # fmt: skip
+            figure(name=f"ingest during tender reads, {where_text(where, short=True)}", measured=rate,
+                   unit="ev/s", baseline=float(INGEST_RATE), baseline_name="ev/s wanted",
+                   target=">= 95 % of wanted", met=rate >= 0.95 * INGEST_RATE)  # fmt: skip
+    print("ingest 'same server': the telemetry batches go to the gunicorn that serves the tenders, as `make run` and "
+          "the partner ingress route /api/v1/; 'own gunicorn': to a second gunicorn started with the same command, "
+          "as a separate ingest deployment would take them (here on the same 2 cores, database and Redis)")  # fmt: skip
+
+
+def where_text(where: str, short: bool = False) -> str:
+    if short:
+        return {"same": "same server", "own": "own gunicorn"}[where]
+    return {"same": "into the same gunicorn", "own": "on its own gunicorn"}[where]
 
 
 if __name__ == "__main__":

@@ -241,7 +241,9 @@ class Tender(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["carrier", "status"]),
+            # A carrier's tenders in one status, newest first (the partner API's page): read backwards,
+            # the index hands over the page's rows in order instead of sorting all of them.
+            models.Index(fields=["carrier", "status", "created_at", "id"]),
             models.Index(fields=["status", "expires_at"]),
             models.Index(
                 fields=["outcome_unknown_since"],

@@ -17,12 +17,14 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from oauth2_provider.models import AccessToken
 from rest_framework.test import APIClient
 
 from missions import services
 from missions.choices import MissionStatus, TenderStatus
 from missions.events import Actor
 from missions.models import Carrier, Mission, Tender
+from missions.models.partner import TokenCertificateBinding
 from missions.tendering import dispatch
 from tests.factories import MissionFactory, ShipmentFactory, TenderFactory, VehicleFactory
 from tests.partner.conftest import new_key
@@ -99,23 +101,23 @@ def _requests(data: dict[str, Any]) -> dict[str, Callable[[APIClient], Any]]:
     }
 
 
-# Measured at ROWS tenders and missions. A read is the token
-# lookup (access token with its application and carrier), the certificate binding, then the rows;
+# Measured at ROWS tenders and missions. A read is the token lookup (one statement: the access
+# token with its application, partner client, carrier and certificate binding), then the rows;
 # a write adds the idempotency record (claimed, then completed) and the service's own statements.
 LIMITS = {
-    "capabilities": 9,
-    "tenders": 4,
-    "tenders?status": 4,
-    "tender": 3,
-    "offer": 22,
-    "missions": 4,
-    "mission": 3,
-    "mission status": 18,
-    "autonomy mode": 37,
-    "exception": 20,
-    "events": 3,
-    "telemetry": 18,
-    "telemetry batch": 20,
+    "capabilities": 8,
+    "tenders": 3,
+    "tenders?status": 3,
+    "tender": 2,
+    "offer": 21,
+    "missions": 3,
+    "mission": 2,
+    "mission status": 17,
+    "autonomy mode": 36,
+    "exception": 19,
+    "events": 2,
+    "telemetry": 17,
+    "telemetry batch": 19,
 }
 
 
@@ -154,3 +156,25 @@ def test_a_page_costs_the_same_queries_at_any_size(path: str, busy_carrier: dict
     large, large_rows = count()
     assert large_rows > small_rows  # the page really grew
     assert large == small, f"{path}: {small} queries for {small_rows} rows, {large} for {large_rows}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("bound", [False, True], ids=["unbound", "certificate-bound"])
+def test_the_token_lookup_is_one_statement_with_its_certificate_binding(
+    bound: bool, busy_carrier: dict[str, Any], api_a: APIClient
+) -> None:
+    token = AccessToken.objects.order_by("-id").first()
+    assert token is not None
+    if bound:
+        # Bound to a certificate this request does not present: refused, still without a second lookup.
+        TokenCertificateBinding.objects.create(access_token=token, x5t_s256="A" * 43)
+    with CaptureQueriesContext(connection) as ctx:
+        response = api_a.get(f"/api/v1/tenders/{busy_carrier['tenders'][0].pk}")
+    assert response.status_code == (401 if bound else 200), response.content
+    lookups = [q["sql"] for q in ctx.captured_queries if "oauth2_provider_accesstoken" in q["sql"]]
+    assert len(lookups) == 1
+    assert "missions_tokencertificatebinding" in lookups[0]
+    assert not any(
+        "missions_tokencertificatebinding" in q["sql"] and "oauth2_provider_accesstoken" not in q["sql"]
+        for q in ctx.captured_queries
+    )

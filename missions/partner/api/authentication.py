@@ -73,8 +73,9 @@ class PartnerTokenAuthentication(BaseAuthentication):
             return self._fail(request, "The Authorization header must be 'Bearer <token>'.")
         raw = value.strip()
         checksum = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+        # One statement: the token, its application, partner client, carrier and certificate binding.
         token = (
-            AccessToken.objects.select_related("application__partner_client__carrier")
+            AccessToken.objects.select_related("application__partner_client__carrier", "certificate_binding")
             .filter(token_checksum=checksum)
             .first()
         )
@@ -95,7 +96,7 @@ class PartnerTokenAuthentication(BaseAuthentication):
         return principal, token
 
     def _check_certificate(self, request: Request, token: AccessToken, partner: PartnerClient) -> None:
-        binding = getattr(token, "certificate_binding", None)
+        binding = getattr(token, "certificate_binding", None)  # fetched with the token
         if binding is None:
             if partner.carrier.require_mtls:
                 self._fail(request, "This carrier requires certificate-bound tokens.", partner)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
 from missions.choices import AutonomyMode, ExceptionKind, MissionStatus, OfferKind
-from missions.models import Mission, MissionException, Offer, Tender
+from missions.models import Mission, MissionException, Offer, Shipment, Tender
 from missions.partner.api.fields import MoneyField, Rfc3339DateTimeField, StrictCharField, StrictChoiceField
 
 # Statuses a carrier may report; cancelling and handing over are decisions taken on our side.
@@ -56,7 +56,7 @@ class PlaceSerializer(serializers.Serializer[dict[str, Any]]):
     lon = serializers.FloatField()
 
 
-class ShipmentSummarySerializer(serializers.Serializer[dict[str, Any]]):
+class ShipmentSummarySerializer(serializers.Serializer[Any]):
     """What a carrier needs to know about the load behind a tender."""
 
     reference = serializers.CharField()
@@ -72,9 +72,31 @@ class ShipmentSummarySerializer(serializers.Serializer[dict[str, Any]]):
     max_autonomy_level = serializers.IntegerField(allow_null=True)
     preferred_route = serializers.CharField(allow_blank=True)
 
+    def to_representation(self, instance: Shipment) -> dict[str, Any]:
+        s = instance
+        return super().to_representation(
+            {
+                "reference": s.reference,
+                "origin": {"address": s.origin_address, "region": s.origin_region, "lat": s.origin_lat,
+                           "lon": s.origin_lon},
+                "destination": {"address": s.destination_address, "region": s.destination_region,
+                                "lat": s.destination_lat, "lon": s.destination_lon},
+                "pickup_window_start": s.pickup_window_start,
+                "pickup_window_end": s.pickup_window_end,
+                "delivery_window_start": s.delivery_window_start,
+                "delivery_window_end": s.delivery_window_end,
+                "weight_kg": s.weight_kg,
+                "hazmat": s.hazmat,
+                "needs_night_operations": s.needs_night_operations,
+                "max_autonomy_level": s.max_autonomy_level,
+                "preferred_route": s.preferred_route,
+            }
+        )  # fmt: skip
+
 
 class TenderSerializer(serializers.ModelSerializer[Tender]):
-    shipment = serializers.SerializerMethodField()
+    # A nested serializer, built once per answer (a page's rows share it), not once per row.
+    shipment = ShipmentSummarySerializer(read_only=True)
 
     class Meta:
         model = Tender
@@ -88,36 +110,6 @@ class TenderSerializer(serializers.ModelSerializer[Tender]):
             "created_at",
             "updated_at",
         ]
-
-    @extend_schema_field(ShipmentSummarySerializer)
-    def get_shipment(self, tender: Tender) -> dict[str, Any]:
-        s = tender.shipment
-        return ShipmentSummarySerializer(
-            {
-                "reference": s.reference,
-                "origin": {
-                    "address": s.origin_address,
-                    "region": s.origin_region,
-                    "lat": s.origin_lat,
-                    "lon": s.origin_lon,
-                },
-                "destination": {
-                    "address": s.destination_address,
-                    "region": s.destination_region,
-                    "lat": s.destination_lat,
-                    "lon": s.destination_lon,
-                },
-                "pickup_window_start": s.pickup_window_start,
-                "pickup_window_end": s.pickup_window_end,
-                "delivery_window_start": s.delivery_window_start,
-                "delivery_window_end": s.delivery_window_end,
-                "weight_kg": s.weight_kg,
-                "hazmat": s.hazmat,
-                "needs_night_operations": s.needs_night_operations,
-                "max_autonomy_level": s.max_autonomy_level,
-                "preferred_route": s.preferred_route,
-            }
-        ).data
 
 
 class OfferRequestSerializer(serializers.Serializer[dict[str, Any]]):
