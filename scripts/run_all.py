@@ -43,6 +43,7 @@ READY_TIMEOUT_SECONDS = 60.0
 # The partner server's gthread workers and threads per worker (README, "Scaling").
 PARTNER_WORKERS = 2
 PARTNER_THREADS = 32
+PARTNER_DB_POOL_MAX = 40  # above PARTNER_THREADS, as deploy/k8s/base/partner-ingest.yaml
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,9 @@ def partner_spec(*, host: str, port: int, drain_seconds: float) -> ProcessSpec:
         f"{drain_seconds:g}",
         "tms_console.wsgi:application",
     ]
-    return ProcessSpec("partner", argv, drain_seconds=drain_seconds)
+    # Each worker's threads share its database pool (PostgreSQL): more connections than threads, as the
+    # partner-ingest deployment sets it, so no thread waits for one.
+    return ProcessSpec("partner", argv, env={"DB_POOL_MAX": str(PARTNER_DB_POOL_MAX)}, drain_seconds=drain_seconds)
 
 
 def build_specs(*, host: str, port: int, commands: set[str], partner_port: int | None = None) -> list[ProcessSpec]:
