@@ -96,10 +96,15 @@ def _own_database(run: str, out: Path, *, keep: bool) -> Iterator[str]:
     draw the simulated trucks.
     """
     old_name = connection.settings_dict["NAME"]
+    layers = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    if connection.vendor == "sqlite" and connection.creation.is_in_memory_db(old_name):
+        # An in-memory database (a test run's) is thrown away anyway, and SQLite cannot leave it open.
+        with override_settings(CHANNEL_LAYERS=layers):
+            yield "the in-memory database"
+        return
     name = str(out / "simulation.sqlite3") if connection.vendor == "sqlite" else f"{old_name}_sim_{run}"
     connection.settings_dict.setdefault("TEST", {})["NAME"] = name
     created = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    layers = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     try:
         with override_settings(CHANNEL_LAYERS=layers):
             yield created
