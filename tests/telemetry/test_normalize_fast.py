@@ -158,6 +158,8 @@ POSITION_RANGES = {
     "accuracy_m": (0.0, normalize.ACCURACY_M_MAX),
 }
 
+ascii_text = st.characters(codec="ascii", exclude_characters="\x00")
+
 
 @st.composite
 def valid_events(draw: st.DrawFn) -> dict[str, Any]:
@@ -165,7 +167,7 @@ def valid_events(draw: st.DrawFn) -> dict[str, Any]:
     ev: dict[str, Any] = {
         "event_id": str(draw(st.uuids())),
         "mission_id": draw(st.integers(1, 2**63 - 1)),
-        "vehicle_id": draw(st.text(st.characters(codec="ascii", exclude_characters="\x00"), min_size=1, max_size=100)),
+        "vehicle_id": draw(st.text(ascii_text, min_size=1, max_size=100)),
         "ts": normalize.ts_format(draw(in_window)),
         "position": {
             "lat": draw(st.floats(-90, 90) | st.integers(-90, 90)),
@@ -182,7 +184,7 @@ def valid_events(draw: st.DrawFn) -> dict[str, Any]:
         "mission_state": st.sampled_from([*normalize.MISSION_STATES, None]),
         "safety_event": st.sampled_from([*normalize.SAFETY_EVENTS, None]),
         "autonomy_mode": st.sampled_from([*normalize.AUTONOMY_MODES, None]),
-        "software_version": st.text(st.characters(codec="ascii", exclude_characters="\x00"), min_size=1, max_size=200)
+        "software_version": st.text(ascii_text, min_size=1, max_size=200)
         | st.none(),
         "health": st.none()
         | st.fixed_dictionaries(
@@ -192,7 +194,7 @@ def valid_events(draw: st.DrawFn) -> dict[str, Any]:
                 "battery_pct": st.floats(0, 100) | st.integers(0, 100) | st.none(),
                 "critical_sensors_ok": st.booleans() | st.none(),
                 "thermal_warning": st.booleans() | st.none(),
-                "ecu_errors": st.lists(st.text(st.characters(codec="ascii"), min_size=1, max_size=32), max_size=4)
+                "ecu_errors": st.lists(st.text(ascii_text, min_size=1, max_size=32), max_size=4)
                 | st.none(),
             },
         ),
