@@ -454,7 +454,7 @@ def _number_fast(value: Any, lo: float, hi: float) -> float | None:
     return None
 
 
-def _validate_fast(raw: Any, earliest: datetime, latest: datetime) -> TelemetryEvent | None:  # noqa: C901, PLR0911, PLR0912
+def _validate_fast(raw: Any, earliest: datetime, latest: datetime) -> TelemetryEvent | None:
     """The event ``_validate`` would return, when ``raw`` is the usual shape; None when not sure."""
     if type(raw) is not dict or not TOP_LEVEL_FIELDS.issuperset(raw):
         return None
@@ -555,7 +555,7 @@ def _validate_fast(raw: Any, earliest: datetime, latest: datetime) -> TelemetryE
     )
 
 
-def _health_fast(value: Any) -> dict[str, Any] | None:  # noqa: PLR0911
+def _health_fast(value: Any) -> dict[str, Any] | None:
     """``_health(value)`` for the usual section (keys in its order), or None when not sure."""
     if value is None:
         return {}
