@@ -31,7 +31,7 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.conf import settings
 
@@ -438,7 +438,7 @@ def _uuid_fast(value: Any) -> uuid.UUID | None:
     return made
 
 
-def _text_fast(value: Any, longest: int) -> bool:
+def _text_fast(value: Any, longest: int) -> TypeGuard[str]:
     # A string of 1 to ``longest`` characters that is plainly storable (ASCII, no NUL).
     return type(value) is str and 0 < len(value) <= longest and value.isascii() and "\x00" not in value
 
