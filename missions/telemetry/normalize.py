@@ -1,9 +1,11 @@
 """The normalized telemetry event (schema version "1") and its hand-written validator.
 
 This is the hot path of every ingest (HTTP, WebSocket, MQTT), so it is plain
-Python: no serializer framework, one pass over the dict, and a precise reason
-string (``field: what is wrong``) for the first problem found. The field names
-match the OpenAPI serializer in ``missions.partner.api.telemetry_schema``.
+Python: no serializer framework, and a precise reason string (``field: what is
+wrong``) for the first problem found. An event in the usual spelling passes a
+fast path of C-level checks (``_validate_fast``); any other goes field by field
+through ``_validate``, which words the reasons. The field names match the
+OpenAPI serializer in ``missions.partner.api.telemetry_schema``.
 
 Wire shape::
 
