@@ -45,6 +45,10 @@ def fleet_broadcast(positions: list[dict[str, Any]]) -> None:
     if layer is None:
         return
     if isinstance(layer, InMemoryChannelLayer):
+        if not layer.groups.get(FLEET_GROUP):
+            # Nobody has the map open in this process: a send would reach no one, and
+            # ``async_to_sync`` outside the server's loop starts a thread for each call.
+            return
         try:
             async_to_sync(layer.group_send)(FLEET_GROUP, {"type": "fleet.positions", "positions": positions})
         except Exception:  # a live update must never break the write that caused it

@@ -1,9 +1,11 @@
 """The normalized telemetry event (schema version "1") and its hand-written validator.
 
 This is the hot path of every ingest (HTTP, WebSocket, MQTT), so it is plain
-Python: no serializer framework, one pass over the dict, and a precise reason
-string (``field: what is wrong``) for the first problem found. The field names
-match the OpenAPI serializer in ``missions.partner.api.telemetry_schema``.
+Python: no serializer framework, and a precise reason string (``field: what is
+wrong``) for the first problem found. An event in the usual spelling passes a
+fast path of C-level checks (``_validate_fast``); any other goes field by field
+through ``_validate``, which words the reasons. The field names match the
+OpenAPI serializer in ``missions.partner.api.telemetry_schema``.
 
 Wire shape::
 
@@ -31,7 +33,7 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.conf import settings
 
@@ -317,13 +319,16 @@ def event_validate(
     max_age: timedelta | None = None,
 ) -> TelemetryEvent | str:
     """Return the normalized event, or the reason it is rejected. Never raises on any input."""
+    now = now or datetime.now(UTC)
+    max_future = max_future or timedelta(seconds=settings.TELEMETRY_MAX_FUTURE_SECONDS)
+    max_age = max_age or timedelta(seconds=settings.TELEMETRY_MAX_AGE_SECONDS)
+    # The usual event takes the fast path; anything it is not sure of goes through the
+    # field-by-field validator, which also words the reason.
+    event = _validate_fast(raw, now - max_age, now + max_future)
+    if event is not None:
+        return event
     try:
-        return _validate(
-            raw,
-            now or datetime.now(UTC),
-            max_future or timedelta(seconds=settings.TELEMETRY_MAX_FUTURE_SECONDS),
-            max_age or timedelta(seconds=settings.TELEMETRY_MAX_AGE_SECONDS),
-        )
+        return _validate(raw, now, max_future, max_age)
     except Invalid as exc:
         return str(exc)
     except RecursionError:
@@ -389,6 +394,225 @@ def _validate(raw: Any, now: datetime, max_future: timedelta, max_age: timedelta
         software_version=_software_version(raw.get("software_version")),
         ts_text=ts_text,
     )
+
+
+# --- The fast path ----------------------------------------------------------------
+#
+# Most events are well formed and spelt the usual way: JSON strings, floats and ints,
+# ASCII text, the canonical "...T..:..:...fffZ" timestamp. ``_validate_fast`` accepts
+# exactly those, with the same result ``_validate`` gives them, in a few C-level checks
+# per field; it returns None for anything else (an error, or an unusual spelling) and
+# ``_validate`` decides, and words the reason. Every check here is as strict as or
+# stricter than its counterpart above (tests/telemetry/test_normalize_fast.py holds the
+# two to the same answers).
+
+_MISSION_STATES = frozenset(MISSION_STATES)
+_SAFETY_EVENTS = frozenset(SAFETY_EVENTS)
+_AUTONOMY_MODES = frozenset(AUTONOMY_MODES)
+_UPLINKS = frozenset(UPLINKS)
+_MISSION_ID_MAX = 2**63 - 1
+_from_iso = datetime.fromisoformat
+_new_object = object.__new__
+_set_attr = object.__setattr__
+_UUID_UNKNOWN = uuid.SafeUUID.unknown
+
+
+def _uuid_fast(value: Any) -> uuid.UUID | None:
+    """``uuid.UUID(value)`` for the 32 hex digits with hyphens that nearly every sender writes; else None.
+
+    ``uuid.UUID`` drops every hyphen and reads the remaining 32 characters with
+    ``int(hex, 16)``; when that succeeds on the text as it stands (no braces, no
+    "urn:uuid:" to strip, since ``int`` refuses those characters) the result is the
+    same UUID, built here without the constructor's argument juggling.
+    """
+    if type(value) is not str:
+        return None
+    digits = value.replace("-", "")
+    if len(digits) != 32:
+        return None
+    try:
+        number = int(digits, 16)
+    except ValueError:
+        return None
+    made = _new_object(uuid.UUID)
+    _set_attr(made, "int", number)
+    _set_attr(made, "is_safe", _UUID_UNKNOWN)
+    return made
+
+
+def _text_fast(value: Any, longest: int) -> TypeGuard[str]:
+    # A string of 1 to ``longest`` characters that is plainly storable (ASCII, no NUL).
+    return type(value) is str and 0 < len(value) <= longest and value.isascii() and "\x00" not in value
+
+
+def _number_fast(value: Any, lo: float, hi: float) -> float | None:
+    # A JSON float or int in [lo, hi] (NaN fails the comparison), as ``_number`` returns it; else None.
+    kind = type(value)
+    if kind is float:
+        if lo <= value <= hi:
+            return value  # type: ignore[no-any-return]
+    elif kind is int and lo <= value <= hi:
+        return float(value)
+    return None
+
+
+def _validate_fast(raw: Any, earliest: datetime, latest: datetime) -> TelemetryEvent | None:
+    """The event ``_validate`` would return, when ``raw`` is the usual shape; None when not sure."""
+    if type(raw) is not dict or not TOP_LEVEL_FIELDS.issuperset(raw):
+        return None
+    get = raw.get
+    if get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+        return None
+    event_id = _uuid_fast(get("event_id"))
+    if event_id is None:
+        return None
+    mission_id = get("mission_id")
+    if type(mission_id) is not int or not 1 <= mission_id <= _MISSION_ID_MAX:
+        return None
+    vehicle_id = get("vehicle_id")
+    if not _text_fast(vehicle_id, VEHICLE_ID_MAX):
+        return None
+    correlation = get("correlation_id")
+    correlation_id = None
+    if correlation is not None:
+        correlation_id = _uuid_fast(correlation)
+        if correlation_id is None:
+            return None
+
+    # The canonical spelling, which ``_timestamp`` keeps as the sender wrote it.
+    text = get("ts")
+    if not (
+        type(text) is str
+        and len(text) == 24
+        and text[23] == "Z"
+        and text[19] == "."
+        and text[10] == "T"
+        and text.isascii()
+        and "\x00" not in text
+    ):
+        return None
+    try:
+        ts = _from_iso(text)
+    except ValueError:
+        return None
+    if ts.tzinfo is not UTC or ts > latest or ts < earliest:
+        return None
+
+    position = get("position")
+    if type(position) is not dict or not POSITION_FIELDS.issuperset(position):
+        return None
+    pget = position.get
+    lat = _number_fast(pget("lat"), -90.0, 90.0)
+    lon = _number_fast(pget("lon"), -180.0, 180.0)
+    if lat is None or lon is None:
+        return None
+    speed = heading = accuracy = None
+    value = pget("speed_kph")
+    if value is not None and (speed := _number_fast(value, 0.0, SPEED_KPH_MAX)) is None:
+        return None
+    value = pget("heading_deg")
+    if value is not None and (heading := _number_fast(value, 0.0, 360.0)) is None:
+        return None
+    value = pget("accuracy_m")
+    if value is not None and (accuracy := _number_fast(value, 0.0, ACCURACY_M_MAX)) is None:
+        return None
+
+    mission_state = get("mission_state")
+    if mission_state is not None and (type(mission_state) is not str or mission_state not in _MISSION_STATES):
+        return None
+    safety_event = get("safety_event")
+    if safety_event is not None and (type(safety_event) is not str or safety_event not in _SAFETY_EVENTS):
+        return None
+    autonomy_mode = get("autonomy_mode")
+    if autonomy_mode is not None and (type(autonomy_mode) is not str or autonomy_mode not in _AUTONOMY_MODES):
+        return None
+    software_version = get("software_version")
+    if software_version is not None and not _text_fast(software_version, SOFTWARE_VERSION_MAX):
+        return None
+    health = _health_fast(get("health"))
+    if health is None:
+        return None
+    connectivity = _connectivity_fast(get("connectivity"))
+    if connectivity is None:
+        return None
+
+    return TelemetryEvent(
+        event_id,
+        mission_id,
+        vehicle_id,
+        correlation_id,
+        ts,
+        lat,
+        lon,
+        speed,
+        heading,
+        accuracy,
+        mission_state,
+        health,
+        connectivity,
+        safety_event,
+        autonomy_mode,
+        software_version,
+        text,
+    )
+
+
+def _health_fast(value: Any) -> dict[str, Any] | None:
+    """``_health(value)`` for the usual section (keys in its order), or None when not sure."""
+    if value is None:
+        return {}
+    if type(value) is not dict or not HEALTH_FIELDS.issuperset(value):
+        return None
+    get = value.get
+    out: dict[str, Any] = {}
+    for key in ("fuel_pct", "battery_pct"):
+        raw = get(key)
+        if raw is not None:
+            number = _number_fast(raw, 0.0, 100.0)
+            if number is None:
+                return None
+            out[key] = number
+    for key in ("critical_sensors_ok", "thermal_warning"):
+        flag = get(key)
+        if flag is not None:
+            if type(flag) is not bool:
+                return None
+            out[key] = flag
+    errors = get("ecu_errors")
+    if errors is not None:
+        if type(errors) is not list or len(errors) > ECU_ERRORS_MAX:
+            return None
+        for code in errors:
+            if not _text_fast(code, ECU_ERROR_CODE_MAX):
+                return None
+        out["ecu_errors"] = list(errors)
+    return out
+
+
+def _connectivity_fast(value: Any) -> dict[str, Any] | None:
+    """``_connectivity(value)`` for the usual section, or None when not sure."""
+    if value is None:
+        return {}
+    if type(value) is not dict or not CONNECTIVITY_FIELDS.issuperset(value):
+        return None
+    get = value.get
+    out: dict[str, Any] = {}
+    uplink = get("uplink")
+    if uplink is not None:
+        if type(uplink) is not str or uplink not in _UPLINKS:
+            return None
+        out["uplink"] = uplink
+    raw = get("packet_loss_pct")
+    if raw is not None:
+        if (loss := _number_fast(raw, 0.0, 100.0)) is None:
+            return None
+        out["packet_loss_pct"] = loss
+    raw = get("latency_ms")
+    if raw is not None:
+        if (latency := _number_fast(raw, 0.0, LATENCY_MS_MAX)) is None:
+            return None
+        out["latency_ms"] = latency
+    return out
 
 
 # --- Reason formatting: short, and never echoing a huge or binary value --------------

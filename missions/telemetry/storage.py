@@ -219,11 +219,12 @@ def _copy_rows(fresh: list[Accepted], *, received_at: datetime) -> tuple[str, st
     for a in fresh:
         ev = a.event
         if a.keep_sample:
-            window.append(f"{ev.event_id}\t{ev.mission_id}\t{ev.ts_text}\t{received}\t\\N\n")
+            event_id = str(ev.event_id)  # once: a UUID spells itself anew on every str()
+            window.append(f"{event_id}\t{ev.mission_id}\t{ev.ts_text}\t{received}\t\\N\n")
             samples.append(
                 f"{ev.mission_id}\t{a.mission.vehicle_pk}\t{ev.ts_text}\t{ev.lat!r}\t{ev.lon!r}\t"
                 f"{number(ev.speed_kph)}\t{number(ev.heading_deg)}\t{ev.autonomy_mode or ''}\t"
-                f"{escape(dumps(_sample_data(ev)).decode())}\t{ev.event_id}\t{a.bucket_s}\n"
+                f"{escape(dumps(_sample_data(ev)).decode())}\t{event_id}\t{a.bucket_s}\n"
             )
         else:
             window.append(
