@@ -158,7 +158,11 @@ def _number(value: Any, name: str, lo: float, hi: float, *, hi_open: bool = Fals
     # bool is an int subclass; "true" as a speed is a type error, not 1 km/h.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Invalid(f"{name}: expected a number, got {_type_name(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float: beyond every bound too
+        bound = f"[{_fmt(lo)}, {_fmt(hi)})" if hi_open else f"[{_fmt(lo)}, {_fmt(hi)}]"
+        raise Invalid(f"{name}: an integer too large for any number is out of range {bound}") from None
     if not math.isfinite(number):
         raise Invalid(f"{name}: must be a finite number")
     if number < lo or number > hi or (hi_open and number >= hi):
@@ -412,9 +416,6 @@ _AUTONOMY_MODES = frozenset(AUTONOMY_MODES)
 _UPLINKS = frozenset(UPLINKS)
 _MISSION_ID_MAX = 2**63 - 1
 _from_iso = datetime.fromisoformat
-_new_object = object.__new__
-_set_attr = object.__setattr__
-_UUID_UNKNOWN = uuid.SafeUUID.unknown
 
 
 def _uuid_fast(value: Any) -> uuid.UUID | None:
@@ -423,7 +424,7 @@ def _uuid_fast(value: Any) -> uuid.UUID | None:
     ``uuid.UUID`` drops every hyphen and reads the remaining 32 characters with
     ``int(hex, 16)``; when that succeeds on the text as it stands (no braces, no
     "urn:uuid:" to strip, since ``int`` refuses those characters) the result is the
-    same UUID, built here without the constructor's argument juggling.
+    same UUID, made from its number.
     """
     if type(value) is not str:
         return None
@@ -434,10 +435,7 @@ def _uuid_fast(value: Any) -> uuid.UUID | None:
         number = int(digits, 16)
     except ValueError:
         return None
-    made = _new_object(uuid.UUID)
-    _set_attr(made, "int", number)
-    _set_attr(made, "is_safe", _UUID_UNKNOWN)
-    return made
+    return uuid.UUID(int=number)
 
 
 def _text_fast(value: Any, longest: int) -> TypeGuard[str]:

@@ -468,3 +468,7 @@ def test_the_fast_path_passes_on_what_it_does_not_know_for_sure() -> None:
     assert current({**base, "ts": "2026-11-26T11:59:59Z"}).ts_text == "2026-11-26T11:59:59.000Z"
     assert current({**base, "position": {"lat": float("nan"), "lon": 0.0}}) == "position.lat: must be a finite number"
     assert current({**base, "mission_id": True}) == "mission_id: expected an integer, got a boolean"
+    # An integer no float can hold is refused with its reason (it used to raise OverflowError from float()).
+    assert current({**base, "position": {"lat": 10**400, "lon": 0.0}}) == (
+        "position.lat: an integer too large for any number is out of range [-90, 90]"
+    )
