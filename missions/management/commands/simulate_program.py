@@ -23,6 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
+from django.db.backends.sqlite3.creation import DatabaseCreation as SQLiteCreation
 from django.test.utils import override_settings
 
 from missions.simulation.profile import PROFILES, profile_get
@@ -97,7 +98,7 @@ def _own_database(run: str, out: Path, *, keep: bool) -> Iterator[str]:
     """
     old_name = connection.settings_dict["NAME"]
     layers = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    if connection.vendor == "sqlite" and connection.creation.is_in_memory_db(old_name):
+    if isinstance(connection.creation, SQLiteCreation) and connection.creation.is_in_memory_db(old_name):
         # An in-memory database (a test run's) is thrown away anyway, and SQLite cannot leave it open.
         with override_settings(CHANNEL_LAYERS=layers):
             yield "the in-memory database"
