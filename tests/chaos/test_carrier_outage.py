@@ -25,7 +25,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
 from missions.choices import CircuitState, TenderStatus
@@ -38,7 +37,7 @@ from missions.tendering.carrier_client import CarrierClient, CarrierUnavailable
 from runbooks.models import Incident
 from tests.chaos.proxy import ProxyFactory
 from tests.factories import ShipmentFactory
-from tests.tendering.conftest import push_carrier
+from tests.tendering.conftest import _fast_retries, push_carrier  # noqa: F401  (the autouse fixture: retries without sleeping)
 from tests.tendering.helpers import actions, tender_to
 from tms_console.domain import DomainError
 
@@ -49,16 +48,6 @@ SLOW_SECONDS = 0.6  # each way: a round trip takes three times the client's time
 FAILURE_THRESHOLD = 3
 RESET_SECONDS = 3
 PATIENT_SECONDS = 15.0  # an upper bound for things that must happen, never asserted as a timing
-
-
-@pytest.fixture(autouse=True)
-def _retries_without_sleeping(settings: Any) -> Iterator[None]:
-    settings.CARRIER_RETRY_ATTEMPTS = 3
-    settings.CARRIER_RETRY_BASE_SECONDS = 0.0
-    settings.CARRIER_RETRY_CAP_SECONDS = 0.0
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
