@@ -165,12 +165,16 @@ def event_broadcast(event: AuditEvent, _context: dict[str, Any] | None = None) -
     layer = get_channel_layer()
     if layer is None:
         return
-    message = live_message(event)
     try:
-        for group in event_groups(event):
-            async_to_sync(layer.group_send)(group, message)
+        async_to_sync(_groups_send)(layer, event_groups(event), live_message(event))
     except Exception:  # a live update must never break the write that caused it
         log.exception("live broadcast failed", extra={"event_id": event.pk})
+
+
+async def _groups_send(layer: Any, groups: list[str], message: dict[str, Any]) -> None:
+    """Every group in one trip to an event loop (``async_to_sync`` costs a thread hop per call)."""
+    for group in groups:
+        await layer.group_send(group, message)
 
 
 def layer_is_shared(_event: AuditEvent | None = None) -> bool:

@@ -371,8 +371,8 @@ def samples_apply_range(first: int, last: int, skip: Sequence[tuple[int, int]] =
     grouped in PostgreSQL.
 
     A fleet sends a sample per truck every second or so, and a gap bucket (a minute, say) holds tens of
-    them: the statement hands back one row per (mission, bucket) with its latest sample, instead of every
-    sample's row, and ``_cell_of``'s rules (counted, started, not after completion) are in its join. A
+    them: one statement groups them per (mission, bucket), with ``_cell_of``'s rules (counted, started,
+    not after completion) in its join, and upserts the cells; no sample or cell row comes to Python. A
     sample committed into the range after the caller read its ids is applied here and again when the
     cursor reaches it, which changes nothing: only a cell that did not exist adds to the buckets.
     """
@@ -402,17 +402,27 @@ def samples_apply_range(first: int, last: int, skip: Sequence[tuple[int, int]] =
     }
     if not facts:
         return
+    cells_table = connection.ops.quote_name(CoverageCell._meta.db_table)
     with connection.cursor() as cursor:
+        # One statement makes the new cells and raises the others' latest sample (``_cells_raise``'s work
+        # without a Python object per cell); it hands back the cells it made, which add to the buckets.
         cursor.execute(
-            "SELECT s.mission_id, floor(extract(epoch FROM s.recorded_at) / f.gap_seconds)::bigint, max(s.recorded_at)"  # noqa: S608  # nosec B608
+            f"INSERT INTO {cells_table} AS c (mission_id, k, carrier_id, last_at)"  # noqa: S608  # nosec B608
+            " SELECT s.mission_id, floor(extract(epoch FROM s.recorded_at) / f.gap_seconds)::bigint AS k,"
+            " f.carrier_id, max(s.recorded_at)"
             f" FROM {table} s JOIN {facts_table} f ON f.mission_id = s.mission_id"
             f" WHERE {where} AND f.mission_id = ANY(%s) AND f.tel_counted AND f.started_at IS NOT NULL"
             " AND s.recorded_at >= f.started_at AND (f.completed_at IS NULL OR s.recorded_at < f.completed_at)"
-            " GROUP BY 1, 2",
+            " GROUP BY s.mission_id, 2, f.carrier_id ORDER BY s.mission_id, 2"
+            " ON CONFLICT (mission_id, k) DO UPDATE SET last_at = EXCLUDED.last_at WHERE c.last_at < EXCLUDED.last_at"
+            " RETURNING c.carrier_id, c.k, c.xmax = 0",
             [*params, list(facts)],
         )
-        latest = {(m, int(k)): t for m, k, t in cursor.fetchall()}
-    _cells_raise(facts, latest)
+        made = [(carrier_id, k) for carrier_id, k, inserted in cursor.fetchall() if inserted]
+    deltas = Deltas()
+    for carrier_id, k in made:
+        deltas.both(carrier_id, "T", k, [0, 0, 1])
+    deltas.apply()
 
 
 def _cells_raise(carriers: dict[int, int], latest: dict[tuple[int, int], datetime]) -> None:

@@ -82,8 +82,8 @@ from missions.choices import MissionStatus
 from missions.models import Mission, TelemetrySample, Tender
 from missions.models.outbound import CONTRACT_VIOLATION
 from runbooks.models import Incident
-from sla.choices import SLIName
-from sla.models import Contract, ContractExclusion
+from sla.choices import SLIName, WindowName
+from sla.models import Contract, ContractExclusion, SLIMeasurement
 from sla.sli import (  # noqa: F401  (re-exported: callers import the SLI types from here)
     ALERT_WINDOWS,
     FOUR_PLACES,
@@ -102,6 +102,14 @@ from sla.sli import (  # noqa: F401  (re-exported: callers import the SLI types 
 )
 
 FINISHED = (MissionStatus.COMPLETED, MissionStatus.FAILED, MissionStatus.HANDED_OVER)
+
+
+def evaluated_since(carrier_id: int, since: datetime) -> bool:
+    """True when the carrier has an evaluation computed at or after ``since`` (one row of one SLI and
+    window stands for the whole evaluation, which writes them all at once)."""
+    return SLIMeasurement.objects.filter(
+        carrier_id=carrier_id, sli=SLIName.ON_TIME, window=WindowName.H1, computed_at__gte=since
+    ).exists()
 
 
 def exclusions_for(carrier_id: int, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:

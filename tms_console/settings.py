@@ -529,6 +529,8 @@ if not TELEMETRY_GAP_DETECTOR_IN_BEAT:
 # Burn-rate alerts need at least this many events in their long window (minimum-traffic rule).
 SLA_BURN_MIN_EVENTS: int = env.int("SLA_BURN_MIN_EVENTS", default=10)
 SLA_EVALUATE_SECONDS: float = env.float("SLA_EVALUATE_SECONDS", default=60.0)
+# A finished mission re-evaluates its carrier unless it was evaluated this recently (beat's next run takes it in).
+SLA_FINISH_EVALUATION_INTERVAL_SECONDS: float = env.float("SLA_FINISH_EVALUATION_INTERVAL_SECONDS", default=30.0)
 # /metrics answers only "Authorization: Bearer <METRICS_TOKEN>"; without it, 404 unless DEBUG (the demo).
 METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
 MIDDLEWARE = [*MIDDLEWARE, "tms_console.metrics.MetricsMiddleware"]

@@ -70,6 +70,9 @@ class Profile:
     gap_check_seconds: int = 30
     sla_evaluate_seconds: int = 900
     runbook_tick_seconds: int = 2
+    # SLA_FINISH_EVALUATION_INTERVAL_SECONDS for the run: half the evaluation cadence, as the product's
+    # defaults are (30 s against beat's 60 s).
+    finish_evaluation_seconds: int = 450
     fault_rates: dict[str, float] = field(default_factory=dict)
     forced: tuple[str, ...] = ()
 
@@ -101,6 +104,7 @@ PROFILES: dict[str, Profile] = {
         mission_minutes=(240, 420),
         gap_check_seconds=200,
         sla_evaluate_seconds=3600,
+        finish_evaluation_seconds=1800,
         fault_rates={
             LATE: 0.12,
             FAILURE: 0.04,

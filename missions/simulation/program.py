@@ -77,7 +77,12 @@ def run_program(
     current_app.conf.task_always_eager = True  # the worker's tasks run here, in simulated time
     try:
         with (
-            override_settings(CELERY_TASK_ALWAYS_EAGER=True, PAGERDUTY_EVENTS_URL="", PAGERDUTY_ROUTING_KEY=""),
+            override_settings(
+                CELERY_TASK_ALWAYS_EAGER=True,
+                PAGERDUTY_EVENTS_URL="",
+                PAGERDUTY_ROUTING_KEY="",
+                SLA_FINISH_EVALUATION_INTERVAL_SECONDS=profile.finish_evaluation_seconds,
+            ),  # fmt: skip
             sim_clock(start) as clock,
         ):
             world = world_build(prefix=prefix, profile=profile, trucks=trucks, start=start)
