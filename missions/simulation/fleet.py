@@ -2,7 +2,7 @@
 
 Every step happens on the sample grid (one sample per truck every ``gap_seconds / 3``): a truck
 books its next load (shipment, tender, the carrier's acceptance), sets off, sends its samples
-through ``ingest_events`` (batched per carrier, as a carrier's gateway would), suffers its
+through its transport (batched per carrier, as a carrier's gateway would: ``transport.py``), suffers its
 mission's fault, and arrives. The simulated on-call does what only a person does (resolve an
 incident, resume a paused fleet, clear an emergency stop) at its own scheduled instants.
 Everything the fleet does is written to its ``Record`` with the simulated instant.
@@ -30,8 +30,8 @@ from missions.services import (
 )
 from missions.simulation import profile as p
 from missions.simulation.record import IncidentRecord, MissionRecord, Record
+from missions.simulation.transport import Transport
 from missions.simulation.world import DESTINATION, ORIGIN, Truck, World
-from missions.telemetry.ingest import ingest_events
 from runbooks.choices import IncidentStatus
 from runbooks.models import Incident
 from runbooks.services import incident_transition
@@ -74,8 +74,11 @@ class OncallTask:
 
 
 class Fleet:
-    def __init__(self, *, world: World, profile: p.Profile, record: Record, rng: random.Random) -> None:
+    def __init__(
+        self, *, world: World, profile: p.Profile, record: Record, rng: random.Random, transport: Transport
+    ) -> None:
         self.world, self.profile, self.record, self.rng = world, profile, record, rng
+        self.transport = transport
         self.carriers: dict[str, Carrier] = {**world.carriers, world.fallback.slug: world.fallback}
         self.trucks = [TruckState(truck=t, free_at=record.start) for t in world.trucks]
         self.fallback_drives: dict[int, Drive] = {}
@@ -125,7 +128,7 @@ class Fleet:
         for drive in list(self.fallback_drives.values()):
             self._drive_fallback(drive, now)
         for slug, events in batches.items():
-            ingest_events(carrier=self.carriers[slug], events=events, source="program-sim")
+            self.record.refusals.extend(self.transport.send(self.carriers[slug], events, now))
 
     def _book(self, state: TruckState, now: datetime) -> None:
         truck = state.truck

@@ -37,7 +37,8 @@ NOT_COVERED = (
     "carrier API outage (circuit breaker) and slowness: tenders are answered in process, no outbound calls",
     "OTA failure detected from a vehicle's software report against the carrier's TUF metadata "
     "(the carrier-reported OTA exception is simulated)",
-    "separate processes (web, worker, beat, MQTT bridge) driven over HTTP / WebSocket / MQTT",
+    "worker, beat and MQTT bridge as separate processes, and uplinks over WebSocket and MQTT "
+    "(--transport http sends the telemetry to a partner server process on the run's clock)",
 )
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from celery import current_app
@@ -26,6 +27,7 @@ from missions.simulation.clock import sim_clock
 from missions.simulation.fleet import Fleet
 from missions.simulation.profile import Profile
 from missions.simulation.record import Record
+from missions.simulation.transport import TRANSPORTS, InProcess, PartnerHttp, Transport
 from missions.simulation.world import world_build
 from missions.telemetry.gaps import telemetry_gaps_check
 from runbooks.choices import IncidentStatus
@@ -50,6 +52,7 @@ class RunResult:
     days: int
     events: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    transport: dict[str, Any] = field(default_factory=dict)
 
 
 def default_start(days: int) -> datetime:
@@ -67,6 +70,8 @@ def run_program(
     start: datetime | None = None,
     prefix: str = "sim",
     progress: Progress | None = None,
+    transport: str = "inprocess",
+    out: Path | None = None,
 ) -> RunResult:
     """Drive the product through the run and compare its SLA figures with the fleet's record."""
     start = start or default_start(int(days))
@@ -89,16 +94,31 @@ def run_program(
             record = Record(start=start, end=end, gap_seconds=profile.gap_seconds)
             record.carriers = {slug: c.pk for slug, c in world.carriers.items()}
             record.carriers[world.fallback.slug] = world.fallback.pk
-            fleet = Fleet(world=world, profile=profile, record=record, rng=rng)
-            events = _loop(clock, fleet, record, profile, end, progress, wall_start)
+            sender = _transport(transport, world, out, start)
+            try:
+                fleet = Fleet(world=world, profile=profile, record=record, rng=rng, transport=sender)
+                events = _loop(clock, fleet, record, profile, end, progress, wall_start)
+            finally:
+                sender.close()
+            sent = sender.stats()
             _incidents_reconcile(record, profile)
             comparison = compare.compare_run(record, profile)
     finally:
         current_app.conf.task_always_eager = previous_eager
     return RunResult(
         record=record, comparison=comparison, wall_seconds=time.monotonic() - wall_start, profile=profile,
-        seed=seed, trucks=trucks, days=int(days), events=events,
+        seed=seed, trucks=trucks, days=int(days), events=events, transport=sent,
     )  # fmt: skip
+
+
+def _transport(name: str, world: Any, out: Path | None, start: datetime) -> Transport:
+    if name == "inprocess":
+        return InProcess()
+    if name == "http":
+        if out is None:
+            raise ValueError("the HTTP transport needs a directory for its clock file and server log")
+        return PartnerHttp(carriers=[*world.carriers.values(), world.fallback], out=out, start=start)
+    raise ValueError(f"Unknown transport '{name}'; choose one of {', '.join(TRANSPORTS)}.")
 
 
 def _loop(

@@ -33,7 +33,7 @@ def summary(result: RunResult) -> dict[str, Any]:
             "profile": result.profile.name, "seed": result.seed, "days": result.days, "trucks": result.trucks,
             "start": record.start.isoformat(), "end": record.end.isoformat(),
             "wall_seconds": round(result.wall_seconds, 1),
-            "telemetry_events": result.events, **settings_summary(),
+            "telemetry_events": result.events, "transport": result.transport, **settings_summary(),
         },
         "passed": comparison.passed,
         "mismatches": comparison.mismatches,

@@ -29,6 +29,7 @@ from django.test.utils import override_settings
 from missions.simulation.profile import PROFILES, profile_get
 from missions.simulation.program import run_program
 from missions.simulation.report import reports_write
+from missions.simulation.transport import TRANSPORTS
 
 
 class Command(BaseCommand):
@@ -42,6 +43,11 @@ class Command(BaseCommand):
         parser.add_argument("--start", default="", help="ISO 8601 UTC start (default: the run ends on 2026-02-02)")
         parser.add_argument("--out", default="", help="directory for summary.json and report.html")
         parser.add_argument("--keep-db", action="store_true", help="keep the run's own database to inspect it")
+        parser.add_argument(
+            "--transport", default="inprocess", choices=TRANSPORTS,
+            help="how the fleet's telemetry reaches the product: in this process, or over HTTP to a partner "
+            "server the run starts on its own clock file",
+        )  # fmt: skip
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["days"] <= 0 or options["trucks"] <= 0:
@@ -72,7 +78,7 @@ class Command(BaseCommand):
             self.stdout.write(f"simulating in its own database: {name}")
             result = run_program(
                 days=options["days"], trucks=options["trucks"], seed=options["seed"], profile=profile, start=start,
-                prefix=prefix, progress=progress,
+                prefix=prefix, progress=progress, transport=options["transport"], out=out,
             )  # fmt: skip
         json_path, html_path = reports_write(result, out)
         comparison = result.comparison

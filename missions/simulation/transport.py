@@ -1,0 +1,209 @@
+"""How the simulated fleet's telemetry reaches the product.
+
+``InProcess`` hands each carrier's batch to ``ingest_events`` in this process. ``PartnerHttp`` sends it as
+a carrier's gateway does: it gives every carrier a client-credentials application, starts a partner server
+of its own (gunicorn serving ``tms_console.wsgi``, a separate process on the run's database), fetches
+short-lived tokens from ``/oauth2/token`` (renewed before they expire in simulated time) and posts each
+batch to ``/api/v1/telemetry/batch`` with an Idempotency-Key. The server reads its wall time from the
+run's clock file (``tms_console.simclock``): before a batch of a new instant the fleet writes the instant
+and waits until every process has moved. The server runs the subscribers of what it stores (incidents,
+evidence, runbooks) in its own process, eagerly, before it answers, so the run stays in lockstep.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import httpx
+from django.conf import settings
+from django.db import connection
+
+from missions.events import Actor
+from missions.models import Carrier
+from missions.partner.services import partner_client_create
+from missions.telemetry.ingest import ingest_events
+from tms_console import simclock
+
+SETUP = Actor.system("program-simulator")
+TRANSPORTS = ("inprocess", "http")
+SERVER_START_SECONDS = 60.0
+
+
+class TransportError(RuntimeError):
+    """The partner server could not be started or refused a batch as a whole."""
+
+
+class Transport(Protocol):
+    def send(self, carrier: Carrier, events: list[dict[str, Any]], now: datetime) -> list[str]:
+        """Deliver one carrier's batch at ``now``; the refusals, one line each."""
+
+    def close(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]:
+        """What the transport did, for the run's summary."""
+
+
+class InProcess:
+    def __init__(self) -> None:
+        self.batches = 0
+
+    def send(self, carrier: Carrier, events: list[dict[str, Any]], now: datetime) -> list[str]:
+        result = ingest_events(carrier=carrier, events=events, source="program-sim")
+        self.batches += 1
+        return refusal_lines(events, result.rejected)
+
+    def stats(self) -> dict[str, Any]:
+        return {"name": "inprocess", "batches": self.batches}
+
+    def close(self) -> None:
+        return None
+
+
+def refusal_lines(events: list[dict[str, Any]], rejected: list[dict[str, Any]]) -> list[str]:
+    return [f"telemetry event {events[r['index']]['event_id']}: {r['reason']}" for r in rejected]
+
+
+def database_url() -> str:
+    """The URL of the database this process is on now (the run's own), for the server it starts."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        if connection.creation.is_in_memory_db(s["NAME"]):  # type: ignore[attr-defined]
+            raise TransportError("the HTTP transport needs a database another process can open, not an in-memory one")
+        return f"sqlite:///{s['NAME']}"
+    if connection.vendor != "postgresql":
+        raise TransportError(f"the HTTP transport needs PostgreSQL or an SQLite file, not {connection.vendor}")
+    user = quote(str(s.get("USER") or ""), safe="")
+    password = quote(str(s.get("PASSWORD") or ""), safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    return f"postgres://{auth}{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+
+
+class PartnerHttp:
+    """A partner server of the run's own and one client per carrier; see the module's docstring."""
+
+    def __init__(self, *, carriers: list[Carrier], out: Path, start: datetime) -> None:
+        self.clock_file = out / "clock"
+        simclock.clock_write(self.clock_file, start)
+        self._instant = start
+        scopes = ["telemetry:write"]
+        self._clients = {
+            c.pk: partner_client_create(carrier_id=c.pk, name=f"{c.slug} gateway", scopes=scopes, actor=SETUP)
+            for c in carriers
+        }
+        self._tokens: dict[int, tuple[str, datetime]] = {}
+        self.counts = {"batches": 0, "tokens_fetched": 0, "answered_401": 0}
+        self._log = (out / "partner-server.log").open("wb")
+        self._process, self.url = self._start()
+        self._http = httpx.Client(base_url=self.url, timeout=60.0)
+        try:
+            self._wait_until_serving()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> tuple[subprocess.Popen[bytes], str]:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL", "CHANNEL_LAYERS")}
+        env.update(
+            DATABASE_URL=database_url(),
+            DB_POOL="0",
+            SECRET_KEY=str(settings.SECRET_KEY),
+            TMS_SIM_CLOCK_FILE=str(self.clock_file),
+            CELERY_TASK_ALWAYS_EAGER="true",  # the subscribers run in the server before it answers
+            PAGERDUTY_EVENTS_URL="",
+            PAGERDUTY_ROUTING_KEY="",
+            SLA_FINISH_EVALUATION_INTERVAL_SECONDS=str(settings.SLA_FINISH_EVALUATION_INTERVAL_SECONDS),
+            LOG_LEVEL="WARNING",
+        )
+        command = [sys.executable, "-m", "gunicorn", "--bind", f"fd://{listener.fileno()}", "--workers", "1",
+                   "--threads", "1", "--log-level", "warning", "tms_console.wsgi:application"]  # fmt: skip
+        try:
+            # A fixed argv of the project's own server; nothing in it comes from input.
+            process = subprocess.Popen(  # noqa: S603  # nosec B603
+                command, cwd=settings.BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                pass_fds=(listener.fileno(),), start_new_session=True,
+            )  # fmt: skip
+        finally:
+            listener.close()
+        return process, f"http://127.0.0.1:{port}"
+
+    def _wait_until_serving(self) -> None:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise TransportError(f"the partner server exited with {self._process.returncode}; see its log")
+            try:
+                if self._http.get("/healthz", timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TransportError(f"the partner server did not answer /healthz within {SERVER_START_SECONDS:.0f} s")
+
+    def _token(self, carrier: Carrier, now: datetime, *, renew: bool = False) -> str:
+        token, renew_at = self._tokens.get(carrier.pk, ("", now))
+        if renew or now >= renew_at:
+            issued = self._clients[carrier.pk]
+            basic = base64.b64encode(f"{issued.client_id}:{issued.client_secret}".encode()).decode()
+            answer = self._http.post(
+                "/oauth2/token", data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+            )
+            if answer.status_code != 200:
+                raise TransportError(f"token for {carrier.slug}: {answer.status_code} {answer.text[:300]}")
+            self.counts["tokens_fetched"] += 1
+            body = answer.json()
+            # Renewed a minute before it expires in simulated time, as a gateway does.
+            token = str(body["access_token"])
+            self._tokens[carrier.pk] = (token, now + timedelta(seconds=max(int(body.get("expires_in", 0)) - 60, 0)))
+        return token
+
+    def _clock_to(self, now: datetime) -> None:
+        if now != self._instant:
+            simclock.clock_write(self.clock_file, now)
+            self._instant = now
+            time.sleep(simclock.clock_settle_seconds())
+
+    def send(self, carrier: Carrier, events: list[dict[str, Any]], now: datetime) -> list[str]:
+        self._clock_to(now)
+        key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"batch:{events[0]['event_id']}:{len(events)}"))
+        answer = None
+        for renew in (False, True):  # a token expired in simulated time is fetched again, as a gateway does
+            headers = {"Authorization": f"Bearer {self._token(carrier, now, renew=renew)}", "Idempotency-Key": key}
+            answer = self._http.post("/api/v1/telemetry/batch", json={"events": events}, headers=headers)
+            if answer.status_code != 401:
+                break
+            self.counts["answered_401"] += 1
+        assert answer is not None
+        if answer.status_code != 202:
+            raise TransportError(f"batch of {carrier.slug} refused: {answer.status_code} {answer.text[:500]}")
+        self.counts["batches"] += 1
+        return refusal_lines(events, answer.json().get("rejected", []))
+
+    def stats(self) -> dict[str, Any]:
+        return {"name": "http", "server": "gunicorn tms_console.wsgi", **self.counts}
+
+    def close(self) -> None:
+        if getattr(self, "_http", None) is not None:
+            self._http.close()
+        process = getattr(self, "_process", None)
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._log.close()

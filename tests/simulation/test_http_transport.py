@@ -1,0 +1,45 @@
+"""The program with its fleet's telemetry sent over HTTP to a partner server process on the run's clock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from missions.simulation import profile as p
+from missions.simulation.transport import TransportError, database_url
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the server process needs a database it can open")
+def test_a_run_over_http_passes_its_comparison_with_every_fault_kind(tmp_path: Path) -> None:
+    call_command(
+        "simulate_program", "--days", "1", "--trucks", "6", "--seed", "11", "--profile", "ci",
+        "--transport", "http", "--out", str(tmp_path),
+    )  # fmt: skip
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["passed"] is True, summary["mismatches"][:5]
+    assert set(summary["fleet"]["faults"]) == set(p.FAULT_KINDS)
+    assert summary["fleet"]["refusals"] == []
+    sent = summary["run"]["transport"]
+    # Every sample went as a batch over HTTP; three carriers (two autonomous, the fallback) fetched tokens and
+    # renewed them before they expired in simulated time, so no batch was answered 401.
+    assert sent["name"] == "http"
+    assert sent["batches"] >= 24 * 3600 // p.PROFILES["ci"].sample_seconds
+    assert sent["tokens_fetched"] >= 2
+    assert sent["answered_401"] == 0
+    log = (tmp_path / "partner-server.log").read_text()
+    # The server ran on the simulated clock: its log lines carry the run's instants, not today's.
+    assert '"ts": "2026-02-01T' in log
+    assert "Traceback" not in log
+
+
+@pytest.mark.django_db
+def test_an_in_memory_database_is_refused_with_its_reason() -> None:
+    if connection.vendor != "sqlite" or not connection.creation.is_in_memory_db(connection.settings_dict["NAME"]):  # type: ignore[attr-defined]
+        pytest.skip("the refusal concerns an in-memory SQLite database")
+    with pytest.raises(TransportError, match="in-memory"):
+        database_url()
