@@ -1,10 +1,11 @@
-"""The simulated fleet: trucks booking, driving and finishing missions through the product's services.
+"""The simulated fleet: trucks booking, driving and finishing missions through the product.
 
 Every step happens on the sample grid (one sample per truck every ``gap_seconds / 3``): a truck
-books its next load (shipment, tender, the carrier's acceptance), sets off, sends its samples
-through its transport (batched per carrier, as a carrier's gateway would: ``transport.py``), suffers its
-mission's fault, and arrives. The simulated on-call does what only a person does (resolve an
-incident, resume a paused fleet, clear an emergency stop) at its own scheduled instants.
+books its next load (the dispatcher's shipment and tender, the carrier's acceptance), sets off,
+sends its samples (batched per carrier, as a carrier's gateway would), suffers its mission's fault,
+and arrives. What a carrier does goes through the run's transport (``transport.py``: the services
+in this process, or the partner API over HTTP). The simulated on-call does what only a person does
+(resolve an incident, resume a paused fleet, clear an emergency stop) at its own scheduled instants.
 Everything the fleet does is written to its ``Record`` with the simulated instant.
 """
 
@@ -22,9 +23,7 @@ from missions.events import Actor
 from missions.models import Carrier, Mission
 from missions.services import (
     carrier_fleet_resume,
-    mission_exception_report,
     mission_transition,
-    offer_record,
     shipment_create,
     tender_create,
 )
@@ -141,7 +140,6 @@ class Fleet:
         window_end = now + timedelta(minutes=minutes + self.profile.window_slack_minutes)
         if fault == p.LATE:
             minutes += self.profile.window_slack_minutes + self.rng.randint(*self.profile.late_extra_minutes)
-        carrier_actor = Actor.for_carrier(carrier)
         try:
             shipment = shipment_create(
                 actor=ONCALL_SYSTEM,
@@ -152,11 +150,9 @@ class Fleet:
                 delivery_window_start=now, delivery_window_end=window_end, weight_kg=18000,
             )  # fmt: skip
             tender = tender_create(actor=ONCALL_SYSTEM, shipment_id=shipment.pk, carrier_id=carrier.pk)
-            offer_record(
-                tender_id=tender.pk, actor=carrier_actor, kind=OfferKind.ACCEPT, vehicle_external_id=truck.external_id
-            )
+            self.transport.offer(carrier, tender.pk, kind=OfferKind.ACCEPT, vehicle=truck.external_id, now=now)
             mission = Mission.objects.get(tender=tender)
-            mission_transition(mission_id=mission.pk, to_status=MissionStatus.EN_ROUTE, actor=carrier_actor)
+            self.transport.mission_status(carrier, mission.pk, MissionStatus.EN_ROUTE, now=now)
         except DomainError as exc:
             self._refused(f"booking for {truck.external_id}", exc)
             state.free_at = now + timedelta(minutes=10)
@@ -222,10 +218,10 @@ class Fleet:
 
     def _finish(self, state: TruckState, drive: Drive, now: datetime) -> None:
         rec = drive.record
-        actor = Actor.for_carrier(self.carriers[rec.carrier])
+        carrier = self.carriers[rec.carrier]
         try:
-            mission_transition(mission_id=rec.mission_id, to_status=MissionStatus.ARRIVING, actor=actor)
-            mission_transition(mission_id=rec.mission_id, to_status=MissionStatus.COMPLETED, actor=actor)
+            self.transport.mission_status(carrier, rec.mission_id, MissionStatus.ARRIVING, now=now)
+            self.transport.mission_status(carrier, rec.mission_id, MissionStatus.COMPLETED, now=now)
         except DomainError as exc:
             self._refused(f"completing mission {rec.mission_id}", exc)
             return
@@ -246,11 +242,11 @@ class Fleet:
         """Apply the mission's fault at its instant; True when the truck is done with this step."""
         rec, g = drive.record, self.record.gap_seconds
         oncall = timedelta(minutes=self.profile.oncall_minutes)
-        actor = Actor.for_carrier(self.carriers[rec.carrier])
+        carrier = self.carriers[rec.carrier]
         if rec.fault == p.FAILURE:
             try:
-                mission_transition(
-                    mission_id=rec.mission_id, to_status=MissionStatus.FAILED, actor=actor, reason="tractor breakdown"
+                self.transport.mission_status(
+                    carrier, rec.mission_id, MissionStatus.FAILED, now=now, reason="tractor breakdown"
                 )
             except DomainError as exc:
                 self._refused(f"failing mission {rec.mission_id}", exc)
@@ -295,8 +291,8 @@ class Fleet:
             return True
         elif rec.fault == p.OTA_FAILURE:
             try:
-                mission_exception_report(
-                    mission_id=rec.mission_id, kind=ExceptionKind.OTA_FAILURE, actor=actor,
+                self.transport.mission_exception(
+                    carrier, rec.mission_id, kind=ExceptionKind.OTA_FAILURE, now=now,
                     detail="OTA deployment av-stack/4.3.0 failed to activate; vehicle on 4.2.1",
                 )  # fmt: skip
             except DomainError as exc:
@@ -340,16 +336,16 @@ class Fleet:
     def _drive_fallback(self, drive: Drive, now: datetime) -> None:
         """The human-driven fallback mission: no telemetry (no vehicle registered), picked up, then delivered."""
         rec = drive.record
-        actor = Actor.for_carrier(self.world.fallback)
+        fallback = self.world.fallback
         try:
             if drive.fault_at is not None and now >= drive.fault_at:  # here: the pickup instant
                 drive.fault_at = None
-                mission_transition(mission_id=rec.mission_id, to_status=MissionStatus.EN_ROUTE, actor=actor)
+                self.transport.mission_status(fallback, rec.mission_id, MissionStatus.EN_ROUTE, now=now)
                 rec.started_at = now
                 self.record.missions[rec.mission_id] = rec
             elif drive.fault_at is None and now >= drive.planned_end:
-                mission_transition(mission_id=rec.mission_id, to_status=MissionStatus.ARRIVING, actor=actor)
-                mission_transition(mission_id=rec.mission_id, to_status=MissionStatus.COMPLETED, actor=actor)
+                self.transport.mission_status(fallback, rec.mission_id, MissionStatus.ARRIVING, now=now)
+                self.transport.mission_status(fallback, rec.mission_id, MissionStatus.COMPLETED, now=now)
                 rec.completed_at, rec.outcome = now, "completed"
                 del self.fallback_drives[rec.mission_id]
         except DomainError as exc:

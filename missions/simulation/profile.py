@@ -38,7 +38,7 @@ NOT_COVERED = (
     "OTA failure detected from a vehicle's software report against the carrier's TUF metadata "
     "(the carrier-reported OTA exception is simulated)",
     "worker, beat and MQTT bridge as separate processes, and uplinks over WebSocket and MQTT "
-    "(--transport http sends the telemetry to a partner server process on the run's clock)",
+    "(--transport http sends the carriers' telemetry and answers to a partner server process on the run's clock)",
 )
 
 

@@ -1,18 +1,22 @@
-"""How the simulated fleet's telemetry reaches the product.
+"""How the simulated fleet's carriers reach the product: their telemetry and their answers.
 
-``InProcess`` hands each carrier's batch to ``ingest_events`` in this process. ``PartnerHttp`` sends it as
-a carrier's gateway does: it gives every carrier a client-credentials application, starts a partner server
-of its own (gunicorn serving ``tms_console.wsgi``, a separate process on the run's database), fetches
-short-lived tokens from ``/oauth2/token`` (renewed before they expire in simulated time) and posts each
-batch to ``/api/v1/telemetry/batch`` with an Idempotency-Key. The server reads its wall time from the
-run's clock file (``tms_console.simclock``): before a batch of a new instant the fleet writes the instant
-and waits until every process has moved. The server runs the subscribers of what it stores (incidents,
-evidence, runbooks) in its own process, eagerly, before it answers, so the run stays in lockstep.
+``InProcess`` hands each carrier's batch to ``ingest_events`` and its answers to the services, in this
+process. ``PartnerHttp`` sends them as a carrier's gateway does: it gives every carrier a
+client-credentials application, starts a partner server of its own (gunicorn serving
+``tms_console.wsgi``, a separate process on the run's database), fetches short-lived tokens from
+``/oauth2/token`` (renewed before they expire in simulated time), posts each batch to
+``/api/v1/telemetry/batch`` and its answers to tenders, mission statuses and exceptions to the partner
+API, each with an Idempotency-Key. The server reads its wall time from the run's clock file
+(``tms_console.simclock``): before a request at a new instant the fleet writes the instant and waits
+until every process has moved. The server runs the subscribers of what it stores (incidents, evidence,
+runbooks, SLA re-evaluations) in its own process, eagerly, before it answers, so the run stays in
+lockstep.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import subprocess
@@ -31,8 +35,10 @@ from django.db import connection
 from missions.events import Actor
 from missions.models import Carrier
 from missions.partner.services import partner_client_create
+from missions.services import mission_exception_report, mission_transition, offer_record
 from missions.telemetry.ingest import ingest_events
 from tms_console import simclock
+from tms_console.domain import DomainError
 
 SETUP = Actor.system("program-simulator")
 TRANSPORTS = ("inprocess", "http")
@@ -46,6 +52,17 @@ class TransportError(RuntimeError):
 class Transport(Protocol):
     def send(self, carrier: Carrier, events: list[dict[str, Any]], now: datetime) -> list[str]:
         """Deliver one carrier's batch at ``now``; the refusals, one line each."""
+
+    def offer(self, carrier: Carrier, tender_id: int, *, kind: str, vehicle: str, now: datetime) -> None:
+        """The carrier answers a tender (raises ``DomainError`` when the product refuses)."""
+
+    def mission_status(
+        self, carrier: Carrier, mission_id: int, status: str, *, now: datetime, reason: str = ""
+    ) -> None:
+        """The carrier reports a mission's new status (raises ``DomainError`` when the product refuses)."""
+
+    def mission_exception(self, carrier: Carrier, mission_id: int, *, kind: str, detail: str, now: datetime) -> None:
+        """The carrier reports an exception on a mission (raises ``DomainError`` when the product refuses)."""
 
     def close(self) -> None: ...
 
@@ -61,6 +78,17 @@ class InProcess:
         result = ingest_events(carrier=carrier, events=events, source="program-sim")
         self.batches += 1
         return refusal_lines(events, result.rejected)
+
+    def offer(self, carrier: Carrier, tender_id: int, *, kind: str, vehicle: str, now: datetime) -> None:
+        offer_record(tender_id=tender_id, actor=Actor.for_carrier(carrier), kind=kind, vehicle_external_id=vehicle)
+
+    def mission_status(
+        self, carrier: Carrier, mission_id: int, status: str, *, now: datetime, reason: str = ""
+    ) -> None:
+        mission_transition(mission_id=mission_id, to_status=status, actor=Actor.for_carrier(carrier), reason=reason)
+
+    def mission_exception(self, carrier: Carrier, mission_id: int, *, kind: str, detail: str, now: datetime) -> None:
+        mission_exception_report(mission_id=mission_id, kind=kind, actor=Actor.for_carrier(carrier), detail=detail)
 
     def stats(self) -> dict[str, Any]:
         return {"name": "inprocess", "batches": self.batches}
@@ -95,13 +123,13 @@ class PartnerHttp:
         self.clock_file = out / "clock"
         simclock.clock_write(self.clock_file, start)
         self._instant = start
-        scopes = ["telemetry:write"]
+        scopes = ["telemetry:write", "tender:write", "missions:write", "exceptions:write"]
         self._clients = {
             c.pk: partner_client_create(carrier_id=c.pk, name=f"{c.slug} gateway", scopes=scopes, actor=SETUP)
             for c in carriers
         }
         self._tokens: dict[int, tuple[str, datetime]] = {}
-        self.counts = {"batches": 0, "tokens_fetched": 0, "answered_401": 0}
+        self.counts = {"batches": 0, "calls": 0, "tokens_fetched": 0, "answered_401": 0}
         self._log = (out / "partner-server.log").open("wb")
         self._process, self.url = self._start()
         self._http = httpx.Client(base_url=self.url, timeout=60.0)
@@ -176,21 +204,52 @@ class PartnerHttp:
             self._instant = now
             time.sleep(simclock.clock_settle_seconds())
 
-    def send(self, carrier: Carrier, events: list[dict[str, Any]], now: datetime) -> list[str]:
+    def _post(self, carrier: Carrier, path: str, body: dict[str, Any], *, key: str, now: datetime) -> httpx.Response:
         self._clock_to(now)
-        key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"batch:{events[0]['event_id']}:{len(events)}"))
         answer = None
-        for renew in (False, True):  # a token expired in simulated time is fetched again, as a gateway does
+        for renew in (False, True):  # a token refused anyway is fetched again once, as a gateway does
             headers = {"Authorization": f"Bearer {self._token(carrier, now, renew=renew)}", "Idempotency-Key": key}
-            answer = self._http.post("/api/v1/telemetry/batch", json={"events": events}, headers=headers)
+            answer = self._http.post(path, json=body, headers=headers)
             if answer.status_code != 401:
                 break
             self.counts["answered_401"] += 1
         assert answer is not None
+        return answer
+
+    def send(self, carrier: Carrier, events: list[dict[str, Any]], now: datetime) -> list[str]:
+        key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"batch:{events[0]['event_id']}:{len(events)}"))
+        answer = self._post(carrier, "/api/v1/telemetry/batch", {"events": events}, key=key, now=now)
         if answer.status_code != 202:
             raise TransportError(f"batch of {carrier.slug} refused: {answer.status_code} {answer.text[:500]}")
         self.counts["batches"] += 1
         return refusal_lines(events, answer.json().get("rejected", []))
+
+    def _call(self, carrier: Carrier, path: str, body: dict[str, Any], now: datetime) -> None:
+        """A carrier's write; a problem answer (4xx) becomes the ``DomainError`` the service would have raised."""
+        key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{path}:{json.dumps(body, sort_keys=True)}:{now.isoformat()}"))
+        answer = self._post(carrier, path, body, key=key, now=now)
+        self.counts["calls"] += 1
+        if 400 <= answer.status_code < 500:
+            try:
+                problem = answer.json()
+            except ValueError:
+                problem = {}
+            detail = problem.get("detail") or problem.get("title") or answer.text[:300]
+            raise DomainError(f"{answer.status_code} {detail}")
+        if answer.status_code >= 300:
+            raise TransportError(f"{path}: {answer.status_code} {answer.text[:500]}")
+
+    def offer(self, carrier: Carrier, tender_id: int, *, kind: str, vehicle: str, now: datetime) -> None:
+        body = {"kind": kind, "vehicle_external_id": vehicle}
+        self._call(carrier, f"/api/v1/tenders/{tender_id}/offers", body, now)
+
+    def mission_status(
+        self, carrier: Carrier, mission_id: int, status: str, *, now: datetime, reason: str = ""
+    ) -> None:
+        self._call(carrier, f"/api/v1/missions/{mission_id}/status", {"status": status, "reason": reason}, now)
+
+    def mission_exception(self, carrier: Carrier, mission_id: int, *, kind: str, detail: str, now: datetime) -> None:
+        self._call(carrier, f"/api/v1/missions/{mission_id}/exceptions", {"kind": kind, "detail": detail}, now)
 
     def stats(self) -> dict[str, Any]:
         return {"name": "http", "server": "gunicorn tms_console.wsgi", **self.counts}

@@ -1,4 +1,4 @@
-"""The program with its fleet's telemetry sent over HTTP to a partner server process on the run's clock."""
+"""The program with its carriers' telemetry and answers sent over HTTP to a partner server on the run's clock."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ def test_a_run_over_http_passes_its_comparison_with_every_fault_kind(tmp_path: P
     assert sent["batches"] >= 24 * 3600 // p.PROFILES["ci"].sample_seconds
     assert sent["tokens_fetched"] >= 2
     assert sent["answered_401"] == 0
+    # The carriers' answers went over HTTP too: an acceptance and a departure per autonomous mission at least.
+    assert sent["calls"] >= summary["fleet"]["missions"]
     log = (tmp_path / "partner-server.log").read_text()
     # The server ran on the simulated clock: its log lines carry the run's instants, not today's.
     assert '"ts": "2026-02-01T' in log
