@@ -74,6 +74,9 @@ class Profile:
     # SLA_FINISH_EVALUATION_INTERVAL_SECONDS for the run: half the evaluation cadence, as the product's
     # defaults are (30 s against beat's 60 s).
     finish_evaluation_seconds: int = 450
+    # Beat's telemetry housekeeping (partitions ahead, dedupe window pruned, retention): the product's
+    # window prune runs every minute; hourly keeps a month's run from carrying every event's window row.
+    housekeeping_seconds: int = 3600
     fault_rates: dict[str, float] = field(default_factory=dict)
     forced: tuple[str, ...] = ()
 

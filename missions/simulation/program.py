@@ -1,7 +1,7 @@
 """One run: the world, the simulated clock, the fleet, the beat's periodic work, the checkpoints.
 
 The loop is discrete-event: the next instant is the earliest of the next sample step, gap check,
-runbook tick, SLA evaluation, day end and on-call task; the clock jumps there and everything due
+runbook tick, SLA evaluation, telemetry housekeeping, day end and on-call task; the clock jumps there and everything due
 runs in a fixed order (fleet, gap detection, runbooks, on-call, SLA). Celery tasks run eagerly in
 this process, so each service's subscribers (incidents, runbooks, SLA re-evaluations, evidence)
 run as they would in a worker, at the same simulated instant.
@@ -30,6 +30,7 @@ from missions.simulation.record import Record
 from missions.simulation.transport import TRANSPORTS, InProcess, PartnerHttp, Transport
 from missions.simulation.world import world_build
 from missions.telemetry.gaps import telemetry_gaps_check
+from missions.telemetry.tasks import partitions_ensure, purge, window_prune
 from runbooks.choices import IncidentStatus
 from runbooks.models import Incident
 from runbooks.tasks import runbooks_tick
@@ -127,18 +128,25 @@ def _loop(
     step = timedelta(seconds=profile.sample_seconds)
     gap_every = timedelta(seconds=profile.gap_check_seconds)
     eval_every = timedelta(seconds=profile.sla_evaluate_seconds)
+    house_every = timedelta(seconds=profile.housekeeping_seconds)
     start = record.start
-    next_sample, next_gap, next_tick = start, start + gap_every, start
+    next_sample, next_gap, next_tick, next_house = start, start + gap_every, start, start
     next_eval, next_day = start + eval_every, start + timedelta(days=1)
     events = 0
     while True:
-        candidates = [next_sample, next_gap, next_tick, next_eval, next_day]
+        candidates = [next_sample, next_gap, next_tick, next_eval, next_day, next_house]
         if fleet.oncall:
             candidates.append(fleet.oncall[0].due)
         now = min(candidates)
         if now > end:
             break
         clock.advance_to(now)
+        if now == next_house:
+            # Beat's telemetry housekeeping: day partitions ahead, the dedupe window pruned, retention.
+            partitions_ensure()
+            window_prune()
+            purge()
+            next_house += house_every
         if now == next_sample:
             before = record.samples_sent + record.duplicates_sent
             fleet.step(now)
