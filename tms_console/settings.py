@@ -480,6 +480,8 @@ TELEMETRY_MAX_FUTURE_SECONDS: int = env.int("TELEMETRY_MAX_FUTURE_SECONDS", defa
 TELEMETRY_MAX_AGE_SECONDS: int = env.int("TELEMETRY_MAX_AGE_SECONDS", default=86_400)
 # Full-fidelity window frozen into a snapshot; its rows live TELEMETRY_DEDUPE_SECONDS after arrival.
 TELEMETRY_WINDOW_SECONDS: int = env.int("TELEMETRY_WINDOW_SECONDS", default=300)
+# How long a stream (WebSocket, MQTT bridge) trusts the mission facts it read (status, mode) before reading them again.
+TELEMETRY_MISSION_CACHE_SECONDS: float = env.float("TELEMETRY_MISSION_CACHE_SECONDS", default=10.0)
 TELEMETRY_DEDUPE_SECONDS: int = max(env.int("TELEMETRY_DEDUPE_SECONDS", default=900), TELEMETRY_WINDOW_SECONDS)
 TELEMETRY_RETENTION_DAYS: int = env.int("TELEMETRY_RETENTION_DAYS", default=30)
 TELEMETRY_THIN_AFTER_DAYS: int = env.int("TELEMETRY_THIN_AFTER_DAYS", default=7)

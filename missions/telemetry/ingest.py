@@ -109,11 +109,11 @@ class MissionCache:
 
     Ownership (carrier, vehicle, correlation id) never changes once a mission
     has its vehicle; status and autonomy mode can, so entries expire after
-    ``ttl_seconds`` and are refreshed by the next batch's single query.
+    ``ttl_seconds`` (``TELEMETRY_MISSION_CACHE_SECONDS``) and are refreshed by the next batch's single query.
     """
 
-    def __init__(self, ttl_seconds: float = 10.0) -> None:
-        self.ttl_seconds = ttl_seconds
+    def __init__(self, ttl_seconds: float | None = None) -> None:
+        self.ttl_seconds = float(settings.TELEMETRY_MISSION_CACHE_SECONDS) if ttl_seconds is None else ttl_seconds
         self._entries: dict[int, MissionInfo] = {}
 
     def preload(self, carrier_id: int) -> int:
