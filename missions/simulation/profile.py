@@ -37,8 +37,8 @@ NOT_COVERED = (
     "carrier API outage (circuit breaker) and slowness: tenders are answered in process, no outbound calls",
     "OTA failure detected from a vehicle's software report against the carrier's TUF metadata "
     "(the carrier-reported OTA exception is simulated)",
-    "worker, beat and MQTT bridge as separate processes, and uplinks over WebSocket and MQTT "
-    "(--transport http sends the carriers' telemetry and answers to a partner server process on the run's clock)",
+    "worker and beat as separate processes, and the WebSocket uplink (--transport http and mqtt send the "
+    "carriers' answers to a partner server process, and their telemetry to it or to an MQTT bridge process)",
 )
 
 

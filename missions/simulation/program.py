@@ -25,6 +25,7 @@ from missions.events import Actor
 from missions.simulation import compare, truth
 from missions.simulation.clock import sim_clock
 from missions.simulation.fleet import Fleet
+from missions.simulation.mqtt_uplink import PartnerMqtt
 from missions.simulation.profile import Profile
 from missions.simulation.record import Record
 from missions.simulation.transport import TRANSPORTS, InProcess, PartnerHttp, Transport
@@ -119,6 +120,11 @@ def _transport(name: str, world: Any, out: Path | None, start: datetime) -> Tran
         if out is None:
             raise ValueError("the HTTP transport needs a directory for its clock file and server log")
         return PartnerHttp(carriers=[*world.carriers.values(), world.fallback], out=out, start=start)
+    if name == "mqtt":
+        if out is None:
+            raise ValueError("the MQTT transport needs a directory for its clock file and logs")
+        return PartnerMqtt(carriers=[*world.carriers.values(), world.fallback], out=out, start=start,
+                           run=world.prefix, url=settings.MQTT_URL)  # fmt: skip
     raise ValueError(f"Unknown transport '{name}'; choose one of {', '.join(TRANSPORTS)}.")
 
 

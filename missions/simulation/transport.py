@@ -41,7 +41,7 @@ from tms_console import simclock
 from tms_console.domain import DomainError
 
 SETUP = Actor.system("program-simulator")
-TRANSPORTS = ("inprocess", "http")
+TRANSPORTS = ("inprocess", "http", "mqtt")
 SERVER_START_SECONDS = 60.0
 
 
@@ -116,6 +116,26 @@ def database_url() -> str:
     return f"postgres://{auth}{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
 
 
+def child_env(clock_file: Path) -> dict[str, str]:
+    """The environment of a product process the run starts: the run's database and clock, tasks run eagerly
+    (a process's subscribers run before it answers), nothing paged, no shared channel layer or broker."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL", "CHANNEL_LAYERS")}
+    env.update(
+        DATABASE_URL=database_url(),
+        DB_POOL="0",
+        SECRET_KEY=str(settings.SECRET_KEY),
+        TMS_SIM_CLOCK_FILE=str(clock_file),
+        CELERY_TASK_ALWAYS_EAGER="true",
+        PAGERDUTY_EVENTS_URL="",
+        PAGERDUTY_ROUTING_KEY="",
+        SLA_FINISH_EVALUATION_INTERVAL_SECONDS=str(settings.SLA_FINISH_EVALUATION_INTERVAL_SECONDS),
+        # Ten real seconds are many simulated minutes: a stream reads its missions' status for every batch.
+        TELEMETRY_MISSION_CACHE_SECONDS="0",
+        LOG_LEVEL="WARNING",
+    )
+    return env
+
+
 class PartnerHttp:
     """A partner server of the run's own and one client per carrier; see the module's docstring."""
 
@@ -144,18 +164,7 @@ class PartnerHttp:
         listener.bind(("127.0.0.1", 0))
         listener.listen(64)
         port = listener.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL", "CHANNEL_LAYERS")}
-        env.update(
-            DATABASE_URL=database_url(),
-            DB_POOL="0",
-            SECRET_KEY=str(settings.SECRET_KEY),
-            TMS_SIM_CLOCK_FILE=str(self.clock_file),
-            CELERY_TASK_ALWAYS_EAGER="true",  # the subscribers run in the server before it answers
-            PAGERDUTY_EVENTS_URL="",
-            PAGERDUTY_ROUTING_KEY="",
-            SLA_FINISH_EVALUATION_INTERVAL_SECONDS=str(settings.SLA_FINISH_EVALUATION_INTERVAL_SECONDS),
-            LOG_LEVEL="WARNING",
-        )
+        env = child_env(self.clock_file)
         command = [sys.executable, "-m", "gunicorn", "--bind", f"fd://{listener.fileno()}", "--workers", "1",
                    "--threads", "1", "--log-level", "warning", "tms_console.wsgi:application"]  # fmt: skip
         try:
@@ -198,14 +207,14 @@ class PartnerHttp:
             self._tokens[carrier.pk] = (token, now + timedelta(seconds=max(int(body.get("expires_in", 0)) - 60, 0)))
         return token
 
-    def _clock_to(self, now: datetime) -> None:
+    def clock_to(self, now: datetime) -> None:
         if now != self._instant:
             simclock.clock_write(self.clock_file, now)
             self._instant = now
             time.sleep(simclock.clock_settle_seconds())
 
     def _post(self, carrier: Carrier, path: str, body: dict[str, Any], *, key: str, now: datetime) -> httpx.Response:
-        self._clock_to(now)
+        self.clock_to(now)
         answer = None
         for renew in (False, True):  # a token refused anyway is fetched again once, as a gateway does
             headers = {"Authorization": f"Bearer {self._token(carrier, now, renew=renew)}", "Idempotency-Key": key}

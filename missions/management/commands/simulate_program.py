@@ -45,8 +45,9 @@ class Command(BaseCommand):
         parser.add_argument("--keep-db", action="store_true", help="keep the run's own database to inspect it")
         parser.add_argument(
             "--transport", default="inprocess", choices=TRANSPORTS,
-            help="how the fleet's telemetry reaches the product: in this process, or over HTTP to a partner "
-            "server the run starts on its own clock file",
+            help="how the carriers reach the product: in this process; over HTTP to a partner server the run starts "
+            "on its own clock file; or that server for their answers and MQTT_URL's broker and a bridge process of "
+            "the run's own for their telemetry",
         )  # fmt: skip
 
     def handle(self, *args: Any, **options: Any) -> None:

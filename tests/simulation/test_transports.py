@@ -1,9 +1,10 @@
-"""The program with its carriers' telemetry and answers sent over HTTP to a partner server on the run's clock."""
+"""The program with its carriers talking to separate product processes on the run's clock (HTTP, MQTT)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -11,6 +12,7 @@ from django.db import connection
 
 from missions.simulation import profile as p
 from missions.simulation.transport import TransportError, database_url
+from tests.conftest import require_service
 
 
 @pytest.mark.django_db(transaction=True)
@@ -37,6 +39,30 @@ def test_a_run_over_http_passes_its_comparison_with_every_fault_kind(tmp_path: P
     # The server ran on the simulated clock: its log lines carry the run's instants, not today's.
     assert '"ts": "2026-02-01T' in log
     assert "Traceback" not in log
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the bridge process needs a database it can open")
+def test_a_run_with_its_telemetry_over_mqtt_passes_its_comparison(tmp_path: Path, settings: Any) -> None:
+    from tests.telemetry.test_mqtt import MQTT_URL, broker_up
+
+    require_service("Mosquitto", broker_up())
+    settings.MQTT_URL = MQTT_URL
+    call_command(
+        "simulate_program", "--days", "0.5", "--trucks", "6", "--seed", "11", "--profile", "ci",
+        "--transport", "mqtt", "--out", str(tmp_path),
+    )  # fmt: skip
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["passed"] is True, summary["mismatches"][:5]
+    assert set(summary["fleet"]["faults"]) == set(p.FAULT_KINDS)
+    sent = summary["run"]["transport"]
+    assert sent["name"] == "mqtt"
+    # Every sample was published (duplicates twice) and stored by the bridge before the clock moved on.
+    assert sent["published"] == summary["fleet"]["samples_sent"] + summary["fleet"]["duplicates_sent"]
+    assert sent["calls"] >= summary["fleet"]["missions"]
+    bridge_log = (tmp_path / "mqtt-bridge.log").read_text()
+    assert f"'received': {sent['published']}" in bridge_log and "'rejected': 0" in bridge_log
+    assert "Traceback" not in bridge_log
 
 
 @pytest.mark.django_db
