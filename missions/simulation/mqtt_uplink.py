@@ -27,7 +27,7 @@ from django.conf import settings
 
 from missions.models import Carrier
 from missions.models.telemetry import TelemetryWindowEvent
-from missions.simulation.transport import PartnerHttp, TransportError, child_env
+from missions.simulation.transport import PartnerHttp, TransportError, child_env, process_stop
 from missions.telemetry.mqtt_config import BrokerConfig, broker_config
 
 STORED_WAIT_SECONDS = 30.0
@@ -149,14 +149,7 @@ class PartnerMqtt(PartnerHttp):
         return {**super().stats(), "name": "mqtt", "telemetry": "MQTT bridge", "published": self.published}
 
     def close(self) -> None:
-        bridge = getattr(self, "_bridge", None)
-        if bridge is not None and bridge.poll() is None:
-            bridge.terminate()  # drains: what it queued is stored and acknowledged
-            try:
-                bridge.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                bridge.kill()
-                bridge.wait()
+        process_stop(getattr(self, "_bridge", None), timeout=30)  # SIGTERM drains: what it queued is stored
         publisher = getattr(self, "_publisher", None)
         if publisher is not None:
             publisher.disconnect()

@@ -30,6 +30,7 @@ from missions.simulation.profile import Profile
 from missions.simulation.record import Record
 from missions.simulation.transport import TRANSPORTS, InProcess, PartnerHttp, Transport
 from missions.simulation.world import world_build
+from missions.simulation.ws_uplink import PartnerWs
 from missions.telemetry.gaps import telemetry_gaps_check
 from missions.telemetry.tasks import partitions_ensure, purge, window_prune
 from runbooks.choices import IncidentStatus
@@ -120,6 +121,10 @@ def _transport(name: str, world: Any, out: Path | None, start: datetime) -> Tran
         if out is None:
             raise ValueError("the HTTP transport needs a directory for its clock file and server log")
         return PartnerHttp(carriers=[*world.carriers.values(), world.fallback], out=out, start=start)
+    if name == "ws":
+        if out is None:
+            raise ValueError("the WebSocket transport needs a directory for its clock file and logs")
+        return PartnerWs(carriers=[*world.carriers.values(), world.fallback], out=out, start=start)
     if name == "mqtt":
         if out is None:
             raise ValueError("the MQTT transport needs a directory for its clock file and logs")

@@ -25,7 +25,7 @@ import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -41,7 +41,7 @@ from tms_console import simclock
 from tms_console.domain import DomainError
 
 SETUP = Actor.system("program-simulator")
-TRANSPORTS = ("inprocess", "http", "mqtt")
+TRANSPORTS = ("inprocess", "http", "ws", "mqtt")
 SERVER_START_SECONDS = 60.0
 
 
@@ -136,6 +136,56 @@ def child_env(clock_file: Path) -> dict[str, str]:
     return env
 
 
+SERVERS = {
+    # gunicorn serves the partner API and webhooks (tms_console.wsgi), daphne the console and its websockets.
+    "gunicorn": ["-m", "gunicorn", "--bind", "fd://{fd}", "--workers", "1", "--threads", "1", "--log-level", "warning",
+                 "tms_console.wsgi:application"],
+    "daphne": ["-m", "daphne", "--fd", "{fd}", "-v", "0", "tms_console.asgi:application"],
+}  # fmt: skip
+
+
+def server_start(kind: str, log: IO[bytes], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``kind`` on a loopback port of its own (the listening socket handed over); the process and its URL."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    command = [sys.executable, *(a.format(fd=listener.fileno()) for a in SERVERS[kind])]
+    try:
+        # A fixed argv of the project's own server; nothing in it comes from input.
+        process = subprocess.Popen(  # noqa: S603  # nosec B603
+            command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+            pass_fds=(listener.fileno(),), start_new_session=True,
+        )  # fmt: skip
+    finally:
+        listener.close()
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_until_serving(http: httpx.Client, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise TransportError(f"the {what} exited with {process.returncode}; see its log")
+        try:
+            if http.get("/healthz", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TransportError(f"the {what} did not answer /healthz within {SERVER_START_SECONDS:.0f} s")
+
+
+def process_stop(process: subprocess.Popen[bytes] | None, *, timeout: float = 20) -> None:
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class PartnerHttp:
     """A partner server of the run's own and one client per carrier; see the module's docstring."""
 
@@ -151,44 +201,13 @@ class PartnerHttp:
         self._tokens: dict[int, tuple[str, datetime]] = {}
         self.counts = {"batches": 0, "calls": 0, "tokens_fetched": 0, "answered_401": 0}
         self._log = (out / "partner-server.log").open("wb")
-        self._process, self.url = self._start()
+        self._process, self.url = server_start("gunicorn", self._log, child_env(self.clock_file))
         self._http = httpx.Client(base_url=self.url, timeout=60.0)
         try:
-            self._wait_until_serving()
+            wait_until_serving(self._http, self._process, "partner server")
         except BaseException:
             self.close()
             raise
-
-    def _start(self) -> tuple[subprocess.Popen[bytes], str]:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
-        port = listener.getsockname()[1]
-        env = child_env(self.clock_file)
-        command = [sys.executable, "-m", "gunicorn", "--bind", f"fd://{listener.fileno()}", "--workers", "1",
-                   "--threads", "1", "--log-level", "warning", "tms_console.wsgi:application"]  # fmt: skip
-        try:
-            # A fixed argv of the project's own server; nothing in it comes from input.
-            process = subprocess.Popen(  # noqa: S603  # nosec B603
-                command, cwd=settings.BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                pass_fds=(listener.fileno(),), start_new_session=True,
-            )  # fmt: skip
-        finally:
-            listener.close()
-        return process, f"http://127.0.0.1:{port}"
-
-    def _wait_until_serving(self) -> None:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise TransportError(f"the partner server exited with {self._process.returncode}; see its log")
-            try:
-                if self._http.get("/healthz", timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TransportError(f"the partner server did not answer /healthz within {SERVER_START_SECONDS:.0f} s")
 
     def _token(self, carrier: Carrier, now: datetime, *, renew: bool = False) -> str:
         token, renew_at = self._tokens.get(carrier.pk, ("", now))
@@ -266,12 +285,5 @@ class PartnerHttp:
     def close(self) -> None:
         if getattr(self, "_http", None) is not None:
             self._http.close()
-        process = getattr(self, "_process", None)
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        process_stop(getattr(self, "_process", None))
         self._log.close()

@@ -303,6 +303,7 @@ class WsTransport(_TokenTransport):
                 origin=Origin(self.base_url),  # the console checks Origin against ALLOWED_HOSTS
                 additional_headers={"Authorization": f"Bearer {self.token_source(slug).get()}"},
                 open_timeout=10,
+                legacy=True,  # the connection itself, kept across ticks and closed by ``close``
             )
             json.loads(sock.recv(timeout=10))  # {"type": "ready", ...}
             self.sockets[slug] = sock

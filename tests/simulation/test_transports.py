@@ -42,6 +42,27 @@ def test_a_run_over_http_passes_its_comparison_with_every_fault_kind(tmp_path: P
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the server process needs a database it can open")
+def test_a_run_with_its_telemetry_over_the_websocket_stream_passes_its_comparison(tmp_path: Path) -> None:
+    call_command(
+        "simulate_program", "--days", "0.5", "--trucks", "6", "--seed", "11", "--profile", "ci",
+        "--transport", "ws", "--out", str(tmp_path),
+    )  # fmt: skip
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["passed"] is True, summary["mismatches"][:5]
+    assert set(summary["fleet"]["faults"]) == set(p.FAULT_KINDS)
+    assert summary["fleet"]["refusals"] == []
+    sent = summary["run"]["transport"]
+    assert sent["name"] == "ws"
+    assert sent["batches"] >= 12 * 3600 // p.PROFILES["ci"].sample_seconds
+    # A gateway opens its stream again with each renewed token (the fallback carrier's tokens serve only
+    # its calls: it has no trucks to stream).
+    assert 2 < sent["connections"] <= sent["tokens_fetched"]
+    assert sent["calls"] >= summary["fleet"]["missions"]
+    assert "Traceback" not in (tmp_path / "console-server.log").read_text()
+
+
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the bridge process needs a database it can open")
 def test_a_run_with_its_telemetry_over_mqtt_passes_its_comparison(tmp_path: Path, settings: Any) -> None:
     from tests.telemetry.test_mqtt import MQTT_URL, broker_up

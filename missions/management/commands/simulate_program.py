@@ -46,8 +46,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--transport", default="inprocess", choices=TRANSPORTS,
             help="how the carriers reach the product: in this process; over HTTP to a partner server the run starts "
-            "on its own clock file; or that server for their answers and MQTT_URL's broker and a bridge process of "
-            "the run's own for their telemetry",
+            "on its own clock file; or that server for their answers, and for their telemetry the WebSocket stream "
+            "of a console process (ws) or MQTT_URL's broker and a bridge process (mqtt) of the run's own",
         )  # fmt: skip
 
     def handle(self, *args: Any, **options: Any) -> None:
