@@ -1,4 +1,4 @@
-"""The program with its carriers talking to separate product processes on the run's clock (HTTP, MQTT)."""
+"""The program with its carriers talking to separate product processes on the run's clock (HTTP, WebSocket, MQTT)."""
 
 from __future__ import annotations
 
@@ -14,73 +14,62 @@ from missions.simulation import profile as p
 from missions.simulation.transport import TransportError, database_url
 from tests.conftest import require_service
 
+needs_a_shared_database = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the run's server processes need a database they can open"
+)
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the server process needs a database it can open")
-def test_a_run_over_http_passes_its_comparison_with_every_fault_kind(tmp_path: Path) -> None:
+
+def _run(tmp_path: Path, transport: str, days: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A CI-sized run over ``transport``: it passes its comparison with every fault kind, and every carrier's
+    answer went through the partner server (an acceptance and a departure per autonomous mission at least)."""
     call_command(
-        "simulate_program", "--days", "1", "--trucks", "6", "--seed", "11", "--profile", "ci",
-        "--transport", "http", "--out", str(tmp_path),
+        "simulate_program", "--days", days, "--trucks", "6", "--seed", "11", "--profile", "ci",
+        "--transport", transport, "--out", str(tmp_path),
     )  # fmt: skip
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["passed"] is True, summary["mismatches"][:5]
     assert set(summary["fleet"]["faults"]) == set(p.FAULT_KINDS)
     assert summary["fleet"]["refusals"] == []
     sent = summary["run"]["transport"]
-    # Every sample went as a batch over HTTP; three carriers (two autonomous, the fallback) fetched tokens and
-    # renewed them before they expired in simulated time, so no batch was answered 401.
-    assert sent["name"] == "http"
-    assert sent["batches"] >= 24 * 3600 // p.PROFILES["ci"].sample_seconds
-    assert sent["tokens_fetched"] >= 2
-    assert sent["answered_401"] == 0
-    # The carriers' answers went over HTTP too: an acceptance and a departure per autonomous mission at least.
+    assert sent["name"] == transport
     assert sent["calls"] >= summary["fleet"]["missions"]
-    log = (tmp_path / "partner-server.log").read_text()
-    # The server ran on the simulated clock: its log lines carry the run's instants, not today's.
-    assert '"ts": "2026-02-01T' in log
-    assert "Traceback" not in log
+    assert sent["answered_401"] == 0  # tokens renewed before they expired in simulated time
+    assert "Traceback" not in (tmp_path / "partner-server.log").read_text()
+    return summary, sent
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the server process needs a database it can open")
+@needs_a_shared_database
+def test_a_run_over_http_passes_its_comparison_with_every_fault_kind(tmp_path: Path) -> None:
+    _, sent = _run(tmp_path, "http", "1")
+    # Every sample went as a batch over HTTP; the carriers fetched tokens again as they expired.
+    assert sent["batches"] >= 24 * 3600 // p.PROFILES["ci"].sample_seconds
+    assert sent["tokens_fetched"] > 3
+    # The server ran on the simulated clock: its log lines carry the run's instants, not today's.
+    assert '"ts": "2026-02-01T' in (tmp_path / "partner-server.log").read_text()
+
+
+@pytest.mark.django_db(transaction=True)
+@needs_a_shared_database
 def test_a_run_with_its_telemetry_over_the_websocket_stream_passes_its_comparison(tmp_path: Path) -> None:
-    call_command(
-        "simulate_program", "--days", "0.5", "--trucks", "6", "--seed", "11", "--profile", "ci",
-        "--transport", "ws", "--out", str(tmp_path),
-    )  # fmt: skip
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["passed"] is True, summary["mismatches"][:5]
-    assert set(summary["fleet"]["faults"]) == set(p.FAULT_KINDS)
-    assert summary["fleet"]["refusals"] == []
-    sent = summary["run"]["transport"]
-    assert sent["name"] == "ws"
+    _, sent = _run(tmp_path, "ws", "0.5")
     assert sent["batches"] >= 12 * 3600 // p.PROFILES["ci"].sample_seconds
     # A gateway opens its stream again with each renewed token (the fallback carrier's tokens serve only
     # its calls: it has no trucks to stream).
     assert 2 < sent["connections"] <= sent["tokens_fetched"]
-    assert sent["calls"] >= summary["fleet"]["missions"]
     assert "Traceback" not in (tmp_path / "console-server.log").read_text()
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the bridge process needs a database it can open")
+@needs_a_shared_database
 def test_a_run_with_its_telemetry_over_mqtt_passes_its_comparison(tmp_path: Path, settings: Any) -> None:
     from tests.telemetry.test_mqtt import MQTT_URL, broker_up
 
     require_service("Mosquitto", broker_up())
     settings.MQTT_URL = MQTT_URL
-    call_command(
-        "simulate_program", "--days", "0.5", "--trucks", "6", "--seed", "11", "--profile", "ci",
-        "--transport", "mqtt", "--out", str(tmp_path),
-    )  # fmt: skip
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["passed"] is True, summary["mismatches"][:5]
-    assert set(summary["fleet"]["faults"]) == set(p.FAULT_KINDS)
-    sent = summary["run"]["transport"]
-    assert sent["name"] == "mqtt"
+    summary, sent = _run(tmp_path, "mqtt", "0.5")
     # Every sample was published (duplicates twice) and stored by the bridge before the clock moved on.
     assert sent["published"] == summary["fleet"]["samples_sent"] + summary["fleet"]["duplicates_sent"]
-    assert sent["calls"] >= summary["fleet"]["missions"]
     bridge_log = (tmp_path / "mqtt-bridge.log").read_text()
     assert f"'received': {sent['published']}" in bridge_log and "'rejected': 0" in bridge_log
     assert "Traceback" not in bridge_log
