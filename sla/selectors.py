@@ -104,11 +104,12 @@ from sla.sli import (  # noqa: F401  (re-exported: callers import the SLI types 
 FINISHED = (MissionStatus.COMPLETED, MissionStatus.FAILED, MissionStatus.HANDED_OVER)
 
 
-def evaluated_since(carrier_id: int, since: datetime) -> bool:
-    """True when the carrier has an evaluation computed at or after ``since`` (one row of one SLI and
-    window stands for the whole evaluation, which writes them all at once)."""
+def evaluated_since(carrier_id: int, since: datetime, until: datetime) -> bool:
+    """True when the carrier has an evaluation computed in ``[since, until]`` (one row of one SLI and window
+    stands for the whole evaluation, which writes them all at once; one stamped after ``until``, by a clock
+    since set back, does not count)."""
     return SLIMeasurement.objects.filter(
-        carrier_id=carrier_id, sli=SLIName.ON_TIME, window=WindowName.H1, computed_at__gte=since
+        carrier_id=carrier_id, sli=SLIName.ON_TIME, window=WindowName.H1, computed_at__range=(since, until)
     ).exists()
 
 

@@ -29,7 +29,8 @@ def on_mission_finished(event: AuditEvent, _context: dict[str, Any] | None = Non
     if event.carrier_id is None:
         return
     interval = float(settings.SLA_FINISH_EVALUATION_INTERVAL_SECONDS)
-    if interval > 0 and selectors.evaluated_since(event.carrier_id, timezone.now() - timedelta(seconds=interval)):
+    now = timezone.now()
+    if interval > 0 and selectors.evaluated_since(event.carrier_id, now - timedelta(seconds=interval), now):
         return
     services.sla_evaluate(carrier_id=event.carrier_id)
 

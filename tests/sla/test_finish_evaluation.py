@@ -85,3 +85,14 @@ def test_an_interval_of_zero_evaluates_every_finish(contracted: Carrier, setting
         _finish(first)
         _finish(second)
     assert _instants(contracted) == [T0, T0]
+
+
+def test_an_evaluation_stamped_after_now_does_not_stand_for_one(contracted: Carrier, settings: Any) -> None:
+    """A clock set back (a test's, a simulation's) must not leave the carrier unevaluated."""
+    settings.SLA_FINISH_EVALUATION_INTERVAL_SECONDS = 30
+    first, second = _en_route(contracted), _en_route(contracted)
+    with time_machine.travel(T0 + timedelta(minutes=5), tick=False):
+        _finish(first)
+    with time_machine.travel(T0, tick=False):
+        _finish(second)
+    assert _instants(contracted) == [T0, T0 + timedelta(minutes=5)]
