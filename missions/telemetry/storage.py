@@ -116,8 +116,6 @@ def persist(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID
 # From this many events a batch goes through COPY; below it, one statement with
 # the rows as array parameters saves the look-ups' and the COPYs' round trips.
 COPY_MIN_EVENTS = 200
-# Events spelt per write into the window's COPY (a few tens of kilobytes: libpq sends them as they come).
-COPY_CHUNK_EVENTS = 250
 
 # Both look-ups name the time of each row they look for: on PostgreSQL the tables are partitioned
 # by time (docs/decisions/0028-telemetry-partitions.md), and only that partition's index is probed.
@@ -191,23 +189,15 @@ def _persist_postgres_copy(accepted: list[Accepted], *, received_at: datetime) -
     for a in fresh:
         if a.keep_sample and (a.mission.vehicle_pk, a.bucket_s) in taken:
             a.keep_sample = False  # its second has a sample: the full payload goes to the window
+    window_rows, sample_rows = _copy_rows(fresh, received_at=received_at)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             raw = cursor.cursor  # the psycopg cursor: COPY is not part of the DB-API
-            samples: list[str] = []
             with raw.copy(
                 "COPY missions_telemetrywindowevent (event_id, mission_id, recorded_at, received_at, payload)"
                 " FROM STDIN"
             ) as copy:
-                # Spelt a chunk at a time while the COPY runs: the server stores one chunk while this
-                # process spells the next (and the samples' rows), instead of one after the other.
-                for start in range(0, len(fresh), COPY_CHUNK_EVENTS):
-                    window_rows, sample_part = _copy_rows(
-                        fresh[start : start + COPY_CHUNK_EVENTS], received_at=received_at
-                    )
-                    copy.write(window_rows)
-                    samples.append(sample_part)
-            sample_rows = "".join(samples)
+                copy.write(window_rows)
             if sample_rows:
                 with raw.copy(
                     "COPY missions_telemetrysample (mission_id, vehicle_id, recorded_at, lat, lon, speed_kph,"

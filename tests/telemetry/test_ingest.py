@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -256,22 +255,3 @@ def test_a_copy_that_meets_a_concurrent_write_falls_back_to_the_merge(
     assert TelemetrySample.objects.filter(mission=mission).count() == 2
     window = telemetry_window(mission_id=mission.pk, start=base, end=base + timedelta(seconds=2))
     assert [e["event_id"] for e in window] == [first["event_id"], same_second["event_id"], later["event_id"]]
-
-
-def test_a_batch_written_in_several_copy_chunks_stores_every_row_once(
-    carrier_a: Carrier, mission: Mission, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from missions.telemetry import storage
-
-    monkeypatch.setattr(storage, "COPY_CHUNK_EVENTS", 7)
-    base = seconds_ago(120).replace(microsecond=0)
-    # Two events a second for 30 s: the first of each second is its sample, the second keeps its payload
-    # in the window; chunks of 7 split seconds and kinds alike.
-    events = [make_event(mission, ts=base + timedelta(seconds=n // 2, milliseconds=500 * (n % 2))) for n in range(60)]
-    result = ingest_events(carrier=carrier_a, events=events, source="test")
-    assert (result.accepted, result.duplicates, result.rejected) == (60, 0, [])
-    ids = {uuid.UUID(e["event_id"]) for e in events}
-    assert set(TelemetryWindowEvent.objects.filter(mission=mission).values_list("event_id", flat=True)) == ids
-    assert TelemetrySample.objects.filter(mission=mission).count() == 30
-    again = ingest_events(carrier=carrier_a, events=events, source="test")
-    assert (again.accepted, again.duplicates) == (0, 60)
