@@ -446,28 +446,11 @@ def _cells_raise(carriers: dict[int, int], latest: dict[tuple[int, int], datetim
             cell.last_at = t
             raised.append(cell)
     CoverageCell.objects.bulk_create(new_cells, batch_size=BATCH)  # the facts' locks keep this race-free
-    _last_at_raise(raised)
+    # Only the SQLite path comes here: PostgreSQL upserts its cells in ``samples_apply_range``.
+    CoverageCell.objects.bulk_update(raised, ["last_at"], batch_size=BATCH)
     for cell in new_cells:
         deltas.both(cell.carrier_id, "T", cell.k, [0, 0, 1])
     deltas.apply()
-
-
-def _last_at_raise(cells: Sequence[CoverageCell]) -> None:
-    """Store the cells' later ``last_at``: one ``UPDATE ... FROM (VALUES ...)`` a chunk on PostgreSQL (Django's
-    ``bulk_update`` builds a CASE per row, which costs the rollup more than the rest of its round)."""
-    if connection.vendor != "postgresql":
-        CoverageCell.objects.bulk_update(cells, ["last_at"], batch_size=BATCH)
-        return
-    table = connection.ops.quote_name(CoverageCell._meta.db_table)
-    for chunk in _chunks(cells, BATCH):
-        rows = ", ".join(["(%s::bigint, %s::timestamptz)"] * len(chunk))
-        with connection.cursor() as cursor:
-            # The table name comes from the model's metadata; the values are parameters.
-            cursor.execute(
-                f"UPDATE {table} c SET last_at = v.last_at FROM (VALUES {rows}) AS v(id, last_at)"  # noqa: S608  # nosec B608
-                " WHERE c.id = v.id AND c.last_at < v.last_at",
-                [value for cell in chunk for value in (cell.pk, cell.last_at)],
-            )
 
 
 def outbound_model() -> Any:

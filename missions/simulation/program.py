@@ -117,20 +117,14 @@ def run_program(
 def _transport(name: str, world: Any, out: Path | None, start: datetime) -> Transport:
     if name == "inprocess":
         return InProcess()
-    if name == "http":
-        if out is None:
-            raise ValueError("the HTTP transport needs a directory for its clock file and server log")
-        return PartnerHttp(carriers=[*world.carriers.values(), world.fallback], out=out, start=start)
-    if name == "ws":
-        if out is None:
-            raise ValueError("the WebSocket transport needs a directory for its clock file and logs")
-        return PartnerWs(carriers=[*world.carriers.values(), world.fallback], out=out, start=start)
+    if name not in TRANSPORTS:
+        raise ValueError(f"Unknown transport '{name}'; choose one of {', '.join(TRANSPORTS)}.")
+    if out is None:
+        raise ValueError(f"the {name} transport needs a directory for its clock file and server logs")
+    carriers = [*world.carriers.values(), world.fallback]
     if name == "mqtt":
-        if out is None:
-            raise ValueError("the MQTT transport needs a directory for its clock file and logs")
-        return PartnerMqtt(carriers=[*world.carriers.values(), world.fallback], out=out, start=start,
-                           run=world.prefix, url=settings.MQTT_URL)  # fmt: skip
-    raise ValueError(f"Unknown transport '{name}'; choose one of {', '.join(TRANSPORTS)}.")
+        return PartnerMqtt(carriers=carriers, out=out, start=start, run=world.prefix, url=settings.MQTT_URL)
+    return (PartnerWs if name == "ws" else PartnerHttp)(carriers=carriers, out=out, start=start)
 
 
 def _loop(

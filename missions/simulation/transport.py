@@ -106,10 +106,10 @@ def database_url() -> str:
     s = connection.settings_dict
     if connection.vendor == "sqlite":
         if connection.creation.is_in_memory_db(s["NAME"]):  # type: ignore[attr-defined]
-            raise TransportError("the HTTP transport needs a database another process can open, not an in-memory one")
+            raise TransportError("the run's server processes need a database they can open, not an in-memory one")
         return f"sqlite:///{s['NAME']}"
     if connection.vendor != "postgresql":
-        raise TransportError(f"the HTTP transport needs PostgreSQL or an SQLite file, not {connection.vendor}")
+        raise TransportError(f"the run's server processes need PostgreSQL or an SQLite file, not {connection.vendor}")
     user = quote(str(s.get("USER") or ""), safe="")
     password = quote(str(s.get("PASSWORD") or ""), safe="")
     auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
