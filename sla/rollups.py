@@ -312,10 +312,21 @@ def missions_recompute(mission_ids: Iterable[int], *, rebuild_cells: bool = Fals
 
 
 def _cells_drop(deltas: Deltas, mission_ids: Sequence[int]) -> None:
-    cells = CoverageCell.objects.filter(mission_id__in=mission_ids)
-    for carrier_id, k in cells.values_list("carrier_id", "k"):
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(CoverageCell._meta.db_table)
+        with connection.cursor() as cursor:
+            # The table name comes from the model's metadata; the ids are a parameter.
+            cursor.execute(
+                f"DELETE FROM {table} WHERE mission_id = ANY(%s) RETURNING carrier_id, k",  # noqa: S608  # nosec B608
+                [list(mission_ids)],
+            )
+            gone = cursor.fetchall()
+    else:
+        cells = CoverageCell.objects.filter(mission_id__in=mission_ids)
+        gone = list(cells.values_list("carrier_id", "k"))
+        cells.delete()
+    for carrier_id, k in gone:
         deltas.both(carrier_id, "T", k, [0, 0, 1], -1)
-    cells.delete()
 
 
 def _cell_of(fact: MissionFact, recorded_at: datetime) -> int | None:
@@ -333,6 +344,34 @@ def _cells_rebuild(deltas: Deltas, facts: Sequence[MissionFact]) -> None:
     by_id = {f.mission_id: f for f in facts if f.tel_counted}
     if not by_id:
         return
+    made = _cells_make_postgres(list(by_id)) if connection.vendor == "postgresql" else _cells_make(by_id)
+    for carrier_id, k in made:
+        deltas.both(carrier_id, "T", k, [0, 0, 1])
+
+
+def _cells_make_postgres(mission_ids: list[int]) -> list[tuple[int, int]]:
+    """The missions' cells from their samples, grouped in PostgreSQL with the rules of ``_cell_of`` read from
+    the fact rows the caller has just written (as ``samples_apply_range`` does); the ``(carrier, k)`` made."""
+    table = connection.ops.quote_name(TelemetrySample._meta.db_table)
+    facts_table = connection.ops.quote_name(MissionFact._meta.db_table)
+    cells_table = connection.ops.quote_name(CoverageCell._meta.db_table)
+    with connection.cursor() as cursor:
+        # Table names come from the models' metadata, never from input; the ids are a parameter.
+        cursor.execute(
+            f"INSERT INTO {cells_table} (mission_id, k, carrier_id, last_at)"  # noqa: S608  # nosec B608
+            " SELECT s.mission_id, floor(extract(epoch FROM s.recorded_at) / f.gap_seconds)::bigint AS k,"
+            " f.carrier_id, max(s.recorded_at)"
+            f" FROM {table} s JOIN {facts_table} f ON f.mission_id = s.mission_id"
+            " WHERE s.mission_id = ANY(%s) AND f.tel_counted AND f.started_at IS NOT NULL"
+            " AND s.recorded_at >= f.started_at AND (f.completed_at IS NULL OR s.recorded_at < f.completed_at)"
+            " GROUP BY s.mission_id, 2, f.carrier_id ORDER BY s.mission_id, 2"
+            " RETURNING carrier_id, k",
+            [mission_ids],
+        )
+        return [(carrier_id, k) for carrier_id, k in cursor.fetchall()]
+
+
+def _cells_make(by_id: dict[int, MissionFact]) -> list[tuple[int, int]]:
     latest: dict[tuple[int, int], datetime] = {}
     samples = TelemetrySample.objects.filter(mission_id__in=list(by_id)).values_list("mission_id", "recorded_at")
     for mission_id, recorded_at in samples.iterator(chunk_size=BATCH):
@@ -341,8 +380,7 @@ def _cells_rebuild(deltas: Deltas, facts: Sequence[MissionFact]) -> None:
             latest[(mission_id, k)] = recorded_at
     cells = [CoverageCell(mission_id=m, k=k, carrier_id=by_id[m].carrier_id, last_at=t) for (m, k), t in latest.items()]
     CoverageCell.objects.bulk_create(cells, batch_size=BATCH)
-    for cell in cells:
-        deltas.both(cell.carrier_id, "T", cell.k, [0, 0, 1])
+    return [(cell.carrier_id, cell.k) for cell in cells]
 
 
 # --- Samples and calls (append-only) -----------------------------------------------------------------

@@ -82,11 +82,14 @@ def _fact_disagreements(record: Record, sli: str, ids: list[int]) -> list[int]:
 
 def compare_run(record: Record, profile: Profile) -> Comparison:
     result = Comparison()
-    for checkpoint in record.checkpoints:
-        for slug, carrier_id in record.carriers.items():
-            _checkpoint(result, record, profile, checkpoint, slug, carrier_id)
-    _incidents_check(result, record)
-    _credits_check(result, record, profile)
+    try:
+        for checkpoint in record.checkpoints:
+            for slug, carrier_id in record.carriers.items():
+                _checkpoint(result, record, profile, checkpoint, slug, carrier_id)
+        _incidents_check(result, record)
+        _credits_check(result, record, profile)
+    finally:
+        truth.coverage_forget()
     return result
 
 

@@ -100,6 +100,19 @@ class Profile:
         return [{"below_pct": below, "credit_pct": pct} for below, pct in self.credit_schedule]
 
 
+# The default profile's fault mix: about one mission in five meets a fault.
+DEFAULT_RATES = {
+    LATE: 0.05,
+    FAILURE: 0.01,
+    DEGRADATION: 0.02,
+    SHORT_GAP: 0.05,
+    LOST_COMMS_RECOVERED: 0.015,
+    LOST_COMMS_FAILOVER: 0.01,
+    EMERGENCY_STOP: 0.005,
+    OTA_FAILURE: 0.005,
+    DUPLICATES: 0.05,
+}
+
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci",
@@ -125,17 +138,16 @@ PROFILES: dict[str, Profile] = {
     ),
     "default": Profile(
         name="default",
-        fault_rates={
-            LATE: 0.05,
-            FAILURE: 0.01,
-            DEGRADATION: 0.02,
-            SHORT_GAP: 0.05,
-            LOST_COMMS_RECOVERED: 0.015,
-            LOST_COMMS_FAILOVER: 0.01,
-            EMERGENCY_STOP: 0.005,
-            OTA_FAILURE: 0.005,
-            DUPLICATES: 0.05,
-        },
+        fault_rates=DEFAULT_RATES,
+    ),
+    # A month of 200 trucks on one machine: the default's faults with contracts that put the lost-comms
+    # threshold at 3 minutes, so each truck sends a sample a minute (a third of the events) and the gap
+    # check runs every minute; everything else as in the default.
+    "month": Profile(
+        name="month",
+        gap_seconds=180,
+        gap_check_seconds=60,
+        fault_rates=DEFAULT_RATES,
     ),
 }
 

@@ -22,6 +22,7 @@ ones (``sla/selectors.py`` docstring, docs/decisions/0007 and 0026):
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -92,6 +93,52 @@ def mission_slis(record: Record, carrier: str, w: TruthWindow) -> tuple[TruthVal
     )  # fmt: skip
 
 
+class _Coverage:
+    """A mission's samples as epoch seconds in order, and the distinct gap buckets they fall in, in order.
+
+    A window's covered buckets are then counted with two bisections instead of a pass over every
+    sample: a month's run compares each day's 30-day window against millions of samples.
+    """
+
+    def __init__(self, samples: list[datetime], g: int) -> None:
+        self.size = len(samples)
+        self.times = sorted(s.timestamp() for s in samples)
+        self.buckets: list[int] = []
+        for t in self.times:
+            b = math.floor(t / g)
+            if not self.buckets or self.buckets[-1] != b:
+                self.buckets.append(b)
+
+    def covered(self, lo: float, hi: float, g: int) -> int:
+        """Distinct buckets holding a sample ``s`` with ``lo <= s < hi``.
+
+        Every bucket between the first and the last sample in range holds only samples in range, and
+        those two hold one each: the count is the distinct buckets from the first's to the last's.
+        """
+        i, j = bisect_left(self.times, lo), bisect_left(self.times, hi)
+        if i >= j:
+            return 0
+        first, last = math.floor(self.times[i] / g), math.floor(self.times[j - 1] / g)
+        return bisect_right(self.buckets, last) - bisect_left(self.buckets, first)
+
+
+_COVERAGE: dict[int, tuple[MissionRecord, _Coverage]] = {}
+
+
+def _coverage(m: MissionRecord, g: int) -> _Coverage:
+    """The mission's index, made again when it gained samples since (the record grows while a run goes)."""
+    held = _COVERAGE.get(m.mission_id)
+    if held is None or held[0] is not m or held[1].size != len(m.samples):
+        held = (m, _Coverage(m.samples, g))
+        _COVERAGE[m.mission_id] = held
+    return held[1]
+
+
+def coverage_forget() -> None:
+    """Drop the indexes of a finished comparison (a month's run holds millions of samples)."""
+    _COVERAGE.clear()
+
+
 def telemetry_integrity(record: Record, carrier: str, w: TruthWindow) -> TruthValue:
     g = record.gap_seconds
     judged_s = math.floor(w.end.timestamp() / g) * g
@@ -109,17 +156,12 @@ def telemetry_integrity(record: Record, carrier: str, w: TruthWindow) -> TruthVa
         if clip_end <= clip_start:
             continue
         n = math.ceil(clip_end / g) - math.floor(clip_start / g)
-        buckets = {
-            math.floor(s.timestamp() / g)
-            for s in m.samples
-            if start_s <= s.timestamp() < judged_s
-            and s.timestamp() >= started
-            and (done is None or s.timestamp() < done)
-        }
+        # A sample counts from the window's start (and the mission's) up to the judged end (and completion).
+        n_covered = _coverage(m, g).covered(clip_start, clip_end, g)
         expected += n
-        covered += len(buckets)
+        covered += n_covered
         ids.append(m.mission_id)
-        if len(buckets) < n:
+        if n_covered < n:
             short.append(m.mission_id)
     good = min(covered, expected)
     return TruthValue(good, expected, pct(good, expected), sorted(short), sorted(ids))
