@@ -44,6 +44,7 @@ from missions.routes import route_plan
 from missions.selectors import carrier_fit
 from missions.terms import route_plan_required
 from missions.transitions import MISSION_ACTIVE, MISSION_TRANSITIONS, TENDER_OPEN, TENDER_TRANSITIONS
+from missions.vehicles import vehicle_of_carrier
 from tms_console import tracing
 from tms_console.domain import Conflict, DomainError, transition_check
 
@@ -438,7 +439,7 @@ def _offer_apply(
     if autonomy_mode and autonomy_mode not in AutonomyMode.values:
         raise DomainError(f"Unknown autonomy mode '{autonomy_mode}'.", field="autonomy_mode")
     if kind == OfferKind.ACCEPT and vehicle_external_id:
-        _vehicle_for(tender.carrier, vehicle_external_id)
+        vehicle_of_carrier(tender.carrier, vehicle_external_id)
     offer = Offer(
         tender=tender,
         kind=kind,
@@ -502,15 +503,6 @@ def counter_offer_decide(*, tender_id: int, actor: Actor, accept: bool, reason: 
     return tender
 
 
-def _vehicle_for(carrier: Carrier, external_id: str) -> Vehicle:
-    try:
-        return Vehicle.objects.get(carrier=carrier, external_id=external_id)
-    except Vehicle.DoesNotExist:
-        raise DomainError(
-            f"Vehicle '{external_id}' is not registered for {carrier.name}.", field="vehicle_external_id"
-        ) from None
-
-
 def _mission_create(*, tender: Tender, offer: Offer, actor: Actor) -> Mission:
     shipment = Shipment.objects.select_for_update().get(pk=tender.shipment_id)
     replaced = None
@@ -520,7 +512,7 @@ def _mission_create(*, tender: Tender, offer: Offer, actor: Actor) -> Mission:
         )
     elif shipment.missions.filter(status__in=MISSION_ACTIVE).exists():
         raise Conflict(f"Shipment {shipment.reference} already has an active mission.")
-    vehicle = _vehicle_for(tender.carrier, offer.vehicle_external_id) if offer.vehicle_external_id else None
+    vehicle = vehicle_of_carrier(tender.carrier, offer.vehicle_external_id) if offer.vehicle_external_id else None
     mode = offer.autonomy_mode or (AutonomyMode.AUTONOMOUS if tender.carrier.is_autonomous else AutonomyMode.MANUAL)
     # A failover mission drives the remaining leg: from where the replaced truck was last seen.
     start = (shipment.origin_lat, shipment.origin_lon)

@@ -429,7 +429,7 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "DESCRIPTION": "The API carriers use to answer tenders, run missions and send telemetry. "
     "The server enforces exactly the bounds, enums, formats and nullability stated here. "
     "See docs/api-versioning.md for the versioning and additive-change policy.",
-    "VERSION": "1.3.0",
+    "VERSION": "1.4.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,

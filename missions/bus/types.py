@@ -77,6 +77,7 @@ EVENT_ACTIONS: dict[str, str] = {
     "mission.created": "A mission was created from an accepted tender.",
     "mission.status_changed": "A mission changed status.",
     "mission.mode_changed": "A truck changed autonomy mode.",
+    "mission.vehicle_assigned": "A carrier named the truck of a mission booked without one (a fallback load).",
     "mission.exception": "A mission reported an exception.",
     "mission.exception_resolved": "A mission exception was resolved.",
     "mission.telemetry_resumed": "A silent truck reported again.",

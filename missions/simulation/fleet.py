@@ -81,6 +81,7 @@ class Fleet:
         self.carriers: dict[str, Carrier] = {**world.carriers, world.fallback.slug: world.fallback}
         self.trucks = [TruckState(truck=t, free_at=record.start) for t in world.trucks]
         self.fallback_drives: dict[int, Drive] = {}
+        self.fallback_free = list(world.fallback_trucks)
         self.forced = list(profile.forced)
         self.oncall: list[OncallTask] = []
         self._seq = 0
@@ -125,7 +126,7 @@ class Fleet:
             if state.drive is not None:
                 self._drive(state, now, batches)
         for drive in list(self.fallback_drives.values()):
-            self._drive_fallback(drive, now)
+            self._drive_fallback(drive, now, batches)
         for slug, events in batches.items():
             self.record.refusals.extend(self.transport.send(self.carriers[slug], events, now))
 
@@ -333,13 +334,18 @@ class Fleet:
             state.drive = None
             state.free_at = now + timedelta(hours=3)  # the truck is recovered and serviced
 
-    def _drive_fallback(self, drive: Drive, now: datetime) -> None:
-        """The human-driven fallback mission: no telemetry (no vehicle registered), picked up, then delivered."""
+    def _drive_fallback(self, drive: Drive, now: datetime, batches: dict[str, list[dict[str, Any]]]) -> None:
+        """The human-driven fallback mission: the carrier names a free tractor at pickup, the tractor's
+        ELD reports on the sample grid until delivery (no faults), then the load is delivered."""
         rec = drive.record
         fallback = self.world.fallback
         try:
             if drive.fault_at is not None and now >= drive.fault_at:  # here: the pickup instant
                 drive.fault_at = None
+                if self.fallback_free:
+                    drive.vehicle = self.fallback_free.pop(0)  # back to the pool if the product refuses it
+                    self.transport.mission_vehicle(fallback, rec.mission_id, vehicle=drive.vehicle, now=now)
+                    rec.truck = drive.vehicle
                 self.transport.mission_status(fallback, rec.mission_id, MissionStatus.EN_ROUTE, now=now)
                 rec.started_at = now
                 self.record.missions[rec.mission_id] = rec
@@ -347,10 +353,22 @@ class Fleet:
                 self.transport.mission_status(fallback, rec.mission_id, MissionStatus.ARRIVING, now=now)
                 self.transport.mission_status(fallback, rec.mission_id, MissionStatus.COMPLETED, now=now)
                 rec.completed_at, rec.outcome = now, "completed"
-                del self.fallback_drives[rec.mission_id]
+                self._fallback_done(drive)
+                return
         except DomainError as exc:
             self._refused(f"fallback mission {rec.mission_id}", exc)
-            del self.fallback_drives[rec.mission_id]
+            self._fallback_done(drive)
+            return
+        if drive.fault_at is None and drive.vehicle is not None:
+            event = self._event(drive, now)
+            batches.setdefault(rec.carrier, []).append(event)
+            rec.samples.append(now)
+            self.record.samples_sent += 1
+
+    def _fallback_done(self, drive: Drive) -> None:
+        del self.fallback_drives[drive.record.mission_id]
+        if drive.vehicle is not None:
+            self.fallback_free.append(drive.vehicle)
 
     def next_runbook_tick(self, now: datetime) -> datetime:
         """When the runbook tick runs next: every ``runbook_tick_seconds`` (the beat's 2 s) around the

@@ -37,6 +37,7 @@ from missions.models import Carrier
 from missions.partner.services import partner_client_create
 from missions.services import mission_exception_report, mission_transition, offer_record
 from missions.telemetry.ingest import ingest_events
+from missions.vehicles import mission_vehicle_assign
 from tms_console import simclock
 from tms_console.domain import DomainError
 
@@ -64,6 +65,9 @@ class Transport(Protocol):
     def mission_exception(self, carrier: Carrier, mission_id: int, *, kind: str, detail: str, now: datetime) -> None:
         """The carrier reports an exception on a mission (raises ``DomainError`` when the product refuses)."""
 
+    def mission_vehicle(self, carrier: Carrier, mission_id: int, *, vehicle: str, now: datetime) -> None:
+        """The carrier names the truck of a mission booked without one (raises ``DomainError`` when refused)."""
+
     def close(self) -> None: ...
 
     def stats(self) -> dict[str, Any]:
@@ -89,6 +93,9 @@ class InProcess:
 
     def mission_exception(self, carrier: Carrier, mission_id: int, *, kind: str, detail: str, now: datetime) -> None:
         mission_exception_report(mission_id=mission_id, kind=kind, actor=Actor.for_carrier(carrier), detail=detail)
+
+    def mission_vehicle(self, carrier: Carrier, mission_id: int, *, vehicle: str, now: datetime) -> None:
+        mission_vehicle_assign(mission_id=mission_id, vehicle_external_id=vehicle, actor=Actor.for_carrier(carrier))
 
     def stats(self) -> dict[str, Any]:
         return {"name": "inprocess", "batches": self.batches}
@@ -278,6 +285,9 @@ class PartnerHttp:
 
     def mission_exception(self, carrier: Carrier, mission_id: int, *, kind: str, detail: str, now: datetime) -> None:
         self._call(carrier, f"/api/v1/missions/{mission_id}/exceptions", {"kind": kind, "detail": detail}, now)
+
+    def mission_vehicle(self, carrier: Carrier, mission_id: int, *, vehicle: str, now: datetime) -> None:
+        self._call(carrier, f"/api/v1/missions/{mission_id}/vehicle", {"vehicle_external_id": vehicle}, now)
 
     def stats(self) -> dict[str, Any]:
         return {"name": "http", "server": "gunicorn tms_console.wsgi", **self.counts}

@@ -39,6 +39,8 @@ class World:
     carriers: dict[str, Carrier]
     fallback: Carrier
     trucks: list[Truck]
+    # The fallback carrier's tractors (human-driven, with an ELD): it names one for each load it takes.
+    fallback_trucks: list[str]
     oncall: User
     sla_manager: User
 
@@ -95,11 +97,15 @@ def world_build(*, prefix: str, profile: Profile, trucks: int, start: datetime) 
         external_id = f"{prefix.upper()}-{n + 1:03d}"
         Vehicle.objects.create(carrier=carriers[slug], external_id=external_id)
         fleet.append(Truck(external_id=external_id, carrier_slug=slug))
+    fallback_trucks = [f"{prefix.upper()}-FB-{n + 1:02d}" for n in range(max(4, trucks // 10))]
+    for external_id in fallback_trucks:
+        Vehicle.objects.create(carrier=fallback, external_id=external_id)
     return World(
         prefix=prefix,
         carriers=carriers,
         fallback=fallback,
         trucks=fleet,
+        fallback_trucks=fallback_trucks,
         oncall=_user(f"{prefix}-oncall", ON_CALL),
         sla_manager=_user(f"{prefix}-sla", SLA_MANAGER),
     )

@@ -110,6 +110,8 @@ class MissionCache:
     Ownership (carrier, vehicle, correlation id) never changes once a mission
     has its vehicle; status and autonomy mode can, so entries expire after
     ``ttl_seconds`` (``TELEMETRY_MISSION_CACHE_SECONDS``) and are refreshed by the next batch's single query.
+    A mission without its vehicle yet (a fallback load whose carrier names the truck after booking) is
+    read again by every batch: its first samples are not refused for a stale entry.
     """
 
     def __init__(self, ttl_seconds: float | None = None) -> None:
@@ -138,7 +140,9 @@ class MissionCache:
         fresh = {
             i: info
             for i in wanted
-            if (info := self._entries.get(i)) is not None and now - info.fetched_at < self.ttl_seconds
+            if (info := self._entries.get(i)) is not None
+            and info.vehicle_external_id is not None
+            and now - info.fetched_at < self.ttl_seconds
         }
         missing = wanted - fresh.keys()
         if missing:

@@ -33,6 +33,7 @@ MUTATING = [
     ("tenders/{tender}/offers", {"kind": "counter", "price_usd": "1500.00"}),
     ("missions/{mission}/status", {"status": "en_route"}),
     ("missions/{mission}/autonomy-mode", {"mode": "supervised"}),
+    ("missions/{mission}/vehicle", {"vehicle_external_id": "TRK-1"}),
     ("missions/{mission}/exceptions", EXCEPTION_BODY),
     ("telemetry", None),
     ("telemetry/batch", None),

@@ -65,6 +65,7 @@ def test_mission_detail_of_another_carrier_is_404(api_a: APIClient, api_b: APICl
         ("status", {"status": "en_route"}),
         ("autonomy-mode", {"mode": "manual", "reason": "takeover"}),
         ("exceptions", {"kind": "emergency_stop", "detail": "forged"}),
+        ("vehicle", {"vehicle_external_id": "TRK-B"}),
     ],
 )
 def test_mission_writes_on_another_carriers_mission_are_404(

@@ -55,7 +55,10 @@ def busy_carrier(carrier_a: Carrier) -> dict[str, Any]:
     for mission in missions[: ROWS // 2]:
         services.mission_transition(mission_id=mission.pk, to_status=MissionStatus.EN_ROUTE, actor=actor, reason="go")
     TenderFactory(status=TenderStatus.SENT)
-    return {"tenders": tenders, "missions": missions}
+    # A fallback load booked without its truck, and the truck its carrier names for it.
+    unassigned = MissionFactory(carrier=carrier_a, shipment=ShipmentFactory(), vehicle=None)
+    VehicleFactory(carrier=carrier_a, external_id="FB-001")
+    return {"tenders": tenders, "missions": missions, "unassigned": unassigned}
 
 
 def _post(api: APIClient, path: str, body: Any) -> Any:
@@ -90,6 +93,9 @@ def _requests(data: dict[str, Any]) -> dict[str, Callable[[APIClient], Any]]:
         "autonomy mode": lambda api: _post(
             api, f"/api/v1/missions/{moving.pk}/autonomy-mode", {"mode": "supervised", "reason": "work zone"}
         ),
+        "mission vehicle": lambda api: _post(
+            api, f"/api/v1/missions/{data['unassigned'].pk}/vehicle", {"vehicle_external_id": "FB-001"}
+        ),
         "exception": lambda api: _post(
             api, f"/api/v1/missions/{moving.pk}/exceptions", {"kind": "degraded_sensors", "detail": "lidar 2 dirty"}
         ),
@@ -114,6 +120,7 @@ LIMITS = {
     "mission": 2,
     "mission status": 17,
     "autonomy mode": 36,
+    "mission vehicle": 14,
     "exception": 19,
     "events": 2,
     "telemetry": 17,

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from missions.models import Mission, TelemetrySample
 from missions.simulation import profile as p
 from missions.simulation.compare import SLIS
 from missions.simulation.program import run_program
@@ -37,7 +38,13 @@ def test_ci_run_passes_the_ground_truth_comparison(tmp_path: Path) -> None:
     assert {i.kind for i in record.incidents} == {"lost_comms", "degraded_autonomy", "emergency_stop", "ota_failure"}
     assert any(i.fails_over and i.failover_at for i in record.incidents)
     assert any(i.resolved_by == "recovery" and i.resolved_at for i in record.incidents)
-    assert any(m.replaces for m in record.missions.values() if m.outcome == "completed")
+    fallbacks = [m for m in record.missions.values() if m.replaces and m.outcome == "completed"]
+    assert fallbacks
+    # The fallback carrier named a tractor for each load it took over, and its samples were stored.
+    for m in fallbacks:
+        mission = Mission.objects.select_related("vehicle").get(pk=m.mission_id)
+        assert mission.vehicle is not None and mission.vehicle.external_id == m.truck
+        assert m.samples and TelemetrySample.objects.filter(mission_id=m.mission_id).count() == len(m.samples)
     assert record.duplicates_sent > 0
     # The comparison covered every SLI at every checkpoint (two midnights), and January's credits.
     assert len(record.checkpoints) == CI_DAYS

@@ -224,6 +224,12 @@ class MissionStatusRequestSerializer(serializers.Serializer[dict[str, Any]]):
     reason = StrictCharField(max_length=300, required=False, allow_blank=True, default="")
 
 
+class MissionVehicleRequestSerializer(serializers.Serializer[dict[str, Any]]):
+    """The registered truck that drives a mission booked without one."""
+
+    vehicle_external_id = StrictCharField(max_length=100)
+
+
 class AutonomyModeRequestSerializer(serializers.Serializer[dict[str, Any]]):
     mode = StrictChoiceField(choices=AutonomyMode.choices)
     reason = StrictCharField(max_length=300, required=False, allow_blank=True, default="")

@@ -21,6 +21,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("missions", views.MissionListView.as_view(), name="api-missions"),
     path("missions/<int:pk>", views.MissionDetailView.as_view(), name="api-mission"),
     path("missions/<int:pk>/status", views.MissionStatusView.as_view(), name="api-mission-status"),
+    path("missions/<int:pk>/vehicle", views.MissionVehicleView.as_view(), name="api-mission-vehicle"),
     path("missions/<int:pk>/autonomy-mode", views.MissionAutonomyView.as_view(), name="api-mission-autonomy"),
     path("missions/<int:pk>/exceptions", views.MissionExceptionView.as_view(), name="api-mission-exceptions"),
     path("missions/<int:pk>/route-plans", route_plans.RoutePlanView.as_view(), name="api-mission-route-plans"),

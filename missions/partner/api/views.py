@@ -36,6 +36,7 @@ from missions.partner.api.serializers import (
     MissionExceptionSerializer,
     MissionSerializer,
     MissionStatusRequestSerializer,
+    MissionVehicleRequestSerializer,
     OfferRequestSerializer,
     OfferSerializer,
     ProblemSerializer,
@@ -46,6 +47,7 @@ from missions.telemetry.backfill import MAX_LINE_BYTES as BACKFILL_MAX_LINE_BYTE
 from missions.telemetry.ingest import ingest_events
 from missions.telemetry.replay import REPLAY_LIMIT_MAX, events_after
 from missions.tendering import dispatch
+from missions.vehicles import mission_vehicle_assign
 from tms_console.problem import PROBLEM_CONTENT_TYPE, ProblemError
 
 API_VERSION = "1.0"
@@ -304,6 +306,33 @@ class MissionStatusView(PartnerView):
             to_status=serializer.validated_data["status"],
             actor=self.actor,
             reason=serializer.validated_data["reason"],
+        )
+        return Response(MissionSerializer(mission).data)
+
+
+class MissionVehicleView(PartnerView):
+    """Name the truck of a mission booked without one (a fallback load accepted on a standing agreement).
+
+    The same truck again answers the mission unchanged; another truck, or any truck for a finished
+    mission, is a conflict.
+    """
+
+    required_scopes = {"POST": "missions:write"}
+
+    @extend_schema(
+        request=MissionVehicleRequestSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: MissionSerializer, **problems(*COMMON_WRITE)},
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        mission = _own_mission(self.carrier, pk)
+        serializer = MissionVehicleRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        mission = mission_vehicle_assign(
+            mission_id=mission.pk,
+            vehicle_external_id=serializer.validated_data["vehicle_external_id"],
+            actor=self.actor,
         )
         return Response(MissionSerializer(mission).data)
 
