@@ -6,12 +6,15 @@ from celery import shared_task
 from django.conf import settings
 
 from runbooks import engine, pager
+from tms_console import simclock
 
 
 def runbook_schedule(*, run_id: int, countdown: float = 0) -> None:
     """Queue the next advance of a run (now, or when its wait is over)."""
-    if settings.CELERY_TASK_ALWAYS_EAGER and countdown:
-        return  # eager mode cannot delay: the periodic tick picks the run up when it is due
+    if countdown and (settings.CELERY_TASK_ALWAYS_EAGER or simclock.active()):
+        # Eager mode cannot delay, and a broker's countdown is real time, not a simulated clock's:
+        # the periodic tick picks the run up when it is due.
+        return
     runbook_advance_task.apply_async((run_id,), countdown=countdown)
 
 

@@ -7,7 +7,7 @@ class TmsConsoleConfig(AppConfig):
     verbose_name = "TMS console"
 
     def ready(self) -> None:
-        from tms_console import checks
+        from tms_console import checks, simtasks
         from tms_console.health import DependencyCollector
         from tms_console.metrics import scrape_collector_register
         from tms_console.roles import roles_sync
@@ -16,4 +16,5 @@ class TmsConsoleConfig(AppConfig):
         post_migrate.connect(roles_sync, sender=self)
         checks.register()
         scrape_collector_register(DependencyCollector())
-        install_from_env()  # a simulation run's shared clock, when TMS_SIM_CLOCK_FILE names one
+        if install_from_env():  # a simulation run's shared clock, when TMS_SIM_CLOCK_FILE names one
+            simtasks.install_from_env()  # and its task ledger, when the run has a worker of its own

@@ -188,6 +188,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "polling_interval": 0.5,
     }
 CELERY_TASK_ALWAYS_EAGER: bool = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# The queue tasks go to and workers read (``celery worker -Q``): deployments sharing one broker keep apart.
+CELERY_TASK_DEFAULT_QUEUE: str = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

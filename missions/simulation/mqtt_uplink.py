@@ -27,7 +27,7 @@ from django.conf import settings
 
 from missions.models import Carrier
 from missions.models.telemetry import TelemetryWindowEvent
-from missions.simulation.transport import PartnerHttp, TransportError, child_env, process_stop
+from missions.simulation.transport import PartnerHttp, TransportError, process_stop
 from missions.telemetry.mqtt_config import BrokerConfig, broker_config
 
 STORED_WAIT_SECONDS = 30.0
@@ -82,7 +82,10 @@ def _session(config: BrokerConfig, client_id: str, *, subscribe: str = "", expir
 class PartnerMqtt(PartnerHttp):
     """The partner server for the carriers' answers, and the MQTT bridge for their telemetry."""
 
-    def __init__(self, *, carriers: list[Carrier], out: Path, start: datetime, run: str, url: str) -> None:
+    def __init__(
+        self, *, carriers: list[Carrier], out: Path, start: datetime, run: str, url: str,
+        env: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         if not url:
             raise TransportError("the MQTT transport needs a broker: set MQTT_URL (e.g. mqtt://127.0.0.1:1883)")
         try:
@@ -95,7 +98,7 @@ class PartnerMqtt(PartnerHttp):
         self.prefix = f"tms-sim/{run}"
         self.bridge_id = f"tms-sim-bridge-{run}"
         self.published = 0
-        super().__init__(carriers=carriers, out=out, start=start)
+        super().__init__(carriers=carriers, out=out, start=start, env=env)
         self._bridge: subprocess.Popen[bytes] | None = None
         self._bridge_log = (out / "mqtt-bridge.log").open("wb")
         try:
@@ -114,7 +117,7 @@ class PartnerMqtt(PartnerHttp):
                    "--client-id", self.bridge_id, "--flush-ms", str(BRIDGE_FLUSH_MS)]  # fmt: skip
         # A fixed argv of the project's own bridge; the URL is the operator's MQTT_URL.
         return subprocess.Popen(  # noqa: S603  # nosec B603
-            command, cwd=settings.BASE_DIR, env=child_env(self.clock_file), stdout=self._bridge_log,
+            command, cwd=settings.BASE_DIR, env=self.env, stdout=self._bridge_log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 

@@ -37,9 +37,8 @@ NOT_COVERED = (
     "carrier API outage (circuit breaker) and slowness: tenders are answered in process, no outbound calls",
     "OTA failure detected from a vehicle's software report against the carrier's TUF metadata "
     "(the carrier-reported OTA exception is simulated)",
-    "worker and beat as separate processes (--transport http, ws and mqtt send the carriers' answers to a "
-    "partner server process, and their telemetry to it, to a console process's WebSocket stream or to an MQTT "
-    "bridge process)",
+    "beat as a process of its own (the program sends beat's work on the profile's cadence, to its own worker "
+    "with --tasks worker)",
 )
 
 

@@ -3,8 +3,9 @@
 The loop is discrete-event: the next instant is the earliest of the next sample step, gap check,
 runbook tick, SLA evaluation, telemetry housekeeping, day end and on-call task; the clock jumps there and everything due
 runs in a fixed order (fleet, gap detection, runbooks, on-call, SLA). Celery tasks run eagerly in
-this process, so each service's subscribers (incidents, runbooks, SLA re-evaluations, evidence)
-run as they would in a worker, at the same simulated instant.
+this process, or in a worker process of the run's own (``workers.py``); either way each service's
+subscribers (incidents, runbooks, SLA re-evaluations, evidence) and beat's work run at the simulated
+instant that caused them, before the clock moves on.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from missions.simulation.mqtt_uplink import PartnerMqtt
 from missions.simulation.profile import Profile
 from missions.simulation.record import Record
 from missions.simulation.transport import TRANSPORTS, InProcess, PartnerHttp, Transport
+from missions.simulation.workers import Tasks, tasks_for
 from missions.simulation.world import world_build
 from missions.simulation.ws_uplink import PartnerWs
-from missions.telemetry.gaps import telemetry_gaps_check
-from missions.telemetry.tasks import partitions_ensure, purge, window_prune
+from missions.telemetry.tasks import gaps_check, partitions_ensure, purge, window_prune
 from runbooks.choices import IncidentStatus
 from runbooks.models import Incident
 from runbooks.tasks import runbooks_tick
@@ -75,18 +76,20 @@ def run_program(
     progress: Progress | None = None,
     transport: str = "inprocess",
     out: Path | None = None,
+    tasks: str = "eager",
 ) -> RunResult:
     """Drive the product through the run and compare its SLA figures with the fleet's record."""
     start = start or default_start(int(days))
     end = start + timedelta(days=days)
     wall_start = time.monotonic()
     rng = random.Random(seed)
+    eager = tasks == "eager"
     previous_eager = current_app.conf.task_always_eager
-    current_app.conf.task_always_eager = True  # the worker's tasks run here, in simulated time
+    current_app.conf.task_always_eager = eager  # the worker's tasks run here, in simulated time
     try:
         with (
             override_settings(
-                CELERY_TASK_ALWAYS_EAGER=True,
+                CELERY_TASK_ALWAYS_EAGER=eager,
                 PAGERDUTY_EVENTS_URL="",
                 PAGERDUTY_ROUTING_KEY="",
                 SLA_FINISH_EVALUATION_INTERVAL_SECONDS=profile.finish_evaluation_seconds,
@@ -97,13 +100,17 @@ def run_program(
             record = Record(start=start, end=end, gap_seconds=profile.gap_seconds)
             record.carriers = {slug: c.pk for slug, c in world.carriers.items()}
             record.carriers[world.fallback.slug] = world.fallback.pk
-            sender = _transport(transport, world, out, start)
+            runner = tasks_for(tasks, out=out, start=start, run=world.prefix)
             try:
-                fleet = Fleet(world=world, profile=profile, record=record, rng=rng, transport=sender)
-                events = _loop(clock, fleet, record, profile, end, progress, wall_start)
+                sender = _transport(transport, world, out, start, runner.child_env())
+                try:
+                    fleet = Fleet(world=world, profile=profile, record=record, rng=rng, transport=sender)
+                    events = _loop(clock, runner, fleet, record, profile, end, progress, wall_start)
+                finally:
+                    sender.close()
             finally:
-                sender.close()
-            sent = sender.stats()
+                runner.close()
+            sent = {**sender.stats(), "tasks": runner.stats()}
             _incidents_reconcile(record, profile)
             comparison = compare.compare_run(record, profile)
     finally:
@@ -114,7 +121,7 @@ def run_program(
     )  # fmt: skip
 
 
-def _transport(name: str, world: Any, out: Path | None, start: datetime) -> Transport:
+def _transport(name: str, world: Any, out: Path | None, start: datetime, env: dict[str, str]) -> Transport:
     if name == "inprocess":
         return InProcess()
     if name not in TRANSPORTS:
@@ -123,12 +130,19 @@ def _transport(name: str, world: Any, out: Path | None, start: datetime) -> Tran
         raise ValueError(f"the {name} transport needs a directory for its clock file and server logs")
     carriers = [*world.carriers.values(), world.fallback]
     if name == "mqtt":
-        return PartnerMqtt(carriers=carriers, out=out, start=start, run=world.prefix, url=settings.MQTT_URL)
-    return (PartnerWs if name == "ws" else PartnerHttp)(carriers=carriers, out=out, start=start)
+        return PartnerMqtt(carriers=carriers, out=out, start=start, run=world.prefix, url=settings.MQTT_URL, env=env)
+    return (PartnerWs if name == "ws" else PartnerHttp)(carriers=carriers, out=out, start=start, env=env)
 
 
 def _loop(
-    clock: Any, fleet: Fleet, record: Record, profile: Profile, end: datetime, progress: Progress | None, wall: float
+    clock: Any,
+    tasks: Tasks,
+    fleet: Fleet,
+    record: Record,
+    profile: Profile,
+    end: datetime,
+    progress: Progress | None,
+    wall: float,
 ) -> int:
     step = timedelta(seconds=profile.sample_seconds)
     gap_every = timedelta(seconds=profile.gap_check_seconds)
@@ -145,12 +159,14 @@ def _loop(
         now = min(candidates)
         if now > end:
             break
+        tasks.settle()  # everything the last instant caused has run at that instant
         clock.advance_to(now)
+        tasks.clock_to(now)
         if now == next_house:
             # Beat's telemetry housekeeping: day partitions ahead, the dedupe window pruned, retention.
-            partitions_ensure()
-            window_prune()
-            purge()
+            tasks.run(partitions_ensure)
+            tasks.run(window_prune)
+            tasks.run(purge)
             next_house += house_every
         if now == next_sample:
             before = record.samples_sent + record.duplicates_sent
@@ -158,19 +174,21 @@ def _loop(
             events += record.samples_sent + record.duplicates_sent - before
             next_sample += step
         if now == next_gap:
-            telemetry_gaps_check(now=now)
+            tasks.run(gaps_check)
             next_gap += gap_every
         if now == next_tick:
-            runbooks_tick()
+            tasks.run(runbooks_tick)
+            tasks.settle()  # the fleet reads what the runbooks did
             fleet.watch_failovers(now)
             next_tick = fleet.next_runbook_tick(now)
         fleet.oncall_due(now)
         if now in (next_eval, next_day):
-            sla_rollup()
-            sla_evaluate_all()
+            tasks.run(sla_rollup)
+            tasks.run(sla_evaluate_all)
             if now == next_eval:
                 next_eval += eval_every
         if now == next_day:
+            tasks.settle()  # the SLA manager reads the month close's proposed breaches
             record.checkpoints.append(now)
             _breaches_confirm(fleet, record, now)
             next_day += timedelta(days=1)
@@ -178,9 +196,11 @@ def _loop(
                 wall_seconds = round(time.monotonic() - wall, 1)
                 progress({"sim_day": len(record.checkpoints), "sim_time": now.isoformat(), "events": events,
                           "missions": len(record.missions), "wall_seconds": wall_seconds})  # fmt: skip
+    tasks.settle()
     if not record.checkpoints or record.checkpoints[-1] != clock.now:
-        sla_rollup()
-        sla_evaluate_all()
+        tasks.run(sla_rollup)
+        tasks.run(sla_evaluate_all)
+        tasks.settle()
         record.checkpoints.append(clock.now)
     return events
 

@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 import httpx
 from django.conf import settings
+from django.core.management import call_command
 from django.db import connection
 
 from missions.events import Actor
@@ -123,9 +124,16 @@ def database_url() -> str:
     return f"postgres://{auth}{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
 
 
+# Without REDIS_URL a product process caches in this table of its database (settings.CACHES).
+CHILD_CACHE_TABLE = "tms_cache"
+
+
 def child_env(clock_file: Path) -> dict[str, str]:
     """The environment of a product process the run starts: the run's database and clock, tasks run eagerly
-    (a process's subscribers run before it answers), nothing paged, no shared channel layer or broker."""
+    (a process's subscribers run before it answers), nothing paged, no shared channel layer or broker.
+
+    Such a process caches in its database: the table is made here, in the run's database."""
+    call_command("createcachetable", CHILD_CACHE_TABLE, verbosity=0)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL", "CHANNEL_LAYERS")}
     env.update(
         DATABASE_URL=database_url(),
@@ -196,7 +204,9 @@ def process_stop(process: subprocess.Popen[bytes] | None, *, timeout: float = 20
 class PartnerHttp:
     """A partner server of the run's own and one client per carrier; see the module's docstring."""
 
-    def __init__(self, *, carriers: list[Carrier], out: Path, start: datetime) -> None:
+    def __init__(
+        self, *, carriers: list[Carrier], out: Path, start: datetime, env: dict[str, str] | None = None
+    ) -> None:
         self.clock_file = out / "clock"
         simclock.clock_write(self.clock_file, start)
         self._instant = start
@@ -208,7 +218,9 @@ class PartnerHttp:
         self._tokens: dict[int, tuple[str, datetime]] = {}
         self.counts = {"batches": 0, "calls": 0, "tokens_fetched": 0, "answered_401": 0}
         self._log = (out / "partner-server.log").open("wb")
-        self._process, self.url = server_start("gunicorn", self._log, child_env(self.clock_file))
+        # The processes' environment; ``env`` adds to it (a worker of the run's own takes their tasks).
+        self.env = child_env(self.clock_file) | (env or {})
+        self._process, self.url = server_start("gunicorn", self._log, self.env)
         self._http = httpx.Client(base_url=self.url, timeout=60.0)
         try:
             wait_until_serving(self._http, self._process, "partner server")

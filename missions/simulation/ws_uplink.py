@@ -20,7 +20,6 @@ from missions.models import Carrier
 from missions.simulation.transport import (
     PartnerHttp,
     TransportError,
-    child_env,
     process_stop,
     refusal_lines,
     server_start,
@@ -33,12 +32,14 @@ ACK_SECONDS = 60.0
 class PartnerWs(PartnerHttp):
     """The partner server for the carriers' answers, and a console process's ingest stream for their telemetry."""
 
-    def __init__(self, *, carriers: list[Carrier], out: Path, start: datetime) -> None:
-        super().__init__(carriers=carriers, out=out, start=start)
+    def __init__(
+        self, *, carriers: list[Carrier], out: Path, start: datetime, env: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(carriers=carriers, out=out, start=start, env=env)
         self._sockets: dict[int, tuple[Any, str]] = {}  # carrier -> (socket, the token it was opened with)
         self._seq = 0
         self._console_log = (out / "console-server.log").open("wb")
-        self._console, self.console_url = server_start("daphne", self._console_log, child_env(self.clock_file))
+        self._console, self.console_url = server_start("daphne", self._console_log, self.env)
         try:
             with httpx.Client(base_url=self.console_url, timeout=10.0) as http:
                 wait_until_serving(http, self._console, "console server")

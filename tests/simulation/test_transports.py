@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.db import connection
 
 from missions.simulation import profile as p
+from missions.simulation.program import default_start
 from missions.simulation.transport import TransportError, database_url
+from missions.simulation.workers import tasks_for
 from tests.conftest import require_service
 
 needs_a_shared_database = pytest.mark.skipif(
@@ -19,12 +22,12 @@ needs_a_shared_database = pytest.mark.skipif(
 )
 
 
-def _run(tmp_path: Path, transport: str, days: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _run(tmp_path: Path, transport: str, days: str, tasks: str = "eager") -> tuple[dict[str, Any], dict[str, Any]]:
     """A CI-sized run over ``transport``: it passes its comparison with every fault kind, and every carrier's
     answer went through the partner server (an acceptance and a departure per autonomous mission at least)."""
     call_command(
         "simulate_program", "--days", days, "--trucks", "6", "--seed", "11", "--profile", "ci",
-        "--transport", transport, "--out", str(tmp_path),
+        "--transport", transport, "--tasks", tasks, "--out", str(tmp_path),
     )  # fmt: skip
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["passed"] is True, summary["mismatches"][:5]
@@ -54,8 +57,7 @@ def test_a_run_over_http_passes_its_comparison_with_every_fault_kind(tmp_path: P
 def test_a_run_with_its_telemetry_over_the_websocket_stream_passes_its_comparison(tmp_path: Path) -> None:
     _, sent = _run(tmp_path, "ws", "0.5")
     assert sent["batches"] >= 12 * 3600 // p.PROFILES["ci"].sample_seconds
-    # A gateway opens its stream again with each renewed token (the fallback carrier's tokens serve only
-    # its calls: it has no trucks to stream).
+    # A gateway opens its stream again with each renewed token.
     assert 2 < sent["connections"] <= sent["tokens_fetched"]
     assert "Traceback" not in (tmp_path / "console-server.log").read_text()
 
@@ -73,6 +75,31 @@ def test_a_run_with_its_telemetry_over_mqtt_passes_its_comparison(tmp_path: Path
     bridge_log = (tmp_path / "mqtt-bridge.log").read_text()
     assert f"'received': {sent['published']}" in bridge_log and "'rejected': 0" in bridge_log
     assert "Traceback" not in bridge_log
+
+
+@pytest.mark.django_db(transaction=True)
+@needs_a_shared_database
+def test_a_run_with_a_worker_of_its_own_passes_its_comparison(tmp_path: Path) -> None:
+    """The product's tasks and beat's work run in a Celery worker process on the run's clock, fed by the
+    program's process and the partner server through the broker; the clock waits for each instant's tasks."""
+    require_service("Redis", str(django_settings.CELERY_BROKER_URL).startswith("redis://"))
+    _, sent = _run(tmp_path, "http", "0.5", tasks="worker")
+    tasks = sent["tasks"]
+    assert tasks["name"] == "worker" and tasks["queue"].startswith("sim-")
+    # Beat's work alone is several tasks per simulated minute; none ran in this process.
+    assert tasks["tasks_sent"] > 12 * 60
+    assert not list((tmp_path / "tasks" / "pending").iterdir())
+    assert not list((tmp_path / "tasks" / "failed").iterdir())
+    worker_log = (tmp_path / "worker.log").read_text()
+    assert '"ts": "2026-02-02T' in worker_log and "Traceback" not in worker_log
+    assert "Traceback" not in (tmp_path / "partner-server.log").read_text()
+
+
+@pytest.mark.django_db
+def test_a_worker_of_its_own_needs_a_broker_server(tmp_path: Path, settings: Any) -> None:
+    settings.CELERY_BROKER_URL = "filesystem://"
+    with pytest.raises(TransportError, match="needs a broker server"):
+        tasks_for("worker", out=tmp_path, start=default_start(1), run="x")
 
 
 @pytest.mark.django_db

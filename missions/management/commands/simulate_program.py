@@ -30,6 +30,7 @@ from missions.simulation.profile import PROFILES, profile_get
 from missions.simulation.program import run_program
 from missions.simulation.report import reports_write
 from missions.simulation.transport import TRANSPORTS
+from missions.simulation.workers import TASKS
 
 
 class Command(BaseCommand):
@@ -48,6 +49,11 @@ class Command(BaseCommand):
             help="how the carriers reach the product: in this process; over HTTP to a partner server the run starts "
             "on its own clock file; or that server for their answers, and for their telemetry the WebSocket stream "
             "of a console process (ws) or MQTT_URL's broker and a bridge process (mqtt) of the run's own",
+        )  # fmt: skip
+        parser.add_argument(
+            "--tasks", default="eager", choices=TASKS,
+            help="where the product's Celery tasks and beat's work run: eagerly in this process, or in a worker "
+            "process of the run's own on the configured broker (Redis or RabbitMQ), on the run's clock file",
         )  # fmt: skip
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -79,7 +85,7 @@ class Command(BaseCommand):
             self.stdout.write(f"simulating in its own database: {name}")
             result = run_program(
                 days=options["days"], trucks=options["trucks"], seed=options["seed"], profile=profile, start=start,
-                prefix=prefix, progress=progress, transport=options["transport"], out=out,
+                prefix=prefix, progress=progress, transport=options["transport"], out=out, tasks=options["tasks"],
             )  # fmt: skip
         json_path, html_path = reports_write(result, out)
         comparison = result.comparison
