@@ -9,11 +9,16 @@ publishes or runs tasks writes to a ledger folder (``TMS_SIM_TASKS_DIR``, set on
 
 * ``before_task_publish`` adds the task's id under ``pending/`` (with a count: a retry publishes
   the same id again), before the message leaves, so a task is in the ledger before it can run;
-* ``task_postrun`` takes one count off, after the task body and everything it published;
+* ``task_postrun`` takes one count off, after the task body and everything it published, and adds the
+  task's name to ``ran``;
 * ``task_failure`` writes ``failed/<id>`` with the task's name and error, which stops the run.
 
 The folder is empty of pending ids exactly when nothing is queued or running: a parent's
 ``task_postrun`` comes after the ledger entries of the tasks it published.
+
+The run's beat (``celery beat -S tms_console.simtasks:SimScheduler``) writes ``beat``: the instant
+at which it last found nothing due, read before it looked. Once that is the clock's instant, beat
+has sent everything due then.
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from celery.beat import Scheduler
 
 ENV_DIR = "TMS_SIM_TASKS_DIR"
 
@@ -61,10 +69,12 @@ def _published(sender: str | None = None, headers: dict[str, Any] | None = None,
         _write(entry, f"{count + 1} {sender or '?'}")
 
 
-def _finished(task_id: str | None = None, **_: Any) -> None:
+def _finished(task_id: str | None = None, sender: Any = None, **_: Any) -> None:
     if not task_id or not active():
         return
     entry = Path(_state["path"]) / "pending" / task_id
+    with (Path(_state["path"]) / "ran").open("a") as ran:  # one line per task run: its name
+        ran.write(f"{getattr(sender, 'name', '?')}\n")
     with _lock:
         try:
             count, _sep, name = entry.read_text().partition(" ")
@@ -131,6 +141,14 @@ def pending(path: str | os.PathLike[str]) -> list[str]:
     return out
 
 
+def ran(path: str | os.PathLike[str]) -> list[str]:
+    """The names of the tasks run, in order."""
+    try:
+        return (Path(path) / "ran").read_text().splitlines()
+    except OSError:
+        return []
+
+
 def failures(path: str | os.PathLike[str]) -> list[str]:
     """One line per task that raised: its name and error."""
     out = []
@@ -139,3 +157,31 @@ def failures(path: str | os.PathLike[str]) -> list[str]:
             with contextlib.suppress(OSError):
                 out.append(f"{entry.read_text()} ({entry.name})")
     return out
+
+
+def beat_idle(path: str | os.PathLike[str]) -> datetime | None:
+    """The instant at which the run's beat last found nothing due (None before its first look)."""
+    try:
+        return datetime.fromisoformat((Path(path) / "beat").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class SimScheduler(Scheduler):
+    """Beat's in-memory scheduler, noting in the ledger each instant at which nothing more is due.
+
+    It looks every ``POLL_SECONDS`` of real time: the simulated clock jumps whenever the program moves it.
+    """
+
+    POLL_SECONDS = 0.005
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_interval = self.POLL_SECONDS  # type: ignore[assignment]  # celery annotates whole seconds; it sleeps floats
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        looked_at = self.app.now()  # before looking: a clock moved meanwhile is looked at again
+        interval = float(super().tick(*args, **kwargs))
+        if interval > 0 and active():
+            _write(Path(_state["path"]) / "beat", looked_at.astimezone(UTC).isoformat())
+        return interval

@@ -37,8 +37,6 @@ NOT_COVERED = (
     "carrier API outage (circuit breaker) and slowness: tenders are answered in process, no outbound calls",
     "OTA failure detected from a vehicle's software report against the carrier's TUF metadata "
     "(the carrier-reported OTA exception is simulated)",
-    "beat as a process of its own (the program sends beat's work on the profile's cadence, to its own worker "
-    "with --tasks worker)",
 )
 
 

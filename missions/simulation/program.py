@@ -164,9 +164,9 @@ def _loop(
         tasks.clock_to(now)
         if now == next_house:
             # Beat's telemetry housekeeping: day partitions ahead, the dedupe window pruned, retention.
-            tasks.run(partitions_ensure)
-            tasks.run(window_prune)
-            tasks.run(purge)
+            tasks.beat_work(partitions_ensure)
+            tasks.beat_work(window_prune)
+            tasks.beat_work(purge)
             next_house += house_every
         if now == next_sample:
             before = record.samples_sent + record.duplicates_sent
@@ -174,19 +174,23 @@ def _loop(
             events += record.samples_sent + record.duplicates_sent - before
             next_sample += step
         if now == next_gap:
-            tasks.run(gaps_check)
+            tasks.beat_work(gaps_check)
             next_gap += gap_every
         if now == next_tick:
-            tasks.run(runbooks_tick)
+            tasks.beat_work(runbooks_tick)
             tasks.settle()  # the fleet reads what the runbooks did
             fleet.watch_failovers(now)
             next_tick = fleet.next_runbook_tick(now)
         fleet.oncall_due(now)
-        if now in (next_eval, next_day):
+        if now == next_day:
+            # The program's checkpoint: every carrier evaluated at midnight, whatever beat's cadence.
             tasks.run(sla_rollup)
             tasks.run(sla_evaluate_all)
-            if now == next_eval:
-                next_eval += eval_every
+        elif now == next_eval:
+            tasks.beat_work(sla_rollup)
+            tasks.beat_work(sla_evaluate_all)
+        if now == next_eval:
+            next_eval += eval_every
         if now == next_day:
             tasks.settle()  # the SLA manager reads the month close's proposed breaches
             record.checkpoints.append(now)

@@ -39,6 +39,7 @@ def test_a_task_is_pending_from_its_publication_until_it_has_run(ledger: Path) -
     assert simtasks.pending(ledger) == ["runbooks.tick (t-2)"]
     signals.task_postrun.send(sender=_Task(), task_id="t-2", task=None)
     assert simtasks.pending(ledger) == [] and simtasks.failures(ledger) == []
+    assert simtasks.ran(ledger) == ["sla.evaluate_carrier", "sla.evaluate_carrier"]
 
 
 def test_a_retry_under_the_same_id_keeps_it_pending_until_the_retry_has_run(ledger: Path) -> None:
