@@ -349,23 +349,32 @@ def _cells_rebuild(deltas: Deltas, facts: Sequence[MissionFact]) -> None:
         deltas.both(carrier_id, "T", k, [0, 0, 1])
 
 
-def _cells_make_postgres(mission_ids: list[int]) -> list[tuple[int, int]]:
-    """The missions' cells from their samples, grouped in PostgreSQL with the rules of ``_cell_of`` read from
-    the fact rows the caller has just written (as ``samples_apply_range`` does); the ``(carrier, k)`` made."""
+def _cells_select(sample_filter: str) -> str:
+    """SQL of the cells ``(mission, k, carrier, latest sample)`` of the samples ``s`` matching ``sample_filter``,
+    grouped in PostgreSQL with ``_cell_of``'s rules (counted, started, not after completion) read from the
+    missions' fact rows ``f``. Table names come from the models' metadata, never from input."""
     table = connection.ops.quote_name(TelemetrySample._meta.db_table)
     facts_table = connection.ops.quote_name(MissionFact._meta.db_table)
+    return (
+        " SELECT s.mission_id, floor(extract(epoch FROM s.recorded_at) / f.gap_seconds)::bigint AS k,"  # noqa: S608  # nosec B608
+        " f.carrier_id, max(s.recorded_at)"
+        f" FROM {table} s JOIN {facts_table} f ON f.mission_id = s.mission_id"
+        f" WHERE {sample_filter} AND f.tel_counted AND f.started_at IS NOT NULL"
+        " AND s.recorded_at >= f.started_at AND (f.completed_at IS NULL OR s.recorded_at < f.completed_at)"
+        " GROUP BY s.mission_id, 2, f.carrier_id ORDER BY s.mission_id, 2"
+    )
+
+
+def _cells_make_postgres(mission_ids: list[int]) -> list[tuple[int, int]]:
+    """The missions' cells from all their samples, from the fact rows the caller has just written; the
+    ``(carrier, k)`` made."""
     cells_table = connection.ops.quote_name(CoverageCell._meta.db_table)
     with connection.cursor() as cursor:
-        # Table names come from the models' metadata, never from input; the ids are a parameter.
+        # The ids are a parameter.
         cursor.execute(
-            f"INSERT INTO {cells_table} (mission_id, k, carrier_id, last_at)"  # noqa: S608  # nosec B608
-            " SELECT s.mission_id, floor(extract(epoch FROM s.recorded_at) / f.gap_seconds)::bigint AS k,"
-            " f.carrier_id, max(s.recorded_at)"
-            f" FROM {table} s JOIN {facts_table} f ON f.mission_id = s.mission_id"
-            " WHERE s.mission_id = ANY(%s) AND f.tel_counted AND f.started_at IS NOT NULL"
-            " AND s.recorded_at >= f.started_at AND (f.completed_at IS NULL OR s.recorded_at < f.completed_at)"
-            " GROUP BY s.mission_id, 2, f.carrier_id ORDER BY s.mission_id, 2"
-            " RETURNING carrier_id, k",
+            f"INSERT INTO {cells_table} (mission_id, k, carrier_id, last_at)"  # nosec B608
+            + _cells_select("s.mission_id = ANY(%s)")
+            + " RETURNING carrier_id, k",
             [mission_ids],
         )
         return [(carrier_id, k) for carrier_id, k in cursor.fetchall()]
@@ -417,7 +426,6 @@ def samples_apply_range(first: int, last: int, skip: Sequence[tuple[int, int]] =
     if last < first:
         return
     table = connection.ops.quote_name(TelemetrySample._meta.db_table)
-    facts_table = connection.ops.quote_name(MissionFact._meta.db_table)
     where = "s.id BETWEEN %s AND %s" + " AND NOT s.id BETWEEN %s AND %s" * len(skip)
     params: list[Any] = [first, last, *(bound for run in skip for bound in run)]
     with connection.cursor() as cursor:
@@ -445,14 +453,9 @@ def samples_apply_range(first: int, last: int, skip: Sequence[tuple[int, int]] =
         # One statement makes the new cells and raises the others' latest sample (``_cells_raise``'s work
         # without a Python object per cell); it hands back the cells it made, which add to the buckets.
         cursor.execute(
-            f"INSERT INTO {cells_table} AS c (mission_id, k, carrier_id, last_at)"  # noqa: S608  # nosec B608
-            " SELECT s.mission_id, floor(extract(epoch FROM s.recorded_at) / f.gap_seconds)::bigint AS k,"
-            " f.carrier_id, max(s.recorded_at)"
-            f" FROM {table} s JOIN {facts_table} f ON f.mission_id = s.mission_id"
-            f" WHERE {where} AND f.mission_id = ANY(%s) AND f.tel_counted AND f.started_at IS NOT NULL"
-            " AND s.recorded_at >= f.started_at AND (f.completed_at IS NULL OR s.recorded_at < f.completed_at)"
-            " GROUP BY s.mission_id, 2, f.carrier_id ORDER BY s.mission_id, 2"
-            " ON CONFLICT (mission_id, k) DO UPDATE SET last_at = EXCLUDED.last_at WHERE c.last_at < EXCLUDED.last_at"
+            f"INSERT INTO {cells_table} AS c (mission_id, k, carrier_id, last_at)"  # nosec B608
+            + _cells_select(f"{where} AND f.mission_id = ANY(%s)")
+            + " ON CONFLICT (mission_id, k) DO UPDATE SET last_at = EXCLUDED.last_at WHERE c.last_at < EXCLUDED.last_at"
             " RETURNING c.carrier_id, c.k, c.xmax = 0",
             [*params, list(facts)],
         )
