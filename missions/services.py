@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from missions.choices import (
@@ -71,7 +71,12 @@ SHIPMENT_FIELDS = (
 
 
 def _new_reference() -> str:
-    return f"SHP-{timezone.now():%y%m%d}-{secrets.token_hex(3).upper()}"
+    """``SHP-<yymmdd>-<8 hex>``: 4.3 billion a day, so a fleet's tens of thousands of loads a day rarely
+    meet an existing one, and ``shipment_create`` draws again when one does."""
+    return f"SHP-{timezone.now():%y%m%d}-{secrets.token_hex(4).upper()}"
+
+
+REFERENCE_ATTEMPTS = 5
 
 
 # --- Carriers -----------------------------------------------------------------
@@ -208,8 +213,17 @@ def shipment_create(*, actor: Actor, **fields: Any) -> Shipment:
     if unknown:
         raise DomainError(f"Unknown shipment fields: {', '.join(sorted(unknown))}.")
     shipment = Shipment(reference=_new_reference(), created_by=actor.user, **fields)
-    shipment.full_clean()
-    shipment.save()
+    shipment.full_clean(exclude=["reference"])
+    for attempt in range(REFERENCE_ATTEMPTS):
+        try:
+            with transaction.atomic():  # a savepoint: a reference taken meanwhile is drawn again
+                shipment.save(force_insert=True)
+            break
+        except IntegrityError:
+            taken = Shipment.objects.filter(reference=shipment.reference).exists()
+            if not taken or attempt == REFERENCE_ATTEMPTS - 1:
+                raise
+            shipment.reference = _new_reference()
     event_record(
         actor=actor,
         action="shipment.created",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -61,6 +62,22 @@ def test_shipment_create_records_event_with_correlation_id(system_actor: Actor) 
     assert event.subject_id == shipment.pk
     assert event.correlation_id == shipment.correlation_id
     assert shipment.status == ShipmentStatus.OPEN
+
+
+def test_a_reference_already_taken_is_drawn_again(system_actor: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet books tens of thousands of loads a day: a drawn reference can meet one already stored."""
+    existing = services.shipment_create(actor=system_actor, **shipment_fields())
+    draws = iter([existing.reference, existing.reference, "SHP-260101-0000ABCD"])
+    monkeypatch.setattr(services, "_new_reference", lambda: next(draws))
+    shipment = services.shipment_create(actor=system_actor, **shipment_fields())
+    assert shipment.reference == "SHP-260101-0000ABCD"
+    assert Shipment.objects.count() == 2
+    assert AuditEvent.objects.filter(action="shipment.created").count() == 2
+
+
+def test_references_carry_the_day_and_eight_hex_digits(system_actor: Actor) -> None:
+    shipment = services.shipment_create(actor=system_actor, **shipment_fields())
+    assert re.fullmatch(rf"SHP-{timezone.now():%y%m%d}-[0-9A-F]{{8}}", shipment.reference)
 
 
 @pytest.mark.parametrize(
