@@ -139,11 +139,13 @@ PROFILES: dict[str, Profile] = {
     ),
     # A month of 200 trucks on one machine: the default's faults with contracts that put the lost-comms
     # threshold at 3 minutes, so each truck sends a sample a minute (a third of the events) and the gap
-    # check runs every minute; everything else as in the default.
+    # check runs every minute; SLAs are evaluated hourly (as the ci profile does); the rest as the default.
     "month": Profile(
         name="month",
         gap_seconds=180,
         gap_check_seconds=60,
+        sla_evaluate_seconds=3600,
+        finish_evaluation_seconds=1800,
         fault_rates=DEFAULT_RATES,
     ),
 }
