@@ -212,10 +212,7 @@ class Fleet:
         if rec.fault == p.DUPLICATES and drive.last_event is not None:
             batch.append(drive.last_event)  # the previous sample again, same event id
             self.record.duplicates_sent += 1
-        batch.append(event)
-        drive.last_event = event
-        rec.samples.append(now)
-        self.record.samples_sent += 1
+        self._send(drive, event, now, batches)
 
     def _finish(self, state: TruckState, drive: Drive, now: datetime) -> None:
         rec = drive.record
@@ -285,10 +282,7 @@ class Fleet:
             event["safety_event"] = "emergency_stop"
             incident = self._incident("emergency_stop", rec, now, resolved_by="oncall")
             self._schedule(drive.stopped_until, "clear_stop", incident=incident, carrier=rec.carrier, drive=drive)
-            batches.setdefault(rec.carrier, []).append(event)
-            drive.last_event = event
-            rec.samples.append(now)
-            self.record.samples_sent += 1
+            self._send(drive, event, now, batches)
             return True
         elif rec.fault == p.OTA_FAILURE:
             try:
@@ -360,10 +354,16 @@ class Fleet:
             self._fallback_done(drive)
             return
         if drive.fault_at is None and drive.vehicle is not None:
-            event = self._event(drive, now)
-            batches.setdefault(rec.carrier, []).append(event)
-            rec.samples.append(now)
-            self.record.samples_sent += 1
+            self._send(drive, self._event(drive, now), now, batches)
+
+    def _send(
+        self, drive: Drive, event: dict[str, Any], now: datetime, batches: dict[str, list[dict[str, Any]]]
+    ) -> None:
+        """Put a sample in its carrier's batch of this step and on the record."""
+        batches.setdefault(drive.record.carrier, []).append(event)
+        drive.last_event = event
+        drive.record.samples.append(now)
+        self.record.samples_sent += 1
 
     def _fallback_done(self, drive: Drive) -> None:
         del self.fallback_drives[drive.record.mission_id]
