@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from missions.choices import ExceptionKind, MissionStatus, OfferKind
+from missions.choices import ExceptionKind, MissionStatus, OfferKind, TenderStatus
 from missions.events import Actor
-from missions.models import Carrier, Mission
+from missions.models import Carrier, Mission, Tender
 from missions.services import (
     carrier_fleet_resume,
     mission_transition,
@@ -28,9 +28,11 @@ from missions.services import (
     tender_create,
 )
 from missions.simulation import profile as p
+from missions.simulation.carrier_api import CarrierApi
 from missions.simulation.record import IncidentRecord, MissionRecord, Record
 from missions.simulation.transport import Transport
 from missions.simulation.world import DESTINATION, ORIGIN, Truck, World
+from missions.tendering.dispatch import shipment_cancel, tender_publish
 from runbooks.choices import IncidentStatus
 from runbooks.models import Incident
 from runbooks.services import incident_transition
@@ -56,10 +58,22 @@ class Drive:
 
 
 @dataclass
+class Booking:
+    """A load tendered to the push carrier, waiting for the carrier to find it in its books and answer."""
+
+    shipment_id: int
+    tender_id: int
+    fault: str
+    minutes: int
+    window_end: datetime
+
+
+@dataclass
 class TruckState:
     truck: Truck
     free_at: datetime
     drive: Drive | None = None
+    booking: Booking | None = None
 
 
 @dataclass(order=True)
@@ -74,10 +88,18 @@ class OncallTask:
 
 class Fleet:
     def __init__(
-        self, *, world: World, profile: p.Profile, record: Record, rng: random.Random, transport: Transport
+        self,
+        *,
+        world: World,
+        profile: p.Profile,
+        record: Record,
+        rng: random.Random,
+        transport: Transport,
+        api: CarrierApi | None = None,
     ) -> None:
         self.world, self.profile, self.record, self.rng = world, profile, record, rng
         self.transport = transport
+        self.api = api
         self.carriers: dict[str, Carrier] = {**world.carriers, world.fallback.slug: world.fallback}
         self.trucks = [TruckState(truck=t, free_at=record.start) for t in world.trucks]
         self.fallback_drives: dict[int, Drive] = {}
@@ -133,8 +155,14 @@ class Fleet:
     def _book(self, state: TruckState, now: datetime) -> None:
         truck = state.truck
         carrier = self.carriers[truck.carrier_slug]
+        push = self.api is not None and truck.carrier_slug == self.api.slug
+        if state.booking is not None:
+            self._answer(state, now)
+            return
         if Carrier.objects.filter(pk=carrier.pk, fleet_paused=True).exists():
             return  # the fleet waits for on-call to resume it
+        if push and not self.api.circuit_closed():  # type: ignore[union-attr]
+            return  # the dispatcher sees the carrier's circuit open: tendering to it waits
         fault = self._pick_fault()
         lo, hi = self.profile.mission_minutes
         minutes = self.rng.randint(lo, hi)
@@ -151,6 +179,11 @@ class Fleet:
                 delivery_window_start=now, delivery_window_end=window_end, weight_kg=18000,
             )  # fmt: skip
             tender = tender_create(actor=ONCALL_SYSTEM, shipment_id=shipment.pk, carrier_id=carrier.pk)
+            if push:
+                # The console sends it to the carrier's API; the carrier answers what reached it at its next step.
+                tender_publish(tender_id=tender.pk)
+                state.booking = Booking(shipment.pk, tender.pk, fault, minutes, window_end)
+                return
             self.transport.offer(carrier, tender.pk, kind=OfferKind.ACCEPT, vehicle=truck.external_id, now=now)
             mission = Mission.objects.get(tender=tender)
             self.transport.mission_status(carrier, mission.pk, MissionStatus.EN_ROUTE, now=now)
@@ -158,13 +191,55 @@ class Fleet:
             self._refused(f"booking for {truck.external_id}", exc)
             state.free_at = now + timedelta(minutes=10)
             return
+        self._start(state, mission.pk, fault, minutes, window_end, now)
+
+    def _answer(self, state: TruckState, now: datetime) -> None:
+        """The push carrier's dispatcher: accept the tender if it reached the carrier's books; otherwise the
+        console's dispatcher, once the tender failed, cancels the load and books another when it can."""
+        booking, truck = state.booking, state.truck
+        assert booking is not None and self.api is not None
+        carrier = self.carriers[truck.carrier_slug]
+        if self.api.holds(booking.tender_id):
+            state.booking = None
+            try:
+                self.transport.offer(
+                    carrier, booking.tender_id, kind=OfferKind.ACCEPT, vehicle=truck.external_id, now=now
+                )
+                mission = Mission.objects.get(tender_id=booking.tender_id)
+                self.transport.mission_status(carrier, mission.pk, MissionStatus.EN_ROUTE, now=now)
+            except DomainError as exc:
+                self._refused(f"answering tender {booking.tender_id} for {truck.external_id}", exc)
+                state.free_at = now + timedelta(minutes=10)
+                return
+            self._start(state, mission.pk, booking.fault, booking.minutes, booking.window_end, now)
+            return
+        status = Tender.objects.filter(pk=booking.tender_id).values_list("status", flat=True).first()
+        if status == TenderStatus.PENDING:
+            return  # not sent yet
+        state.booking = None
+        self.record.api_rebooked += 1
+        if booking.fault:
+            self.forced.insert(0, booking.fault)  # the fault drawn for this load goes to the next one
+        try:
+            shipment_cancel(
+                shipment_id=booking.shipment_id, actor=ONCALL_SYSTEM,
+                reason=f"tender {booking.tender_id} never reached {carrier.name} (API failing); load rebooked",
+            )  # fmt: skip
+        except DomainError as exc:
+            self._refused(f"cancelling the load of tender {booking.tender_id}", exc)
+
+    def _start(
+        self, state: TruckState, mission_id: int, fault: str, minutes: int, window_end: datetime, now: datetime
+    ) -> None:
+        """The truck sets off on its accepted load."""
+        truck = state.truck
         planned_end = self._grid(now + timedelta(minutes=minutes))
         fault_at = self._grid(now + timedelta(minutes=minutes * 0.4)) if fault else None
         record = MissionRecord(
-            mission_id=mission.pk, carrier=truck.carrier_slug, truck=truck.external_id, fault=fault,
+            mission_id=mission_id, carrier=truck.carrier_slug, truck=truck.external_id, fault=fault,
             delivery_window_end=window_end, started_at=now,
         )  # fmt: skip
-        self.record.missions[mission.pk] = record
+        self.record.missions[mission_id] = record
         state.drive = Drive(record=record, vehicle=truck.external_id, planned_end=planned_end, fault_at=fault_at)
 
     def _event(self, drive: Drive, now: datetime) -> dict[str, Any]:
@@ -395,12 +470,43 @@ class Fleet:
             windows.append((i.trigger_earliest + timeout, i.trigger_latest + timeout + slack))
         return windows
 
+    # --- the push carrier's API ---------------------------------------------------------------
+
+    def api_observe(self, now: datetime) -> None:
+        """Take the calls of the instant that just ended onto the record; a breaker trip is an incident the
+        product must open then (unless the carrier's is still open: it is joined), and on-call's to handle."""
+        if self.api is None:
+            return
+        calls, tripped_at = self.api.observe(now)
+        self.record.api_calls.extend(calls)
+        if tripped_at is None:
+            return
+        slug = self.api.slug
+        if any(i.kind == "carrier_api_down" and i.carrier == slug and i.resolved_at is None
+               for i in self.record.incidents):  # fmt: skip
+            return
+        incident = IncidentRecord(
+            kind="carrier_api_down", carrier=slug, mission_id=None, caused_at=tripped_at,
+            trigger_earliest=tripped_at, trigger_latest=tripped_at, resolved_by="oncall",
+        )  # fmt: skip
+        self.record.incidents.append(incident)
+        self._schedule(now + timedelta(minutes=self.profile.oncall_minutes), "api_check", incident=incident,
+                       carrier=slug)  # fmt: skip
+
     # --- the simulated on-call ------------------------------------------------------------------
 
     def oncall_due(self, now: datetime) -> None:
         while self.oncall and self.oncall[0].due <= now:
             task = self.oncall.pop(0)
             actor = Actor.for_user(self.world.oncall)
+            if task.what == "api_check" and task.incident is not None and self.api is not None:
+                # Resolved once the carrier answers again (its circuit closed); otherwise looked at later.
+                if self.api.circuit_closed():
+                    self._resolve(task.incident, now, actor)
+                else:
+                    self._schedule(now + timedelta(minutes=self.profile.oncall_minutes), "api_check",
+                                   incident=task.incident, carrier=task.carrier)  # fmt: skip
+                continue
             if task.what == "clear_stop" and task.drive is not None:
                 try:
                     mission_transition(
@@ -419,7 +525,7 @@ class Fleet:
                     carrier_fleet_resume(carrier_id=carrier.pk, actor=actor, confirmation="root cause known; cleared")
 
     def _resolve(self, incident: IncidentRecord, now: datetime, actor: Actor) -> None:
-        found = Incident.objects.filter(mission_id=incident.mission_id, kind=incident.kind).order_by("id").first()
+        found = product_incident(self.record, incident)
         if found is None:
             incident.problems.append("no incident was opened")
             return
@@ -428,4 +534,20 @@ class Fleet:
             return
         incident_transition(incident_id=found.pk, to_status=IncidentStatus.RESOLVED, actor=actor,
                             note="handled by the simulated on-call")  # fmt: skip
-        incident.resolved_at = now
+        incident.resolved_at, incident.incident_id = now, found.pk
+
+
+def product_incident(record: Record, rec: IncidentRecord) -> Incident | None:
+    """The product's incident for one the fleet caused: by mission and kind; a carrier's (no mission) is the
+    oldest of that carrier and kind that no other record has claimed."""
+    if rec.incident_id is not None:
+        return Incident.objects.filter(pk=rec.incident_id).first()
+    if rec.mission_id is not None:
+        return Incident.objects.filter(mission_id=rec.mission_id, kind=rec.kind).order_by("id").first()
+    claimed = [i.incident_id for i in record.incidents if i.incident_id is not None]
+    return (
+        Incident.objects.filter(carrier_id=record.carriers[rec.carrier], kind=rec.kind, mission__isnull=True)
+        .exclude(pk__in=claimed)
+        .order_by("id")
+        .first()
+    )

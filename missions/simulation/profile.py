@@ -32,9 +32,15 @@ FAULT_KINDS = (
     OTA_FAILURE,
     DUPLICATES,
 )
-# Issue items not simulated yet: they need the carrier API (HTTP) or a TUF repository in the loop.
+# What a carrier API fault window does to every connection the console opens to that carrier's API
+# (through the run's fault proxy, ``carrier_api.py``):
+API_SLOW = "slow"  # answered, but late: the proxy delays each direction (latency above the target, no error)
+API_BLACKHOLE = "blackhole"  # accepted and never answered: every call waits out the client's timeout
+API_RESET = "reset"  # reset as soon as accepted: every call fails at once
+API_FAULT_KINDS = (API_SLOW, API_BLACKHOLE, API_RESET)
+
+# Not simulated yet: it needs a TUF repository in the loop.
 NOT_COVERED = (
-    "carrier API outage (circuit breaker) and slowness: tenders are answered in process, no outbound calls",
     "OTA failure detected from a vehicle's software report against the carrier's TUF metadata "
     "(the carrier-reported OTA exception is simulated)",
 )
@@ -77,6 +83,23 @@ class Profile:
     housekeeping_seconds: int = 3600
     fault_rates: dict[str, float] = field(default_factory=dict)
     forced: tuple[str, ...] = ()
+    # The carrier API in the loop: the first autonomous carrier takes its tenders over its REST API (the
+    # carrier simulator, behind a fault proxy) and answers them through the partner API; the others
+    # read theirs from the partner API. Client timeout, breaker and API targets of that carrier:
+    carrier_api: bool = True
+    api_timeout_seconds: float = 2.0
+    breaker_failure_threshold: int = 3
+    breaker_reset_seconds: int = 300
+    api_latency_target_ms: int = 500
+    api_error_rate_target_pct: Decimal = Decimal("1")
+    # A slow window delays each direction this long (a call takes about twice that: over the target,
+    # well under the timeout).
+    api_slow_seconds: float = 0.3
+    # Fault windows: each kind starts on a given day with this probability, lasting this many minutes;
+    # ``api_forced`` windows are (kind, hours from the run's start, minutes) given whatever the draw.
+    api_fault_rates: dict[str, float] = field(default_factory=dict)
+    api_fault_minutes: tuple[int, int] = (20, 90)
+    api_forced: tuple[tuple[str, float, int], ...] = ()
 
     @property
     def sample_seconds(self) -> int:
@@ -84,18 +107,23 @@ class Profile:
         return max(self.gap_seconds // 3, 1)
 
     def targets(self) -> dict[str, Decimal]:
-        """The contract's objectives of the SLIs a breach can be recorded for (the API SLIs see no traffic)."""
+        """The contract's objectives of the SLIs a breach can be recorded for."""
         return {
             "on_time": self.on_time_target_pct,
             "mission_success": self.mission_success_target_pct,
             "telemetry_integrity": self.telemetry_integrity_target_pct,
             "failover_time": Decimal(self.failover_target_seconds),
             "mttr": Decimal(self.mttr_target_seconds),
+            "api_latency_p99": Decimal(self.api_latency_target_ms),
+            "api_error_rate": self.api_error_rate_target_pct,
         }
 
     def credit_schedule_json(self) -> list[dict[str, int]]:
         return [{"below_pct": below, "credit_pct": pct} for below, pct in self.credit_schedule]
 
+
+# Carrier API faults of the default and month profiles: about one window every other day.
+DEFAULT_API_RATES = {API_SLOW: 0.2, API_BLACKHOLE: 0.15, API_RESET: 0.15}
 
 # The default profile's fault mix: about one mission in five meets a fault.
 DEFAULT_RATES = {
@@ -132,10 +160,15 @@ PROFILES: dict[str, Profile] = {
             DUPLICATES: 0.10,
         },
         forced=FAULT_KINDS,
+        # Each carrier API fault once, while the first carrier's trucks are booking loads; a 1 s client
+        # timeout keeps the blackhole's real waits short (a slow call takes 0.6 s).
+        api_timeout_seconds=1.0,
+        api_forced=((API_SLOW, 0, 30), (API_BLACKHOLE, 6, 120), (API_RESET, 30, 180)),
     ),
     "default": Profile(
         name="default",
         fault_rates=DEFAULT_RATES,
+        api_fault_rates=DEFAULT_API_RATES,
     ),
     # A month of 200 trucks on one machine: the default's faults with contracts that put the lost-comms
     # threshold at 3 minutes, so each truck sends a sample a minute (a third of the events) and the gap
@@ -147,6 +180,7 @@ PROFILES: dict[str, Profile] = {
         sla_evaluate_seconds=3600,
         finish_evaluation_seconds=1800,
         fault_rates=DEFAULT_RATES,
+        api_fault_rates=DEFAULT_API_RATES,
     ),
 }
 

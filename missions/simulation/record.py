@@ -39,13 +39,49 @@ class MissionRecord:
         return data
 
 
+@dataclass(frozen=True)
+class ApiCall:
+    """One call the console made to the push carrier's API, as the carrier and the network saw it.
+
+    ``status`` is what the carrier answered; None when the call never reached it (the proxy
+    blackholed or reset the connection). ``fault`` is the window the call was made in ("" for none).
+    """
+
+    at: datetime
+    what: str
+    status: int | None
+    fault: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def counted(self) -> bool:
+        """In the error rate: everything but a documented refusal (4xx other than 429), which is the caller's."""
+        return self.status is None or not (400 <= self.status < 500) or self.status == 429
+
+    @property
+    def breaker_failure(self) -> bool:
+        """A failure for the circuit breaker: no answer, 5xx or 429 (a refusal means the carrier is up)."""
+        return self.status is None or self.status >= 500 or self.status == 429
+
+    @property
+    def slow(self) -> bool:
+        """Over the latency target: delayed by a slow window, or waited out to the timeout in a blackhole."""
+        return self.fault in ("slow", "blackhole")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "what": self.what, "status": self.status, "fault": self.fault}
+
+
 @dataclass
 class IncidentRecord:
     """An incident the fleet caused, and what it expects the product to do about it."""
 
-    kind: str  # lost_comms | degraded_autonomy | emergency_stop | ota_failure
+    kind: str  # lost_comms | degraded_autonomy | emergency_stop | ota_failure | carrier_api_down
     carrier: str
-    mission_id: int
+    mission_id: int | None  # None for a carrier's incident (its API down)
     caused_at: datetime
     # When the product must open it: exactly at ``caused_at`` for a reported exception; for a
     # silence, at the first gap check at least ``gap_seconds`` after the last sample.
@@ -87,3 +123,8 @@ class Record:
     checkpoints: list[datetime] = field(default_factory=list)
     # Credits: month -> carrier -> breaches the fleet's SLA manager confirmed (sli names).
     confirmed_breaches: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # The push carrier's API: its slug, every call made to it, and the fault windows it went through.
+    api_carrier: str = ""
+    api_calls: list[ApiCall] = field(default_factory=list)
+    api_rebooked: int = 0  # loads cancelled and booked again because their tender never reached the carrier
+    api_windows: list[dict[str, str]] = field(default_factory=list)

@@ -42,11 +42,23 @@ def summary(result: RunResult) -> dict[str, Any]:
             "samples_sent": record.samples_sent, "duplicates_sent": record.duplicates_sent,
             "refusals": record.refusals,
         },
-        "fault_kinds": {"simulated": list(p.FAULT_KINDS), "not_covered": list(p.NOT_COVERED)},
+        "carrier_api": _carrier_api(record),
+        "fault_kinds": {"simulated": [*p.FAULT_KINDS, *(f"carrier API {k}" for k in p.API_FAULT_KINDS)],
+                        "not_covered": list(p.NOT_COVERED)},
         "slis_per_day": [_row(r) for r in day_rows],
         "comparison": [_row(r) for r in comparison.rows],
         "incidents": [i.as_dict() for i in record.incidents],
         "credits": comparison.credits,
+    }  # fmt: skip
+
+
+def _carrier_api(record: Any) -> dict[str, Any]:
+    """The push carrier's API: its fault windows and the calls made to it, by window kind and answer."""
+    calls = Counter((c.fault or "none", "no answer" if c.status is None else str(c.status)) for c in record.api_calls)
+    return {
+        "carrier": record.api_carrier, "windows": record.api_windows, "calls": len(record.api_calls),
+        "calls_by_fault_and_status": [{"fault": f, "status": st, "calls": n} for (f, st), n in sorted(calls.items())],
+        "loads_rebooked": record.api_rebooked,
     }  # fmt: skip
 
 
@@ -151,6 +163,12 @@ def html_report(data: dict[str, Any]) -> str:
         [[fleet["missions"], json.dumps(fleet["outcomes"]), json.dumps(fleet["faults"]), fleet["samples_sent"],
           fleet["duplicates_sent"], len(fleet["refusals"])]],
     )  # fmt: skip
+    api = data["carrier_api"]
+    api_windows = _table(["kind", "from", "to"], [[w["kind"], w["start"], w["end"]] for w in api["windows"]])
+    api_calls = _table(
+        ["fault window", "answer", "calls"],
+        [[c["fault"], c["status"], c["calls"]] for c in api["calls_by_fault_and_status"]],
+    )
     title = (
         f"Program simulation: {run['profile']} profile, {run['days']} days, {run['trucks']} trucks, seed {run['seed']}"
     )
@@ -163,6 +181,9 @@ td,th{{border:1px solid #ccc;padding:2px 6px}}</style>
 <p>{html.escape(run["start"])} to {html.escape(run["end"])} (simulated), {run["wall_seconds"]} s wall, database
 {html.escape(str(run["database"]))}. Ground-truth comparison: <strong>{html.escape(verdict)}</strong></p>
 <h2>What the fleet did</h2>{facts}
+<h2>Carrier API of {html.escape(api["carrier"] or "(none)")}</h2>
+<p>{api["calls"]} calls through the fault proxy; {api["loads_rebooked"]} loads booked again because their tender
+never reached the carrier.</p>{api_windows}{api_calls}
 <h2>Charts</h2>{charts}
 <h2>Mismatches</h2>{mismatches}
 <h2>Credits</h2>{credits}

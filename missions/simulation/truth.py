@@ -16,7 +16,13 @@ ones (``sla/selectors.py`` docstring, docs/decisions/0007 and 0026):
   those failed over; good = within the target.
 * mttr: incidents (not SLA breaches) triggered in the window and resolved; mean time to
   resolve; good = within the target.
-* the API SLIs: this cut makes no carrier API calls, so no traffic (value None).
+* api_latency_p99: the push carrier's calls started in the window (``Record.api_calls``); good =
+  calls not slowed by a fault window (a slow window's delay and a blackhole's timeout are both
+  over the target, a loopback answer far under it); the nearest-rank p99 (rank ``ceil(0.99 n)``)
+  is over the target exactly when fewer than ``rank`` calls are good. The record has no
+  milliseconds, so that side of the target is what is compared, not the figure.
+* api_error_rate: the same calls but documented refusals (4xx other than 429); good = answered
+  2xx; value = the failed share in percent.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from missions.simulation.record import IncidentRecord, MissionRecord, Record
+from missions.simulation.record import ApiCall, IncidentRecord, MissionRecord, Record
 
 PLACES = Decimal("0.0001")
 CENTS = Decimal("0.01")
@@ -51,6 +57,8 @@ class TruthValue:
     value: Decimal | None
     bad_ids: list[int] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)
+    # api_latency_p99 only: whether the p99 is over the target (the record knows no milliseconds).
+    p99_over: bool | None = None
 
 
 def windows_ending(end: datetime) -> list[TruthWindow]:
@@ -189,7 +197,7 @@ def failover_time(record: Record, carrier: str, w: TruthWindow, *, target_second
         mid = len(took) // 2
         value = took[mid] if len(took) % 2 else (took[mid - 1] + took[mid]) / 2
         median = Decimal(str(value)).quantize(PLACES, ROUND_HALF_UP)
-    ids = sorted(i.mission_id for i in lost)
+    ids = sorted(i.mission_id for i in lost if i.mission_id is not None)
     return TruthValue(good, len(lost), median, ids=ids)
 
 
@@ -198,7 +206,27 @@ def mttr(record: Record, carrier: str, w: TruthWindow, *, target_seconds: int, a
     took = [(i.resolved_at - i.triggered_at).total_seconds() for i in resolved]  # type: ignore[operator]
     good = sum(1 for t in took if t <= target_seconds)
     mean = Decimal(str(sum(took) / len(took))).quantize(PLACES, ROUND_HALF_UP) if took else None
-    return TruthValue(good, len(took), mean, ids=sorted(i.mission_id for i in resolved))
+    return TruthValue(good, len(took), mean, ids=sorted(i.mission_id for i in resolved if i.mission_id is not None))
+
+
+def _api_calls(record: Record, carrier: str, w: TruthWindow) -> list[ApiCall]:
+    """The carrier's calls started in ``[start, end)`` (the record holds them in time order)."""
+    if carrier != record.api_carrier or not record.api_calls:
+        return []
+    times = [c.at for c in record.api_calls]
+    return record.api_calls[bisect_left(times, w.start) : bisect_left(times, w.end)]
+
+
+def api_slis(record: Record, carrier: str, w: TruthWindow) -> tuple[TruthValue, TruthValue]:
+    calls = _api_calls(record, carrier, w)
+    fast = sum(1 for c in calls if not c.slow)
+    over = None if not calls else fast < math.ceil(Decimal("0.99") * len(calls))
+    counted = [c for c in calls if c.counted]
+    ok = sum(1 for c in counted if c.ok)
+    return (
+        TruthValue(fast, len(calls), None, p99_over=over),
+        TruthValue(ok, len(counted), pct(len(counted) - ok, len(counted))),
+    )
 
 
 def slis(
@@ -212,20 +240,25 @@ def slis(
 ) -> dict[str, TruthValue]:
     """Every SLI of one carrier over one window, as the record stood at ``as_of`` (the evaluation)."""
     on_time, success = mission_slis(record, carrier, w)
+    latency, errors = api_slis(record, carrier, w)
     return {
         "on_time": on_time,
         "mission_success": success,
         "telemetry_integrity": telemetry_integrity(record, carrier, w),
         "failover_time": failover_time(record, carrier, w, target_seconds=failover_target_seconds, as_of=as_of),
         "mttr": mttr(record, carrier, w, target_seconds=mttr_target_seconds, as_of=as_of),
-        "api_latency_p99": TruthValue(0, 0, None),
-        "api_error_rate": TruthValue(0, 0, None),
+        "api_latency_p99": latency,
+        "api_error_rate": errors,
     }
 
 
-def meets(sli: str, value: Decimal, target: Decimal) -> bool:
-    """Rates must reach the target; durations must stay under it."""
-    return value >= target if sli in PCT else value <= target
+def meets(sli: str, v: TruthValue, target: Decimal) -> bool | None:
+    """Rates must reach the target; durations and error rates must stay under it (None: no figure)."""
+    if sli == "api_latency_p99":
+        return None if v.p99_over is None else not v.p99_over
+    if v.value is None:
+        return None
+    return v.value >= target if sli in PCT else v.value <= target
 
 
 def credit(

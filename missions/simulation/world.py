@@ -64,6 +64,8 @@ def world_build(*, prefix: str, profile: Profile, trucks: int, start: datetime) 
         "telemetry_integrity_target_pct": profile.telemetry_integrity_target_pct,
         "failover_time_target_seconds": profile.failover_target_seconds,
         "mttr_target_seconds": profile.mttr_target_seconds,
+        "api_latency_p99_target_ms": profile.api_latency_target_ms,
+        "api_error_rate_target_pct": profile.api_error_rate_target_pct,
         "telemetry_gap_seconds": profile.gap_seconds,
         "recovery_timeout_seconds": profile.recovery_timeout_seconds,
         "credit_schedule": profile.credit_schedule_json(),

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db.models import Q
 
-from missions.models import Mission, TelemetrySample
+from missions.choices import CircuitState
+from missions.models import CarrierCircuit, Mission, TelemetrySample
 from missions.simulation import profile as p
 from missions.simulation.compare import SLIS
 from missions.simulation.program import run_program
 from missions.simulation.report import reports_write
-from sla import rollups
+from sla import bucket_reads, rollup_build, rollups, selectors
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -35,7 +38,21 @@ def test_ci_run_passes_the_ground_truth_comparison(tmp_path: Path) -> None:
     assert not record.refusals
     # Every fault kind of the profile happened, and every runbook's incident kind was opened.
     assert {m.fault for m in record.missions.values()} >= set(p.FAULT_KINDS)
-    assert {i.kind for i in record.incidents} == {"lost_comms", "degraded_autonomy", "emergency_stop", "ota_failure"}
+    assert {i.kind for i in record.incidents} == {
+        "lost_comms", "degraded_autonomy", "emergency_stop", "ota_failure", "carrier_api_down"
+    }  # fmt: skip
+    # The push carrier's API went through every fault window with calls in each; the blackhole and the
+    # reset each opened its circuit (one incident each, resolved by on-call once it closed again).
+    assert {c.fault for c in record.api_calls} == {"", *p.API_FAULT_KINDS}
+    api_down = [i for i in record.incidents if i.kind == "carrier_api_down"]
+    assert len(api_down) == 2 and all(i.incident_id and i.resolved_at for i in api_down)
+    assert CarrierCircuit.objects.get(carrier_id=record.carriers[record.api_carrier]).state == CircuitState.CLOSED
+    # Loads whose tender never reached the carrier were booked again; none was carried twice.
+    assert record.api_rebooked >= 2
+    booked = Counter(Mission.objects.filter(replaces__isnull=True).values_list("shipment_id", flat=True))
+    assert booked and max(booked.values()) == 1
+    assert any(r.sli == "api_error_rate" and r.truth["good"] < r.truth["total"] for r in comparison.rows)
+    assert any(r.sli == "api_latency_p99" and r.truth["value"] == "> 500" for r in comparison.rows)
     assert any(i.fails_over and i.failover_at for i in record.incidents)
     assert any(i.resolved_by == "recovery" and i.resolved_at for i in record.incidents)
     fallbacks = [m for m in record.missions.values() if m.replaces and m.outcome == "completed"]
@@ -96,3 +113,20 @@ def test_handover_counted_as_success_is_caught(monkeypatch: pytest.MonkeyPatch) 
     for m in wrong_rows:
         assert m["engine"]["good"] > m["truth"]["good"]
         assert set(m["mission_ids"]) <= set(handed_over) and m["mission_ids"]
+
+
+def test_unanswered_calls_left_out_of_the_error_rate_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SLA engine's API error rate made wrong: calls that got no answer (reset, timed out) are left out."""
+
+    def answered_only() -> Q:
+        return Q(status_code__isnull=False) & (Q(status_code__lt=400) | Q(status_code__gte=500))
+
+    for module in (selectors, rollup_build, rollups, bucket_reads):
+        monkeypatch.setattr(module, "api_call_counted", answered_only)
+    profile = replace(p.profile_get("ci"), forced=(), api_forced=((p.API_RESET, 0, 60),))
+    result = run_program(days=0.5, trucks=4, seed=5, profile=profile)
+    assert any(c.fault == p.API_RESET for c in result.record.api_calls)
+    wrong_rows = [m for m in result.comparison.mismatches if m["what"] == "sli"]
+    assert wrong_rows and {m["sli"] for m in wrong_rows} == {"api_error_rate"}
+    for m in wrong_rows:
+        assert m["engine"]["total"] < m["truth"]["total"] and m["carrier"] == result.record.api_carrier

@@ -44,9 +44,10 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--answer",
-            choices=("sync", "async"),
+            choices=("sync", "async", "hold"),
             default=env("CARRIER_SIM_ANSWER", "sync"),
-            help="answer in the submit response (sync) or later by callback (async)",
+            help="answer in the submit response (sync), later by callback (async), or never: leave tenders "
+            "pending for the carrier's own dispatcher to answer through the partner API (hold)",
         )
         parser.add_argument(
             "--delay-ms",

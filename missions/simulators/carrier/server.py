@@ -57,6 +57,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
     tenant: str = ""
+    # This request's entry in the simulator's request log; the status it was answered with is added to it.
+    logged: dict[str, Any] | None = None
 
     # -- plumbing ------------------------------------------------------------
 
@@ -94,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
             if path in ("/_faults", "/_stats", "/_tenders"):
                 self._admin(method, path, body)
                 return
-            sim.log_request(method=method, path=path, headers=self.headers, tenant=self.tenant)
+            self.logged = sim.log_request(method=method, path=path, headers=self.headers, tenant=self.tenant)
             self._apply_transport_faults()
             if path == "/oauth/token" and method == "POST":
                 self._token(body)
@@ -152,6 +154,8 @@ class _Handler(BaseHTTPRequestHandler):
         self, status: int, body: Any, *, content_type: str = "application/json", headers: dict[str, str] | None = None
     ) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        if self.logged is not None:
+            self.logged["status"] = status
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(raw)))
@@ -280,11 +284,11 @@ class _Handler(BaseHTTPRequestHandler):
                 tenant=self.tenant,
                 correlation_id=self.headers.get("X-Correlation-ID") or body["correlation_id"],
             )
-            offer = state.decide(body, tenant=self.tenant)
             if state.config.answer == "sync":
+                offer = state.decide(body, tenant=self.tenant)
                 tender.status, tender.offer = STATUS_FOR[offer["kind"]], offer
-            else:
-                tender.decided = offer
+            elif state.config.answer == "async":
+                tender.decided = state.decide(body, tenant=self.tenant)
             public = tender.public()
             if state.faults_for(self.tenant).lose_tenders:
                 # Acknowledged, then lost: neither the tender nor its key is kept.
@@ -531,19 +535,21 @@ class CarrierSimulator:
         with self.state.lock:
             return list(self.state.requests)
 
-    def log_request(self, *, method: str, path: str, headers: Any, tenant: str) -> None:
+    def log_request(self, *, method: str, path: str, headers: Any, tenant: str) -> dict[str, Any]:
+        """Log a request as it arrives; its answer's status is added to the entry when it is sent."""
+        entry = {
+            "method": method,
+            "path": path,
+            "tenant": tenant,
+            "idempotency_key": headers.get("Idempotency-Key"),
+            "correlation_id": headers.get("X-Correlation-ID"),
+            "traceparent": headers.get("traceparent"),
+            "at": time.time(),
+            "status": None,
+        }
         with self.state.lock:
-            self.state.requests.append(
-                {
-                    "method": method,
-                    "path": path,
-                    "tenant": tenant,
-                    "idempotency_key": headers.get("Idempotency-Key"),
-                    "correlation_id": headers.get("X-Correlation-ID"),
-                    "traceparent": headers.get("traceparent"),
-                    "at": time.time(),
-                }
-            )
+            self.state.requests.append(entry)
+        return entry
 
     # -- asynchronous answers ------------------------------------------------------
 

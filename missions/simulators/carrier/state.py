@@ -106,7 +106,9 @@ class SimConfig:
     client_id: str = "sim-carrier"
     client_secret: str = "sim-secret"  # noqa: S105 - a development default, overridable by flag or env
     policy: dict[str, float] = field(default_factory=lambda: {"accept": 0.7, "reject": 0.2, "counter": 0.1})
-    answer: str = "sync"  # sync: in the submit response; async: later, by callback and on GET
+    # sync: in the submit response; async: later, by callback and on GET; hold: never by the simulator, the
+    # tender stays pending until the carrier's own dispatcher answers it through the console's partner API.
+    answer: str = "sync"
     delay_ms: int = 0  # async answers become visible / are delivered after this delay
     vehicles: list[str] = field(default_factory=lambda: ["SIM-001", "SIM-002", "SIM-003"])
     token_ttl_seconds: int = 3600
