@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC
@@ -108,6 +110,43 @@ def _backoff_seconds(attempt: int) -> float:
     return random.uniform(0, min(cap, base * (2 ** (attempt - 1))))
 
 
+# A TLS context loads the system's CA store, tens of milliseconds a time: one is kept per configuration
+# and made again when a file it was built from changes (a rotated client certificate, a new CA bundle).
+_TLS_CONTEXTS: dict[tuple[tuple[str, int, int] | None, ...], ssl.SSLContext] = {}
+_TLS_LOCK = threading.Lock()
+_TLS_KEPT = 64
+
+
+def _file_stamp(path: str) -> tuple[str, int, int] | None:
+    if not path:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (path, -1, -1)  # the load below raises, and nothing is kept
+    return (path, stat.st_mtime_ns, stat.st_size)
+
+
+def tls_context(*, ca_bundle: str, cert: str, key: str) -> ssl.SSLContext:
+    """The client TLS context for a configuration: the system store, plus ``ca_bundle`` (carriers on a private
+    PKI), presenting ``cert``/``key`` when set (mutual TLS; RFC 8705 certificate-bound tokens need it too)."""
+    stamp = (_file_stamp(ca_bundle), _file_stamp(cert), _file_stamp(key))
+    with _TLS_LOCK:
+        kept = _TLS_CONTEXTS.get(stamp)
+    if kept is not None:
+        return kept
+    tls = ssl.create_default_context()
+    if ca_bundle:
+        tls.load_verify_locations(ca_bundle)
+    if cert:
+        tls.load_cert_chain(cert, key or None)
+    with _TLS_LOCK:
+        if len(_TLS_CONTEXTS) >= _TLS_KEPT:
+            _TLS_CONTEXTS.clear()
+        _TLS_CONTEXTS[stamp] = tls
+    return tls
+
+
 class CarrierClient:
     """Calls one carrier's API; see the module docstring for the guarantees."""
 
@@ -126,14 +165,11 @@ class CarrierClient:
         self.attempts = max(1, int(getattr(settings, "CARRIER_RETRY_ATTEMPTS", 3)))
         self._sleep = sleep
         timeout = float(carrier.api_timeout_seconds)
-        tls = ssl.create_default_context()
-        ca_bundle = str(getattr(settings, "CARRIER_CA_BUNDLE", "") or "")
-        if ca_bundle:
-            # Carriers on a private PKI: trust their CA in addition to the system store.
-            tls.load_verify_locations(ca_bundle)
-        if carrier.api_client_cert_path:
-            # Mutual TLS: present our client certificate (RFC 8705 certificate-bound tokens need it too).
-            tls.load_cert_chain(carrier.api_client_cert_path, carrier.api_client_key_path or None)
+        tls = tls_context(
+            ca_bundle=str(getattr(settings, "CARRIER_CA_BUNDLE", "") or ""),
+            cert=carrier.api_client_cert_path,
+            key=carrier.api_client_key_path,
+        )
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=timeout),
             verify=tls,

@@ -11,6 +11,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from missions.choices import TenderStatus
 from missions.models import Shipment
 from missions.models.outbound import OutboundCall
+from missions.tendering.carrier_client import tls_context
 from tests.certificates import LOOPBACK_SAN, issue_certificate, pem_pair, write_pem
 from tests.tendering.conftest import SimFactory, push_carrier
 from tests.tendering.helpers import tender_to
@@ -68,3 +69,19 @@ def test_without_a_client_certificate_the_carrier_refuses(
     assert tender.status == TenderStatus.FAILED
     assert sim.tender_count() == 0
     assert not OutboundCall.objects.filter(carrier=carrier, ok=True).exists()
+
+
+def test_one_tls_context_per_configuration_made_again_when_a_file_changes(pki: dict[str, str]) -> None:
+    """Loading the system's CA store costs tens of milliseconds: clients of one configuration share a context,
+    and a rotated client certificate (or a new CA bundle) is picked up by the next client."""
+    first = tls_context(ca_bundle=pki["ca"], cert=pki["client_cert"], key=pki["client_key"])
+    assert tls_context(ca_bundle=pki["ca"], cert=pki["client_cert"], key=pki["client_key"]) is first
+    plain = tls_context(ca_bundle="", cert="", key="")
+    # The carriers' CA is trusted on top of the system store only where it was configured.
+    assert plain is not first and first.cert_store_stats()["x509_ca"] == plain.cert_store_stats()["x509_ca"] + 1
+    rotated = Path(pki["client_cert"])
+    rotated.write_text(rotated.read_text() + "\n")  # a new file at the same path
+    again = tls_context(ca_bundle=pki["ca"], cert=pki["client_cert"], key=pki["client_key"])
+    assert again is not first
+    with pytest.raises(FileNotFoundError):
+        tls_context(ca_bundle="", cert=str(rotated.with_name("missing.pem")), key="")
