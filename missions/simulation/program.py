@@ -255,13 +255,15 @@ def _incidents_reconcile(record: Record, profile: Profile) -> None:
     Opening (gap detector, exception subscribers), the runbook's recovery and failover are the
     product's acts: their instants come from its incidents, and any outside the window the fleet
     expects them in is a problem the comparison reports. On-call resolutions are the fleet's own.
+    What was not due before the run ended (an opening, a recovery, a failover) is not expected of it.
     """
     slack = timedelta(seconds=profile.runbook_tick_seconds * 2 + profile.sample_seconds)
     timeout = timedelta(seconds=profile.recovery_timeout_seconds)
     for rec in record.incidents:
         found = product_incident(record, rec)
         if found is None:
-            rec.problems.append("the product opened no incident")
+            if rec.trigger_latest <= record.end:
+                rec.problems.append("the product opened no incident")
             continue
         rec.incident_id = found.pk
         if not rec.trigger_earliest <= found.triggered_at <= rec.trigger_latest:
@@ -282,7 +284,9 @@ def _incidents_reconcile(record: Record, profile: Profile) -> None:
         if rec.resolved_by == "recovery" and rec.comms_back_at is not None:
             resolved = found.resolved_at
             if found.status not in (IncidentStatus.RESOLVED, IncidentStatus.CLOSED) or resolved is None:
-                rec.problems.append("comms came back but the incident was not resolved")
+                if rec.comms_back_at + slack <= record.end:
+                    rec.problems.append("comms came back but the incident was not resolved")
+                resolved = None
             elif not rec.comms_back_at <= resolved <= rec.comms_back_at + slack:
                 rec.problems.append(
                     f"resolved at {resolved.isoformat()}, comms back at {rec.comms_back_at.isoformat()}"
