@@ -153,11 +153,16 @@ def server_command(kind: str, port: int, workers: int = 2) -> list[str]:
 
 
 @contextmanager
-def served(kind: str, port: int, env: dict[str, str], workers: int = 2) -> Iterator[subprocess.Popen[bytes]]:
-    """Start the server, wait for ``/healthz``, stop it afterwards."""
+def served(
+    kind: str, port: int, env: dict[str, str], workers: int = 2, nice: int = 0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start the server (``nice``: that much lower CPU priority), wait for ``/healthz``, stop it afterwards."""
     import httpx
 
-    proc = subprocess.Popen(server_command(kind, port, workers), cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        server_command(kind, port, workers), cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL,
+        preexec_fn=(lambda: os.nice(nice)) if nice else None,
+    )  # fmt: skip
     try:
         for _ in range(150):
             if proc.poll() is not None:

@@ -26,7 +26,11 @@ same load at the same moments). Phases of ``BENCH_TENDER_SECONDS`` (20 s):
    cannot keep up shows as a lower rate achieved, printed);
 3. the same ingest to a second gunicorn started with the same command, as a
    separate ingest deployment would take it: on this 2-core machine it still
-   shares the CPU, the database and Redis with the server measured.
+   shares the CPU, the database and Redis with the server measured;
+4. the same, with that gunicorn and the loader (which stands for the carriers'
+   own machines) at ``BENCH_TENDER_INGEST_NICE`` (10) lower CPU priority: what a
+   separate ingest deployment with a smaller CPU share than the control plane's
+   gives on shared cores (the database's backends keep their priority).
 
     DATABASE_URL=postgres://root@127.0.0.1:5432/tms REDIS_URL=redis://127.0.0.1:6379/0 \\
         .venv/bin/python benchmarks/bench_tender_api.py
@@ -60,8 +64,9 @@ BATCH = 100
 # Batch requests outstanding at most; a tick that finds every sender busy is skipped (and counted).
 INGEST_IN_FLIGHT = 16
 TENDERS = 500
-# Which phases run (all three by default): "none", "same", "own".
-PHASES = os.environ.get("BENCH_TENDER_PHASES", "none,same,own").split(",")
+# Which phases run (all four by default): "none", "same", "own", "own-low".
+PHASES = os.environ.get("BENCH_TENDER_PHASES", "none,same,own,own-low").split(",")
+INGEST_NICE = int(os.environ.get("BENCH_TENDER_INGEST_NICE", "10"))
 PAGE_SIZE = 25
 TARGET_MS = 50.0
 WARMUP_SECONDS = 3.0
@@ -133,7 +138,11 @@ def _event(mission_id: int, vehicle: str, ts: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def loader(port: int, token: str, fleet: list[tuple[int, str]], rate: int, seconds: float, out: Any) -> None:
+def loader(
+    port: int, token: str, fleet: list[tuple[int, str]], rate: int, seconds: float, out: Any, nice: int = 0
+) -> None:
+    if nice:
+        os.nice(nice)
     """Every truck of ``fleet`` at ``rate / len(fleet)`` Hz as batches of BATCH to /api/v1/telemetry/batch, paced."""
     per_second = max(1, rate // BATCH)
     ticks: list[int] = []  # due tick numbers, taken by the senders
@@ -253,7 +262,7 @@ def token_of(port: int, issued: Any, scope: str) -> str:
 
 def phase(
     ctx: Any, port: int, token: str, tender_ids: list[int], ingest: tuple[int, str, list[Any]] | None,
-    read_seconds: float = SECONDS,
+    read_seconds: float = SECONDS, nice: int = 0,
 ) -> Any:  # fmt: skip
     """One phase: the reader for ``read_seconds``, with the loader (to ``ingest``'s port) started before it."""
     out = ctx.Queue()
@@ -261,7 +270,7 @@ def phase(
     if ingest is not None:
         ingest_port, ingest_token, fleet = ingest
         seconds = read_seconds + WARMUP_SECONDS + 1
-        load = ctx.Process(target=loader, args=(ingest_port, ingest_token, fleet, INGEST_RATE, seconds, out))
+        load = ctx.Process(target=loader, args=(ingest_port, ingest_token, fleet, INGEST_RATE, seconds, out, nice))
         load.start()
         time.sleep(WARMUP_SECONDS)  # the load at its pace before the first request is timed
     read = ctx.Process(target=reader, args=(port, token, tender_ids, read_seconds, out))
@@ -311,6 +320,11 @@ def main() -> int:
                     own_token = token_of(ingest_port, data["sending"], "telemetry:write")
                     own = phase(ctx, port, read_token, ids, (ingest_port, own_token, fleet))
                     rows.append(("ingest, own gunicorn", own, "own"))
+            if "own-low" in PHASES:
+                with served("partner", ingest_port, env, nice=INGEST_NICE):
+                    low_token = token_of(ingest_port, data["sending"], "telemetry:write")
+                    low = phase(ctx, port, read_token, ids, (ingest_port, low_token, fleet), nice=INGEST_NICE)
+                    rows.append((f"ingest, own, nice {INGEST_NICE}", low, "own-low"))
     report(rows)
     print(f"(whole run {time.monotonic() - t_start:.0f} s)")
     return 0
@@ -364,13 +378,16 @@ def report(rows: list[tuple[str, dict[str, Any], Any]]) -> None:
                    target=">= 95 % of wanted", met=rate >= 0.95 * INGEST_RATE)  # fmt: skip
     print("ingest 'same server': the telemetry batches go to the gunicorn that serves the tenders, as `make run` and "
           "the partner ingress route /api/v1/; 'own gunicorn': to a second gunicorn started with the same command, "
-          "as a separate ingest deployment would take them (here on the same 2 cores, database and Redis)")  # fmt: skip
+          "as a separate ingest deployment would take them (here on the same 2 cores, database and Redis); "
+          f"'nice {INGEST_NICE}': that gunicorn and the loader at a lower CPU priority, as an ingest deployment "
+          "with a smaller CPU share than the control plane's")  # fmt: skip
 
 
 def where_text(where: str, short: bool = False) -> str:
     if short:
-        return {"same": "same server", "own": "own gunicorn"}[where]
-    return {"same": "into the same gunicorn", "own": "on its own gunicorn"}[where]
+        return {"same": "same server", "own": "own gunicorn", "own-low": f"own gunicorn at nice {INGEST_NICE}"}[where]
+    return {"same": "into the same gunicorn", "own": "on its own gunicorn",
+            "own-low": f"on its own gunicorn at nice {INGEST_NICE}"}[where]  # fmt: skip
 
 
 if __name__ == "__main__":
