@@ -160,9 +160,9 @@ PROFILES: dict[str, Profile] = {
             DUPLICATES: 0.10,
         },
         forced=FAULT_KINDS,
-        # Each carrier API fault once, while the first carrier's trucks are booking loads; a 1 s client
-        # timeout keeps the blackhole's real waits short (a slow call takes 0.6 s).
-        api_timeout_seconds=1.0,
+        # Each carrier API fault once, while the first carrier's trucks are booking loads; a 1.5 s client
+        # timeout keeps the blackhole's real waits short and stays well above a slow call's 0.6 s.
+        api_timeout_seconds=1.5,
         api_forced=((API_SLOW, 0, 30), (API_BLACKHOLE, 6, 120), (API_RESET, 30, 180)),
     ),
     "default": Profile(
