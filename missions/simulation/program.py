@@ -20,6 +20,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
+from django.db import connection
 from django.test import override_settings
 
 from missions.events import Actor
@@ -160,6 +161,7 @@ def _loop(
     progress: Progress | None,
     wall: float,
 ) -> int:
+    vacuum = _needs_vacuum()
     step = timedelta(seconds=profile.sample_seconds)
     gap_every = timedelta(seconds=profile.gap_check_seconds)
     eval_every = timedelta(seconds=profile.sla_evaluate_seconds)
@@ -222,6 +224,8 @@ def _loop(
             tasks.settle()  # the SLA manager reads the month close's proposed breaches
             record.checkpoints.append(now)
             _breaches_confirm(fleet, record, now)
+            if vacuum:
+                _vacuum()
             next_day += timedelta(days=1)
             if progress is not None:
                 wall_seconds = round(time.monotonic() - wall, 1)
@@ -236,6 +240,26 @@ def _loop(
         fleet.api_observe(clock.now)
         record.checkpoints.append(clock.now)
     return events
+
+
+def _needs_vacuum() -> bool:
+    """A PostgreSQL server with autovacuum off: a simulated day updates every mission's row every minute, and
+    without vacuum its dead rows slow every later day (the gap check's index scan, 20 ms instead of 1 ms
+    after two weeks of 200 trucks). With autovacuum on, its one-minute naptime keeps up with the run."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        row = cursor.fetchone()
+    return bool(row) and str(row[0]).lower() == "off"
+
+
+def _vacuum() -> None:
+    """What autovacuum would have done to the run's database, at each simulated midnight (outside a transaction)."""
+    if connection.in_atomic_block:
+        return  # VACUUM cannot run in a transaction (a caller's test case, say)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE)")
 
 
 def _breaches_confirm(fleet: Fleet, record: Record, now: datetime) -> None:

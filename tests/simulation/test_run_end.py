@@ -30,3 +30,27 @@ def test_an_incident_due_after_the_end_is_not_missing_but_one_due_before_is() ->
     _incidents_reconcile(record, p.profile_get("ci"))
     assert late.problems == []  # the gap check that would open it comes after the run's last instant
     assert early.problems == ["the product opened no incident"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_run_vacuums_its_database_where_autovacuum_is_off() -> None:
+    from django.db import connection, transaction
+
+    from missions.simulation.program import _needs_vacuum, _vacuum
+
+    if connection.vendor != "postgresql":
+        assert not _needs_vacuum()  # SQLite has no dead rows to reclaim between runs' days
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        assert _needs_vacuum() == (cursor.fetchone()[0] == "off")
+        cursor.execute("SELECT max(last_vacuum) FROM pg_stat_user_tables")
+        before = cursor.fetchone()[0]
+    _vacuum()  # outside a transaction: a real VACUUM of the whole database
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT max(last_vacuum) FROM pg_stat_user_tables")
+        after = cursor.fetchone()[0]
+        assert after is not None and (before is None or after > before)
+    with transaction.atomic():
+        _vacuum()  # inside one it stands aside rather than fail
