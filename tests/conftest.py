@@ -140,3 +140,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     remove_directory(_sqlite_dir)
+
+
+@pytest.fixture(autouse=True)
+def _no_ids_left_behind() -> Iterator[None]:
+    """No test, nor the code it drives, leaves a request or correlation id in the context.
+
+    One left behind would be stamped on every later log line and task message
+    of the thread, and would show in another test as a stray id.
+    """
+    from tms_console.logging import correlation_id_var, request_id_var
+
+    yield
+    left = (request_id_var.get(), correlation_id_var.get())
+    request_id_var.set(None)
+    correlation_id_var.set(None)
+    assert left == (None, None), f"request and correlation ids left in the context: {left}"

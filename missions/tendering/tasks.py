@@ -29,16 +29,22 @@ def _in_tender_context(tender_id: int, step: str) -> Iterator[None]:
     """
     found = Tender.objects.filter(pk=tender_id).values("correlation_id", "traceparent", "shipment_id").first()
     row: dict[str, Any] = dict(found) if found else {}
+    token = None
     if correlation_id_var.get() is None and row.get("correlation_id") is not None:
-        correlation_id_var.set(str(row["correlation_id"]))
-    with tracing.span_from(
-        f"tender {step}",
-        row.get("traceparent"),
-        tender_id=tender_id,
-        shipment_id=row.get("shipment_id"),
-        correlation_id=row.get("correlation_id"),
-    ):
-        yield
+        token = correlation_id_var.set(str(row["correlation_id"]))
+    try:
+        with tracing.span_from(
+            f"tender {step}",
+            row.get("traceparent"),
+            tender_id=tender_id,
+            shipment_id=row.get("shipment_id"),
+            correlation_id=row.get("correlation_id"),
+        ):
+            yield
+    finally:
+        # An eager task runs in its caller's context: leave no id behind for the caller's next work.
+        if token is not None:
+            correlation_id_var.reset(token)
 
 
 # A full bulkhead is back-pressure, not a carrier failure: wait and try again.

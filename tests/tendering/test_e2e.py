@@ -19,6 +19,7 @@ from missions.tendering import dispatch, tasks
 from tests.factories import CarrierFactory
 from tests.tendering.conftest import SimFactory, push_carrier
 from tests.tendering.helpers import DISPATCHER, actions, tender_to
+from tms_console.logging import correlation_id_var
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -222,6 +223,17 @@ def test_resending_a_sent_tender_sends_nothing(make_sim: SimFactory, shipment: S
     assert result.startswith("skipped")
     assert sim.tender_count() == 1
     assert len([r for r in sim.requests if r["path"] == "/tenders"]) == 1
+
+
+def test_a_task_body_leaves_no_correlation_id_behind(make_sim: SimFactory, shipment: Shipment) -> None:
+    """Run in its caller's thread without Celery's signals, the task still takes the tender's id back off."""
+    sim = make_sim(answer="async", delay_ms=3_600_000)
+    tender = tender_to(shipment, push_carrier(sim, name="Auto Async"))
+    assert correlation_id_var.get() is None
+
+    tasks.tender_poll_status.run(tender.pk)
+
+    assert correlation_id_var.get() is None
 
 
 def test_duplicate_answer_changes_nothing_and_leaves_an_event(make_sim: SimFactory, shipment: Shipment) -> None:
