@@ -138,14 +138,13 @@ class CarrierApi:
         Call once per instant, after everything it caused has run and before the windows move on.
         """
         calls: list[ApiCall] = []
-        requests = self.sim.requests
-        for entry in requests[self._seen_requests :]:
+        requests, self._seen_requests = self.sim.requests_since(self._seen_requests)
+        for entry in requests:
             if entry["tenant"] != self.slug:
                 continue
             at = datetime.fromtimestamp(entry["at"], UTC)
             fault = self.active.kind if self.active is not None and self.active.kind == p.API_SLOW else ""
             calls.append(ApiCall(at=at, what=f"{entry['method']} {entry['path']}", status=entry["status"], fault=fault))
-        self._seen_requests = len(requests)
         accepted = self.proxy.stats().connections_accepted
         if self.active is not None and self.active.kind in (p.API_BLACKHOLE, p.API_RESET):
             # Nothing reaches the carrier in these windows: each connection is one failed call.

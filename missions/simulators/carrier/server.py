@@ -535,6 +535,11 @@ class CarrierSimulator:
         with self.state.lock:
             return list(self.state.requests)
 
+    def requests_since(self, index: int) -> tuple[list[dict[str, Any]], int]:
+        """The requests logged from position ``index`` on, and the position after the last of them."""
+        with self.state.lock:
+            return self.state.requests[index:], len(self.state.requests)
+
     def log_request(self, *, method: str, path: str, headers: Any, tenant: str) -> dict[str, Any]:
         """Log a request as it arrives; its answer's status is added to the entry when it is sent."""
         entry = {
