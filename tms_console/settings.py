@@ -8,6 +8,7 @@ the event outbox, and a filesystem Celery broker.
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from pathlib import Path
 from typing import Any
@@ -360,6 +361,18 @@ if urlsplit(OAUTH2_ISSUER).path or not urlsplit(OAUTH2_ISSUER).netloc or "?" in 
         f"OAUTH2_ISSUER must be an origin such as https://partners.example, not {OAUTH2_ISSUER!r}"
     )
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, 2_621_440)
+
+# Calls to URLs that people outside gave the console (a carrier's sandbox): tms_console/egress.py.
+# Only public addresses are called; these networks (CIDR, comma-separated) are allowed as well,
+# e.g. a carrier sandbox in the same data centre, or 127.0.0.1/32 for the demo's simulator.
+EGRESS_ALLOWED_NETWORKS: list[str] = env.list("EGRESS_ALLOWED_NETWORKS", default=[])
+for _network in EGRESS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"EGRESS_ALLOWED_NETWORKS: {_network!r} is not a network ({_exc})") from _exc
+# Plain http:// to such URLs (https:// only by default; the demo's simulator speaks http).
+EGRESS_ALLOW_HTTP: bool = env.bool("EGRESS_ALLOW_HTTP", default=DEBUG)
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["missions.partner.api.authentication.PartnerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["missions.partner.api.permissions.HasPartnerScope"],
