@@ -11,6 +11,8 @@ class CarrierKind(models.TextChoices):
 class CarrierStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     PAUSED = "paused", "Paused"
+    # Invited, not yet live: never offered a tender (missions.onboarding).
+    ONBOARDING = "onboarding", "Onboarding"
 
 
 class AutonomyMode(models.TextChoices):

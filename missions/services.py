@@ -105,6 +105,8 @@ def carrier_pause(*, carrier_id: int, actor: Actor, reason: str) -> Carrier:
 @transaction.atomic
 def carrier_resume(*, carrier_id: int, actor: Actor) -> Carrier:
     carrier = Carrier.objects.select_for_update().get(pk=carrier_id)
+    if carrier.status == CarrierStatus.ONBOARDING:
+        raise DomainError("A carrier in onboarding goes live through its onboarding, not by a resume.")
     before = {"status": carrier.status, "reason": carrier.paused_reason}
     carrier.status, carrier.paused_reason = CarrierStatus.ACTIVE, ""
     carrier.save(update_fields=["status", "paused_reason"])

@@ -111,6 +111,8 @@ _OPEN_PREFIXES = (
     "/oauth2/",
     "/.well-known/oauth-authorization-server",
     "/healthz",
+    # An invitation link is its own credential: whoever holds it creates the portal account (missions.onboarding).
+    "/portal/invitations/",
     "/readyz",
     "/metrics",
     "/webhooks/",

@@ -5,6 +5,7 @@ DISPATCH_LOADS = "dispatch_loads"
 RESPOND_INCIDENTS = "respond_incidents"
 MANAGE_SLA = "manage_sla"
 MANAGE_PLATFORM = "manage_platform"
+MANAGE_CARRIERS = "manage_carriers"
 
 PERMISSIONS: dict[str, str] = {
     VIEW_CONSOLE: "Can view the operations console",
@@ -12,4 +13,5 @@ PERMISSIONS: dict[str, str] = {
     RESPOND_INCIDENTS: "Can acknowledge, run runbook steps on and resolve incidents",
     MANAGE_SLA: "Can confirm or dispute SLA breaches and export credits",
     MANAGE_PLATFORM: "Can manage carriers, contracts, partner credentials and runbooks",
+    MANAGE_CARRIERS: "Can invite carriers, review their onboarding and approve them for go-live",
 }

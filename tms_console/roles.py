@@ -15,6 +15,7 @@ from django.contrib.contenttypes.models import ContentType
 # Re-exported: views and consumers name permissions through this module.
 from tms_console.models import ConsoleAccess
 from tms_console.permission_codes import DISPATCH_LOADS as DISPATCH_LOADS
+from tms_console.permission_codes import MANAGE_CARRIERS as MANAGE_CARRIERS
 from tms_console.permission_codes import MANAGE_PLATFORM as MANAGE_PLATFORM
 from tms_console.permission_codes import MANAGE_SLA as MANAGE_SLA
 from tms_console.permission_codes import PERMISSIONS as PERMISSIONS
@@ -28,13 +29,15 @@ ON_CALL = "on-call"
 ADMIN = "admin"
 READ_ONLY = "read-only"
 SLA_MANAGER = "sla-manager"
+CARRIER_MANAGER = "carrier-manager"
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     READ_ONLY: [VIEW_CONSOLE],
     DISPATCHER: [VIEW_CONSOLE, DISPATCH_LOADS],
     ON_CALL: [VIEW_CONSOLE, RESPOND_INCIDENTS],
     SLA_MANAGER: [VIEW_CONSOLE, MANAGE_SLA],
-    ADMIN: [VIEW_CONSOLE, DISPATCH_LOADS, RESPOND_INCIDENTS, MANAGE_SLA, MANAGE_PLATFORM],
+    CARRIER_MANAGER: [VIEW_CONSOLE, MANAGE_CARRIERS],
+    ADMIN: [VIEW_CONSOLE, DISPATCH_LOADS, RESPOND_INCIDENTS, MANAGE_SLA, MANAGE_PLATFORM, MANAGE_CARRIERS],
 }
 
 
@@ -48,6 +51,7 @@ ROLE_DESCRIPTIONS: dict[str, str] = {
     DISPATCHER: "Creates shipments, tenders loads, follows missions.",
     ON_CALL: "Answers incidents, runs runbooks, fails over to a fallback carrier.",
     SLA_MANAGER: "Reviews SLOs, confirms or disputes breaches, exports credits.",
+    CARRIER_MANAGER: "Invites carriers to the carrier portal and follows their onboarding.",
     ADMIN: "Everything above, plus carriers, contracts, partner credentials and runbooks.",
 }
 

@@ -371,6 +371,22 @@ for _network in EGRESS_ALLOWED_NETWORKS:
         ipaddress.ip_network(_network, strict=False)
     except ValueError as _exc:
         raise ImproperlyConfigured(f"EGRESS_ALLOWED_NETWORKS: {_network!r} is not a network ({_exc})") from _exc
+# Carrier onboarding: how long an invitation link works (hours).
+ONBOARDING_INVITATION_HOURS: int = env.int("ONBOARDING_INVITATION_HOURS", default=168)
+if not 1 <= ONBOARDING_INVITATION_HOURS <= 24 * 30:
+    raise ImproperlyConfigured("ONBOARDING_INVITATION_HOURS must be between 1 and 720.")
+# Outgoing mail (invitations): a django-environ email URL, e.g. smtp+tls://user:pass@mail.example:587.
+# The default writes mails to the process's output.
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND: str = _email["EMAIL_BACKEND"]
+EMAIL_HOST: str = _email.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT: int = int(_email.get("EMAIL_PORT") or 25)
+EMAIL_HOST_USER: str = _email.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD: str = _email.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS: bool = bool(_email.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL: bool = bool(_email.get("EMAIL_USE_SSL"))
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="TMS Console <no-reply@localhost>")
 # Plain http:// to such URLs (https:// only by default; the demo's simulator speaks http).
 EGRESS_ALLOW_HTTP: bool = env.bool("EGRESS_ALLOW_HTTP", default=DEBUG)
 REST_FRAMEWORK: dict[str, Any] = {

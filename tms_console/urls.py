@@ -39,6 +39,7 @@ urlpatterns = [
     path("api/v1/", include("sla.api_urls")),
     path("api/v1/", include("missions.partner.api.urls")),
     path("", include("missions.partner.api.oauth_urls")),
+    path("", include("missions.onboarding.urls")),
     path("partners/", include("missions.partner.urls")),
 ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import permission_required
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 from missions.choices import ShipmentStatus
 from missions.models import Mission, Shipment
@@ -16,8 +16,18 @@ from tms_console.trace_pages import trace_page
 from tms_console.trace_store import is_trace_id
 
 
-@permission_required(perm(VIEW_CONSOLE), raise_exception=True)
 def dashboard(request: HttpRequest) -> HttpResponse:
+    # A carrier's portal member signs in like everyone else and lands on their carrier's portal.
+    if not request.user.has_perm(perm(VIEW_CONSOLE)):
+        from missions.onboarding.selectors import member_of
+
+        if member_of(request.user) is not None:
+            return redirect("onboarding:portal")
+    return _dashboard(request)
+
+
+@permission_required(perm(VIEW_CONSOLE), raise_exception=True)
+def _dashboard(request: HttpRequest) -> HttpResponse:
     from runbooks.models import Incident
     from runbooks.transitions import INCIDENT_OPEN
 

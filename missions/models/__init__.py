@@ -18,6 +18,7 @@ from missions.models.edi import EdiControlCounter, EdiInterchange, EdiPartner  #
 from missions.models.evidence import Attestation, Checkpoint, TransparencyLogEntry  # noqa: F401
 from missions.models.flags import CarrierFlag
 from missions.models.identity import CarrierTrustDomain, TrustBundleCertificate  # noqa: F401
+from missions.models.onboarding import CarrierAuthMethod, CarrierInvitation, CarrierMember, CarrierProfile
 from missions.models.ota import CarrierOtaRepository, OtaRepositoryRole, SoftwareStatus, VehicleSoftware
 from missions.models.outbound import OutboundCall, TenderWaterfall  # noqa: F401
 from missions.models.outbox import EventDelivery, EventDeliveryStatus
@@ -40,9 +41,13 @@ from missions.models.telemetry import (  # noqa: F401
 __all__ = [
     "AuditEvent",
     "Carrier",
+    "CarrierAuthMethod",
     "CarrierCircuit",
     "CarrierFlag",
+    "CarrierInvitation",
+    "CarrierMember",
     "CarrierOtaRepository",
+    "CarrierProfile",
     "CarrierSigningKey",
     "DeadLetter",
     "DeadLetterStatus",

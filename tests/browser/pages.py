@@ -40,7 +40,7 @@ from tests.factories import (
     VehicleFactory,
 )
 from tests.tracing import store_linked_span, store_tender_trace
-from tms_console.roles import DISPATCH_LOADS, MANAGE_PLATFORM, VIEW_CONSOLE, perm
+from tms_console.roles import DISPATCH_LOADS, MANAGE_CARRIERS, MANAGE_PLATFORM, VIEW_CONSOLE, perm
 
 STAFF = "staff"  # the Django admin: staff users, whatever their console permissions
 SIGNED_IN = "signed-in"  # any verified user (their own security settings)
@@ -191,6 +191,7 @@ CONSOLE_PAGES: list[ConsolePage] = [
     ConsolePage("/sla/dashboard/breaches/{breach}/"),
     ConsolePage("/sla/dashboard/credits/"),
     ConsolePage("/partners/", needs=MANAGE_PLATFORM),
+    ConsolePage("/carriers/onboarding/", needs=MANAGE_CARRIERS),
     ConsolePage("/account/two_factor/", needs=SIGNED_IN),
     ConsolePage("/account/two_factor/backup/tokens/", needs=SIGNED_IN),
     ConsolePage("/admin/", needs=STAFF),

@@ -14,8 +14,10 @@ from tests.conftest import verified_client
 from tms_console.permissions import ConsolePermissionMixin, console_permission_required, user_has_console_permission
 from tms_console.roles import (
     ADMIN,
+    CARRIER_MANAGER,
     DISPATCH_LOADS,
     DISPATCHER,
+    MANAGE_CARRIERS,
     MANAGE_PLATFORM,
     MANAGE_SLA,
     ON_CALL,
@@ -32,7 +34,7 @@ from tms_console.roles import (
 EXPECTED: dict[str, set[str]] = {
     "dispatcher": {VIEW_CONSOLE, DISPATCH_LOADS},
     "oncall": {VIEW_CONSOLE, RESPOND_INCIDENTS},
-    "admin_user": {VIEW_CONSOLE, DISPATCH_LOADS, RESPOND_INCIDENTS, MANAGE_SLA, MANAGE_PLATFORM},
+    "admin_user": {VIEW_CONSOLE, DISPATCH_LOADS, RESPOND_INCIDENTS, MANAGE_SLA, MANAGE_PLATFORM, MANAGE_CARRIERS},
     "readonly": {VIEW_CONSOLE},
     "sla_manager": {VIEW_CONSOLE, MANAGE_SLA},
     "outsider": set(),
@@ -60,7 +62,7 @@ def test_post_migrate_created_every_role_with_its_permissions(db: Any) -> None:
     groups = {g.name: {p.codename for p in g.permissions.all()} for g in Group.objects.prefetch_related("permissions")}
     for role, codenames in ROLE_PERMISSIONS.items():
         assert groups[role] == set(codenames)
-    assert set(ROLE_PERMISSIONS) == {DISPATCHER, ON_CALL, ADMIN, READ_ONLY, SLA_MANAGER}
+    assert set(ROLE_PERMISSIONS) == {DISPATCHER, ON_CALL, ADMIN, READ_ONLY, SLA_MANAGER, CARRIER_MANAGER}
 
 
 def test_roles_sync_is_idempotent_and_repairs_drift(db: Any) -> None:

@@ -1,0 +1,81 @@
+"""Carrier onboarding: invitations to the carrier portal, its members, and the carrier's profile.
+
+A carrier manager invites a carrier by its legal name and an address of its
+integration staff; the invitation's link (a secret shown once and mailed,
+stored only as its SHA-256) lets one person create their portal account, which
+belongs to that carrier and to nothing else. Writes go through
+``missions.onboarding.services``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from missions.models.core import Carrier
+
+
+class CarrierInvitation(models.Model):
+    carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    # SHA-256 of the secret in the link; the secret itself is never stored.
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"invitation of {self.email} to {self.carrier.slug}"
+
+
+class CarrierMember(models.Model):
+    """A portal user: one of a carrier's integration staff. Sees that carrier's portal and nothing else."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="carrier_member")
+    carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="members")
+    invitation = models.OneToOneField(CarrierInvitation, on_delete=models.PROTECT, related_name="member")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.carrier.slug}"
+
+
+class CarrierAuthMethod(models.TextChoices):
+    OAUTH = "oauth_client_credentials", "OAuth 2.0 client credentials"
+    MTLS = "mtls", "mTLS client certificate"
+    SVID = "spiffe_svid", "SPIFFE X.509-SVID (trust bundle)"
+
+
+class CarrierProfile(models.Model):
+    """What the carrier tells us about itself in the portal (its operating limits stay on ``Carrier``)."""
+
+    carrier = models.OneToOneField(Carrier, on_delete=models.CASCADE, related_name="profile")
+    legal_name = models.CharField(max_length=200)
+    # Standard Carrier Alpha Code (NMFTA): 2 to 4 capital letters.
+    scac = models.CharField(max_length=4, blank=True)
+    # FMCSA: USDOT number (up to 8 digits) and MC docket number (up to 8 digits).
+    usdot_number = models.CharField(max_length=8, blank=True)
+    mc_number = models.CharField(max_length=8, blank=True)
+    contact_name = models.CharField(max_length=120, blank=True)
+    contact_email = models.EmailField(blank=True)
+    contact_phone = models.CharField(max_length=32, blank=True)
+    # Operating design domain beyond Carrier's regions, autonomy level, hazmat and weight.
+    odd_hours = models.CharField(max_length=11, default="00:00-24:00")
+    odd_max_wind_kph = models.PositiveSmallIntegerField(null=True, blank=True)
+    odd_min_visibility_m = models.PositiveIntegerField(null=True, blank=True)
+    odd_snow_allowed = models.BooleanField(default=False)
+    sandbox_api_url = models.URLField(max_length=500, blank=True)
+    production_api_url = models.URLField(max_length=500, blank=True)
+    auth_method = models.CharField(max_length=30, choices=CarrierAuthMethod.choices, default=CarrierAuthMethod.OAUTH)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"profile of {self.carrier.slug}"

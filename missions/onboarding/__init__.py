@@ -1,0 +1,1 @@
+"""Carrier onboarding: invitations, the carrier portal and the carrier's profile (README "Carrier onboarding")."""

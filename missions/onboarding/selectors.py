@@ -1,0 +1,47 @@
+"""Onboarding reads: carriers in onboarding, an invitation by its link, a user's carrier, a profile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Prefetch, QuerySet
+
+from missions.choices import CarrierStatus
+from missions.models import Carrier, CarrierInvitation, CarrierMember, CarrierProfile
+from missions.onboarding.services import PROFILE_FIELDS, token_digest
+
+
+def onboarding_carriers() -> QuerySet[Carrier]:
+    """Carriers still onboarding, newest first, each with its invitations and members."""
+    return (
+        Carrier.objects.filter(status=CarrierStatus.ONBOARDING)
+        .select_related("profile")
+        .prefetch_related(
+            Prefetch("invitations", queryset=CarrierInvitation.objects.select_related("invited_by", "accepted_by")),
+            Prefetch("members", queryset=CarrierMember.objects.select_related("user")),
+        )
+        .order_by("-created_at")
+    )
+
+
+def invitation_by_token(token: str) -> CarrierInvitation | None:
+    if not token or len(token) > 200:
+        return None
+    return CarrierInvitation.objects.select_related("carrier").filter(token_sha256=token_digest(token)).first()
+
+
+def member_of(user: AbstractBaseUser | AnonymousUser) -> CarrierMember | None:
+    if not user.is_authenticated:
+        return None
+    return CarrierMember.objects.select_related("carrier").filter(user_id=user.pk).first()
+
+
+def carrier_profile(carrier_id: int) -> CarrierProfile | None:
+    return CarrierProfile.objects.filter(carrier_id=carrier_id).first()
+
+
+def profile_initial(profile: CarrierProfile | None) -> dict[str, Any]:
+    if profile is None:
+        return {}
+    return {f: getattr(profile, f) for f in PROFILE_FIELDS}

@@ -1,0 +1,15 @@
+"""Onboarding routes (mounted at the site root): the console's invitations and the carrier portal."""
+
+from django.urls import URLPattern, path
+
+from missions.onboarding import views
+
+app_name = "onboarding"
+
+urlpatterns: list[URLPattern] = [
+    path("carriers/onboarding/", views.onboarding_list, name="list"),
+    path("carriers/onboarding/invitations/<int:pk>/revoke/", views.invitation_revoke, name="revoke"),
+    path("portal/", views.portal, name="portal"),
+    # Open: the link is the credential (tms_console.middleware lets /portal/invitations/ through).
+    path("portal/invitations/<str:token>/", views.invitation_accept, name="accept"),
+]

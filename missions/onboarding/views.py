@@ -1,0 +1,215 @@
+"""Onboarding pages: the carrier manager's invitations (console) and the carrier portal.
+
+Console side (``MANAGE_CARRIERS``): the carriers in onboarding with their
+invitations, a form to invite one (the link is shown once and mailed), and
+withdrawing an unused invitation.
+
+Carrier side: the invitation link (open to anyone holding it) creates one
+portal account; from then on that person signs in as every console user does,
+with a one-time code (the console's 2FA gate sends a new account to set up its
+device first), and sees only their carrier's portal. Portal pages answer 404
+to anyone who is not a member, so they do not reveal which carriers exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.core.mail import send_mail
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from missions.events import Actor
+from missions.models import CarrierInvitation, CarrierMember
+from missions.models.onboarding import CarrierAuthMethod
+from missions.onboarding import selectors, services
+from tms_console.domain import DomainError
+from tms_console.permissions import console_permission_required
+from tms_console.roles import MANAGE_CARRIERS
+
+
+class InviteForm(forms.Form):
+    legal_name = forms.CharField(label="Carrier's legal name", max_length=120)
+    email = forms.EmailField(label="Email of its integration contact")
+
+
+class AcceptForm(forms.Form):
+    username = forms.CharField(label="User name", max_length=150)
+    password = forms.CharField(label="Password", widget=forms.PasswordInput, max_length=128)
+    password_again = forms.CharField(label="Password again", widget=forms.PasswordInput, max_length=128)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("password") and data.get("password") != data.get("password_again"):
+            self.add_error("password_again", "The two passwords differ.")
+        return data
+
+
+class ProfileForm(forms.Form):
+    legal_name = forms.CharField(label="Legal name", max_length=200)
+    scac = forms.CharField(label="SCAC", max_length=4, required=False, help_text="2 to 4 capital letters")
+    usdot_number = forms.CharField(label="USDOT number", max_length=8, required=False)
+    mc_number = forms.CharField(label="MC number", max_length=8, required=False, help_text="digits only, no MC-")
+    contact_name = forms.CharField(label="Integration contact", max_length=120, required=False)
+    contact_email = forms.EmailField(label="Contact email", required=False)
+    contact_phone = forms.CharField(label="Contact phone", max_length=32, required=False)
+    odd_hours = forms.CharField(label="Operating hours", max_length=11, initial="00:00-24:00")
+    odd_max_wind_kph = forms.IntegerField(label="Highest wind (km/h)", min_value=0, max_value=300, required=False)
+    odd_min_visibility_m = forms.IntegerField(
+        label="Lowest visibility (m)", min_value=0, max_value=100_000, required=False
+    )
+    odd_snow_allowed = forms.BooleanField(label="Operates in snow", required=False)
+    sandbox_api_url = forms.CharField(label="Sandbox API base URL", max_length=500, required=False)
+    production_api_url = forms.CharField(label="Production API base URL", max_length=500, required=False)
+    auth_method = forms.ChoiceField(label="How it authenticates", choices=CarrierAuthMethod.choices)
+
+    def clean_scac(self) -> str:
+        return str(self.cleaned_data.get("scac") or "").strip().upper()
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for field in ("usdot_number", "mc_number", "contact_phone", "odd_hours", "sandbox_api_url"):
+            if isinstance(data.get(field), str):
+                data[field] = data[field].strip()
+        if isinstance(data.get("production_api_url"), str):
+            data["production_api_url"] = data["production_api_url"].strip()
+        if self.errors:
+            return data
+        for field, message in services.profile_errors(data).items():
+            self.add_error(field, message)
+        return data
+
+
+def _invitation_url(request: HttpRequest, token: str) -> str:
+    path = reverse("onboarding:accept", args=[token])
+    return f"{settings.PUBLIC_BASE_URL.rstrip('/')}{path}"
+
+
+def _mail_invitation(*, email: str, legal_name: str, link: str, hours: int) -> str:
+    """Send the invitation; the error in words when the mail could not be handed over, else ''."""
+    try:
+        send_mail(
+            subject=f"{legal_name}: your invitation to the carrier portal",
+            message=(
+                f"You are invited to set up {legal_name} as a carrier.\n\n"
+                f"Open this link within {hours} hours to create your portal account (it works once):\n{link}\n\n"
+                "You will set up a one-time code app when you first sign in."
+            ),
+            from_email=None,
+            recipient_list=[email],
+        )
+    except OSError as exc:
+        return str(exc) or exc.__class__.__name__
+    return ""
+
+
+@console_permission_required(MANAGE_CARRIERS)
+def onboarding_list(request: HttpRequest) -> HttpResponse:
+    form = InviteForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            issued = services.carrier_invite(
+                legal_name=form.cleaned_data["legal_name"],
+                email=form.cleaned_data["email"],
+                actor=Actor.for_user(request.user),
+            )
+        except DomainError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            link = _invitation_url(request, issued.token)
+            mail_error = _mail_invitation(
+                email=issued.invitation.email,
+                legal_name=issued.invitation.carrier.name,
+                link=link,
+                hours=settings.ONBOARDING_INVITATION_HOURS,
+            )
+            return render(
+                request,
+                "onboarding/invited.html",
+                {"invitation": issued.invitation, "link": link, "mail_error": mail_error, "nav": "carriers"},
+            )
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request,
+        "onboarding/list.html",
+        {
+            "form": form,
+            "carriers": selectors.onboarding_carriers(),
+            "invitation_hours": settings.ONBOARDING_INVITATION_HOURS,
+            "now": timezone.now(),
+            "nav": "carriers",
+        },
+        status=status,
+    )
+
+
+@require_POST
+@console_permission_required(MANAGE_CARRIERS)
+def invitation_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        services.invitation_revoke(invitation_id=pk, actor=Actor.for_user(request.user))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    except CarrierInvitation.DoesNotExist as exc:
+        raise Http404("no such invitation") from exc
+    else:
+        messages.success(request, "The invitation was withdrawn; its link no longer works.")
+    return redirect("onboarding:list")
+
+
+def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    """Open to whoever holds the link: one portal account, then the sign-in with a one-time code set-up."""
+    invitation = selectors.invitation_by_token(token)
+    problem = services.invitation_problem(invitation)
+    if problem is not None:
+        return render(request, "onboarding/accept.html", {"problem": problem}, status=410 if invitation else 404)
+    assert invitation is not None
+    form = AcceptForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.invitation_accept(
+                token=token, username=form.cleaned_data["username"], password=form.cleaned_data["password"]
+            )
+        except DomainError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, "Your account is ready. Sign in; you will then set up your one-time code app.")
+            return redirect(f"{reverse('two_factor:login')}?next={reverse('onboarding:portal')}")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "onboarding/accept.html", {"form": form, "invitation": invitation}, status=status)
+
+
+def _member(request: HttpRequest) -> CarrierMember:
+    member = selectors.member_of(request.user)
+    if member is None:
+        raise Http404("not a carrier portal member")
+    return member
+
+
+def portal(request: HttpRequest) -> HttpResponse:
+    """The carrier's own page: its status and profile (the 2FA gate has already run)."""
+    member = _member(request)
+    profile = selectors.carrier_profile(member.carrier_id)
+    form = ProfileForm(request.POST or None, initial=selectors.profile_initial(profile))
+    if request.method == "POST" and form.is_valid():
+        values = {f: form.cleaned_data[f] for f in services.PROFILE_FIELDS}
+        try:
+            services.profile_update(carrier_id=member.carrier_id, values=values, actor=Actor.for_user(request.user))
+        except DomainError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, "Profile saved.")
+            return redirect("onboarding:portal")
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request,
+        "onboarding/portal.html",
+        {"member": member, "carrier": member.carrier, "profile": profile, "form": form},
+        status=status,
+    )
