@@ -14,6 +14,7 @@ class MissionsConfig(AppConfig):
         from missions.events import event_broadcast, layer_is_shared, security_event_audit
         from missions.evidence import checks
         from missions.evidence import subscribers as evidence_subscribers
+        from missions.onboarding import tasks as onboarding_tasks  # noqa: F401  (registers the beat task)
         from missions.ota import subscribers as ota_subscribers
         from missions.partner.api import backfill
         from missions.subscriptions import ALL_ACTIONS, event_subscribe

@@ -375,6 +375,20 @@ for _network in EGRESS_ALLOWED_NETWORKS:
 ONBOARDING_INVITATION_HOURS: int = env.int("ONBOARDING_INVITATION_HOURS", default=168)
 if not 1 <= ONBOARDING_INVITATION_HOURS <= 24 * 30:
     raise ImproperlyConfigured("ONBOARDING_INVITATION_HOURS must be between 1 and 720.")
+# Compliance documents (missions/onboarding/compliance.py): the largest PDF accepted (a console form's
+# whole body is capped at DATA_UPLOAD_MAX_MEMORY_SIZE), the coverage a certificate of insurance must
+# show, and how many days before a document's expiry its warnings go out.
+COMPLIANCE_DOCUMENT_MAX_BYTES: int = env.int("COMPLIANCE_DOCUMENT_MAX_BYTES", default=2_097_152)
+if not 1024 <= COMPLIANCE_DOCUMENT_MAX_BYTES <= DATA_UPLOAD_MAX_MEMORY_SIZE - 262_144:
+    raise ImproperlyConfigured(
+        f"COMPLIANCE_DOCUMENT_MAX_BYTES must be between 1024 and {DATA_UPLOAD_MAX_MEMORY_SIZE - 262_144}"
+        " (a form's body is capped at DATA_UPLOAD_MAX_MEMORY_SIZE)."
+    )
+INSURANCE_MIN_AUTO_LIABILITY_USD: int = env.int("INSURANCE_MIN_AUTO_LIABILITY_USD", default=1_000_000)
+INSURANCE_MIN_CARGO_USD: int = env.int("INSURANCE_MIN_CARGO_USD", default=100_000)
+COMPLIANCE_WARNING_DAYS: list[int] = [int(d) for d in env.list("COMPLIANCE_WARNING_DAYS", default=["30", "7"])]
+if not COMPLIANCE_WARNING_DAYS or any(not 1 <= d <= 365 for d in COMPLIANCE_WARNING_DAYS):
+    raise ImproperlyConfigured("COMPLIANCE_WARNING_DAYS lists days between 1 and 365, e.g. 30,7.")
 # Outgoing mail (invitations): a django-environ email URL, e.g. smtp+tls://user:pass@mail.example:587.
 # The default writes mails to the process's output.
 _email = env.email_url("EMAIL_URL", default="consolemail://")
@@ -453,6 +467,8 @@ globals().setdefault("CELERY_BEAT_SCHEDULE", {}).update(
         "events-retry": {"task": "missions.events.retry", "schedule": EVENT_RETRY_SECONDS},
         "idempotency-purge": {"task": "missions.idempotency_purge", "schedule": 3600.0},
         "webhook-receipts-purge": {"task": "missions.webhook_receipts_purge", "schedule": 3600.0},
+        # Idempotent (each warning once, one pause): hourly, so a beat restart never skips a day.
+        "compliance-watch": {"task": "missions.onboarding.compliance_watch", "schedule": 3600.0},
     }
 )
 SPECTACULAR_SETTINGS: dict[str, Any] = {

@@ -27,6 +27,8 @@ EVENT_ACTIONS: dict[str, str] = {
     "carrier.invitation_accepted": "A carrier's invitation was used: its portal account exists.",
     "carrier.invitation_revoked": "An unused invitation to the carrier portal was withdrawn.",
     "carrier.profile_updated": "A carrier changed its profile in the carrier portal.",
+    "carrier.compliance_document_added": "A carrier's compliance document (insurance, a permit) was accepted.",
+    "carrier.compliance_expiring": "A carrier's compliance document expires soon; its people were warned.",
     "carrier.fleet_paused": "A carrier's fleet was paused (no new missions).",
     "carrier.fleet_resumed": "A carrier's fleet was resumed.",
     "carrier.circuit_opened": "The circuit breaker to a carrier's API opened.",

@@ -18,7 +18,14 @@ from missions.models.edi import EdiControlCounter, EdiInterchange, EdiPartner  #
 from missions.models.evidence import Attestation, Checkpoint, TransparencyLogEntry  # noqa: F401
 from missions.models.flags import CarrierFlag
 from missions.models.identity import CarrierTrustDomain, TrustBundleCertificate  # noqa: F401
-from missions.models.onboarding import CarrierAuthMethod, CarrierInvitation, CarrierMember, CarrierProfile
+from missions.models.onboarding import (
+    CarrierAuthMethod,
+    CarrierInvitation,
+    CarrierMember,
+    CarrierProfile,
+    ComplianceDocument,
+    ComplianceKind,
+)
 from missions.models.ota import CarrierOtaRepository, OtaRepositoryRole, SoftwareStatus, VehicleSoftware
 from missions.models.outbound import OutboundCall, TenderWaterfall  # noqa: F401
 from missions.models.outbox import EventDelivery, EventDeliveryStatus
@@ -49,6 +56,8 @@ __all__ = [
     "CarrierOtaRepository",
     "CarrierProfile",
     "CarrierSigningKey",
+    "ComplianceDocument",
+    "ComplianceKind",
     "DeadLetter",
     "DeadLetterStatus",
     "EventDelivery",

@@ -75,7 +75,51 @@ class CarrierProfile(models.Model):
     sandbox_api_url = models.URLField(max_length=500, blank=True)
     production_api_url = models.URLField(max_length=500, blank=True)
     auth_method = models.CharField(max_length=30, choices=CarrierAuthMethod.choices, default=CarrierAuthMethod.OAUTH)
+    # The pause reason the compliance watch set, while that pause lasts: it resumes only its own pause.
+    compliance_pause_reason = models.CharField(max_length=300, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"profile of {self.carrier.slug}"
+
+
+class ComplianceKind(models.TextChoices):
+    INSURANCE = "insurance", "Certificate of insurance"
+    PERMIT = "permit", "Operating permit"
+
+
+class ComplianceDocument(models.Model):
+    """A compliance document a carrier uploaded in the portal: the PDF itself, its digest and what it states.
+
+    The PDF is kept in the database (a few hundred kilobytes, written in the same transaction as
+    its facts, so a document is never stored half). Valid from ``effective_on`` through
+    ``expires_on``; the daily watch warns before and pauses tendering after
+    (``missions.onboarding.compliance``).
+    """
+
+    carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="compliance_documents")
+    kind = models.CharField(max_length=20, choices=ComplianceKind.choices)
+    # A permit's state (two-letter code); empty for the certificate of insurance.
+    state = models.CharField(max_length=2, blank=True)
+    filename = models.CharField(max_length=200)
+    content = models.BinaryField()
+    size = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    insurer = models.CharField(max_length=120, blank=True)
+    policy_number = models.CharField(max_length=60, blank=True)
+    auto_liability_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    cargo_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    effective_on = models.DateField()
+    expires_on = models.DateField()
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+    # Days-before-expiry warnings already sent (e.g. [30, 7]), so each goes out once.
+    warnings_sent = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-uploaded_at"]
+        indexes = [models.Index(fields=["carrier", "kind", "state", "expires_on"], name="compliance_current")]
+
+    def __str__(self) -> str:
+        what = f"{self.get_kind_display()} {self.state}".strip()
+        return f"{what} of {self.carrier.slug} until {self.expires_on}"

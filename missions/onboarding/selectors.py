@@ -8,7 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Prefetch, QuerySet
 
 from missions.choices import CarrierStatus
-from missions.models import Carrier, CarrierInvitation, CarrierMember, CarrierProfile
+from missions.models import Carrier, CarrierInvitation, CarrierMember, CarrierProfile, ComplianceDocument
 from missions.onboarding.services import PROFILE_FIELDS, token_digest
 
 
@@ -39,6 +39,16 @@ def member_of(user: AbstractBaseUser | AnonymousUser) -> CarrierMember | None:
 
 def carrier_profile(carrier_id: int) -> CarrierProfile | None:
     return CarrierProfile.objects.filter(carrier_id=carrier_id).first()
+
+
+def carrier_documents(carrier_id: int) -> QuerySet[ComplianceDocument]:
+    """A carrier's compliance documents, newest first, without their bytes."""
+    return ComplianceDocument.objects.filter(carrier_id=carrier_id).defer("content").select_related("uploaded_by")
+
+
+def carrier_document(carrier_id: int, pk: int) -> ComplianceDocument | None:
+    """One of the carrier's documents with its PDF; None for another carrier's."""
+    return ComplianceDocument.objects.filter(carrier_id=carrier_id, pk=pk).first()
 
 
 def profile_initial(profile: CarrierProfile | None) -> dict[str, Any]:

@@ -10,6 +10,8 @@ urlpatterns: list[URLPattern] = [
     path("carriers/onboarding/", views.onboarding_list, name="list"),
     path("carriers/onboarding/invitations/<int:pk>/revoke/", views.invitation_revoke, name="revoke"),
     path("portal/", views.portal, name="portal"),
+    path("portal/documents/", views.document_upload, name="document_upload"),
+    path("portal/documents/<int:pk>/", views.document_download, name="document_download"),
     # Open: the link is the credential (tms_console.middleware lets /portal/invitations/ through).
     path("portal/invitations/<str:token>/", views.invitation_accept, name="accept"),
 ]

@@ -27,8 +27,8 @@ from django.views.decorators.http import require_POST
 
 from missions.events import Actor
 from missions.models import CarrierInvitation, CarrierMember
-from missions.models.onboarding import CarrierAuthMethod
-from missions.onboarding import selectors, services
+from missions.models.onboarding import CarrierAuthMethod, ComplianceKind
+from missions.onboarding import compliance, selectors, services
 from tms_console.domain import DomainError
 from tms_console.permissions import console_permission_required
 from tms_console.roles import MANAGE_CARRIERS
@@ -84,6 +84,48 @@ class ProfileForm(forms.Form):
         for field, message in services.profile_errors(data).items():
             self.add_error(field, message)
         return data
+
+
+class DocumentForm(forms.Form):
+    kind = forms.ChoiceField(label="Document", choices=ComplianceKind.choices)
+    state = forms.CharField(label="State (permits)", max_length=2, required=False, help_text="two letters, e.g. TX")
+    file = forms.FileField(label="PDF file")
+    insurer = forms.CharField(label="Insurer", max_length=120, required=False)
+    policy_number = forms.CharField(label="Policy number", max_length=60, required=False)
+    auto_liability_usd = forms.DecimalField(
+        label="Auto liability (USD)", max_digits=12, decimal_places=2, min_value=0, required=False
+    )
+    cargo_usd = forms.DecimalField(label="Cargo (USD)", max_digits=12, decimal_places=2, min_value=0, required=False)
+    effective_on = forms.DateField(label="Effective from", help_text="YYYY-MM-DD")
+    expires_on = forms.DateField(label="Expires on", help_text="YYYY-MM-DD, the last day it is valid")
+
+    def clean_state(self) -> str:
+        return str(self.cleaned_data.get("state") or "").strip().upper()
+
+    def facts(self) -> compliance.DocumentFacts | None:
+        """The upload as facts, or None after adding the errors the checks found to the form."""
+        data = self.cleaned_data
+        upload = data["file"]
+        limit = settings.COMPLIANCE_DOCUMENT_MAX_BYTES
+        if upload.size > limit:
+            self.add_error("file", f"The file is {upload.size:,} bytes; the most is {limit:,} bytes.")
+            return None
+        facts = compliance.DocumentFacts(
+            kind=data["kind"],
+            state=data["state"],
+            filename=str(upload.name or "document.pdf"),
+            content=upload.read(),
+            insurer=data.get("insurer") or "",
+            policy_number=data.get("policy_number") or "",
+            auto_liability_usd=data.get("auto_liability_usd"),
+            cargo_usd=data.get("cargo_usd"),
+            effective_on=data["effective_on"],
+            expires_on=data["expires_on"],
+        )
+        errors = compliance.document_errors(facts, today=timezone.localdate())
+        for field, message in errors.items():
+            self.add_error(field if field in self.fields else None, message)
+        return None if errors else facts
 
 
 def _invitation_url(request: HttpRequest, token: str) -> str:
@@ -192,12 +234,40 @@ def _member(request: HttpRequest) -> CarrierMember:
     return member
 
 
-def portal(request: HttpRequest) -> HttpResponse:
-    """The carrier's own page: its status and profile (the 2FA gate has already run)."""
-    member = _member(request)
+def _portal_page(
+    request: HttpRequest,
+    member: CarrierMember,
+    *,
+    form: ProfileForm | None = None,
+    document_form: DocumentForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
     profile = selectors.carrier_profile(member.carrier_id)
-    form = ProfileForm(request.POST or None, initial=selectors.profile_initial(profile))
-    if request.method == "POST" and form.is_valid():
+    return render(
+        request,
+        "onboarding/portal.html",
+        {
+            "member": member,
+            "carrier": member.carrier,
+            "profile": profile,
+            "form": form or ProfileForm(initial=selectors.profile_initial(profile)),
+            "document_form": document_form or DocumentForm(),
+            "documents": selectors.carrier_documents(member.carrier_id),
+            "current": {d.pk for d in compliance.current_documents(member.carrier_id)},
+            "today": timezone.localdate(),
+            "max_bytes": settings.COMPLIANCE_DOCUMENT_MAX_BYTES,
+        },
+        status=status,
+    )
+
+
+def portal(request: HttpRequest) -> HttpResponse:
+    """The carrier's own page: its status, profile and compliance documents (the 2FA gate has already run)."""
+    member = _member(request)
+    if request.method != "POST":
+        return _portal_page(request, member)
+    form = ProfileForm(request.POST)
+    if form.is_valid():
         values = {f: form.cleaned_data[f] for f in services.PROFILE_FIELDS}
         try:
             services.profile_update(carrier_id=member.carrier_id, values=values, actor=Actor.for_user(request.user))
@@ -206,10 +276,32 @@ def portal(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, "Profile saved.")
             return redirect("onboarding:portal")
-    status = 400 if request.method == "POST" else 200
-    return render(
-        request,
-        "onboarding/portal.html",
-        {"member": member, "carrier": member.carrier, "profile": profile, "form": form},
-        status=status,
-    )
+    return _portal_page(request, member, form=form, status=400)
+
+
+@require_POST
+def document_upload(request: HttpRequest) -> HttpResponse:
+    member = _member(request)
+    form = DocumentForm(request.POST, request.FILES)
+    facts = form.facts() if form.is_valid() else None
+    if facts is not None:
+        try:
+            compliance.document_add(carrier_id=member.carrier_id, facts=facts, actor=Actor.for_user(request.user))
+        except DomainError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, f"{ComplianceKind(facts.kind).label} accepted.")
+            return redirect("onboarding:portal")
+    return _portal_page(request, member, document_form=form, status=400)
+
+
+def document_download(request: HttpRequest, pk: int) -> HttpResponse:
+    """A member's own document back, as the PDF it was uploaded as (never rendered inline)."""
+    member = _member(request)
+    document = selectors.carrier_document(member.carrier_id, pk)
+    if document is None:
+        raise Http404("no such document")
+    answer = HttpResponse(bytes(document.content), content_type="application/pdf")
+    answer["Content-Disposition"] = f'attachment; filename="compliance-{document.pk}.pdf"'
+    answer["X-Content-Type-Options"] = "nosniff"
+    return answer
