@@ -389,6 +389,10 @@ INSURANCE_MIN_CARGO_USD: int = env.int("INSURANCE_MIN_CARGO_USD", default=100_00
 COMPLIANCE_WARNING_DAYS: list[int] = [int(d) for d in env.list("COMPLIANCE_WARNING_DAYS", default=["30", "7"])]
 if not COMPLIANCE_WARNING_DAYS or any(not 1 <= d <= 365 for d in COMPLIANCE_WARNING_DAYS):
     raise ImproperlyConfigured("COMPLIANCE_WARNING_DAYS lists days between 1 and 365, e.g. 30,7.")
+# Certification runs against a carrier's sandbox (missions/onboarding/certification.py): the deadline of
+# each call, and the bound on the 95th percentile of the run's answered calls.
+CERTIFICATION_CALL_TIMEOUT_SECONDS: float = env.float("CERTIFICATION_CALL_TIMEOUT_SECONDS", default=10.0)
+CERTIFICATION_LATENCY_P95_MS: float = env.float("CERTIFICATION_LATENCY_P95_MS", default=1000.0)
 # Outgoing mail (invitations): a django-environ email URL, e.g. smtp+tls://user:pass@mail.example:587.
 # The default writes mails to the process's output.
 _email = env.email_url("EMAIL_URL", default="consolemail://")

@@ -23,6 +23,8 @@ from missions.models.onboarding import (
     CarrierInvitation,
     CarrierMember,
     CarrierProfile,
+    CertificationRun,
+    CertificationStatus,
     ComplianceDocument,
     ComplianceKind,
 )
@@ -56,6 +58,8 @@ __all__ = [
     "CarrierOtaRepository",
     "CarrierProfile",
     "CarrierSigningKey",
+    "CertificationRun",
+    "CertificationStatus",
     "ComplianceDocument",
     "ComplianceKind",
     "DeadLetter",

@@ -73,6 +73,9 @@ class CarrierProfile(models.Model):
     odd_min_visibility_m = models.PositiveIntegerField(null=True, blank=True)
     odd_snow_allowed = models.BooleanField(default=False)
     sandbox_api_url = models.URLField(max_length=500, blank=True)
+    # The sandbox's OAuth client credentials for our certification runs (test credentials, never production).
+    sandbox_client_id = models.CharField(max_length=200, blank=True)
+    sandbox_client_secret = models.CharField(max_length=200, blank=True)
     production_api_url = models.URLField(max_length=500, blank=True)
     auth_method = models.CharField(max_length=30, choices=CarrierAuthMethod.choices, default=CarrierAuthMethod.OAUTH)
     # The pause reason the compliance watch set, while that pause lasts: it resumes only its own pause.
@@ -123,3 +126,36 @@ class ComplianceDocument(models.Model):
     def __str__(self) -> str:
         what = f"{self.get_kind_display()} {self.state}".strip()
         return f"{what} of {self.carrier.slug} until {self.expires_on}"
+
+
+class CertificationStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+
+
+class CertificationRun(models.Model):
+    """One run of the conformance checks against a carrier's sandbox (``missions.onboarding.certification``).
+
+    ``checks`` holds every check in order, each with its status, what was sent and answered
+    (secrets redacted), and a hint when it failed; it is saved after each check, so the page
+    shows progress and a run taken over after a worker restart resumes where it stopped.
+    """
+
+    carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="certification_runs")
+    run_key = models.UUIDField(unique=True)  # seeds the run's Idempotency-Keys: a resumed run resends the same
+    contract_version = models.CharField(max_length=20)
+    sandbox_url = models.URLField(max_length=500)
+    status = models.CharField(max_length=10, choices=CertificationStatus.choices, default=CertificationStatus.QUEUED)
+    checks = models.JSONField(default=list)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"certification {self.pk} of {self.carrier.slug}: {self.status}"

@@ -8,7 +8,14 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Prefetch, QuerySet
 
 from missions.choices import CarrierStatus
-from missions.models import Carrier, CarrierInvitation, CarrierMember, CarrierProfile, ComplianceDocument
+from missions.models import (
+    Carrier,
+    CarrierInvitation,
+    CarrierMember,
+    CarrierProfile,
+    CertificationRun,
+    ComplianceDocument,
+)
 from missions.onboarding.services import PROFILE_FIELDS, token_digest
 
 
@@ -20,6 +27,7 @@ def onboarding_carriers() -> QuerySet[Carrier]:
         .prefetch_related(
             Prefetch("invitations", queryset=CarrierInvitation.objects.select_related("invited_by", "accepted_by")),
             Prefetch("members", queryset=CarrierMember.objects.select_related("user")),
+            Prefetch("certification_runs", queryset=CertificationRun.objects.order_by("-created_at")),
         )
         .order_by("-created_at")
     )
@@ -51,7 +59,19 @@ def carrier_document(carrier_id: int, pk: int) -> ComplianceDocument | None:
     return ComplianceDocument.objects.filter(carrier_id=carrier_id, pk=pk).first()
 
 
+def certification_runs(carrier_id: int) -> QuerySet[CertificationRun]:
+    return CertificationRun.objects.filter(carrier_id=carrier_id).select_related("started_by")
+
+
+def certification_run(carrier_id: int | None, pk: int) -> CertificationRun | None:
+    """A run by id; with ``carrier_id``, only one of that carrier's (None for another carrier's)."""
+    runs = CertificationRun.objects.select_related("carrier", "started_by").filter(pk=pk)
+    if carrier_id is not None:
+        runs = runs.filter(carrier_id=carrier_id)
+    return runs.first()
+
+
 def profile_initial(profile: CarrierProfile | None) -> dict[str, Any]:
     if profile is None:
         return {}
-    return {f: getattr(profile, f) for f in PROFILE_FIELDS}
+    return {f: getattr(profile, f) for f in PROFILE_FIELDS}  # the sandbox secret is never sent back

@@ -181,6 +181,7 @@ PROFILE_FIELDS = (
     "odd_min_visibility_m",
     "odd_snow_allowed",
     "sandbox_api_url",
+    "sandbox_client_id",
     "production_api_url",
     "auth_method",
 )
@@ -226,16 +227,22 @@ def profile_update(*, carrier_id: int, values: dict[str, Any], actor: Actor) -> 
             setattr(profile, field, values[field])
     after = {f: getattr(profile, f) for f in PROFILE_FIELDS}
     changed = sorted(f for f in PROFILE_FIELDS if before[f] != after[f])
+    # The sandbox secret is write-only: a blank one keeps the stored secret; the event says only that it changed.
+    secret = str(values.get("sandbox_client_secret") or "")
+    if secret and secret != profile.sandbox_client_secret:
+        profile.sandbox_client_secret = secret
+        changed.append("sandbox_client_secret")
     if not changed:
         return profile
     profile.save()
+    masked = {"sandbox_client_secret": "(changed)"}
     event_record(
         actor=actor,
         action="carrier.profile_updated",
         subject_type="carrier",
         subject_id=carrier_id,
-        before={f: before[f] for f in changed},
-        after={f: after[f] for f in changed},
+        before={f: masked.get(f, before.get(f)) for f in changed},
+        after={f: masked.get(f, after.get(f)) for f in changed},
         carrier=profile.carrier,
     )
     return profile

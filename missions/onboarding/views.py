@@ -19,6 +19,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.mail import send_mail
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -26,9 +27,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from missions.events import Actor
-from missions.models import CarrierInvitation, CarrierMember
+from missions.models import CarrierInvitation, CarrierMember, CertificationRun, CertificationStatus
 from missions.models.onboarding import CarrierAuthMethod, ComplianceKind
-from missions.onboarding import compliance, selectors, services
+from missions.onboarding import certification, compliance, selectors, services, tasks
 from tms_console.domain import DomainError
 from tms_console.permissions import console_permission_required
 from tms_console.roles import MANAGE_CARRIERS
@@ -66,6 +67,14 @@ class ProfileForm(forms.Form):
     )
     odd_snow_allowed = forms.BooleanField(label="Operates in snow", required=False)
     sandbox_api_url = forms.CharField(label="Sandbox API base URL", max_length=500, required=False)
+    sandbox_client_id = forms.CharField(label="Sandbox OAuth client id", max_length=200, required=False)
+    sandbox_client_secret = forms.CharField(
+        label="Sandbox OAuth client secret",
+        max_length=200,
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="test credentials of the sandbox only; leave blank to keep the one stored",
+    )
     production_api_url = forms.CharField(label="Production API base URL", max_length=500, required=False)
     auth_method = forms.ChoiceField(label="How it authenticates", choices=CarrierAuthMethod.choices)
 
@@ -253,6 +262,7 @@ def _portal_page(
             "form": form or ProfileForm(initial=selectors.profile_initial(profile)),
             "document_form": document_form or DocumentForm(),
             "documents": selectors.carrier_documents(member.carrier_id),
+            "runs": selectors.certification_runs(member.carrier_id)[:10],
             "current": {d.pk for d in compliance.current_documents(member.carrier_id)},
             "today": timezone.localdate(),
             "max_bytes": settings.COMPLIANCE_DOCUMENT_MAX_BYTES,
@@ -269,6 +279,7 @@ def portal(request: HttpRequest) -> HttpResponse:
     form = ProfileForm(request.POST)
     if form.is_valid():
         values = {f: form.cleaned_data[f] for f in services.PROFILE_FIELDS}
+        values["sandbox_client_secret"] = form.cleaned_data["sandbox_client_secret"]
         try:
             services.profile_update(carrier_id=member.carrier_id, values=values, actor=Actor.for_user(request.user))
         except DomainError as exc:
@@ -305,3 +316,63 @@ def document_download(request: HttpRequest, pk: int) -> HttpResponse:
     answer["Content-Disposition"] = f'attachment; filename="compliance-{document.pk}.pdf"'
     answer["X-Content-Type-Options"] = "nosniff"
     return answer
+
+
+def _start_certification(request: HttpRequest, carrier_id: int) -> CertificationRun | None:
+    try:
+        run = certification.certification_start(carrier_id=carrier_id, actor=Actor.for_user(request.user))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return None
+    transaction.on_commit(lambda: tasks.certification_run.delay(run.pk))
+    return run
+
+
+@require_POST
+def certification_start(request: HttpRequest) -> HttpResponse:
+    member = _member(request)
+    run = _start_certification(request, member.carrier_id)
+    if run is None:
+        return redirect("onboarding:portal")
+    return redirect("onboarding:certification", pk=run.pk)
+
+
+def _run_page(request: HttpRequest, run: CertificationRun) -> HttpResponse:
+    return render(
+        request,
+        "onboarding/certification.html",
+        {
+            "run": run,
+            "carrier": run.carrier,
+            "done": sum(1 for c in run.checks if c["status"] != "pending"),
+            "live": run.status in (CertificationStatus.QUEUED, CertificationStatus.RUNNING),
+            "portal": selectors.member_of(request.user) is not None,
+            "nav": "carriers",
+        },
+    )
+
+
+def certification_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A run of the member's own carrier, live while it runs (the page reloads itself)."""
+    member = _member(request)
+    run = selectors.certification_run(member.carrier_id, pk)
+    if run is None:
+        raise Http404("no such run")
+    return _run_page(request, run)
+
+
+@console_permission_required(MANAGE_CARRIERS)
+def console_certification(request: HttpRequest, pk: int) -> HttpResponse:
+    run = selectors.certification_run(None, pk)
+    if run is None:
+        raise Http404("no such run")
+    return _run_page(request, run)
+
+
+@require_POST
+@console_permission_required(MANAGE_CARRIERS)
+def console_certification_start(request: HttpRequest, carrier_pk: int) -> HttpResponse:
+    run = _start_certification(request, carrier_pk)
+    if run is None:
+        return redirect("onboarding:list")
+    return redirect("onboarding:console_certification", pk=run.pk)

@@ -1,0 +1,185 @@
+"""Certification runs against the carrier simulator as a sandbox: all pass, a broken sandbox fails the right ones."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from missions.events import Actor
+from missions.models import AuditEvent, Carrier, CarrierProfile, CertificationRun, CertificationStatus
+from missions.onboarding import certification
+from missions.simulators.carrier import CarrierSimulator, SimConfig
+from tests.conftest import make_user, verified_client
+from tests.onboarding.test_portal import _accept, _invite, _portal_client
+from tms_console.domain import DomainError
+from tms_console.roles import CARRIER_MANAGER
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sandbox(settings: Any) -> Iterator[CarrierSimulator]:
+    settings.EGRESS_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    settings.EGRESS_ALLOW_HTTP = True
+    sim = CarrierSimulator(SimConfig(policy={"accept": 1.0}, seed=7, vehicles=["SIM-001"])).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def manager(db: Any) -> User:
+    return make_user("carol", CARRIER_MANAGER)
+
+
+@pytest.fixture
+def carrier(manager: User, sandbox: CarrierSimulator) -> Carrier:
+    _accept(_invite(verified_client(manager)))
+    carrier = Carrier.objects.get(name="Lonestar Autonomy LLC")
+    CarrierProfile.objects.filter(carrier=carrier).update(
+        sandbox_api_url=sandbox.url, sandbox_client_id="sim-carrier", sandbox_client_secret="sim-secret"
+    )
+    return carrier
+
+
+def _run(carrier: Carrier, manager: User) -> CertificationRun:
+    run = certification.certification_start(carrier_id=carrier.pk, actor=Actor.for_user(manager))
+    return certification.certification_run(run.pk)
+
+
+def _results(run: CertificationRun) -> dict[str, str]:
+    return {c["name"]: c["status"] for c in run.checks}
+
+
+def test_a_conforming_sandbox_passes_every_check_with_its_evidence(carrier: Carrier, manager: User) -> None:
+    run = _run(carrier, manager)
+
+    failures = [(c["name"], c.get("detail")) for c in run.checks if c["status"] != "passed"]
+    assert run.status == CertificationStatus.PASSED, failures
+    assert set(_results(run).values()) == {"passed"} and len(run.checks) == len(certification.CHECKS)
+    assert run.contract_version == "1.0.0" and run.started_at and run.finished_at
+    submit = next(c for c in run.checks if c["name"] == "tender_submit")
+    assert submit["evidence"][0]["request"]["headers"]["Authorization"] == "[redacted]"
+    assert submit["evidence"][0]["response"]["status"] == 201
+    stored = json.dumps(run.checks)
+    assert "sim-secret" not in stored
+    token = next(c for c in run.checks if c["name"] == "auth_token")["evidence"][0]
+    assert token["request"]["body"]["client_secret"] == "[redacted]"
+    assert token["response"]["body"]["access_token"] == "[redacted]"
+    finished = AuditEvent.objects.get(action="carrier.certification_finished")
+    assert finished.after is not None and finished.after["status"] == "passed"
+
+
+def test_wrong_sandbox_credentials_fail_the_token_check_and_skip_what_needs_it(carrier: Carrier, manager: User) -> None:
+    CarrierProfile.objects.filter(carrier=carrier).update(sandbox_client_secret="wrong")
+
+    run = _run(carrier, manager)
+
+    results = _results(run)
+    assert run.status == CertificationStatus.FAILED
+    assert results["auth_token"] == "failed" and results["auth_required"] == "passed"
+    assert {results[n] for n in ("health", "tender_submit", "tender_status", "tender_cancel")} == {"skipped"}
+    token = next(c for c in run.checks if c["name"] == "auth_token")
+    assert "Expected 200, got 401" in token["detail"] and "client_credentials" in token["hint"]
+
+
+def test_a_slow_sandbox_fails_only_the_latency_check(
+    carrier: Carrier, manager: User, sandbox: CarrierSimulator, settings: Any
+) -> None:
+    settings.CERTIFICATION_LATENCY_P95_MS = 100
+    sandbox.faults_set(latency_ms=200)
+
+    run = _run(carrier, manager)
+
+    assert {n for n, status in _results(run).items() if status != "passed"} == {"latency_p95"}
+    latency = next(c for c in run.checks if c["name"] == "latency_p95")
+    assert "above the 100 ms bound" in latency["detail"] and latency["hint"]
+
+
+def test_a_sandbox_that_forgets_its_tenders_fails_the_resend_and_the_status_checks(
+    carrier: Carrier, manager: User, sandbox: CarrierSimulator
+) -> None:
+    sandbox.faults_set(lose_tenders=True)
+
+    run = _run(carrier, manager)
+
+    failed = {n for n, status in _results(run).items() if status == "failed"}
+    assert {"idempotent_resend", "tender_status"} <= failed
+    resend = next(c for c in run.checks if c["name"] == "idempotent_resend")
+    assert "another tender" in resend["detail"] and "Idempotency-Key" in resend["hint"]
+
+
+def test_a_run_taken_over_after_a_worker_died_resumes_without_tendering_twice(
+    carrier: Carrier, manager: User, sandbox: CarrierSimulator
+) -> None:
+    run = certification.certification_start(carrier_id=carrier.pk, actor=Actor.for_user(manager))
+    # The first worker ran the checks up to the status poll, then died.
+    original = dict(certification.RUNNERS)
+    stop_at = "tender_status"
+
+    def dying(s: certification.Session) -> str:
+        raise SystemExit("worker lost")
+
+    certification.RUNNERS[stop_at] = dying
+    try:
+        with pytest.raises(SystemExit):
+            certification.certification_run(run.pk)
+    finally:
+        certification.RUNNERS.clear()
+        certification.RUNNERS.update(original)
+    run.refresh_from_db()
+    assert run.status == CertificationStatus.RUNNING and _results(run)["tender_status"] == "pending"
+
+    resumed = certification.certification_run(run.pk)
+
+    assert resumed.status == CertificationStatus.PASSED, resumed.checks
+    assert sandbox.tender_count() == 1  # the resumed run resent its tender under the same key
+
+
+def test_a_run_needs_a_public_sandbox_url_and_only_one_runs_at_a_time(
+    carrier: Carrier, manager: User, settings: Any
+) -> None:
+    actor = Actor.for_user(manager)
+    certification.certification_start(carrier_id=carrier.pk, actor=actor)
+    with pytest.raises(DomainError, match="already under way"):
+        certification.certification_start(carrier_id=carrier.pk, actor=actor)
+    CertificationRun.objects.all().delete()
+    settings.EGRESS_ALLOWED_NETWORKS = []
+    with pytest.raises(DomainError, match="loopback"):
+        certification.certification_start(carrier_id=carrier.pk, actor=actor)
+
+
+def test_the_portal_starts_a_run_and_shows_its_checks(
+    carrier: Carrier, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = _portal_client()
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post("/portal/certification/")
+
+    run = CertificationRun.objects.get(carrier=carrier)
+    assert answer.status_code == 302 and answer["Location"] == f"/portal/certification/{run.pk}/"
+    page = client.get(answer["Location"]).content.decode()
+    assert run.status == CertificationStatus.QUEUED or "Passed" in page
+    run.refresh_from_db()
+    assert run.status == CertificationStatus.PASSED
+    page = client.get(f"/portal/certification/{run.pk}/").content.decode()
+    assert "Passed" in page and 'data-testid="check-idempotent_resend"' in page and "refresh" not in page
+    other = Client()
+    assert other.get(f"/portal/certification/{run.pk}/").status_code == 302  # anonymous: sign in
+
+
+def test_a_sandbox_that_answers_later_is_cancelled_twice(carrier: Carrier, manager: User) -> None:
+    later = CarrierSimulator(SimConfig(answer="async", delay_ms=3_600_000, seed=7, vehicles=["SIM-001"])).start()
+    try:
+        CarrierProfile.objects.filter(carrier=carrier).update(sandbox_api_url=later.url)
+        run = _run(carrier, manager)
+    finally:
+        later.stop()
+
+    cancel = next(c for c in run.checks if c["name"] == "tender_cancel")
+    assert run.status == CertificationStatus.PASSED
+    assert cancel["detail"] == "cancelled, and still cancelled when repeated" and len(cancel["evidence"]) == 2
