@@ -322,7 +322,7 @@ def check_tender_cancel(s: Session) -> str:
         raise CheckSkipped("no tender (tender_submit failed)")
     body = {"reason": "certification run"}
     hint = "POST /tenders/{ref}/cancel must answer 200 with status cancelled, again when repeated."
-    statuses = []
+    statuses: list[str] = []
     for attempt in ("cancel", "cancel-again"):
         answer = s.call("POST", f"/tenders/{s.ref}/cancel", json_body=body, headers={"Idempotency-Key": s.key(attempt)})
         if answer.status_code == 409 and s.status in DECIDED and not statuses:
