@@ -46,6 +46,7 @@ __all__ = [
     "Subject",
     "autonomy_mode_change_statement",
     "canonical_json",
+    "carrier_conformance_statement",
     "dsse_sign",
     "dsse_verify",
     "envelope_parse",
@@ -76,6 +77,7 @@ class StatementKind(StrEnum):
     INCIDENT_REVIEW = "incident-review"
     SLA_BREACH_VERDICT = "sla-breach-verdict"
     TELEMETRY_BACKFILL = "telemetry-backfill"  # a lost-comms gap filled by a store-and-forward upload
+    CARRIER_CONFORMANCE = "carrier-conformance"  # a carrier's certification run against the carrier API contract
 
 
 def predicate_type(kind: StatementKind) -> str:
@@ -243,6 +245,13 @@ def incident_review_statement(*, incident_ref: str, record: Mapping[str, Any]) -
 def sla_breach_verdict_statement(*, breach_ref: str, verdict: str, record: Mapping[str, Any]) -> dict[str, Any]:
     return _record_statement(
         StatementKind.SLA_BREACH_VERDICT, f"urn:tms-console:sla-breach:{breach_ref}", record, {"verdict": verdict}
+    )
+
+
+def carrier_conformance_statement(*, run_ref: str, result: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    """A certification run: the carrier, the contract version, every check and its result in ``record``."""
+    return _record_statement(
+        StatementKind.CARRIER_CONFORMANCE, f"urn:tms-console:certification:{run_ref}", record, {"result": result}
     )
 
 

@@ -33,6 +33,7 @@ from missions.evidence.checkpoint import checkpoint_sign
 from missions.evidence.keys import Signer
 from missions.evidence.note import NoteSigner
 from missions.evidence.selectors import (
+    URN,
     ProofRequestError,
     breach_urn,
     checkpoint_latest,
@@ -353,6 +354,18 @@ def evidence_bundle_for_mission(mission_id: int) -> bytes:
     if not any(a.subject_type == AttestationSubjectType.MISSION for a in attestations):
         raise Conflict("The mission has no attested events yet.")
     return _bundle(mission_urn(mission_id), attestations)
+
+
+def evidence_bundle_for_certification(run_id: int) -> bytes:
+    """A certification run's signed statement with its inclusion proof, the checkpoint and the keys."""
+    attestations = list(
+        Attestation.objects.filter(
+            subject_type=AttestationSubjectType.CERTIFICATION,
+            kind=AttestationKind.CARRIER_CONFORMANCE,
+            subject_id=run_id,
+        ).order_by("log_index")
+    )
+    return _bundle(f"{URN}:certification:{run_id}", attestations)
 
 
 def evidence_bundle_for_breach(breach_id: int) -> bytes:

@@ -26,6 +26,7 @@ class AttestationKind(models.TextChoices):
     INCIDENT_REVIEW = "incident-review", "Incident review"
     SLA_BREACH_VERDICT = "sla-breach-verdict", "SLA breach verdict"
     TELEMETRY_BACKFILL = "telemetry-backfill", "Telemetry gap backfilled"
+    CARRIER_CONFORMANCE = "carrier-conformance", "Carrier conformance certification"
 
 
 class AttestationSubjectType(models.TextChoices):
@@ -35,6 +36,7 @@ class AttestationSubjectType(models.TextChoices):
     SNAPSHOT = "snapshot", "Telemetry snapshot"
     INCIDENT = "incident", "Incident"
     BREACH = "breach", "SLA breach"
+    CERTIFICATION = "certification", "Certification run"
 
 
 _M = TypeVar("_M", bound=models.Model)

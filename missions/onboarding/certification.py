@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import time
 import uuid
@@ -42,9 +43,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from missions.choices import CarrierStatus
 from missions.events import Actor, event_record
+from missions.evidence import dsse
+from missions.evidence import services as evidence_services
 from missions.models import CarrierProfile, CertificationRun, CertificationStatus
+from missions.models.evidence import Attestation, AttestationKind, AttestationSubjectType
 from missions.tendering.carrier_contract import contract, contract_schema_errors
 from tms_console.domain import DomainError
 from tms_console.egress import EgressRefused, GuardedResponse, egress_check, guarded_request
@@ -62,6 +65,7 @@ CHECKS: list[tuple[str, str]] = [
     ("malformed_tender", "Malformed tender is a problem+json error"),
     ("latency_p95", "Latency (95th percentile)"),
 ]
+log = logging.getLogger(__name__)
 REDACTED = "[redacted]"
 DECIDED = ("accepted", "rejected", "expired")
 PROBLEM_TYPE = "application/problem+json"
@@ -432,6 +436,7 @@ def certification_run(run_id: int) -> CertificationRun:
     """Run (or resume) every check of a run, saving after each; finish it as passed or failed."""
     run = CertificationRun.objects.select_related("carrier").get(pk=run_id)
     if run.status in (CertificationStatus.PASSED, CertificationStatus.FAILED):
+        certificate_attest(run)  # a task retried after finishing: the certificate is still signed, once
         return run
     profile = CarrierProfile.objects.get(carrier_id=run.carrier_id)
     session = Session(
@@ -461,7 +466,9 @@ def certification_run(run_id: int) -> CertificationRun:
         outcome["seconds"] = round(time.monotonic() - started, 3)
         run.checks[index] = {**check, **outcome}
         run.save(update_fields=["checks"])
-    return _finish(run)
+    run = _finish(run)
+    certificate_attest(run)
+    return run
 
 
 def _replay(session: Session, name: str) -> None:
@@ -495,5 +502,49 @@ def _finish(run: CertificationRun) -> CertificationRun:
     return run
 
 
-def carrier_may_certify(status: str) -> bool:
-    return status in (CarrierStatus.ONBOARDING, CarrierStatus.ACTIVE, CarrierStatus.PAUSED)
+# --- The certificate -------------------------------------------------------------------------------
+
+
+def certificate_record(run: CertificationRun) -> dict[str, Any]:
+    """What the signed certificate states: the carrier, the contract version, every check and its result."""
+    profile = CarrierProfile.objects.filter(carrier_id=run.carrier_id).first()
+    return {
+        "carrier": {
+            "id": run.carrier_id,
+            "slug": run.carrier.slug,
+            "legalName": profile.legal_name if profile else run.carrier.name,
+            "scac": profile.scac if profile else "",
+            "usdotNumber": profile.usdot_number if profile else "",
+        },
+        "contract": {"name": "docs/carrier-api.yaml", "version": run.contract_version},
+        "sandboxUrl": run.sandbox_url,
+        "run": run.pk,
+        "result": run.status,
+        "startedAt": run.started_at.isoformat() if run.started_at else None,
+        "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
+        "checks": [
+            {k: c.get(k) for k in ("name", "title", "status", "detail", "hint") if c.get(k) is not None}
+            for c in run.checks
+        ],
+    }
+
+
+def certificate_attest(run: CertificationRun) -> Attestation | None:
+    """Sign the finished run's certificate into the evidence log (once); None without a signing key."""
+    if run.status not in (CertificationStatus.PASSED, CertificationStatus.FAILED):
+        return None
+    statement = dsse.carrier_conformance_statement(
+        run_ref=str(run.pk), result=str(run.status), record=certificate_record(run)
+    )
+    try:
+        return evidence_services.attestation_create(
+            kind=AttestationKind.CARRIER_CONFORMANCE,
+            subject=evidence_services.AttestationSubject(AttestationSubjectType.CERTIFICATION, run.pk),
+            statement=statement,
+        )
+    except evidence_services.EvidenceSigningUnavailable:
+        log.error(
+            "certificate not signed: no evidence signing key configured",
+            extra={"event": "evidence.attestation_skipped", "kind": "carrier-conformance", "run": run.pk},
+        )
+        return None

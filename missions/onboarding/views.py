@@ -27,10 +27,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from missions.events import Actor
+from missions.evidence import services as evidence_services
 from missions.models import CarrierInvitation, CarrierMember, CertificationRun, CertificationStatus
 from missions.models.onboarding import CarrierAuthMethod, ComplianceKind
 from missions.onboarding import certification, compliance, selectors, services, tasks
-from tms_console.domain import DomainError
+from tms_console.domain import Conflict, DomainError
 from tms_console.permissions import console_permission_required
 from tms_console.roles import MANAGE_CARRIERS
 
@@ -376,3 +377,31 @@ def console_certification_start(request: HttpRequest, carrier_pk: int) -> HttpRe
     if run is None:
         return redirect("onboarding:list")
     return redirect("onboarding:console_certification", pk=run.pk)
+
+
+def _certificate(request: HttpRequest, run: CertificationRun) -> HttpResponse:
+    """The run's signed certificate as an evidence bundle (verifies offline with tools/verify_evidence.py)."""
+    try:
+        bundle = evidence_services.evidence_bundle_for_certification(run.pk)
+    except Conflict as exc:
+        messages.error(request, f"The certificate is not available yet: {exc}")
+        return redirect(request.path.rsplit("certificate.json", 1)[0])
+    answer = HttpResponse(bundle, content_type="application/json")
+    answer["Content-Disposition"] = f'attachment; filename="certificate-{run.carrier.slug}-run-{run.pk}.json"'
+    return answer
+
+
+def certification_certificate(request: HttpRequest, pk: int) -> HttpResponse:
+    member = _member(request)
+    run = selectors.certification_run(member.carrier_id, pk)
+    if run is None:
+        raise Http404("no such run")
+    return _certificate(request, run)
+
+
+@console_permission_required(MANAGE_CARRIERS)
+def console_certification_certificate(request: HttpRequest, pk: int) -> HttpResponse:
+    run = selectors.certification_run(None, pk)
+    if run is None:
+        raise Http404("no such run")
+    return _certificate(request, run)
