@@ -71,7 +71,8 @@ def carrier_fit(*, carrier: Carrier, shipment: Shipment) -> CarrierFit:
     if carrier.status == CarrierStatus.PAUSED:
         reasons.append(f"paused: {carrier.paused_reason}")
     elif carrier.status == CarrierStatus.ONBOARDING:
-        reasons.append("onboarding: not live yet")
+        # What it still lacks to go live, kept on the carrier by missions.onboarding.
+        reasons.append(f"onboarding: {carrier.paused_reason or 'not live yet'}")
     if shipment.hazmat and not carrier.hazmat_allowed:
         reasons.append("hazmat not allowed")
     elif shipment.hazmat and carrier.is_autonomous and not flags.flag_enabled(carrier, flags.HAZMAT_LANES):

@@ -29,6 +29,7 @@ EVENT_ACTIONS: dict[str, str] = {
     "carrier.profile_updated": "A carrier changed its profile in the carrier portal.",
     "carrier.compliance_document_added": "A carrier's compliance document (insurance, a permit) was accepted.",
     "carrier.compliance_expiring": "A carrier's compliance document expires soon; its people were warned.",
+    "carrier.went_live": "A carrier manager approved a certified, insured, contracted carrier's go-live.",
     "carrier.certification_started": "A conformance certification run against a carrier's sandbox was started.",
     "carrier.certification_finished": "A certification run finished: passed, or failed with the checks that failed.",
     "carrier.fleet_paused": "A carrier's fleet was paused (no new missions).",

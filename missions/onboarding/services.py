@@ -89,6 +89,8 @@ def carrier_invite(*, legal_name: str, email: str, actor: Actor) -> IssuedInvita
         invited_by=actor.user,
         expires_at=timezone.now() + timedelta(hours=settings.ONBOARDING_INVITATION_HOURS),
     )
+    carrier.paused_reason = "not live yet: not certified, no SLA contract, no certificate of insurance"
+    carrier.save(update_fields=["paused_reason"])
     event_record(
         actor=actor,
         action="carrier.invited",

@@ -1,4 +1,4 @@
-"""Onboarding's scheduled work: the compliance watch (beat, hourly; it acts once a day per document)."""
+"""Onboarding's scheduled and background work: the compliance watch and certification runs."""
 
 from __future__ import annotations
 
@@ -6,17 +6,21 @@ from typing import Any
 
 from celery import shared_task
 
-from missions.onboarding.compliance import compliance_watch as watch
+from missions.onboarding import certification, compliance, golive
 
 
 @shared_task(name="missions.onboarding.compliance_watch")
 def compliance_watch() -> dict[str, Any]:
-    return watch().as_dict()
+    """Hourly (beat); each warning and pause happens once. Onboarding carriers' stated reasons catch up too
+    (with an SLA contract signed meanwhile, say)."""
+    result = compliance.compliance_watch().as_dict()
+    result["onboarding_refreshed"] = golive.onboarding_reasons_refresh()
+    return result
 
 
 @shared_task(name="missions.onboarding.certification_run", acks_late=True, reject_on_worker_lost=True)
 def certification_run(run_id: int) -> str:
     """Run or resume a certification run; a worker lost mid-run hands it to another, which resumes."""
-    from missions.onboarding.certification import certification_run as run
-
-    return run(run_id).status
+    run = certification.certification_run(run_id)
+    golive.onboarding_reason_refresh(run.carrier_id)
+    return str(run.status)

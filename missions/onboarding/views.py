@@ -28,9 +28,9 @@ from django.views.decorators.http import require_POST
 
 from missions.events import Actor
 from missions.evidence import services as evidence_services
-from missions.models import CarrierInvitation, CarrierMember, CertificationRun, CertificationStatus
+from missions.models import Carrier, CarrierInvitation, CarrierMember, CertificationRun, CertificationStatus
 from missions.models.onboarding import CarrierAuthMethod, ComplianceKind
-from missions.onboarding import certification, compliance, selectors, services, tasks
+from missions.onboarding import certification, compliance, golive, selectors, services, tasks
 from tms_console.domain import Conflict, DomainError
 from tms_console.permissions import console_permission_required
 from tms_console.roles import MANAGE_CARRIERS
@@ -192,7 +192,7 @@ def onboarding_list(request: HttpRequest) -> HttpResponse:
         "onboarding/list.html",
         {
             "form": form,
-            "carriers": selectors.onboarding_carriers(),
+            "carriers": [(c, golive.golive_blockers(c.pk)) for c in selectors.onboarding_carriers()],
             "invitation_hours": settings.ONBOARDING_INVITATION_HOURS,
             "now": timezone.now(),
             "nav": "carriers",
@@ -264,6 +264,7 @@ def _portal_page(
             "document_form": document_form or DocumentForm(),
             "documents": selectors.carrier_documents(member.carrier_id),
             "runs": selectors.certification_runs(member.carrier_id)[:10],
+            "blockers": golive.golive_blockers(member.carrier_id),
             "current": {d.pk for d in compliance.current_documents(member.carrier_id)},
             "today": timezone.localdate(),
             "max_bytes": settings.COMPLIANCE_DOCUMENT_MAX_BYTES,
@@ -302,6 +303,7 @@ def document_upload(request: HttpRequest) -> HttpResponse:
         except DomainError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
+            golive.onboarding_reason_refresh(member.carrier_id)
             messages.success(request, f"{ComplianceKind(facts.kind).label} accepted.")
             return redirect("onboarding:portal")
     return _portal_page(request, member, document_form=form, status=400)
@@ -405,3 +407,17 @@ def console_certification_certificate(request: HttpRequest, pk: int) -> HttpResp
     if run is None:
         raise Http404("no such run")
     return _certificate(request, run)
+
+
+@require_POST
+@console_permission_required(MANAGE_CARRIERS)
+def carrier_go_live(request: HttpRequest, carrier_pk: int) -> HttpResponse:
+    try:
+        carrier = golive.carrier_go_live(carrier_id=carrier_pk, actor=Actor.for_user(request.user))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    except Carrier.DoesNotExist as exc:
+        raise Http404("no such carrier") from exc
+    else:
+        messages.success(request, f"{carrier.name} is live: it is offered tenders from now on.")
+    return redirect("onboarding:list")

@@ -260,7 +260,8 @@ def test_a_carrier_in_onboarding_is_never_offered_a_tender(manager_client: Clien
 
     fit = carrier_fit(carrier=carrier, shipment=ShipmentFactory.build())
 
-    assert not fit.eligible and "onboarding: not live yet" in fit.reasons
+    assert not fit.eligible
+    assert "onboarding: not live yet: not certified, no SLA contract, no certificate of insurance" in fit.reasons
 
 
 def test_a_carrier_in_onboarding_cannot_be_resumed_into_service(manager_client: Client, manager: User) -> None:

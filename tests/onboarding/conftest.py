@@ -1,0 +1,41 @@
+"""Shared fixtures: the carrier simulator as a sandbox, a carrier manager, and a carrier onboarding with it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from missions.models import Carrier, CarrierProfile
+from missions.simulators.carrier import CarrierSimulator, SimConfig
+from tests.conftest import make_user, verified_client
+from tests.onboarding.test_portal import _accept, _invite
+from tms_console.roles import CARRIER_MANAGER
+
+
+@pytest.fixture
+def sandbox(settings: Any) -> Iterator[CarrierSimulator]:
+    settings.EGRESS_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    settings.EGRESS_ALLOW_HTTP = True
+    # A loaded test machine is not a slow sandbox: only the latency test sets a tight bound.
+    settings.CERTIFICATION_LATENCY_P95_MS = 10_000
+    sim = CarrierSimulator(SimConfig(policy={"accept": 1.0}, seed=7, vehicles=["SIM-001"])).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def manager(db: Any) -> User:
+    return make_user("carol", CARRIER_MANAGER)
+
+
+@pytest.fixture
+def carrier(manager: User, sandbox: CarrierSimulator) -> Carrier:
+    _accept(_invite(verified_client(manager)))
+    carrier = Carrier.objects.get(name="Lonestar Autonomy LLC")
+    CarrierProfile.objects.filter(carrier=carrier).update(
+        sandbox_api_url=sandbox.url, sandbox_client_id="sim-carrier", sandbox_client_secret="sim-secret"
+    )
+    return carrier
