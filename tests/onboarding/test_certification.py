@@ -216,3 +216,23 @@ def test_the_finished_run_is_a_signed_certificate_that_verifies_offline_and_a_ta
 def _portal_client_other(manager: User) -> Client:
     _accept(_invite(verified_client(manager), name="Other Carrier", email="o@o.example"), username="other-ops")
     return _portal_client("other-ops")
+
+
+@pytest.mark.parametrize(
+    ("fault", "failing", "hint"),
+    [
+        ("non_idempotent", {"idempotent_resend"}, "Keep each Idempotency-Key with its answer"),
+        ("wrong_schema", {"tender_submit"}, "Answer the TenderState of docs/carrier-api.yaml."),
+    ],
+)
+def test_each_broken_sandbox_mode_fails_exactly_its_check_with_its_hint(
+    carrier: Carrier, manager: User, sandbox: CarrierSimulator, fault: str, failing: set[str], hint: str
+) -> None:
+    sandbox.faults_set(**{fault: True})
+
+    run = _run(carrier, manager)
+
+    assert {n for n, status in _results(run).items() if status == "failed"} == failing
+    for check in run.checks:
+        if check["name"] in failing:
+            assert check["hint"].startswith(hint)

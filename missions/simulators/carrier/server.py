@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, unquote
 import httpx
 from opentelemetry.trace import SpanKind
 
-from missions.simulators.carrier.state import STATUS_FOR, SimConfig, SimState, SimTender, utc_now_iso
+from missions.simulators.carrier.state import STATUS_FOR, Faults, SimConfig, SimState, SimTender, utc_now_iso
 from missions.tendering.carrier_contract import contract_schema_errors
 from tms_console import tracing
 
@@ -153,6 +153,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, body: Any, *, content_type: str = "application/json", headers: dict[str, str] | None = None
     ) -> None:
+        if isinstance(body, dict) and "ref" in body and "tender_id" in body and self._faults().wrong_schema:
+            body = {k: v for k, v in body.items() if k != "updated_at"}  # a TenderState without a required field
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         if self.logged is not None:
             self.logged["status"] = status
@@ -166,6 +168,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(raw)
+
+    def _faults(self) -> Faults:
+        return self.server.sim.state.faults_for(getattr(self, "tenant", self.server.sim.state.config.client_id))
 
     def _problem(self, status: int, title: str, detail: str, *, headers: dict[str, str] | None = None) -> None:
         self._send(
@@ -263,6 +268,8 @@ class _Handler(BaseHTTPRequestHandler):
         scope = (self.tenant, key)
         with state.lock:
             seen = state.keys.get(scope)
+            if seen is not None and state.faults_for(self.tenant).non_idempotent and seen[0] == fingerprint:
+                seen = None  # the broken mode: the resend becomes a second tender
             if seen is not None:
                 seen_fingerprint, ref = seen
                 if seen_fingerprint != fingerprint:

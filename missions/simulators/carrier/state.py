@@ -55,19 +55,34 @@ class Faults:
     not_json: bool = False  # answer 200 with a body that is not JSON at all
     refuse: bool = False  # close the connection without an answer
     lose_tenders: bool = False  # acknowledge POST /tenders (201) but keep nothing: GET answers 404
+    # Certification's broken modes (the conformance checks each must catch):
+    non_idempotent: bool = False  # a resend with the same key and body is taken as a new tender
+    wrong_schema: bool = False  # tender answers (submit, status) leave out updated_at, which the contract requires
 
     def update(self, data: dict[str, Any]) -> None:
+        """Change the faults named in ``data``; an unknown one or a wrong value is refused (ValueError)."""
         for key, value in data.items():
             if key == "latency_ms":
                 self.latency_ms = max(0, int(value))
             elif key == "error_burst":
                 self.error_burst = max(0, int(value))
-            elif key in ("timeout", "malformed", "not_json", "refuse", "lose_tenders"):
+            elif key in (
+                "timeout",
+                "malformed",
+                "not_json",
+                "refuse",
+                "lose_tenders",
+                "non_idempotent",
+                "wrong_schema",
+            ):
                 if not isinstance(value, bool):
                     raise ValueError(f"{key} must be true or false")
                 setattr(self, key, value)
             else:
                 raise ValueError(f"unknown fault '{key}'")
+
+
+_SWITCHES = ("timeout", "malformed", "not_json", "refuse", "lose_tenders", "non_idempotent", "wrong_schema")
 
 
 @dataclass
