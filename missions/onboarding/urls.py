@@ -8,6 +8,7 @@ app_name = "onboarding"
 
 urlpatterns: list[URLPattern] = [
     path("carriers/onboarding/", views.onboarding_list, name="list"),
+    path("carriers/marketplace/", views.marketplace, name="marketplace"),
     path("carriers/onboarding/invitations/<int:pk>/revoke/", views.invitation_revoke, name="revoke"),
     path("carriers/onboarding/<int:carrier_pk>/certify/", views.console_certification_start, name="console_certify"),
     path("carriers/onboarding/<int:carrier_pk>/go-live/", views.carrier_go_live, name="go_live"),

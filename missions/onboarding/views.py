@@ -31,9 +31,10 @@ from missions.evidence import services as evidence_services
 from missions.models import Carrier, CarrierInvitation, CarrierMember, CertificationRun, CertificationStatus
 from missions.models.onboarding import CarrierAuthMethod, ComplianceKind
 from missions.onboarding import certification, compliance, golive, selectors, services, tasks
+from missions.onboarding import marketplace as market
 from tms_console.domain import Conflict, DomainError
 from tms_console.permissions import console_permission_required
-from tms_console.roles import MANAGE_CARRIERS
+from tms_console.roles import MANAGE_CARRIERS, VIEW_CONSOLE
 
 
 class InviteForm(forms.Form):
@@ -421,3 +422,18 @@ def carrier_go_live(request: HttpRequest, carrier_pk: int) -> HttpResponse:
     else:
         messages.success(request, f"{carrier.name} is live: it is offered tenders from now on.")
     return redirect("onboarding:list")
+
+
+@console_permission_required(VIEW_CONSOLE)
+def marketplace(request: HttpRequest) -> HttpResponse:
+    """Certified carriers side by side for a lane (``?origin=TX&destination=OK``)."""
+    origin = request.GET.get("origin", "").strip().upper()[:2]
+    destination = request.GET.get("destination", "").strip().upper()[:2]
+    error = market.lane_error(origin, destination)
+    rows = market.market("" if error else origin, "" if error else destination)
+    return render(
+        request,
+        "onboarding/marketplace.html",
+        {"rows": rows, "origin": origin, "destination": destination, "error": error, "nav": "carriers"},
+        status=400 if error else 200,
+    )

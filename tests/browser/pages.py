@@ -192,6 +192,7 @@ CONSOLE_PAGES: list[ConsolePage] = [
     ConsolePage("/sla/dashboard/credits/"),
     ConsolePage("/partners/", needs=MANAGE_PLATFORM),
     ConsolePage("/carriers/onboarding/", needs=MANAGE_CARRIERS),
+    ConsolePage("/carriers/marketplace/"),
     ConsolePage("/account/two_factor/", needs=SIGNED_IN),
     ConsolePage("/account/two_factor/backup/tokens/", needs=SIGNED_IN),
     ConsolePage("/admin/", needs=STAFF),
