@@ -393,6 +393,8 @@ if not COMPLIANCE_WARNING_DAYS or any(not 1 <= d <= 365 for d in COMPLIANCE_WARN
 # each call, and the bound on the 95th percentile of the run's answered calls.
 CERTIFICATION_CALL_TIMEOUT_SECONDS: float = env.float("CERTIFICATION_CALL_TIMEOUT_SECONDS", default=10.0)
 CERTIFICATION_LATENCY_P95_MS: float = env.float("CERTIFICATION_LATENCY_P95_MS", default=1000.0)
+# Days a live carrier has to pass a full certification again after the drift watch saw it drift.
+RECERTIFICATION_GRACE_DAYS: int = env.int("RECERTIFICATION_GRACE_DAYS", default=30)
 # Outgoing mail (invitations): a django-environ email URL, e.g. smtp+tls://user:pass@mail.example:587.
 # The default writes mails to the process's output.
 _email = env.email_url("EMAIL_URL", default="consolemail://")
@@ -473,6 +475,8 @@ globals().setdefault("CELERY_BEAT_SCHEDULE", {}).update(
         "webhook-receipts-purge": {"task": "missions.webhook_receipts_purge", "schedule": 3600.0},
         # Idempotent (each warning once, one pause): hourly, so a beat restart never skips a day.
         "compliance-watch": {"task": "missions.onboarding.compliance_watch", "schedule": 3600.0},
+        # Hourly as well; each carrier's sandbox is smoke-checked once a day.
+        "drift-watch": {"task": "missions.onboarding.drift_watch", "schedule": 3600.0},
     }
 )
 SPECTACULAR_SETTINGS: dict[str, Any] = {

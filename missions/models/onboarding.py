@@ -80,6 +80,12 @@ class CarrierProfile(models.Model):
     auth_method = models.CharField(max_length=30, choices=CarrierAuthMethod.choices, default=CarrierAuthMethod.OAUTH)
     # The pause reason the compliance watch set, while that pause lasts: it resumes only its own pause.
     compliance_pause_reason = models.CharField(max_length=300, blank=True)
+    # The drift watch (missions.onboarding.drift): what drifted, the date re-certification is due by,
+    # the day the sandbox was last smoke-checked, and the pause it made when the date passed.
+    drift_reason = models.CharField(max_length=300, blank=True)
+    recertify_by = models.DateField(null=True, blank=True)
+    smoke_checked_on = models.DateField(null=True, blank=True)
+    drift_pause_reason = models.CharField(max_length=300, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -148,8 +154,13 @@ class CertificationRun(models.Model):
     contract_version = models.CharField(max_length=20)
     sandbox_url = models.URLField(max_length=500)
     status = models.CharField(max_length=10, choices=CertificationStatus.choices, default=CertificationStatus.QUEUED)
+    # "full" (every check, can certify) or "smoke" (the drift watch's nightly subset; never certifies).
+    kind = models.CharField(max_length=10, default="full")
     checks = models.JSONField(default=list)
-    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # Empty: started by the drift watch.
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -207,7 +207,8 @@ def _expect_problem(answer: GuardedResponse, hint: str) -> None:
 
 
 def _synthetic_tender(run: CertificationRun, *, variant: str = "") -> dict[str, Any]:
-    now = timezone.now().replace(microsecond=0)
+    # From the run's own creation time, not the clock: a resumed run resends the very same body.
+    now = run.created_at.replace(microsecond=0)
 
     def stamp(at: datetime) -> str:
         return at.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -432,6 +433,25 @@ def certification_start(*, carrier_id: int, actor: Actor) -> CertificationRun:
     return run
 
 
+SMOKE_CHECKS = ("auth_token", "health", "unknown_tender", "latency_p95")
+
+
+def smoke_start(*, carrier_id: int) -> CertificationRun | None:
+    """The drift watch's nightly subset against the sandbox (no tender is sent); None without a sandbox URL."""
+    profile = CarrierProfile.objects.select_related("carrier").filter(carrier_id=carrier_id).first()
+    if profile is None or not profile.sandbox_api_url:
+        return None
+    return CertificationRun.objects.create(
+        carrier=profile.carrier,
+        run_key=uuid.uuid4(),
+        kind="smoke",
+        contract_version=contract_version(),
+        sandbox_url=profile.sandbox_api_url.rstrip("/"),
+        checks=[{"name": n, "title": t, "status": "pending"} for n, t in CHECKS if n in SMOKE_CHECKS],
+        started_by=None,  # the drift watch
+    )
+
+
 def certification_run(run_id: int) -> CertificationRun:
     """Run (or resume) every check of a run, saving after each; finish it as passed or failed."""
     run = CertificationRun.objects.select_related("carrier").get(pk=run_id)
@@ -493,6 +513,7 @@ def _finish(run: CertificationRun) -> CertificationRun:
         subject_id=run.carrier_id,
         after={
             "run_id": run.pk,
+            "kind": run.kind,
             "status": run.status,
             "contract_version": run.contract_version,
             "checks": {c["name"]: c["status"] for c in run.checks},
@@ -531,8 +552,8 @@ def certificate_record(run: CertificationRun) -> dict[str, Any]:
 
 def certificate_attest(run: CertificationRun) -> Attestation | None:
     """Sign the finished run's certificate into the evidence log (once); None without a signing key."""
-    if run.status not in (CertificationStatus.PASSED, CertificationStatus.FAILED):
-        return None
+    if run.kind != "full" or run.status not in (CertificationStatus.PASSED, CertificationStatus.FAILED):
+        return None  # smoke checks are not certificates
     statement = dsse.carrier_conformance_statement(
         run_ref=str(run.pk), result=str(run.status), record=certificate_record(run)
     )

@@ -37,7 +37,7 @@ def golive_blockers(carrier_id: int, *, today: date | None = None) -> list[str]:
     missing: list[str] = []
     version = contract_version()
     certified = CertificationRun.objects.filter(
-        carrier_id=carrier_id, status=CertificationStatus.PASSED, contract_version=version
+        carrier_id=carrier_id, kind="full", status=CertificationStatus.PASSED, contract_version=version
     ).exists()
     if not certified:
         missing.append(f"no passing certification for carrier API {version}")
@@ -87,7 +87,7 @@ def carrier_go_live(*, carrier_id: int, actor: Actor) -> Carrier:
         raise DomainError(f"{carrier.name} cannot go live yet: " + "; ".join(missing) + ".")
     run = (
         CertificationRun.objects.filter(
-            carrier_id=carrier_id, status=CertificationStatus.PASSED, contract_version=contract_version()
+            carrier_id=carrier_id, kind="full", status=CertificationStatus.PASSED, contract_version=contract_version()
         )
         .order_by("-finished_at")
         .first()

@@ -60,7 +60,7 @@ def market(origin: str = "", destination: str = "") -> list[MarketRow]:
     """Live carriers holding a passing certification for the current contract; those covering the lane first."""
     version = contract_version()
     certified = dict(
-        CertificationRun.objects.filter(status=CertificationStatus.PASSED, contract_version=version)
+        CertificationRun.objects.filter(kind="full", status=CertificationStatus.PASSED, contract_version=version)
         .values("carrier_id")
         .annotate(at=Max("finished_at"))
         .values_list("carrier_id", "at")

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
-from missions.onboarding import certification, compliance, golive
+from missions.onboarding import certification, compliance, drift, golive
 
 
 @shared_task(name="missions.onboarding.compliance_watch")
@@ -24,3 +24,9 @@ def certification_run(run_id: int) -> str:
     run = certification.certification_run(run_id)
     golive.onboarding_reason_refresh(run.carrier_id)
     return str(run.status)
+
+
+@shared_task(name="missions.onboarding.drift_watch")
+def drift_watch() -> dict[str, int]:
+    result = drift.drift_watch()
+    return {"checked": result.checked, "drifted": result.drifted, "paused": result.paused, "cleared": result.cleared}
