@@ -77,6 +77,9 @@ class CarrierProfile(models.Model):
     sandbox_client_id = models.CharField(max_length=200, blank=True)
     sandbox_client_secret = models.CharField(max_length=200, blank=True)
     production_api_url = models.URLField(max_length=500, blank=True)
+    # Production OAuth client credentials for our calls; copied to the carrier's API settings at go-live.
+    production_client_id = models.CharField(max_length=200, blank=True)
+    production_client_secret = models.CharField(max_length=200, blank=True)
     auth_method = models.CharField(max_length=30, choices=CarrierAuthMethod.choices, default=CarrierAuthMethod.OAUTH)
     # The pause reason the compliance watch set, while that pause lasts: it resumes only its own pause.
     compliance_pause_reason = models.CharField(max_length=300, blank=True)

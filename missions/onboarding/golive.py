@@ -5,7 +5,10 @@ It may go live while it holds all three:
 * a passing certification run for the current version of the carrier API
   contract (``docs/carrier-api.yaml``);
 * an SLA contract in force today (``sla.Contract``: its SLOs and credits);
-* a current certificate of insurance (``missions.onboarding.compliance``).
+* a current certificate of insurance (``missions.onboarding.compliance``);
+
+and its profile names its production API and client, which the approval copies
+to the carrier's API settings: the console tenders there from then on.
 
 A carrier manager approves the move from onboarding to active in the console
 (``carrier.went_live``); the approval is refused, with the reasons, while any is
@@ -24,7 +27,7 @@ from django.utils import timezone
 
 from missions.choices import CarrierStatus
 from missions.events import Actor, event_record
-from missions.models import Carrier, CertificationRun, CertificationStatus, ComplianceKind
+from missions.models import Carrier, CarrierProfile, CertificationRun, CertificationStatus, ComplianceKind
 from missions.onboarding.certification import contract_version
 from missions.onboarding.compliance import current_documents
 from sla.models import Contract
@@ -46,6 +49,11 @@ def golive_blockers(carrier_id: int, *, today: date | None = None) -> list[str]:
     )
     if not in_force.exists():
         missing.append("no SLA contract in force")
+    profile = CarrierProfile.objects.filter(carrier_id=carrier_id).first()
+    if profile is None or not (profile.production_api_url and profile.production_client_id):
+        missing.append("no production API URL and client id in the profile")
+    elif not profile.production_client_secret:
+        missing.append("no production client secret in the profile")
     insured = any(
         d.kind == ComplianceKind.INSURANCE and d.effective_on <= today <= d.expires_on
         for d in current_documents(carrier_id)
@@ -92,15 +100,24 @@ def carrier_go_live(*, carrier_id: int, actor: Actor) -> Carrier:
         .order_by("-finished_at")
         .first()
     )
+    profile = CarrierProfile.objects.get(carrier_id=carrier_id)
+    # From now on the console tenders to the carrier's production API with its production client.
+    carrier.api_base_url = profile.production_api_url.rstrip("/")
+    carrier.api_client_id = profile.production_client_id
+    carrier.api_client_secret = profile.production_client_secret
     carrier.status, carrier.paused_reason = CarrierStatus.ACTIVE, ""
-    carrier.save(update_fields=["status", "paused_reason"])
+    carrier.save(update_fields=["status", "paused_reason", "api_base_url", "api_client_id", "api_client_secret"])
     event_record(
         actor=actor,
         action="carrier.went_live",
         subject_type="carrier",
         subject_id=carrier.pk,
         before={"status": CarrierStatus.ONBOARDING},
-        after={"status": carrier.status, "certification_run": run.pk if run else None},
+        after={
+            "status": carrier.status,
+            "certification_run": run.pk if run else None,
+            "api_base_url": carrier.api_base_url,
+        },
         carrier=carrier,
     )
     return carrier

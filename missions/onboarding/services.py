@@ -185,8 +185,12 @@ PROFILE_FIELDS = (
     "sandbox_api_url",
     "sandbox_client_id",
     "production_api_url",
+    "production_client_id",
     "auth_method",
 )
+
+
+SECRET_FIELDS = ("sandbox_client_secret", "production_client_secret")
 
 
 def profile_errors(values: dict[str, Any]) -> dict[str, str]:
@@ -229,15 +233,16 @@ def profile_update(*, carrier_id: int, values: dict[str, Any], actor: Actor) -> 
             setattr(profile, field, values[field])
     after = {f: getattr(profile, f) for f in PROFILE_FIELDS}
     changed = sorted(f for f in PROFILE_FIELDS if before[f] != after[f])
-    # The sandbox secret is write-only: a blank one keeps the stored secret; the event says only that it changed.
-    secret = str(values.get("sandbox_client_secret") or "")
-    if secret and secret != profile.sandbox_client_secret:
-        profile.sandbox_client_secret = secret
-        changed.append("sandbox_client_secret")
+    # Secrets are write-only: a blank one keeps the stored secret; the event says only that it changed.
+    for field in SECRET_FIELDS:
+        secret = str(values.get(field) or "")
+        if secret and secret != getattr(profile, field):
+            setattr(profile, field, secret)
+            changed.append(field)
     if not changed:
         return profile
     profile.save()
-    masked = {"sandbox_client_secret": "(changed)"}
+    masked = dict.fromkeys(SECRET_FIELDS, "(changed)")
     event_record(
         actor=actor,
         action="carrier.profile_updated",

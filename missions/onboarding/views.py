@@ -78,6 +78,14 @@ class ProfileForm(forms.Form):
         help_text="test credentials of the sandbox only; leave blank to keep the one stored",
     )
     production_api_url = forms.CharField(label="Production API base URL", max_length=500, required=False)
+    production_client_id = forms.CharField(label="Production OAuth client id", max_length=200, required=False)
+    production_client_secret = forms.CharField(
+        label="Production OAuth client secret",
+        max_length=200,
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="used from go-live on; leave blank to keep the one stored",
+    )
     auth_method = forms.ChoiceField(label="How it authenticates", choices=CarrierAuthMethod.choices)
 
     def clean_scac(self) -> str:
@@ -282,7 +290,8 @@ def portal(request: HttpRequest) -> HttpResponse:
     form = ProfileForm(request.POST)
     if form.is_valid():
         values = {f: form.cleaned_data[f] for f in services.PROFILE_FIELDS}
-        values["sandbox_client_secret"] = form.cleaned_data["sandbox_client_secret"]
+        for secret in services.SECRET_FIELDS:
+            values[secret] = form.cleaned_data[secret]
         try:
             services.profile_update(carrier_id=member.carrier_id, values=values, actor=Actor.for_user(request.user))
         except DomainError as exc:

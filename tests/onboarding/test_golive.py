@@ -1,4 +1,4 @@
-"""The go-live gate: certified for the current contract, an SLA contract in force, insured; then a manager approves."""
+"""The go-live gate: certified, an SLA contract in force, insured, production API named; a manager approves."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from missions.choices import CarrierStatus
+from missions.choices import CarrierStatus, TenderStatus
 from missions.events import Actor
-from missions.models import AuditEvent, Carrier
+from missions.models import AuditEvent, Carrier, Mission
 from missions.onboarding import certification, tasks
 from missions.selectors import carrier_fit
+from missions.simulators.carrier import CarrierSimulator
 from tests.conftest import verified_client
-from tests.factories import ContractFactory, ShipmentFactory
+from tests.factories import ContractFactory, ShipmentFactory, VehicleFactory
 from tests.onboarding.test_compliance import PDF
 from tests.onboarding.test_portal import _portal_client
+from tests.tendering.helpers import tender_to
 
 pytestmark = pytest.mark.django_db
 
@@ -43,9 +45,8 @@ def _go_live_cell(client: Any, carrier: Carrier) -> str:
     return page[start : page.index("</td>", start)]
 
 
-def test_a_carrier_goes_live_only_with_all_three_and_a_managers_approval(
-    carrier: Carrier,
-    manager: User,
+def test_a_carrier_goes_live_only_with_everything_and_a_managers_approval_then_gets_its_first_tender(
+    carrier: Carrier, manager: User, sandbox: CarrierSimulator, django_capture_on_commit_callbacks: Any
 ) -> None:
     console = verified_client(manager)
     cell = _go_live_cell(console, carrier)
@@ -60,11 +61,22 @@ def test_a_carrier_goes_live_only_with_all_three_and_a_managers_approval(
     assert tasks.certification_run(run.pk) == "passed"
     carrier.refresh_from_db()
     fit = carrier_fit(carrier=carrier, shipment=ShipmentFactory.build())
-    assert "onboarding: not live yet: no SLA contract in force; no valid certificate of insurance" in fit.reasons
+    assert (
+        "onboarding: not live yet: no SLA contract in force; no production API URL and client id in the profile;"
+        " no valid certificate of insurance"
+    ) in fit.reasons
 
     member = _portal_client()
     assert member.post("/portal/documents/", _insurance()).status_code == 302
-    assert "Still needed: no SLA contract in force." in member.get("/portal/").content.decode()
+    page = member.get("/portal/").content.decode()
+    assert "Still needed: no SLA contract in force; no production API URL and client id in the profile." in page
+    profile = {
+        "legal_name": "Lonestar Autonomy LLC", "odd_hours": "00:00-24:00", "auth_method": "oauth_client_credentials",
+        "sandbox_api_url": sandbox.url, "sandbox_client_id": "sim-carrier",
+        "production_api_url": sandbox.url, "production_client_id": "sim-carrier",
+        "production_client_secret": "sim-secret",
+    }  # fmt: skip
+    assert member.post("/portal/", profile).status_code == 302
     ContractFactory(carrier=carrier)
     tasks.compliance_watch()  # hourly: the stated reason catches up with the contract signed meanwhile
     carrier.refresh_from_db()
@@ -82,6 +94,15 @@ def test_a_carrier_goes_live_only_with_all_three_and_a_managers_approval(
     assert not any(
         r.startswith("onboarding") for r in carrier_fit(carrier=carrier, shipment=ShipmentFactory.build()).reasons
     )
+    assert (carrier.api_base_url, carrier.api_client_id) == (sandbox.url, "sim-carrier")
+
+    # The first production tender: to the carrier's API, accepted, a mission.
+    VehicleFactory(carrier=carrier, external_id="SIM-001")
+    with django_capture_on_commit_callbacks(execute=True):  # the send task runs after the commit
+        tender = tender_to(ShipmentFactory(), carrier)
+    tender.refresh_from_db()
+    assert tender.status == TenderStatus.ACCEPTED
+    assert Mission.objects.get(tender=tender).carrier_id == carrier.pk
 
 
 def test_only_carrier_managers_approve_and_a_live_carrier_is_not_approved_twice(
