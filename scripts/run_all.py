@@ -166,6 +166,11 @@ def partner_base_url_default(host: str, partner_port: int | None) -> None:
         os.environ.setdefault("PARTNER_BASE_URL", f"http://{host}:{partner_port}")
 
 
+def demo_egress_default() -> None:
+    """Let the demo certify carriers against the carrier simulator on this machine (unless the operator chose)."""
+    os.environ.setdefault("EGRESS_ALLOWED_NETWORKS", "127.0.0.1/32")
+
+
 def access_log() -> str:
     from django.conf import settings
 
@@ -415,6 +420,7 @@ def main() -> int:
             )
             return 2
     partner_base_url_default(host, partner_port)
+    demo_egress_default()
     commands = available_commands()
     pages_url = demo_pager_default(commands)
     specs = build_specs(host=host, port=port, commands=commands, partner_port=partner_port)
