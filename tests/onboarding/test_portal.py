@@ -177,6 +177,8 @@ def test_the_portal_keeps_the_profile_and_records_what_changed(manager_client: C
     assert client.get("/").url == "/portal/"
     page = client.get("/portal/")
     assert page.status_code == 200 and "Onboarding" in page.content.decode()
+    assert "<title>Lonestar Autonomy LLC: carrier portal · TMS Console</title>" in page.content.decode()
+    assert page.content.decode().count('data-testid="profile-form"') == 1
 
     answer = client.post(
         "/portal/",
