@@ -365,21 +365,22 @@ def _run_page(request: HttpRequest, run: CertificationRun) -> HttpResponse:
     )
 
 
-def certification_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    """A run of the member's own carrier, live while it runs (the page reloads itself)."""
-    member = _member(request)
-    run = selectors.certification_run(member.carrier_id, pk)
+def _run_of(request: HttpRequest, pk: int, *, portal: bool) -> CertificationRun:
+    """A run by id: in the portal only one of the member's own carrier; 404 otherwise."""
+    run = selectors.certification_run(_member(request).carrier_id if portal else None, pk)
     if run is None:
         raise Http404("no such run")
-    return _run_page(request, run)
+    return run
+
+
+def certification_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A run of the member's own carrier, live while it runs (the page reloads itself)."""
+    return _run_page(request, _run_of(request, pk, portal=True))
 
 
 @console_permission_required(MANAGE_CARRIERS)
 def console_certification(request: HttpRequest, pk: int) -> HttpResponse:
-    run = selectors.certification_run(None, pk)
-    if run is None:
-        raise Http404("no such run")
-    return _run_page(request, run)
+    return _run_page(request, _run_of(request, pk, portal=False))
 
 
 @require_POST
@@ -404,19 +405,12 @@ def _certificate(request: HttpRequest, run: CertificationRun) -> HttpResponse:
 
 
 def certification_certificate(request: HttpRequest, pk: int) -> HttpResponse:
-    member = _member(request)
-    run = selectors.certification_run(member.carrier_id, pk)
-    if run is None:
-        raise Http404("no such run")
-    return _certificate(request, run)
+    return _certificate(request, _run_of(request, pk, portal=True))
 
 
 @console_permission_required(MANAGE_CARRIERS)
 def console_certification_certificate(request: HttpRequest, pk: int) -> HttpResponse:
-    run = selectors.certification_run(None, pk)
-    if run is None:
-        raise Http404("no such run")
-    return _certificate(request, run)
+    return _certificate(request, _run_of(request, pk, portal=False))
 
 
 @require_POST
