@@ -8,6 +8,7 @@ to fix. The checks, in order:
 ``auth_token``         POST /oauth/token (client credentials) gives a Bearer token (TokenResponse).
 ``health``             GET /health answers 200 with the Health schema.
 ``auth_required``      a call without the token is refused with 401.
+``invalid_token``      a call with a token the carrier never issued (as an expired or revoked one) gets 401.
 ``tender_submit``      POST /tenders (a synthetic tender, Idempotency-Key) answers 201 with a TenderState.
 ``idempotent_resend``  the same key and body again: the same tender (same ref), not a second one.
 ``key_conflict``       the same key with another body: 409 or 422 problem+json.
@@ -56,6 +57,7 @@ CHECKS: list[tuple[str, str]] = [
     ("auth_token", "OAuth client credentials token"),
     ("health", "Health endpoint"),
     ("auth_required", "Calls without a token are refused"),
+    ("invalid_token", "An expired or forged token is refused"),
     ("tender_submit", "Tender delivery"),
     ("idempotent_resend", "Idempotent resend (same key, same answer)"),
     ("key_conflict", "Same key, different body is refused"),
@@ -268,6 +270,17 @@ def check_auth_required(s: Session) -> str:
     return "401 without a token"
 
 
+def check_invalid_token(s: Session) -> str:
+    forged = f"cert-not-a-token-{s.run.run_key}"
+    answer = s.call("GET", f"/tenders/cert-{s.run.run_key}", headers={"Authorization": f"Bearer {forged}"}, auth=False)
+    _expect_status(
+        answer,
+        (401,),
+        "Check every bearer token: refuse expired, revoked and unknown tokens with 401 so clients renew.",
+    )
+    return "401 with a token it never issued"
+
+
 def check_tender_submit(s: Session) -> str:
     if not s.token:
         raise CheckSkipped("no token (auth_token failed)")
@@ -381,6 +394,7 @@ RUNNERS: dict[str, Callable[[Session], str]] = {
     "health": check_health,
     "auth_token": check_auth_token,
     "auth_required": check_auth_required,
+    "invalid_token": check_invalid_token,
     "tender_submit": check_tender_submit,
     "idempotent_resend": check_idempotent_resend,
     "key_conflict": check_key_conflict,

@@ -228,6 +228,7 @@ def _portal_client_other(manager: User) -> Client:
     [
         ("non_idempotent", {"idempotent_resend"}, "Keep each Idempotency-Key with its answer"),
         ("wrong_schema", {"tender_submit"}, "Answer the TenderState of docs/carrier-api.yaml."),
+        ("tokens_unchecked", {"invalid_token"}, "Check every bearer token"),
     ],
 )
 def test_each_broken_sandbox_mode_fails_exactly_its_check_with_its_hint(

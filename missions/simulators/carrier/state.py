@@ -58,6 +58,7 @@ class Faults:
     # Certification's broken modes (the conformance checks each must catch):
     non_idempotent: bool = False  # a resend with the same key and body is taken as a new tender
     wrong_schema: bool = False  # tender answers (submit, status) leave out updated_at, which the contract requires
+    tokens_unchecked: bool = False  # any bearer token passes: expired, revoked or forged
 
     def update(self, data: dict[str, Any]) -> None:
         """Change the faults named in ``data``; an unknown one or a wrong value is refused (ValueError)."""
@@ -66,15 +67,7 @@ class Faults:
                 self.latency_ms = max(0, int(value))
             elif key == "error_burst":
                 self.error_burst = max(0, int(value))
-            elif key in (
-                "timeout",
-                "malformed",
-                "not_json",
-                "refuse",
-                "lose_tenders",
-                "non_idempotent",
-                "wrong_schema",
-            ):
+            elif key in _SWITCHES:
                 if not isinstance(value, bool):
                     raise ValueError(f"{key} must be true or false")
                 setattr(self, key, value)
@@ -82,7 +75,16 @@ class Faults:
                 raise ValueError(f"unknown fault '{key}'")
 
 
-_SWITCHES = ("timeout", "malformed", "not_json", "refuse", "lose_tenders", "non_idempotent", "wrong_schema")
+_SWITCHES = (
+    "timeout",
+    "malformed",
+    "not_json",
+    "refuse",
+    "lose_tenders",
+    "non_idempotent",
+    "wrong_schema",
+    "tokens_unchecked",
+)
 
 
 @dataclass
