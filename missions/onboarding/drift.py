@@ -47,15 +47,14 @@ class DriftResult:
     cleared: int = 0
 
 
-def _certified_version(carrier_id: int) -> tuple[str | None, date | None]:
-    run = (
+def _certified_version(carrier_id: int) -> str | None:
+    """The contract version of the carrier's latest passing full certification."""
+    return (
         CertificationRun.objects.filter(carrier_id=carrier_id, kind="full", status=CertificationStatus.PASSED)
         .order_by("-finished_at")
+        .values_list("contract_version", flat=True)
         .first()
     )
-    if run is None:
-        return None, None
-    return run.contract_version, run.finished_at.date() if run.finished_at else None
 
 
 def _drift(profile: CarrierProfile, reason: str, *, today: date) -> bool:
@@ -66,6 +65,8 @@ def _drift(profile: CarrierProfile, reason: str, *, today: date) -> bool:
         profile.recertify_by = today + timedelta(days=settings.RECERTIFICATION_GRACE_DAYS)
     due = profile.recertify_by
     assert due is not None
+    if not new and profile.drift_reason == reason[:300]:
+        return False  # the same drift as at the last pass: its incident says so already
     profile.drift_reason = reason[:300]
     profile.save(update_fields=["drift_reason", "recertify_by", "updated_at"])
     incident_open(
@@ -103,7 +104,7 @@ def drift_watch(*, today: date | None = None, smoke: bool = True, force: bool = 
     )
     for profile in profiles:
         result.checked += 1
-        version, _certified_on = _certified_version(profile.carrier_id)
+        version = _certified_version(profile.carrier_id)
         reasons = []
         if version != current:
             reasons.append(f"certified for carrier API {version or 'no version'}, now {current}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 from datetime import date
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from missions.choices import CarrierStatus
@@ -30,7 +29,7 @@ from missions.events import Actor, event_record
 from missions.models import Carrier, CarrierProfile, CertificationRun, CertificationStatus, ComplianceKind
 from missions.onboarding.certification import contract_version
 from missions.onboarding.compliance import current_documents
-from sla.models import Contract
+from sla.selectors import contract_in_force
 from tms_console.domain import DomainError
 
 
@@ -44,10 +43,7 @@ def golive_blockers(carrier_id: int, *, today: date | None = None) -> list[str]:
     ).exists()
     if not certified:
         missing.append(f"no passing certification for carrier API {version}")
-    in_force = Contract.objects.filter(carrier_id=carrier_id, effective_from__lte=today).filter(
-        Q(effective_to__isnull=True) | Q(effective_to__gt=today)
-    )
-    if not in_force.exists():
+    if contract_in_force(carrier_id, today) is None:
         missing.append("no SLA contract in force")
     profile = CarrierProfile.objects.filter(carrier_id=carrier_id).first()
     if profile is None or not (profile.production_api_url and profile.production_client_id):
