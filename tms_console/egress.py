@@ -70,6 +70,8 @@ class GuardedResponse:
     headers: httpx.Headers
     content: bytes
     elapsed_seconds: float
+    # Over TLS: the server's certificate (DER) as presented in the handshake.
+    peer_certificate: bytes | None = None
 
     def json(self) -> Any:
         import json
@@ -238,6 +240,7 @@ def guarded_request(
         request = client.build_request(method, _pinned_url(target, url), headers=sent_headers, content=content)
         request.extensions["sni_hostname"] = target.host
         response = client.send(request, stream=True)
+        peer_certificate = _peer_certificate(response)
         try:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
@@ -256,7 +259,14 @@ def guarded_request(
         headers=response.headers,
         content=bytes(body),
         elapsed_seconds=time.monotonic() - started,
+        peer_certificate=peer_certificate,
     )
+
+
+def _peer_certificate(response: httpx.Response) -> bytes | None:
+    stream = response.extensions.get("network_stream")
+    tls = stream.get_extra_info("ssl_object") if stream is not None else None
+    return tls.getpeercert(binary_form=True) if tls is not None else None
 
 
 def guarded_get(url: str, **kwargs: Any) -> GuardedResponse:

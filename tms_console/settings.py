@@ -393,6 +393,13 @@ if not COMPLIANCE_WARNING_DAYS or any(not 1 <= d <= 365 for d in COMPLIANCE_WARN
 # each call, and the bound on the 95th percentile of the run's answered calls.
 CERTIFICATION_CALL_TIMEOUT_SECONDS: float = env.float("CERTIFICATION_CALL_TIMEOUT_SECONDS", default=10.0)
 CERTIFICATION_LATENCY_P95_MS: float = env.float("CERTIFICATION_LATENCY_P95_MS", default=1000.0)
+# The carrier's side of a run: seconds of telemetry the sandbox is asked to send to the run's receiver.
+CERTIFICATION_TELEMETRY_SECONDS: int = env.int("CERTIFICATION_TELEMETRY_SECONDS", default=5)
+if not 1 <= CERTIFICATION_TELEMETRY_SECONDS <= 60:
+    raise ImproperlyConfigured("CERTIFICATION_TELEMETRY_SECONDS is from 1 to 60 (the carrier API's limit).")
+# The console's client certificate (PEM files) for sandboxes that authenticate it by mTLS or SVID.
+CERTIFICATION_CLIENT_CERT_FILE: str = env.str("CERTIFICATION_CLIENT_CERT_FILE", default="")
+CERTIFICATION_CLIENT_KEY_FILE: str = env.str("CERTIFICATION_CLIENT_KEY_FILE", default="")
 # Days a live carrier has to pass a full certification again after the drift watch saw it drift.
 RECERTIFICATION_GRACE_DAYS: int = env.int("RECERTIFICATION_GRACE_DAYS", default=30)
 # Outgoing mail (invitations): a django-environ email URL, e.g. smtp+tls://user:pass@mail.example:587.
@@ -442,6 +449,7 @@ OAUTH2_PROVIDER: dict[str, Any] = {
         "telemetry:read": "Read telemetry of the carrier's missions",
         "exceptions:write": "Report mission exceptions",
         "edi:write": "Exchange EDI X12 interchanges (990, 214, 997)",
+        "certification:write": "Send a certification run's test webhooks and telemetry (sandbox clients only)",
     },
     "DEFAULT_SCOPES": ["tender:read", "missions:read"],
     "OAUTH2_VALIDATOR_CLASS": "missions.partner.api.oauth.PartnerOAuth2Validator",

@@ -36,6 +36,7 @@ urlpatterns = [
     path("sla/dashboard/", include("sla.dashboard_urls")),
     path("metrics", metrics_view, name="metrics"),
     path("api/v1/evidence/", include("missions.partner.api.evidence_urls")),
+    path("api/v1/certification/", include("missions.onboarding.api_urls")),
     path("api/v1/", include("sla.api_urls")),
     path("api/v1/", include("missions.partner.api.urls")),
     path("", include("missions.partner.api.oauth_urls")),

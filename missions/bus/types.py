@@ -27,6 +27,7 @@ EVENT_ACTIONS: dict[str, str] = {
     "carrier.invitation_accepted": "A carrier's invitation was used: its portal account exists.",
     "carrier.invitation_revoked": "An unused invitation to the carrier portal was withdrawn.",
     "carrier.profile_updated": "A carrier changed its profile in the carrier portal.",
+    "carrier.sandbox_credentials_issued": "A carrier's sandbox was issued (new) credentials for the console's API.",
     "carrier.compliance_document_added": "A carrier's compliance document (insurance, a permit) was accepted.",
     "carrier.compliance_expiring": "A carrier's compliance document expires soon; its people were warned.",
     "carrier.went_live": "A carrier manager approved a certified, insured, contracted carrier's go-live.",

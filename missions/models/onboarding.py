@@ -81,6 +81,17 @@ class CarrierProfile(models.Model):
     production_client_id = models.CharField(max_length=200, blank=True)
     production_client_secret = models.CharField(max_length=200, blank=True)
     auth_method = models.CharField(max_length=30, choices=CarrierAuthMethod.choices, default=CarrierAuthMethod.OAUTH)
+    # The CA (mTLS) or SPIFFE trust bundle (SVID) the sandbox's server certificate chains to, as PEM;
+    # empty: the public CAs. With SVID, the SPIFFE ID the sandbox's server certificate must carry.
+    sandbox_ca_pem = models.TextField(blank=True)
+    sandbox_spiffe_id = models.CharField(max_length=300, blank=True)
+    # The carrier's side of certification: the sandbox's client for our API (scope certification:write),
+    # the secret its test webhooks are signed with, and the telemetry rate it declares (samples a second).
+    sandbox_partner_client = models.OneToOneField(
+        "missions.PartnerClient", on_delete=models.SET_NULL, null=True, blank=True, related_name="sandbox_of"
+    )
+    sandbox_webhook_secret = models.CharField(max_length=100, blank=True)
+    telemetry_rate_hz = models.FloatField(default=1.0)
     # The pause reason the compliance watch set, while that pause lasts: it resumes only its own pause.
     compliance_pause_reason = models.CharField(max_length=300, blank=True)
     # The drift watch (missions.onboarding.drift): what drifted, the date re-certification is due by,
@@ -173,3 +184,27 @@ class CertificationRun(models.Model):
 
     def __str__(self) -> str:
         return f"certification {self.pk} of {self.carrier.slug}: {self.status}"
+
+
+class CertificationDelivery(models.Model):
+    """What a carrier's sandbox sent to a run's receivers (``missions.onboarding.receivers``): one request each.
+
+    Kept as received, headers redacted and the body cut at 16 KiB, with whether it verified and why not,
+    so the run's carrier-side checks judge it and the report shows it.
+    """
+
+    run = models.ForeignKey(CertificationRun, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=10)  # "webhook" or "telemetry"
+    received_at = models.DateTimeField()
+    headers = models.JSONField(default=dict)
+    body = models.TextField(blank=True)
+    accepted = models.BooleanField(default=False)
+    reason = models.CharField(max_length=300, blank=True)
+    # Telemetry: the events' sample times (ISO 8601) and vehicle ids, in order, for the rate and clock checks.
+    samples = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["received_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} delivery to certification {self.run_id}"

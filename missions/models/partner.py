@@ -22,7 +22,12 @@ PARTNER_SCOPES: dict[str, str] = {
     "telemetry:read": "Read telemetry of the carrier's missions",
     "exceptions:write": "Report mission exceptions",
     "edi:write": "Exchange EDI X12 interchanges (990, 214, 997)",
+    "certification:write": "Send a certification run's test webhooks and telemetry (sandbox clients only)",
 }
+# Given to a carrier sandbox's client by the portal, and to nothing else: it reaches only the receivers of
+# that carrier's certification runs.
+SANDBOX_SCOPES = ("certification:write",)
+PRODUCTION_SCOPES = " ".join(s for s in PARTNER_SCOPES if s not in SANDBOX_SCOPES)
 
 
 class CertificateKind(models.TextChoices):
@@ -52,7 +57,7 @@ class PartnerClient(models.Model):
     application = models.OneToOneField(Application, on_delete=models.CASCADE, related_name="partner_client")
     carrier = models.ForeignKey(Carrier, on_delete=models.PROTECT, related_name="partner_clients")
     # Space-separated subset of PARTNER_SCOPES this client may request.
-    allowed_scopes = models.CharField(max_length=300, default=" ".join(PARTNER_SCOPES))
+    allowed_scopes = models.CharField(max_length=300, default=PRODUCTION_SCOPES)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -17,7 +17,23 @@ to fix. The checks, in order:
                        the carrier already accepted or rejected may be refused with 409 problem+json).
 ``unknown_tender``     GET /tenders/<unknown> answers 404 problem+json (RFC 9457).
 ``malformed_tender``   a body breaking TenderSubmit is refused with 400 or 422 problem+json.
+``carrier_webhooks``   POST /sandbox/emit answers 202, and the sandbox then delivers Standard Webhooks to the
+                       run's receiver that verify with the sandbox webhook secret the portal issued, within
+                       the timestamp tolerance, with a conforming body.
+``carrier_telemetry``  the telemetry the sandbox then sends to the run's receiver, with a token of its sandbox
+                       client for our API: every request authenticated and every event a TelemetryEvent, at
+                       the rate the carrier declared (within 20 %), each stamped no later than it arrived
+                       (+2 s) nor more than 30 s before.
 ``latency_p95``        the 95th percentile of every answered call within ``CERTIFICATION_LATENCY_P95_MS``.
+
+A carrier whose sandbox authenticates us by client certificate (``mtls``) or
+SPIFFE SVID (``spiffe_svid``) is called over mutual TLS with the console's
+certificate (``CERTIFICATION_CLIENT_CERT_FILE``), its server certificate
+verified against the CA or trust bundle given in the portal, and has two
+more checks after ``auth_token``:
+
+``mtls_required``      a call without the console's client certificate is refused (handshake, 401 or 403).
+``server_identity``    (SVID) the sandbox's server certificate carries the SPIFFE ID given in the portal.
 
 A check whose prerequisite failed (no token, no tender) is marked skipped with
 the reason. A run is saved after every check; a worker that dies mid-run hands
@@ -29,18 +45,14 @@ tendered twice.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
-import httpx
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -50,9 +62,20 @@ from missions.evidence import dsse
 from missions.evidence import services as evidence_services
 from missions.models import CarrierProfile, CertificationRun, CertificationStatus
 from missions.models.evidence import Attestation, AttestationKind, AttestationSubjectType
-from missions.tendering.carrier_contract import contract, contract_schema_errors
+from missions.models.onboarding import CarrierAuthMethod
+from missions.onboarding import carrier_checks
+from missions.onboarding.session import (
+    CheckFailed,
+    CheckSkipped,
+    Session,
+    expect_problem,
+    expect_schema,
+    expect_status,
+    json_of,
+)
+from missions.tendering.carrier_contract import contract
 from tms_console.domain import DomainError
-from tms_console.egress import EgressRefused, EgressTarget, GuardedResponse, egress_check, guarded_request
+from tms_console.egress import EgressRefused, egress_check
 
 CHECKS: list[tuple[str, str]] = [
     ("auth_token", "OAuth client credentials token"),
@@ -66,152 +89,20 @@ CHECKS: list[tuple[str, str]] = [
     ("tender_cancel", "Cancel (and cancelling twice)"),
     ("unknown_tender", "Unknown tender is a 404 problem"),
     ("malformed_tender", "Malformed tender is a problem+json error"),
+    ("carrier_webhooks", "Signed webhooks from the sandbox"),
+    ("carrier_telemetry", "Telemetry from the sandbox: schema, rate, clocks"),
     ("latency_p95", "Latency (95th percentile)"),
 ]
+TLS_CHECKS: list[tuple[str, str]] = [
+    ("mtls_required", "Calls without the console's client certificate are refused"),
+    ("server_identity", "The sandbox's server certificate is its declared SVID"),
+]
 log = logging.getLogger(__name__)
-REDACTED = "[redacted]"
 DECIDED = ("accepted", "rejected", "expired")
-PROBLEM_TYPE = "application/problem+json"
 
 
 def contract_version() -> str:
     return str(contract()["info"]["version"])
-
-
-class CheckFailed(Exception):
-    def __init__(self, detail: str, hint: str) -> None:
-        super().__init__(detail)
-        self.detail, self.hint = detail, hint
-
-
-class CheckSkipped(Exception):
-    pass
-
-
-@dataclass
-class Session:
-    """What one run learns as it goes: the base URL, the token, the tender, every call's time."""
-
-    run: CertificationRun
-    base: str
-    client_id: str
-    client_secret: str
-    token: str = ""
-    ref: str = ""
-    status: str = ""  # the tender's status as last answered
-    body: dict[str, Any] = field(default_factory=dict)
-    timings_ms: list[float] = field(default_factory=list)
-    evidence: list[dict[str, Any]] = field(default_factory=list)
-    target: EgressTarget | None = None
-
-    def key(self, name: str) -> str:
-        return str(uuid.uuid5(self.run.run_key, name))
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        form: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: bool = True,
-    ) -> GuardedResponse:
-        sent = {"Accept": "application/json", **(headers or {})}
-        content: bytes | None = None
-        if json_body is not None:
-            content = json.dumps(json_body).encode()
-            sent["Content-Type"] = "application/json"
-        elif form is not None:
-            content = urlencode(form).encode()
-            sent["Content-Type"] = "application/x-www-form-urlencoded"
-        if auth and self.token:
-            sent["Authorization"] = f"Bearer {self.token}"
-        url = f"{self.base}{path}"
-        record: dict[str, Any] = {
-            "request": {
-                "method": method,
-                "url": url,
-                "headers": _redact_headers(sent),
-                "body": _redact_body(json_body, form),
-            }
-        }
-        self.evidence.append(record)
-        try:
-            if self.target is None:  # checked once a run: every call goes to the addresses checked then
-                self.target = egress_check(self.base)
-            answer = guarded_request(
-                method,
-                url,
-                headers=sent,
-                content=content,
-                timeout=settings.CERTIFICATION_CALL_TIMEOUT_SECONDS,
-                target=self.target,
-            )
-        except EgressRefused as exc:
-            record["error"] = str(exc)
-            raise CheckFailed(str(exc), "Answer within the time limit and keep answers small.") from exc
-        except (httpx.HTTPError, OSError) as exc:  # connect, TLS, protocol
-            record["error"] = f"{exc.__class__.__name__}: {exc}"
-            raise CheckFailed(
-                f"The call failed ({exc.__class__.__name__}: {exc}).",
-                "Check that the sandbox URL is right, reachable over the internet and serving valid TLS.",
-            ) from exc
-        self.timings_ms.append(answer.elapsed_seconds * 1000)
-        record["response"] = {
-            "status": answer.status_code,
-            "content_type": answer.headers.get("content-type", ""),
-            "ms": round(answer.elapsed_seconds * 1000, 1),
-            "body": _redact_text(answer.content),
-        }
-        return answer
-
-
-def _redact_headers(headers: dict[str, str]) -> dict[str, str]:
-    return {k: (REDACTED if k.lower() == "authorization" else v) for k, v in headers.items()}
-
-
-def _redact_body(json_body: Any, form: dict[str, str] | None) -> Any:
-    if form is not None:
-        return {k: (REDACTED if k == "client_secret" else v) for k, v in form.items()}
-    return json_body
-
-
-def _redact_text(content: bytes) -> Any:
-    text = content[:4096].decode("utf-8", "replace")
-    try:
-        body = json.loads(content)
-    except ValueError:
-        return text
-    if isinstance(body, dict) and "access_token" in body:
-        body = {**body, "access_token": REDACTED}
-    return body
-
-
-def _json(answer: GuardedResponse, what: str) -> Any:
-    try:
-        return answer.json()
-    except ValueError as exc:
-        raise CheckFailed(f"{what} is not JSON.", "Answer with a JSON body (Content-Type application/json).") from exc
-
-
-def _expect_status(answer: GuardedResponse, allowed: tuple[int, ...], hint: str) -> None:
-    if answer.status_code not in allowed:
-        wanted = " or ".join(str(s) for s in allowed)
-        raise CheckFailed(f"Expected {wanted}, got {answer.status_code}.", hint)
-
-
-def _expect_schema(body: Any, schema: str, hint: str) -> None:
-    errors = contract_schema_errors(schema=schema, body=body)
-    if errors:
-        raise CheckFailed(f"The answer breaks {schema}: " + "; ".join(errors[:3]), hint)
-
-
-def _expect_problem(answer: GuardedResponse, hint: str) -> None:
-    media = answer.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media != PROBLEM_TYPE:
-        raise CheckFailed(f"The error came as {media or 'no content type'}, not {PROBLEM_TYPE}.", hint)
-    _expect_schema(_json(answer, "The problem document"), "Problem", hint)
 
 
 def _synthetic_tender(run: CertificationRun) -> dict[str, Any]:
@@ -251,8 +142,8 @@ def check_health(s: Session) -> str:
     if not s.token:
         raise CheckSkipped("no token (auth_token failed)")
     answer = s.call("GET", "/health")
-    _expect_status(answer, (200,), "GET /health must answer 200 while the API is up.")
-    _expect_schema(_json(answer, "The health answer"), "Health", 'Answer {"status": "ok"}.')
+    expect_status(answer, (200,), "GET /health must answer 200 while the API is up.")
+    expect_schema(json_of(answer, "The health answer"), "Health", 'Answer {"status": "ok"}.')
     return "200, status " + str(answer.json().get("status"))
 
 
@@ -263,23 +154,23 @@ def check_auth_token(s: Session) -> str:
         )
     form = {"grant_type": "client_credentials", "client_id": s.client_id, "client_secret": s.client_secret}
     answer = s.call("POST", "/oauth/token", form=form, auth=False)
-    _expect_status(answer, (200,), "POST /oauth/token must grant client_credentials for the sandbox's test client.")
-    body = _json(answer, "The token answer")
-    _expect_schema(body, "TokenResponse", "Answer access_token, token_type Bearer and expires_in (RFC 6749 §5.1).")
+    expect_status(answer, (200,), "POST /oauth/token must grant client_credentials for the sandbox's test client.")
+    body = json_of(answer, "The token answer")
+    expect_schema(body, "TokenResponse", "Answer access_token, token_type Bearer and expires_in (RFC 6749 §5.1).")
     s.token = str(body["access_token"])
     return f"Bearer token, expires in {body['expires_in']} s"
 
 
 def check_auth_required(s: Session) -> str:
     answer = s.call("GET", f"/tenders/cert-{s.run.run_key}", auth=False)
-    _expect_status(answer, (401,), "Refuse every tender call without a valid Bearer token with 401.")
+    expect_status(answer, (401,), "Refuse every tender call without a valid Bearer token with 401.")
     return "401 without a token"
 
 
 def check_invalid_token(s: Session) -> str:
     forged = f"cert-not-a-token-{s.run.run_key}"
     answer = s.call("GET", f"/tenders/cert-{s.run.run_key}", headers={"Authorization": f"Bearer {forged}"}, auth=False)
-    _expect_status(
+    expect_status(
         answer,
         (401,),
         "Check every bearer token: refuse expired, revoked and unknown tokens with 401 so clients renew.",
@@ -293,9 +184,9 @@ def check_tender_submit(s: Session) -> str:
     s.body = _synthetic_tender(s.run)
     answer = s.call("POST", "/tenders", json_body=s.body, headers={"Idempotency-Key": s.key("submit")})
     # A resumed run resends under the same key: the carrier's replay (200) is the same tender.
-    _expect_status(answer, (201, 200), "Answer a new tender with 201 and its TenderState.")
-    state = _json(answer, "The tender answer")
-    _expect_schema(state, "TenderState", "Answer the TenderState of docs/carrier-api.yaml.")
+    expect_status(answer, (201, 200), "Answer a new tender with 201 and its TenderState.")
+    state = json_of(answer, "The tender answer")
+    expect_schema(state, "TenderState", "Answer the TenderState of docs/carrier-api.yaml.")
     if state.get("tender_id") != s.body["tender_id"]:
         raise CheckFailed("The answer names another tender_id.", "Echo the tender_id you were sent.")
     s.ref, s.status = str(state["ref"]), str(state["status"])
@@ -306,8 +197,8 @@ def check_idempotent_resend(s: Session) -> str:
     if not s.ref:
         raise CheckSkipped("no tender (tender_submit failed)")
     answer = s.call("POST", "/tenders", json_body=s.body, headers={"Idempotency-Key": s.key("submit")})
-    _expect_status(answer, (200, 201), "A resend with the same Idempotency-Key and body must be answered, not refused.")
-    state = _json(answer, "The replay")
+    expect_status(answer, (200, 201), "A resend with the same Idempotency-Key and body must be answered, not refused.")
+    state = json_of(answer, "The replay")
     if state.get("ref") != s.ref:
         raise CheckFailed(
             f"The resend created another tender ({state.get('ref')!r}, first {s.ref!r}).",
@@ -322,8 +213,8 @@ def check_key_conflict(s: Session) -> str:
     other = {**s.body, "offered_price_usd": "1500.00"}
     answer = s.call("POST", "/tenders", json_body=other, headers={"Idempotency-Key": s.key("submit")})
     hint = "Refuse a reused Idempotency-Key with a different body with 409 (or 422) problem+json."
-    _expect_status(answer, (409, 422), hint)
-    _expect_problem(answer, hint)
+    expect_status(answer, (409, 422), hint)
+    expect_problem(answer, hint)
     return f"{answer.status_code} problem+json"
 
 
@@ -331,9 +222,9 @@ def check_tender_status(s: Session) -> str:
     if not s.ref:
         raise CheckSkipped("no tender (tender_submit failed)")
     answer = s.call("GET", f"/tenders/{s.ref}")
-    _expect_status(answer, (200,), "GET /tenders/{ref} must answer 200 with the tender's state.")
-    state = _json(answer, "The status answer")
-    _expect_schema(state, "TenderState", "Answer the TenderState of docs/carrier-api.yaml.")
+    expect_status(answer, (200,), "GET /tenders/{ref} must answer 200 with the tender's state.")
+    state = json_of(answer, "The status answer")
+    expect_schema(state, "TenderState", "Answer the TenderState of docs/carrier-api.yaml.")
     if state.get("ref") != s.ref:
         raise CheckFailed("The status answer names another tender.", "Answer the tender the ref names.")
     s.status = str(state["status"])
@@ -350,11 +241,11 @@ def check_tender_cancel(s: Session) -> str:
     for attempt in ("cancel", "cancel-again"):
         answer = s.call("POST", f"/tenders/{s.ref}/cancel", json_body=body, headers={"Idempotency-Key": s.key(attempt)})
         if answer.status_code == 409 and s.status in DECIDED and not statuses:
-            _expect_problem(answer, "Refuse to cancel a decided tender with 409 application/problem+json.")
+            expect_problem(answer, "Refuse to cancel a decided tender with 409 application/problem+json.")
             return f"409 problem+json: the tender was already {s.status}"
-        _expect_status(answer, (200,), hint)
-        state = _json(answer, "The cancel answer")
-        _expect_schema(state, "TenderState", hint)
+        expect_status(answer, (200,), hint)
+        state = json_of(answer, "The cancel answer")
+        expect_schema(state, "TenderState", hint)
         statuses.append(state["status"])
     if statuses != ["cancelled", "cancelled"]:
         raise CheckFailed(f"The tender's status after cancelling was {statuses}.", hint)
@@ -366,8 +257,8 @@ def check_unknown_tender(s: Session) -> str:
         raise CheckSkipped("no token (auth_token failed)")
     answer = s.call("GET", f"/tenders/cert-unknown-{s.run.run_key}")
     hint = "Answer a tender you do not know with 404 application/problem+json (RFC 9457)."
-    _expect_status(answer, (404,), hint)
-    _expect_problem(answer, hint)
+    expect_status(answer, (404,), hint)
+    expect_problem(answer, hint)
     return "404 problem+json"
 
 
@@ -377,8 +268,8 @@ def check_malformed_tender(s: Session) -> str:
     broken = {"tender_id": "not-a-number", "shipment": {}}
     answer = s.call("POST", "/tenders", json_body=broken, headers={"Idempotency-Key": s.key("malformed")})
     hint = "Refuse a body that breaks TenderSubmit with 400 or 422 application/problem+json."
-    _expect_status(answer, (400, 422), hint)
-    _expect_problem(answer, hint)
+    expect_status(answer, (400, 422), hint)
+    expect_problem(answer, hint)
     return f"{answer.status_code} problem+json"
 
 
@@ -408,6 +299,10 @@ RUNNERS: dict[str, Callable[[Session], str]] = {
     "tender_cancel": check_tender_cancel,
     "unknown_tender": check_unknown_tender,
     "malformed_tender": check_malformed_tender,
+    "carrier_webhooks": carrier_checks.check_carrier_webhooks,
+    "carrier_telemetry": carrier_checks.check_carrier_telemetry,
+    "mtls_required": carrier_checks.check_mtls_required,
+    "server_identity": carrier_checks.check_server_identity,
     "latency_p95": check_latency_p95,
 }
 # A resumed run redoes what these checks learned (a token, the tender's ref) before going on.
@@ -415,6 +310,13 @@ SETUP = ("auth_token", "tender_submit")
 
 
 # --- Starting and running --------------------------------------------------------------------------
+
+
+def checks_for(profile: CarrierProfile) -> list[tuple[str, str]]:
+    """The checks of a full run: the TLS ones come right after the token for mTLS and SVID sandboxes."""
+    if profile.auth_method == CarrierAuthMethod.OAUTH:
+        return list(CHECKS)
+    return [CHECKS[0], *TLS_CHECKS, *CHECKS[1:]]
 
 
 @transaction.atomic
@@ -439,7 +341,7 @@ def certification_start(*, carrier_id: int, actor: Actor) -> CertificationRun:
         run_key=uuid.uuid4(),
         contract_version=contract_version(),
         sandbox_url=profile.sandbox_api_url.rstrip("/"),
-        checks=[{"name": n, "title": t, "status": "pending"} for n, t in CHECKS],
+        checks=[{"name": n, "title": t, "status": "pending"} for n, t in checks_for(profile)],
         started_by=actor.user,
     )
     event_record(
@@ -479,8 +381,14 @@ def certification_run(run_id: int) -> CertificationRun:
         certificate_attest(run)  # a task retried after finishing: the certificate is still signed, once
         return run
     profile = CarrierProfile.objects.get(carrier_id=run.carrier_id)
+    verify, cert = carrier_checks.tls_for(profile)
     session = Session(
-        run=run, base=run.sandbox_url, client_id=profile.sandbox_client_id, client_secret=profile.sandbox_client_secret
+        run=run,
+        base=run.sandbox_url,
+        client_id=profile.sandbox_client_id,
+        client_secret=profile.sandbox_client_secret,
+        verify=verify,
+        cert=cert,
     )
     if run.status == CertificationStatus.QUEUED:
         run.status, run.started_at = CertificationStatus.RUNNING, timezone.now()
@@ -503,6 +411,8 @@ def certification_run(run_id: int) -> CertificationRun:
         else:
             outcome = {"status": "passed", "detail": detail}
         outcome["evidence"] = session.evidence
+        if session.emitted_at is not None and not carrier_checks.emitted_before(run):
+            outcome["emitted_at"] = session.emitted_at.isoformat()
         outcome["seconds"] = round(time.monotonic() - started, 3)
         run.checks[index] = {**check, **outcome}
         run.save(update_fields=["checks"])

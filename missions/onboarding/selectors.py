@@ -13,6 +13,7 @@ from missions.models import (
     CarrierInvitation,
     CarrierMember,
     CarrierProfile,
+    CertificationDelivery,
     CertificationRun,
     ComplianceDocument,
 )
@@ -46,7 +47,11 @@ def member_of(user: AbstractBaseUser | AnonymousUser) -> CarrierMember | None:
 
 
 def carrier_profile(carrier_id: int) -> CarrierProfile | None:
-    return CarrierProfile.objects.filter(carrier_id=carrier_id).first()
+    return (
+        CarrierProfile.objects.filter(carrier_id=carrier_id)
+        .select_related("sandbox_partner_client__application")
+        .first()
+    )
 
 
 def carrier_documents(carrier_id: int) -> QuerySet[ComplianceDocument]:
@@ -75,3 +80,8 @@ def profile_initial(profile: CarrierProfile | None) -> dict[str, Any]:
     if profile is None:
         return {}
     return {f: getattr(profile, f) for f in PROFILE_FIELDS}  # the sandbox secret is never sent back
+
+
+def run_deliveries(run_id: int, channel: str) -> list[CertificationDelivery]:
+    """What a carrier's sandbox sent to a run's receivers on one channel, in the order it arrived."""
+    return list(CertificationDelivery.objects.filter(run_id=run_id, channel=channel).order_by("received_at", "pk"))

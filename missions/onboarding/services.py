@@ -25,7 +25,11 @@ from django.utils.text import slugify
 
 from missions.choices import CarrierKind, CarrierStatus
 from missions.events import Actor, event_record
+from missions.identity.services import bundle_parse
 from missions.models import Carrier, CarrierInvitation, CarrierMember, CarrierProfile
+from missions.models.onboarding import CarrierAuthMethod
+from missions.models.partner import SANDBOX_SCOPES
+from missions.partner import services as partner_services
 from tms_console.domain import DomainError
 from tms_console.egress import EgressRefused, egress_check
 
@@ -187,7 +191,12 @@ PROFILE_FIELDS = (
     "production_api_url",
     "production_client_id",
     "auth_method",
+    "sandbox_ca_pem",
+    "sandbox_spiffe_id",
+    "telemetry_rate_hz",
 )
+SPIFFE_ID_RE = re.compile(r"^spiffe://[a-z0-9._-]{1,255}(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
+TELEMETRY_RATE_RANGE = (0.1, 10.0)
 
 
 SECRET_FIELDS = ("sandbox_client_secret", "production_client_secret")
@@ -215,6 +224,35 @@ def profile_errors(values: dict[str, Any]) -> dict[str, str]:
                 egress_check(url)
             except EgressRefused as exc:
                 errors[field] = str(exc)
+    errors.update(_sandbox_identity_errors(values))
+    rate = values.get("telemetry_rate_hz")
+    low, high = TELEMETRY_RATE_RANGE
+    if rate is not None and not low <= float(rate) <= high:
+        errors["telemetry_rate_hz"] = f"The telemetry rate is from {low:g} to {high:g} samples a second."
+    return errors
+
+
+def _sandbox_identity_errors(values: dict[str, Any]) -> dict[str, str]:
+    """How the sandbox proves who it is: a CA or SPIFFE bundle that parses, and an SVID's SPIFFE ID."""
+    errors: dict[str, str] = {}
+    pem = str(values.get("sandbox_ca_pem") or "").strip()
+    if pem:
+        try:
+            bundle_parse(pem)
+        except DomainError as exc:
+            errors["sandbox_ca_pem"] = str(exc)
+    spiffe_id = str(values.get("sandbox_spiffe_id") or "")
+    if spiffe_id and not SPIFFE_ID_RE.match(spiffe_id):
+        errors["sandbox_spiffe_id"] = (
+            "A SPIFFE ID reads spiffe://<trust domain>/<path>, e.g. spiffe://acme.example/sandbox."
+        )
+    if values.get("auth_method") == CarrierAuthMethod.SVID:
+        if not spiffe_id:
+            errors.setdefault("sandbox_spiffe_id", "With SPIFFE SVIDs, give the SPIFFE ID of the sandbox's server.")
+        if not pem:
+            errors.setdefault(
+                "sandbox_ca_pem", "With SPIFFE SVIDs, paste the trust bundle the sandbox's SVID chains to."
+            )
     return errors
 
 
@@ -253,3 +291,42 @@ def profile_update(*, carrier_id: int, values: dict[str, Any], actor: Actor) -> 
         carrier=profile.carrier,
     )
     return profile
+
+
+@dataclass(frozen=True)
+class SandboxCredentials:
+    """The sandbox's credentials for our API, in the only value that holds the client secret in clear."""
+
+    client_id: str
+    client_secret: str
+    webhook_secret: str
+
+
+@transaction.atomic
+def sandbox_credentials_issue(*, carrier_id: int, actor: Actor) -> SandboxCredentials:
+    """Issue (or replace) the carrier sandbox's credentials for our API: an OAuth client that can only
+    reach its certification runs' receivers, and the secret its test webhooks are signed with.
+
+    Replacing them deletes the old client (its tokens die with it); the client secret is shown once.
+    """
+    profile = CarrierProfile.objects.select_for_update().select_related("carrier").get(carrier_id=carrier_id)
+    old = profile.sandbox_partner_client
+    issued = partner_services.partner_client_create(
+        carrier_id=carrier_id, name=f"{profile.carrier.name} sandbox", scopes=list(SANDBOX_SCOPES), actor=actor
+    )
+    profile.sandbox_partner_client = issued.client
+    profile.sandbox_webhook_secret = partner_services.new_webhook_secret()
+    profile.save(update_fields=["sandbox_partner_client", "sandbox_webhook_secret", "updated_at"])
+    if old is not None:
+        old.application.delete()  # cascades to the client and its tokens
+    event_record(
+        actor=actor,
+        action="carrier.sandbox_credentials_issued",
+        subject_type="carrier",
+        subject_id=carrier_id,
+        after={"client_id": issued.client_id, "replaced": old is not None},
+        carrier=profile.carrier,
+    )
+    return SandboxCredentials(
+        client_id=issued.client_id, client_secret=issued.client_secret, webhook_secret=profile.sandbox_webhook_secret
+    )

@@ -23,6 +23,7 @@ urlpatterns: list[URLPattern] = [
     path("portal/certification/<int:pk>/", views.certification_detail, name="certification"),
     path("portal/certification/<int:pk>/certificate.json", views.certification_certificate, name="certificate"),
     path("portal/documents/", views.document_upload, name="document_upload"),
+    path("portal/sandbox-credentials/", views.sandbox_credentials, name="sandbox_credentials"),
     path("portal/documents/<int:pk>/", views.document_download, name="document_download"),
     # Open: the link is the credential (tms_console.middleware lets /portal/invitations/ through).
     path("portal/invitations/<str:token>/", views.invitation_accept, name="accept"),

@@ -87,13 +87,38 @@ class ProfileForm(forms.Form):
         help_text="used from go-live on; leave blank to keep the one stored",
     )
     auth_method = forms.ChoiceField(label="How it authenticates", choices=CarrierAuthMethod.choices)
+    sandbox_ca_pem = forms.CharField(
+        label="Sandbox server CA or SPIFFE trust bundle (PEM)",
+        required=False,
+        max_length=64_000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="only when the sandbox's server certificate is not from a public CA; required with SVIDs",
+    )
+    sandbox_spiffe_id = forms.CharField(
+        label="Sandbox SPIFFE ID", max_length=300, required=False, help_text="with SVIDs: spiffe://<domain>/<path>"
+    )
+    telemetry_rate_hz = forms.FloatField(
+        label="Telemetry rate (samples a second per vehicle)",
+        min_value=0.1,
+        max_value=10.0,
+        initial=1.0,
+        required=False,
+        help_text="what your vehicles send; certification measures it (blank keeps the one stored)",
+    )
 
     def clean_scac(self) -> str:
         return str(self.cleaned_data.get("scac") or "").strip().upper()
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        for field in ("usdot_number", "mc_number", "contact_phone", "odd_hours", "sandbox_api_url"):
+        for field in (
+            "usdot_number",
+            "mc_number",
+            "contact_phone",
+            "odd_hours",
+            "sandbox_api_url",
+            "sandbox_spiffe_id",
+        ):
             if isinstance(data.get(field), str):
                 data[field] = data[field].strip()
         if isinstance(data.get("production_api_url"), str):
@@ -290,6 +315,8 @@ def portal(request: HttpRequest) -> HttpResponse:
     form = ProfileForm(request.POST)
     if form.is_valid():
         values = {f: form.cleaned_data[f] for f in services.PROFILE_FIELDS}
+        if values["telemetry_rate_hz"] is None:
+            del values["telemetry_rate_hz"]
         for secret in services.SECRET_FIELDS:
             values[secret] = form.cleaned_data[secret]
         try:
@@ -300,6 +327,25 @@ def portal(request: HttpRequest) -> HttpResponse:
             messages.success(request, "Profile saved.")
             return redirect("onboarding:portal")
     return _portal_page(request, member, form=form, status=400)
+
+
+@require_POST
+def sandbox_credentials(request: HttpRequest) -> HttpResponse:
+    """Issue (or replace) the sandbox's credentials for our API; the secrets are shown on this answer only."""
+    member = _member(request)
+    try:
+        issued = services.sandbox_credentials_issue(carrier_id=member.carrier_id, actor=Actor.for_user(request.user))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("onboarding:portal")
+    base = str(settings.PARTNER_BASE_URL or settings.PUBLIC_BASE_URL).rstrip("/")
+    answer = render(
+        request,
+        "onboarding/sandbox_credentials.html",
+        {"carrier": member.carrier, "issued": issued, "token_url": f"{base}/oauth2/token"},
+    )
+    answer["Cache-Control"] = "no-store"
+    return answer
 
 
 @require_POST

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from missions.events import Actor
 from missions.models import Carrier, CarrierProfile
+from missions.onboarding import services
 from missions.simulators.carrier import CarrierSimulator, SimConfig
 from tests.conftest import make_user, verified_client
 from tests.onboarding.test_portal import _accept, _invite
@@ -32,10 +34,30 @@ def manager(db: Any) -> User:
 
 
 @pytest.fixture
-def carrier(manager: User, sandbox: CarrierSimulator) -> Carrier:
+def carrier(manager: User, sandbox: CarrierSimulator, live_server: Any, settings: Any) -> Carrier:
+    """A carrier onboarding with the simulator as its sandbox, set up as its staff would: the sandbox's
+    credentials for our API issued in the portal and put into the sandbox, which reaches the console
+    (a live server) for the carrier's side of certification."""
+    settings.PUBLIC_BASE_URL = live_server.url
+    settings.CERTIFICATION_TELEMETRY_SECONDS = 1
     _accept(_invite(verified_client(manager)))
     carrier = Carrier.objects.get(name="Lonestar Autonomy LLC")
     CarrierProfile.objects.filter(carrier=carrier).update(
-        sandbox_api_url=sandbox.url, sandbox_client_id="sim-carrier", sandbox_client_secret="sim-secret"
+        sandbox_api_url=sandbox.url,
+        sandbox_client_id="sim-carrier",
+        sandbox_client_secret="sim-secret",
+        telemetry_rate_hz=5.0,
     )
+    sandbox_configure(sandbox, carrier)
     return carrier
+
+
+def sandbox_configure(sim: CarrierSimulator, carrier: Carrier) -> None:
+    """Issue the carrier's sandbox credentials for our API and put them into ``sim`` (5 samples a second)."""
+    issued = services.sandbox_credentials_issue(carrier_id=carrier.pk, actor=Actor.system("test"))
+    sim.sandbox_set(
+        client_id=issued.client_id,
+        client_secret=issued.client_secret,
+        webhook_secret=issued.webhook_secret,
+        telemetry_rate_hz=5.0,
+    )

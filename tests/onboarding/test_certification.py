@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from missions.models import AuditEvent, Carrier, CarrierProfile, CertificationRu
 from missions.onboarding import certification
 from missions.simulators.carrier import CarrierSimulator, SimConfig
 from tests.conftest import verified_client
+from tests.onboarding.conftest import sandbox_configure
 from tests.onboarding.test_portal import _accept, _invite, _portal_client
 from tms_console.domain import DomainError
 
@@ -38,7 +40,7 @@ def test_a_conforming_sandbox_passes_every_check_with_its_evidence(carrier: Carr
     failures = [(c["name"], c.get("detail")) for c in run.checks if c["status"] != "passed"]
     assert run.status == CertificationStatus.PASSED, failures
     assert set(_results(run).values()) == {"passed"} and len(run.checks) == len(certification.CHECKS)
-    assert run.contract_version == "1.0.0" and run.started_at and run.finished_at
+    assert run.contract_version == "1.1.0" and run.started_at and run.finished_at
     submit = next(c for c in run.checks if c["name"] == "tender_submit")
     assert submit["evidence"][0]["request"]["headers"]["Authorization"] == "[redacted]"
     assert submit["evidence"][0]["response"]["status"] == 201
@@ -156,6 +158,7 @@ def test_a_sandbox_that_answers_later_is_cancelled_twice(carrier: Carrier, manag
     later = CarrierSimulator(SimConfig(answer="async", delay_ms=3_600_000, seed=7, vehicles=["SIM-001"])).start()
     try:
         CarrierProfile.objects.filter(carrier=carrier).update(sandbox_api_url=later.url)
+        sandbox_configure(later, carrier)
         run = _run(carrier, manager)
     finally:
         later.stop()
@@ -189,7 +192,7 @@ def test_the_finished_run_is_a_signed_certificate_that_verifies_offline_and_a_ta
         assert report.ok, report.summary()
         assert f"bundle is about urn:tms-console:certification:{run.pk}" in report.checked
         record = certification.certificate_record(run)
-        assert record["contract"]["version"] == "1.0.0" and record["result"] == "passed"
+        assert record["contract"]["version"] == "1.1.0" and record["result"] == "passed"
         assert [c["name"] for c in record["checks"]] == [n for n, _ in certification.CHECKS]
         assert (
             verified_client(manager).get(f"/carriers/onboarding/certification/{run.pk}/certificate.json").content
@@ -224,17 +227,20 @@ def _portal_client_other(manager: User) -> Client:
 
 
 @pytest.mark.parametrize(
-    ("fault", "failing", "hint"),
+    ("faults", "failing", "hint"),
     [
-        ("non_idempotent", {"idempotent_resend"}, "Keep each Idempotency-Key with its answer"),
-        ("wrong_schema", {"tender_submit"}, "Answer the TenderState of docs/carrier-api.yaml."),
-        ("tokens_unchecked", {"invalid_token"}, "Check every bearer token"),
+        ({"non_idempotent": True}, {"idempotent_resend"}, "Keep each Idempotency-Key with its answer"),
+        ({"wrong_schema": True}, {"tender_submit"}, "Answer the TenderState of docs/carrier-api.yaml."),
+        ({"tokens_unchecked": True}, {"invalid_token"}, "Check every bearer token"),
+        ({"unsigned_webhooks": True}, {"carrier_webhooks"}, "Sign every delivery with the sandbox webhook secret"),
+        ({"clock_offset_seconds": 600}, {"carrier_telemetry"}, "Keep the vehicles' clocks on GNSS or NTP time"),
+        ({"clock_offset_seconds": -120}, {"carrier_telemetry"}, "Keep the vehicles' clocks on GNSS or NTP time"),
     ],
 )
 def test_each_broken_sandbox_mode_fails_exactly_its_check_with_its_hint(
-    carrier: Carrier, manager: User, sandbox: CarrierSimulator, fault: str, failing: set[str], hint: str
+    carrier: Carrier, manager: User, sandbox: CarrierSimulator, faults: dict[str, Any], failing: set[str], hint: str
 ) -> None:
-    sandbox.faults_set(**{fault: True})
+    sandbox.faults_set(**faults)
 
     run = _run(carrier, manager)
 
@@ -242,3 +248,58 @@ def test_each_broken_sandbox_mode_fails_exactly_its_check_with_its_hint(
     for check in run.checks:
         if check["name"] in failing:
             assert check["hint"].startswith(hint)
+
+
+def test_the_carrier_side_passes_with_its_deliveries_as_evidence(carrier: Carrier, manager: User) -> None:
+    run = _run(carrier, manager)
+
+    checks = {c["name"]: c for c in run.checks}
+    webhooks, telemetry = checks["carrier_webhooks"], checks["carrier_telemetry"]
+    assert webhooks["status"] == telemetry["status"] == "passed"
+    assert webhooks["detail"] == "1 signed webhook(s) verified"
+    received = webhooks["evidence"][-1]["received"]
+    assert received["accepted"] and received["headers"]["webhook-signature"].startswith("v1,")
+    assert '"mission.status"' in received["body"]
+    # 1 s at 5 samples a second: 6 samples, one a request, the rate measured from their stamps.
+    samples, requests = re.match(r"(\d+) samples in (\d+) requests at ", telemetry["detail"]).groups()  # type: ignore[union-attr]
+    assert samples == requests == "6"
+    assert all(e["received"]["headers"]["authorization"] == "Bearer [redacted]" for e in telemetry["evidence"])
+    assert webhooks["emitted_at"] and "emitted_at" not in telemetry  # one emit a run
+
+
+def test_a_sandbox_sending_at_another_rate_than_declared_fails_the_telemetry_check(
+    carrier: Carrier, manager: User, sandbox: CarrierSimulator
+) -> None:
+    sandbox.sandbox_set(telemetry_rate_hz=2.0)  # declared: 5
+
+    run = _run(carrier, manager)
+
+    telemetry = next(c for c in run.checks if c["name"] == "carrier_telemetry")
+    assert {n for n, status in _results(run).items() if status == "failed"} == {"carrier_telemetry"}
+    assert telemetry["detail"].endswith("samples a second, declared 5.")
+    assert telemetry["hint"].startswith("Send samples at the telemetry rate declared in the portal")
+
+
+def test_a_sandbox_with_a_wrong_client_secret_for_our_api_has_its_telemetry_refused(
+    carrier: Carrier, manager: User, sandbox: CarrierSimulator
+) -> None:
+    sandbox.sandbox_set(client_secret="not-the-one-issued")
+
+    run = _run(carrier, manager)
+
+    telemetry = next(c for c in run.checks if c["name"] == "carrier_telemetry")
+    assert {n for n, status in _results(run).items() if status == "failed"} == {"carrier_telemetry"}
+    assert "telemetry requests were refused; the first: 401" in telemetry["detail"]
+    assert telemetry["hint"].startswith("Take a token at token_url with the sandbox's client for our API")
+
+
+def test_without_sandbox_credentials_the_carrier_side_fails_with_where_to_get_them(
+    carrier: Carrier, manager: User
+) -> None:
+    CarrierProfile.objects.filter(carrier=carrier).update(sandbox_webhook_secret="", sandbox_partner_client=None)
+
+    run = _run(carrier, manager)
+
+    assert {n for n, status in _results(run).items() if status == "failed"} == {"carrier_webhooks", "carrier_telemetry"}
+    hints = {c["hint"] for c in run.checks if c["status"] == "failed"}
+    assert hints == {next(iter(hints))} and "Issue the sandbox's credentials in the portal" in next(iter(hints))

@@ -83,6 +83,6 @@ def test_a_new_contract_version_after_a_deploy_requires_recertification(
     call_command("onboarding_drift_check", "--no-smoke")
 
     profile = CarrierProfile.objects.get(carrier=live)
-    assert profile.drift_reason == "certified for carrier API 1.0.0, now 2.0.0"
+    assert profile.drift_reason == "certified for carrier API 1.1.0, now 2.0.0"
     assert Incident.objects.filter(kind="carrier_drift", carrier=live).exists()
     assert not CertificationRun.objects.filter(kind="smoke").exists()

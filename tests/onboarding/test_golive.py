@@ -50,7 +50,7 @@ def test_a_carrier_goes_live_only_with_everything_and_a_managers_approval_then_g
 ) -> None:
     console = verified_client(manager)
     cell = _go_live_cell(console, carrier)
-    assert "no passing certification for carrier API 1.0.0" in cell and "no SLA contract in force" in cell
+    assert "no passing certification for carrier API 1.1.0" in cell and "no SLA contract in force" in cell
     assert "no valid certificate of insurance" in cell and "Approve go-live" not in cell
     refused = console.post(f"/carriers/onboarding/{carrier.pk}/go-live/", follow=True)
     assert "cannot go live yet" in refused.content.decode()

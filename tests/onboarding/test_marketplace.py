@@ -20,7 +20,7 @@ from tests.factories import CarrierFactory, ContractFactory
 pytestmark = pytest.mark.django_db
 
 
-def _certified(carrier: Carrier, by: User, *, version: str = "1.0.0", days_ago: int = 3) -> None:
+def _certified(carrier: Carrier, by: User, *, version: str = "1.1.0", days_ago: int = 3) -> None:
     finished = timezone.now() - timedelta(days=days_ago)
     CertificationRun.objects.create(
         carrier=carrier, run_key=uuid.uuid4(), contract_version=version, sandbox_url="https://93.184.216.34",

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, unquote
 import httpx
 from opentelemetry.trace import SpanKind
 
+from missions.simulators.carrier.emitter import emission_start
 from missions.simulators.carrier.state import STATUS_FOR, Faults, SimConfig, SimState, SimTender, utc_now_iso
 from missions.tendering.carrier_contract import contract_schema_errors
 from tms_console import tracing
@@ -93,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.tenant, path = tenant_match["slug"], tenant_match["rest"]
         try:
             body = self._read_body()
-            if path in ("/_faults", "/_stats", "/_tenders"):
+            if path in ("/_faults", "/_stats", "/_tenders", "/_sandbox"):
                 self._admin(method, path, body)
                 return
             self.logged = sim.log_request(method=method, path=path, headers=self.headers, tenant=self.tenant)
@@ -252,7 +253,60 @@ class _Handler(BaseHTTPRequestHandler):
         if match and method == "GET":
             self._vehicle_ping(unquote(match["id"]))
             return
+        if path == "/sandbox/emit" and method == "POST":
+            self._sandbox_emit(body)
+            return
         self._problem(404, "Not Found", f"No route for {method} {path}.")
+
+    def _sandbox_emit(self, raw: bytes) -> None:
+        state = self.server.sim.state
+        key = self.headers.get("Idempotency-Key", "").strip()
+        if not key:
+            self._problem(400, "Bad Request", "The Idempotency-Key header is required.")
+            return
+        body = self._json(raw)
+        errors = contract_schema_errors(schema="SandboxEmit", body=body)
+        if errors:
+            self._problem(400, "Bad Request", "; ".join(errors)[:500])
+            return
+        with state.lock:
+            seen = state.emits.get((self.tenant, key))
+            if seen is None:
+                state.emits[(self.tenant, key)] = body["run"]
+                credentials, faults = state.sandbox_for(self.tenant), state.faults_for(self.tenant)
+        if seen is not None and seen != body["run"]:
+            self._problem(422, "Unprocessable Content", "This Idempotency-Key was used for another run.")
+            return
+        if seen is None:  # a resend of the same emit starts nothing new
+            emission_start(body, credentials=credentials, faults=faults, record=state.emissions)
+        self._send(202, {"run": body["run"]})
+
+    def _admin_sandbox(self, method: str, raw: bytes) -> None:
+        """The sandbox's credentials for the console's API, as the carrier's staff set them from the portal."""
+        state = self.server.sim.state
+        credentials = state.sandbox_for(self.tenant)
+        if method == "POST":
+            body = self._json(raw)
+            try:
+                if not isinstance(body, dict):
+                    raise ValueError("Send a JSON object: client_id, client_secret, webhook_secret, telemetry_rate_hz.")
+                with state.lock:
+                    credentials.update(body)
+            except ValueError as exc:
+                self._problem(400, "Bad Request", str(exc))
+                return
+        elif method != "GET":
+            self._problem(405, "Method Not Allowed", "Use GET or POST.")
+            return
+        self._send(
+            200,
+            {
+                "client_id": credentials.client_id,
+                "client_secret_set": bool(credentials.client_secret),
+                "webhook_secret_set": bool(credentials.webhook_secret),
+                "telemetry_rate_hz": credentials.telemetry_rate_hz,
+            },
+        )
 
     def _tender_submit(self, raw: bytes) -> None:
         sim = self.server.sim
@@ -393,6 +447,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._send(200, {"restored": restored, "tenders": state.tender_count()})
             return
+        if path == "/_sandbox":
+            self._admin_sandbox(method, raw)
+            return
         if path == "/_faults" and method == "POST":
             body = self._json(raw)
             if not isinstance(body, dict):
@@ -519,6 +576,11 @@ class CarrierSimulator:
                     "lose_tenders": False,
                 }
             )
+
+    def sandbox_set(self, tenant: str | None = None, **credentials: Any) -> None:
+        """Configure the sandbox with its credentials for the console's API (as its staff would from the portal)."""
+        with self.state.lock:
+            self.state.sandbox_for(tenant or self.state.config.client_id).update(credentials)
 
     def policy_set(self, policy: dict[str, float]) -> None:
         with self.state.lock:

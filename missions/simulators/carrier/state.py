@@ -59,6 +59,8 @@ class Faults:
     non_idempotent: bool = False  # a resend with the same key and body is taken as a new tender
     wrong_schema: bool = False  # tender answers (submit, status) leave out updated_at, which the contract requires
     tokens_unchecked: bool = False  # any bearer token passes: expired, revoked or forged
+    unsigned_webhooks: bool = False  # the sandbox's test webhooks go out without a signature
+    clock_offset_seconds: float = 0.0  # the sandbox's telemetry is stamped this far off the true time
 
     def update(self, data: dict[str, Any]) -> None:
         """Change the faults named in ``data``; an unknown one or a wrong value is refused (ValueError)."""
@@ -67,6 +69,10 @@ class Faults:
                 self.latency_ms = max(0, int(value))
             elif key == "error_burst":
                 self.error_burst = max(0, int(value))
+            elif key == "clock_offset_seconds":
+                if isinstance(value, bool) or not isinstance(value, int | float) or abs(value) > 86_400:
+                    raise ValueError("clock_offset_seconds is a number of seconds, at most a day either way")
+                self.clock_offset_seconds = float(value)
             elif key in _SWITCHES:
                 if not isinstance(value, bool):
                     raise ValueError(f"{key} must be true or false")
@@ -84,7 +90,31 @@ _SWITCHES = (
     "non_idempotent",
     "wrong_schema",
     "tokens_unchecked",
+    "unsigned_webhooks",
 )
+
+
+@dataclass
+class SandboxCredentials:
+    """What the carrier's integration staff put into its sandbox from the console's portal."""
+
+    client_id: str = ""
+    client_secret: str = ""
+    webhook_secret: str = ""
+    telemetry_rate_hz: float = 1.0
+
+    def update(self, data: dict[str, Any]) -> None:
+        for key, value in data.items():
+            if key in ("client_id", "client_secret", "webhook_secret"):
+                if not isinstance(value, str) or len(value) > 200:
+                    raise ValueError(f"{key} is a string of at most 200 characters")
+                setattr(self, key, value)
+            elif key == "telemetry_rate_hz":
+                if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= 10:
+                    raise ValueError("telemetry_rate_hz is from 0.1 to 10")
+                self.telemetry_rate_hz = float(value)
+            else:
+                raise ValueError(f"unknown sandbox setting '{key}'")
 
 
 @dataclass
@@ -166,6 +196,16 @@ class SimState:
         self.requests: list[dict[str, Any]] = []
         self.deliveries: list[dict[str, Any]] = []
         self._vehicle_turn = 0
+        # The sandbox's credentials for the console's API, per carrier served; (tenant, key) -> run of each emit.
+        self.sandbox: dict[str, SandboxCredentials] = {
+            config.client_id: SandboxCredentials(
+                client_id=config.console_client_id,
+                client_secret=config.console_client_secret,
+                webhook_secret=config.webhook_secret,
+            )
+        }
+        self.emits: dict[tuple[str, str], str] = {}
+        self.emissions: list[dict[str, Any]] = []  # what the sandbox's emissions sent, and the answers
 
     # -- tokens ------------------------------------------------------------------
 
@@ -177,6 +217,10 @@ class SimState:
     def faults_for(self, tenant: str) -> Faults:
         with self.lock:
             return self.tenant_faults.setdefault(tenant, Faults())
+
+    def sandbox_for(self, tenant: str) -> SandboxCredentials:
+        with self.lock:
+            return self.sandbox.setdefault(tenant, SandboxCredentials())
 
     def vehicles_for(self, tenant: str) -> list[str]:
         return self.config.tenant_vehicles.get(tenant) or self.config.vehicles
