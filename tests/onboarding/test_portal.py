@@ -220,6 +220,10 @@ def test_the_portal_keeps_the_profile_and_records_what_changed(manager_client: C
         ("sandbox_api_url", "https://169.254.169.254/latest/", "link-local"),
         ("sandbox_api_url", "https://10.1.2.3/", "private address"),
         ("production_api_url", "https://localhost:8000/", "loopback"),
+        ("sandbox_spiffe_id", "https://lonestar.example/sandbox", "A SPIFFE ID reads spiffe://"),
+        ("sandbox_ca_pem", "not a certificate", "No PEM certificate found"),
+        ("auth_method", "spiffe_svid", "With SPIFFE SVIDs, give the SPIFFE ID"),
+        ("telemetry_rate_hz", "50", "less than or equal to 10"),
     ],
 )
 def test_a_bad_profile_is_a_form_error_and_changes_nothing(
@@ -278,3 +282,29 @@ def test_a_carrier_in_onboarding_cannot_be_resumed_into_service(manager_client: 
         carrier_resume(carrier_id=carrier.pk, actor=Actor.for_user(manager))
     carrier.refresh_from_db()
     assert carrier.status == CarrierStatus.ONBOARDING
+
+
+def test_the_portal_issues_sandbox_credentials_for_our_api_once_and_only_to_its_members(
+    manager_client: Client,
+) -> None:
+    _accept(_invite(manager_client))
+    client = _portal_client()
+    assert 'data-testid="sandbox-client">None issued yet.' in client.get("/portal/").content.decode()
+
+    answer = client.post("/portal/sandbox-credentials/")
+
+    page = answer.content.decode()
+    assert answer.status_code == 200 and answer["Cache-Control"] == "no-store"
+    secret = re.search(r'data-testid="sandbox-client-secret">([^<]+)<', page)
+    webhook = re.search(r'data-testid="sandbox-webhook-secret">(whsec_[^<]+)<', page)
+    assert secret is not None and webhook is not None
+    profile = CarrierProfile.objects.select_related("sandbox_partner_client__application").get()
+    client_id = profile.sandbox_partner_client.application.client_id  # type: ignore[union-attr]
+    assert profile.sandbox_partner_client.scopes == {"certification:write"}  # type: ignore[union-attr]
+    assert profile.sandbox_webhook_secret == webhook.group(1)
+    portal = client.get("/portal/").content.decode()
+    assert client_id in portal and secret.group(1) not in portal and webhook.group(1) not in portal
+    event = AuditEvent.objects.get(action="carrier.sandbox_credentials_issued")
+    assert secret.group(1) not in str(event.after) and webhook.group(1) not in str(event.after)
+    assert manager_client.post("/portal/sandbox-credentials/").status_code == 404  # not a member
+    assert client.get("/portal/sandbox-credentials/").status_code == 405
