@@ -186,10 +186,14 @@ def start_app_server(
     env: Mapping[str, str] | None = None,
     application: str = ASGI_APPLICATION,
     gunicorn_options: Sequence[str] = GUNICORN_GTHREAD,
+    port: int = 0,
 ) -> AppServer:
-    """Start ``kind`` ("daphne" or "gunicorn") on the test database, ``env`` over ``server_env()``; wait for it."""
+    """Start ``kind`` ("daphne" or "gunicorn") on the test database, ``env`` over ``server_env()``; wait for it.
+
+    ``port``: listen on that port (from ``free_port()``, for a server that must know its own URL).
+    """
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
+    listener.bind(("127.0.0.1", port))
     listener.listen(256)
     port = listener.getsockname()[1]
     command = server_command(kind, listener.fileno(), application=application, gunicorn_options=gunicorn_options)

@@ -29,7 +29,7 @@ from tests.browser.conftest import LiveServer
 from tests.browser.support import NetworkLog, login, off_loop, screenshot
 from tests.conftest import make_user
 from tests.factories import ContractFactory, ShipmentFactory, VehicleFactory
-from tests.servers import start_app_server
+from tests.servers import free_port, start_app_server
 from tests.tendering.helpers import tender_to
 from tms_console.roles import CARRIER_MANAGER
 
@@ -48,12 +48,20 @@ def sandbox() -> Iterator[CarrierSimulator]:
 
 @pytest.fixture
 def onboarding_url(transactional_db: Any, tmp_path: Path) -> Iterator[str]:
-    """The console as the browser tests serve it, allowed to call the simulator on this machine."""
+    """The console as the browser tests serve it, allowed to call the simulator on this machine and
+    knowing its own URL (the sandbox sends its side of certification there)."""
+    port = free_port()
     app = start_app_server(
         "daphne",
         log_path=tmp_path / "server.log",
-        env={"EGRESS_ALLOWED_NETWORKS": "127.0.0.1/32", "EGRESS_ALLOW_HTTP": "1"},
+        env={
+            "EGRESS_ALLOWED_NETWORKS": "127.0.0.1/32",
+            "EGRESS_ALLOW_HTTP": "1",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "CERTIFICATION_TELEMETRY_SECONDS": "2",
+        },
         application="tests.browser.server_app:application",
+        port=port,
     )
     try:
         yield LiveServer(app=app, access_log_path=tmp_path / "access.log").url
@@ -124,6 +132,17 @@ def test_invite_certify_go_live_and_first_tender(
     form.get_by_role("button", name="Save profile").click()
     expect(page.get_by_text("Profile saved.")).to_be_visible()
 
+    # The sandbox's credentials for our API, shown once; the lead puts them into the sandbox.
+    page.get_by_role("button", name="Issue sandbox credentials").click()
+    issued = {
+        "client_id": page.get_by_test_id("sandbox-client-id").inner_text().strip(),
+        "client_secret": page.get_by_test_id("sandbox-client-secret").inner_text().strip(),
+        "webhook_secret": page.get_by_test_id("sandbox-webhook-secret").inner_text().strip(),
+    }
+    sandbox.sandbox_set(**issued)
+    page.get_by_role("link", name="Back to the portal").click()
+    expect(page.get_by_test_id("sandbox-client")).to_contain_text(issued["client_id"])
+
     # The certificate of insurance.
     today = timezone.localdate()
     docs = page.get_by_test_id("document-form")
@@ -141,6 +160,8 @@ def test_invite_certify_go_live_and_first_tender(
     page.get_by_role("button", name="Run certification").click()
     expect(page.get_by_test_id("run-status")).to_contain_text("Passed", timeout=30_000)
     expect(page.get_by_test_id("check-idempotent_resend")).to_contain_text("passed")
+    expect(page.get_by_test_id("check-carrier_webhooks")).to_contain_text("1 signed webhook(s) verified")
+    expect(page.get_by_test_id("check-carrier_telemetry")).to_contain_text("passed")
     expect(page.get_by_test_id("certificate")).to_be_visible()
     screenshot(page, "onboarding-certification")
     _sign_out(page)
