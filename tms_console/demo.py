@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from base64 import b32encode
+from base64 import b32encode, b64encode
 from binascii import unhexlify
 
 from django.conf import settings
@@ -59,3 +59,12 @@ def carrier_sim_client_secret(client_id: str) -> str:
     The simulator runs from the same settings, so it derives the same value.
     """
     return _derive("carrier-sim-secret", client_id, 24).hex()
+
+
+def demo_sandbox_credentials(slug: str) -> tuple[str, str, str]:
+    """The demo onboarding carrier's sandbox credentials for the console's API: (client id, client secret,
+    webhook secret). The seed registers them and the simulator's sandbox for ``slug`` uses them."""
+    client_id = f"sandbox-{slug}"
+    secret = _derive("sandbox-client-secret", slug, 24).hex()
+    webhook = "whsec_" + b64encode(_derive("sandbox-webhook-secret", slug, 24)).decode("ascii")
+    return client_id, secret, webhook

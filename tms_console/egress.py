@@ -266,7 +266,7 @@ def guarded_request(
 def _peer_certificate(response: httpx.Response) -> bytes | None:
     stream = response.extensions.get("network_stream")
     tls = stream.get_extra_info("ssl_object") if stream is not None else None
-    return tls.getpeercert(binary_form=True) if tls is not None else None
+    return tls.getpeercert(True) if tls is not None else None  # binary_form, positional on the C object
 
 
 def guarded_get(url: str, **kwargs: Any) -> GuardedResponse:

@@ -24,7 +24,14 @@ from missions.identity.svid import spiffe_uris
 from missions.models import CarrierProfile, CertificationDelivery, CertificationRun
 from missions.models.onboarding import CarrierAuthMethod
 from missions.onboarding import receivers, selectors
-from missions.onboarding.session import CheckFailed, CheckSkipped, Session, expect_status, redact_text
+from missions.onboarding.session import (
+    CheckFailed,
+    CheckSkipped,
+    Session,
+    expect_status,
+    redact_headers,
+    redact_text,
+)
 from tms_console.egress import EgressRefused, guarded_request
 
 # How long beyond the telemetry window the sandbox's deliveries may take, the clock bounds of a sample
@@ -241,15 +248,35 @@ def check_mtls_required(s: Session) -> str:
     if profile.sandbox_ca_pem.strip():
         bare = ssl.create_default_context(cadata=profile.sandbox_ca_pem)
         bare.check_hostname = profile.auth_method != CarrierAuthMethod.SVID
-    record: dict[str, Any] = {"request": {"method": "GET", "url": f"{s.base}/health", "client_certificate": None}}
+    if not s.token:
+        raise CheckSkipped("no token (auth_token failed)")
+    # A valid token and no certificate: only the missing certificate can make the sandbox refuse.
+    headers = {"Accept": "application/json", "Authorization": f"Bearer {s.token}"}
+    record: dict[str, Any] = {
+        "request": {
+            "method": "GET",
+            "url": f"{s.base}/health",
+            "headers": redact_headers(headers),
+            "client_certificate": None,
+        }
+    }
     s.evidence.append(record)
     hint = "Require a client certificate in the TLS handshake (or answer 401/403 without one) on every call."
     try:
         answer = guarded_request(
-            "GET", f"{s.base}/health", timeout=settings.CERTIFICATION_CALL_TIMEOUT_SECONDS, target=s.target, verify=bare
+            "GET",
+            f"{s.base}/health",
+            headers=headers,
+            timeout=settings.CERTIFICATION_CALL_TIMEOUT_SECONDS,
+            target=s.target,
+            verify=bare,
         )
-    except (httpx.HTTPError, OSError) as exc:  # the handshake refused us: what we want
+    except (httpx.HTTPError, OSError) as exc:
         record["error"] = f"{exc.__class__.__name__}: {exc}"
+        if isinstance(exc, httpx.TimeoutException) or any(
+            sign in str(exc) for sign in ("CERTIFICATE_VERIFY_FAILED", "Connection refused")
+        ):
+            raise CheckFailed(f"The call failed before any client certificate mattered ({exc}).", hint) from exc
         return "refused in the TLS handshake without a client certificate"
     except EgressRefused as exc:
         raise CheckFailed(str(exc), hint) from exc

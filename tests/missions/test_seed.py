@@ -15,8 +15,8 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from missions.choices import CarrierKind, MissionStatus, ShipmentStatus, TenderStatus
-from missions.models import AuditEvent, Carrier, Mission, Offer, Shipment, Tender, Vehicle
+from missions.choices import CarrierKind, CarrierStatus, MissionStatus, ShipmentStatus, TenderStatus
+from missions.models import AuditEvent, Carrier, CarrierProfile, Mission, Offer, Shipment, Tender, Vehicle
 from sla.models import Contract
 from tms_console.demo import DEFAULT_DEMO_PASSWORD, demo_totp_key
 
@@ -66,12 +66,12 @@ def test_seed_twice_changes_nothing(demo_env: None) -> None:
     }
     assert "nothing new" in output
     assert first["Shipment"] >= 8
-    assert first["User"] == len(DEMO_USERNAMES)
+    assert first["User"] == len(DEMO_USERNAMES) + 1  # and the onboarding carrier's portal lead
 
 
 def test_seed_creates_the_described_carriers(demo_env: str) -> None:
     seed()
-    autonomous = Carrier.objects.filter(kind=CarrierKind.AUTONOMOUS)
+    autonomous = Carrier.objects.filter(kind=CarrierKind.AUTONOMOUS).exclude(status=CarrierStatus.ONBOARDING)
     assert autonomous.count() == 3  # one of them covers the Chicago - Los Angeles lane
     for carrier in autonomous:
         assert carrier.api_base_url == f"{demo_env}/carriers/{carrier.slug}"
@@ -92,8 +92,10 @@ def test_seed_follows_the_simulator_url_from_the_environment(demo_env: None, mon
     seed()
     monkeypatch.setenv("CARRIER_SIM_URL", "http://127.0.0.1:9911/")
     seed()
-    for carrier in Carrier.objects.filter(kind=CarrierKind.AUTONOMOUS):
+    for carrier in Carrier.objects.filter(kind=CarrierKind.AUTONOMOUS).exclude(status=CarrierStatus.ONBOARDING):
         assert carrier.api_base_url.startswith("http://127.0.0.1:9911/carriers/")
+    onboarding = CarrierProfile.objects.get(carrier__status=CarrierStatus.ONBOARDING)
+    assert onboarding.sandbox_api_url == "http://127.0.0.1:9911/carriers/prairie-autonomy"
     assert Carrier.objects.get(is_fallback=True).api_base_url == ""
 
 
@@ -135,7 +137,11 @@ def test_seed_users_have_their_role_and_a_fixed_totp_key(demo_env: None) -> None
         "demo-admin": {"admin"},
         "demo-viewer": {"read-only"},
         "demo-sla": {"sla-manager"},
+        "demo-carrier": set(),  # a carrier's portal member: no console role
     }
+    lead = User.objects.get(username="demo-carrier")
+    assert lead.carrier_member.carrier.name == "Prairie Autonomy LLC" and lead.check_password(PASSWORD)
+    assert TOTPDevice.objects.get(user=lead).key == demo_totp_key("demo-carrier")
     admin = User.objects.get(username="demo-admin")
     assert admin.is_superuser and admin.is_staff
     assert not User.objects.get(username="demo-viewer").is_staff

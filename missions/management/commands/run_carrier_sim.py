@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from missions.simulators.carrier import CarrierSimulator, SimConfig, policy_parse
 from missions.simulators.edi_carrier import EdiCarrierSimulator
 from tms_console import tracing
+from tms_console.demo import demo_sandbox_credentials
 from tms_console.shutdown import EXIT_MARGIN_SECONDS, SIMULATOR_DRAIN_SECONDS, exit_deadline
 
 
@@ -114,7 +115,8 @@ class Command(BaseCommand):
             client_ca=options["client_ca"],
         )
         if not options["no_demo_carriers"]:
-            config.secret_for, config.tenant_vehicles = _demo_carriers()
+            config.secret_for, config.tenant_vehicles = demo_carriers()
+            config.sandbox_credentials_for = demo_sandbox_credentials
         sim = CarrierSimulator(config, host=options["host"], port=options["port"])
         if config.tenant_vehicles:
             # Reported on stderr: the first line on stdout announces the address.
@@ -141,7 +143,7 @@ class Command(BaseCommand):
             self.stdout.write(f"carrier simulator stopped ({left} requests unanswered)")
 
 
-def _demo_carriers() -> tuple[Callable[[str], str], dict[str, list[str]]]:
+def demo_carriers() -> tuple[Callable[[str], str], dict[str, list[str]]]:
     """The seeded demo carriers this process also serves: secrets derived like the seed's, and their trucks.
 
     ``seed_demo`` points each demo carrier with an API at ``/carriers/<slug>``
@@ -154,9 +156,12 @@ def _demo_carriers() -> tuple[Callable[[str], str], dict[str, list[str]]]:
         from missions.management.commands.seed_demo import DEMO_CARRIERS
     except ImportError:  # the demo seed is optional
         return carrier_sim_client_secret, vehicles
+    from missions.management.demo_onboarding import DEMO_ONBOARDING
+
     for spec in DEMO_CARRIERS:
         if spec.has_api:
             vehicles[spec.slug] = list(spec.vehicles)
+    vehicles[DEMO_ONBOARDING.slug] = list(DEMO_ONBOARDING.vehicles)
     return carrier_sim_client_secret, vehicles
 
 

@@ -31,6 +31,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from missions.choices import AutonomyMode, CarrierKind, MissionStatus, OfferKind, TenderStatus
 from missions.events import Actor, event_record
+from missions.management.demo_onboarding import DEMO_ONBOARDING, onboarding_seed
 from missions.models import Carrier, Mission, Shipment, TelemetrySample, Tender, Vehicle
 from missions.models.core import haversine_km
 from missions.models.edi import EdiPartner
@@ -225,6 +226,8 @@ class Command(BaseCommand):
                 # Each demo load gets a trace of its own, as a dispatcher's tender would.
                 with tracing.span_from("seed demo shipment"):
                     self._shipment(spec, carriers, dispatcher, report)
+            for made in onboarding_seed(manager=users["demo-admin"], password=password, sim_url=sim_url):
+                report.add(made.split(" ", 1)[1], int(made.split(" ", 1)[0]))
 
         summary = ", ".join(f"{n} {what}" for what, n in sorted(report.created.items())) or "nothing new"
         self.stdout.write(self.style.SUCCESS(f"Demo data ready ({summary})."))
@@ -279,6 +282,13 @@ class Command(BaseCommand):
             self.stdout.write(f"    TOTP secret:  {totp_key_base32(device.key)}")
             self.stdout.write(f"    otpauth URI:  {device.config_url}")
             self.stdout.write(f"    current code: make otp OTP_USER={spec.username}")
+        lead = User.objects.filter(username=DEMO_ONBOARDING.lead).first()
+        device = TOTPDevice.objects.filter(user=lead, name="default").first() if lead else None
+        if device is not None:
+            self.stdout.write(f"  {DEMO_ONBOARDING.lead}  (carrier portal of {DEMO_ONBOARDING.name}, onboarding)")
+            self.stdout.write(f"    password:     {password}")
+            self.stdout.write(f"    TOTP secret:  {totp_key_base32(device.key)}")
+            self.stdout.write(f"    current code: make otp OTP_USER={DEMO_ONBOARDING.lead}")
         self.stdout.write("")
 
     # --- carriers, vehicles, contracts ------------------------------------------

@@ -178,6 +178,9 @@ class SimConfig:
     # secret_for(slug); tenant_vehicles lists each one's vehicles.
     secret_for: Callable[[str], str] | None = None
     tenant_vehicles: dict[str, list[str]] = field(default_factory=dict)
+    # A carrier's sandbox credentials for the console's API, (client id, client secret, webhook secret),
+    # for a carrier served under /carriers/<slug>/ that was not given any (the demo derives them).
+    sandbox_credentials_for: Callable[[str], tuple[str, str, str]] | None = None
 
 
 class SimState:
@@ -220,7 +223,11 @@ class SimState:
 
     def sandbox_for(self, tenant: str) -> SandboxCredentials:
         with self.lock:
-            return self.sandbox.setdefault(tenant, SandboxCredentials())
+            if tenant not in self.sandbox:
+                derive = self.config.sandbox_credentials_for
+                client_id, secret, webhook = derive(tenant) if derive is not None else ("", "", "")
+                self.sandbox[tenant] = SandboxCredentials(client_id, secret, webhook)
+            return self.sandbox[tenant]
 
     def vehicles_for(self, tenant: str) -> list[str]:
         return self.config.tenant_vehicles.get(tenant) or self.config.vehicles
