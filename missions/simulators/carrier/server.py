@@ -258,17 +258,25 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._problem(404, "Not Found", f"No route for {method} {path}.")
 
-    def _sandbox_emit(self, raw: bytes) -> None:
-        state = self.server.sim.state
+    def _keyed(self, raw: bytes, schema: str) -> tuple[str, Any] | None:
+        """The Idempotency-Key and the body of a mutating call, or None after answering 400."""
         key = self.headers.get("Idempotency-Key", "").strip()
         if not key:
             self._problem(400, "Bad Request", "The Idempotency-Key header is required.")
-            return
+            return None
         body = self._json(raw)
-        errors = contract_schema_errors(schema="SandboxEmit", body=body)
+        errors = contract_schema_errors(schema=schema, body=body)
         if errors:
             self._problem(400, "Bad Request", "; ".join(errors)[:500])
+            return None
+        return key, body
+
+    def _sandbox_emit(self, raw: bytes) -> None:
+        state = self.server.sim.state
+        keyed = self._keyed(raw, "SandboxEmit")
+        if keyed is None:
             return
+        key, body = keyed
         with state.lock:
             seen = state.emits.get((self.tenant, key))
             if seen is None:
@@ -311,15 +319,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _tender_submit(self, raw: bytes) -> None:
         sim = self.server.sim
         state = sim.state
-        key = self.headers.get("Idempotency-Key", "").strip()
-        if not key:
-            self._problem(400, "Bad Request", "The Idempotency-Key header is required.")
+        keyed = self._keyed(raw, "TenderSubmit")
+        if keyed is None:
             return
-        body = self._json(raw)
-        errors = contract_schema_errors(schema="TenderSubmit", body=body)
-        if errors:
-            self._problem(400, "Bad Request", "; ".join(errors)[:500])
-            return
+        key, body = keyed
         fingerprint = state.fingerprint(body)
         scope = (self.tenant, key)
         with state.lock:
