@@ -449,6 +449,7 @@ OAUTH2_PROVIDER: dict[str, Any] = {
         "telemetry:read": "Read telemetry of the carrier's missions",
         "exceptions:write": "Report mission exceptions",
         "edi:write": "Exchange EDI X12 interchanges (990, 214, 997)",
+        "certification:read": "Read the carrier's certification runs, their reports and signed certificates",
         "certification:write": "Send a certification run's test webhooks and telemetry (sandbox clients only)",
     },
     "DEFAULT_SCOPES": ["tender:read", "missions:read"],

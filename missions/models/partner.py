@@ -22,12 +22,13 @@ PARTNER_SCOPES: dict[str, str] = {
     "telemetry:read": "Read telemetry of the carrier's missions",
     "exceptions:write": "Report mission exceptions",
     "edi:write": "Exchange EDI X12 interchanges (990, 214, 997)",
+    "certification:read": "Read the carrier's certification runs, their reports and signed certificates",
     "certification:write": "Send a certification run's test webhooks and telemetry (sandbox clients only)",
 }
 # Given to a carrier sandbox's client by the portal, and to nothing else: it reaches only the receivers of
 # that carrier's certification runs.
-SANDBOX_SCOPES = ("certification:write",)
-PRODUCTION_SCOPES = " ".join(s for s in PARTNER_SCOPES if s not in SANDBOX_SCOPES)
+SANDBOX_SCOPES = ("certification:read", "certification:write")
+PRODUCTION_SCOPES = " ".join(s for s in PARTNER_SCOPES if s != "certification:write")
 
 
 class CertificateKind(models.TextChoices):

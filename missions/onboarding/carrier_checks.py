@@ -43,9 +43,13 @@ RATE_TOLERANCE = (0.8, 1.2)
 POLL_SECONDS = 0.2
 
 
+def _console_base() -> str:
+    """Where the sandbox reaches the console's API."""
+    return str(settings.PARTNER_BASE_URL or settings.PUBLIC_BASE_URL).rstrip("/")
+
+
 def _receiver_url(s: Session, what: str) -> str:
-    base = str(settings.PARTNER_BASE_URL or settings.PUBLIC_BASE_URL).rstrip("/")
-    return f"{base}/api/v1/certification/runs/{s.run.run_key}/{what}"
+    return f"{_console_base()}/api/v1/certification/runs/{s.run.run_key}/{what}"
 
 
 def emitted_before(run: CertificationRun) -> datetime | None:
@@ -60,11 +64,10 @@ def _emit(s: Session) -> datetime:
     s.emitted_at = s.emitted_at or emitted_before(s.run)
     if s.emitted_at is not None:
         return s.emitted_at
-    base = str(settings.PARTNER_BASE_URL or settings.PUBLIC_BASE_URL).rstrip("/")
     body = {
         "run": str(s.run.run_key),
         "webhook_url": _receiver_url(s, "webhooks"),
-        "token_url": f"{base}/oauth2/token",
+        "token_url": f"{_console_base()}/oauth2/token",
         "telemetry_url": _receiver_url(s, "telemetry"),
         "telemetry_seconds": int(settings.CERTIFICATION_TELEMETRY_SECONDS),
         "mission_id": receivers.synthetic_mission_id(s.run),
@@ -107,7 +110,9 @@ def _delivery_evidence(deliveries: list[CertificationDelivery]) -> list[dict[str
     ]
 
 
-def _wait_for(s: Session, channel: str, *, until: datetime, quiet_after: datetime | None = None) -> list[Any]:
+def _wait_for(
+    s: Session, channel: str, *, until: datetime, quiet_after: datetime | None = None
+) -> list[CertificationDelivery]:
     """Deliveries on ``channel``: as soon as one came (or, with ``quiet_after``, once that time has passed
     and nothing new came for a second), and at the latest at ``until``."""
     seen, last_change = -1, time.monotonic()
@@ -149,7 +154,7 @@ def check_carrier_webhooks(s: Session) -> str:
     return f"{len(deliveries)} signed webhook(s) verified"
 
 
-def _telemetry_judged(deliveries: list[Any], declared: float) -> str:
+def _telemetry_judged(deliveries: list[CertificationDelivery], declared: float) -> str:
     refused = [d for d in deliveries if not d.accepted]
     if refused:
         reason = refused[0].reason

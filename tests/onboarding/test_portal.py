@@ -300,7 +300,7 @@ def test_the_portal_issues_sandbox_credentials_for_our_api_once_and_only_to_its_
     assert secret is not None and webhook is not None
     profile = CarrierProfile.objects.select_related("sandbox_partner_client__application").get()
     client_id = profile.sandbox_partner_client.application.client_id  # type: ignore[union-attr]
-    assert profile.sandbox_partner_client.scopes == {"certification:write"}  # type: ignore[union-attr]
+    assert profile.sandbox_partner_client.scopes == {"certification:read", "certification:write"}  # type: ignore[union-attr]
     assert profile.sandbox_webhook_secret == webhook.group(1)
     portal = client.get("/portal/").content.decode()
     assert client_id in portal and secret.group(1) not in portal and webhook.group(1) not in portal
