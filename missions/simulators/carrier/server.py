@@ -50,6 +50,14 @@ def _route_name(path: str) -> str:
     return re.sub(r"^/(tenders|vehicles)/[^/]+", r"/\1/{id}", path)
 
 
+def _uuid_or(value: str | None, default: str) -> str:
+    """``value`` when it is a UUID (the header's form), else ``default``: an answer echoes only a valid id."""
+    try:
+        return str(uuid.UUID(value or ""))
+    except ValueError:
+        return default
+
+
 class _Drop(Exception):
     """Close the connection without answering (refused / timed-out fault)."""
 
@@ -348,7 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
                 tender_id=body["tender_id"],
                 request=body,
                 tenant=self.tenant,
-                correlation_id=self.headers.get("X-Correlation-ID") or body["correlation_id"],
+                correlation_id=_uuid_or(self.headers.get("X-Correlation-ID"), body["correlation_id"]),
             )
             if state.config.answer == "sync":
                 offer = state.decide(body, tenant=self.tenant)
