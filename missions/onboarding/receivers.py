@@ -89,12 +89,17 @@ def _record(
         run=run,
         channel=channel,
         received_at=timezone.now(),
-        headers=_kept_headers(request.headers),
-        body=body[:BODY_KEPT_BYTES].decode("utf-8", "replace"),
+        headers={k: _storable(v) for k, v in _kept_headers(request.headers).items()},
+        body=_storable(body[:BODY_KEPT_BYTES].decode("utf-8", "replace")),
         accepted=not reason,
-        reason=reason[:300],
+        reason=_storable(reason[:300]),
         samples=samples or [],
     )
+
+
+def _storable(text: str) -> str:
+    # PostgreSQL text holds no NUL: a sender's NUL is kept as the replacement character.
+    return text.replace("\x00", "\ufffd")
 
 
 def _first_error(errors: Any) -> str:
@@ -178,7 +183,8 @@ class CertificationTelemetryView(PartnerView):
             super().initial(request, *args, **kwargs)
         except APIException as exc:  # no token, a bad one, the wrong scope: kept, so the run can say so
             run = CertificationRun.objects.filter(run_key=kwargs["run_key"], kind="full").first()
-            if run is not None and run.status == CertificationStatus.RUNNING:
+            room = run is not None and CertificationDelivery.objects.filter(run=run).count() < DELIVERIES_PER_RUN_MAX
+            if run is not None and run.status == CertificationStatus.RUNNING and room:
                 reason = f"{exc.status_code}: {exc.detail}"
                 _record(run, channel="telemetry", request=request, body=request.body, reason=reason)
             raise

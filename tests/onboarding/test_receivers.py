@@ -98,6 +98,20 @@ def test_a_signed_webhook_is_kept_and_an_unsigned_stale_or_off_schema_one_is_ref
     assert kept[0].headers["webhook-signature"].startswith("v1,")
 
 
+def test_a_body_with_a_nul_byte_is_kept_storable_and_refused(
+    running: tuple[CertificationRun, services.SandboxCredentials],
+) -> None:
+    run, issued = running
+    body, headers = _signed(issued.webhook_secret, {"type": "mission.status", "data": {}})
+    nul = body.replace(b'"data"', b'"da\x00ta"')
+
+    answer = _webhook(run, nul, headers)
+
+    assert answer.status_code == 401  # the signature covered other bytes
+    kept = CertificationDelivery.objects.get(run=run)
+    assert "\x00" not in kept.body and "da\ufffdta" in kept.body
+
+
 def test_a_run_not_running_or_unknown_takes_nothing_and_a_flood_is_cut_off(
     running: tuple[CertificationRun, services.SandboxCredentials], monkeypatch: pytest.MonkeyPatch
 ) -> None:
