@@ -292,7 +292,7 @@ def test_broker_down_the_safety_ticker_alarms_each_silent_vehicle_once_and_hands
                         [steady, later],
                         lambda: Incident.objects.get(pk=monitoring.pk).status == IncidentStatus.RESOLVED,
                         "beat and the worker to be back and the monitoring incident resolved",
-                        seconds=60,
+                        seconds=120,  # the worker's reconnect back-off, on a loaded CI machine
                     )
                     # A vehicle falling silent now is found by beat and the worker again.
                     report_until([steady], lambda: lost_comms(later) == 1, "beat's gap check to see a new silence")

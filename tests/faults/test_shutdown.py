@@ -539,7 +539,7 @@ def test_sigterm_of_the_mqtt_bridge_while_messages_flow_loses_none(mosquitto: st
             info.wait_for_publish(timeout=30)  # the broker has every message
         assert all(info.is_published() for info in sent)
         second = bridge_start(mosquitto, prefix=prefix, client_id=client_id, log_path=second_log)
-        wait_for(lambda: stored(ids) == len(ids), 120, "the next bridge to store every message")
+        wait_for(lambda: stored(ids) == len(ids), 240, "the next bridge to store every message")
         took_second = exit_seconds(second, limit=DRAIN_SECONDS)
     finally:
         publisher.loop_stop()
