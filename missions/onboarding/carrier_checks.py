@@ -224,15 +224,20 @@ def check_carrier_telemetry(s: Session) -> str:
 # --- Mutual TLS and SVIDs --------------------------------------------------------------------------
 
 
+def _server_verification(profile: CarrierProfile) -> Any:
+    """The sandbox's server certificate checked against the CA or trust bundle given, else the public CAs."""
+    if not profile.sandbox_ca_pem.strip():
+        return True
+    context = ssl.create_default_context(cadata=profile.sandbox_ca_pem)
+    # An SVID names its workload by a spiffe:// URI, not a DNS name: server_identity checks that instead.
+    context.check_hostname = profile.auth_method != CarrierAuthMethod.SVID
+    return context
+
+
 def tls_for(profile: CarrierProfile) -> tuple[Any, tuple[str, str] | None]:
     """How a run verifies the sandbox (the CA or trust bundle given, else the public CAs) and the
     client certificate it presents (mTLS and SVID sandboxes: the console's own)."""
-    verify: Any = True
-    if profile.sandbox_ca_pem.strip():
-        context = ssl.create_default_context(cadata=profile.sandbox_ca_pem)
-        # An SVID names its workload by a spiffe:// URI, not a DNS name: server_identity checks that instead.
-        context.check_hostname = profile.auth_method != CarrierAuthMethod.SVID
-        verify = context
+    verify = _server_verification(profile)
     if profile.auth_method == CarrierAuthMethod.OAUTH:
         return verify, None
     cert, key = settings.CERTIFICATION_CLIENT_CERT_FILE, settings.CERTIFICATION_CLIENT_KEY_FILE
@@ -249,10 +254,7 @@ def check_mtls_required(s: Session) -> str:
             "The console's operator sets CERTIFICATION_CLIENT_CERT_FILE and CERTIFICATION_CLIENT_KEY_FILE.",
         )
     profile = CarrierProfile.objects.get(carrier_id=s.run.carrier_id)
-    bare: Any = True
-    if profile.sandbox_ca_pem.strip():
-        bare = ssl.create_default_context(cadata=profile.sandbox_ca_pem)
-        bare.check_hostname = profile.auth_method != CarrierAuthMethod.SVID
+    bare = _server_verification(profile)  # the same verification, no client certificate
     if not s.token:
         raise CheckSkipped("no token (auth_token failed)")
     # A valid token and no certificate: only the missing certificate can make the sandbox refuse.

@@ -59,7 +59,7 @@ def synthetic_vehicle_id(run: CertificationRun) -> str:
 
 
 def _run_receiving(run_key: uuid.UUID) -> CertificationRun:
-    run = CertificationRun.objects.filter(run_key=run_key, kind="full").first()
+    run = CertificationRun.objects.select_related("carrier__profile").filter(run_key=run_key, kind="full").first()
     if run is None:
         raise ProblemError(404, "not-found", "No certification run has this URL.")
     if run.status != CertificationStatus.RUNNING:

@@ -32,6 +32,10 @@ from tms_console.problem import ProblemError
 COMMON = (401, 403, 404, 429)
 
 
+def _checks_done(run: CertificationRun) -> int:
+    return sum(1 for c in run.checks if c.get("status") != "pending")
+
+
 class CertificationRunSerializer(serializers.ModelSerializer[CertificationRun]):
     run = serializers.UUIDField(source="run_key", help_text="The run's id in these URLs")
     checks_done = serializers.SerializerMethodField()
@@ -55,7 +59,7 @@ class CertificationRunSerializer(serializers.ModelSerializer[CertificationRun]):
         ]
 
     def get_checks_done(self, run: CertificationRun) -> int:
-        return sum(1 for c in run.checks if c.get("status") != "pending")
+        return _checks_done(run)
 
     def get_checks_total(self, run: CertificationRun) -> int:
         return len(run.checks)
@@ -104,8 +108,7 @@ class CertificationReportView(PartnerView):
         report = certificate_record(run)
         report["kind"] = run.kind
         report["run"] = str(run.run_key)
-        done = sum(1 for c in run.checks if c.get("status") != "pending")
-        report["progress"] = {"checksDone": done, "checksTotal": len(run.checks)}
+        report["progress"] = {"checksDone": _checks_done(run), "checksTotal": len(run.checks)}
         finished = run.status in (CertificationStatus.PASSED, CertificationStatus.FAILED)
         report["certificateUrl"] = (
             reverse("certification:certificate", args=[run.run_key]) if finished and run.kind == "full" else None
