@@ -19,6 +19,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from missions.events import Actor
 from missions.models import Carrier
+from missions.telemetry.ingest import carrier_caches_clear
 from tests.factories import CarrierFactory
 from tests.servers import remove_directory, sqlite_test_database_to_file
 from tms_console.ratelimit import limiter, store_url
@@ -48,6 +49,13 @@ def _fresh_rate_limits() -> Iterator[None]:
     the next test's fresh tables.
     """
     limiter().clear(shared=bool(store_url()))
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mission_caches() -> Iterator[None]:
+    """Every test starts with no cached missions: ids come back in the next test's fresh tables."""
+    carrier_caches_clear()
     yield
 
 

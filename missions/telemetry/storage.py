@@ -115,7 +115,7 @@ def persist(accepted: list[Accepted], *, received_at: datetime) -> set[uuid.UUID
 
 # From this many events a batch goes through COPY; below it, one statement with
 # the rows as array parameters saves the look-ups' and the COPYs' round trips.
-COPY_MIN_EVENTS = 200
+COPY_MIN_EVENTS = 50
 
 # Both look-ups name the time of each row they look for: on PostgreSQL the tables are partitioned
 # by time (docs/decisions/0028-telemetry-partitions.md), and only that partition's index is probed.

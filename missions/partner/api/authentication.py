@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from missions.models import Carrier
 from missions.models.partner import PartnerClient
 from missions.partner.api.mtls import presented_thumbprint
+from missions.partner.api.token_lookup import token_with_client
 from tms_console.auth_guard import bearer_failure_record
 from tms_console.client_address import client_address
 from tms_console.ratelimit import Decision, decision_attach
@@ -74,11 +75,7 @@ class PartnerTokenAuthentication(BaseAuthentication):
         raw = value.strip()
         checksum = hashlib.sha256(raw.encode("utf-8")).hexdigest()
         # One statement: the token, its application, partner client, carrier and certificate binding.
-        token = (
-            AccessToken.objects.select_related("application__partner_client__carrier", "certificate_binding")
-            .filter(token_checksum=checksum)
-            .first()
-        )
+        token = token_with_client(checksum)
         if token is None or token.application is None:
             return self._fail(request, "The access token is unknown or revoked.")
         try:

@@ -44,7 +44,7 @@ from missions.partner.api.serializers import (
 )
 from missions.partner.api.telemetry_schema import TELEMETRY_FIELDS, TelemetryBatchSerializer, TelemetryEventSerializer
 from missions.telemetry.backfill import MAX_LINE_BYTES as BACKFILL_MAX_LINE_BYTES
-from missions.telemetry.ingest import ingest_events
+from missions.telemetry.ingest import carrier_cache, ingest_events
 from missions.telemetry.replay import REPLAY_LIMIT_MAX, events_after
 from missions.tendering import dispatch
 from missions.vehicles import mission_vehicle_assign
@@ -395,7 +395,7 @@ def telemetry_accept(*, carrier: Carrier, raw_events: list[Any], source: str) ->
     """
     # Imported here: the ingest pipeline is its own module with heavier imports.
 
-    result = ingest_events(carrier=carrier, events=raw_events, source=source)
+    result = ingest_events(carrier=carrier, events=raw_events, source=source, cache=carrier_cache(carrier.pk))
     return {
         "accepted": result.accepted,
         "duplicates": getattr(result, "duplicates", 0),
