@@ -60,10 +60,10 @@ class _Statement:
 
 _JOINS = (
     # (model, alias, join condition); the token is the first and is not joined.
-    (Application, "a", "a.{pk} = t.{application_id}"),
-    (PartnerClient, "p", "p.{application_id_p} = a.{pk}"),
-    (Carrier, "c", "c.{pk} = p.{carrier_id}"),
-    (TokenCertificateBinding, "b", "b.{access_token_id} = t.{pk}"),
+    (Application, "a", "a.{application_pk} = t.{application_id}"),
+    (PartnerClient, "p", "p.{application_id_p} = a.{application_pk}"),
+    (Carrier, "c", "c.{carrier_pk} = p.{carrier_id}"),
+    (TokenCertificateBinding, "b", "b.{access_token_id} = t.{token_pk}"),
 )
 
 _statement: _Statement | None = None
@@ -91,7 +91,9 @@ def _build() -> _Statement:
         parts.append(part)
         columns += cols
     names = {
-        "pk": q("id"),
+        "token_pk": q(str(AccessToken._meta.pk.column)),
+        "application_pk": q(str(Application._meta.pk.column)),
+        "carrier_pk": q(str(Carrier._meta.pk.column)),
         "application_id": q(AccessToken._meta.get_field("application").column),
         "application_id_p": q(PartnerClient._meta.get_field("application").column),
         "carrier_id": q(PartnerClient._meta.get_field("carrier").column),
