@@ -137,10 +137,13 @@ class MissionCache:
     def get_many(self, ids: Iterable[int], carrier_id: int) -> dict[int, MissionInfo]:
         now = time.monotonic()
         wanted = set(ids)
+        # Only the asking carrier's own missions: one cache may serve every carrier of a process (the
+        # webhook fast path), and another carrier's mission must be as absent as one that does not exist.
         fresh = {
             i: info
             for i in wanted
             if (info := self._entries.get(i)) is not None
+            and info.carrier_id == carrier_id
             and info.vehicle_external_id is not None
             and now - info.fetched_at < self.ttl_seconds
         }

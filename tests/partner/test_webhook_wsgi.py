@@ -300,3 +300,17 @@ def test_fast_path_answers_and_rejected_events_are_on_the_metrics_django_uses(
     assert sample("tms_http_requests_total", **refused) == before[1] + 1
     assert sample("tms_http_request_duration_seconds_count", endpoint=WEBHOOK_ENDPOINT, method="POST") == timed + 2
     assert sample("tms_telemetry_events_rejected_total", source="webhook") == rejected + 2
+
+
+def test_a_mission_another_carrier_reported_on_is_still_refused(
+    app: WebhookFastPath, carrier_a: Carrier, carrier_b: Carrier, secret_a: str, mission_a: Mission
+) -> None:
+    # The fast path keeps one mission cache for every carrier of the process: carrier A's delivery
+    # puts its mission in it, and carrier B, naming A's mission and truck, must still be refused.
+    status, _, body = post(app, carrier_a, secret_a, _telemetry(telemetry_event(mission_a)))
+    assert (status, body["telemetry"]["accepted"]) == (200, 1)
+    secret_b = partner_services.webhook_secret_rotate(carrier_id=carrier_b.pk, actor=Actor.system("t")).secret
+    event = telemetry_event(mission_a)
+    status, _, body = post(app, carrier_b, secret_b, _telemetry(event))
+    assert status == 422, body
+    assert not TelemetryWindowEvent.objects.filter(event_id=event["event_id"]).exists()

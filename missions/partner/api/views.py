@@ -393,8 +393,6 @@ def telemetry_accept(*, carrier: Carrier, raw_events: list[Any], source: str) ->
 
     Rejections keep the index of the event in the request, so a partner can resend just those.
     """
-    # Imported here: the ingest pipeline is its own module with heavier imports.
-
     result = ingest_events(carrier=carrier, events=raw_events, source=source, cache=carrier_cache(carrier.pk))
     return {
         "accepted": result.accepted,
