@@ -145,8 +145,10 @@ elif IS_POSTGRES and env.bool("DB_POOL", default=True):
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # The pool checks a connection when it hands it out: one the server ended while it sat in the
-    # pool (a restart, a failover, pg_terminate_backend) is replaced, not answered with a 503.
+    # pool (a restart, a failover, pg_terminate_backend) is replaced, not answered with a 503. This
+    # backend checks by polling the socket, without a round trip (tms_console/postgresql/base.py).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"]["ENGINE"] = "tms_console.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, channel layer, Celery --------------------------------------
@@ -546,6 +548,16 @@ TELEMETRY_MAX_AGE_SECONDS: int = env.int("TELEMETRY_MAX_AGE_SECONDS", default=86
 TELEMETRY_WINDOW_SECONDS: int = env.int("TELEMETRY_WINDOW_SECONDS", default=300)
 # How long a stream (WebSocket, MQTT bridge) trusts the mission facts it read (status, mode) before reading them again.
 TELEMETRY_MISSION_CACHE_SECONDS: float = env.float("TELEMETRY_MISSION_CACHE_SECONDS", default=10.0)
+# Telemetry batches one server process works on at once (0: no limit), how many more may wait for a turn,
+# and for how long, before a 503 ingest-busy (missions/telemetry/admission.py).
+TELEMETRY_BATCH_CONCURRENCY: int = env.int("TELEMETRY_BATCH_CONCURRENCY", default=2)
+TELEMETRY_BATCH_WAITING_MAX: int = env.int("TELEMETRY_BATCH_WAITING_MAX", default=16)
+TELEMETRY_BATCH_WAIT_SECONDS: float = env.float("TELEMETRY_BATCH_WAIT_SECONDS", default=5.0)
+if TELEMETRY_BATCH_CONCURRENCY < 0 or TELEMETRY_BATCH_WAITING_MAX < 0 or not 0 < TELEMETRY_BATCH_WAIT_SECONDS <= 60:
+    raise ImproperlyConfigured(
+        "TELEMETRY_BATCH_CONCURRENCY and TELEMETRY_BATCH_WAITING_MAX must be 0 or more, "
+        "and TELEMETRY_BATCH_WAIT_SECONDS more than 0 and at most 60."
+    )
 TELEMETRY_DEDUPE_SECONDS: int = max(env.int("TELEMETRY_DEDUPE_SECONDS", default=900), TELEMETRY_WINDOW_SECONDS)
 TELEMETRY_RETENTION_DAYS: int = env.int("TELEMETRY_RETENTION_DAYS", default=30)
 TELEMETRY_THIN_AFTER_DAYS: int = env.int("TELEMETRY_THIN_AFTER_DAYS", default=7)

@@ -29,7 +29,7 @@ from django.conf import settings as s
 db = s.DATABASES["default"]
 print(json.dumps({
     "ENGINE": db["ENGINE"], "NAME": str(db["NAME"]), "OPTIONS": db.get("OPTIONS", {}),
-    "CONN_MAX_AGE": db.get("CONN_MAX_AGE"),
+    "CONN_MAX_AGE": db.get("CONN_MAX_AGE"), "CONN_HEALTH_CHECKS": db.get("CONN_HEALTH_CHECKS"),
     "CACHE": s.CACHES["default"]["BACKEND"], "CACHE_LOCATION": s.CACHES["default"].get("LOCATION"),
     "CHANNEL_LAYER": s.CHANNEL_LAYERS["default"]["BACKEND"],
     "CHANNEL_CONFIG": s.CHANNEL_LAYERS["default"].get("CONFIG", {}),
@@ -112,7 +112,9 @@ def test_postgres_url_uses_the_psycopg_pool(tmp_path: Path) -> None:
         DB_POOL_MIN="3",
         DB_POOL_MAX="7",
     )
-    assert s["ENGINE"] == "django.db.backends.postgresql"
+    # Django's PostgreSQL backend, whose pool checks connections without a round trip.
+    assert s["ENGINE"] == "tms_console.postgresql"
+    assert s["CONN_HEALTH_CHECKS"] is True
     assert s["NAME"] == "tms_prod"
     assert s["OPTIONS"]["pool"] == {"min_size": 3, "max_size": 7, "timeout": 10}
     # Pooled connections are returned to the pool; persistent ones would bypass it.
@@ -122,6 +124,7 @@ def test_postgres_url_uses_the_psycopg_pool(tmp_path: Path) -> None:
 def test_postgres_pool_can_be_turned_off(tmp_path: Path) -> None:
     s = _settings(tmp_path, DEBUG="1", DATABASE_URL="postgres://tms@db.internal/tms", DB_POOL="0")
     assert "pool" not in s["OPTIONS"]
+    assert s["ENGINE"] == "django.db.backends.postgresql"
 
 
 def test_redis_url_switches_channel_layer_cache_and_broker(tmp_path: Path) -> None:

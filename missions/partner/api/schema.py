@@ -43,6 +43,8 @@ PROBLEM_DESCRIPTIONS = {
     "422": "Well-formed, but refused by a business rule (`domain-rule`, `telemetry-rejected`), or the "
     "Idempotency-Key was already used for another request.",
     "429": "Rate limited: retry after `Retry-After` seconds.",
+    "503": "This server instance has no turn for another telemetry batch now (`ingest-busy`): nothing of the "
+    "batch was stored; retry it unchanged, with the same Idempotency-Key, after `Retry-After` seconds.",
 }
 # A webhook delivery takes no token: its 401 is about the signature.
 WEBHOOK_401 = (
@@ -113,6 +115,8 @@ def _complete(operation: dict[str, Any]) -> None:
     responses["429"]["headers"] = {"Retry-After": {**RETRY_AFTER, "required": True}}
     if "409" in responses:
         responses["409"]["headers"] = {"Retry-After": RETRY_AFTER}
+    if "503" in responses:
+        responses["503"]["headers"] = {"Retry-After": {**RETRY_AFTER, "required": True}}
     if "401" in responses and _token_protected(operation):
         responses["401"]["headers"] = {"WWW-Authenticate": {**WWW_AUTHENTICATE, "required": True}}
     if "403" in responses and _scope_required(operation):
@@ -123,7 +127,7 @@ def _complete(operation: dict[str, Any]) -> None:
     parameters = operation.get("parameters", [])
     if any(p["in"] == "header" and p["name"] == IDEMPOTENCY_HEADER for p in parameters):
         for code, response in responses.items():
-            if code not in ("429",):
+            if code not in ("429", "503"):  # answered before the key is claimed: never a replay
                 response.setdefault("headers", {})[REPLAYED_HEADER] = IDEMPOTENT_REPLAYED
     for parameter in parameters:
         if parameter["in"] == "path" and parameter["schema"].get("type") == "integer":

@@ -43,6 +43,7 @@ from missions.partner.api.serializers import (
     TenderSerializer,
 )
 from missions.partner.api.telemetry_schema import TELEMETRY_FIELDS, TelemetryBatchSerializer, TelemetryEventSerializer
+from missions.telemetry.admission import IngestBusy, batch_admission
 from missions.telemetry.backfill import MAX_LINE_BYTES as BACKFILL_MAX_LINE_BYTES
 from missions.telemetry.ingest import carrier_cache, ingest_events
 from missions.telemetry.replay import REPLAY_LIMIT_MAX, events_after
@@ -437,10 +438,18 @@ class TelemetryBatchView(PartnerView):
     @extend_schema(
         request=TelemetryBatchSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={202: IngestResultSerializer, **problems(400, 401, 403, 409, 413, 415, 422, 429)},
+        responses={202: IngestResultSerializer, **problems(400, 401, 403, 409, 413, 415, 422, 429, 503)},
     )
-    @idempotent
     def post(self, request: Request) -> Response:
+        # A turn first: a refused batch has not claimed its Idempotency-Key, and its retry is new.
+        try:
+            with batch_admission().turn():
+                return self._accept(request)
+        except IngestBusy as busy:
+            raise ProblemError(503, "ingest-busy", str(busy), headers={"Retry-After": str(busy.retry_after)}) from None
+
+    @idempotent
+    def _accept(self, request: Request) -> Response:
         events = request.data.get("events") if isinstance(request.data, dict) else None
         if not isinstance(events, list) or not events:
             raise ProblemError(
