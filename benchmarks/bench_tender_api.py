@@ -24,6 +24,13 @@ same load at the same moments). Phases of ``BENCH_TENDER_SECONDS`` (20 s):
    requests a second, paced on a clock, at most ``INGEST_IN_FLIGHT``
    outstanding; a tick that finds them all busy is skipped, so a server that
    cannot keep up shows as a lower rate achieved, printed);
+   Each server process works on ``TELEMETRY_BATCH_CONCURRENCY`` (2) batches at
+   once and the others wait for their turn (``missions/telemetry/admission.py``);
+   a 503 ``ingest-busy`` is retried after its ``Retry-After`` with the same key
+   (counted and printed);
+2b. the same into a server that takes every batch at once
+   (``TELEMETRY_BATCH_CONCURRENCY=0``), its tenders read from it: the baseline
+   of the turns, in the same run;
 3. the same ingest to a second gunicorn started with the same command, as a
    separate ingest deployment would take it: on this 2-core machine it still
    shares the CPU, the database and Redis with the server measured;
@@ -65,7 +72,7 @@ BATCH = 100
 INGEST_IN_FLIGHT = 16
 TENDERS = 500
 # Which phases run (all four by default): "none", "same", "own", "own-low".
-PHASES = os.environ.get("BENCH_TENDER_PHASES", "none,same,own,own-low").split(",")
+PHASES = os.environ.get("BENCH_TENDER_PHASES", "none,same,same-all,own,own-low").split(",")
 INGEST_NICE = int(os.environ.get("BENCH_TENDER_INGEST_NICE", "10"))
 PAGE_SIZE = 25
 TARGET_MS = 50.0
@@ -147,7 +154,7 @@ def loader(
     per_second = max(1, rate // BATCH)
     ticks: list[int] = []  # due tick numbers, taken by the senders
     cond = threading.Condition()
-    sent = accepted = skipped = 0
+    sent = accepted = skipped = busy = 0
     errors: list[str] = []
     ack_ms: list[float] = []
     stop = False
@@ -159,7 +166,7 @@ def loader(
         return json.dumps({"events": [_event(m, v, ts) for m, v in trucks]}, separators=(",", ":")).encode()
 
     def sender() -> None:
-        nonlocal sent, accepted
+        nonlocal sent, accepted, busy
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         try:
@@ -171,11 +178,19 @@ def loader(
                         return
                     tick = ticks.pop(0)
                 payload = body(tick)
+                key = str(uuid.uuid4())
                 t0 = time.perf_counter()
-                conn.request("POST", "/api/v1/telemetry/batch", body=payload,
-                             headers={**headers, "Idempotency-Key": str(uuid.uuid4())})  # fmt: skip
-                response = conn.getresponse()
-                data = response.read()
+                while True:
+                    conn.request("POST", "/api/v1/telemetry/batch", body=payload,
+                                 headers={**headers, "Idempotency-Key": key})  # fmt: skip
+                    response = conn.getresponse()
+                    data = response.read()
+                    if response.status != 503:
+                        break
+                    # ingest-busy: nothing stored; the same batch and key again after Retry-After.
+                    with cond:
+                        busy += 1
+                    time.sleep(float(response.getheader("Retry-After") or 1))
                 took = (time.perf_counter() - t0) * 1000
                 if response.status != 202:
                     raise RuntimeError(f"{response.status} {data[:300]!r}")
@@ -211,7 +226,7 @@ def loader(
     for t in senders:
         t.join(60)
     elapsed = time.perf_counter() - t0
-    out.put(("loader", accepted / elapsed, sent, skipped, ack_ms, errors))
+    out.put(("loader", accepted / elapsed, sent, skipped, ack_ms, errors, busy))
 
 
 def seed(carrier_slug: str = "bench") -> dict[str, Any]:
@@ -315,6 +330,15 @@ def main() -> int:
             if "same" in PHASES:
                 same = phase(ctx, port, read_token, ids, (port, send_token, fleet))
                 rows.append(("ingest, same server", same, "same"))
+            if "same-all" in PHASES:
+                # The same, on a server whose processes take every batch at once (TELEMETRY_BATCH_CONCURRENCY=0):
+                # what batches taking turns (missions/telemetry/admission.py) changes, in the same run.
+                with served("partner", ingest_port, {**env, "TELEMETRY_BATCH_CONCURRENCY": "0"}):
+                    all_read = token_of(ingest_port, data["reading"], "tender:read")
+                    all_send = token_of(ingest_port, data["sending"], "telemetry:write")
+                    phase(ctx, ingest_port, all_read, ids, None, read_seconds=WARMUP_SECONDS)
+                    every = phase(ctx, ingest_port, all_read, ids, (ingest_port, all_send, fleet))
+                    rows.append(("same, no turns", every, "same-all"))
             if "own" in PHASES:
                 with served("partner", ingest_port, env):
                     own_token = token_of(ingest_port, data["sending"], "telemetry:write")
@@ -343,7 +367,7 @@ def report(rows: list[tuple[str, dict[str, Any], Any]]) -> None:
             raise SystemExit(f"{label}: {errors[0]}")
         rate = None
         if "loader" in parts:
-            _, rate, _sent, skipped, ack_ms, load_errors = parts["loader"]
+            _, rate, _sent, skipped, ack_ms, load_errors, busy = parts["loader"]
             if load_errors:
                 raise SystemExit(f"{label}: ingest failed: {load_errors[0]}")
         base = results[HEALTHZ]
@@ -371,13 +395,14 @@ def report(rows: list[tuple[str, dict[str, Any], Any]]) -> None:
         if rate is not None:
             ack50, ack99 = (percentile(ack_ms, 50), percentile(ack_ms, 99)) if ack_ms else (0.0, 0.0)
             print(f"{'':22} ingest {where_text(where)}: {rate:,.0f} events/s achieved of {INGEST_RATE:,} wanted "
-                  f"({skipped} batches skipped with {INGEST_IN_FLIGHT} in flight); batch answered p50 "
-                  f"{ack50:.0f} ms, p99 {ack99:.0f} ms")  # fmt: skip
+                  f"({skipped} batches skipped with {INGEST_IN_FLIGHT} in flight, {busy} answers 503 ingest-busy "
+                  f"retried); batch answered p50 {ack50:.0f} ms, p99 {ack99:.0f} ms")  # fmt: skip
             figure(name=f"ingest during tender reads, {where_text(where, short=True)}", measured=rate,
                    unit="ev/s", baseline=float(INGEST_RATE), baseline_name="ev/s wanted",
                    target=">= 95 % of wanted", met=rate >= 0.95 * INGEST_RATE)  # fmt: skip
     print("ingest 'same server': the telemetry batches go to the gunicorn that serves the tenders, as `make run` and "
-          "the partner ingress route /api/v1/; 'own gunicorn': to a second gunicorn started with the same command, "
+          "the partner ingress route /api/v1/ ('no turns': its processes take every batch at once, "
+          "TELEMETRY_BATCH_CONCURRENCY=0); 'own gunicorn': to a second gunicorn started with the same command, "
           "as a separate ingest deployment would take them (here on the same 2 cores, database and Redis); "
           f"'nice {INGEST_NICE}': that gunicorn and the loader at a lower CPU priority, as an ingest deployment "
           "with a smaller CPU share than the control plane's")  # fmt: skip
@@ -385,9 +410,10 @@ def report(rows: list[tuple[str, dict[str, Any], Any]]) -> None:
 
 def where_text(where: str, short: bool = False) -> str:
     if short:
-        return {"same": "same server", "own": "own gunicorn", "own-low": f"own gunicorn at nice {INGEST_NICE}"}[where]
-    return {"same": "into the same gunicorn", "own": "on its own gunicorn",
-            "own-low": f"on its own gunicorn at nice {INGEST_NICE}"}[where]  # fmt: skip
+        return {"same": "same server", "same-all": "same server, batches without turns", "own": "own gunicorn",
+                "own-low": f"own gunicorn at nice {INGEST_NICE}"}[where]  # fmt: skip
+    return {"same": "into the same gunicorn", "same-all": "into the same gunicorn, every batch at once",
+            "own": "on its own gunicorn", "own-low": f"on its own gunicorn at nice {INGEST_NICE}"}[where]  # fmt: skip
 
 
 if __name__ == "__main__":
