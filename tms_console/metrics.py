@@ -61,6 +61,10 @@ TELEMETRY_REJECTED = Counter(
     "Telemetry events refused inside a batch (invalid, or not the sender's mission), by path",
     ["source"],
 )
+TELEMETRY_BATCHES_BUSY = Counter(
+    "tms_telemetry_batches_busy",
+    "Telemetry batches answered 503 ingest-busy: no turn in their server process (missions/telemetry/admission.py)",
+)
 RATELIMIT_LIMITED = Counter("tms_ratelimit_limited", "Requests refused by a rate limit (429), by policy", ["policy"])
 RATELIMIT_FALLBACK = Gauge(
     "tms_ratelimit_local_fallback",
@@ -85,6 +89,16 @@ def telemetry_rejected(source: str, n: int) -> None:
     """Count ``n`` events of one batch refused (the batch itself may have been accepted)."""
     if n > 0:
         TELEMETRY_REJECTED.labels(source).inc(n)
+
+
+def telemetry_batch_busy(request: HttpRequest) -> None:
+    """Count a batch refused for want of a turn; its 503 is load shed on purpose, not a server error.
+
+    It is left out of ``tms_http_request_errors``, which a canary's analysis and the error alerts
+    read: a burst of batches must not look like a failing release.
+    """
+    TELEMETRY_BATCHES_BUSY.inc()
+    request.tms_load_shed = True  # type: ignore[attr-defined]
 
 
 def http_observe(endpoint: str, method: str, status: int, seconds: float) -> None:
@@ -138,7 +152,7 @@ def _observe(request: HttpRequest, status: int, started: float) -> None:
     exemplar = {"trace_id": format(span_context.trace_id, "032x")} if span_context.trace_flags.sampled else None
     HTTP_LATENCY.labels(endpoint, request.method or "").observe(time.perf_counter() - started, exemplar)
     HTTP_REQUESTS.labels(endpoint, request.method or "", f"{status // 100}xx").inc()
-    if status >= 500:
+    if status >= 500 and not getattr(request, "tms_load_shed", False):
         HTTP_ERRORS.labels(endpoint).inc()
 
 

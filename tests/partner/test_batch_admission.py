@@ -147,3 +147,28 @@ def test_the_settings_shape_the_process_admission() -> None:
         assert (admission.concurrency, admission.waiting_max, admission.wait_seconds) == (3, 7, 2.0)
         assert batch_admission() is admission  # one per process while the settings stand
     assert batch_admission().concurrency == 2  # the default
+
+
+@pytest.mark.django_db
+@override_settings(TELEMETRY_BATCH_CONCURRENCY=1, TELEMETRY_BATCH_WAITING_MAX=0, TELEMETRY_BATCH_WAIT_SECONDS=1)
+def test_a_refused_batch_is_counted_as_shed_not_as_a_server_error(
+    api_a: APIClient, mission_a: Mission, post_json: Callable[..., Any], holders: list[Holder]
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    busy_before = sample("tms_telemetry_batches_busy_total")
+    errors_before = sample("tms_http_request_errors_total", endpoint="/api/v1/telemetry/batch")
+    answered_before = sample("tms_http_requests_total", endpoint="/api/v1/telemetry/batch", method="POST", status="5xx")
+    assert _hold(holders, batch_admission()).inside.wait(5)
+    refused = post_json(api_a, "/api/v1/telemetry/batch", {"events": [telemetry_event(mission_a)]})
+    assert refused.status_code == 503
+    assert sample("tms_telemetry_batches_busy_total") == busy_before + 1
+    # Answered and counted by status class like every answer, but not an error a canary or an alert reads.
+    assert (
+        sample("tms_http_requests_total", endpoint="/api/v1/telemetry/batch", method="POST", status="5xx")
+        == answered_before + 1
+    )
+    assert sample("tms_http_request_errors_total", endpoint="/api/v1/telemetry/batch") == errors_before

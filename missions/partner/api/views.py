@@ -49,6 +49,7 @@ from missions.telemetry.ingest import carrier_cache, ingest_events
 from missions.telemetry.replay import REPLAY_LIMIT_MAX, events_after
 from missions.tendering import dispatch
 from missions.vehicles import mission_vehicle_assign
+from tms_console.metrics import telemetry_batch_busy
 from tms_console.problem import PROBLEM_CONTENT_TYPE, ProblemError
 
 API_VERSION = "1.0"
@@ -446,6 +447,7 @@ class TelemetryBatchView(PartnerView):
             with batch_admission().turn():
                 return self._accept(request)
         except IngestBusy as busy:
+            telemetry_batch_busy(request._request)
             raise ProblemError(503, "ingest-busy", str(busy), headers={"Retry-After": str(busy.retry_after)}) from None
 
     @idempotent
