@@ -387,8 +387,9 @@ class FleetSimulator:
     rate_hz: float = 1.0
     faults: list[Fault] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=lambda: {"sent": 0, "accepted": 0, "rejected": 0, "ticks": 0})
-    # Re-reads the active missions: new ones join the road, finished ones leave it.
-    missions_refresh: Callable[[], list[Any]] | None = None
+    # Re-reads the active missions: new ones join the road, finished ones leave it. None: it could not
+    # read them (the database away for a moment), and the trucks on the road keep driving.
+    missions_refresh: Callable[[], list[Any] | None] | None = None
     refresh_every_s: float = 10.0
     seed: int = 7
 
@@ -443,7 +444,9 @@ class FleetSimulator:
         last_refresh = started
         while (duration_s <= 0 or time.monotonic() - started < duration_s) and not stop.is_set():
             if self.missions_refresh is not None and time.monotonic() - last_refresh >= self.refresh_every_s:
-                self.sync(self.missions_refresh())
+                missions = self.missions_refresh()
+                if missions is not None:
+                    self.sync(missions)
                 last_refresh = time.monotonic()
             self.tick(time.monotonic() - started, period)
             if on_tick is not None:

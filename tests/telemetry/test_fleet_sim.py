@@ -149,3 +149,38 @@ def test_refresh_adds_new_missions_and_drops_finished_ones_keeping_state(carrier
     sim.sync([second, third])
     assert [v.mission_id for v in sim.vehicles] == [second.pk, third.pk]
     assert sim.vehicles[0].km == 123.0
+
+
+def test_the_fleet_keeps_driving_when_its_missions_cannot_be_read(
+    carrier_a: Carrier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    from missions.management.commands import simulate_fleet
+
+    mission = MissionFactory(carrier=carrier_a, status=MissionStatus.EN_ROUTE)
+    closed: list[bool] = []
+    monkeypatch.setattr(simulate_fleet.connection, "close", lambda: closed.append(True))
+    answers: list[Any] = [OperationalError("terminating connection due to administrator command"), [mission]]
+
+    def read() -> list[Any]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return list(answer)
+
+    warnings: list[str] = []
+    refresh = simulate_fleet.refreshing(read, warnings.append)
+    assert refresh() is None  # the database away: nothing to sync, no crash
+    assert closed == [True] and "the database did not answer (OperationalError)" in warnings[0]
+    assert [m.pk for m in refresh() or []] == [mission.pk]  # the next refresh reads again
+
+    refreshes: list[list[Any] | None] = [None]
+    transport = DirectTransport({carrier_a.slug: carrier_a})
+    sim = FleetSimulator(
+        vehicles=vehicles_from_missions([mission]), transport=transport, rate_hz=50,
+        missions_refresh=lambda: refreshes[0], refresh_every_s=0,
+    )  # fmt: skip
+    sim.run(0.1)
+    assert [v.mission_id for v in sim.vehicles] == [mission.pk]  # kept, not dropped as if finished
+    assert sim.stats["sent"] >= 1

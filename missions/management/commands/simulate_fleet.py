@@ -9,10 +9,12 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import InterfaceError, OperationalError, connection
 
 from missions.choices import MissionStatus
 from missions.events import Actor
@@ -69,6 +71,25 @@ def demo_fault(*, enabled: bool) -> Fault | None:
     return Fault(kind="comms_loss", vehicle=str(settings.DEMO_INCIDENT_VEHICLE), at_s=after)
 
 
+def refreshing(read: Callable[[], list[Mission]], warn: Callable[[str], None]) -> Callable[[], list[Mission] | None]:
+    """``read``, or None when the database does not answer: the trucks on the road keep driving.
+
+    The fleet's connection is its own, outside any pool: a database restart or a
+    terminated session would otherwise end the simulator (and ``make run`` with
+    it). The connection is dropped, and the next refresh opens a new one.
+    """
+
+    def refresh() -> list[Mission] | None:
+        try:
+            return read()
+        except (OperationalError, InterfaceError) as exc:
+            connection.close()
+            warn(f"missions not refreshed: the database did not answer ({type(exc).__name__}); the trucks keep driving")
+            return None
+
+    return refresh
+
+
 class Command(BaseCommand):
     help = "Simulate a fleet of trucks on real US interstate corridors, sending telemetry over http, ws or mqtt."
 
@@ -120,7 +141,7 @@ class Command(BaseCommand):
             transport=transport,
             rate_hz=options["rate"],
             faults=faults,
-            missions_refresh=active_missions,
+            missions_refresh=refreshing(active_missions, lambda text: self.stderr.write(text)),
             seed=options["seed"],
         )
         self.stdout.write(
