@@ -10,11 +10,13 @@ once, and the others wait for their turn without using the CPU; the machine is
 no less busy, but a tender read competes with two batches, not with every
 thread of the server (README, Performance: the tender API under ingest).
 
-Waiting is bounded both ways. A batch that finds ``TELEMETRY_BATCH_WAITING_MAX``
-others already waiting, or that waits ``TELEMETRY_BATCH_WAIT_SECONDS`` without
-its turn, is refused with ``IngestBusy`` (the API answers 503 ``ingest-busy``
-with ``Retry-After``): a flood of batches cannot hold every thread of the server
-and starve the control plane, and the sender learns to slow down. Nothing of a
+An NDJSON backfill takes a turn for each chunk of its upload, waiting as long
+as it must (a 503 would cut an upload in the middle). Other waits are bounded
+both ways. A batch that finds ``TELEMETRY_BATCH_WAITING_MAX`` others already
+waiting, or that waits ``TELEMETRY_BATCH_WAIT_SECONDS`` without its turn, is
+refused with ``IngestBusy`` (the API answers 503 ``ingest-busy`` with
+``Retry-After``): a flood of batches cannot hold every thread of the server and
+starve the control plane, and the sender learns to slow down. Nothing of a
 refused batch was read or stored, so it is retried as it is, with the same
 Idempotency-Key.
 """
@@ -59,13 +61,20 @@ class BatchAdmission:
         return self._waiting
 
     @contextmanager
-    def turn(self) -> Iterator[None]:
-        """Hold one of the process's turns for the block; raise ``IngestBusy`` when none comes."""
+    def turn(self, *, patient: bool = False) -> Iterator[None]:
+        """Hold one of the process's turns for the block; raise ``IngestBusy`` when none comes.
+
+        ``patient``: wait as long as it takes, outside the waiting room (an NDJSON backfill between two
+        chunks of an upload already under way, which a 503 would cut in the middle).
+        """
         if self.concurrency <= 0:
             yield
             return
         with self._free:
-            if self._working >= self.concurrency:
+            if patient:
+                while self._working >= self.concurrency:
+                    self._free.wait()
+            elif self._working >= self.concurrency:
                 if self._waiting >= self.waiting_max:
                     raise IngestBusy(
                         f"This server is working on {self._working} telemetry batches with {self._waiting} more "
@@ -90,7 +99,7 @@ class BatchAdmission:
         finally:
             with self._free:
                 self._working -= 1
-                self._free.notify()
+                self._free.notify()  # one turn freed, one waiter woken (it checks for itself)
 
 
 _admission: BatchAdmission | None = None

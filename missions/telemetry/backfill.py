@@ -31,6 +31,7 @@ import orjson
 
 from missions.models import Carrier
 from missions.models.telemetry import TelemetryGap
+from missions.telemetry.admission import batch_admission
 from missions.telemetry.gaps import telemetry_gaps_backfill
 from missions.telemetry.ingest import MissionCache, ingest_events, telemetry_batch_max
 from tms_console.problem import problem_body
@@ -156,7 +157,8 @@ def _flush(
 ) -> None:
     """Ingest the pending events as one batch, then answer every pending line in order."""
     batch = [value for _, value, problem in pending if problem is None]
-    result = ingest_events(carrier=carrier, events=batch, source=SOURCE, cache=cache, samples_dedupe=True)
+    with batch_admission().turn(patient=True):  # a chunk is a batch: it takes its turn like one
+        result = ingest_events(carrier=carrier, events=batch, source=SOURCE, cache=cache, samples_dedupe=True)
     reasons = {int(r["index"]): str(r["reason"]) for r in result.rejected}
     index = 0
     for number, value, problem in pending:

@@ -172,3 +172,36 @@ def test_a_refused_batch_is_counted_as_shed_not_as_a_server_error(
         == answered_before + 1
     )
     assert sample("tms_http_request_errors_total", endpoint="/api/v1/telemetry/batch") == errors_before
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(TELEMETRY_BATCH_CONCURRENCY=1, TELEMETRY_BATCH_WAITING_MAX=0, TELEMETRY_BATCH_WAIT_SECONDS=0.1)
+def test_a_backfill_waits_for_its_turn_as_long_as_it_takes(mission_a: Mission, holders: list[Holder]) -> None:
+    import io
+    import json
+
+    from missions.telemetry.backfill import telemetry_backfill
+
+    holder = _hold(holders, batch_admission())
+    assert holder.inside.wait(5)
+    body = "".join(json.dumps(telemetry_event(mission_a)) + "\n" for _ in range(3)).encode()
+    answers: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def upload() -> None:
+        try:
+            telemetry_backfill(carrier=mission_a.carrier, stream=io.BytesIO(body), on_result=answers.append)
+        finally:
+            from django.db import connection
+
+            connection.close()
+            done.set()
+
+    threading.Thread(target=upload, daemon=True).start()
+    # Longer than a batch may wait (0.1 s): the backfill is neither refused nor stored meanwhile.
+    assert not done.wait(0.5)
+    assert answers == [] and not TelemetryWindowEvent.objects.exists()
+    holder.done()
+    assert done.wait(10)
+    assert [a["status"] for a in answers] == ["accepted"] * 3
+    assert TelemetryWindowEvent.objects.count() == 3
