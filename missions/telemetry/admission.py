@@ -8,7 +8,7 @@ lock from a dozen batch threads, at every statement it sends, waits for all of
 them. So a process works on at most ``TELEMETRY_BATCH_CONCURRENCY`` batches at
 once, and the others wait for their turn without using the CPU; the machine is
 no less busy, but a tender read competes with two batches, not with every
-thread of the server (README, Performance: the tender API under ingest).
+thread of the server (docs/decisions/0034-batch-turns.md; README, Performance).
 
 An NDJSON backfill takes a turn for each chunk of its upload, waiting as long
 as it must (a 503 would cut an upload in the middle). Other waits are bounded
