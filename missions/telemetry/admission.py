@@ -53,6 +53,10 @@ class BatchAdmission:
         self._waiting = 0
 
     @property
+    def shape(self) -> tuple[int, int, float]:
+        return (self.concurrency, self.waiting_max, self.wait_seconds)
+
+    @property
     def working(self) -> int:
         return self._working
 
@@ -115,9 +119,9 @@ def batch_admission() -> BatchAdmission:
         float(settings.TELEMETRY_BATCH_WAIT_SECONDS),
     )
     current = _admission
-    if current is not None and (current.concurrency, current.waiting_max, current.wait_seconds) == shape:
+    if current is not None and current.shape == shape:
         return current
     with _admission_lock:
-        if _admission is None or (_admission.concurrency, _admission.waiting_max, _admission.wait_seconds) != shape:
+        if _admission is None or _admission.shape != shape:
             _admission = BatchAdmission(*shape)
         return _admission

@@ -141,7 +141,7 @@ class Command(BaseCommand):
             transport=transport,
             rate_hz=options["rate"],
             faults=faults,
-            missions_refresh=refreshing(active_missions, lambda text: self.stderr.write(text)),
+            missions_refresh=refreshing(active_missions, self.stderr.write),
             seed=options["seed"],
         )
         self.stdout.write(
